@@ -1,0 +1,1 @@
+# rules: data (being written)
