@@ -6,7 +6,7 @@
 #   R/index/takes.json                       checkpoint: selected takes (list of records)
 #   R/index/takes/{take}.json                one take's record + its raw (LZString) annotation
 #   R/raw/{take}/...                         downloaded videos, temp(): deleted after extraction
-#   R/frames/{take}/{cam}/{frame}.jpg        processed frames; R/frames/{take}/annotation.json
+#   R/frames/{take}/images/{cam}/{frame}.jpg processed frames; R/frames/{take}/annotation.json
 #   R/pairs.parquet                          one row per (take, object, exo cam, frame)
 #   R/splits/{split}.parquet + .json         split assignment + diagnostics; split in frame|take|object
 #   R/features/{backbone}/{take}.zarr        Zarr v3 store, one array per camera
