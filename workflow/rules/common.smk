@@ -21,6 +21,8 @@
 RESULTS = config["results"]
 LOGS = f"{RESULTS}/logs"
 BENCH = f"{RESULTS}/benchmarks"
+# Every rule names this environment, so `--sdm conda` runs the whole workflow in it.
+CONDA_ENV = "../../envs/omama.yaml"
 
 
 wildcard_constraints:
