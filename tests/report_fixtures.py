@@ -1,0 +1,133 @@
+"""A small results tree in the contracted formats, fabricated for report tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import zarr
+from PIL import Image
+
+from omama.io import write_json, write_parquet
+from omama.masks import eval_size, encode_rle, resize_mask
+
+EGO, EXOS = "aria01_214-1", ["cam01", "cam02"]
+EGO_HW, EXO_HW = (48, 48), (36, 64)
+FRAMES = [0, 30, 60]
+OBJECTS = ["bowl_0", "cup_1"]
+
+
+def box_mask(hw, y, x, h, w) -> np.ndarray:
+    m = np.zeros(hw, bool)
+    m[y:y + h, x:x + w] = True
+    return m
+
+
+def fabricate(root: Path, experiments: dict, subsets=("test",), references=("random",), n_takes: int = 2,
+              robustness: list[str] | None = None) -> list[str]:
+    """Write every file the report reads under ``root``; returns the take uids."""
+    rng = np.random.default_rng(0)
+    takes = [f"take{i}" for i in range(n_takes)]
+    rows = []
+    for ti, take in enumerate(takes):
+        write_frames(root / "frames" / take, take, EGO, EXOS, rng, rows, annotation_split="train" if ti else "val")
+        zarr.open_group(str(root / "features" / "tiny" / f"{take}.zarr"), mode="w").attrs.update(
+            {"backbone": "dinov2", "weights": "untrained", "untrained": True, "frames": FRAMES})
+        rec = pd.DataFrame([{"take_uid": take, "object": o, "frame": f, "gt_area": 100, "best_iou": rng.uniform(0.3, 1),
+                             "n_proposals": 7} for o in OBJECTS for f in FRAMES])
+        write_parquet(root / "proposals" / "classical" / f"{take}.recall.parquet", rec)
+    pairs = pd.DataFrame(rows)
+    for split in {x["split"] for x in experiments.values()}:
+        s = pairs.assign(split=np.where(np.arange(len(pairs)) % 3 == 0, "train", np.where(np.arange(len(pairs)) % 3 == 1, "val", "test")))
+        write_parquet(root / "splits" / f"{split}.parquet", s)
+        write_json(root / "splits" / f"{split}.json", {"counts": {"train": 4, "val": 4, "test": 4},
+                                                      "label_overlap": {"train_test": 1.0}})
+    write_json(root / "index" / "summary.json", {"takes_selected": n_takes, "skipped": {"empty object_masks": 1}})
+    write_json(root / "pairs.json", {"pairs": len(pairs), "skipped": {"frame not annotated in ego": 2}})
+    vis = pairs[["take_uid", "object", "ego_cam", "frame"]].drop_duplicates().rename(columns={"ego_cam": "camera"})
+    write_parquet(root / "synthetic" / "visibility.parquet", vis.assign(visible_fraction=rng.uniform(0, 1, len(vis)), area=100))
+    for name, x in experiments.items():
+        for s in subsets:
+            write_experiment(root / "experiments" / name / s, pairs, rng, subset=s)
+            for ref in references:
+                write_experiment(root / "reference" / x["split"] / x["proposer"] / s / ref, pairs, rng, subset=s)
+        if x.get("train"):
+            write_json(root / "experiments" / name / "train" / "history.json",
+                       [{"epoch": e, "train_loss": 3 - e, "val_iou": 0.1 * e, "lr": 1e-4, "seconds": 2.0} for e in (1, 2)])
+    for stage, job in [("extract", "take0"), ("extract", "take1"), ("features", "tiny/take0"), ("train", "trained")]:
+        p = root / "benchmarks" / stage / f"{job}.tsv"
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text("s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
+                     f"{rng.uniform(1, 9):.4f}\t0:00:01\t120.5\t300.1\t100.0\t101.0\t0.0\t1.0\t50.0\t1.2\n")
+    if robustness:
+        rrows = []
+        for pair in ["pairA", "pairB"]:
+            write_frames(root / "robustness" / "frames" / pair, pair, "ego", ["exo"], rng, rrows, frames=[0])
+        rp = pd.DataFrame(rrows)
+        for name in robustness:
+            write_experiment(root / "robustness" / "experiments" / name, rp, rng, subset=None)
+    return takes
+
+
+def write_frames(d: Path, take: str, ego: str, exos: list[str], rng, rows: list, frames=FRAMES,
+                 annotation_split: str = "train") -> None:
+    masks: dict = {}
+    annotated: dict = {}
+    for cam, hw in [(ego, EGO_HW)] + [(c, EXO_HW) for c in exos]:
+        for f in frames:
+            img = rng.integers(0, 255, (*hw, 3), dtype=np.uint8)
+            (d / "images" / cam).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(img).save(d / "images" / cam / f"{f}.jpg")
+    for oi, obj in enumerate(OBJECTS):
+        masks[obj], annotated[obj] = {}, {}
+        for cam, hw in [(ego, EGO_HW)] + [(c, EXO_HW) for c in exos]:
+            annotated[obj][cam] = list(frames)
+            masks[obj][cam] = {}
+            for f in frames:
+                if cam == ego and oi == 1 and f == frames[-1] and len(frames) > 1:
+                    continue
+                if cam == ego and oi == 1 and len(frames) == 1 and take.endswith("B"):
+                    continue
+                masks[obj][cam][str(f)] = encode_rle(box_mask(hw, 4 + 6 * oi, 5 + 8 * oi, 12, 14))
+    write_json(d / "annotation.json", {
+        "take_uid": take, "take_name": f"name_{take}", "scenario": "Cooking" if take.endswith("1") else "Health",
+        "parent_scenario": "Cooking", "ego_cam": ego, "exo_cams": exos,
+        "native_size": {ego: list(EGO_HW), **{c: list(EXO_HW) for c in exos}},
+        "image_size": {ego: list(EGO_HW), **{c: list(EXO_HW) for c in exos}}, "subsample_idx": list(frames),
+        "masks": masks, "annotated_frames": annotated,
+        "skipped": [{"object": "lid_2", "camera": exos[0], "frame": 0, "reason": "undecodable mask"}],
+    })
+    for obj in OBJECTS:
+        for exo in exos:
+            for f in frames:
+                present = str(f) in masks[obj][ego]
+                rows.append({"take_uid": take, "take_name": f"name_{take}", "scenario": "Cooking" if take.endswith("1") else "Health",
+                             "parent_scenario": "Cooking", "annotation_split": annotation_split, "object": obj,
+                             "label": obj.rsplit("_", 1)[0], "ego_cam": ego, "exo_cam": exo, "frame": f,
+                             "ego_present": present, "exo_area": 168, "ego_area": 168 if present else 0})
+
+
+def write_experiment(d: Path, pairs: pd.DataFrame, rng, subset: str | None) -> None:
+    s = pairs if subset is None else pairs[np.arange(len(pairs)) % 3 == 2]
+    s = s.assign(split=subset or "test")
+    n = len(s)
+    iou = np.where(s.ego_present, rng.uniform(0, 1, n), 0.0)
+    samples = s[["take_uid", "object", "exo_cam", "ego_cam", "frame", "split", "ego_present", "scenario", "label", "ego_area"]].assign(
+        iou=iou, shape=iou, location=rng.uniform(0, 0.3, n), confidence=rng.uniform(0, 1, n),
+        pred_exists=rng.uniform(0, 1, n) > 0.5, chosen=0, best_possible_iou=np.maximum(iou, 0.8), n_candidates=7)
+    write_parquet(d / "samples.parquet", samples)
+    results: dict = {}
+    for r in samples.itertuples():
+        hw = EGO_HW
+        eh, ew = eval_size(*hw)
+        m = resize_mask(box_mask(hw, rng.integers(0, 30), rng.integers(0, 30), 14, 14), eh, ew)
+        t = results.setdefault(r.take_uid, {"masks": {}, "subsample_idx": sorted(set(pairs.frame))})
+        t["masks"].setdefault(r.object, {}).setdefault(f"{r.exo_cam}_{r.ego_cam}", {})[str(r.frame)] = {
+            "pred_mask": encode_rle(m), "confidence": float(r.confidence)}
+    write_json(d / "predictions.json", {"exo-ego": {"version": "xx", "challenge": "correspondence", "results": results}})
+    pres = samples[samples.ego_present]
+    write_json(d / "metrics.json", {"iou": float(pres.iou.mean()), "iou_std": float(pres.iou.std(ddof=0)),
+                                    "shape_acc": float(pres["shape"].mean()), "location_score": float(pres.location.mean()),
+                                    "existence_balanced_acc": 0.5, "n_present": int(len(pres)), "n_total": n,
+                                    "protocol": "official challenge evaluator"})
