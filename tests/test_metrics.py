@@ -1,0 +1,121 @@
+"""Official metrics against hand-computed cases, and the submission-file round trip."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from omama.io import write_json
+from omama.masks import encode_rle, resize_mask
+from omama.metrics import (
+    boundary_f, boundary_map, evaluate, iou, location_error, score_masks, score_submission, summarise,
+)
+
+
+def box(shape, y0, y1, x0, x1):
+    m = np.zeros(shape, bool)
+    m[y0:y1, x0:x1] = True
+    return m
+
+
+def test_iou_hand_cases():
+    p, g = box((4, 4), 0, 2, 0, 2), box((4, 4), 0, 2, 1, 4)
+    assert iou(p, g) == pytest.approx(2 / (8 + 1e-7), abs=0)  # 4 + 6 - 2 px
+    assert iou(np.zeros((3, 5), bool), np.zeros((3, 5), bool)) == 1.0
+    assert iou(np.zeros((3, 5), bool), box((3, 5), 0, 1, 0, 1)) == 0.0
+
+
+def test_boundary_is_the_davis_outline_and_f_uses_the_tolerance():
+    one = box((6, 6), 2, 3, 2, 3)
+    assert set(zip(*np.nonzero(boundary_map(one)))) == {(1, 1), (1, 2), (2, 1), (2, 2)}
+    shifted = box((6, 6), 2, 3, 4, 5)
+    assert boundary_f(one, shifted) == pytest.approx(0.5)  # radius ceil(0.008 * 8.49) = 1: half of each outline matches
+    assert boundary_f(one, one) == 1.0
+    empty = np.zeros((6, 6), bool)
+    assert boundary_f(empty, empty) == 1.0
+    assert boundary_f(empty, one) == 0.0  # precision 1, recall 0
+    assert boundary_f(one, empty) == 0.0  # precision 0, recall 1
+    far = box((200, 200), 150, 160, 150, 160)
+    near = box((200, 200), 151, 161, 151, 161)
+    assert boundary_f(far, near) == 1.0  # 1 px off, tolerance ceil(0.008 * 282.8) = 3
+    assert boundary_f(box((200, 200), 10, 20, 10, 20), far) == 0.0
+
+
+def test_location_uses_floored_midpoints_and_the_hw_centre_quirk():
+    g = box((270, 480), 30, 42, 10, 22)  # x 10..21 -> 15, y 30..41 -> 35
+    p = box((270, 480), 30, 42, 14, 26)  # x 14..25 -> 19
+    assert location_error(p, g) == pytest.approx(4 / math.sqrt(2 * 480**2))
+    empty = np.zeros((270, 480), bool)
+    assert location_error(empty, g) == pytest.approx(math.hypot(135 - 15, 240 - 35) / math.sqrt(2 * 480**2))
+
+
+def ann(take_masks, annotated):
+    return {"masks": take_masks, "subsample_idx": [0, 30, 60], "annotated_frames": annotated}
+
+
+def test_submission_round_trip_matches_the_in_memory_scores(tmp_path):
+    rng = np.random.default_rng(0)
+    ego_native = {0: box((96, 96), 10, 40, 10, 40), 30: box((96, 96), 50, 90, 20, 70)}
+    exo = {f: box((72, 128), 5, 30, 5, 30) for f in (0, 30, 60)}
+    exo_other = {f: box((72, 128), 5, 30, 5, 30) for f in (0, 90)}
+    gt = {"version": "xx", "challenge": "correspondence", "annotations": {
+        "take-a": ann(
+            {"cup_0": {"aria01_214-1": {str(f): encode_rle(m) for f, m in ego_native.items()},
+                       "cam01": {str(f): encode_rle(m) for f, m in exo.items()},
+                       "cam02": {str(f): encode_rle(m) for f, m in exo_other.items()}}},
+            {"cup_0": {"aria01_214-1": [0, 30, 60], "cam01": [0, 30, 60], "cam02": [0, 90]}}),
+    }}
+    preds, expected = {}, []
+    scored = [("cam01", 0), ("cam01", 30), ("cam01", 60), ("cam02", 0)]  # cam02 frame 90 is not ego-annotated
+    for exo_cam, f in scored:
+        pm = rng.random((480, 480)) > 0.7
+        conf = float(rng.random())
+        preds.setdefault(f"{exo_cam}_aria01_214-1", {})[str(f)] = {"pred_mask": encode_rle(pm), "confidence": conf}
+        if f in ego_native:
+            expected.append(score_masks(pm, resize_mask(ego_native[f], 480, 480)))
+    sub = {"exo-ego": {"version": "xx", "challenge": "correspondence",
+                       "results": {"take-a": {"masks": {"cup_0": preds}, "subsample_idx": [0, 30, 60]}}}}
+    write_json(tmp_path / "predictions.json", sub)
+    write_json(tmp_path / "ground_truth.json", gt)
+    metrics = evaluate(tmp_path / "predictions.json", tmp_path / "ground_truth.json")
+    frames = score_submission(sub, gt)
+    assert metrics == summarise(frames)
+    assert metrics["n_total"] == 4 and metrics["n_present"] == 3
+    ious = [e[0] for e in expected]
+    assert metrics["iou"] == pytest.approx(np.mean(ious))
+    assert metrics["iou_std"] == pytest.approx(np.std(ious))
+    assert metrics["shape_acc"] == pytest.approx(np.mean([e[1] for e in expected]))
+    assert metrics["location_score"] == pytest.approx(np.mean([e[2] for e in expected]))
+    assert metrics["protocol"] == "official challenge evaluator"
+
+    del sub["exo-ego"]["results"]["take-a"]["masks"]["cup_0"]["cam01_aria01_214-1"]["60"]
+    with pytest.raises(KeyError, match="take 'take-a', object 'cup_0', camera 'cam01', frame '60'"):
+        score_submission(sub, gt)
+    sub["exo-ego"]["results"]["take-a"]["masks"]["cup_0"]["cam01_aria01_214-1"]["60"] = {
+        "pred_mask": encode_rle(np.zeros((96, 96), bool)), "confidence": 0.1}
+    sub["exo-ego"]["results"]["take-a"]["masks"]["cup_0"]["cam01_aria01_214-1"]["0"]["pred_mask"] = encode_rle(np.zeros((96, 96), bool))
+    with pytest.raises(ValueError, match=r"evaluation size is \(480, 480\)"):
+        score_submission(sub, gt)
+
+
+def test_existence_balanced_accuracy_over_all_scored_frames():
+    import pandas as pd
+
+    frames = pd.DataFrame({
+        "ego_present": [True, True, False, False, True],
+        "pred_exists": [True, False, False, True, True],
+        "iou": [0.5, 0.0, np.nan, np.nan, 1.0], "shape": [1.0, 0.0, np.nan, np.nan, 1.0],
+        "location": [0.1, 0.2, np.nan, np.nan, 0.0],
+    })
+    m = summarise(frames)
+    assert m["existence_balanced_acc"] == pytest.approx((2 / 3 + 1 / 2) / 2)
+    assert m["iou"] == pytest.approx(0.5) and m["n_present"] == 3 and m["n_total"] == 5
+
+
+def test_corrupt_files_name_the_file(tmp_path):
+    (tmp_path / "p.json").write_text("{not json")
+    write_json(tmp_path / "g.json", {"annotations": {}})
+    with pytest.raises(ValueError, match="predictions"):
+        evaluate(tmp_path / "p.json", tmp_path / "g.json")
