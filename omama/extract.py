@@ -1,0 +1,165 @@
+"""Per take: decode only the needed frames of every camera (streaming) and the take's masks.
+
+Writes ``images/{cam}/{frame}.jpg`` at the processed size and ``annotation.json`` with plain
+COCO RLE masks at their native size. Peak memory holds one frame, whatever the take's length.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import cv2
+from tqdm import tqdm
+
+from omama.io import atomic_path, write_json
+from omama.masks import MaskDecodeError, lzstring_to_rle, where
+from omama.takes import frame_int, is_ego
+
+log = logging.getLogger(__name__)
+
+FULL_RES_EGO = 1408  # full-resolution Aria frames; the 448-px part and synthetic takes are smaller
+AUTO_SCALE = {"ego": 0.5, "exo": 0.25}
+
+
+class VideoError(RuntimeError):
+    """A video is unreadable or lacks a frame; the message names take, camera and frame."""
+
+
+def video_size(path: str | os.PathLike, take: str, cam: str) -> tuple[int, int]:
+    """(height, width) of a video as its container declares it."""
+    cap = cv2.VideoCapture(str(path))
+    try:
+        if not cap.isOpened():
+            raise VideoError(f"cannot open video {path} for {where(take, cam=cam)}")
+        h, w = int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)), int(cap.get(cv2.CAP_PROP_FRAME_WIDTH))
+    finally:
+        cap.release()
+    if h <= 0 or w <= 0:
+        raise VideoError(f"video {path} reports no frame size for {where(take, cam=cam)}")
+    return h, w
+
+
+def read_frames(path: str | os.PathLike, frames: list[int], take: str, cam: str):
+    """Yield (frame, BGR image) for the sorted ``frames``, grabbing past the others undecoded."""
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        raise VideoError(f"cannot open video {path} for {where(take, cam=cam)}")
+    try:
+        pos = 0  # index of the next frame grab() returns
+        for frame in frames:
+            while pos <= frame:
+                if not cap.grab():
+                    raise VideoError(f"video {path} ends after {pos} frames: missing {where(take, cam=cam, frame=frame)} (truncated video?)")
+                pos += 1
+            ok, img = cap.retrieve()
+            if not ok or img is None:
+                raise VideoError(f"cannot decode {where(take, cam=cam, frame=frame)} of video {path}")
+            yield frame, img
+    finally:
+        cap.release()
+
+
+def scale_for(setting, view: str, ego_width: int) -> float:
+    """Processed/native scale: "auto" halves ego and quarters exo on full-resolution sources."""
+    if setting == "auto":
+        return AUTO_SCALE[view] if ego_width >= FULL_RES_EGO else 1.0
+    return float(setting)
+
+
+def same_aspect(a: tuple[int, int], b: tuple[int, int], tol: float = 0.01) -> bool:
+    """Whether two (h, w) sizes differ only by a uniform scale (e.g. 1408 px masks on 448 px video)."""
+    return abs(a[0] * b[1] - a[1] * b[0]) <= tol * max(a[0] * b[1], a[1] * b[0])
+
+
+def decode_masks(record: dict, video_sizes: dict[str, tuple[int, int]], skip_bad_masks: bool):
+    """Decode a take's LZString masks at their declared size, restricted to the record's frames.
+
+    Returns (masks, annotated_frames, native_size, skipped). A mask that does not decode or
+    whose size does not match the camera's video is an error, or with ``skip_bad_masks`` a
+    skip listed with its reason and removed from that camera's annotated frames (so it is
+    never mistaken for "not visible").
+    """
+    take = record["take_uid"]
+    wanted = set(record["frames"])
+    masks, annotated, skipped = {}, {}, []
+    native: dict[str, tuple[int, int]] = {}
+    for obj, per_cam in sorted(record["object_masks"].items()):
+        for cam, ann in sorted(per_cam.items()):
+            ctx = dict(take=take, obj=obj, cam=cam)
+            if cam not in video_sizes:
+                raise ValueError(f"no video for {where(**ctx)}")
+            if not isinstance(ann, dict) or not isinstance(ann.get("annotation", {}), dict):
+                raise ValueError(f"malformed annotation for {where(**ctx)}: expected an object with 'annotation'")
+            frames = {frame_int(f, **ctx) for f in ann.get("annotated_frames", [])}
+            cam_masks = {}
+            for key, entry in sorted(ann.get("annotation", {}).items(), key=lambda kv: frame_int(kv[0], **ctx)):
+                frame = frame_int(key, **ctx)
+                frames.add(frame)
+                if frame not in wanted:
+                    continue
+                try:
+                    try:
+                        h, w, enc = int(entry["height"]), int(entry["width"]), entry["encodedMask"]
+                    except (KeyError, TypeError, ValueError) as e:
+                        raise ValueError(f"malformed mask entry for {where(**ctx, frame=frame)}: missing or bad {e}") from e
+                    if not same_aspect((h, w), video_sizes[cam]):
+                        raise MaskDecodeError(f"mask size {[h, w]} does not match video size {list(video_sizes[cam])} for {where(**ctx, frame=frame)}")
+                    if native.setdefault(cam, (h, w)) != (h, w):
+                        raise MaskDecodeError(f"mask size {[h, w]} differs from the camera's other masks {list(native[cam])} for {where(**ctx, frame=frame)}")
+                    cam_masks[str(frame)] = lzstring_to_rle(enc, h, w, **ctx, frame=frame)
+                except MaskDecodeError as e:
+                    if not skip_bad_masks:
+                        raise
+                    log.warning("skipped: %s", e)
+                    skipped.append({"object": obj, "camera": cam, "frame": frame, "reason": str(e)})
+                    frames.discard(frame)
+            masks.setdefault(obj, {})[cam] = cam_masks
+            annotated.setdefault(obj, {})[cam] = sorted(frames & wanted)
+    native_size = {cam: list(native.get(cam, size)) for cam, size in video_sizes.items()}
+    return masks, annotated, native_size, skipped
+
+
+def extract_take(record: dict, raw_root: str | os.PathLike, annotation_out: str | os.PathLike,
+                 images_out: str | os.PathLike, frames_cfg: dict) -> dict:
+    """Write the processed frames and annotation.json of one take; returns the annotation.
+
+    ``frames_cfg`` is config["frames"]: ego_scale, exo_scale, jpeg_quality, skip_bad_masks.
+    """
+    take = record["take_uid"]
+    cams = [record["ego_cam"], *record["exo_cams"]]
+    paths = {cam: Path(raw_root) / record["videos"][cam] for cam in cams}
+    sizes = {cam: video_size(paths[cam], take, cam) for cam in cams}
+    masks, annotated, native, skipped = decode_masks(record, sizes, bool(frames_cfg.get("skip_bad_masks", False)))
+    ego_width = sizes[record["ego_cam"]][1]
+    image_size = {}
+    for cam in cams:
+        s = scale_for(frames_cfg.get("ego_scale" if is_ego(cam) else "exo_scale", "auto"), "ego" if is_ego(cam) else "exo", ego_width)
+        h, w = sizes[cam]
+        image_size[cam] = [max(1, round(h * s)), max(1, round(w * s))]
+    frames = record["frames"]
+    quality = [cv2.IMWRITE_JPEG_QUALITY, int(frames_cfg.get("jpeg_quality", 95))]
+    with atomic_path(images_out) as tmp:
+        with tqdm(total=len(cams) * len(frames), desc=f"extract {take}", mininterval=5) as bar:
+            for cam in cams:
+                (tmp / cam).mkdir(parents=True)
+                h, w = image_size[cam]
+                for frame, img in read_frames(paths[cam], frames, take, cam):
+                    if img.shape[:2] != tuple(sizes[cam]):
+                        raise VideoError(f"decoded frame is {img.shape[:2]}, container says {sizes[cam]} for {where(take, cam=cam, frame=frame)}")
+                    if (h, w) != img.shape[:2]:
+                        img = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
+                    if not cv2.imwrite(str(tmp / cam / f"{frame}.jpg"), img, quality):
+                        raise OSError(f"cannot write {tmp / cam / f'{frame}.jpg'}")
+                    bar.update()
+    annotation = {
+        "take_uid": take, "take_name": record["take_name"], "scenario": record["scenario"],
+        "parent_scenario": record["parent_scenario"], "ego_cam": record["ego_cam"], "exo_cams": record["exo_cams"],
+        "native_size": native, "image_size": image_size, "subsample_idx": frames,
+        "masks": masks, "annotated_frames": annotated, "skipped": skipped,
+    }
+    write_json(annotation_out, annotation)
+    log.info("take %s: %d cameras x %d frames, %d masks, %d skipped", take, len(cams), len(frames),
+             sum(len(f) for per_cam in masks.values() for f in per_cam.values()), len(skipped))
+    return annotation

@@ -1,0 +1,151 @@
+"""Data sources: the real Ego-Exo4D client (`egoexo`), or a local folder in the same layout.
+
+Every source ends in the same place: ``R/raw/{take}/<relative path>`` holding the take's
+videos, verified to be complete, with the relative paths of the take record's ``videos``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from omama.io import atomic_path, read_json
+
+log = logging.getLogger(__name__)
+
+# The public release's bucket: the default of the `egoexo` command.
+EGOEXO_BASE_DIR = "s3://ego4d-consortium-sharing/egoexo-public/"
+EGOEXO_CLIENT = [sys.executable, "-m", "ego4d.egoexo.download.cli"]
+METADATA_FILES = ("takes.json", "annotations/relations_train.json", "annotations/relations_val.json")
+
+
+class DownloadError(RuntimeError):
+    """A download did not deliver what the take needs; the message names take and camera."""
+
+
+def egoexo_command(out_dir: str | os.PathLike, part: str, cfg: dict, uids: list[str] | None = None) -> list[str]:
+    """The `egoexo` command line for one part (never ``--delete``)."""
+    cmd = [*EGOEXO_CLIENT, "-o", str(out_dir), "--parts", part, "-y",
+           "--release", cfg["release"], "--s3_profile", cfg["s3_profile"],
+           "--num_workers", str(cfg.get("num_workers", 4))]
+    if cfg.get("base_dir"):
+        cmd += ["--base_dir", cfg["base_dir"]]
+    if uids:
+        cmd += ["--uids", *uids]
+    return cmd
+
+
+def run_egoexo(out_dir, part: str, cfg: dict, uids: list[str] | None = None, check=None) -> None:
+    """Run the client for one part, retrying ``cfg["retries"]`` times.
+
+    The client skips files already complete on disk, so a retry resumes. ``check`` (no
+    arguments, raises on an incomplete result) runs after each attempt that exits 0,
+    because the client exits 0 even when it could not size (and so skipped) an object.
+    """
+    attempts = int(cfg.get("retries", 3)) + 1
+    cmd = egoexo_command(out_dir, part, cfg, uids)
+    for attempt in range(1, attempts + 1):
+        log.info("attempt %d/%d: %s", attempt, attempts, " ".join(cmd))
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        log.info("egoexo exit %d\n%s%s", proc.returncode, proc.stdout[-4000:], proc.stderr[-4000:])
+        try:
+            if proc.returncode != 0:
+                raise DownloadError(
+                    f"egoexo --parts {part}{' --uids ' + ' '.join(uids) if uids else ''} exited with "
+                    f"{proc.returncode} ({'no manifest readable: check credentials/profile' if proc.returncode == 1 else 'some downloads failed'}):\n"
+                    f"{proc.stdout[-1500:]}{proc.stderr[-1500:]}")
+            if check is not None:
+                check()
+            return
+        except DownloadError:
+            if attempt == attempts:
+                raise
+            time.sleep(min(2 ** attempt, 30))
+
+
+def s3_url(cfg: dict, *parts: str) -> str:
+    base = (cfg.get("base_dir") or EGOEXO_BASE_DIR).rstrip("/")
+    return "/".join([base, cfg["release"], *parts])
+
+
+def fetch_manifest(part: str, cfg: dict, dest: str | os.PathLike) -> None:
+    """Copy ``<base_dir>/<release>/<part>/manifest.json`` (the sizes the client knows) to ``dest``."""
+    import boto3
+
+    url = s3_url(cfg, part, "manifest.json")
+    bucket, key = url[len("s3://"):].split("/", 1)
+    client = boto3.Session(profile_name=cfg["s3_profile"]).client("s3")
+    with atomic_path(dest) as tmp:
+        try:
+            client.download_file(bucket, key, str(tmp))
+        except Exception as e:
+            raise DownloadError(f"cannot read the manifest of part {part!r} at {url}: {e}") from e
+
+
+def fetch_metadata(out_dir: str | os.PathLike, cfg: dict) -> None:
+    """Metadata and annotations (two client runs) plus the video part's manifest into ``out_dir``."""
+    out_dir = Path(out_dir)
+    for part, files in (("metadata", METADATA_FILES[:1]), ("annotations", METADATA_FILES[1:])):
+        def check(files=files, part=part):
+            missing = [f for f in files if not (out_dir / f).is_file() or (out_dir / f).stat().st_size == 0]
+            if missing:
+                raise DownloadError(f"egoexo --parts {part} finished without {missing} in {out_dir}")
+        run_egoexo(out_dir, part, cfg, check=check)
+    fetch_manifest(cfg["part"], cfg, out_dir / "manifest.json")
+
+
+def manifest_sizes(path: str | os.PathLike) -> dict[str, dict[str, int | None]]:
+    """take uid -> {relative_path: size or None} from a part's manifest.json."""
+    out: dict[str, dict[str, int | None]] = {}
+    for entry in read_json(path, "manifest"):
+        files = out.setdefault(entry["uid"], {})
+        for p in entry["paths"]:
+            files[p["relative_path"]] = p.get("size")
+    return out
+
+
+def verify_videos(record: dict, root: str | os.PathLike) -> None:
+    """Every camera's video is under ``root``, non-empty, and of the manifest's size when known."""
+    sizes = record.get("video_sizes") or {}
+    problems = []
+    for cam, rel in sorted(record["videos"].items()):
+        path = Path(root) / rel
+        if not path.is_file():
+            problems.append(f"camera {cam!r}: {rel} missing")
+        elif path.stat().st_size == 0:
+            problems.append(f"camera {cam!r}: {rel} is empty")
+        elif sizes.get(cam) is not None and path.stat().st_size != sizes[cam]:
+            problems.append(f"camera {cam!r}: {rel} has {path.stat().st_size} bytes, manifest says {sizes[cam]}")
+    if problems:
+        raise DownloadError(f"take {record['take_uid']!r} ({record['take_name']}): " + "; ".join(problems))
+
+
+def download_take(record: dict, source: dict, source_root: str | os.PathLike, out_dir: str | os.PathLike) -> None:
+    """Bring one take's videos to ``out_dir/<relative path>`` (atomic, verified).
+
+    ``source`` is config["source"]. ``egoexo``: the client downloads the take's part into a
+    staging folder kept across kills (the client resumes), then it is verified and renamed.
+    ``local``/``synthetic``: the videos are copied (the source stays intact).
+    """
+    out_dir = Path(out_dir)
+    if source["kind"] == "egoexo":
+        cfg = source["egoexo"]
+        staging = out_dir.parent / f".{out_dir.name}.partial"
+        staging.mkdir(parents=True, exist_ok=True)
+        run_egoexo(staging, cfg["part"], cfg, uids=[record["take_uid"]], check=lambda: verify_videos(record, staging))
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(staging, out_dir)
+        return
+    verify_videos({**record, "video_sizes": None}, source_root)
+    with atomic_path(out_dir) as tmp:
+        for cam, rel in sorted(record["videos"].items()):
+            dest = tmp / rel
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(Path(source_root) / rel, dest)
+        verify_videos({**record, "video_sizes": {c: (Path(source_root) / r).stat().st_size for c, r in record["videos"].items()}}, tmp)

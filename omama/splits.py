@@ -1,0 +1,81 @@
+"""Train/val/test splits of the pairs at frame, take or object-label level, with diagnostics."""
+
+from __future__ import annotations
+
+from itertools import combinations
+
+import numpy as np
+import pandas as pd
+
+from omama.io import write_json, write_parquet
+
+SPLITS = ("train", "val", "test")
+GROUP_KEYS = {
+    "frame": ["take_uid", "frame"],   # one instant (all its cameras and objects) stays in one split
+    "take": ["take_uid"],
+    "object": ["label"],              # no object label is shared between splits
+}
+
+
+def assign_groups(sizes: pd.Series, ratios: list[float], seed: int) -> pd.Series:
+    """Map each group (index of ``sizes``, its pair count) to a split, aiming at ``ratios`` by pairs.
+
+    Groups are shuffled with ``seed`` and laid end to end; a group goes to the split its
+    middle falls in. Then every split with a positive ratio gets at least one group when
+    there are enough groups (the smallest group of the split holding the most groups moves).
+    """
+    r = np.asarray(ratios, dtype=float)
+    if r.sum() <= 0:
+        raise ValueError(f"split ratios {ratios} sum to zero")
+    bounds = np.cumsum(r / r.sum())
+    order = np.random.default_rng(seed).permutation(len(sizes))
+    n = sizes.to_numpy()[order]
+    mid = (np.cumsum(n) - n / 2) / n.sum()
+    idx = np.minimum(np.searchsorted(bounds, mid, side="right"), len(SPLITS) - 1)
+    for s in np.flatnonzero(r > 0):
+        counts = np.bincount(idx, minlength=len(SPLITS))
+        if counts[s] == 0 and counts.max() > 1:
+            donor = np.flatnonzero(idx == counts.argmax())
+            idx[donor[np.argmin(n[donor])]] = s
+    split = pd.Series(np.asarray(SPLITS)[idx], index=sizes.index[order])
+    return split
+
+
+def split_pairs(pairs: pd.DataFrame, strategy: str, ratios: list[float], seed: int) -> pd.DataFrame:
+    """The pairs with a "split" column in train/val/test."""
+    if strategy not in GROUP_KEYS:
+        raise ValueError(f"unknown split strategy {strategy!r}; known: {sorted(GROUP_KEYS)}")
+    if pairs.empty:
+        raise ValueError("no pairs to split")
+    keys = GROUP_KEYS[strategy]
+    sizes = pairs.groupby(keys, sort=True).size()
+    split = assign_groups(sizes, ratios, seed).rename("split")
+    out = pairs.join(split, on=keys)
+    return out
+
+
+def diagnostics(df: pd.DataFrame, strategy: str, ratios: list[float], seed: int) -> dict:
+    """Counts per split, per scenario and per ego presence, and object-label overlap between splits."""
+    per = {s: df[df["split"] == s] for s in SPLITS}
+    labels = {s: set(d["label"]) for s, d in per.items()}
+    return {
+        "strategy": strategy, "ratios": list(ratios), "seed": seed, "pairs": len(df),
+        "counts": {s: {"pairs": len(d), "fraction": round(len(d) / max(len(df), 1), 4),
+                       "takes": int(d["take_uid"].nunique()), "frames": int(d[["take_uid", "frame"]].drop_duplicates().shape[0]),
+                       "objects": int(d[["take_uid", "object"]].drop_duplicates().shape[0]), "labels": len(labels[s])}
+                   for s, d in per.items()},
+        "per_scenario": {sc: {s: int(((df["scenario"] == sc) & (df["split"] == s)).sum()) for s in SPLITS}
+                         for sc in sorted(df["scenario"].unique())},
+        "per_ego_presence": {s: {"present": int(d["ego_present"].sum()), "absent": int((~d["ego_present"]).sum())}
+                             for s, d in per.items()},
+        "label_overlap": {f"{a}-{b}": sorted(labels[a] & labels[b]) for a, b in combinations(SPLITS, 2)},
+    }
+
+
+def write_split(pairs_path: str, strategy: str, ratios: list[float], seed: int, split_out: str, diagnostics_out: str) -> dict:
+    """Split the pairs table and write the assignment (parquet) and its diagnostics (JSON)."""
+    df = split_pairs(pd.read_parquet(pairs_path), strategy, ratios, seed)
+    diag = diagnostics(df, strategy, ratios, seed)
+    write_parquet(split_out, df)
+    write_json(diagnostics_out, diag, indent=1)
+    return diag

@@ -1,0 +1,231 @@
+"""The take index: one streaming pass over takes.json and relations_{split}.json.
+
+Writes one record per selected take (``records_dir/{take_uid}.json``, with that take's raw
+LZString ``object_masks``), the lean list of records (``takes.json``, without the masks) and
+a summary counting every take left out and why.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import json
+import logging
+import os
+import zlib
+from collections import Counter
+from pathlib import Path, PurePosixPath
+
+import ijson
+import numpy as np
+
+from omama.io import atomic_path, read_json, write_json
+from omama.masks import where
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "val")
+DOWNSCALED = "downscaled/448"
+
+
+def is_ego(cam: str) -> bool:
+    return "aria" in cam
+
+
+def frame_int(key, **context) -> int:
+    try:
+        return int(key)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"malformed frame key {key!r} for {where(**context)}") from e
+
+
+def cameras(take_uid: str, object_masks: dict) -> tuple[str, list[str]]:
+    """(ego camera, sorted exo cameras) of a take's object_masks; exactly one ego camera."""
+    cams = {cam for per_cam in object_masks.values() for cam in per_cam}
+    egos = sorted(c for c in cams if is_ego(c))
+    if len(egos) != 1:
+        raise ValueError(f"take {take_uid!r}: expected exactly one ego (aria) camera, found {egos}")
+    return egos[0], sorted(cams - set(egos))
+
+
+def annotated_frames(take_uid: str, object_masks: dict) -> list[int]:
+    """Every frame any camera of any object was annotated at (annotated_frames or a mask key)."""
+    frames = set()
+    for obj, per_cam in object_masks.items():
+        for cam, ann in per_cam.items():
+            if not isinstance(ann, dict):
+                raise ValueError(f"malformed annotation (not an object) for {where(take_uid, obj, cam)}")
+            for f in ann.get("annotated_frames", []):
+                frames.add(frame_int(f, take=take_uid, obj=obj, cam=cam))
+            for f in ann.get("annotation", {}):
+                frames.add(frame_int(f, take=take_uid, obj=obj, cam=cam))
+    return sorted(frames)
+
+
+def video_paths(take: dict, cams: list[str], source_root: str | os.PathLike | None, downscaled: bool | None) -> dict[str, str]:
+    """camera -> video path relative to the source root, from takes.json's frame_aligned_videos.
+
+    ``downscaled``: True/False picks the 448-px or full-resolution file; None (a local
+    folder) picks the full-resolution file when present under ``source_root``, else the 448-px one.
+    """
+    by_stem = {}
+    for streams in take.get("frame_aligned_videos", {}).values():
+        for stream in streams.values():
+            rel = stream.get("relative_path") if isinstance(stream, dict) else None
+            if rel:
+                by_stem[PurePosixPath(rel).stem] = PurePosixPath(take["root_dir"]) / rel
+    out = {}
+    for cam in cams:
+        if cam not in by_stem:
+            raise KeyError(cam)
+        full = by_stem[cam]
+        small = full.parent / DOWNSCALED / full.name
+        if downscaled is None:
+            downscaled = not (Path(source_root) / full).is_file() and (Path(source_root) / small).is_file()
+        out[cam] = str(small if downscaled else full)
+    return out
+
+
+def choose_frames(take_uid: str, frames: list[int], fraction: float, seed: int) -> list[int]:
+    """A seeded share of a take's frames (at least one), independent of the other takes."""
+    if fraction >= 1.0 or not frames:
+        return frames
+    rng = np.random.default_rng([seed, zlib.crc32(take_uid.encode())])
+    k = max(1, round(fraction * len(frames)))
+    return sorted(int(f) for f in rng.choice(frames, size=k, replace=False))
+
+
+def take_rank(take_uid: str, seed: int) -> str:
+    """Seeded order of takes for take_limit: the same take keeps its rank whatever else is selected."""
+    return hashlib.sha256(f"{seed}:{take_uid}".encode()).hexdigest()
+
+
+def scenario_selected(scenarios: list[str], *names: str) -> bool:
+    wanted = {s.lower() for s in scenarios}
+    return not wanted or any(n and n.lower() in wanted for n in names)
+
+
+def stream_annotations(path: str | os.PathLike):
+    """(take_uid, annotation) of relations_{split}.json, one take at a time."""
+    try:
+        with open(path, "rb") as f:
+            yield from ijson.kvitems(f, "annotations", use_float=True)
+    except ijson.JSONError as e:
+        raise ValueError(f"malformed relations file {path}: {e}") from e
+
+
+def write_if_changed(path: Path, obj) -> None:
+    """Write JSON atomically unless the file already holds exactly it (keeps mtimes stable)."""
+    data = json.dumps(obj, sort_keys=True).encode()
+    if path.is_file() and path.read_bytes() == data:
+        return
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def build_index(source_root: str | os.PathLike, selection: dict, takes_out: str | os.PathLike,
+                records_dir: str | os.PathLike, summary_out: str | os.PathLike,
+                downscaled: bool | None = None, manifest: str | os.PathLike | None = None) -> list[dict]:
+    """Select takes and write their records; returns the lean records written to ``takes_out``.
+
+    ``selection`` is config["selection"]: scenarios (parent or fine-grained names),
+    annotation_splits, take_limit (seeded), frame_fraction (seeded), seed.
+    """
+    from omama.sources import manifest_sizes
+
+    root = Path(source_root)
+    meta = {t["take_uid"]: t for t in read_json(root / "takes.json", "takes.json")}
+    sizes = manifest_sizes(manifest) if manifest else {}
+    seed = int(selection.get("seed", 0))
+    limit = selection.get("take_limit")
+    scenarios = selection.get("scenarios") or []
+    skipped, reasons = [], Counter()
+    kept: list[tuple[str, dict]] = []  # a max-heap by rank (negated) when take_limit is set
+    seen = 0
+    records_dir = Path(records_dir)
+
+    def skip(uid, reason, name=None):
+        reasons[reason] += 1
+        skipped.append({"take_uid": uid, "take_name": name, "reason": reason})
+
+    for split in selection.get("annotation_splits") or list(SPLITS):
+        path = root / "annotations" / f"relations_{split}.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"missing annotations: {path}")
+        for uid, ann in stream_annotations(path):
+            seen += 1
+            take = meta.get(uid)
+            name = ann.get("take_name") if isinstance(ann, dict) else None
+            if take is None:
+                skip(uid, "not in takes.json", name)
+                continue
+            if not scenario_selected(scenarios, ann.get("scenario"), take.get("task_name"), take.get("parent_task_name")):
+                reasons["scenario not selected"] += 1
+                continue
+            masks = ann.get("object_masks") or {}
+            if not masks:
+                skip(uid, "empty object_masks", take["take_name"])
+                continue
+            ego, exos = cameras(uid, masks)
+            try:
+                videos = video_paths(take, [ego, *exos], root, downscaled)
+            except KeyError as e:
+                skip(uid, f"camera {e.args[0]} has no video in takes.json", take["take_name"])
+                continue
+            frames = choose_frames(uid, annotated_frames(uid, masks), float(selection.get("frame_fraction", 1.0)), seed)
+            take_sizes = sizes.get(uid, {})
+            record = {
+                "take_uid": uid, "take_name": take["take_name"],
+                "scenario": ann.get("scenario") or take.get("task_name"),
+                "parent_scenario": take.get("parent_task_name"),
+                "annotation_split": split, "ego_cam": ego, "exo_cams": exos, "videos": videos,
+                "video_sizes": {c: take_sizes.get(p) for c, p in videos.items()},
+                "frames": frames, "object_masks": masks,
+            }
+            if limit is None:
+                write_if_changed(records_dir / f"{uid}.json", record)
+                kept.append((uid, lean(record)))
+            else:
+                item = (take_rank(uid, seed), uid, record)
+                if len(kept) < limit:
+                    heapq.heappush(kept, _Neg(item))
+                    continue
+                reasons["beyond take_limit"] += 1
+                if item[0] < kept[0].item[0]:
+                    heapq.heapreplace(kept, _Neg(item))
+    if limit is not None:
+        full = [n.item[2] for n in kept]
+        for record in full:
+            write_if_changed(records_dir / f"{record['take_uid']}.json", record)
+        kept = [(r["take_uid"], lean(r)) for r in full]
+    records = [r for _, r in sorted(kept, key=lambda x: x[0])]
+    if not records:
+        raise ValueError(f"no take selected from {root} (selection {selection}; left out: {dict(reasons)})")
+    summary = {
+        "source": str(root), "takes_in_annotations": seen, "selected": len(records),
+        "frames": sum(len(r["frames"]) for r in records), "left_out": dict(sorted(reasons.items())),
+        "skipped_takes": skipped,
+    }
+    write_json(summary_out, summary, indent=1)
+    write_json(takes_out, records, indent=1)
+    log.info("selected %d of %d takes; left out %s", len(records), seen, dict(reasons))
+    return records
+
+
+def lean(record: dict) -> dict:
+    """A record without its masks (what takes.json lists), plus its object count."""
+    out = {k: v for k, v in record.items() if k != "object_masks"}
+    out["n_objects"] = len(record["object_masks"])
+    return out
+
+
+class _Neg:
+    """Heap item ordered by descending rank, so the heap top is the worst-ranked kept take."""
+
+    __slots__ = ("item",)
+
+    def __init__(self, item):
+        self.item = item
+
+    def __lt__(self, other):
+        return self.item[0] > other.item[0]

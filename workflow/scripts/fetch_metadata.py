@@ -1,0 +1,8 @@
+"""Fetch Ego-Exo4D metadata, annotations and the video part's manifest with the `egoexo` client."""
+from pathlib import Path
+
+from omama.logs import log_to
+from omama.sources import fetch_metadata
+
+log_to(snakemake.log[0])
+fetch_metadata(Path(snakemake.output.takes).parent, snakemake.params.cfg)
