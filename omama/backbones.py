@@ -1,0 +1,266 @@
+"""Frozen backbones that turn RGB frames into dense feature grids (B, C, h, w).
+
+One ``Backbone`` class wraps every kind: DINOv2 / DINOv3 vision transformers (Hugging Face
+transformers, or DINOv2 from torch hub) and a ResNet-50 trained with DINO v1 (torchvision).
+``weights: untrained`` builds the same architecture with seeded random weights (a small
+``tiny`` configuration for the transformers), so the pipeline runs offline.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+VIEWS = ("ego", "exo")
+GRID_DEFAULTS = {"ego": (50, 50), "exo": (38, 68)}
+TINY_DEFAULTS = {"hidden_size": 96, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 192, "seed": 0}
+HF_MODEL_TYPES = {"dinov2": {"dinov2", "dinov2_with_registers"}, "dinov3": {"dinov3_vit"}}
+DEFAULT_IMPLEMENTATION = {"dinov2": "transformers", "dinov3": "transformers", "resnet50-dino": "torchvision"}
+RESNET_STRIDE = 32
+
+
+class TransformerTokens(nn.Module):
+    """A transformers ViT -> patch tokens after the final LayerNorm as (B, C, h, w)."""
+
+    def __init__(self, model: nn.Module, patch_size: int, prefix_tokens: int):
+        super().__init__()
+        self.model = model
+        self.patch_size = patch_size
+        self.prefix_tokens = prefix_tokens
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2] // self.patch_size, x.shape[-1] // self.patch_size
+        tokens = self.model(pixel_values=x).last_hidden_state[:, self.prefix_tokens:]
+        return tokens.transpose(1, 2).reshape(x.shape[0], -1, h, w)
+
+
+class HubTokens(nn.Module):
+    """A torch-hub DINOv2 -> ``x_norm_patchtokens`` as (B, C, h, w)."""
+
+    def __init__(self, model: nn.Module, patch_size: int):
+        super().__init__()
+        self.model = model
+        self.patch_size = patch_size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2] // self.patch_size, x.shape[-1] // self.patch_size
+        tokens = self.model.forward_features(x)["x_norm_patchtokens"]
+        return tokens.transpose(1, 2).reshape(x.shape[0], -1, h, w)
+
+
+class ResNetTrunk(nn.Module):
+    """ResNet-50 without avgpool and fc: the last stage's output, stride 32."""
+
+    def __init__(self, resnet: nn.Module):
+        super().__init__()
+        self.stem = nn.Sequential(resnet.conv1, resnet.bn1, resnet.relu, resnet.maxpool)
+        self.stages = nn.Sequential(resnet.layer1, resnet.layer2, resnet.layer3, resnet.layer4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.stages(self.stem(x))
+
+
+class Backbone:
+    """Frozen network + its input geometry: frames (uint8 RGB) -> float32 (B, C, h, w).
+
+    ``patch_size`` is input pixels per grid cell (the ViT patch; 16 for ResNet-50, whose
+    stride-32 map of half the grid is average-pooled up to the grid).
+    """
+
+    def __init__(self, network: nn.Module, channels: int, patch_size: int, grids: dict, input_sizes: dict,
+                 info: dict, device: str | torch.device = "cpu"):
+        self.device = torch.device(device)
+        self.network = network.eval().requires_grad_(False).to(self.device)
+        self.channels = int(channels)
+        self.patch_size = int(patch_size)
+        self._grids = {v: tuple(int(n) for n in g) for v, g in grids.items()}
+        self._input_sizes = {v: tuple(int(n) for n in s) for v, s in input_sizes.items()}
+        self._info = info
+        self._mean = torch.tensor(IMAGENET_MEAN, device=self.device).view(1, 3, 1, 1) * 255
+        self._std = torch.tensor(IMAGENET_STD, device=self.device).view(1, 3, 1, 1) * 255
+
+    def grid(self, view: str) -> tuple[int, int]:
+        return self._grids[_check_view(view)]
+
+    def input_size(self, view: str) -> tuple[int, int]:
+        """(H, W) the frames of ``view`` are resized to."""
+        return self._input_sizes[_check_view(view)]
+
+    def resize(self, image: np.ndarray, view: str) -> np.ndarray:
+        """uint8 HxWx3 RGB -> uint8 RGB at the input size (bilinear)."""
+        H, W = self.input_size(view)
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(f"expected a uint8 HxWx3 RGB image, got {image.dtype} {image.shape}")
+        if image.shape[:2] == (H, W):
+            return image
+        return cv2.resize(image, (W, H), interpolation=cv2.INTER_LINEAR)
+
+    def normalize(self, batch: torch.Tensor) -> torch.Tensor:
+        """uint8 (B, H, W, 3) at the input size -> ImageNet-normalised float (B, 3, H, W) on the device."""
+        x = batch.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float()
+        return (x - self._mean) / self._std
+
+    def prepare(self, images: list[np.ndarray], view: str) -> torch.Tensor:
+        """Frames (uint8 HxWx3 RGB, any size) -> the network's input batch."""
+        return self.normalize(torch.from_numpy(np.stack([self.resize(im, view) for im in images])))
+
+    def encode(self, x: torch.Tensor, view: str) -> torch.Tensor:
+        """Prepared batch -> float32 (B, C, h, w) on the device; no graph is kept."""
+        if tuple(x.shape[-2:]) != self.input_size(view):
+            raise ValueError(f"{view} input must be {self.input_size(view)}, got {tuple(x.shape[-2:])}")
+        autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda"
+                    else contextlib.nullcontext())
+        with torch.inference_mode(), autocast:
+            y = self.network(x)
+            if tuple(y.shape[-2:]) != self.grid(view):
+                y = F.adaptive_avg_pool2d(y, self.grid(view))
+        return y.float()
+
+    def features(self, images: list[np.ndarray], view: str) -> torch.Tensor:
+        """Frames (uint8 HxWx3 RGB) -> float32 (B, C, h, w)."""
+        return self.encode(self.prepare(images, view), view)
+
+    def describe(self) -> dict:
+        """Everything a feature store must record about how its features were made."""
+        return {
+            **self._info,
+            "channels": self.channels,
+            "patch_size": self.patch_size,
+            "grid": {v: list(g) for v, g in self._grids.items()},
+            "input_size": {v: list(s) for v, s in self._input_sizes.items()},
+            "normalisation": {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)},
+            "resize": "bilinear (cv2.INTER_LINEAR)",
+            "autocast": "bfloat16" if self.device.type == "cuda" else "none",
+            "device": str(self.device),
+            "parameters": sum(p.numel() for p in self.network.parameters()),
+        }
+
+
+def _check_view(view: str) -> str:
+    if view not in VIEWS:
+        raise ValueError(f"view must be one of {VIEWS}, got {view!r}")
+    return view
+
+
+def _grids(cfg: dict) -> dict:
+    return {v: tuple(cfg.get(f"{v}_grid", GRID_DEFAULTS[v])) for v in VIEWS}
+
+
+def _tiny(cfg: dict) -> dict:
+    return {**TINY_DEFAULTS, **(cfg.get("tiny") or {})}
+
+
+@contextlib.contextmanager
+def _seeded(seed: int):
+    """Build modules under a fixed seed without disturbing the caller's random state."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
+def _tiny_transformers_config(kind: str, tiny: dict):
+    from transformers import DINOv3ViTConfig, Dinov2WithRegistersConfig
+
+    arch = {k: tiny[k] for k in ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size")}
+    if kind == "dinov2":
+        return Dinov2WithRegistersConfig(**arch, patch_size=14, image_size=518, num_register_tokens=4)
+    return DINOv3ViTConfig(**arch, patch_size=16, num_register_tokens=4)
+
+
+def _load_transformers(cfg: dict) -> tuple[nn.Module, int, int, dict]:
+    from transformers import AutoModel
+
+    kind, weights = cfg["kind"], cfg["weights"]
+    if weights == "untrained":
+        tiny = _tiny(cfg)
+        config = _tiny_transformers_config(kind, tiny)
+        with _seeded(tiny["seed"]):
+            model = AutoModel.from_config(config, attn_implementation="sdpa")
+        source = {"tiny": tiny}
+    else:
+        try:
+            model = AutoModel.from_pretrained(weights, attn_implementation="sdpa")
+        except OSError as e:
+            raise FileNotFoundError(
+                f"cannot load {kind} weights {weights!r} (a Hugging Face id needs internet or the HF cache; "
+                f"or give a local directory written by save_pretrained): {e}") from e
+        source = {}
+    config = model.config
+    if config.model_type not in HF_MODEL_TYPES[kind]:
+        raise ValueError(f"backbone kind {kind!r} expects a model of type {sorted(HF_MODEL_TYPES[kind])}, "
+                         f"but {weights!r} is {config.model_type!r}")
+    patch = config.patch_size if isinstance(config.patch_size, int) else config.patch_size[0]
+    prefix = 1 + int(getattr(config, "num_register_tokens", 0) or 0)
+    info = {**source, "architecture": type(model).__name__, "prefix_tokens_dropped": prefix,
+            "attn_implementation": config._attn_implementation}
+    return TransformerTokens(model, patch, prefix), config.hidden_size, patch, info
+
+
+def _load_torchhub(cfg: dict) -> tuple[nn.Module, int, int, dict]:
+    repo, entry = cfg.get("hub_repo", "facebookresearch/dinov2"), cfg["weights"]
+    if entry == "untrained":
+        raise ValueError("implementation torchhub needs weights = a hub entry such as 'dinov2_vitb14_reg'")
+    source = "local" if Path(repo).is_dir() else "github"
+    model = torch.hub.load(repo, entry, source=source)
+    patch = model.patch_size if isinstance(model.patch_size, int) else model.patch_size[0]
+    info = {"architecture": type(model).__name__, "hub_repo": repo, "hub_source": source}
+    return HubTokens(model, patch), model.embed_dim, patch, info
+
+
+def _load_resnet(cfg: dict) -> tuple[nn.Module, int, int, dict]:
+    import torchvision
+
+    weights = cfg["weights"]
+    if weights == "untrained":
+        with _seeded(_tiny(cfg)["seed"]):
+            resnet = torchvision.models.resnet50(weights=None)
+    else:
+        resnet = torchvision.models.resnet50(weights=None)
+        if weights.startswith(("http://", "https://")):
+            state = torch.hub.load_state_dict_from_url(weights, map_location="cpu", check_hash=False)
+        elif Path(weights).is_file():
+            state = torch.load(weights, map_location="cpu", weights_only=True)
+        else:
+            raise FileNotFoundError(f"resnet50-dino weights {weights!r} is neither a URL nor a file")
+        state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+        resnet.fc = nn.Identity()
+        try:
+            resnet.load_state_dict(state, strict=True)
+        except RuntimeError as e:
+            raise ValueError(f"{weights!r} is not a ResNet-50 state dict: {e}") from e
+    info = {"architecture": "torchvision resnet50 (layer4 output, fc/avgpool removed)",
+            "pooling": "adaptive_avg_pool2d from the stride-32 map to the grid"}
+    return ResNetTrunk(resnet), 2048, RESNET_STRIDE // 2, info
+
+
+def load_backbone(cfg: dict, device: str | torch.device = "cpu") -> Backbone:
+    """Build the frozen backbone a ``config["backbones"][name]`` entry describes.
+
+    Input size = grid * patch for the ViTs (DINOv2 50x50 -> 700x700); for ResNet-50 the
+    input is sized so its stride-32 map is about half the grid (50x50 -> 800x800 -> 25x25,
+    pooled up to 50x50), as in the review.
+    """
+    kind, weights = cfg["kind"], cfg["weights"]
+    impl = cfg.get("implementation", DEFAULT_IMPLEMENTATION.get(kind))
+    loaders = {("dinov2", "transformers"): _load_transformers, ("dinov3", "transformers"): _load_transformers,
+               ("dinov2", "torchhub"): _load_torchhub, ("resnet50-dino", "torchvision"): _load_resnet}
+    if (kind, impl) not in loaders:
+        raise ValueError(f"unsupported backbone kind/implementation {kind!r}/{impl!r}; "
+                         f"supported: {sorted(loaders)}")
+    network, channels, patch, info = loaders[kind, impl](cfg)
+    grids = _grids(cfg)
+    if kind == "resnet50-dino":
+        inputs = {v: tuple(math.ceil(n / 2) * RESNET_STRIDE for n in g) for v, g in grids.items()}
+    else:
+        inputs = {v: tuple(n * patch for n in g) for v, g in grids.items()}
+    info = {"kind": kind, "implementation": impl, "weights": weights, "untrained": weights == "untrained", **info}
+    return Backbone(network, channels, patch, grids, inputs, info, device)

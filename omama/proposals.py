@@ -1,0 +1,230 @@
+"""Class-agnostic mask proposals for the ego frames of a take, and their recall.
+
+Two proposers (``config["proposers"][name]["kind"]``):
+- ``fastsam``: Ultralytics FastSAM in segment-everything mode, every mask kept.
+- ``classical``: no weights; Felzenszwalb graph segmentation of the frame at several scales,
+  both on RGB and on shading-free chromaticity, borders snapped to image edges by a
+  watershed, split into connected components, filtered
+  by area and de-duplicated by mask IoU. A mask's score is its stability: the share of the
+  segmentations that produce it (IoU >= ``max_iou``).
+
+Outputs are COCO RLE (``omama.masks``), never dense arrays.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from pycocotools import mask as mask_utils
+from scipy import ndimage
+from skimage.filters import sobel
+from skimage.segmentation import felzenszwalb, find_boundaries, watershed
+from tqdm import tqdm
+
+from omama.features import load_frame
+from omama.io import read_json, write_parquet
+from omama.masks import decode_rle, encode_rle, mask_box, resize_mask
+
+log = logging.getLogger(__name__)
+
+PROPOSAL_COLUMNS = ["frame", "proposal", "height", "width", "counts", "x", "y", "w", "h", "score", "area"]
+RECALL_COLUMNS = ["take_uid", "object", "frame", "gt_area", "best_iou", "n_proposals"]
+FASTSAM_DEFAULTS = {"imgsz": 1024, "conf": 0.4, "iou": 0.9, "retina_masks": True}
+CLASSICAL_DEFAULTS = {"scales": [0.5, 1.0, 2.0], "min_area": 0.002, "max_iou": 0.9}
+FELZENSZWALB_K = 300.0  # graph threshold at scale 1.0 for a 224-pixel image; grows with the image side
+
+
+@dataclass
+class ProposalSet:
+    """The proposals of one frame: RLE masks at (height, width), boxes (x, y, w, h), scores."""
+
+    height: int
+    width: int
+    counts: list[str]
+    boxes: np.ndarray
+    scores: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.counts)
+
+    def masks(self, height: int | None = None, width: int | None = None) -> np.ndarray:
+        """bool (N, H, W), resized nearest when a size other than the stored one is asked."""
+        height, width = height or self.height, width or self.width
+        out = np.zeros((len(self), height, width), dtype=bool)
+        for i, c in enumerate(self.counts):
+            out[i] = resize_mask(decode_rle({"size": [self.height, self.width], "counts": c}), height, width)
+        return out
+
+
+def load_proposals(path) -> dict[int, ProposalSet]:
+    """``{frame: ProposalSet}`` of a proposals parquet; processed frames without proposals map to empty sets."""
+    df = pd.read_parquet(path)
+    missing = set(PROPOSAL_COLUMNS) - set(df.columns)
+    if missing:
+        raise ValueError(f"proposals file {path} lacks columns {sorted(missing)}")
+    size = df.attrs.get("image_size")
+    out = {int(f): ProposalSet(int(size[0]), int(size[1]), [], np.zeros((0, 4), np.float32), np.zeros(0, np.float32))
+           for f in df.attrs.get("frames", [])} if size else {}
+    for frame, g in df.sort_values(["frame", "proposal"]).groupby("frame", sort=True):
+        out[int(frame)] = ProposalSet(int(g["height"].iloc[0]), int(g["width"].iloc[0]), g["counts"].tolist(),
+                                      g[["x", "y", "w", "h"]].to_numpy(np.float32), g["score"].to_numpy(np.float32))
+    return out
+
+
+def _rles(masks) -> list[dict]:
+    return [mask_utils.encode(np.asfortranarray(m.astype(np.uint8))) for m in masks]
+
+
+def mask_iou(a: list[dict], b: list[dict]) -> np.ndarray:
+    """(len(a), len(b)) IoU of pycocotools RLEs."""
+    if not a or not b:
+        return np.zeros((len(a), len(b)))
+    return np.asarray(mask_utils.iou(a, b, [0] * len(b)), dtype=np.float64).reshape(len(a), len(b))
+
+
+def snap_to_edges(labels: np.ndarray, edges: np.ndarray, margin: int = 2) -> np.ndarray:
+    """Re-grow segments from their interiors by watershed on the edge map.
+
+    Graph segmentation of a smoothed image leaves a ring of blended pixels at object
+    borders in the wrong segment; the watershed moves each border onto the strongest edge.
+    """
+    border = ndimage.binary_dilation(find_boundaries(labels, mode="thick"), iterations=margin)
+    return watershed(edges, np.where(border, 0, labels + 1)) - 1
+
+
+class ClassicalProposer:
+    """Weights-free multi-scale Felzenszwalb proposals (see the module docstring)."""
+
+    def __init__(self, scales=CLASSICAL_DEFAULTS["scales"], min_area: float = CLASSICAL_DEFAULTS["min_area"],
+                 max_iou: float = CLASSICAL_DEFAULTS["max_iou"]):
+        self.scales, self.min_area, self.max_iou = list(scales), float(min_area), float(max_iou)
+
+    def segmentations(self, image: np.ndarray) -> list[np.ndarray]:
+        """One integer label map per (scale, colour space), boundaries snapped to edges."""
+        rgb = image.astype(np.float64) / 255
+        chroma = rgb / np.maximum(rgb.sum(axis=2, keepdims=True), 1e-3)
+        k = FELZENSZWALB_K * max(image.shape[:2]) / 224
+        min_size = max(4, int(self.min_area * image.shape[0] * image.shape[1] / 2))
+        out = []
+        for im in (rgb, chroma):
+            edges = np.max([sobel(im[..., c]) for c in range(3)], axis=0)
+            out += [snap_to_edges(felzenszwalb(im, scale=k * s, sigma=0.8, min_size=min_size), edges)
+                    for s in self.scales]
+        return out
+
+    def __call__(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """uint8 RGB (H, W, 3) -> bool masks (N, H, W), scores (N,)."""
+        H, W = image.shape[:2]
+        min_px = self.min_area * H * W
+        rles, runs = [], []
+        for run, labels in enumerate(self.segmentations(image)):
+            for lab, box in enumerate(ndimage.find_objects(labels + 1)):
+                if box is None:
+                    continue
+                comps, n = ndimage.label(labels[box] == lab)
+                for c in range(1, n + 1):
+                    part = comps == c
+                    if min_px <= part.sum() < H * W:
+                        m = np.zeros((H, W), bool)
+                        m[box] = part
+                        rles.extend(_rles([m]))
+                        runs.append(run)
+        if not rles:
+            return np.zeros((0, H, W), bool), np.zeros(0, np.float32)
+        iou = mask_iou(rles, rles)
+        runs = np.asarray(runs)
+        same = iou >= self.max_iou
+        stability = np.array([len(np.unique(runs[row])) for row in same], dtype=np.float32) / (2 * len(self.scales))
+        areas = mask_utils.area(rles)
+        keep: list[int] = []
+        for i in np.lexsort((-areas, -stability)):
+            if not keep or iou[i, keep].max() < self.max_iou:
+                keep.append(int(i))
+        return mask_utils.decode([rles[i] for i in keep]).transpose(2, 0, 1).astype(bool), stability[keep]
+
+
+class FastSAMProposer:
+    """Ultralytics FastSAM, segment everything, every mask kept."""
+
+    def __init__(self, weights: str, device: str = "cpu", imgsz: int = FASTSAM_DEFAULTS["imgsz"],
+                 conf: float = FASTSAM_DEFAULTS["conf"], iou: float = FASTSAM_DEFAULTS["iou"],
+                 retina_masks: bool = FASTSAM_DEFAULTS["retina_masks"]):
+        from ultralytics import FastSAM
+
+        if not Path(weights).is_file():
+            raise FileNotFoundError(f"FastSAM weights not found: {weights} (download FastSAM-x.pt / FastSAM-s.pt)")
+        self.model = FastSAM(str(weights))
+        self.kwargs = dict(imgsz=imgsz, conf=conf, iou=iou, retina_masks=retina_masks, device=device, verbose=False)
+
+    def __call__(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        H, W = image.shape[:2]
+        result = self.model(np.ascontiguousarray(image[..., ::-1]), **self.kwargs)[0]
+        if result.masks is None or len(result.masks) == 0:
+            return np.zeros((0, H, W), bool), np.zeros(0, np.float32)
+        data = result.masks.data
+        if tuple(data.shape[-2:]) != (H, W):
+            from ultralytics.utils.ops import scale_masks
+
+            data = scale_masks(data[None], (H, W))[0]
+        return data.cpu().numpy() > 0.5, result.boxes.conf.cpu().numpy().astype(np.float32)
+
+
+def make_proposer(cfg: dict, device: str = "cpu"):
+    """The proposer a ``config["proposers"][name]`` entry describes."""
+    kind = cfg["kind"]
+    if kind == "classical":
+        return ClassicalProposer(**{k: cfg.get(k, v) for k, v in CLASSICAL_DEFAULTS.items()})
+    if kind == "fastsam":
+        if not cfg.get("weights"):
+            raise ValueError("proposer kind fastsam needs weights: path to FastSAM-x.pt or FastSAM-s.pt")
+        return FastSAMProposer(cfg["weights"], device, **{k: cfg.get(k, v) for k, v in FASTSAM_DEFAULTS.items()})
+    raise ValueError(f"unknown proposer kind {kind!r}; use classical or fastsam")
+
+
+def propose_take(annotation_json, images_dir, out_proposals, out_recall, proposer_cfg: dict,
+                 device: str = "cpu") -> dict:
+    """Proposals for every ego frame in ``subsample_idx`` of one take, and their recall of the GT ego masks."""
+    annotation = read_json(annotation_json, "annotation")
+    take, cam = annotation["take_uid"], annotation["ego_cam"]
+    frames = sorted(int(f) for f in annotation["subsample_idx"])
+    proposer = make_proposer(proposer_cfg, device)
+    rows, recall, size = [], [], None
+    for frame in tqdm(frames, desc=f"proposals {take}", mininterval=5):
+        image = load_frame(Path(images_dir) / cam / f"{frame}.jpg", take, cam, frame)
+        H, W = image.shape[:2]
+        size = size or (H, W)
+        if (H, W) != size:
+            raise ValueError(f"ego frame {frame} of take {take!r} (camera {cam!r}) is {H}x{W}, others {size}")
+        masks, scores = proposer(image)
+        rles = _rles(masks)
+        for i, (m, s) in enumerate(zip(masks, scores)):
+            x, y, w, h = mask_box(m)
+            rows.append((frame, i, H, W, encode_rle(m)["counts"], x, y, w, h, float(s), int(m.sum())))
+        for obj, cams in annotation.get("masks", {}).items():
+            gt_rle = cams.get(cam, {}).get(str(frame))
+            if gt_rle is None:
+                continue
+            try:
+                gt = resize_mask(decode_rle(gt_rle), H, W)
+            except Exception as e:
+                raise ValueError(f"undecodable GT mask: take {take!r}, object {obj!r}, camera {cam!r}, "
+                                 f"frame {frame}: {e}") from e
+            iou = mask_iou(_rles([gt]), rles)
+            recall.append((take, obj, frame, int(gt.sum()), float(iou.max()) if iou.size else 0.0, len(rles)))
+    df = pd.DataFrame(rows, columns=PROPOSAL_COLUMNS).astype(
+        {"frame": "int64", "proposal": "int32", "height": "int32", "width": "int32", "x": "int32", "y": "int32",
+         "w": "int32", "h": "int32", "score": "float32", "area": "int64"})
+    df.attrs = {"take_uid": take, "frames": frames, "image_size": list(size) if size else None,
+                "proposer": proposer_cfg["kind"]}
+    write_parquet(out_proposals, df)
+    rec = pd.DataFrame(recall, columns=RECALL_COLUMNS).astype(
+        {"frame": "int64", "gt_area": "int64", "best_iou": "float64", "n_proposals": "int64"})
+    write_parquet(out_recall, rec)
+    summary = {"take_uid": take, "frames": len(frames), "proposals": len(df),
+               "mean_best_iou": float(rec["best_iou"].mean()) if len(rec) else None}
+    log.info("proposals of take %s: %s", take, summary)
+    return summary
