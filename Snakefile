@@ -12,6 +12,15 @@ if not workflow.config_settings.configfiles:
 
 
 validate(config, "workflow/schemas/config.schema.yaml")
+from omama import preflight  # credentials, weights, folders: warnings in a dry run, a stop before a real run
+
+PREFLIGHT = preflight.preflight(config)
+preflight.announce(PREFLIGHT, workflow.config_settings.configfiles)
+
+
+onstart:
+    preflight.stop_if(PREFLIGHT)
+
 
 
 include: "workflow/rules/common.smk"

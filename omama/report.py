@@ -84,7 +84,8 @@ def report_inputs(p: ReportParams, takes: list[str], robustness_pairs: list[str]
     if p.source_kind == "synthetic":
         out["visibility"] = [f"{r}/synthetic/visibility.parquet"]
     if p.robustness_enabled:
-        out["robustness"] = [f"{r}/robustness/experiments/{e}/metrics.json" for e in p.robustness_experiments]
+        out["robustness"] = [f"{r}/robustness/experiments/{e}/test/{f}" for e in p.robustness_experiments
+                             for f in ("metrics.json", "samples.parquet", "predictions.json")]
         out["robustness_frames"] = [f"{r}/robustness/frames/{t}/annotation.json" for t in robustness_pairs or []]
     return out
 
@@ -467,7 +468,7 @@ def robustness_section(p: ReportParams, r: Path) -> dict | None:
     frames = Frames(rr / "frames")
     metrics, per_pair, preds, samples = [], None, {}, {}
     for name in p.robustness_experiments:
-        d = rr / "experiments" / name
+        d = rr / "experiments" / name / "test"
         m = read_json(d / "metrics.json", "robustness metrics")
         metrics.append({"experiment": name, **{k: m.get(k) for k, _ in METRICS}, "n present": m.get("n_present"),
                         "n total": m.get("n_total")})

@@ -66,7 +66,7 @@ def fabricate(root: Path, experiments: dict, subsets=("test",), references=("ran
             write_frames(root / "robustness" / "frames" / pair, pair, "ego", ["exo"], rng, rrows, frames=[0])
         rp = pd.DataFrame(rrows)
         for name in robustness:
-            write_experiment(root / "robustness" / "experiments" / name, rp, rng, subset=None)
+            write_experiment(root / "robustness" / "experiments" / name / "test", rp, rng, subset=None)
     return takes
 
 

@@ -1,0 +1,187 @@
+"""Checks a config before a run: credentials, weights files and folders it needs.
+
+``preflight(config)`` returns one plain sentence per problem (what is missing, where it is
+configured and how to fix it). The Snakefile prints them at parse time, so a dry run lists
+them as warnings and still shows the planned jobs; a real run stops before its first job.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+from pathlib import Path
+
+HF_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+GATED_HF = ("facebook/dinov3-",)
+FILE_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".ckpt")
+
+
+def preflight(config: dict) -> list[str]:
+    """Every problem that would stop a real run of ``config`` (an empty list when none)."""
+    problems = source_problems(config["source"])
+    used = config["experiments"].values()
+    for name in sorted({x["backbone"] for x in used}):
+        if name in config["backbones"]:
+            problems += backbone_problems(name, config["backbones"][name])
+        else:
+            problems.append(f"an experiment uses backbone {name!r}, which is not under backbones: "
+                            f"(known: {sorted(config['backbones'])})")
+    for name in sorted({x["proposer"] for x in used}):
+        if name in config["proposers"]:
+            problems += proposer_problems(name, config["proposers"][name])
+        else:
+            problems.append(f"an experiment uses proposer {name!r}, which is not under proposers: "
+                            f"(known: {sorted(config['proposers'])})")
+    inits: dict[str, list[str]] = {}
+    for name, x in config["experiments"].items():
+        inits.setdefault(x.get("init", "none"), []).append(name)
+    for init, names in inits.items():
+        problems += init_problems(names, init, config["experiments"])
+    problems += robustness_problems(config.get("robustness", {}), config["experiments"])
+    for name in config.get("report", {}).get("compare", []):
+        if name not in config["experiments"]:
+            problems.append(f"report.compare names experiment {name!r}, which is not under experiments:")
+    return problems
+
+
+def source_problems(source: dict) -> list[str]:
+    kind = source["kind"]
+    if kind == "synthetic":
+        return []
+    if kind == "local":
+        root = Path(source["path"])
+        missing = [f for f in ("takes.json", "annotations/relations_train.json", "annotations/relations_val.json")
+                   if not (root / f).is_file()]
+        if not root.is_dir():
+            return [f"source.path {str(root)!r} (kind local) does not exist: point it at a folder in the "
+                    f"Ego-Exo4D layout (takes.json, annotations/, takes/<take_name>/frame_aligned_videos/)"]
+        return [f"source.path {str(root)!r} (kind local) lacks {f}" for f in missing]
+    problems = []
+    if importlib.util.find_spec("ego4d") is None:
+        problems.append("source.kind egoexo needs the official download client: pip install ego4d")
+    problems += aws_problems(source.get("egoexo", {}).get("s3_profile", "default"))
+    return problems
+
+
+def aws_problems(profile: str) -> list[str]:
+    """Whether the AWS profile the `egoexo` client will use has credentials (files and env only, no network)."""
+    import botocore.exceptions
+    import botocore.session
+
+    files = (os.environ.get("AWS_SHARED_CREDENTIALS_FILE", "~/.aws/credentials"),
+             os.environ.get("AWS_CONFIG_FILE", "~/.aws/config"))
+    where = " or ".join(files)
+    try:
+        profiles = botocore.session.Session(profile="default").full_config.get("profiles", {})
+    except botocore.exceptions.BotoCoreError as e:
+        return [f"source.egoexo.s3_profile {profile!r}: the AWS configuration in {where} cannot be read: {e}"]
+    keys = ("aws_access_key_id", "credential_process", "sso_session", "sso_start_url", "role_arn",
+            "web_identity_token_file")
+    if any(k in profiles.get(profile, {}) for k in keys):
+        return []
+    if profile == "default" and os.environ.get("AWS_ACCESS_KEY_ID") and os.environ.get("AWS_SECRET_ACCESS_KEY"):
+        return []
+    state = "has no credentials" if profile in profiles else "is not defined"
+    return [f"source.egoexo.s3_profile {profile!r}: the AWS profile {state} in {where}. Ego-Exo4D needs a signed "
+            f"licence (https://ego4ddataset.com/egoexo-license/); configure the keys it gives you with "
+            f"`aws configure --profile {profile}` (they expire after about 14 days)"]
+
+
+def local_path(weights: str) -> bool:
+    """Whether a weights string names a file or folder (rather than a hub id, a URL or 'untrained')."""
+    return (weights.startswith(("/", ".", "~")) or weights.endswith(FILE_SUFFIXES)
+            or (not HF_ID.match(weights) and not weights.startswith(("http://", "https://"))))
+
+
+def backbone_problems(name: str, cfg: dict) -> list[str]:
+    weights = cfg["weights"]
+    if weights == "untrained" or weights.startswith(("http://", "https://")):
+        return []
+    if Path(weights).expanduser().exists():
+        return []
+    if cfg.get("implementation") == "torchhub":
+        return []
+    if local_path(weights):
+        return [f"backbones.{name}.weights {weights!r} does not exist: put the {cfg['kind']} weights there"]
+    if HF_ID.match(weights) and not hf_cached(weights):
+        if weights.startswith(GATED_HF) and not hf_token():
+            return [f"backbones.{name}.weights {weights!r} is a gated Hugging Face model that is not in the local "
+                    f"cache and no Hugging Face token is set: accept its licence on "
+                    f"https://huggingface.co/{weights}, then run `hf auth login` or set HF_TOKEN"]
+        if os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE"):
+            return [f"backbones.{name}.weights {weights!r} is not in the Hugging Face cache and the hub is set "
+                    f"offline (HF_HUB_OFFLINE/TRANSFORMERS_OFFLINE): download it once online or give a local folder"]
+    return []
+
+
+def hf_cached(repo_id: str) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+
+
+def hf_token() -> bool:
+    from huggingface_hub import get_token
+
+    return bool(get_token())
+
+
+def proposer_problems(name: str, cfg: dict) -> list[str]:
+    if cfg["kind"] != "fastsam":
+        return []
+    weights = cfg.get("weights")
+    if not weights:
+        return [f"proposers.{name}: kind fastsam needs weights: the path of FastSAM-s.pt or FastSAM-x.pt"]
+    if not Path(weights).expanduser().is_file():
+        return [f"proposers.{name}.weights {weights!r} does not exist: download {Path(weights).name} from the "
+                f"Ultralytics assets release (https://github.com/ultralytics/assets/releases) and put it there"]
+    return []
+
+
+def init_problems(names: list[str], init: str, experiments: dict) -> list[str]:
+    """Problems with one ``init`` value shared by the experiments ``names``."""
+    where = ", ".join(f"experiments.{n}.init" for n in names)
+    if init == "none":
+        return []
+    if init.startswith("experiment:"):
+        other = init.split(":", 1)[1]
+        if other not in experiments:
+            return [f"{where} names experiment {other!r}, which is not under experiments:"]
+        if experiments[other].get("train") is None:
+            return [f"{where} names experiment {other!r}, which is not trained (train: null)"]
+        return []
+    if not Path(init).expanduser().is_file():
+        return [f"{where}: {init!r} does not exist: download the released O-MaMa exo->ego checkpoint "
+                f"(a plain state_dict, see the O-MaMa repository) and put it there, or set init: none"]
+    return []
+
+
+def robustness_problems(cfg: dict, experiments: dict) -> list[str]:
+    problems = []
+    path = cfg.get("path")
+    if path and not Path(path).is_dir():
+        problems.append(f"robustness.path {path!r} does not exist: put the photo pairs there "
+                        f"(<pair>/exo.jpg, <pair>/ego.jpg, <pair>/masks/<object>.exo.png and .ego.png) or set it to null")
+    for name in cfg.get("experiments", []):
+        if name not in experiments:
+            problems.append(f"robustness.experiments names {name!r}, which is not under experiments:")
+    return problems
+
+
+def announce(problems: list[str], configfiles) -> None:
+    """Print the problems as warnings (a dry run still lists the planned jobs)."""
+    import sys
+
+    if problems:
+        files = ", ".join(map(str, configfiles)) or "config.yaml"
+        lines = "\n".join(f"  - {p}" for p in problems)
+        print(f"PREFLIGHT: {len(problems)} problem(s) with {files}; a real run will stop before its first job:\n"
+              f"{lines}", file=sys.stderr)
+
+
+def stop_if(problems: list[str]) -> None:
+    """End a real run, before any job, with the problems as the message (no traceback)."""
+    if problems:
+        lines = "\n".join(f"  - {p}" for p in problems)
+        raise SystemExit(f"PREFLIGHT failed, nothing was run. Fix these first:\n{lines}")
