@@ -107,11 +107,15 @@ def scenario_selected(scenarios: list[str], *names: str) -> bool:
 
 def stream_annotations(path: str | os.PathLike):
     """(take_uid, annotation) of relations_{split}.json, one take at a time."""
+    last = None
     try:
         with open(path, "rb") as f:
-            yield from ijson.kvitems(f, "annotations", use_float=True)
-    except ijson.JSONError as e:
-        raise ValueError(f"malformed relations file {path}: {e}") from e
+            for uid, ann in ijson.kvitems(f, "annotations", use_float=True):
+                yield uid, ann
+                last = uid
+    except (ijson.JSONError, ijson.IncompleteJSONError) as e:
+        after = f"after take {last!r}" if last else "before the first take"
+        raise ValueError(f"malformed relations file {path} ({after}): {e}") from e
 
 
 def write_if_changed(path: Path, obj) -> None:
@@ -154,8 +158,10 @@ def build_index(source_root: str | os.PathLike, selection: dict, takes_out: str 
             raise FileNotFoundError(f"missing annotations: {path}")
         for uid, ann in stream_annotations(path):
             seen += 1
+            if not isinstance(ann, dict):
+                raise ValueError(f"malformed annotation of take {uid!r} in {path}: expected an object")
             take = meta.get(uid)
-            name = ann.get("take_name") if isinstance(ann, dict) else None
+            name = ann.get("take_name")
             if take is None:
                 skip(uid, "not in takes.json", name)
                 continue

@@ -1,0 +1,135 @@
+"""The real `egoexo` client against a loopback S3 (moto): metadata, annotations, one take, a missing video."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import boto3
+import pytest
+
+from data_fixtures import SELECTION, synthetic_source  # noqa: F401  (session fixture)
+from omama.sources import DownloadError, download_take, fetch_metadata
+from omama.takes import build_index
+
+BUCKET = "egoexo-test"
+PART = "downscaled_takes/448"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def s3_server():
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def aws_profile(tmp_path, monkeypatch, s3_server):
+    """A [default] profile with dummy keys pointing at the loopback S3, for this process and the client's."""
+    cfg = tmp_path / "aws-config"
+    cfg.write_text(f"[default]\nregion = us-east-1\naws_access_key_id = testing\naws_secret_access_key = testing\n"
+                   f"endpoint_url = {s3_server}\n")
+    for var in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+                "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(cfg))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "aws-credentials"))
+    return boto3.Session(profile_name="default").client("s3")
+
+
+def publish(client, source: Path, prefix: str, take_uid: str, unknown_size: set[str] = frozenset(),
+            not_uploaded: set[str] = frozenset()) -> None:
+    """Upload one take of ``source`` as the release `prefix`/v2 with manifests for metadata, annotations and the 448-px part."""
+    if BUCKET not in [b["Name"] for b in client.list_buckets()["Buckets"]]:
+        client.create_bucket(Bucket=BUCKET)
+    base = f"s3://{BUCKET}/{prefix}/v2"
+
+    def put(key: str, path: Path) -> str:
+        client.upload_file(str(path), BUCKET, f"{prefix}/v2/{key}")
+        return f"{base}/{key}"
+
+    def manifest(part: str, entries: list[dict]) -> None:
+        client.put_object(Bucket=BUCKET, Key=f"{prefix}/v2/{part}/manifest.json", Body=json.dumps(entries).encode())
+
+    def spec(source_path, rel, path, size_known=True):
+        return {"source_path": source_path, "relative_path": rel, "views": None, "universities": None,
+                "file_type": Path(rel).suffix[1:], "size": path.stat().st_size if size_known else None, "checksum": None}
+
+    manifest("metadata", [{"uid": "metadata", "paths": [spec(put("metadata/takes.json", source / "takes.json"), "takes.json", source / "takes.json")],
+                           "splits": None, "benchmarks": None}])
+    manifest("annotations", [{"uid": "annotations", "splits": None, "benchmarks": ["relations"], "paths": [
+        spec(put(f"annotations/relations_{s}.json", source / f"annotations/relations_{s}.json"), f"annotations/relations_{s}.json",
+             source / f"annotations/relations_{s}.json") for s in ("train", "val")]}])
+    take = next(t for t in json.loads((source / "takes.json").read_text()) if t["take_uid"] == take_uid)
+    paths = []
+    for cam_streams in take["frame_aligned_videos"].values():
+        for stream in cam_streams.values():
+            local = source / take["root_dir"] / stream["relative_path"]
+            cam = local.stem
+            rel = f"{take['root_dir']}/frame_aligned_videos/downscaled/448/{local.name}"
+            key = f"{PART}/{take_uid}/{local.name}"
+            src = f"{base}/{key}" if cam in not_uploaded else put(key, local)
+            paths.append(spec(src, rel, local, size_known=cam not in unknown_size))
+    manifest(PART, [{"uid": take_uid, "paths": paths, "splits": ["train"], "benchmarks": ["correspondence"]}])
+
+
+def egoexo_cfg(prefix: str) -> dict:
+    return {"part": PART, "release": "v2", "s3_profile": "default", "base_dir": f"s3://{BUCKET}/{prefix}/",
+            "retries": 0, "num_workers": 2}
+
+
+def test_metadata_and_one_take_through_the_real_client(aws_profile, synthetic_source, tmp_path):
+    take_uid = json.loads((synthetic_source / "takes.json").read_text())[0]["take_uid"]
+    publish(aws_profile, synthetic_source, "ok", take_uid, unknown_size={"cam02"})
+    source = {"kind": "egoexo", "egoexo": egoexo_cfg("ok")}
+    fetch_metadata(tmp_path / "source", source["egoexo"])
+    for f in ("takes.json", "annotations/relations_train.json", "annotations/relations_val.json"):
+        assert (tmp_path / "source" / f).read_bytes() == (synthetic_source / f).read_bytes(), f
+    assert json.loads((tmp_path / "source/manifest.json").read_text())[0]["uid"] == take_uid
+
+    records = build_index(tmp_path / "source", {**SELECTION, "take_limit": None}, tmp_path / "index/takes.json",
+                          tmp_path / "index/takes", tmp_path / "index/summary.json", downscaled=True,
+                          manifest=tmp_path / "source/manifest.json")
+    record = json.loads((tmp_path / "index/takes" / f"{take_uid}.json").read_text())
+    assert record["videos"]["cam01"].endswith("frame_aligned_videos/downscaled/448/cam01.mp4")
+    assert record["video_sizes"]["cam02"] is None and record["video_sizes"]["cam01"] > 0
+    assert len(records) == 3
+
+    raw = tmp_path / "raw" / take_uid
+    download_take(record, source, None, raw)
+    for cam, rel in record["videos"].items():
+        local = synthetic_source / rel.replace("downscaled/448/", "")
+        assert (raw / rel).read_bytes() == local.read_bytes(), cam
+    assert not (tmp_path / "raw" / f".{take_uid}.partial").exists()
+
+
+def test_missing_video_of_unknown_size_is_an_error_naming_take_and_camera(aws_profile, synthetic_source, tmp_path):
+    take_uid = json.loads((synthetic_source / "takes.json").read_text())[1]["take_uid"]
+    # cam02 is in the manifest with no size but was never uploaded: the client warns, skips it and exits 0.
+    publish(aws_profile, synthetic_source, "missing", take_uid, unknown_size={"cam02"}, not_uploaded={"cam02"})
+    source = {"kind": "egoexo", "egoexo": egoexo_cfg("missing")}
+    fetch_metadata(tmp_path / "source", source["egoexo"])
+    build_index(tmp_path / "source", SELECTION, tmp_path / "index/takes.json", tmp_path / "index/takes",
+                tmp_path / "index/summary.json", downscaled=True, manifest=tmp_path / "source/manifest.json")
+    record = json.loads((tmp_path / "index/takes" / f"{take_uid}.json").read_text())
+    with pytest.raises(DownloadError, match=rf"take '{take_uid}'.*camera 'cam02'.*missing"):
+        download_take(record, source, None, tmp_path / "raw" / take_uid)
+    assert not (tmp_path / "raw" / take_uid).exists()
+    # What did arrive stays in the staging folder, so a rerun resumes instead of starting over.
+    assert (tmp_path / "raw" / f".{take_uid}.partial" / record["videos"]["cam01"]).is_file()
+
+
+def test_wrong_credentials_fail_with_the_clients_reason(aws_profile, tmp_path):
+    with pytest.raises(DownloadError, match="exited with 1"):
+        fetch_metadata(tmp_path / "source", egoexo_cfg("no-such-release"))
