@@ -1,0 +1,143 @@
+"""report.html: every section there, every image decodes in a real (headless) browser, no
+console errors, nothing fetched from the network, numbers taken from the results."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from omama.report import write_report
+from report_fixtures import fabricate
+
+SECTIONS = ["summary", "metrics", "distributions", "breakdowns", "training", "overlays", "splits", "timing", "robustness"]
+EXPERIMENTS = {
+    "untrained": {"backbone": "tiny", "proposer": "classical", "split": "frame", "init": "none", "train": None},
+    "trained": {"backbone": "tiny", "proposer": "classical", "split": "object", "init": "none", "train": {"epochs": 2}},
+}
+
+# Collects page errors from the first moment (head), then reports images and sections on load.
+PROBE_HEAD = """<script>
+window.__errors = [];
+window.addEventListener('error', e => window.__errors.push(String(e.message || (e.target && e.target.outerHTML) || e)), true);
+const __ce = console.error; console.error = (...a) => { window.__errors.push(a.join(' ')); __ce(...a); };
+</script>"""
+PROBE_BODY = """<script>
+window.addEventListener('load', () => {
+  const imgs = Array.from(document.images);
+  const out = document.createElement('pre'); out.id = 'probe';
+  out.textContent = JSON.stringify({
+    images: imgs.length,
+    broken: imgs.filter(i => !(i.complete && i.naturalWidth > 0 && i.naturalHeight > 0)).map(i => i.alt),
+    sections: Array.from(document.querySelectorAll('section')).map(s => s.id),
+    errors: window.__errors});
+  document.body.appendChild(out);
+});
+</script>"""
+
+
+def chromium(*args: str, profile: Path) -> subprocess.CompletedProcess:
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    if exe is None:
+        pytest.fail("headless Chromium is needed for this test: apt-get install -y chromium")
+    cmd = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+           "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={profile}",
+           "--enable-logging=stderr", "--v=0", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+
+
+def params(root: Path, **over) -> dict:
+    p = dict(results=str(root), source_kind="synthetic", experiments=EXPERIMENTS,
+             backbones={"tiny": {"kind": "dinov2", "weights": "untrained"}},
+             proposers={"classical": {"kind": "classical"}}, subsets=["test"], references=["random"],
+             compare=["untrained", "trained"], overlays=2, robustness_experiments=["untrained", "trained"],
+             robustness_enabled=True)
+    p.update(over)
+    return p
+
+
+def browse(html_path: Path, tmp_path: Path) -> tuple[dict, str]:
+    """Open a probed copy of the report in Chromium; return the probe's findings and the browser log."""
+    html = html_path.read_text()
+    probed = tmp_path / "probed.html"
+    probed.write_text(html.replace("<head>", "<head>" + PROBE_HEAD, 1).replace("</body>", PROBE_BODY + "</body>", 1))
+    proc = chromium("--virtual-time-budget=10000", "--dump-dom", probed.as_uri(), profile=tmp_path / "chrome")
+    found = re.search(r'<pre id="probe">(.*?)</pre>', proc.stdout, re.S)
+    assert found, f"the page never finished loading:\n{proc.stderr[-3000:]}"
+    return json.loads(found.group(1).replace("&quot;", '"').replace("&amp;", "&")), proc.stderr
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("results")
+    takes = fabricate(root, EXPERIMENTS, robustness=["untrained", "trained"])
+    write_report(params(root), takes, str(root / "report.html"))
+    return root
+
+
+def test_report_opens_in_a_browser_with_every_section_and_image(report, tmp_path):
+    probe, log = browse(report / "report.html", tmp_path)
+    assert probe["sections"] == SECTIONS
+    assert probe["broken"] == [] and probe["images"] >= 15
+    assert probe["errors"] == []
+    console = [line for line in log.splitlines() if "CONSOLE" in line or "Uncaught" in line]
+    assert console == []
+
+
+def test_report_is_self_contained(report):
+    html = (report / "report.html").read_text()
+    assert not re.search(r'(src|href)\s*=\s*["\']?(https?:)?//', html)
+    assert "<link" not in html and "<script" not in html and "@import" not in html
+    assert html.count('src="data:image/png;base64,') == html.count("<img")
+
+
+def test_report_shows_the_results_numbers_and_provenance(report):
+    html = (report / "report.html").read_text()
+    m = json.loads((report / "experiments" / "trained" / "test" / "metrics.json").read_text())
+    assert f"{m['iou']:.4f}" in html and f"{m['iou_std']:.4f}" in html
+    assert "official Ego-Exo4D correspondence challenge evaluator protocol" in html
+    assert "Data source: synthetic." in html and "Untrained:" in html
+    assert "undecodable mask" in html and "empty object_masks" in html  # counted skips from the stages
+    assert "reference: random" in html and "ceiling (best proposal IoU)" in html
+    assert "By occlusion (synthetic ground-truth visible fraction in ego)" in html
+    assert "pair pairB, object cup_1 (absent in ego)" in html
+
+
+def test_screenshot_is_not_blank(report, tmp_path):
+    shot = tmp_path / "shot.png"
+    chromium("--hide-scrollbars", "--window-size=1280,2400", f"--screenshot={shot}", (report / "report.html").as_uri(),
+             profile=tmp_path / "chrome")
+    img = np.asarray(Image.open(shot).convert("L"), dtype=float)
+    assert img.shape == (2400, 1280) and img.std() > 20
+
+
+def test_real_data_report_states_source_and_occlusion_stand_in(tmp_path):
+    root = tmp_path / "r"
+    takes = fabricate(root, EXPERIMENTS)
+    exps = {k: dict(v, backbone="dinov2-b") for k, v in EXPERIMENTS.items()}
+    for t in takes:
+        (root / "features" / "tiny" / f"{t}.zarr").rename(root / "features" / "tiny" / f"{t}.zarr.x")
+    write_report(params(root, source_kind="egoexo", experiments=exps, robustness_enabled=False,
+                        backbones={"dinov2-b": {"kind": "dinov2", "weights": "facebook/dinov2-with-registers-base"}}),
+                 takes, str(root / "report.html"))
+    html = (root / "report.html").read_text()
+    assert "Data source:</b> egoexo" in html and "synthetic" not in html.split('id="metrics"')[0]
+    assert "Untrained:" not in html
+    assert "Real data carries no occlusion ground truth" in html
+    assert "No robustness set in this config" in html
+
+
+def test_malformed_metrics_file_is_named(tmp_path):
+    root = tmp_path / "r"
+    takes = fabricate(root, EXPERIMENTS)
+    bad = root / "experiments" / "trained" / "test" / "metrics.json"
+    bad.write_text("{not json")
+    with pytest.raises(ValueError, match=rf"malformed metrics file {re.escape(str(bad))}"):
+        write_report(params(root, robustness_enabled=False), takes, str(root / "report.html"))
+    assert not (root / "report.html").exists()
