@@ -158,3 +158,16 @@ def load_state(model: nn.Module, state: dict, source: str = "state dict") -> Non
             hint = f" (the model was built for source grid {getattr(model, 'src_grid', '?')} and destination grid {getattr(model, 'dst_grid', '?')})"
         raise ValueError(f"cannot load {source} into {type(model).__name__}{hint}:\n  " + "\n  ".join(problems))
     model.load_state_dict(state, strict=True)
+
+
+def score_candidates(head: MatchingHead, src_feat: torch.Tensor, dst_feat: torch.Tensor, src_masks: torch.Tensor,
+                     cand_masks: torch.Tensor) -> torch.Tensor:
+    """Cosine scores (B, N) from raw backbone features and masks at input resolution.
+
+    src_feat (B, C, h', w'), dst_feat (B, C, h, w), src_masks (B, 1, H', W'), cand_masks (B, N, H, W).
+    """
+    from omama.descriptors import describe
+
+    src = head.project(src_feat)
+    dst = head.project(dst_feat)
+    return head(describe(src, src_masks)[:, 0], src, describe(dst, cand_masks), dst)

@@ -1,0 +1,186 @@
+"""Exo->ego predictions in the official submission format, and the reference predictors.
+
+Every proposal of the ego frame is a candidate; the best cosine wins and its sigmoid is the
+confidence. A frame without proposals predicts an empty mask with confidence 0
+(``n_candidates == 0`` in samples.parquet).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from omama.descriptors import describe
+from omama.io import write_json, write_parquet
+from omama.masks import encode_rle, eval_size
+from omama.metrics import score_submission, summarise
+from omama.model import MatchingHead, load_checkpoint
+from omama.negatives import centroids
+from omama.samples import Corpus, Geometry, TakeData, batch_features, subset_rows
+
+log = logging.getLogger(__name__)
+
+REFERENCES = ("random", "largest", "nearest-position")
+SAMPLE_COLUMNS = ["take_uid", "object", "exo_cam", "ego_cam", "frame", "split", "ego_present", "iou", "shape",
+                  "location", "confidence", "pred_exists", "chosen", "best_possible_iou", "n_candidates",
+                  "scenario", "label", "ego_area"]
+
+
+class ModelChooser:
+    """Scores every proposal of a frame for each source mask of that frame with the head."""
+
+    def __init__(self, head: MatchingHead, geometry: Geometry, backbone=None):
+        self.head, self.geometry, self.backbone = head, geometry, backbone
+
+    def __call__(self, td: TakeData, rows: pd.DataFrame, frame: int) -> tuple[np.ndarray, np.ndarray]:
+        ego_size, exo_size = self.geometry.input_size["ego"], self.geometry.input_size["exo"]
+        cand = torch.from_numpy(td.proposal_masks(frame, ego_size))[None]
+        src_masks = torch.stack([torch.from_numpy(td.mask(r.object, r.exo_cam, frame, exo_size))[None]
+                                 for r in rows.itertuples()])
+        ego_cam = rows.ego_cam.iloc[0]
+        if self.backbone is None:
+            batch = {"src_feat": torch.from_numpy(np.stack([td.features(c, frame) for c in rows.exo_cam])),
+                     "dst_feat": torch.from_numpy(td.features(ego_cam, frame))[None]}
+        else:
+            batch = {"src_image": [td.image(c, frame) for c in rows.exo_cam], "dst_image": [td.image(ego_cam, frame)]}
+        src_feat, dst_feat = batch_features(batch, self.backbone)
+        device = next(self.head.parameters()).device
+        with torch.no_grad():
+            src = self.head.project(src_feat.to(device))
+            dst = self.head.project(dst_feat.to(device))
+            dst_desc = describe(dst, cand.to(device))
+            src_desc = describe(src, src_masks.to(device))[:, 0]
+            B = len(rows)
+            scores = self.head(src_desc, src, dst_desc.expand(B, -1, -1), dst.expand(B, -1, -1, -1))
+            best, idx = scores.max(dim=1)
+        return idx.cpu().numpy(), torch.sigmoid(best).cpu().numpy()
+
+
+class ReferenceChooser:
+    """Baselines on the same candidates: random (seeded), largest, nearest-position.
+
+    They always claim the object is present (confidence 1).
+    """
+
+    def __init__(self, predictor: str, seed: int = 0):
+        if predictor not in REFERENCES:
+            raise ValueError(f"unknown reference predictor {predictor!r}; known: {REFERENCES}")
+        self.predictor = predictor
+        self.rng = np.random.default_rng(seed)
+
+    def __call__(self, td: TakeData, rows: pd.DataFrame, frame: int) -> tuple[np.ndarray, np.ndarray]:
+        props = td.proposals(frame)
+        masks = td.proposal_masks(frame, (props.height, props.width))
+        n = len(masks)
+        if self.predictor == "random":
+            idx = self.rng.integers(0, n, size=len(rows))
+        elif self.predictor == "largest":
+            idx = np.full(len(rows), int(masks.reshape(n, -1).sum(1).argmax()))
+        else:
+            rel = centroids(masks) / np.array([props.width, props.height])
+            idx = []
+            for r in rows.itertuples():
+                src = td.mask(r.object, r.exo_cam, frame)
+                s = centroids(src[None])[0] / np.array([src.shape[1], src.shape[0]])
+                d = np.nan_to_num(np.linalg.norm(rel - s, axis=1), nan=np.inf)
+                idx.append(int(d.argmin()))
+            idx = np.array(idx)
+        return idx, np.ones(len(rows))
+
+
+def run_predictions(rows: pd.DataFrame, corpus: Corpus, chooser, desc: str = "predict") -> tuple[dict, dict, pd.DataFrame]:
+    """(submission, ground truth, samples) for ``rows`` of a split table."""
+    results, annotations, extra = {}, {}, []
+    groups = rows.groupby(["take_uid", "ego_cam", "frame"], sort=False)
+    for (take, ego_cam, frame), g in tqdm(groups, desc=desc, mininterval=5):
+        td = corpus[take]
+        frame = int(frame)
+        size = eval_size(*td.native_size(ego_cam))
+        props = td.proposals(frame)
+        n = 0 if props is None else len(props)
+        if n:
+            idx, conf = chooser(td, g, frame)
+        else:
+            idx, conf = np.full(len(g), -1), np.zeros(len(g))
+        cands = td.proposal_masks(frame, size)
+        res = results.setdefault(take, {"masks": {}, "subsample_idx": td.annotation["subsample_idx"]})
+        ann = annotations.setdefault(take, {"masks": {}, "subsample_idx": td.annotation["subsample_idx"], "annotated_frames": {}})
+        for r, i, c in zip(g.itertuples(), idx, conf):
+            pred = cands[i] if i >= 0 else np.zeros(size, bool)
+            res["masks"].setdefault(r.object, {}).setdefault(f"{r.exo_cam}_{ego_cam}", {})[str(frame)] = {
+                "pred_mask": encode_rle(pred), "confidence": float(c)}
+            gt_cams = ann["masks"].setdefault(r.object, {})
+            gt_cams.setdefault(r.exo_cam, {})[str(frame)] = td.rle(r.object, r.exo_cam, frame)
+            ego_rle = td.rle(r.object, ego_cam, frame)
+            best = np.nan
+            if ego_rle is not None:
+                gt_cams.setdefault(ego_cam, {})[str(frame)] = ego_rle
+                gt = td.mask(r.object, ego_cam, frame, size)
+                if n:
+                    inter = (cands & gt).reshape(n, -1).sum(1)
+                    union = (cands | gt).reshape(n, -1).sum(1)
+                    best = float((inter / (union + 1e-7)).max())
+                else:
+                    best = 0.0
+            af = td.annotation["annotated_frames"][r.object]
+            ann["annotated_frames"].setdefault(r.object, {})[ego_cam] = af[ego_cam]
+            ann["annotated_frames"][r.object][r.exo_cam] = af[r.exo_cam]
+            extra.append({"take_uid": take, "object": r.object, "exo_cam": r.exo_cam, "frame": frame,
+                          "chosen": int(i), "best_possible_iou": best, "n_candidates": n})
+    submission = {"exo-ego": {"version": "xx", "challenge": "correspondence", "results": results}}
+    ground_truth = {"version": "xx", "challenge": "correspondence", "annotations": annotations}
+    frames = score_submission(submission, ground_truth)
+    if len(frames) != len(rows):
+        raise AssertionError(f"{len(frames)} scored frames for {len(rows)} split rows")
+    keys = ["take_uid", "object", "exo_cam", "frame"]
+    info = rows[keys + ["split", "scenario", "label", "ego_area", "ego_present"]].rename(columns={"ego_present": "split_present"})
+    samples = frames.merge(pd.DataFrame(extra), on=keys).merge(info, on=keys)
+    if (samples["split_present"] != samples["ego_present"]).any():
+        raise AssertionError("ego presence in the split table disagrees with the ground truth")
+    none = int((samples["n_candidates"] == 0).sum())
+    if none:
+        log.warning("%d samples had no proposals: empty mask, confidence 0", none)
+    return submission, ground_truth, samples[SAMPLE_COLUMNS]
+
+
+def head_for(geometry: Geometry, model_path=None) -> MatchingHead:
+    head = MatchingHead(src_grid=geometry.grid["exo"], dst_grid=geometry.grid["ego"], in_channels=geometry.channels)
+    if model_path is not None:
+        load_checkpoint(head, model_path)
+    return head.eval()
+
+
+def predict_experiment(split_table, subset: str, annotations, proposals, features, images, model_path,
+                       backbone_cfg: dict, mode: str, predictions_out, ground_truth_out, samples_out) -> dict:
+    """Predict ``subset`` with a trained head; write the submission, ground truth and samples."""
+    from omama.backbones import load_backbone
+
+    rows = subset_rows(split_table, subset)
+    corpus = Corpus(annotations, proposals, features, images)
+    device = backbone_cfg.get("device", "cpu")
+    backbone = load_backbone(backbone_cfg, device) if mode == "on-the-fly" else None
+    geometry = Geometry.from_description(backbone.describe()) if backbone else corpus.geometry()
+    head = head_for(geometry, model_path).to(device)
+    sub, gt, samples = run_predictions(rows, corpus, ModelChooser(head, geometry, backbone), desc=f"predict {subset}")
+    write_json(predictions_out, sub)
+    write_json(ground_truth_out, gt)
+    write_parquet(samples_out, samples)
+    metrics = summarise(samples)
+    log.info("%s: %d samples, IoU %.4f", subset, len(samples), metrics["iou"])
+    return metrics
+
+
+def predict_reference(split_table, subset: str, annotations, proposals, predictor: str, seed: int,
+                      samples_out, metrics_out) -> dict:
+    """A reference predictor on the same candidates; samples + metrics (official evaluator)."""
+    rows = subset_rows(split_table, subset)
+    corpus = Corpus(annotations, proposals)
+    _, _, samples = run_predictions(rows, corpus, ReferenceChooser(predictor, seed), desc=f"{predictor} {subset}")
+    metrics = summarise(samples)
+    write_parquet(samples_out, samples)
+    write_json(metrics_out, metrics, indent=1)
+    return metrics

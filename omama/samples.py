@@ -1,0 +1,215 @@
+"""Per-take data access and the training samples of the matching head.
+
+A sample is one row of a split table: (take, object, exo camera, ego camera, frame).
+Masks reach the descriptors at the backbone's input resolution of their view.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from omama.descriptors import mask_boxes
+from omama.features import FeatureStore, load_frame
+from omama.io import read_json
+from omama.masks import decode_rle, resize_mask, where
+from omama.negatives import PADDING, POSITIVE, candidate_set
+from omama.proposals import ProposalSet, load_proposals
+
+VIEWS = ("ego", "exo")
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Channels, patch grid and input size per view of a backbone (from ``Backbone.describe()``)."""
+
+    channels: int
+    grid: dict
+    input_size: dict
+
+    @classmethod
+    def from_description(cls, d: dict) -> Geometry:
+        return cls(int(d["channels"]), {v: tuple(d["grid"][v]) for v in VIEWS}, {v: tuple(d["input_size"][v]) for v in VIEWS})
+
+
+def take_of(path) -> str:
+    """Take uid of a per-take path: frames/{take}/annotation.json, {take}.zarr, {take}.parquet."""
+    p = Path(path)
+    return p.parent.name if p.name == "annotation.json" or p.name == "images" else p.name.split(".")[0]
+
+
+def by_take(paths) -> dict[str, str]:
+    return {take_of(p): str(p) for p in (paths or [])}
+
+
+class TakeData:
+    """Lazy access to one take: annotation masks, ego proposals, stored features or frame images."""
+
+    def __init__(self, annotation: str, proposals: str, features: str | None = None, images: str | None = None):
+        self.paths = {"annotation": annotation, "proposals": proposals, "features": features, "images": images}
+
+    @functools.cached_property
+    def annotation(self) -> dict:
+        return read_json(self.paths["annotation"], "take annotation")
+
+    @property
+    def take(self) -> str:
+        return self.annotation["take_uid"]
+
+    def rle(self, obj: str, cam: str, frame: int) -> dict | None:
+        """Native-size COCO RLE of an object's mask, None when the camera has no mask at that frame."""
+        return self.annotation["masks"].get(obj, {}).get(cam, {}).get(str(int(frame)))
+
+    def mask(self, obj: str, cam: str, frame: int, size=None) -> np.ndarray | None:
+        rle = self.rle(obj, cam, frame)
+        if rle is None:
+            return None
+        try:
+            m = decode_rle(rle)
+        except Exception as e:
+            raise ValueError(f"undecodable mask for {where(self.take, obj, cam, frame)}: {e}") from e
+        return m if size is None else resize_mask(m, *size)
+
+    def native_size(self, cam: str) -> tuple[int, int]:
+        return tuple(self.annotation["native_size"][cam])
+
+    @functools.cached_property
+    def _proposals(self) -> dict[int, ProposalSet]:
+        return load_proposals(self.paths["proposals"])
+
+    def proposals(self, frame: int) -> ProposalSet | None:
+        """The frame's proposals; None when the proposer stored nothing for it (counted as zero)."""
+        return self._proposals.get(int(frame))
+
+    @functools.lru_cache(maxsize=64)
+    def proposal_masks(self, frame: int, size: tuple[int, int]) -> np.ndarray:
+        props = self.proposals(frame)
+        if props is None or len(props) == 0:
+            return np.zeros((0, *size), bool)
+        return props.masks(*size)
+
+    @functools.cached_property
+    def store(self) -> FeatureStore:
+        if not self.paths["features"]:
+            raise ValueError(f"no feature store given for take {self.take!r}")
+        return FeatureStore(self.paths["features"])
+
+    def features(self, cam: str, frame: int) -> np.ndarray:
+        return self.store.read(cam, frame)
+
+    def image(self, cam: str, frame: int) -> np.ndarray:
+        if not self.paths["images"]:
+            raise ValueError(f"no frame images given for take {self.take!r}")
+        return load_frame(Path(self.paths["images"]) / cam / f"{int(frame)}.jpg", self.take, cam, int(frame))
+
+
+class Corpus:
+    """All takes a stage reads, keyed by take uid."""
+
+    def __init__(self, annotations, proposals, features=None, images=None):
+        ann, props, feats, imgs = by_take(annotations), by_take(proposals), by_take(features), by_take(images)
+        missing = sorted(set(ann) - set(props))
+        if missing:
+            raise FileNotFoundError(f"no proposals file for takes {missing}")
+        self.takes = {t: TakeData(ann[t], props[t], feats.get(t), imgs.get(t)) for t in ann}
+
+    def __getitem__(self, take: str) -> TakeData:
+        if take not in self.takes:
+            raise KeyError(f"take {take!r} is not among the inputs of this stage")
+        return self.takes[take]
+
+    def geometry(self) -> Geometry:
+        """Geometry recorded in the first take's feature store."""
+        first = next(iter(self.takes.values()))
+        return Geometry.from_description(first.store.attrs["backbone"])
+
+
+def subset_rows(split_table, subset: str) -> pd.DataFrame:
+    """Rows of a split table (path or frame) assigned to ``subset``, in a fixed order."""
+    df = pd.read_parquet(split_table) if not isinstance(split_table, pd.DataFrame) else split_table
+    rows = df[df["split"] == subset].sort_values(["take_uid", "frame", "object", "exo_cam"], kind="stable")
+    return rows.reset_index(drop=True)
+
+
+class TrainingSet(torch.utils.data.Dataset):
+    """Training samples: source mask + features (or image), 1 + ``negatives`` candidate masks.
+
+    ``mode`` "pre-extracted" returns stored features, "on-the-fly" returns frame images.
+    Candidate sets are drawn from a generator seeded by (seed, epoch, index), so any worker
+    count and any resume give the same samples.
+    """
+
+    def __init__(self, rows: pd.DataFrame, corpus: Corpus, geometry: Geometry, negatives: int, seed: int, mode: str):
+        if mode not in ("pre-extracted", "on-the-fly"):
+            raise ValueError(f"features must be 'pre-extracted' or 'on-the-fly', got {mode!r}")
+        self.rows = rows.reset_index(drop=True)
+        self.corpus, self.geometry, self.negatives, self.seed, self.mode = corpus, geometry, negatives, seed, mode
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> dict:
+        r = self.rows.iloc[i]
+        td = self.corpus[r.take_uid]
+        ego_size, exo_size = self.geometry.input_size["ego"], self.geometry.input_size["exo"]
+        src = td.mask(r.object, r.exo_cam, r.frame, exo_size)
+        if src is None:
+            raise ValueError(f"split row without a source mask: {where(r.take_uid, r.object, r.exo_cam, r.frame)}")
+        gt = td.mask(r.object, r.ego_cam, r.frame, ego_size)
+        if (gt is not None) != bool(r.ego_present):
+            raise ValueError(f"ego presence in the split table disagrees with the annotation: {where(r.take_uid, r.object, r.ego_cam, r.frame)}")
+        props = td.proposal_masks(int(r.frame), ego_size)
+        boxes = mask_boxes(torch.from_numpy(props)).numpy()
+        gt_box = None if gt is None else mask_boxes(torch.from_numpy(gt)).numpy()
+        rng = np.random.default_rng([self.seed, self.epoch, i])
+        cs = candidate_set(props, boxes, gt_box, self.negatives, rng)
+        cand = np.zeros((len(cs.slots), *ego_size), bool)
+        real = cs.slots >= 0
+        cand[real] = props[cs.slots[real]]
+        if gt is not None:
+            cand[cs.slots == POSITIVE] = gt
+        item = {
+            "src_mask": torch.from_numpy(src)[None],
+            "cand_masks": torch.from_numpy(cand),
+            "valid": torch.from_numpy(cs.slots != PADDING),
+            "target": int(cs.target),
+            "visible": float(gt is not None),
+        }
+        if self.mode == "pre-extracted":
+            item["src_feat"] = torch.from_numpy(td.features(r.exo_cam, int(r.frame)))
+            item["dst_feat"] = torch.from_numpy(td.features(r.ego_cam, int(r.frame)))
+        else:
+            item["src_image"] = td.image(r.exo_cam, int(r.frame))
+            item["dst_image"] = td.image(r.ego_cam, int(r.frame))
+        return item
+
+
+def collate(items: list[dict]) -> dict:
+    """Stack tensors; keep frame images as lists (the backbone resizes them)."""
+    out = {}
+    for k in items[0]:
+        vals = [it[k] for it in items]
+        if k.endswith("_image"):
+            out[k] = vals
+        elif isinstance(vals[0], torch.Tensor):
+            out[k] = torch.stack(vals)
+        else:
+            out[k] = torch.tensor(vals)
+    return out
+
+
+def batch_features(batch: dict, backbone=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(source, destination) backbone features of a batch: stored, or computed now (no graph)."""
+    if "src_feat" in batch:
+        return batch["src_feat"], batch["dst_feat"]
+    if backbone is None:
+        raise ValueError("on-the-fly features need a backbone")
+    src = backbone.features(batch["src_image"], "exo").cpu().clone(memory_format=torch.contiguous_format)
+    dst = backbone.features(batch["dst_image"], "ego").cpu().clone(memory_format=torch.contiguous_format)
+    return src, dst

@@ -1,0 +1,143 @@
+"""Training of the matching head: AdamW, per-step cosine schedule, checkpoints every epoch, resume.
+
+Features come from the Zarr stores ("pre-extracted") or from the frozen backbone inside the
+loop ("on-the-fly", no graph through the backbone); descriptors and loss are the same code.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import logging
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from omama.io import atomic_path, write_json
+from omama.model import MatchingHead, load_checkpoint, matching_loss, score_candidates
+from omama.predict import ModelChooser, run_predictions
+from omama.metrics import summarise
+from omama.samples import Corpus, Geometry, TrainingSet, batch_features, collate, subset_rows
+
+log = logging.getLogger(__name__)
+
+TRAIN_DEFAULTS = {"epochs": 3, "lr": 8e-5, "lr_min": 1e-6, "batch_size": 24, "negatives": 31, "grad_clip": None,
+                  "seed": 42, "features": "pre-extracted", "workers": 0, "weight_decay": 0.01}
+
+
+def initial_head(geometry: Geometry, init_path=None, seed: int = 42) -> MatchingHead:
+    """A head with seeded initial weights, or the weights of ``init_path`` (strict)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        head = MatchingHead(src_grid=geometry.grid["exo"], dst_grid=geometry.grid["ego"], in_channels=geometry.channels)
+    if init_path:
+        load_checkpoint(head, init_path)
+    return head
+
+
+def save_state(path, state: dict) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def validation_iou(head: MatchingHead, rows, corpus: Corpus, geometry: Geometry, backbone=None) -> float:
+    """Mean IoU (official protocol) on the validation rows; NaN when there are none."""
+    if len(rows) == 0:
+        return float("nan")
+    head.eval()
+    _, _, samples = run_predictions(rows, corpus, ModelChooser(head, geometry, backbone), desc="validate")
+    return summarise(samples)["iou"]
+
+
+def train_experiment(split_table, annotations, proposals, features, images, train_cfg: dict | None,
+                     backbone_cfg: dict, init_path, model_out, history_out, checkpoint_dir,
+                     stop_after_epochs: int | None = None) -> list[dict] | None:
+    """Train one experiment (or, with ``train_cfg`` None, write its initial weights as the model).
+
+    Writes ``model_out`` (best-validation-IoU weights; the last epoch's when there is no
+    validation data) and ``history_out``; resumes from ``checkpoint_dir/last.pt`` when its
+    fingerprint (config + initial weights) matches. ``stop_after_epochs`` ends this call after
+    that many epochs, leaving a resumable checkpoint (returns None then).
+    """
+    from omama.backbones import load_backbone
+
+    tc = {**TRAIN_DEFAULTS, **(train_cfg or {})}
+    device = torch.device(backbone_cfg.get("device", "cpu"))
+    corpus = Corpus(annotations, proposals, features, images)
+    on_the_fly = train_cfg is not None and tc["features"] == "on-the-fly"
+    backbone = load_backbone(backbone_cfg, device) if on_the_fly else None
+    geometry = Geometry.from_description(backbone.describe()) if backbone else corpus.geometry()
+    head = initial_head(geometry, init_path, tc["seed"]).to(device)
+    if train_cfg is None:
+        with atomic_path(model_out) as tmp:
+            torch.save(head.state_dict(), tmp)
+        write_json(history_out, [])
+        return []
+
+    rows, val_rows = subset_rows(split_table, "train"), subset_rows(split_table, "val")
+    if len(rows) == 0:
+        raise ValueError(f"split table {split_table} has no training rows")
+    dataset = TrainingSet(rows, corpus, geometry, tc["negatives"], tc["seed"], tc["features"])
+    steps = math.ceil(len(dataset) / tc["batch_size"])
+    optimizer = torch.optim.AdamW(head.parameters(), lr=tc["lr"], weight_decay=tc["weight_decay"])
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=tc["epochs"] * steps, eta_min=tc["lr_min"])
+    init_digest = hashlib.sha256(Path(init_path).read_bytes()).hexdigest() if init_path else None
+    fingerprint = json.dumps({"train": tc, "backbone": backbone_cfg, "init": init_digest, "rows": len(rows)}, sort_keys=True)
+    torch.manual_seed(tc["seed"])
+    history, best_iou, best_state, start = [], -math.inf, None, 0
+    last = Path(checkpoint_dir) / "last.pt"
+    if last.is_file():
+        ck = torch.load(last, map_location=device, weights_only=False)
+        if ck.get("fingerprint") == fingerprint:
+            head.load_state_dict(ck["model"])
+            optimizer.load_state_dict(ck["optimizer"])
+            scheduler.load_state_dict(ck["scheduler"])
+            torch.set_rng_state(ck["rng"]["torch"])
+            history, best_iou, best_state, start = ck["history"], ck["best_iou"], ck["best_state"], ck["epoch"]
+            log.info("resuming after epoch %d from %s", start, last)
+        else:
+            log.info("ignoring %s: made for another configuration", last)
+
+    for epoch in range(start, tc["epochs"]):
+        t0 = time.perf_counter()
+        dataset.epoch = epoch
+        order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(tc["seed"] * 1009 + epoch))
+        loader = torch.utils.data.DataLoader(dataset, batch_size=tc["batch_size"], sampler=order.tolist(),
+                                             num_workers=tc["workers"], collate_fn=collate)
+        head.train()
+        losses = []
+        for batch in tqdm(loader, desc=f"epoch {epoch + 1}/{tc['epochs']}", mininterval=5):
+            src_feat, dst_feat = batch_features(batch, backbone)
+            scores = score_candidates(head, src_feat.to(device), dst_feat.to(device), batch["src_mask"].to(device),
+                                      batch["cand_masks"].to(device))
+            loss = matching_loss(scores, batch["target"].to(device), batch["visible"].to(device), batch["valid"].to(device))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if tc["grad_clip"]:
+                torch.nn.utils.clip_grad_norm_(head.parameters(), tc["grad_clip"])
+            optimizer.step()
+            scheduler.step()
+            losses.append(loss.item())
+        val_iou = validation_iou(head, val_rows, corpus, geometry, backbone)
+        history.append({"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "val_iou": val_iou,
+                        "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - t0})
+        log.info("epoch %d: train loss %.4f, val IoU %.4f", epoch + 1, history[-1]["train_loss"], val_iou)
+        if best_state is None or math.isnan(val_iou) or val_iou > best_iou:
+            best_iou = val_iou if not math.isnan(val_iou) else best_iou
+            best_state = copy.deepcopy({k: v.cpu() for k, v in head.state_dict().items()})
+        save_state(last, {"model": head.state_dict(), "optimizer": optimizer.state_dict(),
+                          "scheduler": scheduler.state_dict(), "rng": {"torch": torch.get_rng_state()},
+                          "epoch": epoch + 1, "history": history, "best_iou": best_iou, "best_state": best_state,
+                          "fingerprint": fingerprint})
+        if stop_after_epochs is not None and epoch + 1 - start >= stop_after_epochs and epoch + 1 < tc["epochs"]:
+            log.info("stopping after epoch %d as asked; resumable from %s", epoch + 1, last)
+            return None
+    with atomic_path(model_out) as tmp:
+        torch.save(best_state, tmp)
+    write_json(history_out, history, indent=1)
+    return history

@@ -1,0 +1,170 @@
+"""Training, resume, on-the-fly vs stored features, predictions and references on a tiny world."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from omama.features import extract_features
+from omama.io import write_json, write_parquet
+from omama.masks import encode_rle, mask_box
+from omama.metrics import evaluate, summarise
+from omama.model import score_candidates
+from omama.predict import predict_experiment, predict_reference
+from omama.samples import Corpus, Geometry, TrainingSet, batch_features, collate, subset_rows
+from omama.train import train_experiment
+
+EGO, EXO = "aria01_214-1", "cam01"
+EGO_HW, EXO_HW = (56, 56), (42, 70)
+FRAMES = [0, 30, 60, 90]
+COLOURS = {"cup_0": (230, 40, 40), "box_0": (40, 200, 60), "pen_0": (40, 60, 230)}
+BACKBONE = {"kind": "dinov2", "weights": "untrained", "ego_grid": [4, 4], "exo_grid": [3, 5], "batch_size": 4,
+            "dtype": "float32", "compressor": "none", "compression_level": 0,
+            "tiny": {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64, "seed": 0}}
+TRAIN = {"epochs": 2, "lr": 1e-4, "lr_min": 1e-6, "batch_size": 4, "negatives": 7, "grad_clip": 1.0, "seed": 3,
+         "features": "pre-extracted", "workers": 0, "weight_decay": 0.01}
+
+
+def square(hw, x, y, s):
+    m = np.zeros(hw, bool)
+    m[y:y + s, x:x + s] = True
+    return m
+
+
+def make_take(root: Path, take: str, rng: np.random.Generator, empty_frame: int | None) -> dict:
+    images = root / "frames" / take / "images"
+    masks, rows, props = {o: {EGO: {}, EXO: {}} for o in COLOURS}, [], []
+    for f in FRAMES:
+        ego = np.full((*EGO_HW, 3), 128, np.uint8) + rng.integers(0, 20, (*EGO_HW, 3), dtype=np.uint8)
+        exo = np.full((*EXO_HW, 3), 100, np.uint8) + rng.integers(0, 20, (*EXO_HW, 3), dtype=np.uint8)
+        frame_props = []
+        for k, (obj, colour) in enumerate(COLOURS.items()):
+            xm = square(EXO_HW, 5 + 20 * k, 10 + int(rng.integers(0, 10)), 12)
+            exo[xm] = colour
+            masks[obj][EXO][str(f)] = encode_rle(xm)
+            present = not (obj == "pen_0" and f == 30)
+            if present:
+                em = square(EGO_HW, int(rng.integers(0, 44)), int(rng.integers(0, 44)), 10)
+                ego[em] = colour
+                masks[obj][EGO][str(f)] = encode_rle(em)
+                frame_props.append(em)
+            rows.append({"take_uid": take, "take_name": take, "scenario": "Synthetic", "parent_scenario": "Synthetic",
+                         "annotation_split": "train", "object": obj, "label": obj[:-2], "ego_cam": EGO, "exo_cam": EXO,
+                         "frame": f, "ego_present": present, "exo_area": int(xm.sum()), "ego_area": int(em.sum()) if present else 0})
+        frame_props += [square(EGO_HW, int(rng.integers(0, 40)), int(rng.integers(0, 40)), int(rng.integers(5, 15))) for _ in range(6)]
+        if f != empty_frame:
+            for i, m in enumerate(frame_props):
+                x, y, w, h = mask_box(m)
+                props.append({"frame": f, "proposal": i, "height": EGO_HW[0], "width": EGO_HW[1], "counts": encode_rle(m)["counts"],
+                              "x": x, "y": y, "w": w, "h": h, "score": 1.0, "area": int(m.sum())})
+        for cam, im in ((EGO, ego), (EXO, exo)):
+            (images / cam).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(im).save(images / cam / f"{f}.jpg", quality=95)
+    annotation = {"take_uid": take, "take_name": take, "scenario": "Synthetic", "parent_scenario": "Synthetic",
+                  "ego_cam": EGO, "exo_cams": [EXO], "native_size": {EGO: list(EGO_HW), EXO: list(EXO_HW)},
+                  "image_size": {EGO: list(EGO_HW), EXO: list(EXO_HW)}, "subsample_idx": FRAMES, "masks": masks,
+                  "annotated_frames": {o: {EGO: FRAMES, EXO: FRAMES} for o in COLOURS}, "skipped": []}
+    write_json(root / "frames" / take / "annotation.json", annotation)
+    write_parquet(root / "proposals" / f"{take}.parquet", pd.DataFrame(props))
+    extract_features(root / "frames" / take / "annotation.json", images, root / "features" / f"{take}.zarr", BACKBONE, workers=1)
+    return rows
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("world")
+    rng = np.random.default_rng(0)
+    takes = ["take-a", "take-b", "take-c"]
+    rows = [r for t in takes for r in make_take(root, t, rng, empty_frame=90 if t == "take-c" else None)]
+    df = pd.DataFrame(rows)
+    df["split"] = df["take_uid"].map({"take-a": "train", "take-b": "val", "take-c": "test"})
+    df.loc[(df.take_uid == "take-b") & (df.frame == 90), "split"] = "train"
+    write_parquet(root / "split.parquet", df)
+    return {
+        "root": root, "split": root / "split.parquet",
+        "annotations": [str(root / "frames" / t / "annotation.json") for t in takes],
+        "proposals": [str(root / "proposals" / f"{t}.parquet") for t in takes],
+        "features": [str(root / "features" / f"{t}.zarr") for t in takes],
+        "images": [str(root / "frames" / t / "images") for t in takes],
+    }
+
+
+def train(world, out: Path, cfg=TRAIN, init=None, stop=None):
+    return train_experiment(world["split"], world["annotations"], world["proposals"], world["features"], world["images"],
+                            cfg, BACKBONE, init, out / "model.pt", out / "train" / "history.json",
+                            out / "train" / "checkpoints", stop_after_epochs=stop)
+
+
+def test_killed_training_resumes_to_bit_identical_weights(world, tmp_path):
+    full = train(world, tmp_path / "full")
+    assert [h["epoch"] for h in full] == [1, 2] and all(np.isfinite(h["train_loss"]) for h in full)
+    assert train(world, tmp_path / "cut", stop=1) is None
+    assert not (tmp_path / "cut" / "model.pt").exists() and (tmp_path / "cut/train/checkpoints/last.pt").exists()
+    resumed = train(world, tmp_path / "cut")
+    a = torch.load(tmp_path / "full" / "model.pt", weights_only=True)
+    b = torch.load(tmp_path / "cut" / "model.pt", weights_only=True)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert [(h["train_loss"], h["val_iou"]) for h in resumed] == [(h["train_loss"], h["val_iou"]) for h in full]
+    assert json.loads((tmp_path / "cut/train/history.json").read_text())[0]["epoch"] == 1
+    train(world, tmp_path / "untrained", cfg=None)
+    u = torch.load(tmp_path / "untrained" / "model.pt", weights_only=True)
+    assert "projection.weight" in u and not torch.equal(u["mlp.mlp.0.weight"], a["mlp.mlp.0.weight"])
+    assert json.loads((tmp_path / "untrained/train/history.json").read_text()) == []
+    again = train(world, tmp_path / "again", cfg={**TRAIN, "epochs": 1}, init=tmp_path / "full" / "model.pt")
+    assert len(again) == 1
+
+
+def test_on_the_fly_features_equal_stored_float32_features(world):
+    corpus = Corpus(world["annotations"], world["proposals"], world["features"], world["images"])
+    from omama.backbones import load_backbone
+
+    backbone = load_backbone(BACKBONE)
+    geometry = Geometry.from_description(backbone.describe())
+    assert geometry == corpus.geometry()
+    rows = subset_rows(world["split"], "train")
+    stored = TrainingSet(rows, corpus, geometry, 7, 0, "pre-extracted")
+    live = TrainingSet(rows, corpus, geometry, 7, 0, "on-the-fly")
+    idx = [0, 5, 9, 2]
+    b1, b2 = collate([stored[i] for i in idx]), collate([live[i] for i in idx])
+    (s1, d1), (s2, d2) = batch_features(b1), batch_features(b2, backbone)
+    assert torch.equal(s1, s2) and torch.equal(d1, d2)
+    from omama.train import initial_head
+
+    head = initial_head(geometry, seed=0)
+    sc1 = score_candidates(head, s1, d1, b1["src_mask"], b1["cand_masks"])
+    sc2 = score_candidates(head, s2, d2, b2["src_mask"], b2["cand_masks"])
+    assert torch.equal(sc1, sc2)
+
+
+def test_predictions_round_trip_and_references(world, tmp_path):
+    train(world, tmp_path / "exp", cfg={**TRAIN, "epochs": 1})
+    out = tmp_path / "exp" / "test"
+    metrics = predict_experiment(world["split"], "test", world["annotations"], world["proposals"], world["features"], None,
+                                 tmp_path / "exp" / "model.pt", BACKBONE, "pre-extracted",
+                                 out / "predictions.json", out / "ground_truth.json", out / "samples.parquet")
+    samples = pd.read_parquet(out / "samples.parquet")
+    assert len(samples) == len(subset_rows(world["split"], "test")) == 12
+    assert evaluate(out / "predictions.json", out / "ground_truth.json") == metrics == summarise(samples)
+    assert metrics["n_total"] == 12 and metrics["n_present"] == 11  # pen_0 is absent at frame 30
+    none = samples[samples.frame == 90]
+    assert (none.n_candidates == 0).all() and (none.confidence == 0).all() and (none.chosen == -1).all()
+    assert (none[none.ego_present].iou == 0).all()
+    ok = samples[(samples.n_candidates > 0) & samples.ego_present]
+    assert (ok.best_possible_iou > 0.99).all()  # the exact object masks are among the proposals
+    sub = json.loads((out / "predictions.json").read_text())
+    pred = sub["exo-ego"]["results"]["take-c"]["masks"]["cup_0"][f"{EXO}_{EGO}"]["0"]
+    assert pred["pred_mask"]["size"] == [480, 480] and 0 < pred["confidence"] < 1
+    for predictor in ("random", "largest", "nearest-position"):
+        m = predict_reference(world["split"], "test", world["annotations"], world["proposals"], predictor, 0,
+                              tmp_path / predictor / "samples.parquet", tmp_path / predictor / "metrics.json")
+        # always "present" except the 3 samples of the frame without proposals: recall 8/11 and 0/1
+        assert m["n_total"] == 12 and m["existence_balanced_acc"] == pytest.approx((8 / 11 + 0) / 2)
+        assert json.loads((tmp_path / predictor / "metrics.json").read_text()) == m
+    largest = pd.read_parquet(tmp_path / "largest" / "samples.parquet")
+    assert largest.groupby(["take_uid", "frame"]).chosen.nunique().max() == 1
