@@ -1,0 +1,334 @@
+"""A small vectorised ray caster of analytic solids (numpy only), used for the synthetic data.
+
+World frame: metres, z up, the table top is the plane z = 0. Camera frame: x right, y down,
+z forward (pinhole, square pixels). Every solid is intersected for a whole block of pixels at
+once; only the pixels inside a solid's projected bounding box are traced.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+LIGHT = np.array([0.35, -0.45, 1.0]) / np.linalg.norm([0.35, -0.45, 1.0])
+AMBIENT = 0.38
+NEAR = 0.02
+ROOM = (np.array([-2.6, -2.6, -0.76]), np.array([2.6, 2.6, 1.9]))  # the room box around the table
+
+
+def rot_z(yaw: float) -> np.ndarray:
+    c, s = np.cos(yaw), np.sin(yaw)
+    return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+
+
+@dataclass(frozen=True)
+class Camera:
+    """Pinhole camera; ``rotation`` columns are the camera's right, down and forward axes in world."""
+
+    width: int
+    height: int
+    focal: float
+    position: np.ndarray
+    rotation: np.ndarray
+
+    @classmethod
+    def look_at(cls, position, target, width: int, height: int, fov_deg: float, roll: float = 0.0) -> "Camera":
+        """Camera at ``position`` looking at ``target``; ``fov_deg`` spans the longer image side."""
+        position = np.asarray(position, float)
+        forward = np.asarray(target, float) - position
+        forward /= np.linalg.norm(forward)
+        right = np.cross(forward, [0.0, 0.0, 1.0])
+        right = right / np.linalg.norm(right) if np.linalg.norm(right) > 1e-9 else np.array([1.0, 0.0, 0.0])
+        down = np.cross(forward, right)
+        c, s = np.cos(roll), np.sin(roll)
+        right, down = c * right + s * down, -s * right + c * down
+        focal = 0.5 * max(width, height) / np.tan(np.radians(fov_deg) / 2)
+        return cls(width, height, float(focal), position, np.stack([right, down, forward], axis=1))
+
+    def scaled(self, factor: float) -> "Camera":
+        """The same view at ``factor`` times the resolution."""
+        width, height = max(1, round(self.width * factor)), max(1, round(self.height * factor))
+        return Camera(width, height, self.focal * width / self.width, self.position, self.rotation)
+
+    def directions(self) -> np.ndarray:
+        """Unit world ray direction of every pixel centre, (H, W, 3) float64."""
+        u = (np.arange(self.width) + 0.5 - self.width / 2) / self.focal
+        v = (np.arange(self.height) + 0.5 - self.height / 2) / self.focal
+        d = np.empty((self.height, self.width, 3))
+        d[..., 0] = u[None, :]
+        d[..., 1] = v[:, None]
+        d[..., 2] = 1.0
+        d /= np.linalg.norm(d, axis=-1, keepdims=True)
+        return (d @ self.rotation.T).astype(F)
+
+    def pixel_boxes(self, corners: np.ndarray) -> np.ndarray:
+        """Pixel rectangles (y0, y1, x0, x1) covering each set of world points (P, 8, 3);
+        rows that fall outside the image are empty (y0 >= y1 or x0 >= x1)."""
+        cam = (corners - self.position) @ self.rotation
+        z = cam[..., 2]
+        safe = np.maximum(z, NEAR)
+        x = cam[..., 0] / safe * self.focal + self.width / 2
+        y = cam[..., 1] / safe * self.focal + self.height / 2
+        box = np.stack([np.floor(y.min(1)) - 1, np.ceil(y.max(1)) + 1, np.floor(x.min(1)) - 1, np.ceil(x.max(1)) + 1], 1)
+        limit = np.array([self.height, self.height, self.width, self.width])
+        box = np.clip(box, 0, limit).astype(int)
+        behind = np.any(z <= NEAR, axis=1)
+        box[behind] = [0, self.height, 0, self.width]
+        box[np.all(z <= NEAR, axis=1)] = 0
+        return box
+
+
+# ---- primitives, in a solid's local frame (float32): t(o, d) is the first hit distance per ray
+# (inf where missed); normal(p) is the outward unit normal at surface points p ----
+
+F = np.float32
+
+
+def _vec(v) -> np.ndarray:
+    return np.asarray(v, F)
+
+
+def _safe(d: np.ndarray) -> np.ndarray:
+    return np.where(np.abs(d) < 1e-12, F(1e-12), d)
+
+
+def _sphere_t(o: np.ndarray, d: np.ndarray, centre: np.ndarray, radius: float) -> np.ndarray:
+    oc = o - centre
+    b = d @ oc
+    disc = b * b - (oc @ oc - radius * radius)
+    t = -b - np.sqrt(np.maximum(disc, 0))
+    return np.where((disc >= 0) & (t > NEAR), t, np.inf)
+
+
+@dataclass(frozen=True)
+class Box:
+    lo: tuple[float, float, float]
+    hi: tuple[float, float, float]
+
+    def bounds(self):
+        return np.asarray(self.lo, float), np.asarray(self.hi, float)
+
+    def t(self, o, d):
+        inv = 1.0 / _safe(d)
+        t1, t2 = (_vec(self.lo) - o) * inv, (_vec(self.hi) - o) * inv
+        t0, t1 = np.minimum(t1, t2).max(axis=1), np.maximum(t1, t2).min(axis=1)
+        return np.where((t0 <= t1) & (t0 > NEAR), t0, np.inf)
+
+    def normal(self, p):
+        lo, hi = _vec(self.lo), _vec(self.hi)
+        q = (p - (lo + hi) / 2) / ((hi - lo) / 2)
+        axis = np.argmax(np.abs(q), axis=1)
+        n = np.zeros_like(p)
+        rows = np.arange(len(p))
+        n[rows, axis] = np.sign(q[rows, axis])
+        return n
+
+
+@dataclass(frozen=True)
+class Sphere:
+    centre: tuple[float, float, float]
+    radius: float
+
+    def bounds(self):
+        c = np.asarray(self.centre, float)
+        return c - self.radius, c + self.radius
+
+    def t(self, o, d):
+        return _sphere_t(o, d, _vec(self.centre), self.radius)
+
+    def normal(self, p):
+        return (p - _vec(self.centre)) / self.radius
+
+
+@dataclass(frozen=True)
+class Cylinder:
+    """Solid cylinder from ``p0`` to ``p1``; ``rounded`` caps it with half spheres (a capsule)."""
+
+    p0: tuple[float, float, float]
+    p1: tuple[float, float, float]
+    radius: float
+    rounded: bool = False
+
+    def bounds(self):
+        p0, p1 = np.asarray(self.p0, float), np.asarray(self.p1, float)
+        return np.minimum(p0, p1) - self.radius, np.maximum(p0, p1) + self.radius
+
+    def _axis(self):
+        p0, p1 = _vec(self.p0), _vec(self.p1)
+        length = np.linalg.norm(p1 - p0)
+        return p0, p1, (p1 - p0) / length, length
+
+    def t(self, o, d):
+        p0, p1, _, _ = self._axis()
+        ba, oa = p1 - p0, o - p0
+        baba, baoa, oaoa = ba @ ba, ba @ oa, oa @ oa
+        bard, rdoa = d @ ba, d @ oa
+        a = baba - bard * bard
+        b = baba * rdoa - baoa * bard
+        h = b * b - a * (baba * oaoa - baoa * baoa - self.radius**2 * baba)
+        hit = (h >= 0) & (a > 1e-12)
+        h = np.sqrt(np.maximum(h, 0))
+        t = (-b - h) / np.maximum(a, F(1e-12))
+        y = baoa + t * bard
+        body = hit & (y > 0) & (y < baba)
+        if self.rounded:  # the cap sphere on the side the ray reached the axis
+            low = y <= 0
+            bc = np.where(low, rdoa, rdoa - bard)
+            cc = np.where(low, oaoa, (o - p1) @ (o - p1)) - self.radius**2
+            hc = bc * bc - cc
+            t_cap = -bc - np.sqrt(np.maximum(hc, 0))
+            cap = hit & ~body & (hc >= 0)
+        else:  # the flat cap plane on that side, inside the radius
+            t_cap = (np.where(y < 0, 0.0, baba) - baoa) / _safe(bard)
+            cap = hit & ~body & (np.abs(b + a * t_cap) < h)
+        t = np.where(body, t, np.where(cap, t_cap, np.inf))
+        return np.where(t > NEAR, t, np.inf)
+
+    def normal(self, p):
+        p0, _, a, length = self._axis()
+        s = (p - p0) @ a
+        radial = (p - p0 - np.clip(s, 0, length)[:, None] * a) / self.radius
+        if self.rounded:
+            return radial
+        eps = 1e-5 * max(length, self.radius)
+        return np.where((s < eps)[:, None], -a, np.where((s > length - eps)[:, None], a, radial))
+
+
+# ---- materials: solid procedural textures evaluated at local hit points ----
+
+
+@dataclass(frozen=True)
+class Material:
+    colour: tuple[float, float, float]
+    colour2: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    pattern: str = "plain"  # plain | stripes | checks | dots | wood | tiles
+    scale: float = 0.02
+
+    def albedo(self, p: np.ndarray) -> np.ndarray:
+        c1, c2 = np.asarray(self.colour), np.asarray(self.colour2)
+        s = self.scale
+        if self.pattern == "plain":
+            return np.broadcast_to(c1, p.shape)
+        if self.pattern == "stripes":
+            w = (np.floor((p[:, 0] + p[:, 2]) / s) % 2).astype(bool)
+        elif self.pattern in ("checks", "tiles"):
+            w = (np.floor(p[:, 0] / s) + np.floor(p[:, 1] / s) + np.floor(p[:, 2] / s)) % 2 == 1
+            if self.pattern == "tiles":
+                grout = (np.abs(((p[:, 0] / s) % 1) - 0.5) > 0.47) | (np.abs(((p[:, 1] / s) % 1) - 0.5) > 0.47)
+                base = np.where(w[:, None], c1, 0.93 * c1)
+                return np.where(grout[:, None], c2, base)
+        elif self.pattern == "dots":
+            q = (p / s) % 1.0 - 0.5
+            w = np.einsum("ij,ij->i", q, q) < 0.09
+        elif self.pattern == "wood":
+            g = 0.5 + 0.5 * np.sin(p[:, 1] / s + 2.5 * np.sin(p[:, 0] * 3.1) + 0.8 * np.sin(p[:, 0] * 17.0))
+            return c1 + (c2 - c1) * g[:, None] ** 3
+        else:
+            raise ValueError(f"unknown pattern {self.pattern!r}")
+        return np.where(w[:, None], c2, c1)
+
+
+@dataclass
+class Solid:
+    """Primitives sharing one material and one pose (position + yaw about z) in the world."""
+
+    parts: list
+    material: Material
+    position: np.ndarray = field(default_factory=lambda: np.zeros(3))
+    yaw: float = 0.0
+
+    def corners(self) -> np.ndarray:
+        """The 8 world corners of a box around each part, (parts, 8, 3)."""
+        bounds = np.array([part.bounds() for part in self.parts])
+        lo, hi = bounds[:, 0], bounds[:, 1]
+        local = np.where(_CORNERS[None], hi[:, None], lo[:, None])
+        return local @ rot_z(self.yaw).T + self.position
+
+    def shade(self, part, origin: np.ndarray, d: np.ndarray, t: np.ndarray, rot: np.ndarray) -> np.ndarray:
+        """Lambert-shaded colour (N, 3) where local rays ``d`` hit ``part`` at distances ``t``."""
+        p = origin + t[:, None] * d
+        lambert = np.maximum(part.normal(p) @ (LIGHT @ rot), 0.0)
+        return self.material.albedo(p) * (AMBIENT + (1 - AMBIENT) * lambert)[:, None]
+
+
+_CORNERS = np.array([[x, y, z] for x in (0, 1) for y in (0, 1) for z in (0, 1)], bool)
+
+
+@dataclass
+class Frame:
+    """A rendered image: colour (H, W, 3) float in [0, 1], depth, solid id per pixel, and each
+    id's unoccluded pixel count (its silhouette rendered alone)."""
+
+    colour: np.ndarray
+    depth: np.ndarray
+    ids: np.ndarray
+    alone: dict[int, int] = field(default_factory=dict)
+
+    def rgb(self) -> np.ndarray:
+        return (np.clip(self.colour, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+    def copy(self) -> "Frame":
+        return Frame(self.colour.copy(), self.depth.copy(), self.ids.copy(), dict(self.alone))
+
+
+ROOM_COLOURS = np.array([  # wall x (low, high), wall y (low, high), ceiling
+    [0.47, 0.5, 0.53], [0.61, 0.65, 0.68], [0.47, 0.45, 0.4], [0.62, 0.59, 0.53], [0.81, 0.81, 0.81]], F)
+FLOOR = Material((0.5, 0.45, 0.4), (0.32, 0.3, 0.27), "tiles", 0.4)
+
+
+def room(camera: Camera, dirs: np.ndarray) -> Frame:
+    """The room seen from inside: tiled floor, two-tone walls, ceiling (id 0)."""
+    lo, hi = (_vec(x) for x in ROOM)
+    o = _vec(camera.position)
+    d = dirs.reshape(-1, 3)
+    t_axis = (np.where(d > 0, hi, lo) - o) / _safe(d)
+    axis = np.argmin(t_axis, axis=1)
+    t = np.take_along_axis(t_axis, axis[:, None], 1)[:, 0]
+    z = o[2] + t * d[:, 2]
+    kind = np.where(axis == 2, 4, 2 * axis + (z > 0.2))
+    colour = ROOM_COLOURS[kind]
+    floor = np.flatnonzero((axis == 2) & (d[:, 2] < 0))
+    colour[floor] = 0.9 * FLOOR.albedo(o + t[floor, None] * d[floor])
+    h, w = camera.height, camera.width
+    return Frame(colour.reshape(h, w, 3), t.reshape(h, w), np.zeros((h, w), np.uint8))
+
+
+def render(camera: Camera, solids: dict[int, list[Solid]], base: Frame | None = None,
+           dirs: np.ndarray | None = None, count_alone: bool = True) -> Frame:
+    """Ray-cast ``solids`` ({id: [Solid, ...]}) over ``base`` (the room when None) with a depth test.
+
+    With ``count_alone``, ``Frame.alone[id]`` counts the pixels each id would cover with
+    nothing in front of it. Only the pixels inside a part's projected box are traced.
+    """
+    dirs = camera.directions() if dirs is None else dirs
+    frame = room(camera, dirs) if base is None else base.copy()
+    items = [(sid, solid) for sid, group in solids.items() for solid in group]
+    if not items:
+        return frame
+    corners = np.concatenate([solid.corners() for _, solid in items])
+    boxes = iter(camera.pixel_boxes(corners).tolist())
+    alone = {sid: np.zeros((camera.height, camera.width), bool) for sid in solids} if count_alone else {}
+    for sid, solid in items:
+        rot = rot_z(solid.yaw)
+        origin = ((camera.position - solid.position) @ rot).astype(F)
+        rot = rot.astype(F)
+        for part in solid.parts:
+            y0, y1, x0, x1 = next(boxes)
+            if y0 >= y1 or x0 >= x1:
+                continue
+            d = dirs[y0:y1, x0:x1].reshape(-1, 3) @ rot
+            t = part.t(origin, d)
+            rows = np.flatnonzero(t < np.inf)
+            yy, xx = np.divmod(rows, x1 - x0)
+            yy += y0
+            xx += x0
+            if count_alone:
+                alone[sid][yy, xx] = True
+            front = t[rows] < frame.depth[yy, xx]
+            rows, yy, xx = rows[front], yy[front], xx[front]
+            frame.depth[yy, xx] = t[rows]
+            frame.colour[yy, xx] = solid.shade(part, origin, d[rows], t[rows], rot)
+            frame.ids[yy, xx] = sid
+    frame.alone.update({sid: int(a.sum()) for sid, a in alone.items()})
+    return frame

@@ -1,0 +1,372 @@
+"""Deterministic synthetic Ego-Exo4D takes (the embedded default data) and robustness photo pairs.
+
+A take is a table with a few objects in a room, one head-mounted ego camera (``aria01_214-1``,
+square frames) whose pose follows the head (looking at the hands' work, glancing away at some
+annotated frames) and fixed exo cameras ``cam01..`` (16:9) around the table. Two hands move
+over the table, occlude objects and carry some of them to new places. Everything is rendered
+by :mod:`omama.render`; annotation masks are the per-pixel solid ids at the video's size.
+
+Visibility: an object counts as visible in a camera at an annotated frame when at least
+``MIN_VISIBLE_PIXELS`` of its pixels are visible; otherwise the frame stays in
+``annotated_frames`` with no key in ``annotation`` (the Ego-Exo4D convention).
+``visible_fraction`` = visible pixels / pixels of the object rendered alone in the same view
+(0 when it would cover no pixel); parts outside the image count in neither.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from omama.io import atomic_path
+from omama.masks import encode_lzstring
+from omama.render import Box, Camera, Cylinder, Frame, Material, Solid, Sphere, render
+
+log = logging.getLogger(__name__)
+
+FPS = 30
+EGO_CAM = "aria01_214-1"
+MIN_VISIBLE_PIXELS = 8
+DRAFT_SCALE = 0.5  # frames between annotated ones only fill the video: rendered at half size, upscaled
+PARENT_TASK = "Health"
+UNIVERSITY = "omama-synthetic"
+TASKS = {
+    "Covid-19 Rapid Antigen Test": "covid",
+    "Medical Checkup with Blood Pressure Monitor": "bloodpressure",
+    "Oximeter": "oximeter",
+    "Thermometer": "thermometer",
+    "First Aid CPR": "cpr",
+}
+TABLE_X, TABLE_Y = 0.6, 0.4  # half sizes of the table top (metres)
+HEAD = np.array([0.0, -0.66, 0.46])
+SHOULDERS = np.array([[0.19, -0.72, 0.22], [-0.19, -0.72, 0.22]])  # right, left
+REST = np.array([[0.2, -0.3, 0.07], [-0.2, -0.3, 0.07]])
+SKIN = Material((0.86, 0.64, 0.52), (0.8, 0.58, 0.47), "plain")
+PALETTE = [
+    (0.85, 0.15, 0.12), (0.12, 0.45, 0.85), (0.15, 0.65, 0.25), (0.95, 0.75, 0.1), (0.55, 0.2, 0.7),
+    (0.95, 0.45, 0.1), (0.1, 0.7, 0.7), (0.9, 0.3, 0.6), (0.25, 0.25, 0.3), (0.95, 0.95, 0.92),
+]
+PATTERNS = ("plain", "stripes", "checks", "dots")
+
+
+def _parts(kind: str) -> tuple[list, float]:
+    """Primitives of one object kind in its local frame (resting on z = 0) and its height."""
+    if kind == "test tube":
+        return [Cylinder((0, 0, 0.012), (0, 0, 0.13), 0.02, rounded=True)], 0.15
+    if kind == "swab/stick":
+        return [Cylinder((-0.09, 0, 0.014), (0.09, 0, 0.014), 0.014, rounded=True)], 0.03
+    if kind == "bowl":
+        return [Cylinder((0, 0, 0), (0, 0, 0.05), 0.075), Cylinder((0, 0, 0.05), (0, 0, 0.058), 0.082)], 0.06
+    if kind == "test kit":
+        return [Box((-0.07, -0.035, 0), (0.07, 0.035, 0.022)), Box((-0.02, -0.015, 0.022), (0.03, 0.015, 0.03))], 0.03
+    if kind == "blood pressure monitor":
+        return [Box((-0.07, -0.055, 0), (0.07, 0.055, 0.05)), Box((-0.07, -0.055, 0.05), (0.07, 0.0, 0.075))], 0.08
+    if kind == "oximeter":
+        return [Box((-0.035, -0.025, 0), (0.035, 0.025, 0.04)), Sphere((0.035, 0, 0.02), 0.02)], 0.04
+    if kind == "thermometer":
+        return [Box((-0.08, -0.014, 0), (0.06, 0.014, 0.022)), Cylinder((0.06, 0, 0.011), (0.1, 0, 0.011), 0.008, rounded=True)], 0.025
+    if kind == "bottle":
+        return [Cylinder((0, 0, 0), (0, 0, 0.11), 0.036), Sphere((0, 0, 0.11), 0.036), Cylinder((0, 0, 0.13), (0, 0, 0.17), 0.014)], 0.17
+    if kind == "cup":
+        return [Cylinder((0, 0, 0), (0, 0, 0.095), 0.042)], 0.1
+    if kind == "ball":
+        return [Sphere((0, 0, 0.045), 0.045)], 0.09
+    if kind == "bandage":
+        return [Cylinder((0, -0.04, 0.04), (0, 0.04, 0.04), 0.04)], 0.08
+    if kind == "mask":
+        return [Box((-0.08, -0.05, 0), (0.08, 0.05, 0.012))], 0.015
+    raise KeyError(kind)
+
+
+KINDS = ["test tube", "swab/stick", "bowl", "test kit", "blood pressure monitor", "oximeter",
+         "thermometer", "bottle", "cup", "ball", "bandage", "mask"]
+
+
+@dataclass
+class SceneObject:
+    name: str
+    kind: str
+    material: Material
+    height: float
+
+
+# ---------------------------------------------------------------- scene layout and motion
+
+
+def _smooth(u):
+    u = np.clip(u, 0.0, 1.0)
+    return u * u * (3 - 2 * u)
+
+
+def _choose_objects(rng: np.random.Generator, index: int, count: int) -> list[SceneObject]:
+    """Object kinds of take ``index``: even takes hold two identical bowls; "test tube" and
+    "swab/stick" come early so small datasets still have names with a space and a "/"."""
+    kinds = (["bowl", "bowl"] if index % 2 == 0 else []) + ["test tube", "swab/stick"]
+    others = [k for k in KINDS if k not in kinds]
+    kinds += [others[i] for i in rng.permutation(len(others))]
+    kinds = kinds[:count]
+    if len(kinds) < count:
+        raise ValueError(f"at most {len(KINDS) + 1} objects per take")
+    colours = rng.permutation(len(PALETTE))
+    seen: dict[str, int] = {}
+    objects = []
+    shared: dict[str, Material] = {}
+    for i, kind in enumerate(kinds):
+        if kind not in shared:
+            c1, c2 = PALETTE[colours[i % len(PALETTE)]], PALETTE[colours[(i + 5) % len(PALETTE)]]
+            shared[kind] = Material(c1, c2, PATTERNS[int(rng.integers(len(PATTERNS)))], float(rng.uniform(0.012, 0.025)))
+        n = seen.get(kind, 0)
+        seen[kind] = n + 1
+        objects.append(SceneObject(f"{kind}_{n}", kind, shared[kind], _parts(kind)[1]))
+    return objects
+
+
+def _place(rng: np.random.Generator, taken: list[np.ndarray], clearance: float = 0.17) -> np.ndarray:
+    """A free spot on the table top (seeded rejection sampling)."""
+    best, best_gap = None, -1.0
+    for _ in range(60):
+        p = np.array([rng.uniform(-0.42, 0.42), rng.uniform(-0.18, 0.28), 0.0])
+        gap = min((np.linalg.norm(p[:2] - q[:2]) for q in taken), default=np.inf)
+        if gap >= clearance:
+            return p
+        if gap > best_gap:
+            best, best_gap = p, gap
+    return best
+
+
+class Take:
+    """One synthetic take: scene, motion of objects, hands and head, cameras; renders any frame."""
+
+    def __init__(self, cfg: dict, index: int):
+        self.index = index
+        rng = np.random.default_rng([int(cfg["seed"]), index])
+        self.frames = int(cfg["seconds"]) * FPS
+        self.annotated = list(range(0, self.frames, FPS))
+        self.task = list(TASKS)[int(rng.integers(len(TASKS)))]
+        self.objects = _choose_objects(rng, index, int(cfg["objects"]))
+        self.table = [
+            Solid([Box((-TABLE_X, -TABLE_Y, -0.035), (TABLE_X, TABLE_Y, 0.0))],
+                  Material((0.62, 0.45, 0.3), (0.45, 0.3, 0.18), "wood", 0.004)),
+            Solid([Box((x - 0.03, y - 0.03, -0.76), (x + 0.03, y + 0.03, -0.035))
+                   for x in (-TABLE_X + 0.06, TABLE_X - 0.06) for y in (-TABLE_Y + 0.06, TABLE_Y - 0.06)],
+                  Material((0.35, 0.25, 0.17))),
+        ]
+        self._motion(rng)
+        self._head(rng)
+        self.ego_size = int(cfg["ego_size"])
+        exo_h, exo_w = (int(v) for v in cfg["exo_size"])
+        self.exo = {}
+        n_exo = int(cfg["exo_cameras"])
+        for k in range(n_exo):
+            az = np.radians(-25 + 230 * (k + 0.5) / n_exo + rng.uniform(-12, 12))
+            dist, height = rng.uniform(1.3, 1.7), rng.uniform(0.75, 1.1)
+            pos = [dist * np.cos(az), 0.1 + dist * np.sin(az), height]
+            target = [rng.uniform(-0.1, 0.1), rng.uniform(-0.05, 0.1), -0.05]
+            self.exo[f"cam{k + 1:02d}"] = Camera.look_at(pos, target, exo_w, exo_h, rng.uniform(52, 60))
+        self.cameras = [EGO_CAM, *self.exo]
+        self._static: dict[tuple[str, float], tuple[Frame, np.ndarray]] = {}
+
+    # -- motion
+
+    def _motion(self, rng: np.random.Generator) -> None:
+        """Object poses (frames, K, 3) and yaws, wrist positions (frames, 2, 3): hands reach an
+        object, carry it to a free spot, and go back to rest."""
+        n, k = self.frames, len(self.objects)
+        t = np.arange(n) / FPS
+        pos = np.zeros((n, k, 3))
+        spots: list[np.ndarray] = []
+        for i in range(k):
+            spots.append(_place(rng, spots))
+            pos[:, i] = spots[-1]
+        yaw = np.repeat(rng.uniform(0, np.pi, k)[None], n, 0)
+        wobble = np.stack([np.stack([np.sin(1.3 * t + h), 0.6 * np.sin(1.1 * t + h + 1), 0.4 * np.sin(0.9 * t + h + 2)], 1)
+                           for h in (0.0, 2.0)], 1)
+        wrist = REST[None] + 0.015 * wobble
+        span = 2 * FPS
+        free_at = np.zeros(k, int)
+        self.events = []
+        for f0 in range(6, n - 18, 36):
+            hand = len(self.events) % 2
+            free = [i for i in range(k) if free_at[i] <= f0]
+            if not free:
+                continue
+            obj = free[int(rng.integers(len(free)))]
+            free_at[obj] = f0 + span
+            src = pos[f0, obj].copy()
+            dest = _place(rng, [pos[-1, j] for j in range(k) if j != obj])
+            self.events.append((hand, obj, f0, dest))
+            grip = np.array([0.0, 0.0, self.objects[obj].height + 0.035])
+            for f in range(f0, min(f0 + span, n)):
+                u, rest = (f - f0) / span, wrist[f, hand].copy()
+                if u < 0.35:
+                    wrist[f, hand] = rest + (src + grip - rest) * _smooth(u / 0.35)
+                elif u < 0.7:
+                    c = _smooth((u - 0.35) / 0.35)
+                    pos[f:, obj] = src + (dest - src) * c + np.array([0, 0, 0.06 * np.sin(np.pi * c)])
+                    yaw[f:, obj] = yaw[f0, obj] + 0.8 * c
+                    wrist[f, hand] = pos[f, obj] + grip
+                else:
+                    wrist[f, hand] = pos[f, obj] + grip + (rest - pos[f, obj] - grip) * _smooth((u - 0.7) / 0.3)
+        self.pos, self.yaw, self.wrist = pos, yaw, wrist
+
+    def _head(self, rng: np.random.Generator) -> None:
+        """Ego pose per frame: gaze follows the hands over the table; at some annotated seconds
+        the head turns well away (objects leave the ego view)."""
+        n = self.frames
+        t = np.arange(n) / FPS
+        focus = 0.6 * self.wrist.mean(1) + 0.4 * np.array([0.0, 0.05, 0.0])
+        kernel = np.ones(15) / 15
+        focus = np.stack([np.convolve(np.pad(focus[:, i], 7, mode="edge"), kernel, "valid") for i in range(3)], 1)
+        focus[:, 2] = 0.0
+        self.head = HEAD + 0.02 * np.stack([np.sin(0.9 * t), np.sin(0.7 * t + 1), np.sin(1.1 * t + 2)], 1)
+        seconds = n // FPS
+        glances = rng.choice(np.arange(1, seconds), size=min(max(1, seconds // 3), max(seconds - 1, 0)), replace=False) if seconds > 1 else []
+        turn = np.zeros(n)
+        for s in glances:
+            sign = 1 if rng.uniform() < 0.5 else -1
+            turn += sign * np.radians(rng.uniform(65, 85)) * _smooth(1 - np.abs(np.arange(n) - s * FPS) / 14.0 + 0.4)
+        self.glances = sorted(int(s) * FPS for s in glances)
+        gaze = focus - self.head
+        c, s_ = np.cos(turn), np.sin(turn)
+        self.gaze = np.stack([c * gaze[:, 0] - s_ * gaze[:, 1], s_ * gaze[:, 0] + c * gaze[:, 1], gaze[:, 2] + 0.25 * np.abs(np.sin(turn))], 1)
+        self.roll = 0.05 * np.sin(0.8 * t)
+
+    # -- rendering
+
+    def camera(self, cam: str, frame: int, scale: float = 1.0) -> Camera:
+        if cam == EGO_CAM:
+            camera = Camera.look_at(self.head[frame], self.head[frame] + self.gaze[frame], self.ego_size, self.ego_size, 80.0, self.roll[frame])
+        else:
+            camera = self.exo[cam]
+        return camera if scale == 1 else camera.scaled(scale)
+
+    def solids(self, frame: int) -> dict[int, list[Solid]]:
+        """Moving solids at ``frame``: object i has id i + 1, the hands the ids after the objects."""
+        out = {i + 1: [Solid(_parts(o.kind)[0], o.material, self.pos[frame, i], float(self.yaw[frame, i]))]
+               for i, o in enumerate(self.objects)}
+        for h in range(2):
+            w = self.wrist[frame, h]
+            back = SHOULDERS[h] - w
+            back /= np.linalg.norm(back)
+            ahead = -back * np.array([1, 1, 0.2])
+            ahead /= np.linalg.norm(ahead)
+            palm = w + 0.05 * ahead
+            out[len(self.objects) + 1 + h] = [Solid([
+                Cylinder(tuple(w + 0.3 * back), tuple(w), 0.03, rounded=True),
+                Sphere(tuple(palm), 0.042),
+                Cylinder(tuple(palm), tuple(palm + 0.06 * ahead - [0, 0, 0.02]), 0.022, rounded=True),
+            ], SKIN)]
+        return out
+
+    def render(self, cam: str, frame: int, scale: float = 1.0) -> Frame:
+        """The frame of camera ``cam`` at ``scale`` times its size (ids: 0 room/table, 1..K
+        objects, then hands). Exo cameras do not move: their room and table are cached."""
+        camera = self.camera(cam, frame, scale)
+        full = scale == 1
+        if cam == EGO_CAM:
+            return render(camera, {0: self.table} | self.solids(frame), count_alone=full)
+        if (cam, scale) not in self._static:
+            dirs = camera.directions()
+            self._static[cam, scale] = render(camera, {0: self.table}, dirs=dirs, count_alone=False), dirs
+        base, dirs = self._static[cam, scale]
+        return render(camera, self.solids(frame), base=base, dirs=dirs, count_alone=full)
+
+    def size(self, cam: str) -> tuple[int, int]:
+        c = self.camera(cam, 0)
+        return c.height, c.width
+
+
+# ---------------------------------------------------------------- dataset writer
+
+
+def _uid(rng: np.random.Generator) -> str:
+    return str(uuid.UUID(bytes=rng.bytes(16), version=4))
+
+
+def _write_take(take: Take, folder: Path) -> tuple[dict, list[dict]]:
+    """Render the videos of one take into ``folder``; return its object_masks and visibility rows."""
+    folder.mkdir(parents=True, exist_ok=True)
+    masks: dict = {o.name: {} for o in take.objects}
+    rows = []
+    for cam in take.cameras:
+        h, w = take.size(cam)
+        path = folder / ("aria01_214-1.mp4" if cam == EGO_CAM else f"{cam}.mp4")
+        writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), FPS, (w, h))
+        if not writer.isOpened():
+            raise RuntimeError(f"cv2.VideoWriter (mp4v) cannot write {path}")
+        for o in take.objects:
+            masks[o.name][cam] = {"annotation": {}, "annotation_metadata": {}, "annotation_fps": 1, "annotated_frames": list(take.annotated)}
+        for f in range(take.frames):
+            if f % FPS:
+                draft = take.render(cam, f, DRAFT_SCALE).rgb()
+                writer.write(cv2.resize(draft[..., ::-1], (w, h), interpolation=cv2.INTER_LINEAR))
+                continue
+            frame = take.render(cam, f)
+            writer.write(np.ascontiguousarray(frame.rgb()[..., ::-1]))
+            for i, o in enumerate(take.objects):
+                mask = frame.ids == i + 1
+                area, alone = int(mask.sum()), frame.alone[i + 1]
+                rows.append({"object": o.name, "camera": cam, "frame": f,
+                             "visible_fraction": area / alone if alone else 0.0, "area": area})
+                if area >= MIN_VISIBLE_PIXELS:
+                    masks[o.name][cam]["annotation"][str(f)] = {"width": w, "height": h, "encodedMask": encode_lzstring(mask), "intSegClicks": {}}
+        writer.release()
+    return masks, rows
+
+
+def generate_dataset(out_dir, cfg: dict) -> Path:
+    """Write a synthetic dataset in the Ego-Exo4D layout into ``out_dir`` (replaced atomically).
+
+    ``cfg`` is ``config["synthetic"]``: seed, takes, seconds, exo_cameras, ego_size,
+    exo_size [h, w], objects, val_fraction. Same ``cfg`` -> byte-identical JSON and masks.
+    Beside the official files, ``visibility.parquet`` holds one row per (take, object,
+    camera, annotated frame): take_uid, object, camera, frame, visible_fraction, area.
+    """
+    out_dir = Path(out_dir)
+    rng = np.random.default_rng([int(cfg["seed"]), 1_000_003])
+    n = int(cfg["takes"])
+    val = set(rng.permutation(n)[: min(n, round(n * float(cfg["val_fraction"])))].tolist())
+    takes, splits, visibility = [], {"train": {}, "val": {}}, []
+    with atomic_path(out_dir) as tmp:
+        for i in tqdm(range(n), desc="synthetic takes", mininterval=5):
+            take = Take(cfg, i)
+            uid = _uid(rng)
+            name = f"synthetic_{TASKS[take.task]}_{i:03d}_1"
+            folder = tmp / "takes" / name / "frame_aligned_videos"
+            masks, rows = _write_take(take, folder)
+            area = {cam: sum(r["area"] for r in rows if r["camera"] == cam) for cam in take.exo}
+            videos = {"aria01": {"rgb": {"relative_path": "frame_aligned_videos/aria01_214-1.mp4", "clip_uid": _uid(rng)}}}
+            videos |= {cam: {"0": {"relative_path": f"frame_aligned_videos/{cam}.mp4", "clip_uid": _uid(rng)}} for cam in take.exo}
+            takes.append({
+                "take_uid": uid, "take_name": name, "root_dir": f"takes/{name}", "task_name": take.task,
+                "parent_task_name": PARENT_TASK, "university_name": UNIVERSITY, "capture_uid": _uid(rng),
+                "duration_sec": float(take.frames / FPS), "best_exo": max(area, key=area.get),
+                "frame_aligned_videos": videos,
+            })
+            splits["val" if i in val else "train"][uid] = {
+                "take_name": name, "scenario": take.task,
+                "object_names": {"annotation": [], "annotation_metadata": {}, "annotation_fps": FPS},
+                "object_masks": masks,
+            }
+            visibility += [{"take_uid": uid, **r} for r in rows]
+            log.info("take %d/%d %s: %d objects, %d cameras, %d frames", i + 1, n, name, len(take.objects), len(take.cameras), take.frames)
+        _dump(tmp / "takes.json", takes)
+        for split, ann in splits.items():
+            _dump(tmp / "annotations" / f"relations_{split}.json", {"annotations": ann})
+        pd.DataFrame(visibility, columns=["take_uid", "object", "camera", "frame", "visible_fraction", "area"]).to_parquet(tmp / "visibility.parquet", index=False)
+    return out_dir
+
+
+def _dump(path: Path, obj) -> None:
+    import json
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(obj, f)
