@@ -16,6 +16,7 @@ from pathlib import Path
 
 import jinja2
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -154,6 +155,8 @@ def training_figure(name: str, history: list[dict]) -> str:
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.0))
     ax1.plot(h["epoch"], h["train_loss"], marker="o")
     ax1.set(xlabel="epoch", ylabel="train loss", title=f"{name}: loss")
+    for ax in (ax1, ax2):
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax2.plot(h["epoch"], h["val_iou"], marker="o", color="tab:green")
     ax2.set(xlabel="epoch", ylabel="validation IoU", title=f"{name}: validation IoU", ylim=(0, 1))
     return figure_uri(fig)
@@ -238,12 +241,15 @@ def overlay(frames: Frames, row, preds: list[dict]) -> str:
 
 
 def pick_samples(df: pd.DataFrame, n: int) -> dict[str, pd.DataFrame]:
-    """Best, median and worst ``n`` present samples by IoU (ties broken by the sample key)."""
+    """Best, median and worst ``n`` present samples by IoU, disjoint (ties broken by the sample key)."""
     d = df[df.ego_present].sort_values(["iou", *SAMPLE_KEY], ascending=[False, True, True, True, True, True])
     if d.empty or n == 0:
         return {}
-    mid = max(0, len(d) // 2 - n // 2)
-    return {"best": d.head(n), "median": d.iloc[mid:mid + n], "worst": d.tail(n).iloc[::-1]}
+    best, rest = d.head(n), d.iloc[n:]
+    worst, rest = rest.tail(n).iloc[::-1], rest.iloc[:max(0, len(rest) - n)]
+    mid = max(0, len(rest) // 2 - n // 2)
+    groups = {"best": best, "median": rest.iloc[mid:mid + n], "worst": worst}
+    return {k: v for k, v in groups.items() if len(v)}
 
 
 # ---------------------------------------------------------------------------- tables
@@ -351,6 +357,21 @@ def dict_rows(d: dict, prefix: str = "") -> list[tuple[str, str]]:
         else:
             rows.append((key, str(v)))
     return rows
+
+
+def json_tables(d: dict) -> tuple[list[tuple[str, str]], list[dict]]:
+    """A diagnostics object as key/value rows (scalars) and tables (mappings of mappings or of lists)."""
+    rows, tables = [], []
+    for k, v in d.items():
+        if isinstance(v, dict) and v and all(isinstance(x, dict) for x in v.values()):
+            tables.append({"title": k, "html": html_table(pd.DataFrame.from_dict(v, orient="index"), floatfmt="{:.4g}")})
+        elif isinstance(v, dict) and v and all(isinstance(x, list) for x in v.values()):
+            t = pd.DataFrame({"count": {a: len(x) for a, x in v.items()},
+                              "items": {a: ", ".join(map(str, x[:12])) + (", …" if len(x) > 12 else "") for a, x in v.items()}})
+            tables.append({"title": k, "html": html_table(t)})
+        else:
+            rows.extend(dict_rows({k: v}))
+    return rows, tables
 
 
 # ---------------------------------------------------------------------------- sections
@@ -569,7 +590,8 @@ def build_context(p: ReportParams, takes: list[str]) -> dict:
                                   f"IoU {row.iou:.3f}, confidence {row.confidence:.2f}"} for row in d.itertuples()],
         } for g, d in groups.items()]})
 
-    splits = [{"name": s, "rows": dict_rows(read_json(r / "splits" / f"{s}.json", "split diagnostics"))} for s in split_names]
+    splits = [dict(zip(("rows", "tables"), json_tables(read_json(r / "splits" / f"{s}.json", "split diagnostics"))), name=s)
+              for s in split_names]
 
     bench = benchmark_table(r / "benchmarks")
     stages = (bench.groupby("stage").agg(jobs=("s", "size"), total_s=("s", "sum"), mean_s=("s", "mean"),

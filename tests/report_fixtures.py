@@ -11,6 +11,7 @@ from PIL import Image
 
 from omama.io import write_json, write_parquet
 from omama.masks import eval_size, encode_rle, resize_mask
+from omama.splits import diagnostics
 
 EGO, EXOS = "aria01_214-1", ["cam01", "cam02"]
 EGO_HW, EXO_HW = (48, 48), (36, 64)
@@ -41,8 +42,7 @@ def fabricate(root: Path, experiments: dict, subsets=("test",), references=("ran
     for split in {x["split"] for x in experiments.values()}:
         s = pairs.assign(split=np.where(np.arange(len(pairs)) % 3 == 0, "train", np.where(np.arange(len(pairs)) % 3 == 1, "val", "test")))
         write_parquet(root / "splits" / f"{split}.parquet", s)
-        write_json(root / "splits" / f"{split}.json", {"counts": {"train": 4, "val": 4, "test": 4},
-                                                      "label_overlap": {"train_test": 1.0}})
+        write_json(root / "splits" / f"{split}.json", diagnostics(s, split, [0.7, 0.15, 0.15], 0))
     write_json(root / "index" / "summary.json", {"takes_selected": n_takes, "skipped": {"empty object_masks": 1}})
     write_json(root / "pairs.json", {"pairs": len(pairs), "skipped": {"frame not annotated in ego": 2}})
     vis = pairs[["take_uid", "object", "ego_cam", "frame"]].drop_duplicates().rename(columns={"ego_cam": "camera"})

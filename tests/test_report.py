@@ -3,6 +3,7 @@ console errors, nothing fetched from the network, numbers taken from the results
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import shutil
@@ -64,13 +65,13 @@ def params(root: Path, **over) -> dict:
 
 def browse(html_path: Path, tmp_path: Path) -> tuple[dict, str]:
     """Open a probed copy of the report in Chromium; return the probe's findings and the browser log."""
-    html = html_path.read_text()
+    page = html_path.read_text()
     probed = tmp_path / "probed.html"
-    probed.write_text(html.replace("<head>", "<head>" + PROBE_HEAD, 1).replace("</body>", PROBE_BODY + "</body>", 1))
+    probed.write_text(page.replace("<head>", "<head>" + PROBE_HEAD, 1).replace("</body>", PROBE_BODY + "</body>", 1))
     proc = chromium("--virtual-time-budget=10000", "--dump-dom", probed.as_uri(), profile=tmp_path / "chrome")
     found = re.search(r'<pre id="probe">(.*?)</pre>', proc.stdout, re.S)
     assert found, f"the page never finished loading:\n{proc.stderr[-3000:]}"
-    return json.loads(found.group(1).replace("&quot;", '"').replace("&amp;", "&")), proc.stderr
+    return json.loads(html.unescape(found.group(1))), proc.stderr
 
 
 @pytest.fixture(scope="module")
