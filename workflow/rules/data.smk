@@ -1,31 +1,24 @@
 # rules: data -- source -> take index -> per take download -> extract (raw deleted) -> pairs -> splits
 
 
-def source_root():
-    """Folder in the Ego-Exo4D layout that the take index reads."""
-    kind = config["source"]["kind"]
-    if kind == "synthetic":
-        return f"{RESULTS}/synthetic"
-    if kind == "egoexo":
-        return f"{RESULTS}/source"
-    return config["source"]["path"]
-
-
-def source_files():
-    root = source_root()
-    files = {"takes": f"{root}/takes.json"}
-    for s in config["selection"]["annotation_splits"]:
-        files[f"relations_{s}"] = f"{root}/annotations/relations_{s}.json"
-    if config["source"]["kind"] == "egoexo":
-        files["manifest"] = f"{root}/manifest.json"
-    return files
-
-
-def downscaled_videos():
-    """True/False for the egoexo part; None lets a local folder use what it holds."""
-    if config["source"]["kind"] == "egoexo":
-        return config["source"]["egoexo"]["part"] == "downscaled_takes/448"
-    return None
+# The folder in the Ego-Exo4D layout that the take index reads, and the files it needs there.
+SOURCE_ROOT = {"synthetic": f"{RESULTS}/synthetic", "egoexo": f"{RESULTS}/source"}.get(
+    config["source"]["kind"], config["source"]["path"]
+)
+SOURCE_FILES = {
+    "takes": f"{SOURCE_ROOT}/takes.json",
+    **{
+        f"relations_{s}": f"{SOURCE_ROOT}/annotations/relations_{s}.json"
+        for s in config["selection"]["annotation_splits"]
+    },
+    **({"manifest": f"{SOURCE_ROOT}/manifest.json"} if config["source"]["kind"] == "egoexo" else {}),
+}
+# egoexo: the configured part decides 448-px or full-resolution videos; a local folder uses what it holds.
+DOWNSCALED = (
+    config["source"]["egoexo"]["part"] == "downscaled_takes/448"
+    if config["source"]["kind"] == "egoexo"
+    else None
+)
 
 
 rule fetch_metadata:
@@ -36,6 +29,8 @@ rule fetch_metadata:
         manifest=f"{RESULTS}/source/manifest.json",
     params:
         cfg=config["source"]["egoexo"],
+    conda:
+        CONDA_ENV
     log:
         f"{LOGS}/fetch_metadata.log",
     benchmark:
@@ -46,15 +41,17 @@ rule fetch_metadata:
 
 checkpoint take_index:
     input:
-        **source_files(),
+        **SOURCE_FILES,
     output:
         takes=f"{RESULTS}/index/takes.json",
         summary=f"{RESULTS}/index/summary.json",
     params:
-        root=source_root(),
-        records=f"{RESULTS}/index/takes",
+        root=lambda wc, input: os.path.dirname(input.takes),
+        records=lambda wc, output: os.path.join(os.path.dirname(output.takes), "takes"),
         selection=config["selection"],
-        downscaled=downscaled_videos(),
+        downscaled=DOWNSCALED,
+    conda:
+        CONDA_ENV
     log:
         f"{LOGS}/take_index.log",
     benchmark:
@@ -70,7 +67,9 @@ rule download:
         raw=temp(directory(f"{RESULTS}/raw/{{take}}")),
     params:
         source=config["source"],
-        root=source_root(),
+        root=SOURCE_ROOT,
+    conda:
+        CONDA_ENV
     log:
         f"{LOGS}/download/{{take}}.log",
     benchmark:
@@ -88,6 +87,8 @@ rule extract:
         images=directory(f"{RESULTS}/frames/{{take}}/images"),
     params:
         frames=config["frames"],
+    conda:
+        CONDA_ENV
     log:
         f"{LOGS}/extract/{{take}}.log",
     benchmark:
@@ -103,6 +104,8 @@ rule pairs:
     output:
         pairs=f"{RESULTS}/pairs.parquet",
         summary=f"{RESULTS}/pairs.json",
+    conda:
+        CONDA_ENV
     log:
         f"{LOGS}/pairs.log",
     benchmark:
@@ -120,6 +123,8 @@ rule split:
     params:
         ratios=config["split"]["ratios"],
         seed=config["split"]["seed"],
+    conda:
+        CONDA_ENV
     log:
         f"{LOGS}/split/{{split}}.log",
     benchmark:
