@@ -101,23 +101,24 @@ def _sphere_t(o: np.ndarray, d: np.ndarray, centre: np.ndarray, radius: float) -
     return np.where((disc >= 0) & (t > NEAR), t, np.inf)
 
 
-@dataclass(frozen=True)
 class Box:
-    lo: tuple[float, float, float]
-    hi: tuple[float, float, float]
+    """Axis-aligned box from corner ``lo`` to corner ``hi``."""
+
+    def __init__(self, lo, hi):
+        self.lo, self.hi = _vec(lo), _vec(hi)
+        self.centre, self.half = (self.lo + self.hi) / 2, (self.hi - self.lo) / 2
 
     def bounds(self):
-        return np.asarray(self.lo, float), np.asarray(self.hi, float)
+        return self.lo, self.hi
 
     def t(self, o, d):
         inv = 1.0 / _safe(d)
-        t1, t2 = (_vec(self.lo) - o) * inv, (_vec(self.hi) - o) * inv
+        t1, t2 = (self.lo - o) * inv, (self.hi - o) * inv
         t0, t1 = np.minimum(t1, t2).max(axis=1), np.maximum(t1, t2).min(axis=1)
         return np.where((t0 <= t1) & (t0 > NEAR), t0, np.inf)
 
     def normal(self, p):
-        lo, hi = _vec(self.lo), _vec(self.hi)
-        q = (p - (lo + hi) / 2) / ((hi - lo) / 2)
+        q = (p - self.centre) / self.half
         axis = np.argmax(np.abs(q), axis=1)
         n = np.zeros_like(p)
         rows = np.arange(len(p))
@@ -125,48 +126,39 @@ class Box:
         return n
 
 
-@dataclass(frozen=True)
 class Sphere:
-    centre: tuple[float, float, float]
-    radius: float
+    def __init__(self, centre, radius: float):
+        self.centre, self.radius = _vec(centre), float(radius)
 
     def bounds(self):
-        c = np.asarray(self.centre, float)
-        return c - self.radius, c + self.radius
+        return self.centre - self.radius, self.centre + self.radius
 
     def t(self, o, d):
-        return _sphere_t(o, d, _vec(self.centre), self.radius)
+        return _sphere_t(o, d, self.centre, self.radius)
 
     def normal(self, p):
-        return (p - _vec(self.centre)) / self.radius
+        return (p - self.centre) / self.radius
 
 
-@dataclass(frozen=True)
 class Cylinder:
     """Solid cylinder from ``p0`` to ``p1``; ``rounded`` caps it with half spheres (a capsule)."""
 
-    p0: tuple[float, float, float]
-    p1: tuple[float, float, float]
-    radius: float
-    rounded: bool = False
+    def __init__(self, p0, p1, radius: float, rounded: bool = False):
+        self.p0, self.p1, self.radius, self.rounded = _vec(p0), _vec(p1), float(radius), rounded
+        self.ba = self.p1 - self.p0
+        self.length = float(np.sqrt(self.ba @ self.ba))
+        self.axis = self.ba / self.length
 
     def bounds(self):
-        p0, p1 = np.asarray(self.p0, float), np.asarray(self.p1, float)
-        return np.minimum(p0, p1) - self.radius, np.maximum(p0, p1) + self.radius
-
-    def _axis(self):
-        p0, p1 = _vec(self.p0), _vec(self.p1)
-        length = np.linalg.norm(p1 - p0)
-        return p0, p1, (p1 - p0) / length, length
+        return np.minimum(self.p0, self.p1) - self.radius, np.maximum(self.p0, self.p1) + self.radius
 
     def t(self, o, d):
-        p0, p1, _, _ = self._axis()
-        ba, oa = p1 - p0, o - p0
+        ba, oa, r2 = self.ba, o - self.p0, self.radius**2
         baba, baoa, oaoa = ba @ ba, ba @ oa, oa @ oa
         bard, rdoa = d @ ba, d @ oa
         a = baba - bard * bard
         b = baba * rdoa - baoa * bard
-        h = b * b - a * (baba * oaoa - baoa * baoa - self.radius**2 * baba)
+        h = b * b - a * (baba * oaoa - baoa * baoa - r2 * baba)
         hit = (h >= 0) & (a > 1e-12)
         h = np.sqrt(np.maximum(h, 0))
         t = (-b - h) / np.maximum(a, F(1e-12))
@@ -174,9 +166,9 @@ class Cylinder:
         body = hit & (y > 0) & (y < baba)
         if self.rounded:  # the cap sphere on the side the ray reached the axis
             low = y <= 0
+            o1 = o - self.p1
             bc = np.where(low, rdoa, rdoa - bard)
-            cc = np.where(low, oaoa, (o - p1) @ (o - p1)) - self.radius**2
-            hc = bc * bc - cc
+            hc = bc * bc - np.where(low, oaoa - r2, o1 @ o1 - r2)
             t_cap = -bc - np.sqrt(np.maximum(hc, 0))
             cap = hit & ~body & (hc >= 0)
         else:  # the flat cap plane on that side, inside the radius
@@ -186,9 +178,9 @@ class Cylinder:
         return np.where(t > NEAR, t, np.inf)
 
     def normal(self, p):
-        p0, _, a, length = self._axis()
-        s = (p - p0) @ a
-        radial = (p - p0 - np.clip(s, 0, length)[:, None] * a) / self.radius
+        a, length = self.axis, self.length
+        s = (p - self.p0) @ a
+        radial = (p - self.p0 - np.clip(s, 0, length)[:, None] * a) / self.radius
         if self.rounded:
             return radial
         eps = 1e-5 * max(length, self.radius)
@@ -240,7 +232,7 @@ class Solid:
 
     def corners(self) -> np.ndarray:
         """The 8 world corners of a box around each part, (parts, 8, 3)."""
-        bounds = np.array([part.bounds() for part in self.parts])
+        bounds = np.array([part.bounds() for part in self.parts], float)
         lo, hi = bounds[:, 0], bounds[:, 1]
         local = np.where(_CORNERS[None], hi[:, None], lo[:, None])
         return local @ rot_z(self.yaw).T + self.position

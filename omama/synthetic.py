@@ -54,10 +54,26 @@ PALETTE = [
     (0.95, 0.45, 0.1), (0.1, 0.7, 0.7), (0.9, 0.3, 0.6), (0.25, 0.25, 0.3), (0.95, 0.95, 0.92),
 ]
 PATTERNS = ("plain", "stripes", "checks", "dots")
+OBJECT_SCALE = 1.4  # objects are a little larger than life so that they span a few feature patches
+CLOTHES = Material((0.3, 0.36, 0.5), (0.25, 0.3, 0.42), "stripes", 0.05)
 
 
 def _parts(kind: str) -> tuple[list, float]:
     """Primitives of one object kind in its local frame (resting on z = 0) and its height."""
+    parts, height = _unit_parts(kind)
+    k = OBJECT_SCALE
+    scaled = []
+    for p in parts:
+        if isinstance(p, Box):
+            scaled.append(Box(k * p.lo, k * p.hi))
+        elif isinstance(p, Sphere):
+            scaled.append(Sphere(k * p.centre, k * p.radius))
+        else:
+            scaled.append(Cylinder(k * p.p0, k * p.p1, k * p.radius, p.rounded))
+    return scaled, k * height
+
+
+def _unit_parts(kind: str) -> tuple[list, float]:
     if kind == "test tube":
         return [Cylinder((0, 0, 0.012), (0, 0, 0.13), 0.02, rounded=True)], 0.15
     if kind == "swab/stick":
@@ -94,6 +110,7 @@ class SceneObject:
     name: str
     kind: str
     material: Material
+    parts: list
     height: float
 
 
@@ -124,11 +141,11 @@ def _choose_objects(rng: np.random.Generator, index: int, count: int) -> list[Sc
             shared[kind] = Material(c1, c2, PATTERNS[int(rng.integers(len(PATTERNS)))], float(rng.uniform(0.012, 0.025)))
         n = seen.get(kind, 0)
         seen[kind] = n + 1
-        objects.append(SceneObject(f"{kind}_{n}", kind, shared[kind], _parts(kind)[1]))
+        objects.append(SceneObject(f"{kind}_{n}", kind, shared[kind], *_parts(kind)))
     return objects
 
 
-def _place(rng: np.random.Generator, taken: list[np.ndarray], clearance: float = 0.17) -> np.ndarray:
+def _place(rng: np.random.Generator, taken: list[np.ndarray], clearance: float = 0.22) -> np.ndarray:
     """A free spot on the table top (seeded rejection sampling)."""
     best, best_gap = None, -1.0
     for _ in range(60):
@@ -158,6 +175,8 @@ class Take:
                    for x in (-TABLE_X + 0.06, TABLE_X - 0.06) for y in (-TABLE_Y + 0.06, TABLE_Y - 0.06)],
                   Material((0.35, 0.25, 0.17))),
         ]
+        self.body = [Solid([Cylinder((0, -0.86, -0.35), (0, -0.86, 0.2), 0.17, rounded=True)], CLOTHES),
+                     Solid([Sphere(HEAD + [0, -0.06, 0.02], 0.1)], Material((0.25, 0.18, 0.12)))]
         self._motion(rng)
         self._head(rng)
         self.ego_size = int(cfg["ego_size"])
@@ -166,10 +185,10 @@ class Take:
         n_exo = int(cfg["exo_cameras"])
         for k in range(n_exo):
             az = np.radians(-25 + 230 * (k + 0.5) / n_exo + rng.uniform(-12, 12))
-            dist, height = rng.uniform(1.3, 1.7), rng.uniform(0.75, 1.1)
+            dist, height = rng.uniform(1.05, 1.35), rng.uniform(0.65, 0.9)
             pos = [dist * np.cos(az), 0.1 + dist * np.sin(az), height]
-            target = [rng.uniform(-0.1, 0.1), rng.uniform(-0.05, 0.1), -0.05]
-            self.exo[f"cam{k + 1:02d}"] = Camera.look_at(pos, target, exo_w, exo_h, rng.uniform(52, 60))
+            target = [rng.uniform(-0.08, 0.08), rng.uniform(-0.05, 0.08), -0.05]
+            self.exo[f"cam{k + 1:02d}"] = Camera.look_at(pos, target, exo_w, exo_h, rng.uniform(50, 56))
         self.cameras = [EGO_CAM, *self.exo]
         self._static: dict[tuple[str, float], tuple[Frame, np.ndarray]] = {}
 
@@ -247,9 +266,10 @@ class Take:
             camera = self.exo[cam]
         return camera if scale == 1 else camera.scaled(scale)
 
-    def solids(self, frame: int) -> dict[int, list[Solid]]:
-        """Moving solids at ``frame``: object i has id i + 1, the hands the ids after the objects."""
-        out = {i + 1: [Solid(_parts(o.kind)[0], o.material, self.pos[frame, i], float(self.yaw[frame, i]))]
+    def solids(self, frame: int, arms: bool = False) -> dict[int, list[Solid]]:
+        """Moving solids at ``frame``: object i has id i + 1, the hands the ids after the objects
+        (with the upper arms when ``arms``: they are behind the ego camera)."""
+        out = {i + 1: [Solid(o.parts, o.material, self.pos[frame, i], float(self.yaw[frame, i]))]
                for i, o in enumerate(self.objects)}
         for h in range(2):
             w = self.wrist[frame, h]
@@ -258,11 +278,14 @@ class Take:
             ahead = -back * np.array([1, 1, 0.2])
             ahead /= np.linalg.norm(ahead)
             palm = w + 0.05 * ahead
-            out[len(self.objects) + 1 + h] = [Solid([
-                Cylinder(tuple(w + 0.3 * back), tuple(w), 0.03, rounded=True),
-                Sphere(tuple(palm), 0.042),
-                Cylinder(tuple(palm), tuple(palm + 0.06 * ahead - [0, 0, 0.02]), 0.022, rounded=True),
+            hand = [Solid([
+                Cylinder(w + 0.3 * back, w, 0.03, rounded=True),
+                Sphere(palm, 0.042),
+                Cylinder(palm, palm + 0.06 * ahead - [0, 0, 0.02], 0.022, rounded=True),
             ], SKIN)]
+            if arms:
+                hand.append(Solid([Cylinder(SHOULDERS[h], w + 0.28 * back, 0.045, rounded=True)], CLOTHES))
+            out[len(self.objects) + 1 + h] = hand
         return out
 
     def render(self, cam: str, frame: int, scale: float = 1.0) -> Frame:
@@ -274,9 +297,9 @@ class Take:
             return render(camera, {0: self.table} | self.solids(frame), count_alone=full)
         if (cam, scale) not in self._static:
             dirs = camera.directions()
-            self._static[cam, scale] = render(camera, {0: self.table}, dirs=dirs, count_alone=False), dirs
+            self._static[cam, scale] = render(camera, {0: self.table + self.body}, dirs=dirs, count_alone=False), dirs
         base, dirs = self._static[cam, scale]
-        return render(camera, self.solids(frame), base=base, dirs=dirs, count_alone=full)
+        return render(camera, self.solids(frame, arms=True), base=base, dirs=dirs, count_alone=full)
 
     def size(self, cam: str) -> tuple[int, int]:
         c = self.camera(cam, 0)
@@ -370,3 +393,74 @@ def _dump(path: Path, obj) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w") as f:
         json.dump(obj, f)
+
+
+# ---------------------------------------------------------------- robustness photo pairs
+
+EXIF_ORIENTATION = 0x0112
+
+
+def _save_jpeg(path: Path, rgb: np.ndarray, rotated: bool = False) -> None:
+    """Save ``rgb`` as displayed; ``rotated`` stores the pixels turned 90 degrees with EXIF
+    orientation 6, so only readers that apply ``PIL.ImageOps.exif_transpose`` see ``rgb``."""
+    from PIL import Image
+
+    im = Image.fromarray(rgb)
+    if not rotated:
+        im.save(path, quality=92)
+        return
+    exif = Image.Exif()
+    exif[EXIF_ORIENTATION] = 6
+    im.transpose(Image.Transpose.ROTATE_90).save(path, quality=92, exif=exif.tobytes())
+
+
+def _photo_frame(take: Take, want_absent: bool) -> int:
+    """A frame of ``take`` for a still; with ``want_absent`` one where some object is visible
+    in the exo view but not in the ego view (glance frames are tried first)."""
+    if not want_absent:
+        return take.frames // 2
+    exo = next(iter(take.exo))
+    for f in take.glances + list(range(0, take.frames, 5)):
+        ego, other = take.render(EGO_CAM, f), take.render(exo, f)
+        for i in range(len(take.objects)):
+            if (ego.ids == i + 1).sum() < MIN_VISIBLE_PIXELS <= (other.ids == i + 1).sum():
+                return f
+    raise RuntimeError(f"no frame of photo scene {take.index} has an object absent in ego")
+
+
+def write_photo_pairs(out_dir, n: int, seed: int, exo_size: tuple[int, int] = (270, 480), ego_size: int = 288) -> Path:
+    """Write ``n`` synthetic robustness photo pairs into ``out_dir`` (replaced atomically).
+
+    Layout: ``<pair>/exo.jpg``, ``<pair>/ego.jpg``, ``<pair>/masks/<object>.exo.png`` and
+    ``<object>.ego.png`` (uint8 0/255, the image's size as displayed; an object absent from the
+    ego photo has no ego png; only objects visible in the exo photo are written). Scenes are new
+    (not the dataset's takes). Pair 0's exo photo is portrait; pair 1 (or the only pair) stores
+    its exo photo rotated with an EXIF orientation tag, so readers must apply
+    ``PIL.ImageOps.exif_transpose``; pair 1 also has an object absent from the ego photo.
+    """
+    from PIL import Image
+
+    out_dir = Path(out_dir)
+    with atomic_path(out_dir) as tmp:
+        tmp.mkdir()
+        for i in range(n):
+            h, w = exo_size
+            cfg = {"seed": seed, "seconds": 3, "objects": 4, "exo_cameras": 2, "ego_size": ego_size,
+                   "exo_size": [max(h, w), min(h, w)] if i == 0 else [h, w]}
+            take = Take(cfg, 100_000 + i)
+            frame = _photo_frame(take, want_absent=i == 1)
+            pair = tmp / f"pair_{i:03d}"
+            (pair / "masks").mkdir(parents=True)
+            views = {"ego": take.render(EGO_CAM, frame), "exo": take.render("cam01", frame)}
+            _save_jpeg(pair / "ego.jpg", views["ego"].rgb())
+            _save_jpeg(pair / "exo.jpg", views["exo"].rgb(), rotated=i == min(1, n - 1))
+            for k, obj in enumerate(take.objects):
+                name = obj.name.replace("/", "-")
+                masks = {v: f.ids == k + 1 for v, f in views.items()}
+                if masks["exo"].sum() < MIN_VISIBLE_PIXELS:
+                    continue
+                for v, m in masks.items():
+                    if m.sum() >= MIN_VISIBLE_PIXELS:
+                        Image.fromarray(m.astype(np.uint8) * 255).save(pair / "masks" / f"{name}.{v}.png")
+            log.info("photo pair %s: frame %d of scene %d", pair.name, frame, take.index)
+    return out_dir
