@@ -22,6 +22,7 @@ import pandas as pd
 from pycocotools import mask as mask_utils
 from scipy import ndimage
 from skimage.filters import sobel
+from skimage.measure import label as measure_label
 from skimage.segmentation import felzenszwalb, find_boundaries, watershed
 from tqdm import tqdm
 
@@ -34,7 +35,7 @@ log = logging.getLogger(__name__)
 PROPOSAL_COLUMNS = ["frame", "proposal", "height", "width", "counts", "x", "y", "w", "h", "score", "area"]
 RECALL_COLUMNS = ["take_uid", "object", "frame", "gt_area", "best_iou", "n_proposals"]
 FASTSAM_DEFAULTS = {"imgsz": 1024, "conf": 0.4, "iou": 0.9, "retina_masks": True}
-CLASSICAL_DEFAULTS = {"scales": [0.5, 1.0, 2.0], "min_area": 0.002, "max_iou": 0.9}
+CLASSICAL_DEFAULTS = {"scales": [0.5, 1.0, 2.0], "min_area": 0.0005, "max_iou": 0.9}
 FELZENSZWALB_K = 300.0  # graph threshold at scale 1.0 for a 224-pixel image; grows with the image side
 
 
@@ -122,24 +123,19 @@ class ClassicalProposer:
         min_px = self.min_area * H * W
         rles, runs = [], []
         for run, labels in enumerate(self.segmentations(image)):
-            for lab, box in enumerate(ndimage.find_objects(labels + 1)):
-                if box is None:
-                    continue
-                comps, n = ndimage.label(labels[box] == lab)
-                for c in range(1, n + 1):
-                    part = comps == c
-                    if min_px <= part.sum() < H * W:
-                        m = np.zeros((H, W), bool)
-                        m[box] = part
-                        rles.extend(_rles([m]))
-                        runs.append(run)
+            regions = measure_label(labels + 1, background=0, connectivity=1)
+            for k in range(1, regions.max() + 1):
+                r = _rles([regions == k])[0]
+                if min_px <= mask_utils.area(r) < H * W:
+                    rles.append(r)
+                    runs.append(run)
         if not rles:
             return np.zeros((0, H, W), bool), np.zeros(0, np.float32)
         iou = mask_iou(rles, rles)
         runs = np.asarray(runs)
         same = iou >= self.max_iou
         stability = np.array([len(np.unique(runs[row])) for row in same], dtype=np.float32) / (2 * len(self.scales))
-        areas = mask_utils.area(rles)
+        areas = np.array([mask_utils.area(r) for r in rles])
         keep: list[int] = []
         for i in np.lexsort((-areas, -stability)):
             if not keep or iou[i, keep].max() < self.max_iou:

@@ -70,3 +70,21 @@ def proposer_config(name):
     if name not in config["proposers"]:
         raise ValueError(f"unknown proposer {name!r}; known: {sorted(config['proposers'])}")
     return config["proposers"][name]
+
+
+# Features stage (features.smk): GPU reservation and per-take aggregates.
+
+
+def gpus(cfg):
+    """GPUs a job reserves: 1 when its config entry asks for cuda."""
+    return 1 if cfg.get("device", "cpu") == "cuda" else 0
+
+
+def all_features(backbone):
+    """Feature stores of every selected take for ``backbone`` (evaluates the take index)."""
+    return expand(f"{RESULTS}/features/{backbone}/{{take}}.zarr", take=selected_takes())
+
+
+def all_proposals(proposer):
+    """Proposal tables of every selected take for ``proposer`` (evaluates the take index)."""
+    return expand(f"{RESULTS}/proposals/{proposer}/{{take}}.parquet", take=selected_takes())

@@ -1,1 +1,57 @@
-# rules: features (being written)
+# rules: features -- per (backbone, take) Zarr v3 feature store; per (proposer, take) ego mask proposals
+
+
+rule features:
+    input:
+        annotation=f"{RESULTS}/frames/{{take}}/annotation.json",
+        images=f"{RESULTS}/frames/{{take}}/images",
+    output:
+        store=directory(f"{RESULTS}/features/{{backbone}}/{{take}}.zarr"),
+    params:
+        cfg=lambda wc: backbone_config(wc.backbone),
+    threads: 2
+    resources:
+        gpu=lambda wc: gpus(backbone_config(wc.backbone)),
+    conda:
+        CONDA_ENV
+    log:
+        f"{LOGS}/features/{{backbone}}/{{take}}.log",
+    benchmark:
+        f"{BENCH}/features/{{backbone}}/{{take}}.tsv"
+    script:
+        "../scripts/features.py"
+
+
+rule proposals:
+    input:
+        annotation=f"{RESULTS}/frames/{{take}}/annotation.json",
+        images=f"{RESULTS}/frames/{{take}}/images",
+    output:
+        proposals=f"{RESULTS}/proposals/{{proposer}}/{{take}}.parquet",
+        recall=f"{RESULTS}/proposals/{{proposer}}/{{take}}.recall.parquet",
+    params:
+        cfg=lambda wc: proposer_config(wc.proposer),
+    resources:
+        gpu=lambda wc: gpus(proposer_config(wc.proposer)),
+    conda:
+        CONDA_ENV
+    log:
+        f"{LOGS}/proposals/{{proposer}}/{{take}}.log",
+    benchmark:
+        f"{BENCH}/proposals/{{proposer}}/{{take}}.tsv"
+    script:
+        "../scripts/proposals.py"
+
+
+rule features_all:
+    input:
+        lambda wc: [p for b in config["backbones"] for p in all_features(b)],
+        lambda wc: [p for q in config["proposers"] for p in all_proposals(q)],
+    output:
+        touch(f"{RESULTS}/features/.all.done"),
+    conda:
+        CONDA_ENV
+    log:
+        f"{LOGS}/features_all.log",
+    benchmark:
+        f"{BENCH}/features_all.tsv"
