@@ -1,0 +1,69 @@
+"""The data rules through real Snakemake runs on the tiny config."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pandas as pd
+import pytest
+
+from conftest import run_snakemake, tiny_config
+
+pytestmark = pytest.mark.slow
+TARGET = "results/splits/object.parquet"
+
+
+def job_counts(output: str) -> dict[str, int]:
+    """Rule -> job count from the "Job stats" table of a (dry) run."""
+    table = output.split("Job stats:", 1)[1].split("\n\n", 1)[0]
+    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M) if m[1] != "total"}
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("data-workflow")
+    run_snakemake(d, tiny_config(), TARGET)
+    return d
+
+
+def test_object_split_from_scratch(workdir):
+    r = workdir / "results"
+    takes = json.loads((r / "index/takes.json").read_text())
+    assert len(takes) == tiny_config()["synthetic"]["takes"]
+    split = pd.read_parquet(r / "splits/object.parquet")
+    assert len(split) == json.loads((r / "pairs.json").read_text())["pairs"] > 0
+    diag = json.loads((r / "splits/object.json").read_text())
+    assert diag["label_overlap"] == {"train-val": [], "train-test": [], "val-test": []}
+    for t in takes:
+        a = json.loads((r / "frames" / t["take_uid"] / "annotation.json").read_text())
+        assert a["subsample_idx"] == t["frames"]
+        assert (r / "frames" / t["take_uid"] / "images" / t["ego_cam"] / f"{t['frames'][0]}.jpg").is_file()
+        assert (r / "logs/extract" / f"{t['take_uid']}.log").is_file() and (r / "benchmarks/extract" / f"{t['take_uid']}.tsv").is_file()
+    assert not (r / "raw").exists() or not any((r / "raw").iterdir())  # videos deleted after extraction
+    assert json.loads((r / "index/summary.json").read_text())["selected"] == len(takes)
+
+
+def test_split_settings_rerun_only_the_split(workdir):
+    cfg = tiny_config()
+    cfg["split"].update(ratios=[0.5, 0.25, 0.25], seed=7)
+    proc = run_snakemake(workdir, cfg, TARGET, "-n")
+    assert job_counts(proc.stdout) == {"split": 1}
+    assert "Params have changed since last execution" in proc.stdout
+
+
+def test_frame_settings_rerun_extraction_but_not_the_index(workdir):
+    cfg = tiny_config()
+    cfg["frames"]["jpeg_quality"] = 80
+    counts = job_counts(run_snakemake(workdir, cfg, TARGET, "-n").stdout)
+    takes = tiny_config()["synthetic"]["takes"]
+    assert counts == {"download": takes, "extract": takes, "pairs": 1, "split": 1}
+
+
+def test_lint_is_clean_for_the_data_rules(workdir):
+    cfg = tiny_config()
+    cfg["source"]["kind"] = "egoexo"  # every data rule, fetch_metadata included
+    proc = run_snakemake(workdir, cfg, "--lint", check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0 or "Lints for" in out, out[-3000:]
+    assert "data.smk" not in out, out[-3000:]
