@@ -1,0 +1,223 @@
+"""The synthetic Ego-Exo4D dataset and the synthetic robustness photo pairs."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import cv2
+import lzstring
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image, ImageOps
+from pycocotools import mask as mask_utils
+
+from conftest import run_snakemake, tiny_config
+from omama import synthetic
+from omama.masks import encode_lzstring
+from omama.synthetic import EGO_CAM, MIN_VISIBLE_PIXELS, Take, generate_dataset, write_photo_pairs
+
+CFG = {"seed": 3, "takes": 3, "seconds": 2, "exo_cameras": 2, "ego_size": 64, "exo_size": [54, 96],
+       "objects": 4, "val_fraction": 0.34}
+SMALL = CFG | {"takes": 2, "seconds": 1}
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    return generate_dataset(tmp_path_factory.mktemp("syn") / "synthetic", CFG)
+
+
+def relations(root: Path) -> dict:
+    out = {}
+    for split in ("train", "val"):
+        for uid, take in json.loads((root / f"annotations/relations_{split}.json").read_text())["annotations"].items():
+            out[uid] = take | {"split": split}
+    return out
+
+
+def masks_of(root: Path):
+    """(take_uid, object, camera, frame, entry) for every annotation entry."""
+    for uid, take in relations(root).items():
+        for obj, cams in take["object_masks"].items():
+            for cam, ann in cams.items():
+                for frame, entry in ann["annotation"].items():
+                    yield uid, obj, cam, int(frame), entry
+
+
+def official_decode(entry: dict) -> np.ndarray:
+    """The benchmark's recipe, with the real libraries only."""
+    counts = lzstring.LZString().decompressFromEncodedURIComponent(entry["encodedMask"])
+    rle = {"size": [entry["height"], entry["width"]], "counts": counts.encode("ascii")}
+    return mask_utils.decode(rle).astype(bool)
+
+
+def test_layout_and_fields(dataset):
+    takes = json.loads((dataset / "takes.json").read_text())
+    rel = relations(dataset)
+    assert len(takes) == CFG["takes"] and {t["take_uid"] for t in takes} == set(rel)
+    assert {r["split"] for r in rel.values()} == {"train", "val"}
+    for t in takes:
+        assert re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[0-9a-f]{4}-[0-9a-f]{12}", t["take_uid"])
+        assert t["root_dir"] == f"takes/{t['take_name']}"
+        assert t["parent_task_name"] == "Health" and t["task_name"] in synthetic.TASKS
+        assert t["duration_sec"] == CFG["seconds"]
+        for key in ("university_name", "capture_uid", "best_exo"):
+            assert t[key]
+        videos = t["frame_aligned_videos"]
+        assert videos["aria01"]["rgb"]["relative_path"] == "frame_aligned_videos/aria01_214-1.mp4"
+        exo = [c for c in videos if c != "aria01"]
+        assert exo == [f"cam{i:02d}" for i in range(1, CFG["exo_cameras"] + 1)] and t["best_exo"] in exo
+        for cam, streams in videos.items():
+            for stream in streams.values():
+                assert (dataset / t["root_dir"] / stream["relative_path"]).is_file() and stream["clip_uid"]
+        r = rel[t["take_uid"]]
+        assert r["take_name"] == t["take_name"] and r["scenario"] == t["task_name"]
+        assert r["object_names"]["annotation_fps"] == 30
+        assert len(r["object_masks"]) == CFG["objects"]
+        for cams in r["object_masks"].values():
+            assert sorted(cams) == sorted([EGO_CAM, *exo])
+            assert sum("aria" in c for c in cams) == 1
+            for ann in cams.values():
+                assert ann["annotated_frames"] == [0, 30]
+                assert set(ann["annotation"]) <= {"0", "30"}
+
+
+def test_names_include_space_slash_and_same_colour_duplicates(dataset):
+    rel = relations(dataset)
+    names = {o for t in rel.values() for o in t["object_masks"]}
+    assert any(" " in n for n in names) and any("/" in n for n in names)
+    assert all(re.fullmatch(r".+_\d+", n) for n in names)
+    duplicates = 0
+    for i in range(CFG["takes"]):
+        take = Take(CFG, i)
+        bowls = [o for o in take.objects if o.kind == "bowl"]
+        if len(bowls) == 2:
+            assert {o.name for o in bowls} == {"bowl_0", "bowl_1"}
+            assert bowls[0].material == bowls[1].material  # same colour and texture
+            duplicates += 1
+    assert duplicates >= 1
+
+
+def test_masks_equal_renderer_ids_and_reencode_byte_exact(dataset):
+    takes = {t["take_uid"]: i for i, t in enumerate(json.loads((dataset / "takes.json").read_text()))}
+    checked = set()
+    for uid, obj, cam, frame, entry in masks_of(dataset):
+        mask = official_decode(entry)
+        assert mask.shape == (entry["height"], entry["width"])
+        assert mask.sum() >= MIN_VISIBLE_PIXELS
+        assert encode_lzstring(mask) == entry["encodedMask"]
+        if (uid, cam) not in checked:  # one rendered comparison per take and camera
+            checked.add((uid, cam))
+            take = Take(CFG, takes[uid])
+            index = [o.name for o in take.objects].index(obj)
+            np.testing.assert_array_equal(mask, take.render(cam, frame).ids == index + 1)
+    assert len(checked) == CFG["takes"] * (1 + CFG["exo_cameras"])
+
+
+def test_absent_objects_are_missing_keys_and_match_visibility(dataset):
+    vis = pd.read_parquet(dataset / "visibility.parquet")
+    assert list(vis.columns) == ["take_uid", "object", "camera", "frame", "visible_fraction", "area"]
+    assert len(vis) == CFG["takes"] * CFG["objects"] * (1 + CFG["exo_cameras"]) * CFG["seconds"]
+    present = {(u, o, c, f) for u, o, c, f, _ in masks_of(dataset)}
+    rows = {(r.take_uid, r.object, r.camera, r.frame): r.area for r in vis.itertuples()}
+    assert present == {k for k, area in rows.items() if area >= MIN_VISIBLE_PIXELS}
+    absent_ego = [k for k in rows if k not in present and k[2] == EGO_CAM]
+    assert absent_ego, "some object must leave the ego view at an annotated frame"
+    assert vis["visible_fraction"].between(0, 1).all()
+    assert (vis["visible_fraction"] < 0.7).any() and (vis["visible_fraction"] > 0.99).any()
+    partly = vis[(vis["visible_fraction"] > 0) & (vis["visible_fraction"] < 0.7)]
+    assert len(partly), "hands or objects must partly occlude some object"
+
+
+def test_videos_frame_aligned_30fps_native_sizes(dataset):
+    take = json.loads((dataset / "takes.json").read_text())[0]
+    scene = Take(CFG, 0)
+    for cam, streams in take["frame_aligned_videos"].items():
+        cap = cv2.VideoCapture(str(dataset / take["root_dir"] / next(iter(streams.values()))["relative_path"]))
+        assert cap.get(cv2.CAP_PROP_FPS) == 30
+        assert cap.get(cv2.CAP_PROP_FRAME_COUNT) == CFG["seconds"] * 30
+        name = EGO_CAM if cam == "aria01" else cam
+        h, w = scene.size(name)
+        assert (int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)), int(cap.get(cv2.CAP_PROP_FRAME_WIDTH))) == (h, w)
+        if cam == "aria01":
+            assert h == w == CFG["ego_size"]
+        else:
+            assert [h, w] == CFG["exo_size"] and abs(w / h - 16 / 9) < 0.05
+        cap.set(cv2.CAP_PROP_POS_FRAMES, 30)
+        ok, bgr = cap.read()
+        cap.release()
+        assert ok
+        decoded = bgr[..., ::-1].astype(float)
+        same = np.abs(decoded - scene.render(name, 30).rgb()).mean()
+        other = np.abs(decoded - scene.render(name, 0).rgb()).mean()
+        assert same < 10 and same < other, (cam, same, other)
+
+
+def test_same_seed_is_byte_identical_other_seed_differs(tmp_path):
+    first, again = (generate_dataset(tmp_path / name, SMALL) for name in ("first", "again"))
+    other = generate_dataset(tmp_path / "other", SMALL | {"seed": SMALL["seed"] + 1})
+    for rel in ("takes.json", "annotations/relations_train.json", "annotations/relations_val.json"):
+        assert (again / rel).read_bytes() == (first / rel).read_bytes()
+        assert (other / rel).read_bytes() != (first / rel).read_bytes()
+    pd.testing.assert_frame_equal(pd.read_parquet(again / "visibility.parquet"), pd.read_parquet(first / "visibility.parquet"))
+
+
+def test_interrupted_generation_leaves_no_dataset(tmp_path, monkeypatch):
+    """A run killed after its first take leaves nothing that looks like a dataset."""
+    calls = []
+
+    def failing(take, folder):
+        calls.append(folder)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(take, folder)
+
+    real = synthetic._write_take
+    monkeypatch.setattr(synthetic, "_write_take", failing)
+    with pytest.raises(KeyboardInterrupt):
+        generate_dataset(tmp_path / "synthetic", SMALL)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_photo_pairs_layout(tmp_path):
+    out = write_photo_pairs(tmp_path / "photos", 3, seed=5, exo_size=(54, 96), ego_size=64)
+    pairs = sorted(p.name for p in out.iterdir())
+    assert pairs == ["pair_000", "pair_001", "pair_002"]
+    portrait = absent = exif = 0
+    for name in pairs:
+        pair = out / name
+        shown = {}
+        for view in ("exo", "ego"):
+            with Image.open(pair / f"{view}.jpg") as im:
+                exif += im.getexif().get(0x0112, 1) != 1
+                shown[view] = np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
+            portrait += shown[view].shape[0] > shown[view].shape[1]
+        files = sorted((pair / "masks").iterdir())
+        assert files and all(re.fullmatch(r"[^/]+_\d+\.(exo|ego)\.png", f.name) for f in files)
+        objects = {f.name.rsplit(".", 2)[0] for f in files}
+        for obj in objects:
+            assert (pair / "masks" / f"{obj}.exo.png").exists()
+            absent += not (pair / "masks" / f"{obj}.ego.png").exists()
+        for f in files:
+            m = np.asarray(Image.open(f))
+            view = f.name.rsplit(".", 2)[1]
+            assert m.dtype == np.uint8 and set(np.unique(m)) == {0, 255}
+            assert m.shape == shown[view].shape[:2]
+            inside, outside = shown[view][m > 0].mean(0), shown[view][m == 0].mean(0)
+            assert np.abs(inside - outside).max() > 5  # the mask covers something that looks different
+    assert portrait >= 1 and absent >= 1 and exif == 1
+
+
+@pytest.mark.slow
+def test_rule_synthesize_writes_the_source(tmp_path):
+    cfg = tiny_config(results="res")
+    cfg["synthetic"].update(takes=2, seconds=2)
+    run_snakemake(tmp_path, cfg, "res/synthetic/takes.json", "res/synthetic/visibility.parquet")
+    root = tmp_path / "res/synthetic"
+    assert len(json.loads((root / "takes.json").read_text())) == 2
+    assert len(list((root / "takes").glob("*/frame_aligned_videos/*.mp4"))) == 2 * (1 + cfg["synthetic"]["exo_cameras"])
+    assert (tmp_path / "res/logs/synthesize.log").exists() and (tmp_path / "res/benchmarks/synthesize.tsv").exists()
+    again = run_snakemake(tmp_path, cfg, "res/synthetic/takes.json")
+    assert "Nothing to be done" in again.stdout + again.stderr
