@@ -18,6 +18,7 @@ import zarr
 
 from omama.backbones import load_backbone
 from omama.features import FeatureStore, FrameError, extract_features
+from omama.proposals import load_proposals
 
 TINY = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64, "seed": 0}
 CFG = {"kind": "dinov2", "weights": "untrained", "tiny": TINY, "ego_grid": [4, 4], "exo_grid": [3, 5],
@@ -140,13 +141,15 @@ def test_killed_extraction_leaves_nothing_that_looks_complete(tmp_path):
 
 
 @pytest.mark.slow
-def test_features_rule_writes_store(tmp_path):
+def test_rules_write_store_and_proposals(tmp_path):
     from conftest import run_snakemake, tiny_config
 
     cfg = tiny_config()
     cfg["backbones"]["tiny-dinov2"].update(ego_grid=[4, 4], exo_grid=[3, 5], tiny=TINY)
     write_take(tmp_path / "results" / "frames" / "take-1")
-    run_snakemake(tmp_path, cfg, "results/features/tiny-dinov2/take-1.zarr", "--allowed-rules", "features")
+    run_snakemake(tmp_path, cfg, "results/features/tiny-dinov2/take-1.zarr", "results/proposals/classical/take-1.parquet",
+                  "--allowed-rules", "features", "proposals")
+    assert sorted(load_proposals(tmp_path / "results" / "proposals" / "classical" / "take-1.parquet")) == [0, 30, 60, 90, 120]
     store = FeatureStore(tmp_path / "results" / "features" / "tiny-dinov2" / "take-1.zarr")
     assert store.frames(EGO) == [0, 30, 60, 90, 120] and store.attrs["backbone"]["channels"] == 32
     assert (tmp_path / "results" / "logs" / "features" / "tiny-dinov2" / "take-1.log").exists()
