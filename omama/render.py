@@ -269,35 +269,46 @@ ROOM_COLOURS = np.array([  # wall x (low, high), wall y (low, high), ceiling
 FLOOR = Material((0.5, 0.45, 0.4), (0.32, 0.3, 0.27), "tiles", 0.4)
 
 
-def room(camera: Camera, dirs: np.ndarray) -> Frame:
-    """The room seen from inside: tiled floor, two-tone walls, ceiling (id 0)."""
+def room(origin: np.ndarray, d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distance and colour along rays ``d`` (N, 3) that hit nothing but the room around the table:
+    tiled floor, two-tone walls, ceiling."""
     lo, hi = (_vec(x) for x in ROOM)
-    o = _vec(camera.position)
-    d = dirs.reshape(-1, 3)
+    o = _vec(origin)
     t_axis = (np.where(d > 0, hi, lo) - o) / _safe(d)
     axis = np.argmin(t_axis, axis=1)
     t = np.take_along_axis(t_axis, axis[:, None], 1)[:, 0]
     z = o[2] + t * d[:, 2]
-    kind = np.where(axis == 2, 4, 2 * axis + (z > 0.2))
-    colour = ROOM_COLOURS[kind]
+    colour = ROOM_COLOURS[np.where(axis == 2, 4, 2 * axis + (z > 0.2))]
     floor = np.flatnonzero((axis == 2) & (d[:, 2] < 0))
     colour[floor] = 0.9 * FLOOR.albedo(o + t[floor, None] * d[floor])
-    h, w = camera.height, camera.width
-    return Frame(colour.reshape(h, w, 3), t.reshape(h, w), np.zeros((h, w), np.uint8))
+    return t, colour
 
 
 def render(camera: Camera, solids: dict[int, list[Solid]], base: Frame | None = None,
            dirs: np.ndarray | None = None, count_alone: bool = True) -> Frame:
-    """Ray-cast ``solids`` ({id: [Solid, ...]}) over ``base`` (the room when None) with a depth test.
+    """Ray-cast ``solids`` ({id: [Solid, ...]}) over ``base`` with a depth test; without a
+    ``base``, the room (id 0) fills the pixels that no solid covers.
 
     With ``count_alone``, ``Frame.alone[id]`` counts the pixels each id would cover with
     nothing in front of it. Only the pixels inside a part's projected box are traced.
     """
     dirs = camera.directions() if dirs is None else dirs
-    frame = room(camera, dirs) if base is None else base.copy()
+    if base is None:
+        h, w = camera.height, camera.width
+        frame = Frame(np.zeros((h, w, 3), F), np.full((h, w), np.inf, F), np.zeros((h, w), np.uint8))
+    else:
+        frame = base.copy()
+    _trace(camera, solids, frame, dirs, count_alone)
+    if base is None:
+        empty = frame.depth == np.inf
+        frame.depth[empty], frame.colour[empty] = room(camera.position, dirs[empty])
+    return frame
+
+
+def _trace(camera: Camera, solids: dict[int, list[Solid]], frame: Frame, dirs: np.ndarray, count_alone: bool) -> None:
     items = [(sid, solid) for sid, group in solids.items() for solid in group]
     if not items:
-        return frame
+        return
     corners = np.concatenate([solid.corners() for _, solid in items])
     boxes = iter(camera.pixel_boxes(corners).tolist())
     alone = {sid: np.zeros((camera.height, camera.width), bool) for sid in solids} if count_alone else {}
@@ -310,17 +321,12 @@ def render(camera: Camera, solids: dict[int, list[Solid]], base: Frame | None = 
             if y0 >= y1 or x0 >= x1:
                 continue
             d = dirs[y0:y1, x0:x1].reshape(-1, 3) @ rot
-            t = part.t(origin, d)
-            rows = np.flatnonzero(t < np.inf)
-            yy, xx = np.divmod(rows, x1 - x0)
-            yy += y0
-            xx += x0
+            t = part.t(origin, d).reshape(y1 - y0, x1 - x0)
             if count_alone:
-                alone[sid][yy, xx] = True
-            front = t[rows] < frame.depth[yy, xx]
-            rows, yy, xx = rows[front], yy[front], xx[front]
-            frame.depth[yy, xx] = t[rows]
-            frame.colour[yy, xx] = solid.shade(part, origin, d[rows], t[rows], rot)
-            frame.ids[yy, xx] = sid
+                alone[sid][y0:y1, x0:x1] |= t < np.inf
+            front = t < frame.depth[y0:y1, x0:x1]
+            t = t[front]
+            frame.depth[y0:y1, x0:x1][front] = t
+            frame.ids[y0:y1, x0:x1][front] = sid
+            frame.colour[y0:y1, x0:x1][front] = solid.shade(part, origin, d[front.reshape(-1)], t, rot)
     frame.alone.update({sid: int(a.sum()) for sid, a in alone.items()})
-    return frame

@@ -191,6 +191,7 @@ class Take:
             self.exo[f"cam{k + 1:02d}"] = Camera.look_at(pos, target, exo_w, exo_h, rng.uniform(50, 56))
         self.cameras = [EGO_CAM, *self.exo]
         self._static: dict[tuple[str, float], tuple[Frame, np.ndarray]] = {}
+        self._still: dict[tuple[str, float], tuple[tuple, Frame]] = {}
 
     # -- motion
 
@@ -210,6 +211,7 @@ class Take:
         wrist = REST[None] + 0.015 * wobble
         span = 2 * FPS
         free_at = np.zeros(k, int)
+        carried = np.zeros((n, k), bool)
         self.events = []
         for f0 in range(6, n - 18, 36):
             hand = len(self.events) % 2
@@ -229,11 +231,12 @@ class Take:
                 elif u < 0.7:
                     c = _smooth((u - 0.35) / 0.35)
                     pos[f:, obj] = src + (dest - src) * c + np.array([0, 0, 0.06 * np.sin(np.pi * c)])
+                    carried[f, obj] = True
                     yaw[f:, obj] = yaw[f0, obj] + 0.8 * c
                     wrist[f, hand] = pos[f, obj] + grip
                 else:
                     wrist[f, hand] = pos[f, obj] + grip + (rest - pos[f, obj] - grip) * _smooth((u - 0.7) / 0.3)
-        self.pos, self.yaw, self.wrist = pos, yaw, wrist
+        self.pos, self.yaw, self.wrist, self.carried = pos, yaw, wrist, carried
 
     def _head(self, rng: np.random.Generator) -> None:
         """Ego pose per frame: gaze follows the hands over the table; at some annotated seconds
@@ -290,7 +293,10 @@ class Take:
 
     def render(self, cam: str, frame: int, scale: float = 1.0) -> Frame:
         """The frame of camera ``cam`` at ``scale`` times its size (ids: 0 room/table, 1..K
-        objects, then hands). Exo cameras do not move: their room and table are cached."""
+        objects, then hands; ``alone`` pixel counts only at scale 1).
+
+        Exo cameras do not move: their room, table and body are cached, and at other scales also
+        the objects that lie still (until one of them is picked up or put down)."""
         camera = self.camera(cam, frame, scale)
         full = scale == 1
         if cam == EGO_CAM:
@@ -299,7 +305,15 @@ class Take:
             dirs = camera.directions()
             self._static[cam, scale] = render(camera, {0: self.table + self.body}, dirs=dirs, count_alone=False), dirs
         base, dirs = self._static[cam, scale]
-        return render(camera, self.solids(frame, arms=True), base=base, dirs=dirs, count_alone=full)
+        solids = self.solids(frame, arms=True)
+        if full:
+            return render(camera, solids, base=base, dirs=dirs)
+        still = [i + 1 for i in range(len(self.objects)) if not self.carried[frame, i]]
+        key = (cam, scale, tuple(still), self.pos[frame].tobytes(), self.yaw[frame].tobytes())
+        if self._still.get((cam, scale), (None,))[0] != key:
+            self._still[cam, scale] = key, render(camera, {i: solids[i] for i in still}, base=base, dirs=dirs, count_alone=False)
+        moving = {i: v for i, v in solids.items() if i not in still}
+        return render(camera, moving, base=self._still[cam, scale][1], dirs=dirs, count_alone=False)
 
     def size(self, cam: str) -> tuple[int, int]:
         c = self.camera(cam, 0)
