@@ -4,8 +4,9 @@ A photo-pair folder holds ``<pair>/exo.(jpg|png)``, ``<pair>/ego.(jpg|png)`` and
 ``<pair>/masks/<object>.exo.png`` / ``<object>.ego.png`` (an object absent from the ego
 photo has no ego mask, or an all-zero one). Photos may have any size and orientation: the
 EXIF orientation is applied, and masks must match the photo as displayed. Each pair becomes
-a take in the per-take layout of ``extract`` (ego camera "ego", exo camera "exo", frame 0,
-native size kept), so features, proposals, prediction and evaluation run unchanged.
+a take in the per-take layout of ``extract`` (ego camera "aria_ego": the official evaluator
+finds the ego camera by "aria" in its name; exo camera "exo"; frame 0; native size kept), so
+features, proposals, prediction and evaluation run unchanged.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from omama.masks import encode_rle
 
 log = logging.getLogger(__name__)
 
-EGO, EXO, FRAME = "ego", "exo", 0
+EGO, EXO, FRAME = "ego", "exo", 0          # views: the photo and mask file names
+CAMS = {EGO: "aria_ego", EXO: "exo"}        # camera ids in the take
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 SCENARIO = "robustness photo pair"
 
@@ -95,7 +97,7 @@ def list_pairs(folder: str | Path) -> list[str]:
 def take_record(pair: str) -> dict:
     """The take-index record of a pair (the fields the pairs stage reads)."""
     return {"take_uid": pair, "take_name": pair, "scenario": SCENARIO, "parent_scenario": "robustness",
-            "annotation_split": "val", "ego_cam": EGO, "exo_cams": [EXO], "frames": [FRAME]}
+            "annotation_split": "val", "ego_cam": CAMS[EGO], "exo_cams": [CAMS[EXO]], "frames": [FRAME]}
 
 
 def write_index(folder: str | Path, out_takes: str | Path) -> list[str]:
@@ -111,28 +113,28 @@ def convert_pair(pair_dir: str | Path, annotation_out: str | Path, images_out: s
     pair_dir = Path(pair_dir)
     pair = pair_dir.name
     images = {v: load_photo(photo(pair_dir, v), pair, v) for v in (EGO, EXO)}
-    sizes = {v: [int(images[v].shape[0]), int(images[v].shape[1])] for v in (EGO, EXO)}
+    sizes = {CAMS[v]: [int(images[v].shape[0]), int(images[v].shape[1])] for v in (EGO, EXO)}
     masks, annotated, skipped = {}, {}, []
     for obj, files in mask_files(pair_dir).items():
         m = {v: load_mask(p, images[v].shape[:2], pair, obj, v) for v, p in files.items()}
         if EXO not in m or not m[EXO].any():
-            skipped.append({"object": obj, "camera": EXO, "frame": FRAME,
+            skipped.append({"object": obj, "camera": CAMS[EXO], "frame": FRAME,
                             "reason": "no exo mask" if EXO not in m else "empty exo mask"})
             continue
-        masks[obj] = {v: {str(FRAME): encode_rle(mask)} for v, mask in m.items() if mask.any()}
-        annotated[obj] = {EGO: [FRAME], EXO: [FRAME]}
+        masks[obj] = {CAMS[v]: {str(FRAME): encode_rle(mask)} for v, mask in m.items() if mask.any()}
+        annotated[obj] = {CAMS[EGO]: [FRAME], CAMS[EXO]: [FRAME]}
     if not masks:
         raise PhotoPairError(f"pair {pair!r}: no object has a non-empty exo mask in {pair_dir / 'masks'}")
     with atomic_path(images_out) as tmp:
         for v in (EGO, EXO):
-            (tmp / v).mkdir(parents=True)
-            Image.fromarray(images[v]).save(tmp / v / f"{FRAME}.jpg", quality=jpeg_quality)
+            (tmp / CAMS[v]).mkdir(parents=True)
+            Image.fromarray(images[v]).save(tmp / CAMS[v] / f"{FRAME}.jpg", quality=jpeg_quality)
     annotation = {
         "take_uid": pair, "take_name": pair, "scenario": SCENARIO, "parent_scenario": "robustness",
-        "ego_cam": EGO, "exo_cams": [EXO], "native_size": sizes, "image_size": sizes, "subsample_idx": [FRAME],
+        "ego_cam": CAMS[EGO], "exo_cams": [CAMS[EXO]], "native_size": sizes, "image_size": sizes, "subsample_idx": [FRAME],
         "masks": masks, "annotated_frames": annotated, "skipped": skipped,
     }
     write_json(annotation_out, annotation)
     log.info("pair %s: %d objects (%d absent in ego), %d skipped", pair, len(masks),
-             sum(EGO not in v for v in masks.values()), len(skipped))
+             sum(CAMS[EGO] not in v for v in masks.values()), len(skipped))
     return annotation

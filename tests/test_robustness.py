@@ -78,10 +78,10 @@ def make_photo_pairs(root) -> None:
 def test_portrait_photo_is_turned_upright_and_its_mask_kept(tmp_path):
     make_photo_pairs(tmp_path / "photos")
     ann = convert_pair(tmp_path / "photos" / "portrait", tmp_path / "out" / "annotation.json", tmp_path / "out" / "images")
-    assert ann["native_size"] == {"ego": [112, 64], "exo": [72, 128]}
-    ego = np.asarray(Image.open(tmp_path / "out" / "images" / "ego" / "0.jpg"))
+    assert ann["native_size"] == {"aria_ego": [112, 64], "exo": [72, 128]}
+    ego = np.asarray(Image.open(tmp_path / "out" / "images" / "aria_ego" / "0.jpg"))
     assert ego.shape == (112, 64, 3)
-    mask = decode_rle(ann["masks"]["bottle_0"]["ego"]["0"])
+    mask = decode_rle(ann["masks"]["bottle_0"]["aria_ego"]["0"])
     assert mask.shape == (112, 64) and mask.sum() == 40 * 40
     # the red box sits under the mask once the photo is upright
     assert ego[mask][:, 0].mean() > 180 and ego[mask][:, 2].mean() < 90
@@ -92,9 +92,9 @@ def test_absent_objects_have_no_ego_mask_but_are_annotated(tmp_path):
     make_photo_pairs(tmp_path / "photos")
     ann = convert_pair(tmp_path / "photos" / "absent", tmp_path / "a.json", tmp_path / "img")
     assert set(ann["masks"]) == {"key_0", "pen_1", "cup_2"}
-    assert "ego" not in ann["masks"]["key_0"] and "ego" not in ann["masks"]["pen_1"]
-    assert "ego" in ann["masks"]["cup_2"]
-    assert all(ann["annotated_frames"][o] == {"ego": [0], "exo": [0]} for o in ann["masks"])
+    assert "aria_ego" not in ann["masks"]["key_0"] and "aria_ego" not in ann["masks"]["pen_1"]
+    assert "aria_ego" in ann["masks"]["cup_2"]
+    assert all(ann["annotated_frames"][o] == {"aria_ego": [0], "exo": [0]} for o in ann["masks"])
 
 
 def test_mask_of_the_wrong_size_names_pair_object_and_view(tmp_path):

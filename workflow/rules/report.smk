@@ -142,6 +142,48 @@ use rule split as robustness_split with:
         f"{BENCH}/robustness_split/{{split}}.tsv"
 
 
+def robustness_model_inputs(wc):
+    """What ``predict`` reads for an experiment, from the robustness tree (its head from the main run)."""
+    e = experiment(wc.exp)
+    pairs = robustness_pairs()
+    files = {
+        "split": f"{ROBUST}/splits/take.parquet",
+        "annotations": expand(f"{ROBUST}/frames/{{take}}/annotation.json", take=pairs),
+        "proposals": expand(f"{ROBUST}/proposals/{e['proposer']}/{{take}}.parquet", take=pairs),
+        "model": f"{RESULTS}/experiments/{wc.exp}/model.pt",
+    }
+    if feature_mode(wc.exp) == "on-the-fly":
+        files["images"] = expand(f"{ROBUST}/frames/{{take}}/images", take=pairs)
+    else:
+        files["features"] = expand(f"{ROBUST}/features/{e['backbone']}/{{take}}.zarr", take=pairs)
+    return files
+
+
+use rule predict as robustness_predict with:
+    input:
+        unpack(robustness_model_inputs),
+    output:
+        predictions=f"{ROBUST}/experiments/{{exp}}/{{subset}}/predictions.json",
+        ground_truth=f"{ROBUST}/experiments/{{exp}}/{{subset}}/ground_truth.json",
+        samples=f"{ROBUST}/experiments/{{exp}}/{{subset}}/samples.parquet",
+    log:
+        f"{LOGS}/robustness/predict/{{exp}}/{{subset}}.log",
+    benchmark:
+        f"{BENCH}/robustness_predict/{{exp}}/{{subset}}.tsv"
+
+
+use rule evaluate as robustness_evaluate with:
+    input:
+        predictions=f"{ROBUST}/experiments/{{exp}}/{{subset}}/predictions.json",
+        ground_truth=f"{ROBUST}/experiments/{{exp}}/{{subset}}/ground_truth.json",
+    output:
+        metrics=f"{ROBUST}/experiments/{{exp}}/{{subset}}/metrics.json",
+    log:
+        f"{LOGS}/robustness/evaluate/{{exp}}/{{subset}}.log",
+    benchmark:
+        f"{BENCH}/robustness_evaluate/{{exp}}/{{subset}}.tsv"
+
+
 rule report:
     input:
         unpack(lambda wc: report_inputs(
