@@ -120,7 +120,7 @@ def stream_annotations(path: str | os.PathLike):
 
 def write_if_changed(path: Path, obj) -> None:
     """Write JSON atomically unless the file already holds exactly it (keeps mtimes stable)."""
-    data = json.dumps(obj, sort_keys=True).encode()
+    data = json.dumps(obj).encode()
     if path.is_file() and path.read_bytes() == data:
         return
     with atomic_path(path) as tmp:
