@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 FPS = 30
 EGO_CAM = "aria01_214-1"
 MIN_VISIBLE_PIXELS = 8
+EGO_FOV = 72.0  # degrees; the real Aria RGB camera is wider (fisheye), objects would be tiny here
 DRAFT_SCALE = 0.5  # frames between annotated ones only fill the video: rendered at half size, upscaled
 PARENT_TASK = "Health"
 UNIVERSITY = "omama-synthetic"
@@ -45,7 +46,7 @@ TASKS = {
     "First Aid CPR": "cpr",
 }
 TABLE_X, TABLE_Y = 0.6, 0.4  # half sizes of the table top (metres)
-HEAD = np.array([0.0, -0.66, 0.46])
+HEAD = np.array([0.0, -0.6, 0.44])
 SHOULDERS = np.array([[0.19, -0.72, 0.22], [-0.19, -0.72, 0.22]])  # right, left
 REST = np.array([[0.2, -0.3, 0.07], [-0.2, -0.3, 0.07]])
 SKIN = Material((0.86, 0.64, 0.52), (0.8, 0.58, 0.47), "plain")
@@ -264,7 +265,7 @@ class Take:
 
     def camera(self, cam: str, frame: int, scale: float = 1.0) -> Camera:
         if cam == EGO_CAM:
-            camera = Camera.look_at(self.head[frame], self.head[frame] + self.gaze[frame], self.ego_size, self.ego_size, 80.0, self.roll[frame])
+            camera = Camera.look_at(self.head[frame], self.head[frame] + self.gaze[frame], self.ego_size, self.ego_size, EGO_FOV, self.roll[frame])
         else:
             camera = self.exo[cam]
         return camera if scale == 1 else camera.scaled(scale)
