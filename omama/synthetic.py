@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from omama.io import atomic_path
+from omama.io import atomic_path, write_json, write_parquet
 from omama.masks import encode_lzstring
 from omama.render import Box, Camera, Cylinder, Frame, Material, Solid, Sphere, render
 
@@ -35,6 +35,7 @@ FPS = 30
 EGO_CAM = "aria01_214-1"
 MIN_VISIBLE_PIXELS = 8
 EGO_FOV = 72.0  # degrees; the real Aria RGB camera is wider (fisheye), objects would be tiny here
+VISIBILITY_COLUMNS = ["take_uid", "object", "camera", "frame", "visible_fraction", "area"]
 DRAFT_SCALE = 0.5  # frames between annotated ones only fill the video: rendered at half size, upscaled
 PARENT_TASK = "Health"
 UNIVERSITY = "omama-synthetic"
@@ -129,9 +130,9 @@ def _choose_objects(rng: np.random.Generator, index: int, count: int) -> list[Sc
     kinds = (["bowl", "bowl"] if index % 2 == 0 else []) + ["test tube", "swab/stick"]
     others = [k for k in KINDS if k not in kinds]
     kinds += [others[i] for i in rng.permutation(len(others))]
+    if count > len(KINDS):
+        raise ValueError(f"synthetic.objects is {count}; at most {len(KINDS)} objects per take")
     kinds = kinds[:count]
-    if len(kinds) < count:
-        raise ValueError(f"at most {len(KINDS) + 1} objects per take")
     colours = rng.permutation(len(PALETTE))
     seen: dict[str, int] = {}
     objects = []
@@ -395,19 +396,11 @@ def generate_dataset(out_dir, cfg: dict) -> Path:
             }
             visibility += [{"take_uid": uid, **r} for r in rows]
             log.info("take %d/%d %s: %d objects, %d cameras, %d frames", i + 1, n, name, len(take.objects), len(take.cameras), take.frames)
-        _dump(tmp / "takes.json", takes)
+        write_json(tmp / "takes.json", takes)
         for split, ann in splits.items():
-            _dump(tmp / "annotations" / f"relations_{split}.json", {"annotations": ann})
-        pd.DataFrame(visibility, columns=["take_uid", "object", "camera", "frame", "visible_fraction", "area"]).to_parquet(tmp / "visibility.parquet", index=False)
+            write_json(tmp / "annotations" / f"relations_{split}.json", {"annotations": ann})
+        write_parquet(tmp / "visibility.parquet", pd.DataFrame(visibility, columns=VISIBILITY_COLUMNS))
     return out_dir
-
-
-def _dump(path: Path, obj) -> None:
-    import json
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as f:
-        json.dump(obj, f)
 
 
 # ---------------------------------------------------------------- robustness photo pairs
