@@ -88,3 +88,61 @@ def all_features(backbone):
 def all_proposals(proposer):
     """Proposal tables of every selected take for ``proposer`` (evaluates the take index)."""
     return expand(f"{RESULTS}/proposals/{proposer}/{{take}}.parquet", take=selected_takes())
+
+
+# Report and robustness set (report.smk).
+from omama.report import ReportParams, report_inputs
+
+
+ROBUST = f"{RESULTS}/robustness"
+PHOTOS = config["robustness"]["path"] or f"{ROBUST}/photos"
+ROBUSTNESS_ON = bool(config["robustness"]["experiments"]) and bool(
+    config["robustness"]["path"] or config["robustness"]["synthetic_pairs"] > 0
+)
+
+
+def robustness_pairs():
+    """Pair names of the robustness set (evaluates its index checkpoint)."""
+    import json
+
+    with open(checkpoints.robustness_index.get().output.takes) as f:
+        return [t["take_uid"] for t in json.load(f)]
+
+
+def report_params():
+    return dict(
+        results=RESULTS,
+        source_kind=config["source"]["kind"],
+        experiments=config["experiments"],
+        backbones=config["backbones"],
+        proposers=config["proposers"],
+        subsets=config["evaluate"]["subsets"],
+        references=config["evaluate"]["references"],
+        compare=config["report"]["compare"],
+        overlays=config["report"]["overlays"],
+        robustness_experiments=config["robustness"]["experiments"],
+        robustness_enabled=ROBUSTNESS_ON,
+    )
+
+
+def robustness_model_inputs(wc):
+    """What ``predict`` reads for an experiment, from the robustness tree (its head from the main run)."""
+    e = experiment(wc.exp)
+    pairs = robustness_pairs()
+    files = {
+        "split": f"{ROBUST}/splits/take.parquet",
+        "annotations": expand(f"{ROBUST}/frames/{{take}}/annotation.json", take=pairs),
+        "proposals": expand(f"{ROBUST}/proposals/{e['proposer']}/{{take}}.parquet", take=pairs),
+        "model": f"{RESULTS}/experiments/{wc.exp}/model.pt",
+    }
+    if feature_mode(wc.exp) == "on-the-fly":
+        files["images"] = expand(f"{ROBUST}/frames/{{take}}/images", take=pairs)
+    else:
+        files["features"] = expand(f"{ROBUST}/features/{e['backbone']}/{{take}}.zarr", take=pairs)
+    return files
+
+
+def report_files(wc):
+    """Every result the report reads (evaluates the take index and the robustness index)."""
+    pairs = robustness_pairs() if ROBUSTNESS_ON else None
+    return report_inputs(ReportParams.from_dict(report_params()), selected_takes(), pairs)

@@ -1,43 +1,6 @@
 # rules: report -- the robustness set (photo pairs run as one-frame takes through the same
 # feature, proposal, pairs, split and predict rules) and the self-contained report.html.
 
-from omama.report import ReportParams, report_inputs
-
-ROBUST = f"{RESULTS}/robustness"
-PHOTOS = config["robustness"]["path"] or f"{ROBUST}/photos"
-ROBUSTNESS_ON = bool(config["robustness"]["experiments"]) and bool(
-    config["robustness"]["path"] or config["robustness"]["synthetic_pairs"] > 0
-)
-
-
-def robustness_pairs():
-    """Pair names of the robustness set (evaluates its index checkpoint)."""
-    import json
-
-    with open(checkpoints.robustness_index.get().output.takes) as f:
-        return [t["take_uid"] for t in json.load(f)]
-
-
-def robustness_files(pattern):
-    return lambda wc: expand(pattern, take=robustness_pairs(), allow_missing=True)
-
-
-def report_params():
-    return dict(
-        results=RESULTS,
-        source_kind=config["source"]["kind"],
-        experiments=config["experiments"],
-        backbones=config["backbones"],
-        proposers=config["proposers"],
-        subsets=config["evaluate"]["subsets"],
-        references=config["evaluate"]["references"],
-        compare=config["report"]["compare"],
-        overlays=config["report"]["overlays"],
-        robustness_experiments=config["robustness"]["experiments"],
-        robustness_enabled=ROBUSTNESS_ON,
-    )
-
-
 rule robustness_photos:
     output:
         photos=directory(f"{ROBUST}/photos"),
@@ -116,7 +79,7 @@ use rule proposals as robustness_proposals with:
 use rule pairs as robustness_pairs with:
     input:
         takes=f"{ROBUST}/index/takes.json",
-        annotations=robustness_files(f"{ROBUST}/frames/{{take}}/annotation.json"),
+        annotations=lambda wc: expand(f"{ROBUST}/frames/{{take}}/annotation.json", take=robustness_pairs()),
     output:
         pairs=f"{ROBUST}/pairs.parquet",
         summary=f"{ROBUST}/pairs.json",
@@ -140,23 +103,6 @@ use rule split as robustness_split with:
         f"{LOGS}/robustness/split/{{split}}.log",
     benchmark:
         f"{BENCH}/robustness_split/{{split}}.tsv"
-
-
-def robustness_model_inputs(wc):
-    """What ``predict`` reads for an experiment, from the robustness tree (its head from the main run)."""
-    e = experiment(wc.exp)
-    pairs = robustness_pairs()
-    files = {
-        "split": f"{ROBUST}/splits/take.parquet",
-        "annotations": expand(f"{ROBUST}/frames/{{take}}/annotation.json", take=pairs),
-        "proposals": expand(f"{ROBUST}/proposals/{e['proposer']}/{{take}}.parquet", take=pairs),
-        "model": f"{RESULTS}/experiments/{wc.exp}/model.pt",
-    }
-    if feature_mode(wc.exp) == "on-the-fly":
-        files["images"] = expand(f"{ROBUST}/frames/{{take}}/images", take=pairs)
-    else:
-        files["features"] = expand(f"{ROBUST}/features/{e['backbone']}/{{take}}.zarr", take=pairs)
-    return files
 
 
 use rule predict as robustness_predict with:
@@ -186,11 +132,7 @@ use rule evaluate as robustness_evaluate with:
 
 rule report:
     input:
-        unpack(lambda wc: report_inputs(
-            ReportParams.from_dict(report_params()),
-            selected_takes(),
-            robustness_pairs() if ROBUSTNESS_ON else None,
-        )),
+        unpack(report_files),
     output:
         html=f"{RESULTS}/report.html",
     params:
