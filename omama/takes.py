@@ -70,7 +70,7 @@ def video_paths(take: dict, cams: list[str], source_root: str | os.PathLike | No
     """
     by_stem = {}
     for streams in take.get("frame_aligned_videos", {}).values():
-        for stream in streams.values():
+        for stream in streams.values() if isinstance(streams, dict) else ():
             rel = stream.get("relative_path") if isinstance(stream, dict) else None
             if rel:
                 by_stem[PurePosixPath(rel).stem] = PurePosixPath(take["root_dir"]) / rel

@@ -114,7 +114,7 @@ def test_metadata_and_one_take_through_the_real_client(aws_profile, synthetic_so
     assert not (tmp_path / "raw" / f".{take_uid}.partial").exists()
 
 
-def test_missing_video_of_unknown_size_is_an_error_naming_take_and_camera(aws_profile, synthetic_source, tmp_path):
+def test_missing_video_of_unknown_size_is_an_error_naming_take_and_camera_and_a_rerun_resumes(aws_profile, synthetic_source, tmp_path):
     take_uid = json.loads((synthetic_source / "takes.json").read_text())[1]["take_uid"]
     # cam02 is in the manifest with no size but was never uploaded: the client warns, skips it and exits 0.
     publish(aws_profile, synthetic_source, "missing", take_uid, unknown_size={"cam02"}, not_uploaded={"cam02"})
@@ -126,8 +126,14 @@ def test_missing_video_of_unknown_size_is_an_error_naming_take_and_camera(aws_pr
     with pytest.raises(DownloadError, match=rf"take '{take_uid}'.*camera 'cam02'.*missing"):
         download_take(record, source, None, tmp_path / "raw" / take_uid)
     assert not (tmp_path / "raw" / take_uid).exists()
-    # What did arrive stays in the staging folder, so a rerun resumes instead of starting over.
-    assert (tmp_path / "raw" / f".{take_uid}.partial" / record["videos"]["cam01"]).is_file()
+    # What did arrive stays in the staging folder: once the object is there, a rerun resumes.
+    arrived = tmp_path / "raw" / f".{take_uid}.partial" / record["videos"]["cam01"]
+    before = arrived.stat().st_mtime_ns
+    local = synthetic_source / record["videos"]["cam02"].replace("downscaled/448/", "")
+    aws_profile.upload_file(str(local), BUCKET, f"missing/v2/{PART}/{take_uid}/cam02.mp4")
+    download_take(record, source, None, tmp_path / "raw" / take_uid)
+    assert (tmp_path / "raw" / take_uid / record["videos"]["cam02"]).read_bytes() == local.read_bytes()
+    assert (tmp_path / "raw" / take_uid / record["videos"]["cam01"]).stat().st_mtime_ns == before  # not fetched again
 
 
 def test_wrong_credentials_fail_with_the_clients_reason(aws_profile, tmp_path):

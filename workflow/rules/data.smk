@@ -87,6 +87,8 @@ rule extract:
         images=directory(f"{RESULTS}/frames/{{take}}/images"),
     params:
         frames=config["frames"],
+    # Before any further download: raw videos are deleted as soon as their take is extracted.
+    priority: 10
     conda:
         CONDA_ENV
     log:
