@@ -184,8 +184,11 @@ class FeatureStore:
         if missing:
             raise KeyError(f"frames {missing} of camera {cam!r} are not in feature store {self.path} "
                            f"(take {self.attrs.get('take_uid')!r})")
-        idx = [rows[int(f)] for f in frames]
-        return np.asarray(self._arrays[cam].get_orthogonal_selection((idx,)), dtype=np.float32)
+        array = self._arrays[cam]
+        out = np.empty((len(frames), *array.shape[1:]), dtype=np.float32)
+        for i, f in enumerate(frames):
+            out[i] = array[rows[int(f)]]
+        return out
 
     def _cam(self, cam: str) -> str:
         if cam not in self._rows:
