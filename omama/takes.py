@@ -21,6 +21,7 @@ import numpy as np
 
 from omama.io import atomic_path, read_json, write_json
 from omama.masks import where
+from omama.sources import manifest_sizes
 
 log = logging.getLogger(__name__)
 
@@ -95,9 +96,9 @@ def choose_frames(take_uid: str, frames: list[int], fraction: float, seed: int) 
     return sorted(int(f) for f in rng.choice(frames, size=k, replace=False))
 
 
-def take_rank(take_uid: str, seed: int) -> str:
+def take_rank(take_uid: str, seed: int) -> int:
     """Seeded order of takes for take_limit: the same take keeps its rank whatever else is selected."""
-    return hashlib.sha256(f"{seed}:{take_uid}".encode()).hexdigest()
+    return int.from_bytes(hashlib.sha256(f"{seed}:{take_uid}".encode()).digest()[:8], "big")
 
 
 def scenario_selected(scenarios: list[str], *names: str) -> bool:
@@ -135,8 +136,6 @@ def build_index(source_root: str | os.PathLike, selection: dict, takes_out: str 
     ``selection`` is config["selection"]: scenarios (parent or fine-grained names),
     annotation_splits, take_limit (seeded), frame_fraction (seeded), seed.
     """
-    from omama.sources import manifest_sizes
-
     root = Path(source_root)
     meta = {t["take_uid"]: t for t in read_json(root / "takes.json", "takes.json")}
     sizes = manifest_sizes(manifest) if manifest else {}
@@ -144,7 +143,7 @@ def build_index(source_root: str | os.PathLike, selection: dict, takes_out: str 
     limit = selection.get("take_limit")
     scenarios = selection.get("scenarios") or []
     skipped, reasons = [], Counter()
-    kept: list[tuple[str, dict]] = []  # a max-heap by rank (negated) when take_limit is set
+    kept: list = []  # (uid, lean record); with take_limit, a heap of (-rank, uid, record)
     seen = 0
     records_dir = Path(records_dir)
 
@@ -191,19 +190,18 @@ def build_index(source_root: str | os.PathLike, selection: dict, takes_out: str 
             if limit is None:
                 write_if_changed(records_dir / f"{uid}.json", record)
                 kept.append((uid, lean(record)))
-            else:
-                item = (take_rank(uid, seed), uid, record)
+            else:  # keep the take_limit best-ranked takes: a heap whose top is the worst kept
+                item = (-take_rank(uid, seed), uid, record)
                 if len(kept) < limit:
-                    heapq.heappush(kept, _Neg(item))
+                    heapq.heappush(kept, item)
                     continue
                 reasons["beyond take_limit"] += 1
-                if item[0] < kept[0].item[0]:
-                    heapq.heapreplace(kept, _Neg(item))
+                if item > kept[0]:
+                    heapq.heapreplace(kept, item)
     if limit is not None:
-        full = [n.item[2] for n in kept]
-        for record in full:
-            write_if_changed(records_dir / f"{record['take_uid']}.json", record)
-        kept = [(r["take_uid"], lean(r)) for r in full]
+        for _, uid, record in kept:
+            write_if_changed(records_dir / f"{uid}.json", record)
+        kept = [(uid, lean(record)) for _, uid, record in kept]
     records = [r for _, r in sorted(kept, key=lambda x: x[0])]
     if not records:
         raise ValueError(f"no take selected from {root} (selection {selection}; left out: {dict(reasons)})")
@@ -224,14 +222,3 @@ def lean(record: dict) -> dict:
     out["n_objects"] = len(record["object_masks"])
     return out
 
-
-class _Neg:
-    """Heap item ordered by descending rank, so the heap top is the worst-ranked kept take."""
-
-    __slots__ = ("item",)
-
-    def __init__(self, item):
-        self.item = item
-
-    def __lt__(self, other):
-        return self.item[0] > other.item[0]
