@@ -11,8 +11,9 @@ CONTEXT_PX = 100
 
 def mask_boxes(masks: torch.Tensor) -> torch.Tensor:
     """Boxes (..., 4) as integer (x, y, w, h) of bool masks (..., H, W); (0, 0, 0, 0) when empty."""
-    cols = masks.any(dim=-2)
-    rows = masks.any(dim=-1)
+    as_bytes = masks.view(torch.uint8)
+    cols = as_bytes.amax(dim=-2).bool()
+    rows = as_bytes.amax(dim=-1).bool()
     W, H = cols.shape[-1], rows.shape[-1]
     x0 = cols.int().argmax(-1)
     x1 = W - 1 - cols.flip(-1).int().argmax(-1)
@@ -36,30 +37,44 @@ def context_boxes(boxes: torch.Tensor, input_size: tuple[int, int]) -> torch.Ten
     return torch.stack([x0.clamp(0, gw - 1), y0.clamp(0, gh - 1), x1.clamp(0, gw), y1.clamp(0, gh)], dim=-1)
 
 
-def dense_grid(features: torch.Tensor, input_size: tuple[int, int]) -> torch.Tensor:
-    """Bilinear upsampling (align_corners=False) of (B, C, h, w) to (B, C, H/4, W/4)."""
-    H, W = input_size
-    return F.interpolate(features, size=(H // REDUCTION, W // REDUCTION), mode="bilinear", align_corners=False)
+def upsampling_matrix(size_in: int, size_out: int, dtype=torch.float32, device=None) -> torch.Tensor:
+    """(size_out, size_in) weights of 1-D linear upsampling with align_corners=False (as F.interpolate)."""
+    eye = torch.eye(size_in, dtype=dtype, device=device)[:, None, :]
+    return F.interpolate(eye, size=size_out, mode="linear", align_corners=False)[:, 0, :].T
+
+
+def nearest_indices(size_in: int, size_out: int, device=None) -> torch.Tensor:
+    """Source index of each output cell of a nearest-neighbour resize (as F.interpolate "nearest")."""
+    scale = torch.tensor(size_in / size_out, dtype=torch.float32)
+    idx = (torch.arange(size_out, dtype=torch.float32) * scale).floor().long().clamp(max=size_in - 1)
+    return idx.to(device)
 
 
 def describe(features: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
     """Descriptors (B, N, 2C) = [mean under mask, mean in context box] of every mask.
 
     features (B, C, h, w) patch grids; masks (B, N, H, W) bool at the backbone's input
-    resolution. Both means are one batched matmul of normalised weights with the grid.
+    resolution. Means are taken over the grid upsampled bilinearly to (H/4, W/4); as that
+    upsampling is linear and separable, the pooling weights are pulled back to the patch
+    grid instead (Uy^T W Ux) and applied to it in one batched matmul.
     """
     B, N, H, W = masks.shape
-    grid = dense_grid(features, (H, W))
-    gh, gw = grid.shape[-2:]
-    small = F.interpolate(masks.float(), size=(gh, gw), mode="nearest").flatten(2)
-    mask_w = small / small.sum(-1, keepdim=True).clamp(min=1)
+    C, h, w = features.shape[1:]
+    gh, gw = H // REDUCTION, W // REDUCTION
+    uy = upsampling_matrix(h, gh, features.dtype, features.device)
+    ux = upsampling_matrix(w, gw, features.dtype, features.device)
+    iy, ix = nearest_indices(H, gh, masks.device), nearest_indices(W, gw, masks.device)
+    small = masks[:, :, iy][:, :, :, ix].to(features.dtype)
+    small = small / small.sum((-2, -1), keepdim=True).clamp(min=1)
+    mask_w = uy.T @ (small @ ux)
     x0, y0, x1, y1 = context_boxes(mask_boxes(masks), (H, W)).unbind(-1)
-    ys = torch.arange(gh, device=masks.device)
-    xs = torch.arange(gw, device=masks.device)
-    in_y = (ys >= y0[..., None]) & (ys < y1[..., None])
-    in_x = (xs >= x0[..., None]) & (xs < x1[..., None])
-    box = (in_y[..., :, None] & in_x[..., None, :]).flatten(2).to(grid.dtype)
-    box_w = box / box.sum(-1, keepdim=True)
-    weights = torch.cat([mask_w.to(grid.dtype), box_w], dim=1)
-    pooled = weights @ grid.flatten(2).transpose(1, 2)
+    cells_y = torch.arange(gh, device=masks.device)
+    cells_x = torch.arange(gw, device=masks.device)
+    in_y = ((cells_y >= y0[..., None]) & (cells_y < y1[..., None])).to(features.dtype)
+    in_x = ((cells_x >= x0[..., None]) & (cells_x < x1[..., None])).to(features.dtype)
+    box_y = (in_y @ uy) / in_y.sum(-1, keepdim=True)
+    box_x = (in_x @ ux) / in_x.sum(-1, keepdim=True)
+    box_w = box_y[..., :, None] * box_x[..., None, :]
+    weights = torch.cat([mask_w, box_w], dim=1).flatten(2)
+    pooled = weights @ features.flatten(2).transpose(1, 2)
     return torch.cat([pooled[:, :N], pooled[:, N:]], dim=-1)

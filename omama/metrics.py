@@ -11,7 +11,7 @@ import pandas as pd
 from skimage.morphology import disk
 from sklearn.metrics import balanced_accuracy_score
 
-from omama.io import read_json
+from omama.io import read_json, write_json
 from omama.masks import decode_rle, eval_size, resize_mask, where
 
 PROTOCOL = "official challenge evaluator"
@@ -163,3 +163,10 @@ def evaluate(predictions_path, ground_truth_path) -> dict:
     predictions = read_json(predictions_path, "predictions (submission) file")
     ground_truth = read_json(ground_truth_path, "ground-truth file")
     return summarise(score_submission(predictions, ground_truth))
+
+
+def write_metrics(predictions_path, ground_truth_path, metrics_out) -> dict:
+    """``evaluate`` and write metrics.json."""
+    metrics = evaluate(predictions_path, ground_truth_path)
+    write_json(metrics_out, metrics, indent=1)
+    return metrics

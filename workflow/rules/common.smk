@@ -146,3 +146,66 @@ def report_files(wc):
     """Every result the report reads (evaluates the take index and the robustness index)."""
     pairs = robustness_pairs() if ROBUSTNESS_ON else None
     return report_inputs(ReportParams.from_dict(report_params()), selected_takes(), pairs)
+
+
+# Model stage (model.smk): training inputs, initial weights, metric targets.
+
+
+def feature_mode(name):
+    """How an experiment gets backbone features: its train setting; untrained heads read the stores."""
+    e = experiment(name)
+    return e["train"].get("features", "pre-extracted") if e.get("train") else "pre-extracted"
+
+
+def take_files(pattern):
+    return expand(pattern, take=selected_takes())
+
+
+def model_inputs(wc):
+    """Split table, annotations, proposals and features (or frames) an experiment reads."""
+    e = experiment(wc.exp)
+    files = {
+        "split": f"{RESULTS}/splits/{e['split']}.parquet",
+        "annotations": take_files(f"{RESULTS}/frames/{{take}}/annotation.json"),
+        "proposals": all_proposals(e["proposer"]),
+    }
+    if feature_mode(wc.exp) == "on-the-fly":
+        files["images"] = take_files(f"{RESULTS}/frames/{{take}}/images")
+    else:
+        files["features"] = all_features(e["backbone"])
+    return files
+
+
+def init_weights(name):
+    """The initial-weights file of an experiment: another experiment's model.pt, a path, or none."""
+    init = experiment(name).get("init", "none")
+    if init == "none":
+        return {}
+    if init.startswith("experiment:"):
+        other = init.split(":", 1)[1]
+        experiment(other)
+        if other == name:
+            raise ValueError(f"experiment {name!r} cannot start from its own weights")
+        return {"init": f"{RESULTS}/experiments/{other}/model.pt"}
+    return {"init": init}
+
+
+def train_inputs(wc):
+    return {**model_inputs(wc), **init_weights(wc.exp)}
+
+
+def experiment_gpus(wc):
+    return gpus(backbone_config(experiment(wc.exp)["backbone"]))
+
+
+def all_metrics():
+    """metrics.json of every experiment x evaluated subset and of every reference predictor."""
+    subsets = config["evaluate"]["subsets"]
+    exps = [f"{RESULTS}/experiments/{e}/{s}/metrics.json" for e in config["experiments"] for s in subsets]
+    refs = sorted({
+        f"{RESULTS}/reference/{x['split']}/{x['proposer']}/{s}/{p}/metrics.json"
+        for x in config["experiments"].values()
+        for s in subsets
+        for p in config["evaluate"]["references"]
+    })
+    return exps + refs

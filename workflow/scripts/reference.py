@@ -1,0 +1,8 @@
+"""A reference predictor (random, largest, nearest-position) on the experiments' candidates."""
+from omama.logs import log_to
+from omama.predict import predict_reference
+
+log_to(snakemake.log[0])
+w = snakemake.wildcards
+predict_reference(snakemake.input.split, w.subset, snakemake.input.annotations, snakemake.input.proposals, w.predictor,
+                  snakemake.params.seed, snakemake.output.samples, snakemake.output.metrics)
