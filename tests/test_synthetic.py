@@ -181,6 +181,12 @@ def test_interrupted_generation_leaves_no_dataset(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_too_many_objects_is_a_named_config_error(tmp_path):
+    with pytest.raises(ValueError, match="synthetic.objects"):
+        generate_dataset(tmp_path / "synthetic", SMALL | {"objects": 40})
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_photo_pairs_layout(tmp_path):
     out = write_photo_pairs(tmp_path / "photos", 3, seed=5, exo_size=(54, 96), ego_size=64)
     pairs = sorted(p.name for p in out.iterdir())
