@@ -206,6 +206,7 @@ def test_killed_extraction_leaves_nothing_that_looks_finished(records, synthetic
     assert not (out / "annotation.json").exists() and not (out / "images").exists()
 
     assert run_extract(record, raw, out) == expected
+    assert sorted(p.name for p in out.iterdir()) == ["annotation.json", "images"]  # the killed run's leftovers are gone
     assert (out / "annotation.json").read_bytes() == (tmp_path / "clean/annotation.json").read_bytes()
     jpgs = sorted(p.relative_to(out / "images") for p in (out / "images").rglob("*.jpg"))
     assert jpgs == sorted(p.relative_to(tmp_path / "clean/images") for p in (tmp_path / "clean/images").rglob("*.jpg"))
