@@ -1,8 +1,8 @@
 """A small vectorised ray caster of analytic solids (numpy only), used for the synthetic data.
 
 World frame: metres, z up, the table top is the plane z = 0. Camera frame: x right, y down,
-z forward (pinhole, square pixels). Every solid is intersected for a whole block of pixels at
-once; only the pixels inside a solid's projected bounding box are traced.
+z forward (pinhole, square pixels). Every primitive is intersected for a whole block of pixels at
+once; only the pixels inside its projected bounding box are traced (no loop per pixel).
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ class Camera:
         return Camera(width, height, self.focal * width / self.width, self.position, self.rotation)
 
     def directions(self) -> np.ndarray:
-        """Unit world ray direction of every pixel centre, (H, W, 3) float64."""
+        """Unit world ray direction of every pixel centre, (H, W, 3) float32."""
         u = (np.arange(self.width) + 0.5 - self.width / 2) / self.focal
         v = (np.arange(self.height) + 0.5 - self.height / 2) / self.focal
         d = np.empty((self.height, self.width, 3))

@@ -11,6 +11,10 @@ Visibility: an object counts as visible in a camera at an annotated frame when a
 ``annotated_frames`` with no key in ``annotation`` (the Ego-Exo4D convention).
 ``visible_fraction`` = visible pixels / pixels of the object rendered alone in the same view
 (0 when it would cover no pixel); parts outside the image count in neither.
+
+Videos: every frame of the 30 fps videos is rendered, but only the annotated frames (0, 30,
+...) at full size; the frames between them, which nothing downstream reads, are rendered at
+``DRAFT_SCALE`` and upscaled (this keeps the default dataset's generation to seconds).
 """
 
 from __future__ import annotations
