@@ -57,8 +57,10 @@ def lzstring_to_rle(encoded: str, height: int, width: int, **context) -> dict:
         m = decode_rle(rle)
     except Exception as e:
         raise MaskDecodeError(f"COCO RLE decode failed for {where(**context)}: {e}") from e
-    if m.shape != (height, width):
-        raise MaskDecodeError(f"mask size {m.shape} != declared {(height, width)} for {where(**context)}")
+    if m.shape != (height, width) or encode_rle(m)["counts"] != counts:
+        # pycocotools pads short run lengths with zeros: re-encoding tells whether the
+        # runs really cover the declared height x width.
+        raise MaskDecodeError(f"mask runs do not match the declared size {height}x{width} for {where(**context)}")
     return rle
 
 

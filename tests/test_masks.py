@@ -74,3 +74,11 @@ def test_corrupt_lzstring_names_take_object_camera_frame(bad):
 def test_mask_larger_than_declared_size_is_an_error():
     with pytest.raises(MaskDecodeError, match="test tube_0"):
         lzstring_to_rle(_valid(), 10, 10, take="t", obj="test tube_0", cam="aria01_214-1", frame=0)
+
+
+def test_declared_size_larger_than_the_runs_is_an_error():
+    mask = np.zeros((20, 30), bool)
+    mask[3:9, 4:20] = True
+    encoded = encode_lzstring(mask)
+    with pytest.raises(MaskDecodeError, match="take 't1', object 'cup_0', camera 'cam01', frame 30"):
+        lzstring_to_rle(encoded, 40, 40, take="t1", obj="cup_0", cam="cam01", frame=30)
