@@ -10,6 +10,7 @@ of each row).
 from __future__ import annotations
 
 import logging
+import shutil
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -111,6 +112,9 @@ def extract_features(annotation_json, images_dir, out_store, backbone_cfg: dict,
     def decode(cam: str, frame: int) -> np.ndarray:
         return backbone.resize(load_frame(paths[cam, frame], take, cam, frame), views[cam])
 
+    for stale in Path(out_store).parent.glob(f".tmp-{Path(out_store).name}-*"):
+        log.info("removing %s left by an interrupted extraction", stale)
+        shutil.rmtree(stale, ignore_errors=True)
     with atomic_path(out_store) as tmp, ThreadPoolExecutor(max(1, workers)) as decoders, \
             ThreadPoolExecutor(1) as writer:
         group = zarr.open_group(tmp, mode="w", zarr_format=3)

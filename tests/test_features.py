@@ -138,6 +138,9 @@ def test_killed_extraction_leaves_nothing_that_looks_complete(tmp_path):
     (partial,) = (tmp_path / "out").glob(".tmp-*/take-1.zarr")
     with pytest.raises(ValueError, match="incomplete feature store"):
         FeatureStore(partial)
+    extract_features(take / "annotation.json", take / "images", out, CFG)  # the re-run completes and tidies up
+    assert FeatureStore(out).frames("cam02") == list(range(0, 300, 30))
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["take-1.zarr"]
 
 
 @pytest.mark.slow
