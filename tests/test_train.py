@@ -168,3 +168,27 @@ def test_predictions_round_trip_and_references(world, tmp_path):
         assert json.loads((tmp_path / predictor / "metrics.json").read_text()) == m
     largest = pd.read_parquet(tmp_path / "largest" / "samples.parquet")
     assert largest.groupby(["take_uid", "frame"]).chosen.nunique().max() == 1
+
+
+def test_on_the_fly_matches_float16_stores_within_rounding(world, tmp_path):
+    from omama.backbones import load_backbone
+
+    ann = world["annotations"][0]
+    extract_features(ann, world["images"][0], tmp_path / "take-a.zarr", {**BACKBONE, "dtype": "float16"}, workers=1)
+    corpus = Corpus([ann], [world["proposals"][0]], [str(tmp_path / "take-a.zarr")], [world["images"][0]])
+    backbone = load_backbone(BACKBONE)
+    geometry = corpus.geometry()
+    rows = subset_rows(world["split"], "train")
+    rows = rows[rows.take_uid == "take-a"]
+    idx = [0, 3, 7]
+    b1 = collate([TrainingSet(rows, corpus, geometry, 7, 0, "pre-extracted")[i] for i in idx])
+    b2 = collate([TrainingSet(rows, corpus, geometry, 7, 0, "on-the-fly")[i] for i in idx])
+    (s1, d1), (s2, d2) = batch_features(b1), batch_features(b2, backbone)
+    assert not torch.equal(d1, d2)
+    torch.testing.assert_close(d1, d2, rtol=2**-10, atol=1e-4)
+    from omama.train import initial_head
+
+    head = initial_head(geometry, seed=0)
+    sc1 = score_candidates(head, s1, d1, b1["src_mask"], b1["cand_masks"])
+    sc2 = score_candidates(head, s2, d2, b2["src_mask"], b2["cand_masks"])
+    torch.testing.assert_close(sc1, sc2, rtol=0, atol=2e-3)
