@@ -20,7 +20,6 @@ from omama.extract import VideoError, extract_take
 from omama.masks import MaskDecodeError, decode_rle
 from omama.pairs import build_pairs
 from omama.sources import download_take
-from omama.takes import build_index
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ from pathlib import Path
 import boto3
 import pytest
 
+from conftest import run_snakemake, tiny_config
 from data_fixtures import SELECTION, synthetic_source  # noqa: F401  (session fixture)
 from omama.sources import DownloadError, download_take, fetch_metadata
 from omama.takes import build_index
@@ -48,9 +49,9 @@ def aws_profile(tmp_path, monkeypatch, s3_server):
     return boto3.Session(profile_name="default").client("s3")
 
 
-def publish(client, source: Path, prefix: str, take_uid: str, unknown_size: set[str] = frozenset(),
+def publish(client, source: Path, prefix: str, take_uids: list[str], unknown_size: set[str] = frozenset(),
             not_uploaded: set[str] = frozenset()) -> None:
-    """Upload one take of ``source`` as the release `prefix`/v2 with manifests for metadata, annotations and the 448-px part."""
+    """Upload takes of ``source`` as the release `prefix`/v2 with manifests for metadata, annotations and the 448-px part."""
     if BUCKET not in [b["Name"] for b in client.list_buckets()["Buckets"]]:
         client.create_bucket(Bucket=BUCKET)
     base = f"s3://{BUCKET}/{prefix}/v2"
@@ -71,17 +72,20 @@ def publish(client, source: Path, prefix: str, take_uid: str, unknown_size: set[
     manifest("annotations", [{"uid": "annotations", "splits": None, "benchmarks": ["relations"], "paths": [
         spec(put(f"annotations/relations_{s}.json", source / f"annotations/relations_{s}.json"), f"annotations/relations_{s}.json",
              source / f"annotations/relations_{s}.json") for s in ("train", "val")]}])
-    take = next(t for t in json.loads((source / "takes.json").read_text()) if t["take_uid"] == take_uid)
-    paths = []
-    for cam_streams in take["frame_aligned_videos"].values():
-        for stream in cam_streams.values():
-            local = source / take["root_dir"] / stream["relative_path"]
-            cam = local.stem
-            rel = f"{take['root_dir']}/frame_aligned_videos/downscaled/448/{local.name}"
-            key = f"{PART}/{take_uid}/{local.name}"
-            src = f"{base}/{key}" if cam in not_uploaded else put(key, local)
-            paths.append(spec(src, rel, local, size_known=cam not in unknown_size))
-    manifest(PART, [{"uid": take_uid, "paths": paths, "splits": ["train"], "benchmarks": ["correspondence"]}])
+    entries = []
+    for take in json.loads((source / "takes.json").read_text()):
+        if take["take_uid"] not in take_uids:
+            continue
+        paths = []
+        for cam_streams in take["frame_aligned_videos"].values():
+            for stream in cam_streams.values():
+                local = source / take["root_dir"] / stream["relative_path"]
+                rel = f"{take['root_dir']}/frame_aligned_videos/downscaled/448/{local.name}"
+                key = f"{PART}/{take['take_uid']}/{local.name}"
+                src = f"{base}/{key}" if local.stem in not_uploaded else put(key, local)
+                paths.append(spec(src, rel, local, size_known=local.stem not in unknown_size))
+        entries.append({"uid": take["take_uid"], "paths": paths, "splits": ["train"], "benchmarks": ["correspondence"]})
+    manifest(PART, entries)
 
 
 def egoexo_cfg(prefix: str) -> dict:
@@ -89,35 +93,10 @@ def egoexo_cfg(prefix: str) -> dict:
             "retries": 0, "num_workers": 2}
 
 
-def test_metadata_and_one_take_through_the_real_client(aws_profile, synthetic_source, tmp_path):
-    take_uid = json.loads((synthetic_source / "takes.json").read_text())[0]["take_uid"]
-    publish(aws_profile, synthetic_source, "ok", take_uid, unknown_size={"cam02"})
-    source = {"kind": "egoexo", "egoexo": egoexo_cfg("ok")}
-    fetch_metadata(tmp_path / "source", source["egoexo"])
-    for f in ("takes.json", "annotations/relations_train.json", "annotations/relations_val.json"):
-        assert (tmp_path / "source" / f).read_bytes() == (synthetic_source / f).read_bytes(), f
-    assert json.loads((tmp_path / "source/manifest.json").read_text())[0]["uid"] == take_uid
-
-    records = build_index(tmp_path / "source", {**SELECTION, "take_limit": None}, tmp_path / "index/takes.json",
-                          tmp_path / "index/takes", tmp_path / "index/summary.json", downscaled=True,
-                          manifest=tmp_path / "source/manifest.json")
-    record = json.loads((tmp_path / "index/takes" / f"{take_uid}.json").read_text())
-    assert record["videos"]["cam01"].endswith("frame_aligned_videos/downscaled/448/cam01.mp4")
-    assert record["video_sizes"]["cam02"] is None and record["video_sizes"]["cam01"] > 0
-    assert len(records) == 3
-
-    raw = tmp_path / "raw" / take_uid
-    download_take(record, source, None, raw)
-    for cam, rel in record["videos"].items():
-        local = synthetic_source / rel.replace("downscaled/448/", "")
-        assert (raw / rel).read_bytes() == local.read_bytes(), cam
-    assert not (tmp_path / "raw" / f".{take_uid}.partial").exists()
-
-
 def test_missing_video_of_unknown_size_is_an_error_naming_take_and_camera_and_a_rerun_resumes(aws_profile, synthetic_source, tmp_path):
     take_uid = json.loads((synthetic_source / "takes.json").read_text())[1]["take_uid"]
     # cam02 is in the manifest with no size but was never uploaded: the client warns, skips it and exits 0.
-    publish(aws_profile, synthetic_source, "missing", take_uid, unknown_size={"cam02"}, not_uploaded={"cam02"})
+    publish(aws_profile, synthetic_source, "missing", [take_uid], unknown_size={"cam02"}, not_uploaded={"cam02"})
     source = {"kind": "egoexo", "egoexo": egoexo_cfg("missing")}
     fetch_metadata(tmp_path / "source", source["egoexo"])
     build_index(tmp_path / "source", SELECTION, tmp_path / "index/takes.json", tmp_path / "index/takes",
@@ -139,3 +118,27 @@ def test_missing_video_of_unknown_size_is_an_error_naming_take_and_camera_and_a_
 def test_wrong_credentials_fail_with_the_clients_reason(aws_profile, tmp_path):
     with pytest.raises(DownloadError, match="exited with 1"):
         fetch_metadata(tmp_path / "source", egoexo_cfg("no-such-release"))
+
+
+@pytest.mark.slow
+def test_workflow_on_the_egoexo_source(aws_profile, synthetic_source, tmp_path):
+    """fetch_metadata -> take_index -> download (the real client) -> extract -> pairs, for one take."""
+    takes = [t["take_uid"] for t in json.loads((synthetic_source / "takes.json").read_text())]
+    publish(aws_profile, synthetic_source, "workflow", takes, unknown_size={"cam02"})
+    cfg = tiny_config()
+    cfg["source"] = {"kind": "egoexo", "path": "unused", "egoexo": egoexo_cfg("workflow")}
+    cfg["selection"]["take_limit"] = 1
+    run_snakemake(tmp_path, cfg, "results/pairs.parquet")
+    r = tmp_path / "results"
+    for f in ("takes.json", "annotations/relations_train.json", "annotations/relations_val.json"):
+        assert (r / "source" / f).read_bytes() == (synthetic_source / f).read_bytes(), f
+    assert {e["uid"] for e in json.loads((r / "source/manifest.json").read_text())} == set(takes)
+    (take,) = json.loads((r / "index/takes.json").read_text())
+    assert take["videos"]["cam01"] == f"takes/{take['take_name']}/frame_aligned_videos/downscaled/448/cam01.mp4"
+    assert take["video_sizes"]["cam01"] > 0 and take["video_sizes"]["cam02"] is None
+    a = json.loads((r / "frames" / take["take_uid"] / "annotation.json").read_text())
+    assert a["image_size"] == a["native_size"]  # 448-px part: "auto" keeps the size
+    for cam in (take["ego_cam"], *take["exo_cams"]):  # cam02, of unknown size, arrived too
+        assert len(list((r / "frames" / take["take_uid"] / "images" / cam).glob("*.jpg"))) == len(take["frames"])
+    assert (r / "logs/download" / f"{take['take_uid']}.log").read_text().count("egoexo exit 0") == 1
+    assert not (r / "raw").exists() or not any((r / "raw").iterdir())  # videos deleted after extraction
