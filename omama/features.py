@@ -9,6 +9,7 @@ of each row).
 
 from __future__ import annotations
 
+import itertools
 import logging
 import shutil
 from collections import deque
@@ -132,16 +133,17 @@ def extract_features(annotation_json, images_dir, out_store, backbone_cfg: dict,
         pending: deque[tuple[str, list[Future]]] = deque()
         writes: deque[Future] = deque()
         todo = iter(batches)
-        for cam, chunk in todo:
-            pending.append((cam, [decoders.submit(decode, cam, f) for f in chunk]))
-            if len(pending) >= PREFETCH_BATCHES:
-                break
+
+        def prefetch() -> None:
+            for cam, chunk in itertools.islice(todo, 1):
+                pending.append((cam, [decoders.submit(decode, cam, f) for f in chunk]))
+
+        for _ in range(PREFETCH_BATCHES):
+            prefetch()
         with tqdm(total=len(frames) * len(cams), desc=f"features {take}", mininterval=5) as bar:
             while pending:
                 cam, futures = pending.popleft()
-                nxt = next(todo, None)
-                if nxt is not None:
-                    pending.append((nxt[0], [decoders.submit(decode, nxt[0], f) for f in nxt[1]]))
+                prefetch()
                 batch = torch.from_numpy(np.stack([f.result() for f in futures]))
                 feats = backbone.encode(backbone.normalize(batch), views[cam])
                 rows = feats.to(torch.float16 if dtype == np.float16 else torch.float32).cpu().numpy()

@@ -79,11 +79,13 @@ def test_float32_uncompressed_and_small_shards(tmp_path):
     take = write_take(tmp_path / "frames")
     out = tmp_path / "t.zarr"
     extract_features(take / "annotation.json", take / "images", out, {**CFG, "dtype": "float32", "compressor": "none"},
-                     shard_frames=2)
+                     shard_frames=3)  # batches of 2 straddle shards of 3
     arr = zarr.open_group(out, mode="r")["cam01"]
-    assert arr.dtype == np.float32 and arr.shards == (2, 32, 3, 5) and arr.compressors == ()
-    direct = load_backbone(CFG).features([rgb(take / "images" / "cam01" / "60.jpg")], "exo")[0].numpy()
-    np.testing.assert_allclose(FeatureStore(out).read("cam01", 60), direct, rtol=1e-5, atol=1e-5)
+    assert arr.dtype == np.float32 and arr.shards == (3, 32, 3, 5) and arr.compressors == ()
+    bb, store = load_backbone(CFG), FeatureStore(out)
+    for frame in (60, 90, 120):
+        direct = bb.features([rgb(take / "images" / "cam01" / f"{frame}.jpg")], "exo")[0].numpy()
+        np.testing.assert_allclose(store.read("cam01", frame), direct, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("damage", ["missing", "garbage", "truncated"])
