@@ -2,12 +2,13 @@
 #
 # Output layout (the contract between stages; R = config["results"]):
 #   R/synthetic/...                          synthetic source (Ego-Exo4D layout) + visibility.parquet
-#   R/source/{takes.json,annotations/}       metadata + annotations (egoexo source)
-#   R/index/takes.json                       checkpoint: selected takes (list of records)
+#   R/source/{takes.json,annotations/}       metadata + annotations (egoexo source) + manifest.json (video sizes)
+#   R/index/takes.json                       checkpoint: selected takes (list of records, without masks)
+#   R/index/summary.json                     takes left out of the index, counted by reason
 #   R/index/takes/{take}.json                one take's record + its raw (LZString) annotation
 #   R/raw/{take}/...                         downloaded videos, temp(): deleted after extraction
 #   R/frames/{take}/images/{cam}/{frame}.jpg processed frames; R/frames/{take}/annotation.json
-#   R/pairs.parquet                          one row per (take, object, exo cam, frame)
+#   R/pairs.parquet                          one row per (take, object, exo cam, frame); R/pairs.json: counts + skips
 #   R/splits/{split}.parquet + .json         split assignment + diagnostics; split in frame|take|object
 #   R/features/{backbone}/{take}.zarr        Zarr v3 store, one array per camera
 #   R/proposals/{proposer}/{take}.parquet    ego proposals (COCO RLE, box, score) + {take}.recall.parquet
