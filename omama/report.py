@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import datetime
 import io
+import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -118,8 +119,9 @@ def iou_histogram(samples: dict[str, pd.DataFrame], subset: str) -> str:
     for name, df in samples.items():
         iou = df.loc[df.ego_present, "iou"]
         if len(iou):
-            ax.hist(iou, bins=bins, histtype="step", linewidth=1.8, density=True, label=f"{name} (n={len(iou)})")
-    ax.set(xlabel="IoU (present objects)", ylabel="density", title=f"IoU distribution, {subset}", xlim=(0, 1))
+            ax.hist(iou, bins=bins, histtype="step", linewidth=1.8, weights=np.full(len(iou), 1 / len(iou)),
+                    label=f"{name} (n={len(iou)}, mean {iou.mean():.3f})")
+    ax.set(xlabel="IoU (present objects)", ylabel="share of samples", title=f"IoU distribution, {subset}", xlim=(0, 1))
     ax.legend(fontsize=8)
     return figure_uri(fig)
 
@@ -401,7 +403,7 @@ def run_summary(p: ReportParams, r: Path, takes: list[str], split_tables: dict[s
         untrained = cfg.get("weights") == "untrained" or bool(attrs.get("untrained"))
         backbones.append({
             "name": name, "kind": cfg["kind"], "weights": cfg["weights"], "untrained": untrained,
-            "attrs": {k: v for k, v in attrs.items() if k != "frames" and not isinstance(v, (list, dict))},
+            "attrs": {k: v if isinstance(v, (str, int, float, bool)) else json.dumps(v) for k, v in attrs.items()},
         })
     proposers = [{"name": n, **p.proposers[n]} for n in sorted({x["proposer"] for x in p.experiments.values()})]
     index = read_json(r / "index" / "summary.json", "take index summary") if (r / "index" / "summary.json").exists() else {}
@@ -435,13 +437,14 @@ def skip_counts(d: dict) -> dict[str, int]:
 
 
 def feature_attrs(store_dir: Path, takes: list[str]) -> dict:
-    """Attributes of the first existing feature store of a backbone (they describe the backbone)."""
-    import zarr
+    """The backbone description recorded in the first feature store of a backbone."""
+    from omama.features import FeatureStore
 
     for t in takes:
         path = store_dir / f"{t}.zarr"
         if path.exists():
-            return dict(zarr.open_group(str(path), mode="r").attrs)
+            attrs = FeatureStore(path).attrs
+            return {**attrs.get("backbone", {}), "store dtype": attrs.get("dtype")}
     return {}
 
 
@@ -496,18 +499,23 @@ def robustness_section(p: ReportParams, r: Path) -> dict | None:
         df = load_samples(d / "samples.parquet")
         samples[name] = df
         preds[name] = read_json(d / "predictions.json", "robustness predictions")
-        cols = df[["take_uid", "object", "ego_present", "iou", "confidence"]].rename(
-            columns={"take_uid": "pair", "iou": f"IoU {name}", "confidence": f"confidence {name}"})
+        cols = df[["take_uid", "object", "ego_present", "iou", "confidence", "pred_exists"]].rename(
+            columns={"take_uid": "pair", "iou": f"IoU {name}", "confidence": f"confidence {name}",
+                     "pred_exists": f"predicted present {name}"})
         per_pair = cols if per_pair is None else per_pair.merge(cols, on=["pair", "object", "ego_present"], how="outer")
     overlays = []
     first = samples[p.robustness_experiments[0]]
+    indexed = {n: samples[n].set_index(SAMPLE_KEY) for n in p.robustness_experiments}
     for row in first.sort_values(SAMPLE_KEY).itertuples():
-        ious = ", ".join(
-            f"{n}: {float(samples[n].set_index(SAMPLE_KEY).loc[tuple(getattr(row, k) for k in SAMPLE_KEY), 'iou']):.3f}"
-            for n in p.robustness_experiments)
+        key = tuple(getattr(row, k) for k in SAMPLE_KEY)
+        if row.ego_present:
+            outcome = "IoU " + ", ".join(f"{n} {float(d.loc[key, 'iou']):.3f}" for n, d in indexed.items())
+        else:
+            outcome = "; ".join(f"{n} says {'present' if d.loc[key, 'pred_exists'] else 'absent'} "
+                                f"(confidence {float(d.loc[key, 'confidence']):.2f})" for n, d in indexed.items())
         overlays.append({
             "img": overlay(frames, row, [preds[n] for n in p.robustness_experiments[:2]]),
-            "caption": f"pair {row.take_uid}, object {row.object} ({'present' if row.ego_present else 'absent'} in ego); IoU {ious}",
+            "caption": f"pair {row.take_uid}, object {row.object} ({'present' if row.ego_present else 'absent'} in ego): {outcome}",
         })
     legend = " · ".join(f"{c} = prediction of {n}" for c, n in zip(("magenta", "blue"), p.robustness_experiments[:2]))
     return {
@@ -540,7 +548,7 @@ def build_context(p: ReportParams, takes: list[str]) -> dict:
             "a": a, "b": b, "n": len(j), "n_total": len(main[a]),
             "img": delta_figure(j["delta"].to_numpy(), a, b) if len(j) else None,
             "better": int((j.delta > 0).sum()), "worse": int((j.delta < 0).sum()), "same": int((j.delta == 0).sum()),
-            "mean": float(j.delta.mean()) if len(j) else float("nan"),
+            "mean": f"{j.delta.mean():+.4f}" if len(j) else "–",
             "overlays": [{
                 "img": overlay(frames, row, [preds[subset][a], preds[subset][b]]),
                 "caption": f"take {row.take_uid}, {row.object}, {row.exo_cam}→{row.ego_cam}, frame {row.frame}: "

@@ -33,8 +33,10 @@ def fabricate(root: Path, experiments: dict, subsets=("test",), references=("ran
     rows = []
     for ti, take in enumerate(takes):
         write_frames(root / "frames" / take, take, EGO, EXOS, rng, rows, annotation_split="train" if ti else "val")
-        zarr.open_group(str(root / "features" / "tiny" / f"{take}.zarr"), mode="w").attrs.update(
-            {"backbone": "dinov2", "weights": "untrained", "untrained": True, "frames": FRAMES})
+        zarr.open_group(str(root / "features" / "tiny" / f"{take}.zarr"), mode="w", zarr_format=3).attrs.update(
+            {"take_uid": take, "backbone": {"kind": "dinov2", "weights": "untrained", "untrained": True,
+                                            "grid": {"ego": [8, 8], "exo": [6, 10]}},
+             "dtype": "float16", "frames": FRAMES, "cameras": [], "complete": True})
         rec = pd.DataFrame([{"take_uid": take, "object": o, "frame": f, "gt_area": 100, "best_iou": rng.uniform(0.3, 1),
                              "n_proposals": 7} for o in OBJECTS for f in FRAMES])
         write_parquet(root / "proposals" / "classical" / f"{take}.recall.parquet", rec)
@@ -112,7 +114,7 @@ def write_experiment(d: Path, pairs: pd.DataFrame, rng, subset: str | None) -> N
     s = pairs if subset is None else pairs[np.arange(len(pairs)) % 3 == 2]
     s = s.assign(split=subset or "test")
     n = len(s)
-    iou = np.where(s.ego_present, rng.uniform(0, 1, n), 0.0)
+    iou = np.where(s.ego_present, rng.uniform(0, 1, n), np.nan)
     samples = s[["take_uid", "object", "exo_cam", "ego_cam", "frame", "split", "ego_present", "scenario", "label", "ego_area"]].assign(
         iou=iou, shape=iou, location=rng.uniform(0, 0.3, n), confidence=rng.uniform(0, 1, n),
         pred_exists=rng.uniform(0, 1, n) > 0.5, chosen=0, best_possible_iou=np.maximum(iou, 0.8), n_candidates=7)
