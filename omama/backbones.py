@@ -145,6 +145,15 @@ class Backbone:
         }
 
 
+def check_device(device: str | torch.device) -> torch.device:
+    """The torch device, with a clear error when the config asks for CUDA on a machine without it."""
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device {str(device)!r} requested (config 'device: cuda') but no CUDA device is "
+                           f"available here; set device: cpu")
+    return device
+
+
 def _check_view(view: str) -> str:
     if view not in VIEWS:
         raise ValueError(f"view must be one of {VIEWS}, got {view!r}")
@@ -250,6 +259,7 @@ def load_backbone(cfg: dict, device: str | torch.device = "cpu") -> Backbone:
     pooled up to 50x50), as in the review.
     """
     kind, weights = cfg["kind"], cfg["weights"]
+    device = check_device(device)
     impl = cfg.get("implementation", DEFAULT_IMPLEMENTATION.get(kind))
     loaders = {("dinov2", "transformers"): _load_transformers, ("dinov3", "transformers"): _load_transformers,
                ("dinov2", "torchhub"): _load_torchhub, ("resnet50-dino", "torchvision"): _load_resnet}

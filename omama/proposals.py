@@ -26,6 +26,7 @@ from skimage.measure import label as measure_label
 from skimage.segmentation import felzenszwalb, find_boundaries, watershed
 from tqdm import tqdm
 
+from omama.backbones import check_device
 from omama.features import load_frame
 from omama.io import read_json, write_parquet
 from omama.masks import decode_rle, encode_rle, mask_box, resize_mask
@@ -172,6 +173,7 @@ class FastSAMProposer:
 def make_proposer(cfg: dict, device: str = "cpu"):
     """The proposer a ``config["proposers"][name]`` entry describes."""
     kind = cfg["kind"]
+    check_device(device)
     if kind == "classical":
         return ClassicalProposer(**{k: cfg.get(k, v) for k, v in CLASSICAL_DEFAULTS.items()})
     if kind == "fastsam":

@@ -149,3 +149,9 @@ def test_bad_config_and_view_are_named():
         load_backbone({**cfg, "kind": "dinov3", "implementation": "torchhub"})
     with pytest.raises(FileNotFoundError, match="no-such-dir"):
         load_backbone({**cfg, "weights": "/no-such-dir"})
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without CUDA")
+def test_cuda_without_gpu_is_a_clear_error():
+    with pytest.raises(RuntimeError, match="no CUDA device"):
+        load_backbone({"kind": "dinov2", "weights": "untrained", "tiny": TINY, **GRIDS}, device="cuda")
