@@ -9,7 +9,7 @@ rule features:
         store=directory(f"{RESULTS}/features/{{backbone}}/{{take}}.zarr"),
     params:
         cfg=lambda wc: backbone_config(wc.backbone),
-    threads: 2
+    threads: lambda wc: 8 if gpus(backbone_config(wc.backbone)) else 2
     resources:
         gpu=lambda wc: gpus(backbone_config(wc.backbone)),
     conda:
