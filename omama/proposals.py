@@ -185,7 +185,12 @@ def make_proposer(cfg: dict, device: str = "cpu"):
 
 def propose_take(annotation_json, images_dir, out_proposals, out_recall, proposer_cfg: dict,
                  device: str = "cpu") -> dict:
-    """Proposals for every ego frame in ``subsample_idx`` of one take, and their recall of the GT ego masks."""
+    """Proposals for every ego frame in ``subsample_idx`` of one take, and their recall of the GT ego masks.
+
+    Recall rows: one per GT ego mask at a processed frame (objects absent from the ego view
+    have no mask and no row); the GT is resized nearest to the processed frame size, where
+    ``gt_area`` is counted and ``best_iou`` is the highest IoU any proposal reaches (0 with none).
+    """
     annotation = read_json(annotation_json, "annotation")
     take, cam = annotation["take_uid"], annotation["ego_cam"]
     frames = sorted(int(f) for f in annotation["subsample_idx"])
