@@ -66,6 +66,20 @@ def compressors(name: str, level: int) -> list:
     raise ValueError(f"unknown compressor {name!r}; use zstd, blosc or none")
 
 
+def to_host(feats: torch.Tensor) -> tuple[torch.Tensor, "torch.cuda.Event | None"]:
+    """Start copying features to (pinned) host memory; with the event to wait on when on CUDA.
+
+    The GPU then computes the next batch while the CPU waits for and writes this one.
+    """
+    if feats.device.type != "cuda":
+        return feats, None
+    host = torch.empty(feats.shape, dtype=feats.dtype, pin_memory=True)
+    host.copy_(feats, non_blocking=True)
+    ready = torch.cuda.Event()
+    ready.record()
+    return host, ready
+
+
 class ShardWriter:
     """Collects rows of one camera array and writes whole shards (no read-modify-write)."""
 
@@ -141,16 +155,25 @@ def extract_features(annotation_json, images_dir, out_store, backbone_cfg: dict,
         for _ in range(PREFETCH_BATCHES):
             prefetch()
         with tqdm(total=len(frames) * len(cams), desc=f"features {take}", mininterval=5) as bar:
-            while pending:
-                cam, futures = pending.popleft()
-                prefetch()
-                batch = torch.from_numpy(np.stack([f.result() for f in futures]))
-                feats = backbone.encode(backbone.normalize(batch), views[cam])
-                rows = feats.to(torch.float16 if dtype == np.float16 else torch.float32).cpu().numpy()
-                writes.append(writer.submit(sinks[cam].add, rows))
+            out_dtype = torch.float16 if dtype == np.float16 else torch.float32
+            inflight: deque[tuple[str, torch.Tensor, torch.cuda.Event | None]] = deque()
+            while pending or inflight:
+                if pending:
+                    cam, futures = pending.popleft()
+                    prefetch()
+                    batch = torch.from_numpy(np.stack([f.result() for f in futures]))
+                    if backbone.device.type == "cuda":
+                        batch = batch.pin_memory()
+                    feats = backbone.encode(backbone.normalize(batch), views[cam]).to(out_dtype)
+                    inflight.append((cam, *to_host(feats)))
+                    bar.update(len(futures))
+                if len(inflight) > 1 or not pending:
+                    done_cam, rows, ready = inflight.popleft()
+                    if ready is not None:
+                        ready.synchronize()
+                    writes.append(writer.submit(sinks[done_cam].add, rows.numpy()))
                 while len(writes) > PREFETCH_BATCHES:
                     writes.popleft().result()
-                bar.update(len(futures))
             for f in writes:
                 f.result()
         group.attrs["complete"] = True
