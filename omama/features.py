@@ -103,8 +103,12 @@ class ShardWriter:
 
 
 def extract_features(annotation_json, images_dir, out_store, backbone_cfg: dict, device: str = "cpu",
-                     workers: int = 2, shard_frames: int = SHARD_FRAMES, backbone: Backbone | None = None) -> dict:
+                     workers: int = 2, shard_frames: int = SHARD_FRAMES, backbone: Backbone | None = None,
+                     name: str | None = None) -> dict:
     """Write the features of every camera's frames in ``subsample_idx`` of one take to ``out_store``.
+
+    ``name`` is the backbone's config name (recorded as ``backbone_name``); ``backbone`` an
+    already loaded one (else built from ``backbone_cfg``).
 
     Frames are decoded by ``workers`` threads ahead of the network and the store is written by
     its own thread, so decoding, compute and compression overlap. Returns a summary.
@@ -133,7 +137,7 @@ def extract_features(annotation_json, images_dir, out_store, backbone_cfg: dict,
     with atomic_path(out_store) as tmp, ThreadPoolExecutor(max(1, workers)) as decoders, \
             ThreadPoolExecutor(1) as writer:
         group = zarr.open_group(tmp, mode="w", zarr_format=3)
-        group.attrs.update({"take_uid": take, "backbone": describe, "dtype": dtype.name, "frames": frames,
+        group.attrs.update({"take_uid": take, "backbone_name": name, "backbone": describe, "dtype": dtype.name, "frames": frames,
                             "cameras": cams, "complete": False})
         sinks = {}
         for c in cams:

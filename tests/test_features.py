@@ -157,5 +157,6 @@ def test_rules_write_store_and_proposals(tmp_path):
     assert sorted(load_proposals(tmp_path / "results" / "proposals" / "classical" / "take-1.parquet")) == [0, 30, 60, 90, 120]
     store = FeatureStore(tmp_path / "results" / "features" / "tiny-dinov2" / "take-1.zarr")
     assert store.frames(EGO) == [0, 30, 60, 90, 120] and store.attrs["backbone"]["channels"] == 32
+    assert store.attrs["backbone_name"] == "tiny-dinov2"
     assert (tmp_path / "results" / "logs" / "features" / "tiny-dinov2" / "take-1.log").exists()
     assert (tmp_path / "results" / "benchmarks" / "features" / "tiny-dinov2" / "take-1.tsv").exists()
