@@ -23,6 +23,17 @@ onstart:
 
 
 
+wildcard_constraints:
+    take=r"[^/]+",
+    cam=r"[^/]+",
+    backbone=r"[^/]+",
+    proposer=r"[^/]+",
+    exp=r"[^/]+",
+    split=r"frame|take|object",
+    subset=r"train|val|test",
+    predictor=r"[^/]+",
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/synthetic.smk"
 include: "workflow/rules/data.smk"

@@ -1,4 +1,4 @@
-# Helpers shared by all rule files: paths, config accessors, the take list.
+# Shared helpers for the workflow: paths, config accessors, the take list.
 #
 # Output layout (the contract between stages; R = config["results"]):
 #   R/synthetic/...                          synthetic source (Ego-Exo4D layout) + visibility.parquet
@@ -24,17 +24,6 @@ LOGS = f"{RESULTS}/logs"
 BENCH = f"{RESULTS}/benchmarks"
 # Every rule names this environment, so `--sdm conda` runs the whole workflow in it.
 CONDA_ENV = "../../envs/omama.yaml"
-
-
-wildcard_constraints:
-    take=r"[^/]+",
-    cam=r"[^/]+",
-    backbone=r"[^/]+",
-    proposer=r"[^/]+",
-    exp=r"[^/]+",
-    split=r"frame|take|object",
-    subset=r"train|val|test",
-    predictor=r"[^/]+",
 
 
 def selected_takes():
