@@ -88,7 +88,8 @@ def report_inputs(p: ReportParams, takes: list[str], robustness_pairs: list[str]
     if p.robustness_enabled:
         out["robustness"] = [f"{r}/robustness/experiments/{e}/test/{f}" for e in p.robustness_experiments
                              for f in ("metrics.json", "samples.parquet", "predictions.json")]
-        out["robustness_frames"] = [f"{r}/robustness/frames/{t}/annotation.json" for t in robustness_pairs or []]
+        out["robustness_frames"] = [f"{r}/robustness/index/takes.json"] + [
+            f"{r}/robustness/frames/{t}/annotation.json" for t in robustness_pairs or []]
     return out
 
 
@@ -517,11 +518,14 @@ def robustness_section(p: ReportParams, r: Path) -> dict | None:
             "img": overlay(frames, row, [preds[n] for n in p.robustness_experiments[:2]]),
             "caption": f"pair {row.take_uid}, object {row.object} ({'present' if row.ego_present else 'absent'} in ego): {outcome}",
         })
+    skipped = [{"pair": t["take_uid"], **s} for t in read_json(rr / "index" / "takes.json", "robustness index")
+               for s in frames.annotation(t["take_uid"]).get("skipped", [])]
     legend = " · ".join(f"{c} = prediction of {n}" for c, n in zip(("magenta", "blue"), p.robustness_experiments[:2]))
     return {
         "metrics": html_table(pd.DataFrame(metrics).rename(columns=dict(METRICS)), index=False),
         "pairs": html_table(per_pair.sort_values(["pair", "object"]), index=False, floatfmt="{:.3f}"),
         "overlays": overlays, "legend": legend, "n_pairs": int(first["take_uid"].nunique()),
+        "skipped": html_table(pd.DataFrame(skipped), index=False) if skipped else None,
     }
 
 

@@ -67,6 +67,7 @@ def fabricate(root: Path, experiments: dict, subsets=("test",), references=("ran
         for pair in ["pairA", "pairB"]:
             write_frames(root / "robustness" / "frames" / pair, pair, "ego", ["exo"], rng, rrows, frames=[0])
         rp = pd.DataFrame(rrows)
+        write_json(root / "robustness" / "index" / "takes.json", [{"take_uid": p} for p in ["pairA", "pairB"]])
         for name in robustness:
             write_experiment(root / "robustness" / "experiments" / name / "test", rp, rng, subset=None)
     return takes

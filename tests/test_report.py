@@ -107,7 +107,8 @@ def test_report_shows_the_results_numbers_and_provenance(report):
     assert "undecodable mask" in html and "empty object_masks" in html  # counted skips from the stages
     assert "reference: random" in html and "ceiling (best proposal IoU)" in html
     assert "By occlusion (synthetic ground-truth visible fraction in ego)" in html
-    assert "pair pairB, object cup_1 (absent in ego)" in html
+    assert "pair pairB, object cup_1 (absent in ego): untrained says" in html
+    assert "Skipped masks" in html
 
 
 def test_screenshot_is_not_blank(report, tmp_path):
@@ -142,3 +143,19 @@ def test_malformed_metrics_file_is_named(tmp_path):
     with pytest.raises(ValueError, match=rf"malformed metrics file {re.escape(str(bad))}"):
         write_report(params(root, robustness_enabled=False), takes, str(root / "report.html"))
     assert not (root / "report.html").exists()
+
+
+@pytest.mark.slow
+def test_report_of_a_real_tiny_run(tiny_run, tmp_path):
+    r = tiny_run / "results"
+    probe, _ = browse(r / "report.html", tmp_path)
+    assert probe["sections"] == SECTIONS and probe["broken"] == [] and probe["errors"] == []
+    page = (r / "report.html").read_text()
+    for e in ("untrained", "trained-frame"):
+        m = json.loads((r / "robustness" / "experiments" / e / "test" / "metrics.json").read_text())
+        assert f"{m['iou']:.4f}" in page
+    assert "pair pair_001" in page and "Training curves" in page and "tiny-dinov2" in page
+    stages = {p.parts[0] for p in (r / "benchmarks").rglob("*.tsv") for p in [p.relative_to(r / "benchmarks")]}
+    assert {"extract", "features", "train", "robustness_predict"} <= {s.removesuffix(".tsv") for s in stages}
+    for s in ("extract", "train", "robustness_predict"):
+        assert f"<td>{s}</td>" in page

@@ -11,7 +11,6 @@ from PIL import Image
 
 from omama.masks import decode_rle
 from omama.robustness import PhotoPairError, convert_pair, list_pairs, write_index
-from conftest import run_snakemake, tiny_config
 
 ORIENTATION = 0x0112
 
@@ -122,20 +121,24 @@ def test_ego_mask_without_exo_mask_is_counted_as_skipped(tmp_path):
 
 
 @pytest.mark.slow
-def test_photo_pairs_run_through_the_pipeline(tmp_path):
-    make_photo_pairs(tmp_path / "photos")
-    cfg = tiny_config()
-    cfg["robustness"].update(path=str(tmp_path / "photos"), synthetic_pairs=0)
-    exps = cfg["robustness"]["experiments"]
-    targets = [f"results/robustness/experiments/{e}/test/metrics.json" for e in exps]
-    run_snakemake(tmp_path / "run", cfg, *targets)
-    for e in exps:
-        d = tmp_path / "run" / "results" / "robustness" / "experiments" / e / "test"
+def test_generated_photo_pairs_run_through_the_pipeline(tiny_run):
+    """Pair 0 has a portrait exo photo, pair 1 an EXIF-rotated exo photo and objects absent in ego."""
+    r = tiny_run / "results" / "robustness"
+    anns = {p: json.loads((r / "frames" / p / "annotation.json").read_text()) for p in ("pair_000", "pair_001")}
+    h, w = anns["pair_000"]["native_size"]["exo"]
+    assert h > w  # portrait, as displayed
+    for p, ann in anns.items():
+        exo = Image.open(r / "frames" / p / "images" / "exo" / "0.jpg")
+        assert [exo.height, exo.width] == ann["native_size"]["exo"]
+        assert all(decode_rle(m["exo"]["0"]).shape == (exo.height, exo.width) for m in ann["masks"].values())
+    for e in ("untrained", "trained-frame"):
+        d = r / "experiments" / e / "test"
         metrics = json.loads((d / "metrics.json").read_text())
         assert metrics["protocol"] == "official challenge evaluator"
         samples = pd.read_parquet(d / "samples.parquet")
-        # every pair and object that has an exo mask is scored; the absent ones as absent
-        assert sorted(set(samples.take_uid)) == ["absent", "kitchen", "portrait"]
-        assert len(samples) == 6 and metrics["n_total"] == 6 and metrics["n_present"] == 4
-        assert set(samples.loc[~samples.ego_present, "object"]) == {"key_0", "pen_1"}
-        assert samples["iou"].between(0, 1).all()
+        expected = {(p, o) for p, ann in anns.items() for o in ann["masks"]}
+        assert set(zip(samples.take_uid, samples.object)) == expected
+        absent = {(p, o) for p, ann in anns.items() for o, m in ann["masks"].items() if "aria_ego" not in m}
+        assert absent and set(zip(samples.take_uid[~samples.ego_present], samples.object[~samples.ego_present])) == absent
+        assert metrics["n_total"] == len(samples) and metrics["n_present"] == int(samples.ego_present.sum())
+        assert samples.loc[samples.ego_present, "iou"].between(0, 1).all()
