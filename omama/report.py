@@ -123,7 +123,10 @@ def iou_histogram(samples: dict[str, pd.DataFrame], subset: str) -> str:
             ax.hist(iou, bins=bins, histtype="step", linewidth=1.8, weights=np.full(len(iou), 1 / len(iou)),
                     label=f"{name} (n={len(iou)}, mean {iou.mean():.3f})")
     ax.set(xlabel="IoU (present objects)", ylabel="share of samples", title=f"IoU distribution, {subset}", xlim=(0, 1))
-    ax.legend(fontsize=8)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "no sample with the object present in ego", ha="center", transform=ax.transAxes)
     return figure_uri(fig)
 
 
@@ -274,8 +277,8 @@ def breakdown(samples: dict[str, pd.DataFrame], column: str) -> pd.DataFrame:
         cols[name] = g.mean()
         counts = g.size() if counts is None else counts.combine(g.size(), max, fill_value=0)
     table = pd.DataFrame(cols)
-    if counts is not None:
-        table.insert(0, "n", counts.reindex(table.index).fillna(0).astype(int))
+    n = counts.reindex(table.index).fillna(0).astype(int) if counts is not None else 0
+    table.insert(0, "n", n)
     return table
 
 

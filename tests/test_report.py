@@ -11,6 +11,7 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 
@@ -143,6 +144,19 @@ def test_malformed_metrics_file_is_named(tmp_path):
     with pytest.raises(ValueError, match=rf"malformed metrics file {re.escape(str(bad))}"):
         write_report(params(root, robustness_enabled=False), takes, str(root / "report.html"))
     assert not (root / "report.html").exists()
+
+
+def test_report_without_present_samples_comparison_or_references(tmp_path):
+    root = tmp_path / "r"
+    takes = fabricate(root, EXPERIMENTS)
+    for e in EXPERIMENTS:
+        f = root / "experiments" / e / "test" / "samples.parquet"
+        d = pd.read_parquet(f)
+        d.assign(ego_present=False, iou=np.nan).to_parquet(f)
+    write_report(params(root, robustness_enabled=False, compare=[], references=[]), takes, str(root / "report.html"))
+    page = (root / "report.html").read_text()
+    assert page.count("No sample of this experiment has the object present in ego") == 2
+    assert "Set <code>report.compare</code> to two experiments" in page and "reference:" not in page
 
 
 @pytest.mark.slow
