@@ -427,17 +427,14 @@ def run_summary(p: ReportParams, r: Path, takes: list[str], split_tables: dict[s
 
 
 def skip_counts(d: dict) -> dict[str, int]:
-    """Counted skips in a stage summary: any ``skipped`` mapping of reason -> count (or list)."""
-    s = d.get("skipped", {}) if isinstance(d, dict) else {}
-    if isinstance(s, dict):
-        return {str(k): (len(v) if isinstance(v, list) else int(v)) for k, v in s.items()}
-    if isinstance(s, list):
-        out: dict[str, int] = {}
-        for item in s:
-            reason = str(item.get("reason", "unspecified")) if isinstance(item, dict) else str(item)
-            out[reason] = out.get(reason, 0) + 1
-        return out
-    return {}
+    """Counted skips in a stage summary: its ``left_out`` / ``skipped`` mapping of reason -> count (or list)."""
+    out: dict[str, int] = {}
+    for key in ("left_out", "skipped"):
+        s = d.get(key, {}) if isinstance(d, dict) else {}
+        if isinstance(s, dict):
+            for k, v in s.items():
+                out[str(k)] = out.get(str(k), 0) + (len(v) if isinstance(v, list) else int(v))
+    return out
 
 
 def feature_attrs(store_dir: Path, takes: list[str]) -> dict:

@@ -45,7 +45,10 @@ def fabricate(root: Path, experiments: dict, subsets=("test",), references=("ran
         s = pairs.assign(split=np.where(np.arange(len(pairs)) % 3 == 0, "train", np.where(np.arange(len(pairs)) % 3 == 1, "val", "test")))
         write_parquet(root / "splits" / f"{split}.parquet", s)
         write_json(root / "splits" / f"{split}.json", diagnostics(s, split, [0.7, 0.15, 0.15], 0))
-    write_json(root / "index" / "summary.json", {"takes_selected": n_takes, "skipped": {"empty object_masks": 1}})
+    write_json(root / "index" / "summary.json", {
+        "source": "results/synthetic", "takes_in_annotations": n_takes + 1, "selected": n_takes, "frames": 3 * n_takes,
+        "left_out": {"empty object_masks": 1},
+        "skipped_takes": [{"take_uid": "t-empty", "take_name": "empty_1", "reason": "empty object_masks"}]})
     write_json(root / "pairs.json", {"pairs": len(pairs), "skipped": {"frame not annotated in ego": 2}})
     vis = pairs[["take_uid", "object", "ego_cam", "frame"]].drop_duplicates().rename(columns={"ego_cam": "camera"})
     write_parquet(root / "synthetic" / "visibility.parquet", vis.assign(visible_fraction=rng.uniform(0, 1, len(vis)), area=100))
