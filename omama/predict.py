@@ -39,7 +39,7 @@ class ModelChooser:
     def __call__(self, td: TakeData, rows: pd.DataFrame, frame: int) -> tuple[np.ndarray, np.ndarray]:
         ego_size, exo_size = self.geometry.input_size["ego"], self.geometry.input_size["exo"]
         cand = torch.from_numpy(td.proposal_masks(frame, ego_size))[None]
-        src_masks = torch.stack([torch.from_numpy(td.mask(r.object, r.exo_cam, frame, exo_size))[None]
+        src_masks = torch.stack([torch.from_numpy(td.source_mask(r.object, r.exo_cam, frame, exo_size))[None]
                                  for r in rows.itertuples()])
         ego_cam = rows.ego_cam.iloc[0]
         if self.backbone is None:
@@ -84,7 +84,7 @@ class ReferenceChooser:
             rel = centroids(masks) / np.array([props.width, props.height])
             idx = []
             for r in rows.itertuples():
-                src = td.mask(r.object, r.exo_cam, frame)
+                src = td.source_mask(r.object, r.exo_cam, frame)
                 s = centroids(src[None])[0] / np.array([src.shape[1], src.shape[0]])
                 d = np.nan_to_num(np.linalg.norm(rel - s, axis=1), nan=np.inf)
                 idx.append(int(d.argmin()))

@@ -75,6 +75,13 @@ class TakeData:
             raise ValueError(f"undecodable mask for {where(self.take, obj, cam, frame)}: {e}") from e
         return m if size is None else resize_mask(m, *size)
 
+    def source_mask(self, obj: str, cam: str, frame: int, size=None) -> np.ndarray:
+        """The exo (source) mask of a sample, which must exist."""
+        m = self.mask(obj, cam, frame, size)
+        if m is None:
+            raise ValueError(f"sample without a source mask: {where(self.take, obj, cam, frame)}")
+        return m
+
     def native_size(self, cam: str) -> tuple[int, int]:
         return tuple(self.annotation["native_size"][cam])
 
@@ -158,9 +165,7 @@ class TrainingSet(torch.utils.data.Dataset):
         r = self.rows.iloc[i]
         td = self.corpus[r.take_uid]
         ego_size, exo_size = self.geometry.input_size["ego"], self.geometry.input_size["exo"]
-        src = td.mask(r.object, r.exo_cam, r.frame, exo_size)
-        if src is None:
-            raise ValueError(f"split row without a source mask: {where(r.take_uid, r.object, r.exo_cam, r.frame)}")
+        src = td.source_mask(r.object, r.exo_cam, r.frame, exo_size)
         gt = td.mask(r.object, r.ego_cam, r.frame, ego_size)
         if (gt is not None) != bool(r.ego_present):
             raise ValueError(f"ego presence in the split table disagrees with the annotation: {where(r.take_uid, r.object, r.ego_cam, r.frame)}")
