@@ -124,7 +124,8 @@ def train_experiment(split_table, annotations, proposals, features, images, trai
             scheduler.step()
             losses.append(loss.item())
         val_iou = validation_iou(head, val_rows, corpus, geometry, backbone)
-        history.append({"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "val_iou": val_iou,
+        history.append({"epoch": epoch + 1, "train_loss": float(np.mean(losses)),
+                        "val_iou": None if math.isnan(val_iou) else val_iou,
                         "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - t0})
         log.info("epoch %d: train loss %.4f, val IoU %.4f", epoch + 1, history[-1]["train_loss"], val_iou)
         if best_state is None or math.isnan(val_iou) or val_iou > best_iou:

@@ -192,3 +192,16 @@ def test_on_the_fly_matches_float16_stores_within_rounding(world, tmp_path):
     sc1 = score_candidates(head, s1, d1, b1["src_mask"], b1["cand_masks"])
     sc2 = score_candidates(head, s2, d2, b2["src_mask"], b2["cand_masks"])
     torch.testing.assert_close(sc1, sc2, rtol=0, atol=2e-3)
+
+
+def test_without_validation_rows_the_last_epoch_is_kept(world, tmp_path):
+    df = pd.read_parquet(world["split"])
+    df = df[df.split != "val"]
+    write_parquet(tmp_path / "split.parquet", df)
+    w = {**world, "split": tmp_path / "split.parquet"}
+    history = train(w, tmp_path / "exp", cfg={**TRAIN, "epochs": 1})
+    assert history[0]["val_iou"] is None
+    assert json.loads((tmp_path / "exp/train/history.json").read_text())[0]["val_iou"] is None
+    last = torch.load(tmp_path / "exp/train/checkpoints/last.pt", weights_only=False)["model"]
+    model = torch.load(tmp_path / "exp/model.pt", weights_only=True)
+    assert all(torch.equal(last[k], model[k]) for k in model)
