@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+log = logging.getLogger(__name__)
 
 DIM = 768
 TEMPERATURE = 0.07
@@ -136,6 +139,12 @@ def load_checkpoint(model: nn.Module, path: str | Path) -> nn.Module:
         raise ValueError(f"cannot read checkpoint {path}: {e}") from e
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
         raise ValueError(f"{path} is a training checkpoint, not a plain state dict (use its 'model' entry)")
+    if getattr(model, "projection", None) is not None and not any(k.startswith("projection.") for k in state):
+        # A released head (768-channel backbone) starting a backbone swap, as in the review:
+        # every head tensor must load; the new projection keeps its seeded Xavier init.
+        log.warning("%s has no projection: head loaded strictly, projection %s left at its initialisation",
+                    path, tuple(model.projection.weight.shape))
+        state = {**state, **{f"projection.{k}": v for k, v in model.projection.state_dict().items()}}
     load_state(model, state, str(path))
     return model
 

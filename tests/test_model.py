@@ -111,6 +111,23 @@ def test_projection_for_other_channel_counts_is_saved_with_the_head(tmp_path):
         load_checkpoint(MatchingHead(src_grid=(3, 5), dst_grid=(4, 4), in_channels=2048), tmp_path / "p.pt")
 
 
+def test_released_head_starts_a_backbone_swap_with_a_fresh_projection(tmp_path, caplog):
+    state = official_state(dst_rows=16, src_rows=15)
+    torch.save(state, tmp_path / "official.pt")
+    torch.manual_seed(0)
+    fresh = MatchingHead(src_grid=(3, 5), dst_grid=(4, 4), in_channels=384)
+    torch.manual_seed(0)
+    head = load_checkpoint(MatchingHead(src_grid=(3, 5), dst_grid=(4, 4), in_channels=384), tmp_path / "official.pt")
+    for k, v in state.items():
+        assert torch.equal(head.state_dict()[k], v)
+    assert torch.equal(head.projection.weight, fresh.projection.weight)
+    assert "no projection" in caplog.text
+    del state["mlp_visible.6.bias"]  # everything else still loads strictly
+    torch.save(state, tmp_path / "partial.pt")
+    with pytest.raises(ValueError, match="missing tensor 'mlp_visible.6.bias'"):
+        load_checkpoint(MatchingHead(src_grid=(3, 5), dst_grid=(4, 4), in_channels=384), tmp_path / "partial.pt")
+
+
 def test_loss_ignores_absent_objects_and_padded_slots():
     scores = torch.tensor([[0.9, 0.1, 0.5], [0.2, 0.8, -0.3]])
     target = torch.tensor([0, 1])
