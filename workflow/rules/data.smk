@@ -21,7 +21,10 @@ DOWNSCALED = (
 )
 
 
+# Downloads run on the submitting host (cluster nodes often have no internet) and are
+# capped by the `downloads` resource in the profiles.
 rule fetch_metadata:
+    localrule: True
     output:
         takes=f"{RESULTS}/source/takes.json",
         relations_train=f"{RESULTS}/source/annotations/relations_train.json",
@@ -29,6 +32,8 @@ rule fetch_metadata:
         manifest=f"{RESULTS}/source/manifest.json",
     params:
         cfg=config["source"]["egoexo"],
+    resources:
+        downloads=1,
     conda:
         CONDA_ENV
     log:
@@ -61,6 +66,7 @@ checkpoint take_index:
 
 
 rule download:
+    localrule: True
     input:
         record=take_record,
     output:
@@ -68,6 +74,8 @@ rule download:
     params:
         source=config["source"],
         root=SOURCE_ROOT,
+    resources:
+        downloads=1,
     conda:
         CONDA_ENV
     log:
