@@ -116,20 +116,11 @@ def report_params():
 
 
 def robustness_model_inputs(wc):
-    """What ``predict`` reads for an experiment, from the robustness tree (its head from the main run)."""
-    e = experiment(wc.exp)
-    pairs = robustness_pairs()
-    files = {
-        "split": f"{ROBUST}/splits/take.parquet",
-        "annotations": expand(f"{ROBUST}/frames/{{take}}/annotation.json", take=pairs),
-        "proposals": expand(f"{ROBUST}/proposals/{e['proposer']}/{{take}}.parquet", take=pairs),
+    """What ``predict`` reads for an experiment on the robustness set (its head from the main run)."""
+    return {
+        **model_inputs(wc, root=ROBUST, takes=robustness_pairs(), split="take"),
         "model": f"{RESULTS}/experiments/{wc.exp}/model.pt",
     }
-    if feature_mode(wc.exp) == "on-the-fly":
-        files["images"] = expand(f"{ROBUST}/frames/{{take}}/images", take=pairs)
-    else:
-        files["features"] = expand(f"{ROBUST}/features/{e['backbone']}/{{take}}.zarr", take=pairs)
-    return files
 
 
 def report_files(wc):
@@ -151,18 +142,20 @@ def take_files(pattern):
     return expand(pattern, take=selected_takes())
 
 
-def model_inputs(wc):
-    """Split table, annotations, proposals and features (or frames) an experiment reads."""
+def model_inputs(wc, root=RESULTS, takes=None, split=None):
+    """Split table, annotations, proposals and features (or frames) an experiment reads under ``root``."""
     e = experiment(wc.exp)
+    takes = selected_takes() if takes is None else takes
+    per_take = lambda pattern: expand(f"{root}/{pattern}", take=takes)
     files = {
-        "split": f"{RESULTS}/splits/{e['split']}.parquet",
-        "annotations": take_files(f"{RESULTS}/frames/{{take}}/annotation.json"),
-        "proposals": all_proposals(e["proposer"]),
+        "split": f"{root}/splits/{split or e['split']}.parquet",
+        "annotations": per_take("frames/{take}/annotation.json"),
+        "proposals": per_take(f"proposals/{e['proposer']}/{{take}}.parquet"),
     }
     if feature_mode(wc.exp) == "on-the-fly":
-        files["images"] = take_files(f"{RESULTS}/frames/{{take}}/images")
+        files["images"] = per_take("frames/{take}/images")
     else:
-        files["features"] = all_features(e["backbone"])
+        files["features"] = per_take(f"features/{e['backbone']}/{{take}}.zarr")
     return files
 
 
