@@ -35,11 +35,13 @@ def tiny_config(**overrides) -> dict:
     return cfg
 
 
-def run_snakemake(workdir: Path, config: dict, *args: str, check: bool = True, timeout: int = 900):
-    """Run ``snakemake`` on the repo's Snakefile in ``workdir`` with ``config``; return the process."""
+def run_snakemake(workdir: Path, config: dict, *args: str, check: bool = True, timeout: int = 900,
+                  config_name: str = "test-config.yaml"):
+    """Run ``snakemake`` on the repo's Snakefile in ``workdir`` with ``config`` (written to
+    ``workdir/config_name``); return the process."""
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    cfg_path = workdir / "test-config.yaml"
+    cfg_path = workdir / config_name
     with open(cfg_path, "w") as f:
         yaml.safe_dump(config, f)
     cmd = [

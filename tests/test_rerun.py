@@ -1,10 +1,10 @@
 """Re-running after a config change: Snakemake's own dry run says exactly which jobs re-run and why.
 
-One tiny run to report.html is shared by the module; each test changes one setting and reads
-``snakemake -n``: the jobs it would run, each job's reason, and the reasons summary. Config
-reaches rules only through ``params:``, so a changed setting shows up as "Params have changed"
-on the stage that owns it; everything downstream re-runs because its input is updated, and
-nothing upstream re-runs.
+The session's finished tiny run (conftest ``tiny_run``: report.html done) is the base; each test
+changes one setting and reads ``snakemake -n``: the jobs it would run, each job's reason, and the
+reasons summary. Config reaches rules only through ``params:``, so a changed setting shows up as
+"Params have changed" on the stage that owns it; everything downstream re-runs because its input
+is updated, and nothing upstream re-runs.
 """
 
 from __future__ import annotations
@@ -15,24 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 
-from conftest import run_snakemake, tiny_config
+from conftest import run_snakemake
 
 pytestmark = pytest.mark.slow
 
-UPSTREAM = {"synthesize", "take_index", "download", "extract", "pairs"}
-
-
-def small_config() -> dict:
-    """tiny_config with fewer, smaller pieces: 2 takes, one trained experiment, no robustness set."""
-    cfg = tiny_config()
-    cfg["synthetic"].update(takes=2, seconds=2, objects=2)
-    cfg["experiments"] = {k: cfg["experiments"][k] for k in ("untrained", "trained-frame")}
-    cfg["experiments"]["trained-frame"]["train"].update(epochs=1)
-    cfg["evaluate"]["references"] = ["random"]
-    cfg["robustness"].update(synthetic_pairs=0, experiments=[])
-    cfg["report"].update(compare=["untrained", "trained-frame"], overlays=1)
-    return cfg
+UPSTREAM = {"synthesize", "take_index", "download", "extract", "pairs",
+            "robustness_photos", "robustness_index", "robustness_take", "robustness_pairs", "robustness_split"}
 
 
 @dataclass
@@ -69,20 +59,19 @@ def parse_dry_run(text: str) -> DryRun:
 
 
 @pytest.fixture(scope="module")
-def finished(tmp_path_factory) -> tuple[Path, dict]:
-    """A completed run of the default target on the small config."""
-    work = tmp_path_factory.mktemp("rerun")
-    cfg = small_config()
-    run_snakemake(work, cfg)
-    assert (work / "results" / "report.html").is_file()
-    return work, cfg
+def finished(tiny_run) -> tuple[Path, dict]:
+    """The shared finished tiny run and its config."""
+    assert (tiny_run / "results" / "report.html").is_file()
+    return tiny_run, yaml.safe_load((tiny_run / "test-config.yaml").read_text())
 
 
 def dry_run(finished, change) -> DryRun:
+    """``snakemake -n`` in the finished run's folder with one setting changed (written to its own
+    config file: the run's test-config.yaml stays as it was for other tests)."""
     work, cfg = finished
     cfg = copy.deepcopy(cfg)
     change(cfg)
-    return parse_dry_run(run_snakemake(work, cfg, "-n").stdout)
+    return parse_dry_run(run_snakemake(work, cfg, "-n", config_name="rerun-config.yaml").stdout)
 
 
 def test_same_config_nothing_to_do(finished):
@@ -108,28 +97,32 @@ def assert_plan(plan: DryRun, params: set[str], runs: set[str], untouched: set[s
 ], ids=["ratios", "seed"])
 def test_split_change_reruns_split_and_below(finished, change):
     plan = dry_run(finished, change)
-    assert_plan(plan, params={"split"}, runs={"split", "train", "predict", "evaluate", "reference", "report"},
-                untouched=UPSTREAM | {"features", "proposals"})
+    assert_plan(plan, params={"split"},
+                runs={"split", "train", "predict", "evaluate", "reference", "robustness_predict",
+                      "robustness_evaluate", "report"},
+                untouched=UPSTREAM | {"features", "proposals", "robustness_features", "robustness_proposals"})
     assert [j.wildcards for j in plan.jobs if j.rule == "split"] == ["split=frame"]
 
 
 def test_backbone_change_reruns_features_not_frames(finished):
     plan = dry_run(finished, lambda c: c["backbones"]["tiny-dinov2"].update(dtype="float32"))
-    assert_plan(plan, params={"features"},
-                runs={"features", "train", "predict", "evaluate", "report"},
-                untouched=UPSTREAM | {"proposals", "split", "reference"})
-    takes = list((finished[0] / "results" / "frames").iterdir())
-    assert sum(j.rule == "features" for j in plan.jobs) == len(takes) == finished[1]["synthetic"]["takes"]
+    assert_plan(plan, params={"features", "robustness_features"},
+                runs={"features", "robustness_features", "train", "predict", "evaluate", "robustness_predict",
+                      "robustness_evaluate", "report"},
+                untouched=UPSTREAM | {"proposals", "robustness_proposals", "split", "reference"})
+    assert sum(j.rule == "features" for j in plan.jobs) == finished[1]["synthetic"]["takes"]
 
 
 def test_training_change_reruns_that_experiment_only(finished):
     plan = dry_run(finished, lambda c: c["experiments"]["trained-frame"]["train"].update(lr=1.0e-4))
-    assert_plan(plan, params={"train"}, runs={"train", "predict", "evaluate", "report"},
+    assert_plan(plan, params={"train"},
+                runs={"train", "predict", "evaluate", "robustness_predict", "robustness_evaluate", "report"},
                 untouched=UPSTREAM | {"features", "proposals", "split", "reference"})
-    exps = {j.wildcards for j in plan.jobs if j.rule in {"train", "predict", "evaluate"}}
+    exps = {j.wildcards for j in plan.jobs if j.rule not in {"report", "all"}}
     assert exps and all("exp=trained-frame" in w for w in exps), exps
 
 
 def test_report_option_reruns_report_only(finished):
     plan = dry_run(finished, lambda c: c["report"].update(overlays=2))
-    assert_plan(plan, params={"report"}, runs={"report"}, untouched=UPSTREAM | {"features", "train", "predict"})
+    assert_plan(plan, params={"report"}, runs={"report"},
+                untouched=UPSTREAM | {"features", "proposals", "split", "train", "predict", "evaluate"})

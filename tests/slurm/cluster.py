@@ -136,13 +136,13 @@ class SlurmCluster:
         self._spawn("slurmctld", ["slurmctld", "-D", "-i", "-f", str(self.conf)])
         self._wait("slurmctld", lambda: self._ok("scontrol", "ping").stdout.count("UP") > 0, timeout)
         self._spawn("slurmd", ["slurmd", "-D", "-f", str(self.conf), "-N", self.host])
-        self._wait("slurmd", lambda: self._ok("sinfo", "-h", "-o", "%T").stdout.strip() == "idle", timeout)
+        self._wait("slurmd", lambda: set(self._ok("sinfo", "-h", "-o", "%T").stdout.split()) == {"idle"}, timeout)
         return self
 
     def jobs(self) -> list[dict[str, str]]:
-        """Every job slurmctld still remembers (MinJobAge keeps finished ones): id, name, state, comment."""
-        out = self._ok("squeue", "--states=all", "--noheader", "--format=%i|%j|%T|%k").stdout
-        keys = ("id", "name", "state", "comment")
+        """Every job slurmctld still remembers (MinJobAge keeps finished ones): id, name, partition, state, comment."""
+        out = self._ok("squeue", "--states=all", "--noheader", "--format=%i|%j|%P|%T|%k").stdout
+        keys = ("id", "name", "partition", "state", "comment")
         return [dict(zip(keys, line.split("|"))) for line in out.splitlines() if line.strip()]
 
     def logs(self) -> str:

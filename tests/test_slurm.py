@@ -1,0 +1,109 @@
+"""The pipeline on a real SLURM: a one-node cluster started here, jobs submitted by the
+snakemake slurm executor through (a test copy of) profiles/slurm, outputs equal to a local run."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import REPO
+from omama.features import FeatureStore
+from omama.takes import take_rank
+from slurm.cluster import SlurmCluster, missing_binaries
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(bool(missing_binaries()), reason=f"SLURM/munge not installed ({', '.join(missing_binaries())} "
+                       "missing): run `bash .ci/slurm-setup.sh install`"),
+]
+
+
+def cluster_profile(dest: Path) -> Path:
+    """profiles/slurm as shipped, with settings a one-node test cluster needs: small memory
+    requests, quick status checks, and squeue for job states (no accounting database)."""
+    cfg = yaml.safe_load((REPO / "profiles" / "slurm" / "config.v8+.yaml").read_text())
+    cfg["default-resources"].update({"mem_mb": "1000 * attempt", "runtime": "30 * attempt"})
+    cfg.update({"slurm-init-seconds-before-status-checks": 1, "slurm-status-command": "squeue",
+                "slurm-keep-successful-logs": True})
+    dest.mkdir(parents=True)
+    (dest / "config.v8+.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return dest
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    with SlurmCluster(tmp_path_factory.mktemp("slurm")) as c:
+        yield c
+
+
+def read_features(path: Path) -> dict[str, np.ndarray]:
+    """camera -> float32 (frames, C, h, w) of a feature store."""
+    store = FeatureStore(path)
+    return {cam: store.read_many(cam, store.frames(cam)) for cam in store.cameras}
+
+
+def test_pipeline_runs_through_sbatch_and_matches_local(cluster, tiny_run, tmp_path):
+    # The session's tiny run is the local reference. On SLURM: two of its takes, from its source
+    # (read as a local folder), through the profile, up to pairs and features.
+    cfg = yaml.safe_load((tiny_run / "test-config.yaml").read_text())
+    cfg["source"] = {**cfg["source"], "kind": "local", "path": str(tiny_run / "results" / "synthetic")}
+    cfg["selection"]["take_limit"] = 2
+    all_takes = [t["take_uid"] for t in json.loads((tiny_run / "results/index/takes.json").read_text())]
+    takes = sorted(all_takes, key=lambda t: take_rank(t, cfg["selection"]["seed"]))[:2]
+    targets = ["results/pairs.parquet", *(f"results/features/tiny-dinov2/{t}.zarr" for t in takes)]
+
+    work = tmp_path / "on-slurm"
+    work.mkdir()
+    (work / "config.yaml").write_text(yaml.safe_dump(cfg))
+    env = {**cluster.env(), "OMAMA_SLURM_PARTITION": cluster.partition}
+    cmd = ["timeout", "-s", "KILL", "900", sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"),
+           "--directory", str(work), "--configfile", str(work / "config.yaml"),
+           "--profile", str(cluster_profile(tmp_path / "profile")), *targets]
+    start = time.monotonic()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO)
+    print(f"SLURM run {time.monotonic() - start:.0f} s")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, f"snakemake on SLURM failed ({proc.returncode}):\n{out[-8000:]}\n{cluster.logs()}"
+    selected = [t["take_uid"] for t in json.loads((work / "results/index/takes.json").read_text())]
+    assert sorted(selected) == sorted(takes)
+
+    # Every non-local job went through sbatch, ran on the cluster and completed.
+    submitted = dict(re.findall(r"Job \d+ has been submitted with SLURM jobid (\d+) \(log: (\S+)\)", out))
+    remote_rules = re.findall(r"^(?:rule|checkpoint) (\w+):$", out, re.M)
+    assert len(submitted) == len(remote_rules) > 0, out[-6000:]
+    jobs = {j["id"]: j for j in cluster.jobs()}
+    assert set(submitted) <= set(jobs), (submitted, jobs)
+    assert {jobs[i]["state"] for i in submitted} == {"COMPLETED"}, jobs
+    assert {jobs[i]["partition"] for i in submitted} == {cluster.partition}, "partition not taken from the profile"
+    ran = sorted(re.match(r"rule_(\w+?)(_wildcards_|$)", jobs[i]["comment"]).group(1) for i in submitted)
+    assert ran == sorted(remote_rules)
+    assert {"extract", "pairs", "features"} <= set(ran)
+    assert ran.count("features") == len(takes)
+    for log in submitted.values():  # the job's own log: the rule ran inside the SLURM job step
+        text = Path(log).read_text()
+        assert "--executor slurm-jobstep" in text and "Finished jobid" in text, text[-3000:]
+
+    # The same config gives the same outputs on SLURM as locally.
+    key = ["take_uid", "object", "exo_cam", "frame"]
+    ours = pd.read_parquet(work / "results/pairs.parquet").sort_values(key).reset_index(drop=True)
+    theirs = pd.read_parquet(tiny_run / "results/pairs.parquet")
+    theirs = theirs[theirs.take_uid.isin(takes)].sort_values(key).reset_index(drop=True)
+    assert len(ours) > 0
+    pd.testing.assert_frame_equal(ours, theirs)
+    for t in takes:
+        ours = read_features(work / f"results/features/tiny-dinov2/{t}.zarr")
+        theirs = read_features(tiny_run / f"results/features/tiny-dinov2/{t}.zarr")
+        assert ours.keys() == theirs.keys() and ours
+        for cam in ours:
+            np.testing.assert_array_equal(ours[cam], theirs[cam], err_msg=f"take {t} camera {cam}")
+    assert not (work / "results" / "raw").exists() or not any((work / "results" / "raw").iterdir()), \
+        "raw videos (temp) were not deleted on the cluster"
