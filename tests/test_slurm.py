@@ -4,6 +4,7 @@ snakemake slurm executor through (a test copy of) profiles/slurm, outputs equal 
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -15,16 +16,15 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import REPO
+from conftest import REPO, tiny_config
 from omama.features import FeatureStore
 from omama.takes import take_rank
 from slurm.cluster import SlurmCluster, missing_binaries
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(bool(missing_binaries()), reason=f"SLURM/munge not installed ({', '.join(missing_binaries())} "
-                       "missing): run `bash .ci/slurm-setup.sh install`"),
-]
+needs_slurm = pytest.mark.skipif(
+    bool(missing_binaries()),
+    reason=f"SLURM/munge not installed ({', '.join(missing_binaries())} missing): run `bash .ci/slurm-setup.sh install`",
+)
 
 
 def cluster_profile(dest: Path) -> Path:
@@ -51,6 +51,8 @@ def read_features(path: Path) -> dict[str, np.ndarray]:
     return {cam: store.read_many(cam, store.frames(cam)) for cam in store.cameras}
 
 
+@pytest.mark.slow
+@needs_slurm
 def test_pipeline_runs_through_sbatch_and_matches_local(cluster, tiny_run, tmp_path):
     # The session's tiny run is the local reference. On SLURM: two of its takes, from its source
     # (read as a local folder), through the profile, up to pairs and features.
@@ -107,3 +109,29 @@ def test_pipeline_runs_through_sbatch_and_matches_local(cluster, tiny_run, tmp_p
             np.testing.assert_array_equal(ours[cam], theirs[cam], err_msg=f"take {t} camera {cam}")
     assert not (work / "results" / "raw").exists() or not any((work / "results" / "raw").iterdir()), \
         "raw videos (temp) were not deleted on the cluster"
+
+
+@pytest.mark.parametrize("env", [{"OMAMA_SLURM_PARTITION": "gpuq", "OMAMA_SLURM_ACCOUNT": "lab1"}, {}],
+                         ids=["partition-account", "cluster-defaults"])
+def test_profile_sets_partition_account_and_gpu(tmp_path, env):
+    """Dry run under profiles/slurm of a config that asks for cuda: the features job requests a
+    GPU and the partition/account named in the environment (none when unset)."""
+    cfg = tiny_config()
+    cfg["backbones"]["tiny-dinov2"]["device"] = "cuda"
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("OMAMA_SLURM_")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(tmp_path),
+         "--configfile", str(config), "--profile", str(REPO / "profiles" / "slurm"), "-n",
+         "results/features/tiny-dinov2/some-take.zarr"],
+        capture_output=True, text=True, env={**clean, **env}, cwd=REPO, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    resources = dict(re.findall(r"^rule (\w+):\n(?:    .*\n)*?    resources: (.*)$", proc.stdout, re.M))
+    features = dict(kv.split("=", 1) for kv in resources["features"].split(", "))
+    assert features["gpu"] == "1" and features["mem_mb"] == "8000" and features["runtime"] == "120"
+    assert features.get("slurm_partition") == env.get("OMAMA_SLURM_PARTITION")
+    assert features.get("slurm_account") == env.get("OMAMA_SLURM_ACCOUNT")
+    extract = dict(kv.split("=", 1) for kv in resources["extract"].split(", "))
+    assert "gpu" not in extract or extract["gpu"] == "0"
