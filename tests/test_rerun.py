@@ -65,13 +65,13 @@ def finished(tiny_run) -> tuple[Path, dict]:
     return tiny_run, yaml.safe_load((tiny_run / "test-config.yaml").read_text())
 
 
-def dry_run(finished, change) -> DryRun:
+def dry_run(finished, change, *args: str) -> DryRun:
     """``snakemake -n`` in the finished run's folder with one setting changed (written to its own
     config file: the run's test-config.yaml stays as it was for other tests)."""
     work, cfg = finished
     cfg = copy.deepcopy(cfg)
     change(cfg)
-    return parse_dry_run(run_snakemake(work, cfg, "-n", config_name="rerun-config.yaml").stdout)
+    return parse_dry_run(run_snakemake(work, cfg, "-n", *args, config_name="rerun-config.yaml").stdout)
 
 
 def test_same_config_nothing_to_do(finished):
@@ -126,3 +126,12 @@ def test_report_option_reruns_report_only(finished):
     plan = dry_run(finished, lambda c: c["report"].update(overlays=2))
     assert_plan(plan, params={"report"}, runs={"report"},
                 untouched=UPSTREAM | {"features", "proposals", "split", "train", "predict", "evaluate"})
+
+
+def test_forcing_one_stage_after_a_code_change(finished):
+    """Code changes inside omama/ are not tracked: ``-R features --until features`` redoes that
+    stage for every take and stops there."""
+    plan = dry_run(finished, lambda c: None, "-R", "features", "--until", "features")
+    assert plan.rules() == {"features"}, plan.text[-3000:]
+    assert len(plan.jobs) == finished[1]["synthetic"]["takes"]
+    assert all(j.reason == "Forced execution" for j in plan.jobs), plan.jobs

@@ -49,6 +49,19 @@ def _memory_mb() -> int:
     return int(total_kb / 1024 * 0.8)
 
 
+def _abandoned(conf: Path) -> bool:
+    """True if ``conf`` is gone, or is a test cluster's config whose slurmctld no longer runs."""
+    if not conf.is_file():
+        return True
+    if "ClusterName=omama-test" not in conf.read_text():
+        return False
+    try:
+        os.kill(int((conf.parent / "slurmctld.pid").read_text()), 0)
+    except (FileNotFoundError, ValueError, ProcessLookupError):
+        return True
+    return False
+
+
 class SlurmCluster:
     """munged, slurmctld and slurmd started from ``root``; stopped by PID on exit."""
 
@@ -82,7 +95,7 @@ class SlurmCluster:
         ))
 
     def _link_system_conf(self) -> None:
-        if SYSTEM_CONF.is_symlink() and not SYSTEM_CONF.exists():
+        if SYSTEM_CONF.is_symlink() and _abandoned(SYSTEM_CONF.resolve()):
             SYSTEM_CONF.unlink()  # left by a test cluster that was killed
         try:
             SYSTEM_CONF.parent.mkdir(parents=True, exist_ok=True)
