@@ -26,12 +26,20 @@ BENCH = f"{RESULTS}/benchmarks"
 CONDA_ENV = "../../envs/omama.yaml"
 
 
+_TAKES = {}
+
+
 def selected_takes():
-    """Take uids chosen by the take index (evaluates the checkpoint)."""
+    """Take uids chosen by the take index (evaluates the checkpoint; read once per index version)."""
     import json
 
-    with open(checkpoints.take_index.get().output.takes) as f:
-        return [t["take_uid"] for t in json.load(f)]
+    path = checkpoints.take_index.get().output.takes
+    key = (path, os.stat(path).st_mtime_ns)
+    if key not in _TAKES:
+        with open(path) as f:
+            _TAKES.clear()
+            _TAKES[key] = [t["take_uid"] for t in json.load(f)]
+    return list(_TAKES[key])
 
 
 def take_record(wildcards):
@@ -81,8 +89,6 @@ def all_proposals(proposer):
 
 
 # Report and robustness set (report.smk).
-from omama.report import ReportParams, report_inputs
-
 
 ROBUST = f"{RESULTS}/robustness"
 PHOTOS = config["robustness"]["path"] or f"{ROBUST}/photos"
@@ -126,6 +132,8 @@ def robustness_model_inputs(wc):
 def report_files(wc):
     """Every result the report reads (evaluates the take index and the robustness index)."""
     pairs = robustness_pairs() if ROBUSTNESS_ON else None
+    from omama.report import ReportParams, report_inputs  # heavy (matplotlib): only when the report is planned
+
     return report_inputs(ReportParams.from_dict(report_params()), selected_takes(), pairs)
 
 
