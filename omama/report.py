@@ -586,7 +586,7 @@ def build_context(p: ReportParams, takes: list[str]) -> dict:
         if x.get("train"):
             h = read_json(r / "experiments" / name / "train" / "history.json", "training history")
             training.append({"name": name, "img": training_figure(name, h) if h else None,
-                             "table": html_table(pd.DataFrame(h), index=False)})
+                             "table": html_table(pd.DataFrame(h), "{:.4g}", index=False)})
             if h and "seconds" in h[0]:
                 sec = [e["seconds"] for e in h]
                 epoch_times.append({"experiment": name, "features": x["train"].get("features", "pre-extracted"),
