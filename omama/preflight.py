@@ -21,18 +21,13 @@ def preflight(config: dict) -> list[str]:
     """Every problem that would stop a real run of ``config`` (an empty list when none)."""
     problems = source_problems(config["source"])
     used = config["experiments"].values()
-    for name in sorted({x["backbone"] for x in used}):
-        if name in config["backbones"]:
-            problems += backbone_problems(name, config["backbones"][name])
-        else:
-            problems.append(f"an experiment uses backbone {name!r}, which is not under backbones: "
-                            f"(known: {sorted(config['backbones'])})")
-    for name in sorted({x["proposer"] for x in used}):
-        if name in config["proposers"]:
-            problems += proposer_problems(name, config["proposers"][name])
-        else:
-            problems.append(f"an experiment uses proposer {name!r}, which is not under proposers: "
-                            f"(known: {sorted(config['proposers'])})")
+    for key, section, check in (("backbone", "backbones", backbone_problems), ("proposer", "proposers", proposer_problems)):
+        for name in sorted({x[key] for x in used}):
+            if name in config[section]:
+                problems += check(name, config[section][name])
+            else:
+                problems.append(f"an experiment uses {key} {name!r}, which is not under {section}: "
+                                f"(known: {sorted(config[section])})")
     inits: dict[str, list[str]] = {}
     for name, x in config["experiments"].items():
         inits.setdefault(x.get("init", "none"), []).append(name)
