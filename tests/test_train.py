@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -118,6 +123,30 @@ def test_killed_training_resumes_to_bit_identical_weights(world, tmp_path):
     assert json.loads((tmp_path / "untrained/train/history.json").read_text()) == []
     again = train(world, tmp_path / "again", cfg={**TRAIN, "epochs": 1}, init=tmp_path / "full" / "model.pt")
     assert len(again) == 1
+
+
+def test_training_killed_with_sigkill_resumes_to_the_same_weights(world, tmp_path, caplog):
+    cfg = {**TRAIN, "epochs": 4}
+    args = [str(world["split"]), world["annotations"], world["proposals"], world["features"], None, cfg, BACKBONE,
+            None, str(tmp_path / "cut/model.pt"), str(tmp_path / "cut/train/history.json"),
+            str(tmp_path / "cut/train/checkpoints")]
+    script = f"import json; from omama.train import train_experiment; train_experiment(*json.loads({json.dumps(json.dumps(args))}))"
+    proc = subprocess.Popen([sys.executable, "-c", script], env={**os.environ, "OMP_NUM_THREADS": "1"})
+    last = tmp_path / "cut/train/checkpoints/last.pt"
+    deadline = time.monotonic() + 300
+    while not last.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert last.exists() and not (tmp_path / "cut/model.pt").exists(), "the run was not cut mid-training"
+    with caplog.at_level("INFO", logger="omama.train"):
+        train(world, tmp_path / "cut", cfg=cfg)
+    assert "resuming after epoch" in caplog.text
+    train(world, tmp_path / "full", cfg=cfg)
+    a = torch.load(tmp_path / "full/model.pt", weights_only=True)
+    b = torch.load(tmp_path / "cut/model.pt", weights_only=True)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert json.loads((tmp_path / "cut/train/history.json").read_text())[-1]["epoch"] == 4
 
 
 def test_on_the_fly_features_equal_stored_float32_features(world):
