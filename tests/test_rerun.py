@@ -135,3 +135,15 @@ def test_forcing_one_stage_after_a_code_change(finished):
     assert plan.rules() == {"features"}, plan.text[-3000:]
     assert len(plan.jobs) == finished[1]["synthetic"]["takes"]
     assert all(j.reason == "Forced execution" for j in plan.jobs), plan.jobs
+
+
+def test_split_strategy_change_reruns_the_new_split_and_that_experiment(finished):
+    plan = dry_run(finished, lambda c: c["experiments"]["trained-frame"].update(split="take"))
+    assert plan.reasons["params have changed since last execution"] == {"train"}, plan.reasons
+    assert plan.reasons["output files have to be generated"] == {"split", "reference"}, plan.reasons
+    assert [j.wildcards for j in plan.jobs if j.rule == "split"] == ["split=take"]
+    assert all(j.reason.startswith("Missing output files") for j in plan.jobs if j.rule in {"split", "reference"})
+    assert {w for j in plan.jobs if j.rule == "reference" for w in j.wildcards.split(", ") if w.startswith("split=")} == {"split=take"}
+    assert not plan.rules() & (UPSTREAM | {"features", "proposals", "robustness_features", "robustness_proposals"})
+    exps = {j.wildcards for j in plan.jobs if j.rule in {"train", "predict", "evaluate"}}
+    assert exps and all("exp=trained-frame" in w for w in exps), exps
