@@ -80,12 +80,12 @@ def gpus(cfg):
 
 def all_features(backbone):
     """Feature stores of every selected take for ``backbone`` (evaluates the take index)."""
-    return expand(f"{RESULTS}/features/{backbone}/{{take}}.zarr", take=selected_takes())
+    return take_files(f"{RESULTS}/features/{backbone}/{{take}}.zarr")
 
 
 def all_proposals(proposer):
     """Proposal tables of every selected take for ``proposer`` (evaluates the take index)."""
-    return expand(f"{RESULTS}/proposals/{proposer}/{{take}}.parquet", take=selected_takes())
+    return take_files(f"{RESULTS}/proposals/{proposer}/{{take}}.parquet")
 
 
 # Report and robustness set (report.smk).
@@ -146,15 +146,15 @@ def feature_mode(name):
     return e["train"].get("features", "pre-extracted") if e.get("train") else "pre-extracted"
 
 
-def take_files(pattern):
-    return expand(pattern, take=selected_takes())
+def take_files(pattern, takes=None):
+    """``pattern`` with {take} filled for each take (default: the selected takes)."""
+    return expand(pattern, take=selected_takes() if takes is None else takes)
 
 
 def model_inputs(wc, root=RESULTS, takes=None, split=None):
     """Split table, annotations, proposals and features (or frames) an experiment reads under ``root``."""
     e = experiment(wc.exp)
-    takes = selected_takes() if takes is None else takes
-    per_take = lambda pattern: expand(f"{root}/{pattern}", take=takes)
+    per_take = lambda pattern: take_files(f"{root}/{pattern}", takes)
     files = {
         "split": f"{root}/splits/{split or e['split']}.parquet",
         "annotations": per_take("frames/{take}/annotation.json"),

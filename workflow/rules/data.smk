@@ -110,7 +110,7 @@ rule extract:
 rule pairs:
     input:
         takes=f"{RESULTS}/index/takes.json",
-        annotations=lambda wc: expand(f"{RESULTS}/frames/{{take}}/annotation.json", take=selected_takes()),
+        annotations=lambda wc: take_files(f"{RESULTS}/frames/{{take}}/annotation.json"),
     output:
         pairs=f"{RESULTS}/pairs.parquet",
         summary=f"{RESULTS}/pairs.json",

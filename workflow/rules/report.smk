@@ -79,7 +79,7 @@ use rule proposals as robustness_proposals with:
 use rule pairs as robustness_pairs with:
     input:
         takes=f"{ROBUST}/index/takes.json",
-        annotations=lambda wc: expand(f"{ROBUST}/frames/{{take}}/annotation.json", take=robustness_pairs()),
+        annotations=lambda wc: take_files(f"{ROBUST}/frames/{{take}}/annotation.json", robustness_pairs()),
     output:
         pairs=f"{ROBUST}/pairs.parquet",
         summary=f"{ROBUST}/pairs.json",
