@@ -77,9 +77,14 @@ def resize_mask(mask: np.ndarray, height: int, width: int) -> np.ndarray:
 
 
 def eval_size(height: int, width: int, longer: int = 480) -> tuple[int, int]:
-    """The official evaluation size: longer side 480, aspect kept, truncated to int."""
-    s = longer / max(height, width)
-    return int(height * s), int(width * s)
+    """The official evaluation size: longer side 480, aspect kept, truncated to int.
+
+    The ratio is computed exactly as the challenge evaluator does, ``1. / side * 480`` in
+    double precision: the float rounding decides the truncation (288 -> 479 but 704 -> 480,
+    where ``480 / side`` gives the opposite).
+    """
+    ratio = 1.0 / height * longer if height > width else 1.0 / width * longer
+    return int(height * ratio), int(width * ratio)
 
 
 def mask_box(mask: np.ndarray) -> tuple[int, int, int, int]:
