@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import warnings
 
@@ -13,6 +14,8 @@ from sklearn.metrics import balanced_accuracy_score
 
 from omama.io import read_json, write_json
 from omama.masks import decode_rle, eval_size, resize_mask, where
+
+log = logging.getLogger(__name__)
 
 PROTOCOL = "official challenge evaluator"
 DIAGONAL = math.sqrt(480**2 + 480**2)
@@ -90,26 +93,39 @@ def eval_mask(rle: dict) -> np.ndarray:
     return resize_mask(m, *eval_size(*m.shape))
 
 
-def ego_camera(cams, **context) -> str:
-    ego = sorted({c for c in cams if "aria" in c})
-    if len(ego) != 1:
+def ego_camera(cams, **context) -> str | None:
+    """The object's ego (aria) camera among its ground-truth mask keys; None when it has none."""
+    ego = sorted(c for c in cams if "aria" in c)
+    if len(ego) > 1:
         raise ValueError(f"expected one ego (aria) camera, found {ego} for {where(**context)}")
-    return ego[0]
+    return ego[0] if ego else None
 
 
 def score_submission(predictions: dict, ground_truth: dict) -> pd.DataFrame:
-    """One row per scored frame (official rule: exo mask exists and the frame is ego-annotated)."""
+    """One row per scored frame (official rule: exo mask exists and the frame is ego-annotated).
+
+    Like the official evaluator, an object whose ground-truth masks lack an ego camera key
+    is skipped (its frames would count as absent); skipped objects are logged and listed in
+    the result's ``attrs["skipped_objects"]``. Ground truth written by this pipeline always
+    has the key, with no masks when the object never appears in ego.
+    """
     if "exo-ego" not in predictions or "results" not in predictions["exo-ego"]:
         raise ValueError("predictions lack the 'exo-ego' -> 'results' entry of the submission format")
     results = predictions["exo-ego"]["results"]
-    rows = []
+    rows, skipped = [], []
     for take, ann in ground_truth["annotations"].items():
         if take not in results:
             raise KeyError(f"submission lacks {where(take=take)}")
         for obj, cams in ann["masks"].items():
-            ego = ego_camera(list(cams) + list(ann["annotated_frames"].get(obj, {})), take=take, obj=obj)
-            annotated = {int(f) for f in ann["annotated_frames"].get(obj, {}).get(ego, [])}
-            ego_masks = cams.get(ego, {})
+            ego = ego_camera(cams, take=take, obj=obj)
+            if ego is None:
+                skipped.append(where(take=take, obj=obj))
+                continue
+            try:
+                annotated = {int(f) for f in ann["annotated_frames"][obj][ego]}
+            except KeyError:
+                raise KeyError(f"ground truth lacks annotated_frames of the ego camera for {where(take=take, obj=obj, cam=ego)}") from None
+            ego_masks = cams[ego]
             for exo, frames in cams.items():
                 if exo == ego:
                     continue
@@ -132,8 +148,13 @@ def score_submission(predictions: dict, ground_truth: dict) -> pd.DataFrame:
                             raise ValueError(f"predicted mask is {pm.shape}, the evaluation size is {gt.shape}, for {where(**ctx)}")
                         row["iou"], row["shape"], row["location"] = score_masks(pm, gt)
                     rows.append(row)
+    if skipped:
+        log.warning("%d object(s) skipped, no ego camera key in their ground-truth masks (as the official "
+                    "evaluator does): %s", len(skipped), "; ".join(skipped))
     columns = ["take_uid", "object", "exo_cam", "ego_cam", "frame", "ego_present", "confidence", "pred_exists", "iou", "shape", "location"]
-    return pd.DataFrame(rows, columns=columns)
+    frames = pd.DataFrame(rows, columns=columns)
+    frames.attrs["skipped_objects"] = skipped
+    return frames
 
 
 def summarise(frames: pd.DataFrame) -> dict:

@@ -116,9 +116,10 @@ def run_predictions(rows: pd.DataFrame, corpus: Corpus, chooser, desc: str = "pr
             gt_cams = ann["masks"].setdefault(r.object, {})
             gt_cams.setdefault(r.exo_cam, {})[str(frame)] = td.rle(r.object, r.exo_cam, frame)
             ego_rle = td.rle(r.object, ego_cam, frame)
+            ego_masks = gt_cams.setdefault(ego_cam, {})  # kept even when empty: the official evaluator skips an object without it
             best = np.nan
             if ego_rle is not None:
-                gt_cams.setdefault(ego_cam, {})[str(frame)] = ego_rle
+                ego_masks[str(frame)] = ego_rle
                 gt = td.mask(r.object, ego_cam, frame, size)
                 if n:
                     inter = (cands & gt).reshape(n, -1).sum(1)

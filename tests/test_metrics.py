@@ -119,3 +119,59 @@ def test_corrupt_files_name_the_file(tmp_path):
     write_json(tmp_path / "g.json", {"annotations": {}})
     with pytest.raises(ValueError, match="predictions"):
         evaluate(tmp_path / "p.json", tmp_path / "g.json")
+
+
+def test_object_never_in_ego_is_in_the_written_ground_truth_and_counted_for_existence(tmp_path):
+    """Regression: the ego key of an object absent in ego on every scored frame was dropped, and
+    the official evaluator skips objects without it, so absent frames vanished from existence."""
+    import pandas as pd
+
+    from omama.io import write_parquet
+    from omama.predict import ReferenceChooser, run_predictions
+    from omama.samples import Corpus
+
+    ego, exo, hw, frames = "aria01_214-1", "cam01", (64, 64), [0, 30]
+    cup = {f: box(hw, 10 + f // 10, 30, 10, 40) for f in frames}
+    ann = {"take_uid": "take-a", "ego_cam": ego, "exo_cams": [exo], "native_size": {ego: list(hw), exo: [48, 80]},
+           "subsample_idx": frames,
+           "masks": {"cup_0": {ego: {str(f): encode_rle(m) for f, m in cup.items()},
+                               exo: {str(f): encode_rle(box((48, 80), 5, 20, 5, 20)) for f in frames}},
+                     # pen_0 is annotated in ego but never visible there: no ego masks at all
+                     "pen_0": {exo: {str(f): encode_rle(box((48, 80), 25, 40, 50, 70)) for f in frames}}},
+           "annotated_frames": {o: {ego: frames, exo: frames} for o in ("cup_0", "pen_0")}}
+    write_json(tmp_path / "take-a" / "annotation.json", ann)
+    props = [{"frame": f, "proposal": 0, "height": hw[0], "width": hw[1], "counts": encode_rle(cup[f])["counts"],
+              "x": 10, "y": 10, "w": 30, "h": 20, "score": 1.0, "area": int(cup[f].sum())} for f in frames]
+    write_parquet(tmp_path / "take-a.parquet", pd.DataFrame(props))
+    rows = pd.DataFrame([{"take_uid": "take-a", "object": o, "exo_cam": exo, "ego_cam": ego, "frame": f, "split": "test",
+                          "scenario": "s", "label": o[:-2], "ego_area": int(cup[f].sum()) if o == "cup_0" else 0,
+                          "ego_present": o == "cup_0"} for f in frames for o in ("cup_0", "pen_0")])
+    corpus = Corpus([str(tmp_path / "take-a" / "annotation.json")], [str(tmp_path / "take-a.parquet")])
+    sub, gt, samples = run_predictions(rows, corpus, ReferenceChooser("largest"))
+    assert gt["annotations"]["take-a"]["masks"]["pen_0"][ego] == {}  # the key is kept, with no masks
+    write_json(tmp_path / "predictions.json", sub)
+    write_json(tmp_path / "ground_truth.json", gt)
+    metrics = evaluate(tmp_path / "predictions.json", tmp_path / "ground_truth.json")
+    assert metrics["n_total"] == 4 and metrics["n_present"] == 2  # pen_0's two absent frames count
+    # "largest" always claims presence: recall 1 on present frames, 0 on absent ones
+    assert metrics["existence_balanced_acc"] == pytest.approx(0.5)
+    assert metrics == summarise(samples)
+    assert sorted(samples.loc[~samples.ego_present, "object"]) == ["pen_0", "pen_0"]
+
+
+def test_object_without_an_ego_key_is_skipped_like_the_official_evaluator(caplog):
+    """An externally written ground truth without the ego key: the official evaluator skips the
+    object; so does omama, and it says so."""
+    ego = "aria01_214-1"
+    gt = {"annotations": {"take-a": ann(
+        {"cup_0": {ego: {"0": encode_rle(box((96, 96), 10, 40, 10, 40))}, "cam01": {"0": encode_rle(box((72, 128), 5, 30, 5, 30))}},
+         "pen_0": {"cam01": {"0": encode_rle(box((72, 128), 5, 30, 5, 30))}}},
+        {"cup_0": {ego: [0], "cam01": [0]}, "pen_0": {ego: [0], "cam01": [0]}})}}
+    pred = {"pred_mask": encode_rle(box((480, 480), 0, 10, 0, 10)), "confidence": 0.9}
+    sub = {"exo-ego": {"results": {"take-a": {"masks": {o: {f"cam01_{ego}": {"0": pred}} for o in ("cup_0", "pen_0")},
+                                              "subsample_idx": [0]}}}}
+    with caplog.at_level("WARNING", logger="omama.metrics"):
+        frames = score_submission(sub, gt)
+    assert list(frames.object) == ["cup_0"]
+    assert frames.attrs["skipped_objects"] == ["take 'take-a', object 'pen_0'"]
+    assert "pen_0" in caplog.text and "1 object(s) skipped" in caplog.text
