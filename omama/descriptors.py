@@ -9,8 +9,12 @@ REDUCTION = 4
 CONTEXT_PX = 100
 
 
-def mask_boxes(masks: torch.Tensor) -> torch.Tensor:
-    """Boxes (..., 4) as integer (x, y, w, h) of bool masks (..., H, W); (0, 0, 0, 0) when empty."""
+def mask_boxes(masks: torch.Tensor, *, inclusive: bool = True) -> torch.Tensor:
+    """Boxes (..., 4) as integer (x, y, w, h) of bool masks (..., H, W); (0, 0, 0, 0) when empty.
+
+    ``inclusive``: w = xmax - xmin + 1 (the pixels covered; used for box IoU). Otherwise the
+    published code's convention, w = xmax - xmin (no +1), which the context box uses.
+    """
     as_bytes = masks.view(torch.uint8)
     cols = as_bytes.amax(dim=-2).bool()
     rows = as_bytes.amax(dim=-1).bool()
@@ -19,12 +23,18 @@ def mask_boxes(masks: torch.Tensor) -> torch.Tensor:
     x1 = W - 1 - cols.flip(-1).int().argmax(-1)
     y0 = rows.int().argmax(-1)
     y1 = H - 1 - rows.flip(-1).int().argmax(-1)
-    boxes = torch.stack([x0, y0, x1 - x0 + 1, y1 - y0 + 1], dim=-1)
+    extra = int(inclusive)
+    boxes = torch.stack([x0, y0, x1 - x0 + extra, y1 - y0 + extra], dim=-1)
     return torch.where(cols.any(-1, keepdim=True), boxes, torch.zeros_like(boxes)).long()
 
 
 def context_boxes(boxes: torch.Tensor, input_size: tuple[int, int]) -> torch.Tensor:
-    """(x, y, w, h) boxes in input px -> (x0, y0, x1, y1) cell ranges of the (H/4, W/4) grid."""
+    """Context cell ranges (x0, y0, x1, y1) of the (H/4, W/4) grid, end exclusive (spec section 2).
+
+    ``boxes`` are (x, y, w, h) in input pixels in the published convention (w = xmax - xmin,
+    ``mask_boxes(..., inclusive=False)``): grown by 100 px on every side, clamped to the image,
+    corners divided by 4 and floored, at least one cell wide and tall, clamped to the grid.
+    """
     H, W = input_size
     x, y, w, h = boxes.long().unbind(-1)
     x0 = (x - CONTEXT_PX).clamp(0, W) // REDUCTION
@@ -67,7 +77,7 @@ def describe(features: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
     small = masks[:, :, iy][:, :, :, ix].to(features.dtype)
     small = small / small.sum((-2, -1), keepdim=True).clamp(min=1)
     mask_w = uy.T @ (small @ ux)
-    x0, y0, x1, y1 = context_boxes(mask_boxes(masks), (H, W)).unbind(-1)
+    x0, y0, x1, y1 = context_boxes(mask_boxes(masks, inclusive=False), (H, W)).unbind(-1)
     cells_y = torch.arange(gh, device=masks.device)
     cells_x = torch.arange(gw, device=masks.device)
     in_y = ((cells_y >= y0[..., None]) & (cells_y < y1[..., None])).to(features.dtype)
