@@ -26,6 +26,7 @@ TINY_DEFAULTS = {"hidden_size": 96, "num_hidden_layers": 2, "num_attention_heads
 HF_MODEL_TYPES = {"dinov2": {"dinov2", "dinov2_with_registers"}, "dinov3": {"dinov3_vit"}}
 DEFAULT_IMPLEMENTATION = {"dinov2": "transformers", "dinov3": "transformers", "resnet50-dino": "torchvision"}
 RESNET_STRIDE = 32
+RESIZE_MODES = {"nearest": cv2.INTER_NEAREST, "bilinear": cv2.INTER_LINEAR}
 
 
 class TransformerTokens(nn.Module):
@@ -73,11 +74,17 @@ class Backbone:
     """Frozen network + its input geometry: frames (uint8 RGB) -> float32 (B, C, h, w).
 
     ``patch_size`` is input pixels per grid cell (the ViT patch; 16 for ResNet-50, whose
-    stride-32 map of half the grid is average-pooled up to the grid).
+    stride-32 map of half the grid is average-pooled up to the grid). ``resize`` is how frames
+    of another size reach the input size: "nearest" (cv2.INTER_NEAREST, as the published
+    O-MaMa code) or "bilinear" (cv2.INTER_LINEAR); frames already at the input size are
+    passed through untouched either way.
     """
 
     def __init__(self, network: nn.Module, channels: int, patch_size: int, grids: dict, input_sizes: dict,
-                 info: dict, device: str | torch.device = "cpu"):
+                 info: dict, device: str | torch.device = "cpu", resize: str = "bilinear"):
+        if resize not in RESIZE_MODES:
+            raise ValueError(f"backbone resize must be one of {sorted(RESIZE_MODES)}, got {resize!r}")
+        self.resize_mode = resize
         self.device = torch.device(device)
         self.network = network.eval().requires_grad_(False).to(self.device)
         self.channels = int(channels)
@@ -96,13 +103,13 @@ class Backbone:
         return self._input_sizes[_check_view(view)]
 
     def resize(self, image: np.ndarray, view: str) -> np.ndarray:
-        """uint8 HxWx3 RGB -> uint8 RGB at the input size (bilinear)."""
+        """uint8 HxWx3 RGB -> uint8 RGB at the input size (``resize_mode``); untouched when already there."""
         H, W = self.input_size(view)
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError(f"expected a uint8 HxWx3 RGB image, got {image.dtype} {image.shape}")
         if image.shape[:2] == (H, W):
             return image
-        return cv2.resize(image, (W, H), interpolation=cv2.INTER_LINEAR)
+        return cv2.resize(image, (W, H), interpolation=RESIZE_MODES[self.resize_mode])
 
     def normalize(self, batch: torch.Tensor) -> torch.Tensor:
         """uint8 (B, H, W, 3) at the input size -> ImageNet-normalised float (B, 3, H, W) on the device."""
@@ -138,7 +145,7 @@ class Backbone:
             "grid": {v: list(g) for v, g in self._grids.items()},
             "input_size": {v: list(s) for v, s in self._input_sizes.items()},
             "normalisation": {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)},
-            "resize": "bilinear (cv2.INTER_LINEAR)",
+            "resize": self.resize_mode,
             "autocast": "bfloat16" if self.device.type == "cuda" else "none",
             "device": str(self.device),
             "parameters": sum(p.numel() for p in self.network.parameters()),
@@ -273,4 +280,4 @@ def load_backbone(cfg: dict, device: str | torch.device = "cpu") -> Backbone:
     else:
         inputs = {v: tuple(n * patch for n in g) for v, g in grids.items()}
     info = {"kind": kind, "implementation": impl, "weights": weights, "untrained": weights == "untrained", **info}
-    return Backbone(network, channels, patch, grids, inputs, info, device)
+    return Backbone(network, channels, patch, grids, inputs, info, device, resize=cfg.get("resize", "bilinear"))

@@ -155,3 +155,48 @@ def test_bad_config_and_view_are_named():
 def test_cuda_without_gpu_is_a_clear_error():
     with pytest.raises(RuntimeError, match="no CUDA device"):
         load_backbone({"kind": "dinov2", "weights": "untrained", "tiny": TINY, **GRIDS}, device="cuda")
+
+
+def published_reshape(img: np.ndarray, patch: int) -> np.ndarray:
+    """The published O-MaMa frame preprocessing, from its description: nearest neighbour to
+    (patch * (H // patch), patch * (W // patch)), and only when the height is not already a multiple."""
+    import cv2
+
+    h, w = img.shape[:2]
+    if h % patch != 0:
+        img = cv2.resize(img, (patch * (w // patch), patch * (h // patch)), interpolation=cv2.INTER_NEAREST)
+    return img
+
+
+@pytest.mark.parametrize("kind, patch, grids, sizes", [
+    ("dinov2", 14, {"ego_grid": [50, 50], "exo_grid": [38, 68]}, {"ego": (704, 704), "exo": (540, 960)}),
+    ("dinov3", 16, {"ego_grid": [5, 5], "exo_grid": [3, 6]}, {"ego": (95, 87), "exo": (60, 111)}),
+])
+def test_nearest_resize_reproduces_the_published_inputs(kind, patch, grids, sizes):
+    """Processed Ego-Exo4D frames (704x704 ego, 540x960 exo) become exactly the published 700x700 /
+    532x952 inputs; frames already at the input size are passed through untouched."""
+    bb = load_backbone({"kind": kind, "weights": "untrained", "tiny": TINY, "resize": "nearest", **grids})
+    assert bb.patch_size == patch and bb.describe()["resize"] == "nearest"
+    for view, (h, w) in sizes.items():
+        im = frames(1, h, w, seed=h)[0]
+        want = published_reshape(im, patch)
+        assert want.shape[:2] == bb.input_size(view)
+        np.testing.assert_array_equal(bb.resize(im, view), want)
+        assert bb.resize(want, view) is want  # already the right size: untouched
+
+
+def test_bilinear_resize_is_the_default_and_differs_from_nearest():
+    import cv2
+
+    cfg = {"kind": "dinov2", "weights": "untrained", "tiny": TINY, **GRIDS}
+    bilinear, nearest = load_backbone(cfg), load_backbone({**cfg, "resize": "nearest"})
+    assert bilinear.describe()["resize"] == "bilinear"
+    im = frames(1, 45, 75)[0]
+    np.testing.assert_array_equal(bilinear.resize(im, "exo"), cv2.resize(im, (70, 42), interpolation=cv2.INTER_LINEAR))
+    np.testing.assert_array_equal(nearest.resize(im, "exo"), cv2.resize(im, (70, 42), interpolation=cv2.INTER_NEAREST))
+    assert not np.array_equal(bilinear.resize(im, "exo"), nearest.resize(im, "exo"))
+    assert not torch.equal(bilinear.features([im], "exo"), nearest.features([im], "exo"))
+    same = frames(1, 42, 70)[0]
+    torch.testing.assert_close(bilinear.features([same], "exo"), nearest.features([same], "exo"), rtol=0, atol=0)
+    with pytest.raises(ValueError, match="resize must be one of"):
+        load_backbone({**cfg, "resize": "bicubic"})

@@ -88,6 +88,19 @@ def test_float32_uncompressed_and_small_shards(tmp_path):
         np.testing.assert_allclose(store.read("cam01", frame), direct, rtol=1e-5, atol=1e-5)
 
 
+def test_store_records_the_resize_mode_and_nearest_changes_the_features(tmp_path):
+    take = write_take(tmp_path / "frames", frames=(0, 30))  # 48x48 / 36x64 frames, inputs 56x56 / 42x70
+    extract_features(take / "annotation.json", take / "images", tmp_path / "b.zarr", {**CFG, "dtype": "float32"})
+    extract_features(take / "annotation.json", take / "images", tmp_path / "n.zarr",
+                     {**CFG, "dtype": "float32", "resize": "nearest"})
+    b, n = FeatureStore(tmp_path / "b.zarr"), FeatureStore(tmp_path / "n.zarr")
+    assert b.attrs["backbone"]["resize"] == "bilinear" and n.attrs["backbone"]["resize"] == "nearest"
+    image = rgb(take / "images" / "cam01" / "30.jpg")
+    direct = load_backbone({**CFG, "resize": "nearest"}).features([image], "exo")[0].numpy()
+    np.testing.assert_allclose(n.read("cam01", 30), direct, rtol=1e-5, atol=1e-5)
+    assert not np.allclose(n.read("cam01", 30), b.read("cam01", 30), atol=1e-3)
+
+
 @pytest.mark.parametrize("damage", ["missing", "garbage", "truncated"])
 def test_bad_frame_names_take_camera_frame(tmp_path, damage):
     take = write_take(tmp_path / "frames")

@@ -104,8 +104,9 @@ def test_split_change_reruns_split_and_below(finished, change):
     assert [j.wildcards for j in plan.jobs if j.rule == "split"] == ["split=frame"]
 
 
-def test_backbone_change_reruns_features_not_frames(finished):
-    plan = dry_run(finished, lambda c: c["backbones"]["tiny-dinov2"].update(dtype="float32"))
+@pytest.mark.parametrize("setting", [{"dtype": "float32"}, {"resize": "nearest"}])
+def test_backbone_change_reruns_features_not_frames(finished, setting):
+    plan = dry_run(finished, lambda c: c["backbones"]["tiny-dinov2"].update(setting))
     assert_plan(plan, params={"features", "robustness_features"},
                 runs={"features", "robustness_features", "train", "predict", "evaluate", "robustness_predict",
                       "robustness_evaluate", "report"},
