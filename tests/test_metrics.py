@@ -175,3 +175,49 @@ def test_object_without_an_ego_key_is_skipped_like_the_official_evaluator(caplog
     assert list(frames.object) == ["cup_0"]
     assert frames.attrs["skipped_objects"] == ["take 'take-a', object 'pen_0'"]
     assert "pen_0" in caplog.text and "1 object(s) skipped" in caplog.text
+
+
+@pytest.mark.slow
+def test_pipeline_files_are_what_the_official_evaluator_requires(tiny_run):
+    """Every predictions/ground-truth pair the tiny run wrote (experiments and the robustness
+    set): the structure the challenge evaluator asserts, every predicted mask at the official
+    evaluation size of its ego camera, every object with its ego key, and metrics.json equal to
+    omama's metric code run on the files."""
+    import json
+
+    from omama.masks import decode_rle
+    from test_masks import official_eval_size  # the evaluator's formula, written in the test
+
+    results = tiny_run / "results"
+    dirs = sorted(p.parent for p in results.rglob("predictions.json"))
+    assert {d.relative_to(results).parts[0] for d in dirs} == {"experiments", "robustness"}
+    for d in dirs:
+        frames_dir = results / "robustness" / "frames" if "robustness" in d.parts else results / "frames"
+        gt = json.loads((d / "ground_truth.json").read_text())["annotations"]
+        sub = json.loads((d / "predictions.json").read_text())["exo-ego"]["results"]
+        assert set(sub) == set(gt), d
+        n_scored = n_present = 0
+        for take, ann in gt.items():
+            native = json.loads((frames_dir / take / "annotation.json").read_text())["native_size"]
+            assert set(sub[take]["masks"]) == set(ann["masks"]) and "subsample_idx" in sub[take]
+            for obj, cams in ann["masks"].items():
+                ego = [c for c in cams if "aria" in c]
+                assert len(ego) == 1, (d, take, obj)  # the evaluator skips an object without it
+                ego = ego[0]
+                size = list(official_eval_size(*native[ego]))
+                for exo in (c for c in cams if c != ego):
+                    preds = sub[take]["masks"][obj][f"{exo}_{ego}"]
+                    assert set(preds) == set(cams[exo]), (d, take, obj, exo)
+                    for frame, p in preds.items():
+                        assert set(p) >= {"pred_mask", "confidence"}
+                        assert p["pred_mask"]["size"] == size and list(decode_rle(p["pred_mask"]).shape) == size
+                        if int(frame) in ann["annotated_frames"][obj][ego]:
+                            n_scored += 1
+                            n_present += frame in cams[ego]
+                for frame, rle in cams[ego].items():
+                    assert list(rle["size"]) == native[ego], (d, take, obj, frame)
+        metrics = json.loads((d / "metrics.json").read_text())
+        assert (metrics["n_total"], metrics["n_present"]) == (n_scored, n_present), d
+        again = evaluate(d / "predictions.json", d / "ground_truth.json")
+        for k, v in again.items():
+            assert v == metrics[k] or (isinstance(v, float) and math.isnan(v) and math.isnan(metrics[k])), (d, k)
