@@ -51,6 +51,9 @@ def test_real_config_is_valid_and_is_the_reviews_study():
     assert fine["train"]["lr"] == 8e-6 and fine["train"]["epochs"] == 10 and fine["train"]["grad_clip"] == 1.0
     trained_backbones = {cfg["backbones"][x["backbone"]]["kind"] for x in cfg["experiments"].values() if x["train"]}
     assert trained_backbones == {"dinov2", "dinov3", "resnet50-dino"}
+    # everything that starts from the released checkpoint sees frames preprocessed as it was trained
+    released = {x["backbone"] for x in cfg["experiments"].values() if x["init"] == base["init"]}
+    assert released == set(cfg["backbones"]) and all(cfg["backbones"][b]["resize"] == "nearest" for b in released)
 
 
 def test_dry_run_without_credentials_lists_jobs_and_each_problem(tmp_path):
