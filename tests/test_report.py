@@ -59,7 +59,7 @@ def params(root: Path, **over) -> dict:
              backbones={"tiny": {"kind": "dinov2", "weights": "untrained"}},
              proposers={"classical": {"kind": "classical"}}, subsets=["test"], references=["random"],
              compare=["untrained", "trained"], overlays=2, robustness_experiments=["untrained", "trained"],
-             robustness_enabled=True)
+             robustness_enabled=True, bootstrap={"resamples": 200, "level": 0.95, "seed": 0})
     p.update(over)
     return p
 
