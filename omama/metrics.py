@@ -1,10 +1,25 @@
-"""The official Ego-Exo4D correspondence metrics (Exo->Ego), as the challenge evaluator computes them."""
+"""The official Ego-Exo4D correspondence metrics (Exo->Ego), as the challenge evaluator computes them,
+with percentile-bootstrap confidence intervals over takes.
+
+Bootstrap: the independent unit is the take (frames, objects and cameras of one take are
+correlated; for the robustness set every photo pair is a take). Each resample draws as many
+takes as there are, with replacement, from a generator seeded with ``Bootstrap.seed``, and
+recomputes every metric exactly as the point estimate does, over all scored frames of the drawn
+takes (a take drawn twice counts twice): the micro-averages over present frames, and the balanced
+accuracy over all frames. The interval is the ``(1 - level) / 2`` and ``(1 + level) / 2``
+quantiles (numpy's linear rule) of the defined resamples. Undefined resamples are skipped and
+counted in ``bootstrap.undefined``: a mean with no present frame drawn, or a balanced accuracy
+whose drawn frames hold only one true class (present or absent; scikit-learn would then return
+the recall of that one class, which is not a balanced accuracy). When every resample is
+undefined the interval is ``null``.
+"""
 
 from __future__ import annotations
 
 import logging
 import math
 import warnings
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -18,6 +33,7 @@ from omama.masks import decode_rle, eval_size, resize_mask, where
 log = logging.getLogger(__name__)
 
 PROTOCOL = "official challenge evaluator"
+CI_COLUMNS = {"iou": "iou", "shape_acc": "shape", "location_score": "location"}  # metric -> samples column
 DIAGONAL = math.sqrt(480**2 + 480**2)
 BOUNDARY_TOLERANCE = 0.008
 
@@ -157,8 +173,86 @@ def score_submission(predictions: dict, ground_truth: dict) -> pd.DataFrame:
     return frames
 
 
-def summarise(frames: pd.DataFrame) -> dict:
-    """Micro-averaged metrics over scored frames (IoU, shape, location over present frames)."""
+@dataclass(frozen=True)
+class Bootstrap:
+    """Percentile bootstrap over takes: ``resamples`` draws, two-sided ``level``, seeded."""
+
+    resamples: int = 1000
+    level: float = 0.95
+    seed: int = 0
+
+    @property
+    def key(self) -> str:
+        """The metrics.json key of the intervals: ``ci95`` for level 0.95."""
+        return f"ci{self.level * 100:g}"
+
+    @property
+    def percent(self) -> str:
+        return f"{self.level * 100:g} %"
+
+    def counts(self, n_units: int, rng: np.random.Generator | None = None) -> np.ndarray:
+        """(resamples, n_units) int: how often each unit is drawn in each resample."""
+        rng = np.random.default_rng(self.seed) if rng is None else rng
+        idx = rng.integers(0, max(n_units, 1), size=(self.resamples, n_units))
+        flat = idx + n_units * np.arange(self.resamples)[:, None]
+        return np.bincount(flat.ravel(), minlength=self.resamples * n_units).reshape(self.resamples, n_units)
+
+    def interval(self, values: np.ndarray) -> tuple[list[float] | None, int]:
+        """([lo, hi] of the defined (finite) resample values or None, number undefined)."""
+        ok = values[np.isfinite(values)]
+        if not len(ok):
+            return None, len(values)
+        q = (1 - self.level) / 2
+        lo, hi = np.quantile(ok, [q, 1 - q])
+        return [float(lo), float(hi)], int(len(values) - len(ok))
+
+
+def ratio(counts: np.ndarray, num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """Per resample sum(counts * num) / sum(counts * den); NaN where the denominator is 0."""
+    n, d = counts @ num, counts @ den
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(d > 0, n / np.where(d > 0, d, 1), np.nan)
+
+
+def resample_metrics(frames: pd.DataFrame, counts: np.ndarray) -> dict[str, np.ndarray]:
+    """Every metric per resample; ``counts`` (resamples, takes) indexes the sorted take uids of ``frames``."""
+    takes = pd.Index(sorted(frames["take_uid"].unique()))
+    if counts.shape[1] != len(takes):
+        raise ValueError(f"{counts.shape[1]} draw columns for {len(takes)} takes")
+    present = frames["ego_present"].to_numpy(bool)
+    predicted = frames["pred_exists"].to_numpy(bool)
+    codes = takes.get_indexer(frames["take_uid"])
+
+    def per_take(mask, w=None):
+        return np.bincount(codes[mask], weights=None if w is None else w[mask], minlength=len(takes)).astype(float)
+
+    n_present = per_take(present)
+    out = {key: ratio(counts, per_take(present, frames[col].to_numpy(float)), n_present)
+           for key, col in CI_COLUMNS.items()}
+    tp, fn = (counts @ per_take(present & c) for c in (predicted, ~predicted))
+    tn, fp = (counts @ per_take(~present & c) for c in (~predicted, predicted))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        # scikit-learn's balanced accuracy: the mean of the per-class recalls, classes in order (absent, present)
+        bal = (tn / (tn + fp) + tp / (tp + fn)) / 2
+    out["existence_balanced_acc"] = np.where((tp + fn > 0) & (tn + fp > 0), bal, np.nan)
+    return out
+
+
+def confidence_intervals(frames: pd.DataFrame, bootstrap: Bootstrap) -> dict:
+    """``{bootstrap.key: {metric: [lo, hi] | None}, "bootstrap": {...}}`` for the scored frames."""
+    n_takes = int(frames["take_uid"].nunique())
+    values = resample_metrics(frames, bootstrap.counts(n_takes))
+    ci, undefined = {}, {}
+    for key, v in values.items():
+        ci[key], undefined[key] = bootstrap.interval(v)
+    return {bootstrap.key: ci, "bootstrap": {"unit": "take", "units": n_takes, "resamples": bootstrap.resamples,
+                                             "level": bootstrap.level, "seed": bootstrap.seed,
+                                             "undefined": undefined}}
+
+
+def summarise(frames: pd.DataFrame, *, bootstrap: Bootstrap | None = None) -> dict:
+    """Micro-averaged metrics over scored frames (IoU, shape, location over present frames); with
+    ``bootstrap``, their confidence intervals over takes (see the module docstring)."""
     present = frames[frames["ego_present"].astype(bool)]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -176,18 +270,40 @@ def summarise(frames: pd.DataFrame) -> dict:
         "n_present": int(len(present)),
         "n_total": int(len(frames)),
         "protocol": PROTOCOL,
+        **(confidence_intervals(frames, bootstrap) if bootstrap is not None else {}),
     }
 
 
-def evaluate(predictions_path, ground_truth_path) -> dict:
+def evaluate(predictions_path, ground_truth_path, *, bootstrap: Bootstrap | None = None) -> dict:
     """Score an official submission file against an official ground-truth file."""
     predictions = read_json(predictions_path, "predictions (submission) file")
     ground_truth = read_json(ground_truth_path, "ground-truth file")
-    return summarise(score_submission(predictions, ground_truth))
+    return summarise(score_submission(predictions, ground_truth), bootstrap=bootstrap)
 
 
-def write_metrics(predictions_path, ground_truth_path, metrics_out) -> dict:
+def write_metrics(predictions_path, ground_truth_path, metrics_out, *, bootstrap: Bootstrap | None = None) -> dict:
     """``evaluate`` and write metrics.json."""
-    metrics = evaluate(predictions_path, ground_truth_path)
+    metrics = evaluate(predictions_path, ground_truth_path, bootstrap=bootstrap)
     write_json(metrics_out, metrics, indent=1)
     return metrics
+
+
+def mean_resamples(values, units, bootstrap: Bootstrap, rng: np.random.Generator | None = None) -> np.ndarray:
+    """The mean of ``values`` in each bootstrap resample of their ``units`` (takes), duplicates counted."""
+    codes, uniques = pd.factorize(pd.Series(np.asarray(units)), sort=True)
+    n = len(uniques)
+    values = np.asarray(values, float)
+    sums = np.bincount(codes, weights=values, minlength=n)
+    return ratio(bootstrap.counts(n, rng), sums, np.bincount(codes, minlength=n).astype(float))
+
+
+def mean_interval(values, units, bootstrap: Bootstrap) -> list[float] | None:
+    """Bootstrap interval over ``units`` of the mean of ``values`` (None when there are none)."""
+    return bootstrap.interval(mean_resamples(values, units, bootstrap))[0]
+
+
+def difference_interval(a, units_a, b, units_b, bootstrap: Bootstrap) -> list[float] | None:
+    """Unpaired bootstrap interval of mean(b) - mean(a): the takes of each are resampled independently."""
+    rng = np.random.default_rng(bootstrap.seed)
+    ra = mean_resamples(a, units_a, bootstrap, rng)
+    return bootstrap.interval(mean_resamples(b, units_b, bootstrap, rng) - ra)[0]

@@ -17,7 +17,7 @@ from tqdm import tqdm
 from omama.descriptors import describe
 from omama.io import write_json, write_parquet
 from omama.masks import encode_rle, eval_size
-from omama.metrics import score_submission, summarise
+from omama.metrics import Bootstrap, score_submission, summarise
 from omama.model import MatchingHead, load_checkpoint
 from omama.negatives import centroids
 from omama.samples import Corpus, Geometry, TakeData, batch_features, subset_rows
@@ -176,12 +176,12 @@ def predict_experiment(split_table, subset: str, annotations, proposals, feature
 
 
 def predict_reference(split_table, subset: str, annotations, proposals, predictor: str, seed: int,
-                      samples_out, metrics_out) -> dict:
+                      samples_out, metrics_out, *, bootstrap: Bootstrap | None = None) -> dict:
     """A reference predictor on the same candidates; samples + metrics (official evaluator)."""
     rows = subset_rows(split_table, subset)
     corpus = Corpus(annotations, proposals)
     _, _, samples = run_predictions(rows, corpus, ReferenceChooser(predictor, seed), desc=f"{predictor} {subset}")
-    metrics = summarise(samples)
+    metrics = summarise(samples, bootstrap=bootstrap)
     write_parquet(samples_out, samples)
     write_json(metrics_out, metrics, indent=1)
     return metrics

@@ -3,6 +3,13 @@
 World frame: metres, z up, the table top is the plane z = 0. Camera frame: x right, y down,
 z forward (pinhole, square pixels). Every primitive is intersected for a whole block of pixels at
 once; only the pixels inside its projected bounding box are traced (no loop per pixel).
+
+Bit-reproducible on every x86-64 (and any IEEE 754) CPU: the geometry uses only +, -, *, /, sqrt,
+floor and rint, which IEEE 754 rounds exactly and numpy never fuses, so the result does not depend
+on which SIMD kernels numpy, OpenBLAS or libm pick for the CPU. Hence no ``@``/``np.dot``/
+``np.linalg.norm``/``np.einsum``/``np.convolve`` (BLAS kernels differ per CPU in summation order
+and fused multiply-adds) and no ``np.sin``/``np.cos``/``np.tan`` (numpy's AVX-512 and AVX2 versions
+and libm differ in the last bit): :func:`dot`, :func:`norm` and :func:`sin_cos` below replace them.
 """
 
 from __future__ import annotations
@@ -11,14 +18,76 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-LIGHT = np.array([0.35, -0.45, 1.0]) / np.linalg.norm([0.35, -0.45, 1.0])
+# ---- exactly rounded arithmetic (see the module docstring)
+
+
+def dot(a, b) -> np.ndarray:
+    """``a @ b`` for ``a``'s last axis of length 3 (``b`` (3,) or (3, k)): three separately rounded
+    products added left to right, so the same bits on every CPU. Dtypes promote as with ``@``."""
+    a, b = np.asarray(a), np.asarray(b)
+    if b.ndim == 1:
+        return a[..., 0] * b[0] + a[..., 1] * b[1] + a[..., 2] * b[2]
+    return a[..., 0, None] * b[0] + a[..., 1, None] * b[1] + a[..., 2, None] * b[2]
+
+
+def norm(v) -> np.ndarray:
+    """Euclidean length over the last axis (of length 2 or 3), exactly rounded steps."""
+    v = np.asarray(v)
+    sq = v[..., 0] * v[..., 0] + v[..., 1] * v[..., 1]
+    return np.sqrt(sq + v[..., 2] * v[..., 2] if v.shape[-1] == 3 else sq)
+
+
+_PIO2_HI, _PIO2_LO = 1.5707963267341256, 6.077100506506192e-11  # pi/2 split (fdlibm): k * _PIO2_HI is exact
+_SIN = [(-1) ** i / float(np.prod(np.arange(2, 2 * i + 2))) for i in range(1, 8)]  # -1/3!, 1/5!, ..., -1/15!
+_COS = [(-1) ** i / float(np.prod(np.arange(1, 2 * i + 1))) for i in range(1, 9)]  # -1/2!, 1/4!, ..., 1/16!
+
+
+def _poly(r2, coefs):
+    acc = coefs[-1]
+    for c in reversed(coefs[:-1]):
+        acc = acc * r2 + c
+    return acc
+
+
+def sin_cos(x):
+    """(sin x, cos x) in float64 from +, -, *, rint only: reduction by pi/2 and Taylor series on
+    [-pi/4, pi/4] (error below 1e-16 for |x| < 1e5); the same bits on every CPU, unlike np.sin.
+    A scalar gives Python floats (the same arithmetic, without numpy's per-call cost)."""
+    scalar = np.ndim(x) == 0
+    x = float(x) if scalar else np.asarray(x, float)
+    k = round(x * (2 / np.pi)) if scalar else np.rint(x * (2 / np.pi))  # both round half to even
+    r = (x - k * _PIO2_HI) - k * _PIO2_LO
+    r2 = r * r
+    s = r + r * (r2 * _poly(r2, _SIN))
+    c = 1.0 + r2 * _poly(r2, _COS)
+    if scalar:
+        return ((s, c), (c, -s), (-s, -c), (-c, s))[k % 4]
+    q = np.mod(k, 4)
+    sin = np.where(q == 0, s, np.where(q == 1, c, np.where(q == 2, -s, -c)))
+    cos = np.where(q == 0, c, np.where(q == 1, -s, np.where(q == 2, -c, s)))
+    return sin, cos
+
+
+def sin(x) -> np.ndarray:
+    return sin_cos(x)[0]
+
+
+def cos(x) -> np.ndarray:
+    return sin_cos(x)[1]
+
+
+def radians(deg):
+    return np.asarray(deg, float) * (np.pi / 180)
+
+
+LIGHT = np.array([0.35, -0.45, 1.0]) / norm([0.35, -0.45, 1.0])
 AMBIENT = 0.38
 NEAR = 0.02
 ROOM = (np.array([-2.6, -2.6, -0.76]), np.array([2.6, 2.6, 1.9]))  # the room box around the table
 
 
 def rot_z(yaw: float) -> np.ndarray:
-    c, s = np.cos(yaw), np.sin(yaw)
+    s, c = sin_cos(yaw)
     return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
 
 
@@ -37,13 +106,14 @@ class Camera:
         """Camera at ``position`` looking at ``target``; ``fov_deg`` spans the longer image side."""
         position = np.asarray(position, float)
         forward = np.asarray(target, float) - position
-        forward /= np.linalg.norm(forward)
+        forward /= norm(forward)
         right = np.cross(forward, [0.0, 0.0, 1.0])
-        right = right / np.linalg.norm(right) if np.linalg.norm(right) > 1e-9 else np.array([1.0, 0.0, 0.0])
+        right = right / norm(right) if norm(right) > 1e-9 else np.array([1.0, 0.0, 0.0])
         down = np.cross(forward, right)
-        c, s = np.cos(roll), np.sin(roll)
+        s, c = sin_cos(roll)
         right, down = c * right + s * down, -s * right + c * down
-        focal = 0.5 * max(width, height) / np.tan(np.radians(fov_deg) / 2)
+        half_s, half_c = sin_cos(radians(fov_deg) / 2)
+        focal = 0.5 * max(width, height) * half_c / half_s
         return cls(width, height, float(focal), position, np.stack([right, down, forward], axis=1))
 
     def scaled(self, factor: float) -> "Camera":
@@ -59,13 +129,13 @@ class Camera:
         d[..., 0] = u[None, :]
         d[..., 1] = v[:, None]
         d[..., 2] = 1.0
-        d /= np.linalg.norm(d, axis=-1, keepdims=True)
-        return (d @ self.rotation.T).astype(F)
+        d /= norm(d)[..., None]
+        return dot(d, self.rotation.T).astype(F)
 
     def pixel_boxes(self, corners: np.ndarray) -> np.ndarray:
         """Pixel rectangles (y0, y1, x0, x1) covering each set of world points (P, 8, 3);
         rows that fall outside the image are empty (y0 >= y1 or x0 >= x1)."""
-        cam = (corners - self.position) @ self.rotation
+        cam = dot(corners - self.position, self.rotation)
         z = cam[..., 2]
         safe = np.maximum(z, NEAR)
         x = cam[..., 0] / safe * self.focal + self.width / 2
@@ -95,8 +165,8 @@ def _safe(d: np.ndarray) -> np.ndarray:
 
 def _sphere_t(o: np.ndarray, d: np.ndarray, centre: np.ndarray, radius: float) -> np.ndarray:
     oc = o - centre
-    b = d @ oc
-    disc = b * b - (oc @ oc - radius * radius)
+    b = dot(d, oc)
+    disc = b * b - (dot(oc, oc) - radius * radius)
     t = -b - np.sqrt(np.maximum(disc, 0))
     return np.where((disc >= 0) & (t > NEAR), t, np.inf)
 
@@ -146,7 +216,7 @@ class Cylinder:
     def __init__(self, p0, p1, radius: float, rounded: bool = False):
         self.p0, self.p1, self.radius, self.rounded = _vec(p0), _vec(p1), float(radius), rounded
         self.ba = self.p1 - self.p0
-        self.length = float(np.sqrt(self.ba @ self.ba))
+        self.length = float(norm(self.ba))
         self.axis = self.ba / self.length
 
     def bounds(self):
@@ -154,8 +224,8 @@ class Cylinder:
 
     def t(self, o, d):
         ba, oa, r2 = self.ba, o - self.p0, self.radius**2
-        baba, baoa, oaoa = ba @ ba, ba @ oa, oa @ oa
-        bard, rdoa = d @ ba, d @ oa
+        baba, baoa, oaoa = dot(ba, ba), dot(oa, ba), dot(oa, oa)
+        bard, rdoa = dot(d, ba), dot(d, oa)
         a = baba - bard * bard
         b = baba * rdoa - baoa * bard
         h = b * b - a * (baba * oaoa - baoa * baoa - r2 * baba)
@@ -168,7 +238,7 @@ class Cylinder:
             low = y <= 0
             o1 = o - self.p1
             bc = np.where(low, rdoa, rdoa - bard)
-            hc = bc * bc - np.where(low, oaoa - r2, o1 @ o1 - r2)
+            hc = bc * bc - np.where(low, oaoa - r2, dot(o1, o1) - r2)
             t_cap = -bc - np.sqrt(np.maximum(hc, 0))
             cap = hit & ~body & (hc >= 0)
         else:  # the flat cap plane on that side, inside the radius
@@ -179,7 +249,7 @@ class Cylinder:
 
     def normal(self, p):
         a, length = self.axis, self.length
-        s = (p - self.p0) @ a
+        s = dot(p - self.p0, a)
         radial = (p - self.p0 - np.clip(s, 0, length)[:, None] * a) / self.radius
         if self.rounded:
             return radial
@@ -212,9 +282,9 @@ class Material:
                 return np.where(grout[:, None], c2, base)
         elif self.pattern == "dots":
             q = (p / s) % 1.0 - 0.5
-            w = np.einsum("ij,ij->i", q, q) < 0.09
+            w = norm(q) < 0.3
         elif self.pattern == "wood":
-            g = 0.5 + 0.5 * np.sin(p[:, 1] / s + 2.5 * np.sin(p[:, 0] * 3.1) + 0.8 * np.sin(p[:, 0] * 17.0))
+            g = 0.5 + 0.5 * sin(p[:, 1] / s + 2.5 * sin(p[:, 0] * 3.1) + 0.8 * sin(p[:, 0] * 17.0))
             return c1 + (c2 - c1) * g[:, None] ** 3
         else:
             raise ValueError(f"unknown pattern {self.pattern!r}")
@@ -235,12 +305,12 @@ class Solid:
         bounds = np.array([part.bounds() for part in self.parts], float)
         lo, hi = bounds[:, 0], bounds[:, 1]
         local = np.where(_CORNERS[None], hi[:, None], lo[:, None])
-        return local @ rot_z(self.yaw).T + self.position
+        return dot(local, rot_z(self.yaw).T) + self.position
 
     def shade(self, part, origin: np.ndarray, d: np.ndarray, t: np.ndarray, rot: np.ndarray) -> np.ndarray:
         """Lambert-shaded colour (N, 3) where local rays ``d`` hit ``part`` at distances ``t``."""
         p = origin + t[:, None] * d
-        lambert = np.maximum(part.normal(p) @ (LIGHT @ rot), 0.0)
+        lambert = np.maximum(dot(part.normal(p), dot(LIGHT, rot)), 0.0)
         return self.material.albedo(p) * (AMBIENT + (1 - AMBIENT) * lambert)[:, None]
 
 
@@ -314,13 +384,13 @@ def _trace(camera: Camera, solids: dict[int, list[Solid]], frame: Frame, dirs: n
     alone = {sid: np.zeros((camera.height, camera.width), bool) for sid in solids} if count_alone else {}
     for sid, solid in items:
         rot = rot_z(solid.yaw)
-        origin = ((camera.position - solid.position) @ rot).astype(F)
+        origin = dot(camera.position - solid.position, rot).astype(F)
         rot = rot.astype(F)
         for part in solid.parts:
             y0, y1, x0, x1 = next(boxes)
             if y0 >= y1 or x0 >= x1:
                 continue
-            d = dirs[y0:y1, x0:x1].reshape(-1, 3) @ rot
+            d = dot(dirs[y0:y1, x0:x1].reshape(-1, 3), rot)
             t = part.t(origin, d).reshape(y1 - y0, x1 - x0)
             if count_alone:
                 alone[sid][y0:y1, x0:x1] |= t < np.inf

@@ -27,6 +27,7 @@ from PIL import Image  # noqa: E402
 
 from omama.io import atomic_path, read_json  # noqa: E402
 from omama.masks import decode_rle, resize_mask  # noqa: E402
+from omama.metrics import Bootstrap, difference_interval, mean_interval  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,11 @@ class ReportParams:
     overlays: int = 3
     robustness_experiments: list = field(default_factory=list)
     robustness_enabled: bool = False
+    bootstrap: dict = field(default_factory=dict)  # Bootstrap settings: resamples, level, seed
+
+    @property
+    def boot(self) -> Bootstrap:
+        return Bootstrap(**self.bootstrap)
 
     @classmethod
     def from_dict(cls, d: dict) -> "ReportParams":
@@ -267,33 +273,51 @@ def load_samples(path: Path) -> pd.DataFrame:
     return df
 
 
-def breakdown(samples: dict[str, pd.DataFrame], column: str) -> pd.DataFrame:
-    """Mean IoU of present samples per value of ``column`` (rows) and experiment (columns), with counts."""
-    cols = {}
+def with_ci(point, ci, fmt: str = "{:.4f}") -> str:
+    """``0.5090 [0.470, 0.550]``: a metric and its confidence interval ([n/a] when undefined)."""
+    if point is None or not np.isfinite(point):
+        return "–"
+    return fmt.format(point) + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else " [n/a]")
+
+
+def mean_with_ci(d: pd.DataFrame, column: str, boot: Bootstrap) -> str:
+    """The mean of ``column`` over the rows of ``d`` with its bootstrap interval over their takes."""
+    v = d[column].astype(float)
+    return with_ci(float(v.mean()) if len(v) else None, mean_interval(v, d["take_uid"], boot))
+
+
+def breakdown(samples: dict[str, pd.DataFrame], column: str, boot: Bootstrap) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Mean IoU of present samples per value of ``column`` (rows) and experiment (columns), with counts:
+    (numbers, the same shown with bootstrap intervals over takes)."""
+    cols, shown = {}, {}
     counts = None
     for name, df in samples.items():
         d = df[df.ego_present & df[column].notna()]
-        g = d.groupby(column, observed=True)["iou"]
-        cols[name] = g.mean()
+        g = d.groupby(column, observed=True)
+        cols[name] = g["iou"].mean()
+        shown[name] = pd.Series({k: mean_with_ci(x, "iou", boot) for k, x in g}, dtype=object)
         counts = g.size() if counts is None else counts.combine(g.size(), max, fill_value=0)
     table = pd.DataFrame(cols)
     n = counts.reindex(table.index).fillna(0).astype(int) if counts is not None else 0
     table.insert(0, "n", n)
-    return table
+    display = pd.DataFrame(shown).reindex(table.index).fillna("–")
+    display.insert(0, "n", n)
+    return table, display
 
 
-def presence_table(samples: dict[str, pd.DataFrame]) -> pd.DataFrame:
+def presence_table(samples: dict[str, pd.DataFrame], boot: Bootstrap) -> pd.DataFrame:
     """Per experiment: how often existence is predicted right, for present and absent objects."""
     rows = []
     for name, df in samples.items():
         for present, d in df.groupby("ego_present"):
+            d = d.assign(correct=d["pred_exists"].astype(bool) == bool(present))
             rows.append({
                 "experiment": name,
                 "object in ego": "present" if present else "absent",
                 "n": len(d),
-                "existence correct": float((d["pred_exists"].astype(bool) == bool(present)).mean()),
-                "mean IoU": float(d["iou"].mean()) if present else None,
-                "mean confidence": float(d["confidence"].mean()),
+                "existence correct": mean_with_ci(d, "correct", boot),
+                "mean IoU": mean_with_ci(d, "iou", boot) if present else "–",
+                "mean confidence": mean_with_ci(d, "confidence", boot),
             })
     return pd.DataFrame(rows)
 
@@ -452,34 +476,49 @@ def feature_attrs(store_dir: Path, takes: list[str]) -> dict:
 def proposal_recall(p: ReportParams, r: Path, takes: list[str]) -> pd.DataFrame:
     rows = []
     for name in sorted({x["proposer"] for x in p.experiments.values()}):
-        parts = [pd.read_parquet(r / "proposals" / name / f"{t}.recall.parquet") for t in takes]
-        rec = pd.concat(parts) if parts else pd.DataFrame(columns=["best_iou", "n_proposals"])
+        parts = [pd.read_parquet(r / "proposals" / name / f"{t}.recall.parquet").assign(take_uid=t) for t in takes]
+        rec = pd.concat(parts) if parts else pd.DataFrame(columns=["take_uid", "best_iou", "n_proposals"])
+        rec = rec.assign(**{f"r{q}": rec["best_iou"] >= q for q in (0.5, 0.75)})
         rows.append({
-            "proposer": name, "ego masks": len(rec), "mean best IoU (ceiling)": rec["best_iou"].mean(),
-            "recall@0.5": (rec["best_iou"] >= 0.5).mean(), "recall@0.75": (rec["best_iou"] >= 0.75).mean(),
+            "proposer": name, "ego masks": len(rec), "mean best IoU (ceiling)": mean_with_ci(rec, "best_iou", p.boot),
+            "recall@0.5": mean_with_ci(rec, "r0.5", p.boot), "recall@0.75": mean_with_ci(rec, "r0.75", p.boot),
             "proposals per frame": rec["n_proposals"].mean(),
         })
     return pd.DataFrame(rows)
+
+
+def metric_cells(m: dict, path: Path) -> dict:
+    """The report's metric columns of one metrics.json, each with its confidence interval."""
+    if "bootstrap" not in m:
+        raise ValueError(f"metrics file {path} has no confidence intervals (written by an older omama: rerun its "
+                         f"evaluation)")
+    key = Bootstrap(level=m["bootstrap"]["level"]).key
+    cis = m.get(key)
+    if not isinstance(cis, dict):
+        raise ValueError(f"metrics file {path} lacks {key!r} for its bootstrap level {m['bootstrap']['level']}")
+    return {k: with_ci(m.get(k), cis.get(k)) if k in cis else m.get(k) for k, _ in METRICS}
 
 
 def metrics_table(p: ReportParams, r: Path, samples: dict) -> pd.DataFrame:
     rows = []
     for s in p.subsets:
         for name, x in p.experiments.items():
-            m = read_json(r / "experiments" / name / s / "metrics.json", "metrics file")
+            path = r / "experiments" / name / s / "metrics.json"
+            m = read_json(path, "metrics file")
             df = samples[s][name]
             rows.append({
                 "subset": s, "predictor": name, "kind": "model", "split": x["split"], "backbone": x["backbone"],
-                **{k: m.get(k) for k, _ in METRICS}, "n present": m.get("n_present"), "n total": m.get("n_total"),
-                "ceiling (best proposal IoU)": df.loc[df.ego_present, "best_possible_iou"].mean(),
+                **metric_cells(m, path), "n present": m.get("n_present"), "n total": m.get("n_total"),
+                "ceiling (best proposal IoU)": mean_with_ci(df[df.ego_present], "best_possible_iou", p.boot),
             })
         for split, proposer in sorted({(x["split"], x["proposer"]) for x in p.experiments.values()}):
             for ref in p.references:
-                m = read_json(r / "reference" / split / proposer / s / ref / "metrics.json", "reference metrics")
+                path = r / "reference" / split / proposer / s / ref / "metrics.json"
+                m = read_json(path, "reference metrics")
                 rows.append({
                     "subset": s, "predictor": f"reference: {ref}", "kind": "reference", "split": split,
-                    "backbone": "–", **{k: m.get(k) for k, _ in METRICS}, "n present": m.get("n_present"),
-                    "n total": m.get("n_total"), "ceiling (best proposal IoU)": None,
+                    "backbone": "–", **metric_cells(m, path), "n present": m.get("n_present"),
+                    "n total": m.get("n_total"), "ceiling (best proposal IoU)": "–",
                 })
     df = pd.DataFrame(rows)
     return df.rename(columns=dict(METRICS))
@@ -495,7 +534,7 @@ def robustness_section(p: ReportParams, r: Path) -> dict | None:
     for name in p.robustness_experiments:
         d = rr / "experiments" / name / "test"
         m = read_json(d / "metrics.json", "robustness metrics")
-        metrics.append({"experiment": name, **{k: m.get(k) for k, _ in METRICS}, "n present": m.get("n_present"),
+        metrics.append({"experiment": name, **metric_cells(m, d / "metrics.json"), "n present": m.get("n_present"),
                         "n total": m.get("n_total")})
         df = load_samples(d / "samples.parquet")
         samples[name] = df
@@ -529,6 +568,34 @@ def robustness_section(p: ReportParams, r: Path) -> dict | None:
     }
 
 
+def compare_iou(a: pd.DataFrame, b: pd.DataFrame, joined: pd.DataFrame, boot: Bootstrap) -> dict:
+    """The mean IoU difference b - a with its bootstrap interval over takes, and whether it excludes zero.
+
+    Paired (the same scored samples in both): the interval of the mean per-sample difference, the
+    same takes drawn for both. Otherwise (e.g. a frame-level against an object-level split) the
+    comparison is unpaired: the interval of the difference of the two means, each experiment's
+    takes drawn independently.
+    """
+    paired = set(map(tuple, a[SAMPLE_KEY].to_numpy().tolist())) == set(map(tuple, b[SAMPLE_KEY].to_numpy().tolist()))
+    pa, pb = a[a.ego_present], b[b.ego_present]
+    if paired:
+        diff = float(joined["delta"].mean()) if len(joined) else None
+        ci = mean_interval(joined["delta"], joined["take_uid"], boot) if len(joined) else None
+    else:
+        diff = float(pb["iou"].mean() - pa["iou"].mean()) if len(pa) and len(pb) else None
+        ci = difference_interval(pa["iou"], pa["take_uid"], pb["iou"], pb["take_uid"], boot) if diff is not None else None
+    if ci is None:
+        verdict = "cannot be compared: an experiment has no sample with the object present in ego"
+    else:
+        distinct = ci[0] > 0 or ci[1] < 0
+        verdict = f"the difference is {'' if distinct else 'not '}distinguishable from zero at {boot.percent}"
+    return {
+        "paired": paired, "diff": "–" if diff is None else f"{diff:+.4f}",
+        "ci": "n/a" if ci is None else f"[{ci[0]:+.4f}, {ci[1]:+.4f}]", "verdict": verdict,
+        "n_a": len(pa), "n_b": len(pb), "takes_a": int(pa["take_uid"].nunique()), "takes_b": int(pb["take_uid"].nunique()),
+    }
+
+
 def build_context(p: ReportParams, takes: list[str]) -> dict:
     r = Path(p.results)
     split_names = sorted({x["split"] for x in p.experiments.values()})
@@ -553,6 +620,7 @@ def build_context(p: ReportParams, takes: list[str]) -> dict:
             "img": delta_figure(j["delta"].to_numpy(), a, b) if len(j) else None,
             "better": int((j.delta > 0).sum()), "worse": int((j.delta < 0).sum()), "same": int((j.delta == 0).sum()),
             "mean": f"{j.delta.mean():+.4f}" if len(j) else "–",
+            **compare_iou(main[a], main[b], j, p.boot),
             "overlays": [{
                 "img": overlay(frames, row, [preds[subset][a], preds[subset][b]]),
                 "caption": f"take {row.take_uid}, {row.object}, {row.exo_cam}→{row.ego_cam}, frame {row.frame}: "
@@ -561,24 +629,24 @@ def build_context(p: ReportParams, takes: list[str]) -> dict:
         }
 
     breakdowns = []
-    presence = presence_table(main)
+    presence = presence_table(main, p.boot)
     breakdowns.append({"title": "By ego presence", "table": html_table(presence, index=False), "img": None,
                        "note": "Absent objects have no IoU; existence is predicted as confidence > 0.5."})
     sized = size_bins(main)
-    t = breakdown(sized, "size_bin")
-    breakdowns.append({"title": "By object size (ego mask area, native px, tertiles)", "table": html_table(t),
+    t, shown = breakdown(sized, "size_bin", p.boot)
+    breakdowns.append({"title": "By object size (ego mask area, native px, tertiles)", "table": html_table(shown),
                        "img": breakdown_figure(t.drop(columns="n"), "IoU by ego object size"), "note": ""})
     vis_path = r / "synthetic" / "visibility.parquet"
     if p.source_kind == "synthetic" and vis_path.exists():
-        t = breakdown(visibility_bins(main, pd.read_parquet(vis_path)), "occlusion")
-        breakdowns.append({"title": "By occlusion (synthetic ground-truth visible fraction in ego)", "table": html_table(t),
+        t, shown = breakdown(visibility_bins(main, pd.read_parquet(vis_path)), "occlusion", p.boot)
+        breakdowns.append({"title": "By occlusion (synthetic ground-truth visible fraction in ego)", "table": html_table(shown),
                            "img": breakdown_figure(t.drop(columns="n"), "IoU by occlusion level"), "note": ""})
     else:
         breakdowns.append({"title": "By occlusion", "table": "", "img": None,
                            "note": "Real data carries no occlusion ground truth; the size breakdown above (visible ego "
                                    "mask area) stands in for it."})
-    t = breakdown(main, "scenario")
-    breakdowns.append({"title": "By scenario", "table": html_table(t),
+    t, shown = breakdown(main, "scenario", p.boot)
+    breakdowns.append({"title": "By scenario", "table": html_table(shown),
                        "img": breakdown_figure(t.drop(columns="n"), "IoU by scenario"), "note": ""})
 
     training, epoch_times = [], []
@@ -616,6 +684,7 @@ def build_context(p: ReportParams, takes: list[str]) -> dict:
         "metrics": html_table(metrics_table(p, r, samples), index=False),
         "recall": html_table(proposal_recall(p, r, takes), index=False),
         "main_subset": subset,
+        "bootstrap": {"percent": p.boot.percent, "resamples": p.boot.resamples, "seed": p.boot.seed},
         "distributions": distributions,
         "comparison": comparison,
         "breakdowns": breakdowns,

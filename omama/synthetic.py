@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from omama.io import atomic_path, write_json, write_parquet
 from omama.masks import encode_lzstring
-from omama.render import Box, Camera, Cylinder, Frame, Material, Solid, Sphere, render
+from omama.render import Box, Camera, Cylinder, Frame, Material, Solid, Sphere, norm, radians, render, sin, sin_cos
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +156,7 @@ def _place(rng: np.random.Generator, taken: list[np.ndarray], clearance: float =
     best, best_gap = None, -1.0
     for _ in range(60):
         p = np.array([rng.uniform(-0.42, 0.42), rng.uniform(-0.18, 0.28), 0.0])
-        gap = min((np.linalg.norm(p[:2] - q[:2]) for q in taken), default=np.inf)
+        gap = min((float(norm(p[:2] - q[:2])) for q in taken), default=np.inf)
         if gap >= clearance:
             return p
         if gap > best_gap:
@@ -190,9 +190,9 @@ class Take:
         self.exo = {}
         n_exo = int(cfg["exo_cameras"])
         for k in range(n_exo):
-            az = np.radians(-25 + 230 * (k + 0.5) / n_exo + rng.uniform(-12, 12))
+            s_az, c_az = sin_cos(radians(-25 + 230 * (k + 0.5) / n_exo + rng.uniform(-12, 12)))
             dist, height = rng.uniform(1.05, 1.35), rng.uniform(0.65, 0.9)
-            pos = [dist * np.cos(az), 0.1 + dist * np.sin(az), height]
+            pos = [dist * c_az, 0.1 + dist * s_az, height]
             target = [rng.uniform(-0.08, 0.08), rng.uniform(-0.05, 0.08), -0.05]
             self.exo[f"cam{k + 1:02d}"] = Camera.look_at(pos, target, exo_w, exo_h, rng.uniform(50, 56))
         self.cameras = [EGO_CAM, *self.exo]
@@ -212,7 +212,7 @@ class Take:
             spots.append(_place(rng, spots))
             pos[:, i] = spots[-1]
         yaw = np.repeat(rng.uniform(0, np.pi, k)[None], n, 0)
-        wobble = np.stack([np.stack([np.sin(1.3 * t + h), 0.6 * np.sin(1.1 * t + h + 1), 0.4 * np.sin(0.9 * t + h + 2)], 1)
+        wobble = np.stack([np.stack([sin(1.3 * t + h), 0.6 * sin(1.1 * t + h + 1), 0.4 * sin(0.9 * t + h + 2)], 1)
                            for h in (0.0, 2.0)], 1)
         wrist = REST[None] + 0.015 * wobble
         span = 2 * FPS
@@ -236,7 +236,7 @@ class Take:
                     wrist[f, hand] = rest + (src + grip - rest) * _smooth(u / 0.35)
                 elif u < 0.7:
                     c = _smooth((u - 0.35) / 0.35)
-                    pos[f:, obj] = src + (dest - src) * c + np.array([0, 0, 0.06 * np.sin(np.pi * c)])
+                    pos[f:, obj] = src + (dest - src) * c + np.array([0, 0, 0.06 * float(sin(np.pi * c))])
                     carried[f, obj] = True
                     yaw[f:, obj] = yaw[f0, obj] + 0.8 * c
                     wrist[f, hand] = pos[f, obj] + grip
@@ -250,21 +250,21 @@ class Take:
         n = self.frames
         t = np.arange(n) / FPS
         focus = 0.6 * self.wrist.mean(1) + 0.4 * np.array([0.0, 0.05, 0.0])
-        kernel = np.ones(15) / 15
-        focus = np.stack([np.convolve(np.pad(focus[:, i], 7, mode="edge"), kernel, "valid") for i in range(3)], 1)
+        padded = np.pad(focus, ((7, 7), (0, 0)), mode="edge")  # a 15-frame moving mean, summed in a fixed order
+        focus = sum(padded[i:i + n] for i in range(15)) / 15
         focus[:, 2] = 0.0
-        self.head = HEAD + 0.02 * np.stack([np.sin(0.9 * t), np.sin(0.7 * t + 1), np.sin(1.1 * t + 2)], 1)
+        self.head = HEAD + 0.02 * np.stack([sin(0.9 * t), sin(0.7 * t + 1), sin(1.1 * t + 2)], 1)
         seconds = n // FPS
         glances = rng.choice(np.arange(1, seconds), size=min(max(1, seconds // 3), max(seconds - 1, 0)), replace=False) if seconds > 1 else []
         turn = np.zeros(n)
         for s in glances:
             sign = 1 if rng.uniform() < 0.5 else -1
-            turn += sign * np.radians(rng.uniform(65, 85)) * _smooth(1 - np.abs(np.arange(n) - s * FPS) / 14.0 + 0.4)
+            turn += sign * radians(rng.uniform(65, 85)) * _smooth(1 - np.abs(np.arange(n) - s * FPS) / 14.0 + 0.4)
         self.glances = sorted(int(s) * FPS for s in glances)
         gaze = focus - self.head
-        c, s_ = np.cos(turn), np.sin(turn)
-        self.gaze = np.stack([c * gaze[:, 0] - s_ * gaze[:, 1], s_ * gaze[:, 0] + c * gaze[:, 1], gaze[:, 2] + 0.25 * np.abs(np.sin(turn))], 1)
-        self.roll = 0.05 * np.sin(0.8 * t)
+        s_, c = sin_cos(turn)
+        self.gaze = np.stack([c * gaze[:, 0] - s_ * gaze[:, 1], s_ * gaze[:, 0] + c * gaze[:, 1], gaze[:, 2] + 0.25 * np.abs(s_)], 1)
+        self.roll = 0.05 * sin(0.8 * t)
 
     # -- rendering
 
@@ -283,9 +283,9 @@ class Take:
         for h in range(2):
             w = self.wrist[frame, h]
             back = SHOULDERS[h] - w
-            back /= np.linalg.norm(back)
+            back /= norm(back)
             ahead = -back * np.array([1, 1, 0.2])
-            ahead /= np.linalg.norm(ahead)
+            ahead /= norm(ahead)
             palm = w + 0.05 * ahead
             hand = [Solid([
                 Cylinder(w + 0.3 * back, w, 0.03, rounded=True),

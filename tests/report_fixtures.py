@@ -11,6 +11,7 @@ from PIL import Image
 
 from omama.io import write_json, write_parquet
 from omama.masks import eval_size, encode_rle, resize_mask
+from omama.metrics import Bootstrap, summarise
 from omama.splits import diagnostics
 
 EGO, EXOS = "aria01_214-1", ["cam01", "cam02"]
@@ -132,8 +133,4 @@ def write_experiment(d: Path, pairs: pd.DataFrame, rng, subset: str | None) -> N
         t["masks"].setdefault(r.object, {}).setdefault(f"{r.exo_cam}_{r.ego_cam}", {})[str(r.frame)] = {
             "pred_mask": encode_rle(m), "confidence": float(r.confidence)}
     write_json(d / "predictions.json", {"exo-ego": {"version": "xx", "challenge": "correspondence", "results": results}})
-    pres = samples[samples.ego_present]
-    write_json(d / "metrics.json", {"iou": float(pres.iou.mean()), "iou_std": float(pres.iou.std(ddof=0)),
-                                    "shape_acc": float(pres["shape"].mean()), "location_score": float(pres.location.mean()),
-                                    "existence_balanced_acc": 0.5, "n_present": int(len(pres)), "n_total": n,
-                                    "protocol": "official challenge evaluator"})
+    write_json(d / "metrics.json", summarise(samples, bootstrap=Bootstrap(resamples=200)))

@@ -10,7 +10,7 @@ import pytest
 from omama.io import write_json
 from omama.masks import encode_rle, resize_mask
 from omama.metrics import (
-    boundary_f, boundary_map, evaluate, iou, location_error, score_masks, score_submission, summarise,
+    Bootstrap, boundary_f, boundary_map, evaluate, iou, location_error, score_masks, score_submission, summarise,
 )
 
 
@@ -221,3 +221,102 @@ def test_pipeline_files_are_what_the_official_evaluator_requires(tiny_run):
         again = evaluate(d / "predictions.json", d / "ground_truth.json")
         for k, v in again.items():
             assert v == metrics[k] or (isinstance(v, float) and math.isnan(v) and math.isnan(metrics[k])), (d, k)
+# ---------------------------------------------------------------------------- bootstrap intervals over takes
+
+
+def frames_of(takes: dict[str, int], rng, absent: float = 0.3):
+    """Scored frames: ``takes`` maps take uid -> number of frames; random scores and existence."""
+    import pandas as pd
+
+    parts = []
+    for t, n in takes.items():
+        present = rng.random(n) > absent
+        iou_t = rng.random(n)
+        parts.append(pd.DataFrame({
+            "take_uid": t, "ego_present": present, "pred_exists": rng.random(n) > 0.4,
+            "iou": np.where(present, iou_t, np.nan), "shape": np.where(present, rng.random(n), np.nan),
+            "location": np.where(present, rng.random(n) * 0.3, np.nan)}))
+    return pd.concat(parts, ignore_index=True)
+
+
+def test_bootstrap_resamples_takes_not_samples():
+    import pandas as pd
+
+    # two takes of 200 present frames each, IoU constant 0 in one and 1 in the other: resampling takes can
+    # draw take A twice (mean 0) or take B twice (mean 1), a quarter of the time each; resampling the 400
+    # frames would give a narrow interval around 0.5
+    frames = pd.DataFrame({"take_uid": ["A"] * 200 + ["B"] * 200, "ego_present": True, "pred_exists": True,
+                           "iou": [0.0] * 200 + [1.0] * 200, "shape": 0.5, "location": 0.1})
+    m = summarise(frames, bootstrap=Bootstrap(resamples=1000, seed=0))
+    assert m["iou"] == 0.5 and m["ci95"]["iou"] == [0.0, 1.0]
+    assert m["ci95"]["shape_acc"] == [0.5, 0.5]
+    # every frame is present: the balanced accuracy of every resample has one true class and is skipped
+    assert m["ci95"]["existence_balanced_acc"] is None
+    assert m["bootstrap"]["undefined"] == {"iou": 0, "shape_acc": 0, "location_score": 0, "existence_balanced_acc": 1000}
+    assert m["bootstrap"]["unit"] == "take" and m["bootstrap"]["units"] == 2
+    counts = Bootstrap(resamples=1000, seed=0).counts(2)
+    assert counts.shape == (1000, 2) and (counts.sum(1) == 2).all()
+    assert 0.2 < (counts[:, 0] == 2).mean() < 0.3 and 0.4 < (counts[:, 0] == 1).mean() < 0.6
+
+
+def test_each_resample_is_the_point_estimate_of_the_drawn_takes_with_duplicates():
+    import pandas as pd
+    from sklearn.metrics import balanced_accuracy_score
+
+    from omama.metrics import resample_metrics
+
+    rng = np.random.default_rng(1)
+    frames = frames_of({f"t{i:02d}": int(rng.integers(1, 40)) for i in range(12)}, rng)
+    boot = Bootstrap(resamples=300, seed=5)
+    counts = boot.counts(12)
+    values = resample_metrics(frames, counts)
+    takes = sorted(frames["take_uid"].unique())
+    checked_bal = 0
+    for r in range(0, 300, 7):
+        drawn = pd.concat([frames[frames.take_uid == t] for t, c in zip(takes, counts[r]) for _ in range(c)])
+        expect = summarise(drawn)
+        for key in ("iou", "shape_acc", "location_score"):
+            assert values[key][r] == pytest.approx(expect[key], rel=1e-12, abs=1e-15)
+        truth = drawn["ego_present"].to_numpy(bool)
+        if truth.all() or not truth.any():
+            assert np.isnan(values["existence_balanced_acc"][r])
+        else:  # bit-identical to scikit-learn
+            assert values["existence_balanced_acc"][r] == balanced_accuracy_score(truth, drawn["pred_exists"].to_numpy(bool))
+            checked_bal += 1
+    assert checked_bal > 30
+
+
+def test_bootstrap_is_deterministic_given_the_seed_and_fast():
+    import time
+
+    rng = np.random.default_rng(2)
+    frames = frames_of({f"take-{i}": int(rng.integers(10, 60)) for i in range(100)}, rng)
+    assert len(frames) > 3000
+    start = time.perf_counter()
+    a = summarise(frames, bootstrap=Bootstrap(resamples=1000, seed=3))
+    elapsed = time.perf_counter() - start
+    b = summarise(frames.sample(frac=1, random_state=0), bootstrap=Bootstrap(resamples=1000, seed=3))
+    c = summarise(frames, bootstrap=Bootstrap(resamples=1000, seed=4))
+    assert a == summarise(frames.copy(), bootstrap=Bootstrap(resamples=1000, seed=3))  # bit-identical
+    for key, ci in a["ci95"].items():  # the draws are of sorted take uids: row order changes only rounding
+        assert b["ci95"][key] == pytest.approx(ci, rel=1e-12)
+    assert a["ci95"] != c["ci95"]
+    for key, (lo, hi) in a["ci95"].items():
+        assert lo < a[key] < hi and hi - lo < 0.2
+    assert elapsed < 1.5, f"summarise with 1,000 resamples took {elapsed:.2f} s"
+    assert "ci90" in summarise(frames, bootstrap=Bootstrap(level=0.9))
+
+
+def test_difference_intervals_paired_and_unpaired():
+    from omama.metrics import difference_interval, mean_interval
+
+    rng = np.random.default_rng(4)
+    takes = np.repeat([f"t{i}" for i in range(20)], 15)
+    a = rng.random(len(takes))
+    b = a + 0.02 + rng.normal(0, 0.01, len(takes))  # b better on every sample by about 0.02
+    boot = Bootstrap(resamples=1000, seed=0)
+    lo, hi = mean_interval(b - a, takes, boot)
+    assert 0.015 < lo < 0.02 < hi < 0.025  # paired: the per-sample differences are consistent
+    lo_u, hi_u = difference_interval(a, takes, b, takes, boot)
+    assert lo_u < 0 < hi_u  # unpaired: the spread of IoU between samples swamps 0.02
+    assert mean_interval([], [], boot) is None

@@ -59,7 +59,7 @@ def params(root: Path, **over) -> dict:
              backbones={"tiny": {"kind": "dinov2", "weights": "untrained"}},
              proposers={"classical": {"kind": "classical"}}, subsets=["test"], references=["random"],
              compare=["untrained", "trained"], overlays=2, robustness_experiments=["untrained", "trained"],
-             robustness_enabled=True)
+             robustness_enabled=True, bootstrap={"resamples": 200, "level": 0.95, "seed": 0})
     p.update(over)
     return p
 
@@ -110,6 +110,67 @@ def test_report_shows_the_results_numbers_and_provenance(report):
     assert "By occlusion (synthetic ground-truth visible fraction in ego)" in html
     assert "pair pairB, object cup_1 (absent in ego): untrained says" in html
     assert "Skipped masks" in html
+
+
+def shown_with_ci(m: dict, key: str) -> str:
+    lo, hi = m["ci95"][key]
+    return f"{m[key]:.4f} [{lo:.3f}, {hi:.3f}]"
+
+
+def test_report_shows_every_metric_with_its_interval(report):
+    page = (report / "report.html").read_text()
+    assert "95 % confidence interval in brackets" in page and "resamples whole takes" in page
+    paths = [report / "experiments" / e / "test" / "metrics.json" for e in EXPERIMENTS]
+    paths += [report / "robustness" / "experiments" / e / "test" / "metrics.json" for e in EXPERIMENTS]
+    paths += list((report / "reference").rglob("metrics.json"))
+    for path in paths:
+        m = json.loads(path.read_text())
+        for key in ("iou", "shape_acc", "location_score"):
+            assert shown_with_ci(m, key) in page, (path, key)
+        bal = m["ci95"]["existence_balanced_acc"]
+        assert f"{m['existence_balanced_acc']:.4f} " + (f"[{bal[0]:.3f}, {bal[1]:.3f}]" if bal else "[n/a]") in page
+    # breakdown, presence and recall tables carry intervals too
+    for title in ("By ego presence", "By object size", "By scenario", "Proposal recall"):
+        section = page[page.index(title):]
+        section = section[:section.index("</table>")]
+        assert re.search(r"<td>\d\.\d{4} \[\d\.\d{3}, \d\.\d{3}\]</td>", section), title
+    # same splits and samples: the paired comparison, with a verdict
+    verdict = re.search(r'id="comparison-verdict">(.*?)</p>', page, re.S).group(1)
+    assert "Paired comparison" in verdict and "paired bootstrap interval over takes [" in verdict
+    assert re.search(r"the difference is (not )?distinguishable from zero at 95 %", verdict)
+
+
+def test_comparison_of_different_sample_sets_is_unpaired(tmp_path):
+    root = tmp_path / "r"
+    takes = fabricate(root, EXPERIMENTS)
+    f = root / "experiments" / "trained" / "test" / "samples.parquet"
+    d = pd.read_parquet(f)
+    d[d.take_uid != takes[0]].to_parquet(f)  # as if another split had scored only some of the takes
+    write_report(params(root, robustness_enabled=False), takes, str(root / "report.html"))
+    page = (root / "report.html").read_text()
+    verdict = re.search(r'id="comparison-verdict">(.*?)</p>', page, re.S).group(1)
+    assert "Unpaired comparison:" in verdict and "unpaired bootstrap interval" in verdict
+    assert re.search(r"interval \(each experiment's takes resampled independently\)\s+\[[-+]\d\.\d{4}, [-+]\d\.\d{4}\]",
+                     verdict)
+    assert re.search(r"the difference is (not )?distinguishable from zero at 95 %", verdict)
+
+
+def test_compare_iou_paired_interval_excludes_zero_for_a_consistent_gain():
+    from omama.metrics import Bootstrap
+    from omama.report import SAMPLE_KEY, compare_iou
+
+    rng = np.random.default_rng(0)
+    n = 240
+    a = pd.DataFrame({"take_uid": np.repeat([f"t{i}" for i in range(12)], n // 12), "object": "cup_0", "exo_cam": "cam01",
+                      "ego_cam": "aria01_214-1", "frame": np.arange(n), "ego_present": True, "iou": rng.random(n)})
+    b = a.assign(iou=a.iou + 0.02)
+    j = a.merge(b, on=SAMPLE_KEY, suffixes=("_a", "_b")).assign(delta=lambda d: d.iou_b - d.iou_a)
+    c = compare_iou(a, b, j, Bootstrap(seed=1))
+    assert c["paired"] and c["diff"] == "+0.0200" and c["ci"] == "[+0.0200, +0.0200]"
+    assert c["verdict"] == "the difference is distinguishable from zero at 95 %"
+    b2 = b.iloc[: n // 2]  # not the same samples: unpaired, and 0.02 is lost in the spread between samples
+    c2 = compare_iou(a, b2, j.iloc[: n // 2], Bootstrap(seed=1))
+    assert not c2["paired"] and c2["verdict"] == "the difference is not distinguishable from zero at 95 %"
 
 
 def test_screenshot_is_not_blank(report, tmp_path):
@@ -173,3 +234,17 @@ def test_report_of_a_real_tiny_run(tiny_run, tmp_path):
     assert {"extract", "features", "train", "robustness_predict"} <= {s.removesuffix(".tsv") for s in stages}
     for s in ("extract", "train", "robustness_predict"):
         assert f"<td>{s}</td>" in page
+    # every metrics.json of the run (experiments, references, robustness set) has its intervals, shown in the report
+    paths = sorted(r.rglob("metrics.json"))
+    assert len(paths) >= 6
+    for path in paths:
+        m = json.loads(path.read_text())
+        assert m["bootstrap"]["resamples"] == 1000 and m["bootstrap"]["level"] == 0.95
+        assert set(m["ci95"]) == {"iou", "shape_acc", "location_score", "existence_balanced_acc"}
+        for key, ci in m["ci95"].items():
+            if ci is None:  # only when no resample defines it, e.g. one true existence class
+                assert m["bootstrap"]["undefined"][key] == 1000, (path, key)
+                continue
+            assert ci[0] - 1e-12 <= m[key] <= ci[1] + 1e-12, (path, key, m[key], ci)
+        assert shown_with_ci(m, "iou") in page, path
+    assert re.search(r"the difference is (not )?distinguishable from zero at 95 %", page)

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import platform
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -227,3 +232,74 @@ def test_rule_synthesize_writes_the_source(tmp_path):
     assert (tmp_path / "res/logs/synthesize.log").exists() and (tmp_path / "res/benchmarks/synthesize.tsv").exists()
     again = run_snakemake(tmp_path, cfg, "res/synthetic/takes.json")
     assert "Nothing to be done" in again.stdout + again.stderr
+
+
+# ---------------------------------------------------------------------------- reproducibility across CPUs
+
+# Another machine, simulated on this one: OpenBLAS kernels for an old core (no AVX/FMA), numpy without
+# its AVX2/FMA3 (X86_V3) loops, torch without AVX2/AVX-512 kernels. Each run is a fresh process.
+OTHER_CPU = {"NPY_DISABLE_CPU_FEATURES": "X86_V3", "ATEN_CPU_CAPABILITY": "default"}
+if platform.machine() in ("x86_64", "AMD64"):
+    OTHER_CPU["OPENBLAS_CORETYPE"] = "Prescott"
+
+RENDER_SCRIPT = """
+import hashlib, sys
+from omama.synthetic import EGO_CAM, Take
+take = Take({"seed": 3, "seconds": 2, "objects": 4, "exo_cameras": 1, "ego_size": 80, "exo_size": [54, 96]}, 0)
+h = hashlib.sha256()
+for cam in (EGO_CAM, "cam01"):
+    for frame in (0, 30, 45):
+        for scale in (1.0, 0.5):
+            f = take.render(cam, frame, scale)
+            for a in (f.colour, f.depth, f.ids, f.rgb()):
+                h.update(a.tobytes())
+print(h.hexdigest())
+"""
+
+
+def run_python(code: str, env: dict) -> str:
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, **env})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout.strip()
+
+
+def test_rendering_is_bit_identical_under_other_cpu_dispatch():
+    # before the renderer avoided BLAS products, OPENBLAS_CORETYPE=Prescott changed the colours of frames
+    assert run_python(RENDER_SCRIPT, {}) == run_python(RENDER_SCRIPT, OTHER_CPU)
+
+
+def test_exact_sin_cos_and_dot():
+    from omama.render import dot, norm, sin_cos
+
+    x = np.random.default_rng(0).uniform(-400, 400, 20000)
+    s, c = sin_cos(x)
+    assert np.abs(s - np.sin(x)).max() < 5e-16 and np.abs(c - np.cos(x)).max() < 5e-16
+    assert all(sin_cos(v) == (s[i], c[i]) for i, v in enumerate(x[:200]))  # scalars: the same bits
+    a = np.random.default_rng(1).normal(size=(50, 3)).astype(np.float32)
+    m = np.random.default_rng(2).normal(size=(3, 3)).astype(np.float32)
+    assert dot(a, m).dtype == np.float32 and np.allclose(dot(a, m), a @ m, atol=1e-6)
+    assert np.allclose(dot(a, m[0]), a @ m[0], atol=1e-6) and np.allclose(norm(a), np.linalg.norm(a, axis=1), atol=1e-6)
+
+
+@pytest.mark.slow
+def test_early_stages_are_byte_identical_under_other_cpu_dispatch(tmp_path, monkeypatch):
+    """synthesize -> take_index -> extract -> pairs -> split twice, the second run as if on another CPU:
+    synthetic videos and masks, extracted frames, annotation.json, pairs and splits are the same bytes."""
+    cfg = tiny_config()
+    cfg["synthetic"].update(takes=2, seconds=2)
+    targets = ["results/splits/frame.parquet", "results/splits/object.parquet"]
+    run_snakemake(tmp_path / "a", cfg, *targets)
+    for k, v in OTHER_CPU.items():
+        monkeypatch.setenv(k, v)
+    run_snakemake(tmp_path / "b", cfg, *targets)
+
+    def digests(root: Path) -> dict[str, str]:
+        r = root / "results"
+        files = [p for p in sorted(r.rglob("*")) if p.is_file() and p.parts[len(r.parts)] not in ("logs", "benchmarks")]
+        return {str(p.relative_to(r)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+
+    a, b = digests(tmp_path / "a"), digests(tmp_path / "b")
+    assert any(k.endswith(".mp4") for k in a) and any(k.endswith(".jpg") for k in a)
+    assert any(k.endswith("annotation.json") for k in a) and "pairs.parquet" in a
+    assert a == b, sorted(k for k in a if a[k] != b.get(k))

@@ -118,7 +118,13 @@ def report_params():
         overlays=config["report"]["overlays"],
         robustness_experiments=config["robustness"]["experiments"],
         robustness_enabled=ROBUSTNESS_ON,
+        bootstrap=bootstrap_config(),
     )
+
+
+def bootstrap_config():
+    """The bootstrap settings the metrics and the report use (seeded by evaluate.seed)."""
+    return dict(config["evaluate"]["bootstrap"], seed=config["evaluate"]["seed"])
 
 
 def robustness_model_inputs(wc):

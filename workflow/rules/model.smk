@@ -56,6 +56,8 @@ rule evaluate:
         ground_truth=f"{RESULTS}/experiments/{{exp}}/{{subset}}/ground_truth.json",
     output:
         metrics=f"{RESULTS}/experiments/{{exp}}/{{subset}}/metrics.json",
+    params:
+        bootstrap=bootstrap_config(),
     conda:
         CONDA_ENV
     log:
@@ -76,6 +78,7 @@ rule reference:
         metrics=f"{RESULTS}/reference/{{split}}/{{proposer}}/{{subset}}/{{predictor}}/metrics.json",
     params:
         seed=config["evaluate"]["seed"],
+        bootstrap=bootstrap_config(),
     conda:
         CONDA_ENV
     log:
