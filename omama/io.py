@@ -18,11 +18,11 @@ LOW_SPACE = 1 << 20
 UNSAFE_NAME = re.compile(r"[/\\\x00-\x1f\x7f]|\.\.|^\.|^$")
 
 
-def safe_name(value, what: str) -> str:
+def safe_name(value, what: str, context: str = "") -> str:
     """``value`` if it can be one path component: a non-empty string without path separators,
-    "..", a leading dot or control characters; else a ValueError naming ``what``."""
+    "..", a leading dot or control characters; else a ValueError naming ``what`` (and ``context``)."""
     if not isinstance(value, str) or UNSAFE_NAME.search(value):
-        raise ValueError(f"{what} {value!r} is not a safe name: it becomes a file or folder name, so it must be a "
+        raise ValueError(f"{what} {value!r}{' (' + context + ')' if context else ''} is not a safe name: it becomes a file or folder name, so it must be a "
                          f"non-empty string without '/', '\\', '..', a leading '.' or control characters")
     return value
 

@@ -175,7 +175,7 @@ def test_camera_with_a_path_and_root_dir_outside_the_take_are_refused(synthetic_
 
     src = copy_source(synthetic_source, tmp_path / "src2")
     rewrite(src / "takes.json", lambda ts: [{**t, "root_dir": "../../outside"} if t["take_uid"] == uid else t for t in ts])
-    with pytest.raises(ValueError, match=rf"take '{uid}'.*video path '\.\./\.\./outside/.*' leaves the take"):
+    with pytest.raises(ValueError, match=rf"take '{uid}'.*video path '\.\./\.\./outside/.*leaves the take's folder"):
         run_index(src, tmp_path / "out2")
 
 
