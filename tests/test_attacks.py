@@ -131,6 +131,21 @@ def test_split_that_leaves_an_evaluated_subset_empty_names_experiment_split_and_
     assert set(pd.read_parquet(tmp_path / "take.parquet")["split"]) == {"train"}
 
 
+@pytest.mark.slow
+def test_take_limit_one_with_a_take_split_stops_at_the_split(tmp_path):
+    cfg = tiny_config()
+    cfg["experiments"] = {"one-take": {**cfg["experiments"]["trained-frame"], "split": "take"}}
+    cfg["robustness"]["experiments"], cfg["report"]["compare"] = [], []
+    cfg["selection"]["take_limit"] = 1
+    proc = run_snakemake(tmp_path, cfg, check=False)
+    assert proc.returncode != 0
+    log = (tmp_path / "results/logs/split/take.log").read_text()
+    assert "split 'take' leaves subset 'test' empty (1 group(s) of take_uid" in log
+    assert "experiment(s) ['one-take'] need it" in log
+    assert not (tmp_path / "results/splits/take.parquet").exists()
+    assert not list((tmp_path / "results").glob("experiments/*/model.pt"))
+
+
 def test_predict_on_an_empty_subset_names_it(tmp_path):
     from omama.predict import predict_reference
     from test_pairs_splits import fake_pairs
