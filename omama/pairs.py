@@ -72,6 +72,8 @@ def build_pairs(annotation_paths: list[str], takes_index: str) -> tuple[pd.DataF
         "pairs": len(df), "takes": int(df["take_uid"].nunique()), "objects": int(df.groupby("take_uid")["object"].nunique().sum()),
         "labels": int(df["label"].nunique()), "ego_present": int(df["ego_present"].sum()),
         "ego_absent": int((~df["ego_present"]).sum()),
+        # An empty ego mask is a mask: present, as the official evaluator counts it (its key exists).
+        "ego_present_empty_mask": int((df["ego_present"] & (df["ego_area"] == 0)).sum()),
         "skipped": dict(sorted(skipped.items())),
     }
     return df, summary

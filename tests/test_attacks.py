@@ -87,6 +87,28 @@ def test_take_in_both_relations_files_is_an_error_naming_take_and_files(syntheti
         run_index(src, tmp_path / "out")
 
 
+def test_take_listed_twice_in_one_relations_file_is_an_error(synthetic_source, tmp_path):
+    src = copy_source(synthetic_source, tmp_path / "src")
+    path = relations(src, "train")
+    ann = json.loads(path.read_text())["annotations"]
+    uid = next(iter(ann))
+    items = [json.dumps(k) + ": " + json.dumps(v) for k, v in [*ann.items(), (uid, ann[uid])]]  # JSON allows it
+    path.write_text('{"annotations": {' + ", ".join(items) + "}}")
+    with pytest.raises(ValueError, match=rf"take '{uid}' is listed twice in .*relations_train.json"):
+        run_index(src, tmp_path / "out")
+
+
+def test_malformed_manifest_names_file_and_entry(tmp_path):
+    from omama.sources import manifest_sizes
+
+    (tmp_path / "manifest.json").write_text(json.dumps([{"uid": "a", "paths": []}, {"uid": "b"}]))
+    with pytest.raises(ValueError, match=r"manifest .*manifest.json: entry #1 \(uid 'b'\) is malformed: missing or mistyped 'paths'"):
+        manifest_sizes(tmp_path / "manifest.json")
+    (tmp_path / "manifest.json").write_text(json.dumps({"entries": []}))
+    with pytest.raises(ValueError, match="expected a list of entries, found dict"):
+        manifest_sizes(tmp_path / "manifest.json")
+
+
 def test_duplicate_take_uid_in_takes_json_is_an_error(synthetic_source, tmp_path):
     src = copy_source(synthetic_source, tmp_path / "src")
     rewrite(src / "takes.json", lambda takes: takes + [takes[0]])
@@ -305,6 +327,15 @@ def test_take_without_root_dir_names_take_and_key(synthetic_source, tmp_path):
 # ---------------------------------------------------------------- 12: empty exo masks
 
 
+@pytest.fixture
+def extracted_one(synthetic_source, tmp_path):
+    """(annotation path, take index path, folder) of the first tiny take, extracted."""
+    r = index(synthetic_source, tmp_path / "out")[0]
+    out = tmp_path / r["take_uid"]
+    extract_take(r, synthetic_source, out / "annotation.json", out / "images", FRAMES)
+    return out / "annotation.json", str(tmp_path / "out/index/takes.json"), tmp_path
+
+
 def test_empty_exo_masks_are_counted_skips_not_pairs(synthetic_source, tmp_path):
     from omama.pairs import EMPTY_EXO
 
@@ -331,6 +362,23 @@ def test_empty_exo_masks_are_counted_skips_not_pairs(synthetic_source, tmp_path)
     not_in_ego = summary["skipped"]["exo mask at a frame not annotated in the ego camera"]
     assert summary["pairs"] == before["pairs"] - (emptied - (not_in_ego - before["skipped"]["exo mask at a frame not annotated in the ego camera"]))
     assert skip_counts(json.loads((tmp_path / "p1.json").read_text()))[EMPTY_EXO] == emptied  # the report's skip table
+    assert summary["ego_present_empty_mask"] == 0
+
+
+def test_empty_ego_masks_stay_present_and_are_counted(extracted_one):
+    """An empty ego mask is still a mask (the official evaluator sees its key): present, but counted."""
+    path, takes, tmp_path = extracted_one
+    a = json.loads(path.read_text())
+    obj, key = next((o, k) for o, per_cam in sorted(a["masks"].items()) for k in per_cam.get(a["ego_cam"], {})
+                    if any(k in per_cam.get(c, {}) for c in a["exo_cams"]))
+    rle = a["masks"][obj][a["ego_cam"]][key]
+    a["masks"][obj][a["ego_cam"]][key] = encode_rle(np.zeros(rle["size"], bool))
+    path.write_text(json.dumps(a))
+    summary = write_pairs([path], takes, tmp_path / "p.parquet", tmp_path / "p.json")
+    df = pd.read_parquet(tmp_path / "p.parquet")
+    rows = df[(df["object"] == obj) & (df["frame"] == int(key))]
+    assert len(rows) and rows["ego_present"].all() and (rows["ego_area"] == 0).all()
+    assert summary["ego_present_empty_mask"] == len(rows)
 
 
 # ---------------------------------------------------------------- 13: disk full, schema messages, ratios
@@ -356,6 +404,13 @@ def test_full_disk_on_torch_save_says_so(tiny_disk):
         save_state(tiny_disk / "last.pt", {"w": torch.zeros(1_000_000)})
     assert e.value.errno == errno.ENOSPC
     assert list(tiny_disk.iterdir()) == []  # no partial file left behind
+    from omama.io import atomic_path
+
+    # torch.save straight into an atomic path (as train.py writes model.pt) is recognised too.
+    with pytest.raises(OSError, match=rf"no space left on device at {tiny_disk}/model.pt"):
+        with atomic_path(tiny_disk / "model.pt") as tmp:
+            torch.save({"w": torch.zeros(1_000_000)}, tmp)
+    assert list(tiny_disk.iterdir()) == []
 
 
 def test_full_disk_on_parquet_and_images_says_so(tiny_disk):
