@@ -236,10 +236,10 @@ def build_index(source_root: str | os.PathLike, selection: dict, takes_out: str 
             if take is None:
                 skip(uid, "not in takes.json", name)
                 continue
-            take_fields(take, root / "takes.json", "take_name", "root_dir")
             if not scenario_selected(scenarios, ann.get("scenario"), take.get("task_name"), take.get("parent_task_name")):
                 reasons["scenario not selected"] += 1
                 continue
+            take_fields(take, root / "takes.json", "take_name", "root_dir")
             masks = ann.get("object_masks") or {}
             if not isinstance(masks, dict):
                 raise ValueError(f"malformed annotation of take {uid!r} in {path}: 'object_masks' is "
