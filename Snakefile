@@ -11,8 +11,12 @@ if not workflow.config_settings.configfiles:
     configfile: "config.yaml"
 
 
-validate(config, "workflow/schemas/config.schema.yaml")
 from omama import preflight  # credentials, weights, folders: warnings in a dry run, a stop before a real run
+
+try:
+    validate(config, "workflow/schemas/config.schema.yaml")
+except Exception:  # say which key breaks which rule (jsonschema's first error often does not)
+    raise SystemExit(preflight.schema_problem(config, f"{workflow.basedir}/workflow/schemas/config.schema.yaml"))
 
 PREFLIGHT = preflight.preflight(config)
 preflight.announce(PREFLIGHT, workflow.config_settings.configfiles)

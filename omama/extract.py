@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 from tqdm import tqdm
 
-from omama.io import atomic_path, write_json
+from omama.io import atomic_path, write_image, write_json
 from omama.masks import MaskDecodeError, lzstring_to_rle, where
 from omama.takes import frame_int, is_ego
 
@@ -153,8 +153,7 @@ def extract_take(record: dict, raw_root: str | os.PathLike, annotation_out: str 
                         raise VideoError(f"decoded frame is {img.shape[:2]}, container says {sizes[cam]} for {where(take, cam=cam, frame=frame)}")
                     if (h, w) != img.shape[:2]:
                         img = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
-                    if not cv2.imwrite(str(tmp / cam / f"{frame}.jpg"), img, quality):
-                        raise OSError(f"cannot write {tmp / cam / f'{frame}.jpg'}")
+                    write_image(tmp / cam / f"{frame}.jpg", img, quality)
                     bar.update()
     annotation = {
         "take_uid": take, "take_name": record["take_name"], "scenario": record["scenario"],

@@ -3,11 +3,39 @@
 from __future__ import annotations
 
 import contextlib
+import errno
+import io
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
+
+# A writer failing with less free space than this left is taken to have run out of space
+# (some writers do not say so: torch.save reports "unexpected pos", cv2.imwrite returns False).
+LOW_SPACE = 1 << 20
+UNSAFE_NAME = re.compile(r"[/\\\x00-\x1f\x7f]|\.\.|^\.|^$")
+
+
+def safe_name(value, what: str, context: str = "") -> str:
+    """``value`` if it can be one path component: a non-empty string without path separators,
+    "..", a leading dot or control characters; else a ValueError naming ``what`` (and ``context``)."""
+    if not isinstance(value, str) or UNSAFE_NAME.search(value):
+        raise ValueError(f"{what} {value!r}{' (' + context + ')' if context else ''} is not a safe name: it becomes a file or folder name, so it must be a "
+                         f"non-empty string without '/', '\\', '..', a leading '.' or control characters")
+    return value
+
+
+def out_of_space(error: BaseException, folder: Path) -> bool:
+    """Whether a failed write ran out of space: ENOSPC/EDQUOT, or (for writers that hide the
+    errno) almost no space left in ``folder``."""
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    try:
+        return shutil.disk_usage(folder).free < LOW_SPACE
+    except OSError:
+        return False
 
 
 @contextlib.contextmanager
@@ -15,21 +43,30 @@ def atomic_path(path: str | os.PathLike):
     """Yield a temporary path beside ``path``; rename it onto ``path`` only on success.
 
     Works for files and directories (e.g. Zarr stores). A killed or failed writer leaves
-    only a hidden ``.tmp-*`` sibling, never something that looks finished.
+    only a hidden ``.tmp-*`` sibling, never something that looks finished. A write that runs
+    out of space raises OSError(ENOSPC, "no space left on device at <path>").
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{path.name}-", dir=path.parent))
-    target = tmp / path.name
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{path.name}-", dir=path.parent))
+        target = tmp / path.name
         yield target
         if not target.exists():
             raise FileNotFoundError(f"writer produced nothing for {path}")
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path)
         os.replace(target, path)
+    except Exception as e:
+        if out_of_space(e, path.parent if path.parent.exists() else Path(path.anchor or ".")):
+            free = shutil.disk_usage(path.parent).free if path.parent.exists() else "?"
+            raise OSError(errno.ENOSPC, f"no space left on device at {path} ({free} bytes free; "
+                                        f"free some space and run again): {e}") from e
+        raise
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def write_json(path, obj, indent: int | None = None) -> None:
@@ -47,6 +84,28 @@ def read_json(path, what: str = "JSON file"):
         raise ValueError(f"malformed {what} {path}: {e.msg} at line {e.lineno} column {e.colno}") from e
     except FileNotFoundError as e:
         raise FileNotFoundError(f"missing {what}: {path}") from e
+
+
+def save_torch(path, obj) -> None:
+    """``torch.save`` atomically; serialised in memory first, so a full disk raises ENOSPC
+    naming ``path`` (torch's own file writer only says "unexpected pos ...")."""
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(buffer.getbuffer())
+
+
+def write_image(path, image, params=()) -> None:
+    """``cv2.imwrite`` that raises: encoded in memory, then written by Python (a full disk is an
+    OSError ENOSPC, where cv2.imwrite only returns False)."""
+    import cv2
+
+    ok, data = cv2.imencode(Path(path).suffix, image, list(params))
+    if not ok:
+        raise ValueError(f"cannot encode image {path}")
+    Path(path).write_bytes(data.tobytes())
 
 
 def write_parquet(path, df) -> None:

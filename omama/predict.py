@@ -148,6 +148,15 @@ def run_predictions(rows: pd.DataFrame, corpus: Corpus, chooser, desc: str = "pr
     return submission, ground_truth, samples[SAMPLE_COLUMNS]
 
 
+def evaluated_rows(split_table, subset: str) -> pd.DataFrame:
+    """The rows of ``subset``; an empty subset is an error (the split stage normally catches it first)."""
+    rows = subset_rows(split_table, subset)
+    if rows.empty:
+        raise ValueError(f"subset {subset!r} of {split_table} is empty: nothing to predict or score; change "
+                         f"split.ratios or select more takes, or remove {subset!r} from evaluate.subsets")
+    return rows
+
+
 def head_for(geometry: Geometry, model_path=None) -> MatchingHead:
     head = MatchingHead(src_grid=geometry.grid["exo"], dst_grid=geometry.grid["ego"], in_channels=geometry.channels)
     if model_path is not None:
@@ -160,7 +169,7 @@ def predict_experiment(split_table, subset: str, annotations, proposals, feature
     """Predict ``subset`` with a trained head; write the submission, ground truth and samples."""
     from omama.backbones import load_backbone
 
-    rows = subset_rows(split_table, subset)
+    rows = evaluated_rows(split_table, subset)
     corpus = Corpus(annotations, proposals, features, images)
     device = backbone_cfg.get("device", "cpu")
     backbone = load_backbone(backbone_cfg, device) if mode == "on-the-fly" else None
@@ -178,7 +187,7 @@ def predict_experiment(split_table, subset: str, annotations, proposals, feature
 def predict_reference(split_table, subset: str, annotations, proposals, predictor: str, seed: int,
                       samples_out, metrics_out, *, bootstrap: Bootstrap | None = None) -> dict:
     """A reference predictor on the same candidates; samples + metrics (official evaluator)."""
-    rows = subset_rows(split_table, subset)
+    rows = evaluated_rows(split_table, subset)
     corpus = Corpus(annotations, proposals)
     _, _, samples = run_predictions(rows, corpus, ReferenceChooser(predictor, seed), desc=f"{predictor} {subset}")
     metrics = summarise(samples, bootstrap=bootstrap)

@@ -17,6 +17,23 @@ GATED_HF = ("facebook/dinov3-",)
 FILE_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".ckpt")
 
 
+def schema_problem(config: dict, schema_path: str | os.PathLike) -> str:
+    """The most relevant schema violation of ``config`` in one sentence: the key, the rule, and
+    what the key is for (not jsonschema's first error, often "not valid under any of the given schemas")."""
+    import jsonschema
+    import yaml
+    from jsonschema.exceptions import best_match
+
+    with open(schema_path) as f:
+        schema = yaml.safe_load(f)
+    error = best_match(jsonschema.Draft202012Validator(schema).iter_errors(config))
+    if error is None:
+        return f"config is valid under {schema_path}"
+    key = ".".join(map(str, error.absolute_path)) or "(top level)"
+    about = error.schema.get("description") if isinstance(error.schema, dict) else None
+    return f"config error at {key}: {error.message}" + (f" ({about})" if about else "")
+
+
 def preflight(config: dict) -> list[str]:
     """Every problem that would stop a real run of ``config`` (an empty list when none)."""
     problems = source_problems(config["source"])
@@ -33,6 +50,9 @@ def preflight(config: dict) -> list[str]:
         inits.setdefault(x.get("init", "none"), []).append(name)
     for init, names in inits.items():
         problems += init_problems(names, init, config["experiments"])
+    problems += init_cycles(config["experiments"])
+    problems += results_problems(config.get("results", "results"))
+    problems += split_problems(config)
     problems += robustness_problems(config.get("robustness", {}), config["experiments"])
     for name in config.get("report", {}).get("compare", []):
         if name not in config["experiments"]:
@@ -150,6 +170,51 @@ def init_problems(names: list[str], init: str, experiments: dict) -> list[str]:
         return [f"{where}: {init!r} does not exist: download the released O-MaMa exo->ego checkpoint "
                 f"(a plain state_dict, see the O-MaMa repository) and put it there, or set init: none"]
     return []
+
+
+def init_cycles(experiments: dict) -> list[str]:
+    """Experiments whose initial weights come, through ``init: experiment:<name>``, from themselves."""
+    parent = {n: x.get("init", "none").split(":", 1)[1] for n, x in experiments.items()
+              if x.get("init", "none").startswith("experiment:")}
+    problems, reported = [], set()
+    for start in sorted(parent):
+        chain = [start]
+        while chain[-1] in parent and parent[chain[-1]] not in chain:
+            chain.append(parent[chain[-1]])
+        if chain[-1] in parent:  # the next step closes a loop
+            loop = chain[chain.index(parent[chain[-1]]):]
+            if not reported & set(loop):
+                reported |= set(loop)
+                problems.append(f"initial weights form a cycle: {' -> '.join(loop + loop[:1])} "
+                                f"(experiments.<name>.init: experiment:<other>); start one of them from none or a file")
+    return problems
+
+
+def results_problems(results: str) -> list[str]:
+    if Path(results).expanduser().resolve() == Path("/").resolve():
+        return [f"results {results!r} resolves to the filesystem root: give a folder of its own, e.g. results"]
+    return []
+
+
+def split_problems(config: dict) -> list[str]:
+    """Split ratios must sum to 1, and no subset an experiment needs may have ratio 0."""
+    from omama.splits import SPLITS, required_subsets
+
+    ratios = config["split"]["ratios"]
+    if abs(sum(ratios) - 1) > 1e-6:
+        return [f"split.ratios {ratios} sum to {sum(ratios):g}, not 1: give the train, val and test shares of the pairs"]
+    needed: dict[str, list[str]] = {}
+    for strategy in {x["split"] for x in config["experiments"].values()}:
+        for subset, names in required_subsets(config["experiments"], config["evaluate"]["subsets"], strategy).items():
+            needed.setdefault(subset, []).extend(names)
+    problems = []
+    for subset, names in sorted(needed.items()):
+        if ratios[SPLITS.index(subset)] == 0:
+            evaluated = subset in config["evaluate"]["subsets"]
+            problems.append(f"split.ratios gives subset {subset!r} ratio 0, but experiment(s) {sorted(names)} "
+                            f"{'evaluate' if evaluated else 'train on'} it: raise its ratio"
+                            + (" or remove it from evaluate.subsets" if evaluated else ""))
+    return problems
 
 
 def robustness_problems(cfg: dict, experiments: dict) -> list[str]:

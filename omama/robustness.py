@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from omama.io import atomic_path, write_json
+from omama.io import atomic_path, safe_name, write_json
 from omama.masks import encode_rle
 
 log = logging.getLogger(__name__)
@@ -90,6 +90,10 @@ def list_pairs(folder: str | Path) -> list[str]:
     if not pairs:
         raise PhotoPairError(f"robustness photo folder {folder} holds no pair folders")
     for name in pairs:
+        try:
+            safe_name(name, "pair", f"a folder in {folder}")  # it becomes a take uid: a folder name in the results
+        except ValueError as e:
+            raise PhotoPairError(str(e)) from None
         photo(folder / name, EXO), photo(folder / name, EGO), mask_files(folder / name)
     return pairs
 

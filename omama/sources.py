@@ -102,10 +102,17 @@ def fetch_metadata(out_dir: str | os.PathLike, cfg: dict) -> None:
 def manifest_sizes(path: str | os.PathLike) -> dict[str, dict[str, int | None]]:
     """take uid -> {relative_path: size or None} from a part's manifest.json."""
     out: dict[str, dict[str, int | None]] = {}
-    for entry in read_json(path, "manifest"):
-        files = out.setdefault(entry["uid"], {})
-        for p in entry["paths"]:
-            files[p["relative_path"]] = p.get("size")
+    entries = read_json(path, "manifest")
+    if not isinstance(entries, list):
+        raise ValueError(f"manifest {path}: expected a list of entries, found {type(entries).__name__}")
+    for i, entry in enumerate(entries):
+        try:
+            files = out.setdefault(entry["uid"], {})
+            for p in entry["paths"]:
+                files[p["relative_path"]] = p.get("size")
+        except (KeyError, TypeError) as e:
+            raise ValueError(f"manifest {path}: entry #{i} (uid {entry.get('uid') if isinstance(entry, dict) else None!r}) "
+                             f"is malformed: missing or mistyped {e}") from e
     return out
 
 

@@ -17,6 +17,19 @@ GROUP_KEYS = {
 }
 
 
+def required_subsets(experiments: dict, evaluated: list[str], strategy: str) -> dict[str, list[str]]:
+    """subset -> the experiments (with split ``strategy``) that need it non-empty: every evaluated
+    subset, and train for trained experiments."""
+    out: dict[str, list[str]] = {}
+    for name, x in sorted(experiments.items()):
+        if x["split"] != strategy:
+            continue
+        for subset in [*evaluated, *(["train"] if x.get("train") is not None else [])]:
+            if name not in out.setdefault(subset, []):
+                out[subset].append(name)
+    return out
+
+
 def assign_groups(sizes: pd.Series, ratios: list[float], seed: int) -> pd.Series:
     """Map each group (index of ``sizes``, its pair count) to a split, aiming at ``ratios`` by pairs.
 
@@ -25,8 +38,8 @@ def assign_groups(sizes: pd.Series, ratios: list[float], seed: int) -> pd.Series
     there are enough groups (the smallest group of the split holding the most groups moves).
     """
     r = np.asarray(ratios, dtype=float)
-    if r.sum() <= 0:
-        raise ValueError(f"split ratios {ratios} sum to zero")
+    if abs(r.sum() - 1) > 1e-6:
+        raise ValueError(f"split ratios {list(ratios)} sum to {r.sum():g}, not 1")
     bounds = np.cumsum(r / r.sum())
     order = np.random.default_rng(seed).permutation(len(sizes))
     n = sizes.to_numpy()[order]
@@ -41,17 +54,26 @@ def assign_groups(sizes: pd.Series, ratios: list[float], seed: int) -> pd.Series
     return split
 
 
-def split_pairs(pairs: pd.DataFrame, strategy: str, ratios: list[float], seed: int) -> pd.DataFrame:
-    """The pairs with a "split" column in train/val/test."""
+def split_pairs(pairs: pd.DataFrame, strategy: str, ratios: list[float], seed: int,
+                required: dict[str, list[str]] | None = None) -> pd.DataFrame:
+    """The pairs with a "split" column in train/val/test.
+
+    ``required`` (subset -> experiments needing it) makes an empty needed subset an error.
+    """
     if strategy not in GROUP_KEYS:
         raise ValueError(f"unknown split strategy {strategy!r}; known: {sorted(GROUP_KEYS)}")
     if pairs.empty:
-        raise ValueError("no pairs to split")
+        raise ValueError("no pairs to split: pairs.json counts every exo mask left out, by reason")
     keys = GROUP_KEYS[strategy]
     sizes = pairs.groupby(keys, sort=True).size()
     split = assign_groups(sizes, ratios, seed).rename("split")
-    out = pairs.join(split, on=keys)
-    return out
+    for subset, names in sorted((required or {}).items()):
+        if not (split == subset).any():
+            raise ValueError(
+                f"split {strategy!r} leaves subset {subset!r} empty ({len(sizes)} group(s) of {'/'.join(keys)} for "
+                f"ratios {list(ratios)}), but experiment(s) {names} need it: select more takes (selection.take_limit), "
+                f"use a finer split or change split.ratios")
+    return pairs.join(split, on=keys)
 
 
 def diagnostics(df: pd.DataFrame, strategy: str, ratios: list[float], seed: int) -> dict:
@@ -72,9 +94,10 @@ def diagnostics(df: pd.DataFrame, strategy: str, ratios: list[float], seed: int)
     }
 
 
-def write_split(pairs_path: str, strategy: str, ratios: list[float], seed: int, split_out: str, diagnostics_out: str) -> dict:
+def write_split(pairs_path: str, strategy: str, ratios: list[float], seed: int, split_out: str, diagnostics_out: str,
+                *, required: dict[str, list[str]] | None = None) -> dict:
     """Split the pairs table and write the assignment (parquet) and its diagnostics (JSON)."""
-    df = split_pairs(pd.read_parquet(pairs_path), strategy, ratios, seed)
+    df = split_pairs(pd.read_parquet(pairs_path), strategy, ratios, seed, required)
     diag = diagnostics(df, strategy, ratios, seed)
     write_parquet(split_out, df)
     write_json(diagnostics_out, diag, indent=1)

@@ -19,7 +19,7 @@ from pathlib import Path, PurePosixPath
 import ijson
 import numpy as np
 
-from omama.io import atomic_path, read_json, write_json
+from omama.io import atomic_path, read_json, safe_name, write_json
 from omama.masks import where
 from omama.sources import manifest_sizes
 
@@ -42,7 +42,10 @@ def frame_int(key, **context) -> int:
 
 def cameras(take_uid: str, object_masks: dict) -> tuple[str, list[str]]:
     """(ego camera, sorted exo cameras) of a take's object_masks; exactly one ego camera."""
-    cams = {cam for per_cam in object_masks.values() for cam in per_cam}
+    for obj, per_cam in object_masks.items():
+        if not isinstance(per_cam, dict):
+            raise ValueError(f"malformed object_masks entry (not an object) for {where(take_uid, obj)}")
+    cams = {safe_name(cam, "camera", f"take {take_uid!r}") for per_cam in object_masks.values() for cam in per_cam}
     egos = sorted(c for c in cams if is_ego(c))
     if len(egos) != 1:
         raise ValueError(f"take {take_uid!r}: expected exactly one ego (aria) camera, found {egos}")
@@ -74,7 +77,11 @@ def video_paths(take: dict, cams: list[str], source_root: str | os.PathLike | No
         for stream in streams.values() if isinstance(streams, dict) else ():
             rel = stream.get("relative_path") if isinstance(stream, dict) else None
             if rel:
-                by_stem[PurePosixPath(rel).stem] = PurePosixPath(take["root_dir"]) / rel
+                path = PurePosixPath(take["root_dir"]) / rel
+                if path.is_absolute() or ".." in path.parts:
+                    raise ValueError(f"take {take['take_uid']!r}: video path {str(path)!r} (root_dir + relative_path in "
+                                     f"takes.json) leaves the take's folder: it must be relative, without '..'")
+                by_stem[PurePosixPath(rel).stem] = path
     out = {}
     for cam in cams:
         if cam not in by_stem:
@@ -106,17 +113,75 @@ def scenario_selected(scenarios: list[str], *names: str) -> bool:
     return not wanted or any(n and n.lower() in wanted for n in names)
 
 
+JSON_TYPE = {"start_map": "an object", "start_array": "an array", "string": "a string", "number": "a number",
+             "integer": "a number", "double": "a number", "boolean": "a boolean", "null": "null"}
+
+
 def stream_annotations(path: str | os.PathLike):
-    """(take_uid, annotation) of relations_{split}.json, one take at a time."""
-    last = None
+    """(take_uid, annotation) of relations_{split}.json, one take at a time.
+
+    A file without a top-level "annotations" object is an error (not zero takes).
+    """
+    last, n = None, 0
     try:
         with open(path, "rb") as f:
             for uid, ann in ijson.kvitems(f, "annotations", use_float=True):
                 yield uid, ann
-                last = uid
+                last, n = uid, n + 1
+        if n == 0:
+            check_relations_layout(path)
     except (ijson.JSONError, ijson.IncompleteJSONError) as e:
-        after = f"after take {last!r}" if last else "before the first take"
+        after = f"after take {last!r}" if n else "before the first take"
         raise ValueError(f"malformed relations file {path} ({after}): {e}") from e
+
+
+def check_relations_layout(path: str | os.PathLike) -> None:
+    """Raise unless the file is an object whose "annotations" is an object (read up to that key)."""
+    with open(path, "rb") as f:
+        events = ijson.parse(f)
+        _, event, _ = next(events, ("", "nothing", None))
+        if event != "start_map":
+            raise ValueError(f"relations file {path}: top level is {JSON_TYPE.get(event, event)}, expected an object "
+                             f"with 'annotations' (take uid -> annotation)")
+        keys = []
+        for prefix, event, value in events:
+            if prefix == "" and event == "map_key":
+                keys.append(value)
+                if value == "annotations":
+                    _, event, _ = next(events)
+                    if event != "start_map":
+                        raise ValueError(f"relations file {path}: 'annotations' is {JSON_TYPE.get(event, event)}, "
+                                         f"expected an object (take uid -> annotation)")
+                    return
+    raise ValueError(f"relations file {path}: no top-level 'annotations' (its keys: {keys}); is it an Ego-Exo4D "
+                     f"relations_<split>.json?")
+
+
+def load_takes(path: str | os.PathLike) -> dict[str, dict]:
+    """takes.json as take_uid -> take: a list of objects, each with its own take_uid."""
+    takes = read_json(path, "takes.json")
+    if not isinstance(takes, list):
+        found = f"an object with keys {sorted(takes)[:10]}" if isinstance(takes, dict) else f"{type(takes).__name__}"
+        raise ValueError(f"takes.json {path}: expected a list of takes, found {found}")
+    out, where_in = {}, {}
+    for i, take in enumerate(takes):
+        if not isinstance(take, dict):
+            raise ValueError(f"takes.json {path}: take #{i} is not an object")
+        if "take_uid" not in take:
+            raise ValueError(f"takes.json {path}: take #{i} (take_name {take.get('take_name')!r}) has no 'take_uid'")
+        uid = take["take_uid"]
+        if uid in out:
+            raise ValueError(f"takes.json {path}: take_uid {uid!r} is listed twice (takes #{where_in[uid]} and #{i})")
+        out[uid], where_in[uid] = take, i
+    return out
+
+
+def take_fields(take: dict, path, *keys: str) -> None:
+    """Raise naming takes.json, the take and the key when one of ``keys`` is missing or not a string."""
+    for key in keys:
+        if not isinstance(take.get(key), str):
+            state = "has no" if key not in take else "has a non-string"
+            raise ValueError(f"takes.json {path}: take {take['take_uid']!r} {state} {key!r}")
 
 
 def write_if_changed(path: Path, obj) -> None:
@@ -137,12 +202,13 @@ def build_index(source_root: str | os.PathLike, selection: dict, takes_out: str 
     annotation_splits, take_limit (seeded), frame_fraction (seeded), seed.
     """
     root = Path(source_root)
-    meta = {t["take_uid"]: t for t in read_json(root / "takes.json", "takes.json")}
+    meta = load_takes(root / "takes.json")
     sizes = manifest_sizes(manifest) if manifest else {}
     seed = int(selection.get("seed", 0))
     limit = selection.get("take_limit")
     scenarios = selection.get("scenarios") or []
     skipped, reasons = [], Counter()
+    origin: dict[str, Path] = {}  # take uid -> the relations file listing it
     kept: list = []  # (uid, lean record); with take_limit, a heap of (-rank, uid, record)
     seen = 0
     records_dir = Path(records_dir)
@@ -157,6 +223,12 @@ def build_index(source_root: str | os.PathLike, selection: dict, takes_out: str 
             raise FileNotFoundError(f"missing annotations: {path}")
         for uid, ann in stream_annotations(path):
             seen += 1
+            safe_name(uid, "take_uid", f"in {path}")
+            if uid in origin:
+                raise ValueError(f"take {uid!r} is listed twice in {path}" if origin[uid] == path else
+                                 f"take {uid!r} is in both {origin[uid]} and {path}: a take belongs to one "
+                                 f"annotation split; remove it from one of the files")
+            origin[uid] = path
             if not isinstance(ann, dict):
                 raise ValueError(f"malformed annotation of take {uid!r} in {path}: expected an object")
             take = meta.get(uid)
@@ -167,7 +239,11 @@ def build_index(source_root: str | os.PathLike, selection: dict, takes_out: str 
             if not scenario_selected(scenarios, ann.get("scenario"), take.get("task_name"), take.get("parent_task_name")):
                 reasons["scenario not selected"] += 1
                 continue
+            take_fields(take, root / "takes.json", "take_name", "root_dir")
             masks = ann.get("object_masks") or {}
+            if not isinstance(masks, dict):
+                raise ValueError(f"malformed annotation of take {uid!r} in {path}: 'object_masks' is "
+                                 f"{type(masks).__name__}, expected an object (object name -> camera -> annotation)")
             if not masks:
                 skip(uid, "empty object_masks", take["take_name"])
                 continue

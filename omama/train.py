@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from omama.io import atomic_path, write_json
+from omama.io import atomic_path, save_torch, write_json
 from omama.model import MatchingHead, load_checkpoint, matching_loss, score_candidates
 from omama.predict import ModelChooser, run_predictions
 from omama.metrics import summarise
@@ -41,8 +41,7 @@ def initial_head(geometry: Geometry, init_path=None, seed: int = 42) -> Matching
 
 
 def save_state(path, state: dict) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    save_torch(path, state)
 
 
 def validation_iou(head: MatchingHead, rows, corpus: Corpus, geometry: Geometry, backbone=None) -> float:
