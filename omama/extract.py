@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+from collections import Counter
 from pathlib import Path
 
 import cv2
@@ -74,6 +75,25 @@ def same_aspect(a: tuple[int, int], b: tuple[int, int], tol: float = 0.01) -> bo
     return abs(a[0] * b[1] - a[1] * b[0]) <= tol * max(a[0] * b[1], a[1] * b[0])
 
 
+def mask_sizes(record: dict, video_sizes: dict[str, tuple[int, int]]) -> dict[str, tuple[int, int]]:
+    """Per camera, the size its masks are declared at: the most common declared size (of the
+    video's aspect) among its masks of the record's frames; ties go to the video's own size,
+    then to the larger. Never the first mask's: one bad mask must not reject the good ones."""
+    wanted = set(record["frames"])
+    counts: dict[str, Counter] = {cam: Counter() for cam in video_sizes}
+    for per_cam in record["object_masks"].values():
+        for cam, ann in per_cam.items():
+            entries = ann.get("annotation") if isinstance(ann, dict) else None
+            for key, entry in (entries.items() if isinstance(entries, dict) else ()):
+                try:
+                    frame, size = int(key), (int(entry["height"]), int(entry["width"]))
+                except (KeyError, TypeError, ValueError):
+                    continue  # reported when the mask is decoded
+                if frame in wanted and cam in counts and same_aspect(size, video_sizes[cam]):
+                    counts[cam][size] += 1
+    return {cam: max(c, key=lambda s: (c[s], s == tuple(video_sizes[cam]), s[0] * s[1])) for cam, c in counts.items() if c}
+
+
 def decode_masks(record: dict, video_sizes: dict[str, tuple[int, int]], skip_bad_masks: bool):
     """Decode a take's LZString masks at their declared size, restricted to the record's frames.
 
@@ -85,7 +105,7 @@ def decode_masks(record: dict, video_sizes: dict[str, tuple[int, int]], skip_bad
     take = record["take_uid"]
     wanted = set(record["frames"])
     masks, annotated, skipped = {}, {}, []
-    native: dict[str, tuple[int, int]] = {}
+    native = mask_sizes(record, video_sizes)
     for obj, per_cam in sorted(record["object_masks"].items()):
         for cam, ann in sorted(per_cam.items()):
             ctx = dict(take=take, obj=obj, cam=cam)
@@ -107,8 +127,8 @@ def decode_masks(record: dict, video_sizes: dict[str, tuple[int, int]], skip_bad
                         raise ValueError(f"malformed mask entry for {where(**ctx, frame=frame)}: missing or bad {e}") from e
                     if not same_aspect((h, w), video_sizes[cam]):
                         raise MaskDecodeError(f"mask size {[h, w]} does not match video size {list(video_sizes[cam])} for {where(**ctx, frame=frame)}")
-                    if native.setdefault(cam, (h, w)) != (h, w):
-                        raise MaskDecodeError(f"mask size {[h, w]} differs from the camera's other masks {list(native[cam])} for {where(**ctx, frame=frame)}")
+                    if native[cam] != (h, w):
+                        raise MaskDecodeError(f"mask size {[h, w]} differs from the size of most of the camera's masks {list(native[cam])} for {where(**ctx, frame=frame)}")
                     cam_masks[str(frame)] = lzstring_to_rle(enc, h, w, **ctx, frame=frame)
                 except MaskDecodeError as e:
                     if not skip_bad_masks:

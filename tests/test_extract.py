@@ -81,6 +81,26 @@ def test_mask_size_mismatch_names_the_frame(records, synthetic_source, tmp_path)
     assert len(a["skipped"]) == 1 and "does not match video size" in a["skipped"][0]["reason"]
 
 
+def test_one_bad_mask_size_does_not_reject_the_cameras_good_masks(records, synthetic_source, tmp_path):
+    """The camera's first mask declared at half size (same aspect): that mask is skipped, never
+    taken as the camera's size, so the camera's good masks after it all survive."""
+    record = records[0]
+    obj, cam, frame = first_mask(record, exo=False)
+    entry = record["object_masks"][obj][cam]["annotation"][frame]
+    good = run_extract(record, synthetic_source, tmp_path / "good")
+    bad = with_mask_entry(record, obj, cam, frame, height=entry["height"] // 2, width=entry["width"] // 2)
+    a = run_extract(bad, synthetic_source, tmp_path / "bad", skip_bad_masks=True)
+    assert [(s["object"], s["camera"], s["frame"]) for s in a["skipped"]] == [(obj, cam, int(frame))]
+    assert a["native_size"] == good["native_size"]
+    n_cam = sum(len(per_cam.get(cam, {})) for per_cam in good["masks"].values())
+    assert n_cam >= 5 and sum(len(per_cam.get(cam, {})) for per_cam in a["masks"].values()) == n_cam - 1
+    del good["masks"][obj][cam][frame]
+    assert a["masks"] == good["masks"]
+    with pytest.raises(MaskDecodeError, match=rf"mask size \[{entry['height'] // 2}, {entry['width'] // 2}\] differs .* "
+                                              rf"object '{obj}', camera '{cam}', frame {int(frame)}$"):
+        run_extract(bad, synthetic_source, tmp_path / "strict")
+
+
 def rewrite_video(src: Path, dest: Path, frames: int | None = None, repeat: int = 1, scale: int = 1) -> None:
     """Re-encode ``src``: only its first ``frames`` frames, or ``repeat`` times over, ``scale`` times larger."""
     cap = cv2.VideoCapture(str(src))
