@@ -9,12 +9,14 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import struct
 from collections import Counter
 from pathlib import Path
 
 import cv2
 from tqdm import tqdm
 
+from omama import mp4
 from omama.io import atomic_path, write_json
 from omama.masks import MaskDecodeError, lzstring_to_rle, where
 from omama.takes import frame_int, is_ego
@@ -41,6 +43,22 @@ def video_size(path: str | os.PathLike, take: str, cam: str) -> tuple[int, int]:
     if h <= 0 or w <= 0:
         raise VideoError(f"video {path} reports no frame size for {where(take, cam=cam)}")
     return h, w
+
+
+def check_complete(path: str | os.PathLike, take: str, cam: str) -> None:
+    """Stop on a video shorter than its container declares (a cut download): the decoder would
+    turn the frames cut off into damaged images and only say so on stderr."""
+    try:
+        frame_ends = mp4.video_frame_ends(path)
+        need = max([end for _, _, end in mp4.top_level(path)] + frame_ends, default=0)
+    except (ValueError, struct.error) as e:
+        raise VideoError(f"malformed MP4 index in video {path} for {where(take, cam=cam)}: {e}") from e
+    size = os.path.getsize(path)
+    if need > size:
+        cut = next((k for k, end in enumerate(frame_ends) if end > size), None)
+        what = where(take, cam=cam) if cut is None else f"{where(take, cam=cam, frame=cut)} and after (decoding order)"
+        raise VideoError(f"video {path} is truncated: it has {size} bytes, its container declares {need}; "
+                         f"the data of {what} is missing (re-download it)")
 
 
 def read_frames(path: str | os.PathLike, frames: list[int], take: str, cam: str):
@@ -152,6 +170,8 @@ def extract_take(record: dict, raw_root: str | os.PathLike, annotation_out: str 
     cams = [record["ego_cam"], *record["exo_cams"]]
     paths = {cam: Path(raw_root) / record["videos"][cam] for cam in cams}
     sizes = {cam: video_size(paths[cam], take, cam) for cam in cams}
+    for cam in cams:
+        check_complete(paths[cam], take, cam)
     masks, annotated, native, skipped = decode_masks(record, sizes, bool(frames_cfg.get("skip_bad_masks", False)))
     ego_width = sizes[record["ego_cam"]][1]
     image_size = {}
