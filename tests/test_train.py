@@ -195,6 +195,17 @@ def test_a_finished_checkpoint_never_resumes_on_changed_inputs(world, tmp_path, 
     assert "resuming after epoch 2" in caplog.text
 
 
+def test_feature_stores_of_another_geometry_are_an_error_whichever_take_comes_first(world, tmp_path):
+    """The geometry comes from every store, never from the first take's alone."""
+    other = {**BACKBONE, "ego_grid": [2, 2]}
+    extract_features(world["annotations"][1], world["images"][1], tmp_path / "take-b.zarr", other, workers=1)
+    features = [world["features"][0], str(tmp_path / "take-b.zarr"), world["features"][2]]
+    corpus = Corpus(world["annotations"], world["proposals"], features)
+    with pytest.raises(ValueError, match=r"different backbone geometries: takes \['take-a', 'take-c'\] have .*"
+                                         r"takes \['take-b'\] have .*grid=\{'ego': \(2, 2\)"):
+        corpus.geometry()
+
+
 def test_on_the_fly_features_equal_stored_float32_features(world):
     corpus = Corpus(world["annotations"], world["proposals"], world["features"], world["images"])
     from omama.backbones import load_backbone
