@@ -9,11 +9,14 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import struct
+from collections import Counter
 from pathlib import Path
 
 import cv2
 from tqdm import tqdm
 
+from omama import mp4
 from omama.io import atomic_path, write_image, write_json
 from omama.masks import MaskDecodeError, lzstring_to_rle, where
 from omama.takes import frame_int, is_ego
@@ -40,6 +43,22 @@ def video_size(path: str | os.PathLike, take: str, cam: str) -> tuple[int, int]:
     if h <= 0 or w <= 0:
         raise VideoError(f"video {path} reports no frame size for {where(take, cam=cam)}")
     return h, w
+
+
+def check_complete(path: str | os.PathLike, take: str, cam: str) -> None:
+    """Stop on a video shorter than its container declares (a cut download): the decoder would
+    turn the frames cut off into damaged images and only say so on stderr."""
+    try:
+        frame_ends = mp4.video_frame_ends(path)
+        need = max([end for _, _, end in mp4.top_level(path)] + frame_ends, default=0)
+    except (ValueError, struct.error) as e:
+        raise VideoError(f"malformed MP4 index in video {path} for {where(take, cam=cam)}: {e}") from e
+    size = os.path.getsize(path)
+    if need > size:
+        cut = next((k for k, end in enumerate(frame_ends) if end > size), None)
+        what = where(take, cam=cam) if cut is None else f"{where(take, cam=cam, frame=cut)} and after (decoding order)"
+        raise VideoError(f"video {path} is truncated: it has {size} bytes, its container declares {need}; "
+                         f"the data of {what} is missing (re-download it)")
 
 
 def read_frames(path: str | os.PathLike, frames: list[int], take: str, cam: str):
@@ -74,6 +93,25 @@ def same_aspect(a: tuple[int, int], b: tuple[int, int], tol: float = 0.01) -> bo
     return abs(a[0] * b[1] - a[1] * b[0]) <= tol * max(a[0] * b[1], a[1] * b[0])
 
 
+def mask_sizes(record: dict, video_sizes: dict[str, tuple[int, int]]) -> dict[str, tuple[int, int]]:
+    """Per camera, the size its masks are declared at: the most common declared size (of the
+    video's aspect) among its masks of the record's frames; ties go to the video's own size,
+    then to the larger. Never the first mask's: one bad mask must not reject the good ones."""
+    wanted = set(record["frames"])
+    counts: dict[str, Counter] = {cam: Counter() for cam in video_sizes}
+    for per_cam in record["object_masks"].values():
+        for cam, ann in per_cam.items():
+            entries = ann.get("annotation") if isinstance(ann, dict) else None
+            for key, entry in (entries.items() if isinstance(entries, dict) else ()):
+                try:
+                    frame, size = int(key), (int(entry["height"]), int(entry["width"]))
+                except (KeyError, TypeError, ValueError):
+                    continue  # reported when the mask is decoded
+                if frame in wanted and cam in counts and same_aspect(size, video_sizes[cam]):
+                    counts[cam][size] += 1
+    return {cam: max(c, key=lambda s: (c[s], s == tuple(video_sizes[cam]), s[0] * s[1])) for cam, c in counts.items() if c}
+
+
 def decode_masks(record: dict, video_sizes: dict[str, tuple[int, int]], skip_bad_masks: bool):
     """Decode a take's LZString masks at their declared size, restricted to the record's frames.
 
@@ -85,7 +123,7 @@ def decode_masks(record: dict, video_sizes: dict[str, tuple[int, int]], skip_bad
     take = record["take_uid"]
     wanted = set(record["frames"])
     masks, annotated, skipped = {}, {}, []
-    native: dict[str, tuple[int, int]] = {}
+    native = mask_sizes(record, video_sizes)
     for obj, per_cam in sorted(record["object_masks"].items()):
         for cam, ann in sorted(per_cam.items()):
             ctx = dict(take=take, obj=obj, cam=cam)
@@ -107,8 +145,8 @@ def decode_masks(record: dict, video_sizes: dict[str, tuple[int, int]], skip_bad
                         raise ValueError(f"malformed mask entry for {where(**ctx, frame=frame)}: missing or bad {e}") from e
                     if not same_aspect((h, w), video_sizes[cam]):
                         raise MaskDecodeError(f"mask size {[h, w]} does not match video size {list(video_sizes[cam])} for {where(**ctx, frame=frame)}")
-                    if native.setdefault(cam, (h, w)) != (h, w):
-                        raise MaskDecodeError(f"mask size {[h, w]} differs from the camera's other masks {list(native[cam])} for {where(**ctx, frame=frame)}")
+                    if native[cam] != (h, w):
+                        raise MaskDecodeError(f"mask size {[h, w]} differs from the size of most of the camera's masks {list(native[cam])} for {where(**ctx, frame=frame)}")
                     cam_masks[str(frame)] = lzstring_to_rle(enc, h, w, **ctx, frame=frame)
                 except MaskDecodeError as e:
                     if not skip_bad_masks:
@@ -132,6 +170,8 @@ def extract_take(record: dict, raw_root: str | os.PathLike, annotation_out: str 
     cams = [record["ego_cam"], *record["exo_cams"]]
     paths = {cam: Path(raw_root) / record["videos"][cam] for cam in cams}
     sizes = {cam: video_size(paths[cam], take, cam) for cam in cams}
+    for cam in cams:
+        check_complete(paths[cam], take, cam)
     masks, annotated, native, skipped = decode_masks(record, sizes, bool(frames_cfg.get("skip_bad_masks", False)))
     ego_width = sizes[record["ego_cam"]][1]
     image_size = {}

@@ -72,7 +72,10 @@ def load_proposals(path) -> dict[int, ProposalSet]:
     out = {int(f): ProposalSet(int(size[0]), int(size[1]), [], np.zeros((0, 4), np.float32), np.zeros(0, np.float32))
            for f in df.attrs.get("frames", [])} if size else {}
     for frame, g in df.sort_values(["frame", "proposal"]).groupby("frame", sort=True):
-        out[int(frame)] = ProposalSet(int(g["height"].iloc[0]), int(g["width"].iloc[0]), g["counts"].tolist(),
+        sizes = sorted(set(zip(g["height"].astype(int), g["width"].astype(int))))
+        if len(sizes) != 1:
+            raise ValueError(f"proposals file {path}: frame {int(frame)} mixes mask sizes {sizes}")
+        out[int(frame)] = ProposalSet(*sizes[0], g["counts"].tolist(),
                                       g[["x", "y", "w", "h"]].to_numpy(np.float32), g["score"].to_numpy(np.float32))
     return out
 

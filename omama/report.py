@@ -217,10 +217,9 @@ class Frames:
         return self._ann[take]
 
     def image(self, take: str, cam: str, frame: int) -> np.ndarray:
-        path = self.frames_dir / take / "images" / cam / f"{frame}.jpg"
-        if not path.exists():
-            raise FileNotFoundError(f"missing frame image for take {take!r}, camera {cam!r}, frame {frame}: {path}")
-        return np.asarray(Image.open(path).convert("RGB"))
+        from omama.features import load_frame  # names take, camera and frame of a missing or damaged image
+
+        return load_frame(self.frames_dir / take / "images" / cam / f"{frame}.jpg", take, cam, frame)
 
     def mask(self, take: str, obj: str, cam: str, frame: int, shape: tuple[int, int]) -> np.ndarray:
         rle = self.annotation(take)["masks"].get(obj, {}).get(cam, {}).get(str(frame))

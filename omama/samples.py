@@ -131,9 +131,16 @@ class Corpus:
         return self.takes[take]
 
     def geometry(self) -> Geometry:
-        """Geometry recorded in the first take's feature store."""
-        first = next(iter(self.takes.values()))
-        return Geometry.from_description(first.store.attrs["backbone"])
+        """Geometry recorded in the takes' feature stores, which must all agree (a store left
+        by another backbone setting is an error, whichever take comes first)."""
+        found: dict[str, tuple[Geometry, list[str]]] = {}  # by repr: a Geometry holds dicts
+        for take, td in self.takes.items():
+            g = Geometry.from_description(td.store.attrs["backbone"])
+            found.setdefault(repr(g), (g, []))[1].append(take)
+        if len(found) > 1:
+            raise ValueError("feature stores of different backbone geometries: "
+                             + "; ".join(f"takes {sorted(t)} have {g}" for g, t in found.values()))
+        return next(iter(found.values()))[0]
 
 
 def subset_rows(split_table, subset: str) -> pd.DataFrame:

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 from tqdm import tqdm
 
@@ -53,15 +54,74 @@ def validation_iou(head: MatchingHead, rows, corpus: Corpus, geometry: Geometry,
     return summarise(samples)["iou"]
 
 
+def file_digest(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def input_identity(path) -> str | None:
+    """What identifies one input: a file's content digest; for a folder (feature store, frame
+    images; too large to read twice) the digest of every file's name, size and mtime, so any
+    rewrite changes it."""
+    if path is None:
+        return None
+    path = Path(path)
+    if path.is_file():
+        return file_digest(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"missing training input {path}")
+    h = hashlib.sha256()
+    for f in sorted(p for p in path.rglob("*") if p.is_file()):
+        st = f.stat()
+        h.update(f"{f.relative_to(path).as_posix()}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
+def rows_digest(rows) -> str:
+    """Digest of a table's columns and values (row order included)."""
+    h = hashlib.sha256(json.dumps(list(map(str, rows.columns))).encode())
+    h.update(pd.util.hash_pandas_object(rows, index=False).to_numpy().tobytes())
+    return h.hexdigest()
+
+
+def training_fingerprint(*, settings: dict, rows, val_rows, corpus: Corpus, init_path) -> dict:
+    """Everything a training run reads, by part: settings, initial weights, the training and
+    validation rows, and the annotation, proposals and features (or frames: on-the-fly) of their takes."""
+    takes = sorted(set(rows["take_uid"]) | set(val_rows["take_uid"]))
+    parts = ("annotation", "proposals", "images" if settings["train"]["features"] == "on-the-fly" else "features")
+    weights = settings["backbone"].get("weights")
+    return {
+        "settings": json.dumps(settings, sort_keys=True, default=str),
+        "init": input_identity(init_path),
+        "backbone weights": input_identity(weights) if weights and Path(weights).exists() else None,
+        "rows": rows_digest(rows) + rows_digest(val_rows),
+        "inputs": {t: {k: input_identity(corpus[t].paths[k]) for k in parts} for t in takes},
+    }
+
+
+def fingerprint_changes(old: dict, new: dict) -> list[str]:
+    """The parts (and takes' inputs) in which two fingerprints differ."""
+    changed = [k for k in new if k != "inputs" and old.get(k) != new[k]]
+    before = old.get("inputs") or {}
+    for take in sorted(set(before) | set(new["inputs"])):
+        a, b = before.get(take, {}), new["inputs"].get(take, {})
+        changed += [f"{part} of take {take!r}" for part in sorted(set(a) | set(b)) if a.get(part) != b.get(part)]
+    return changed
+
+
 def train_experiment(split_table, annotations, proposals, features, images, train_cfg: dict | None,
                      backbone_cfg: dict, init_path, model_out, history_out, checkpoint_dir,
-                     stop_after_epochs: int | None = None) -> list[dict] | None:
+                     stop_after_epochs: int | None = None, *, proposer_cfg: dict | None = None) -> list[dict] | None:
     """Train one experiment (or, with ``train_cfg`` None, write its initial weights as the model).
 
     Writes ``model_out`` (best-validation-IoU weights; the last epoch's when there is no
-    validation data) and ``history_out``; resumes from ``checkpoint_dir/last.pt`` when its
-    fingerprint (config + initial weights) matches. ``stop_after_epochs`` ends this call after
-    that many epochs, leaving a resumable checkpoint (returns None then).
+    validation data) and ``history_out``; resumes from ``checkpoint_dir/last.pt`` only when its
+    fingerprint (``training_fingerprint``: every setting and input) is the same, else trains
+    from scratch. ``stop_after_epochs`` ends this call after that many epochs, leaving a
+    resumable checkpoint (returns None then).
     """
     from omama.backbones import load_backbone
 
@@ -85,14 +145,16 @@ def train_experiment(split_table, annotations, proposals, features, images, trai
     steps = math.ceil(len(dataset) / tc["batch_size"])
     optimizer = torch.optim.AdamW(head.parameters(), lr=tc["lr"], weight_decay=tc["weight_decay"])
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=tc["epochs"] * steps, eta_min=tc["lr_min"])
-    init_digest = hashlib.sha256(Path(init_path).read_bytes()).hexdigest() if init_path else None
-    fingerprint = json.dumps({"train": tc, "backbone": backbone_cfg, "init": init_digest, "rows": len(rows)}, sort_keys=True)
+    fingerprint = training_fingerprint(settings={"train": tc, "backbone": backbone_cfg, "proposer": proposer_cfg},
+                                       rows=rows, val_rows=val_rows, corpus=corpus, init_path=init_path)
     torch.manual_seed(tc["seed"])
     history, best_iou, best_state, start = [], -math.inf, None, 0
     last = Path(checkpoint_dir) / "last.pt"
     if last.is_file():
         ck = torch.load(last, map_location=device, weights_only=False)
-        if ck.get("fingerprint") == fingerprint:
+        old = ck.get("fingerprint") if isinstance(ck.get("fingerprint"), dict) else {}
+        changed = fingerprint_changes(old, fingerprint)
+        if not changed:
             head.load_state_dict(ck["model"])
             optimizer.load_state_dict(ck["optimizer"])
             scheduler.load_state_dict(ck["scheduler"])
@@ -100,7 +162,7 @@ def train_experiment(split_table, annotations, proposals, features, images, trai
             history, best_iou, best_state, start = ck["history"], ck["best_iou"], ck["best_state"], ck["epoch"]
             log.info("resuming after epoch %d from %s", start, last)
         else:
-            log.info("ignoring %s: made for another configuration", last)
+            log.info("training from scratch: checkpoint %s was made for other %s", last, ", ".join(changed))
 
     for epoch in range(start, tc["epochs"]):
         t0 = time.perf_counter()

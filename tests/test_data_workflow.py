@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 
 import pandas as pd
 import pytest
@@ -67,3 +68,20 @@ def test_lint_is_clean_for_the_data_rules(workdir):
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0 or "Lints for" in out, out[-3000:]
     assert "data.smk" not in out, out[-3000:]
+
+
+def test_replacing_a_local_source_video_re_extracts_its_take(workdir, tmp_path):
+    """The raw copy of a video is temporary: the local source's own video must be an input of
+    extraction, else a replaced video leaves the old frames in place."""
+    cfg = tiny_config()
+    shutil.copytree(workdir / "results/synthetic", tmp_path / "source")
+    cfg["source"].update(kind="local", path=str(tmp_path / "source"))
+    run_snakemake(tmp_path / "run", cfg, "results/pairs.parquet")
+    assert "Nothing to be done" in run_snakemake(tmp_path / "run", cfg, "results/pairs.parquet", "-n").stdout
+    take, other = json.loads((tmp_path / "run/results/index/takes.json").read_text())[:2]
+    cam = take["exo_cams"][0]
+    video = tmp_path / "source" / take["videos"][cam]
+    video.write_bytes((tmp_path / "source" / other["videos"][cam]).read_bytes())  # another video, same place
+    plan = run_snakemake(tmp_path / "run", cfg, "results/pairs.parquet", "-n").stdout
+    assert job_counts(plan) == {"download": 1, "extract": 1, "pairs": 1}, plan[-3000:]
+    assert f"take={take['take_uid']}" in plan and "Updated input files" in plan

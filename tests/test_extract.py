@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import struct
 import subprocess
 import sys
 import time
@@ -16,6 +17,7 @@ import pytest
 
 from conftest import REPO
 from data_fixtures import FRAMES, copy_source, first_mask, index, synthetic_source, with_mask_entry  # noqa: F401
+from omama import mp4
 from omama.extract import VideoError, extract_take
 from omama.masks import MaskDecodeError, decode_rle
 from omama.pairs import build_pairs
@@ -81,6 +83,26 @@ def test_mask_size_mismatch_names_the_frame(records, synthetic_source, tmp_path)
     assert len(a["skipped"]) == 1 and "does not match video size" in a["skipped"][0]["reason"]
 
 
+def test_one_bad_mask_size_does_not_reject_the_cameras_good_masks(records, synthetic_source, tmp_path):
+    """The camera's first mask declared at half size (same aspect): that mask is skipped, never
+    taken as the camera's size, so the camera's good masks after it all survive."""
+    record = records[0]
+    obj, cam, frame = first_mask(record, exo=False)
+    entry = record["object_masks"][obj][cam]["annotation"][frame]
+    good = run_extract(record, synthetic_source, tmp_path / "good")
+    bad = with_mask_entry(record, obj, cam, frame, height=entry["height"] // 2, width=entry["width"] // 2)
+    a = run_extract(bad, synthetic_source, tmp_path / "bad", skip_bad_masks=True)
+    assert [(s["object"], s["camera"], s["frame"]) for s in a["skipped"]] == [(obj, cam, int(frame))]
+    assert a["native_size"] == good["native_size"]
+    n_cam = sum(len(per_cam.get(cam, {})) for per_cam in good["masks"].values())
+    assert n_cam >= 5 and sum(len(per_cam.get(cam, {})) for per_cam in a["masks"].values()) == n_cam - 1
+    del good["masks"][obj][cam][frame]
+    assert a["masks"] == good["masks"]
+    with pytest.raises(MaskDecodeError, match=rf"mask size \[{entry['height'] // 2}, {entry['width'] // 2}\] differs .* "
+                                              rf"object '{obj}', camera '{cam}', frame {int(frame)}$"):
+        run_extract(bad, synthetic_source, tmp_path / "strict")
+
+
 def rewrite_video(src: Path, dest: Path, frames: int | None = None, repeat: int = 1, scale: int = 1) -> None:
     """Re-encode ``src``: only its first ``frames`` frames, or ``repeat`` times over, ``scale`` times larger."""
     cap = cv2.VideoCapture(str(src))
@@ -106,6 +128,68 @@ def test_truncated_video_names_camera_and_missing_frame(records, synthetic_sourc
     last = record["frames"][-1]
     rewrite_video(synthetic_source / record["videos"][cam], raw / record["videos"][cam], frames=last)
     with pytest.raises(VideoError, match=rf"ends after {last} frames: missing take '{record['take_uid']}', camera '{cam}', frame {last}"):
+        run_extract(record, raw, tmp_path / "out")
+    assert not (tmp_path / "out/annotation.json").exists() and not (tmp_path / "out/images").exists()
+
+
+def faststart(path: Path) -> None:
+    """Move an MP4's index (moov) in front of its media data, as ``ffmpeg -movflags +faststart``
+    does: the chunk offsets (stco/co64) grow by the index's length."""
+    data = path.read_bytes()
+    top = mp4.boxes(data)
+    starts = [0] + [end for _, _, end in top[:-1]]
+    k = next(i for i, b in enumerate(top) if b[0] == "moov")
+    moov = bytearray(data[starts[k]:top[k][2]])
+
+    def shift(start: int, end: int) -> None:
+        for kind, s, e in mp4.boxes(moov, start, end):
+            if kind in mp4.CONTAINERS:
+                shift(s, e)
+            elif kind in ("stco", "co64"):
+                fmt = ">I" if kind == "stco" else ">Q"
+                for i in range(struct.unpack_from(">I", moov, s + 4)[0]):
+                    at = s + 8 + i * struct.calcsize(fmt)
+                    struct.pack_into(fmt, moov, at, struct.unpack_from(fmt, moov, at)[0] + len(moov))
+
+    shift(top[k][1] - starts[k], len(moov))
+    assert top[0][0] == "ftyp" and k > 1, [b[0] for b in top]
+    rest = b"".join(data[starts[i]:top[i][2]] for i in range(1, len(top)) if i != k)
+    path.write_bytes(data[:top[0][2]] + bytes(moov) + rest)
+
+
+def decode_all(path: Path) -> list[np.ndarray]:
+    cap = cv2.VideoCapture(str(path))
+    frames = []
+    while cap.grab():
+        frames.append(cap.retrieve()[1])
+    cap.release()
+    return frames
+
+
+def test_cut_video_with_its_index_in_front_stops_naming_take_camera_frame(records, synthetic_source, tmp_path):
+    """An MP4 with its index in front, cut at two thirds: OpenCV decodes the frame whose data is
+    cut as a damaged image without an error; extraction must stop and name take, camera, frame."""
+    record = records[0]
+    raw = tmp_path / "raw"
+    download_take(record, {"kind": "local"}, synthetic_source, raw)
+    cam = record["exo_cams"][0]
+    video = raw / record["videos"][cam]
+    original = decode_all(video)
+    faststart(video)
+    assert [b[0] for b in mp4.top_level(video)][:2] == ["ftyp", "moov"]
+    front = decode_all(video)
+    assert len(front) == len(original) and all(np.array_equal(a, b) for a, b in zip(front, original))
+    assert run_extract(record, raw, tmp_path / "whole") == run_extract(record, synthetic_source, tmp_path / "plain")
+
+    data = video.read_bytes()
+    video.write_bytes(data[: len(data) * 2 // 3])
+    cut = decode_all(video)  # no exception: the damage shows only in the pixels (and on stderr)
+    last = len(cut) - 1
+    assert 0 < last < len(original) - 1
+    damaged = (np.abs(cut[last].astype(int) - original[last].astype(int)).max(axis=-1) > 40).mean()
+    assert damaged > 0.001, damaged  # decoded pixel-identical when whole (above)
+    record = {**record, "frames": sorted({f for f in record["frames"] if f < last} | {last})}
+    with pytest.raises(VideoError, match=rf"is truncated: .*take '{record['take_uid']}', camera '{cam}', frame {last} and after"):
         run_extract(record, raw, tmp_path / "out")
     assert not (tmp_path / "out/annotation.json").exists() and not (tmp_path / "out/images").exists()
 

@@ -169,3 +169,18 @@ def test_missing_ego_frame_is_named(tmp_path):
         propose_take(root / "annotation.json", root / "images", tmp_path / "p.parquet", tmp_path / "r.parquet",
                      {"kind": "classical"})
     assert not (tmp_path / "p.parquet").exists()
+
+
+def test_a_frame_mixing_mask_sizes_is_an_error(tmp_path):
+    """A frame's size comes from all its proposals, not from the first one read."""
+    root, ann = synthetic_take(tmp_path / "frames")
+    out = tmp_path / "p" / "synthetic-0.parquet"
+    propose_take(root / "annotation.json", root / "images", out, tmp_path / "p" / "r.parquet", {"kind": "classical"})
+    df = pd.read_parquet(out)
+    frame = int(df.frame.iloc[0])
+    small = encode_rle(np.ones((64, 64), bool))
+    last = df.index[df.frame == frame][-1]
+    df.loc[last, ["height", "width", "counts"]] = [64, 64, small["counts"]]
+    df.to_parquet(out, index=False)
+    with pytest.raises(ValueError, match=rf"synthetic-0.parquet: frame {frame} mixes mask sizes \[\(64, 64\), \(128, 128\)\]"):
+        load_proposals(out)

@@ -248,3 +248,18 @@ def test_report_of_a_real_tiny_run(tiny_run, tmp_path):
             assert ci[0] - 1e-12 <= m[key] <= ci[1] + 1e-12, (path, key, m[key], ci)
         assert shown_with_ci(m, "iou") in page, path
     assert re.search(r"the difference is (not )?distinguishable from zero at 95 %", page)
+
+
+def test_a_damaged_frame_image_is_named(tmp_path):
+    """A frame JPEG cut short is an error naming take, camera and frame, not a bare decoder error."""
+    from omama.features import FrameError
+    from omama.report import Frames
+
+    path = tmp_path / "take-x" / "images" / "cam01" / "30.jpg"
+    path.parent.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)).save(path, quality=95)
+    assert Frames(tmp_path).image("take-x", "cam01", 30).shape == (48, 64, 3)
+    path.write_bytes(path.read_bytes()[:-200])
+    with pytest.raises(FrameError, match=r"cannot decode frame image for take 'take-x', camera 'cam01', frame 30"):
+        Frames(tmp_path).image("take-x", "cam01", 30)

@@ -142,3 +142,23 @@ def test_generated_photo_pairs_run_through_the_pipeline(tiny_run):
         assert absent and set(zip(samples.take_uid[~samples.ego_present], samples.object[~samples.ego_present])) == absent
         assert metrics["n_total"] == len(samples) and metrics["n_present"] == int(samples.ego_present.sum())
         assert samples.loc[samples.ego_present, "iou"].between(0, 1).all()
+
+
+@pytest.mark.slow
+def test_editing_a_user_mask_re_converts_its_pair(tmp_path):
+    """A mask edited inside a pair folder changes neither the photo folder's nor the pair
+    folder's time: the pair's own files must be inputs of its conversion."""
+    from conftest import run_snakemake, tiny_config
+
+    make_photo_pairs(tmp_path / "photos")
+    cfg = tiny_config()
+    cfg["robustness"].update(path=str(tmp_path / "photos"), synthetic_pairs=0)
+    target = "results/robustness/frames/kitchen/annotation.json"
+    run_snakemake(tmp_path / "run", cfg, target)
+    assert "Nothing to be done" in run_snakemake(tmp_path / "run", cfg, target, "-n").stdout
+    save_mask(tmp_path / "photos" / "kitchen" / "masks" / "mug_0.exo.png", box(72, 128, 5, 5, 30, 30))
+    plan = run_snakemake(tmp_path / "run", cfg, target, "-n").stdout
+    assert "robustness_take" in plan and "take=kitchen" in plan and "Updated input files" in plan, plan[-3000:]
+    run_snakemake(tmp_path / "run", cfg, target)
+    ann = json.loads((tmp_path / "run" / target).read_text())
+    assert decode_rle(ann["masks"]["mug_0"]["exo"]["0"]).sum() == 30 * 30

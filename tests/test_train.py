@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import os
 import signal
 import subprocess
@@ -149,6 +150,62 @@ def test_training_killed_with_sigkill_resumes_to_the_same_weights(world, tmp_pat
     assert json.loads((tmp_path / "cut/train/history.json").read_text())[-1]["epoch"] == 4
 
 
+def swap_train_and_test(world, tmp: Path) -> dict:
+    """take-a (train) and take-c (test) change places: as many training rows, other ones."""
+    df = pd.read_parquet(world["split"])
+    df["split"] = df["take_uid"].map({"take-a": "test", "take-c": "train"}).fillna(df["split"])
+    write_parquet(tmp / "split.parquet", df)
+    assert len(subset_rows(df, "train")) == len(subset_rows(world["split"], "train"))
+    return {**world, "split": tmp / "split.parquet"}
+
+
+def other_proposals(world, tmp: Path) -> dict:
+    """take-a's proposals with the first one of each frame dropped (as a proposer setting change would)."""
+    df = pd.read_parquet(world["proposals"][0])
+    write_parquet(tmp / "take-a.parquet", df[df.proposal != 0])
+    return {**world, "proposals": [str(tmp / "take-a.parquet"), *world["proposals"][1:]]}
+
+
+def other_features(world, tmp: Path) -> dict:
+    """take-b's (validation) features re-extracted by a backbone with other weights."""
+    tiny = {**BACKBONE, "tiny": {**BACKBONE["tiny"], "seed": 1}}
+    extract_features(world["annotations"][1], world["images"][1], tmp / "take-b.zarr", tiny, workers=1)
+    return {**world, "features": [world["features"][0], str(tmp / "take-b.zarr"), world["features"][2]]}
+
+
+@pytest.mark.parametrize("change", [swap_train_and_test, other_proposals, other_features],
+                         ids=["split rows", "proposals", "features"])
+def test_a_finished_checkpoint_never_resumes_on_changed_inputs(world, tmp_path, caplog, change):
+    """The checkpoint of a finished run survives in the experiment's folder; after an input
+    changes, training starts over and equals a fresh run on the new inputs."""
+    train(world, tmp_path / "exp")
+    before = torch.load(tmp_path / "exp/model.pt", weights_only=True)
+    changed = change(world, tmp_path)
+    with caplog.at_level("INFO", logger="omama.train"):
+        train(changed, tmp_path / "exp")
+    assert "training from scratch" in caplog.text and "resuming" not in caplog.text
+    train(changed, tmp_path / "fresh")
+    after = torch.load(tmp_path / "exp/model.pt", weights_only=True)
+    fresh = torch.load(tmp_path / "fresh/model.pt", weights_only=True)
+    assert all(torch.equal(after[k], fresh[k]) for k in fresh)
+    assert not all(torch.equal(after[k], before[k]) for k in before)
+    caplog.clear()
+    with caplog.at_level("INFO", logger="omama.train"):
+        train(changed, tmp_path / "exp")  # unchanged since: the finished checkpoint is reused
+    assert "resuming after epoch 2" in caplog.text
+
+
+def test_feature_stores_of_another_geometry_are_an_error_whichever_take_comes_first(world, tmp_path):
+    """The geometry comes from every store, never from the first take's alone."""
+    other = {**BACKBONE, "ego_grid": [2, 2]}
+    extract_features(world["annotations"][1], world["images"][1], tmp_path / "take-b.zarr", other, workers=1)
+    features = [world["features"][0], str(tmp_path / "take-b.zarr"), world["features"][2]]
+    corpus = Corpus(world["annotations"], world["proposals"], features)
+    with pytest.raises(ValueError, match=r"different backbone geometries: takes \['take-a', 'take-c'\] have .*"
+                                         r"takes \['take-b'\] have .*grid=\{'ego': \(2, 2\)"):
+        corpus.geometry()
+
+
 def test_on_the_fly_features_equal_stored_float32_features(world):
     corpus = Corpus(world["annotations"], world["proposals"], world["features"], world["images"])
     from omama.backbones import load_backbone
@@ -234,3 +291,25 @@ def test_without_validation_rows_the_last_epoch_is_kept(world, tmp_path):
     last = torch.load(tmp_path / "exp/train/checkpoints/last.pt", weights_only=False)["model"]
     model = torch.load(tmp_path / "exp/model.pt", weights_only=True)
     assert all(torch.equal(last[k], model[k]) for k in model)
+
+
+@pytest.mark.slow
+def test_workflow_retrains_from_scratch_after_a_split_or_proposer_change(tmp_path):
+    """Snakemake re-runs ``train`` after split.seed or a proposer setting changes; the finished
+    checkpoint left in the experiment's folder must not be resumed: the new model is a fresh run's."""
+    from conftest import run_snakemake, tiny_config
+
+    cfg = tiny_config()
+    target = "results/experiments/trained-frame/model.pt"
+    model, log = tmp_path / target, tmp_path / "results/logs/train/trained-frame.log"
+    run_snakemake(tmp_path, cfg, target)
+    for change in (lambda c: c["split"].update(seed=1), lambda c: c["proposers"]["classical"].update(max_iou=0.5)):
+        before = model.read_bytes()
+        change(cfg)
+        run_snakemake(tmp_path, cfg, target)
+        assert "training from scratch" in log.read_text() and "resuming" not in log.read_text(), log.read_text()
+        retrained = model.read_bytes()
+        assert retrained != before
+        shutil.rmtree(tmp_path / "results/experiments/trained-frame/train/checkpoints")
+        run_snakemake(tmp_path, cfg, target, "--forcerun", "train")
+        assert model.read_bytes() == retrained, "the retrained model is not what a fresh run gives"

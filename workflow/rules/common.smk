@@ -29,8 +29,9 @@ CONDA_ENV = "../../envs/omama.yaml"
 _TAKES = {}
 
 
-def selected_takes():
-    """Take uids chosen by the take index (evaluates the checkpoint; read once per index version)."""
+def index_records():
+    """Lean records of the takes chosen by the take index, by uid (evaluates the checkpoint;
+    read once per index version)."""
     import json
 
     path = checkpoints.take_index.get().output.takes
@@ -38,8 +39,21 @@ def selected_takes():
     if key not in _TAKES:
         with open(path) as f:
             _TAKES.clear()
-            _TAKES[key] = [t["take_uid"] for t in json.load(f)]
-    return list(_TAKES[key])
+            _TAKES[key] = {t["take_uid"]: t for t in json.load(f)}
+    return _TAKES[key]
+
+
+def selected_takes():
+    """Take uids chosen by the take index."""
+    return list(index_records())
+
+
+def source_videos(wildcards):
+    """A local source's videos of the take: replacing one re-extracts the take (the copy under
+    raw/ is temporary, so it cannot carry the change)."""
+    if config["source"]["kind"] != "local":
+        return []
+    return [f"{SOURCE_ROOT}/{rel}" for rel in index_records()[wildcards.take]["videos"].values()]
 
 
 def take_record(wildcards):
@@ -95,6 +109,17 @@ PHOTOS = config["robustness"]["path"] or f"{ROBUST}/photos"
 ROBUSTNESS_ON = bool(config["robustness"]["experiments"]) and bool(
     config["robustness"]["path"] or config["robustness"]["synthetic_pairs"] > 0
 )
+
+
+def pair_files(wildcards):
+    """The files of one user photo pair: editing a photo or mask re-converts that pair (the
+    folder's own time does not change when a file inside a pair does). Generated pairs change
+    only with their rule's settings."""
+    from pathlib import Path
+
+    if not config["robustness"]["path"]:
+        return []
+    return sorted(str(p) for p in Path(PHOTOS, wildcards.take).rglob("*") if p.is_file())
 
 
 def robustness_pairs():

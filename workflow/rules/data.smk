@@ -90,6 +90,7 @@ rule extract:
     input:
         record=take_record,
         raw=f"{RESULTS}/raw/{{take}}",
+        source=source_videos,
     output:
         annotation=f"{RESULTS}/frames/{{take}}/annotation.json",
         images=directory(f"{RESULTS}/frames/{{take}}/images"),

@@ -35,6 +35,7 @@ checkpoint robustness_index:
 rule robustness_take:
     input:
         photos=PHOTOS,
+        pair=pair_files,
         takes=f"{ROBUST}/index/takes.json",
     output:
         annotation=f"{ROBUST}/frames/{{take}}/annotation.json",

@@ -9,4 +9,5 @@ torch.set_num_threads(snakemake.threads)
 inp = snakemake.input
 train_experiment(inp.split, inp.annotations, inp.proposals, getattr(inp, "features", None), getattr(inp, "images", None),
                  snakemake.params.experiment.get("train"), snakemake.params.backbone, getattr(inp, "init", None),
-                 snakemake.output.model, snakemake.output.history, snakemake.params.checkpoints)
+                 snakemake.output.model, snakemake.output.history, snakemake.params.checkpoints,
+                 proposer_cfg=snakemake.params.proposer)
