@@ -17,7 +17,7 @@ import pytest
 import zarr
 
 from omama.backbones import load_backbone
-from omama.features import FeatureStore, FrameError, extract_features
+from omama.features import FeatureStore, FrameError, StoreError, extract_features
 from omama.proposals import load_proposals
 
 TINY = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64, "seed": 0}
@@ -104,9 +104,8 @@ def test_bad_frame_names_take_camera_frame(tmp_path, damage):
     assert not out.exists() and not list((tmp_path / "out").glob("*"))
 
 
-def test_killed_extraction_leaves_nothing_that_looks_complete(tmp_path):
-    take = write_take(tmp_path / "frames", frames=tuple(range(0, 300, 30)))
-    out = tmp_path / "out" / "take-1.zarr"
+def writer_process(take: Path, out: Path, delay: float = 0.3, cfg: dict = CFG) -> subprocess.Popen:
+    """extract_features in a subprocess with a slowed-down network (so it can be raced or killed)."""
     script = textwrap.dedent(f"""
         import time
         import torch
@@ -115,20 +114,31 @@ def test_killed_extraction_leaves_nothing_that_looks_complete(tmp_path):
 
         class SlowPatches(torch.nn.Conv2d):
             def forward(self, x):
-                time.sleep(0.3)
+                time.sleep({delay})
                 return super().forward(x)
 
         grids, sizes = {{"ego": (4, 4), "exo": (3, 5)}}, {{"ego": (56, 56), "exo": (42, 70)}}
+        torch.manual_seed(0)
         bb = Backbone(SlowPatches(3, 8, 14, 14), 8, 14, grids, sizes, {{"kind": "test"}})
         extract_features({str(take / 'annotation.json')!r}, {str(take / 'images')!r}, {str(out)!r},
-                         {CFG!r}, backbone=bb)
+                         {cfg!r}, backbone=bb)
     """)
-    proc = subprocess.Popen([sys.executable, "-c", script], env={**os.environ, "OMP_NUM_THREADS": "1"})
+    return subprocess.Popen([sys.executable, "-c", script], env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+def wait_for(pattern_root: Path, pattern: str, procs, timeout: float = 120) -> None:
+    deadline = time.time() + timeout
+    while not list(pattern_root.glob(pattern)):
+        assert all(p.poll() is None for p in procs) and time.time() < deadline, "writer ended before the check"
+        time.sleep(0.05)
+
+
+def test_killed_extraction_leaves_nothing_that_looks_complete(tmp_path):
+    take = write_take(tmp_path / "frames", frames=tuple(range(0, 300, 30)))
+    out = tmp_path / "out" / "take-1.zarr"
+    proc = writer_process(take, out)
     try:
-        deadline = time.time() + 120
-        while not list((tmp_path / "out").glob(f".tmp-*/take-1.zarr/{EGO}/zarr.json")):
-            assert proc.poll() is None and time.time() < deadline, "extraction ended before it could be killed"
-            time.sleep(0.05)
+        wait_for(tmp_path / "out", f".tmp-*/take-1.zarr/{EGO}/zarr.json", [proc])
         time.sleep(0.5)
         proc.send_signal(signal.SIGKILL)
         proc.wait(30)
@@ -143,6 +153,74 @@ def test_killed_extraction_leaves_nothing_that_looks_complete(tmp_path):
     extract_features(take / "annotation.json", take / "images", out, CFG)  # the re-run completes and tidies up
     assert FeatureStore(out).frames("cam02") == list(range(0, 300, 30))
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["take-1.zarr"]
+
+
+def test_concurrent_writers_leave_a_valid_store(tmp_path):
+    """Issue 10 defect 2: a second writer (another working directory, no Snakemake lock) deleted
+    the first one's temporary folder, which then finished as a store marked complete without arrays."""
+    frames = tuple(range(0, 240, 30))
+    take = write_take(tmp_path / "frames", frames=frames)
+    out = tmp_path / "out" / "take-1.zarr"
+    first = writer_process(take, out, delay=1.0)
+    try:
+        wait_for(tmp_path / "out", f".tmp-*/take-1.zarr/{EGO}/zarr.json", [first])
+        second = writer_process(take, out, delay=0.05)  # starts later, finishes first
+        assert second.wait(120) == 0 and first.wait(120) == 0
+    finally:
+        first.kill()
+    store = FeatureStore(out)  # the last writer's store replaced the first one's: both were whole
+    alone = tmp_path / "alone" / "take-1.zarr"
+    single = writer_process(take, alone, delay=0.0)
+    assert single.wait(120) == 0
+    for cam in (EGO, *EXO):
+        np.testing.assert_array_equal(store.read_many(cam, list(frames)), FeatureStore(alone).read_many(cam, list(frames)))
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["take-1.zarr"]
+
+
+def test_only_temporaries_of_dead_writers_are_removed(tmp_path):
+    import socket
+
+    take = write_take(tmp_path / "frames")
+    out = tmp_path / "out" / "take-1.zarr"
+    live = subprocess.Popen(["sleep", "60"])
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    host = socket.gethostname()
+    try:
+        keep = [out.parent / f".tmp-take-1.zarr-{host}-{live.pid}-abcd1234",  # a writer still running here
+                out.parent / f".tmp-take-1.zarr-otherhost-{dead.pid}-abcd1234",  # another host: cannot tell
+                out.parent / ".tmp-take-1.zarr-x1y2z3w4"]  # unknown owner
+        gone = out.parent / f".tmp-take-1.zarr-{host}-{dead.pid}-abcd1234"
+        for d in (*keep, gone):
+            (d / "take-1.zarr").mkdir(parents=True)
+        extract_features(take / "annotation.json", take / "images", out, CFG)
+        assert all(d.is_dir() for d in keep) and not gone.exists()
+        assert FeatureStore(out).frames(EGO) == [0, 30, 60, 90, 120]
+    finally:
+        live.kill()
+        live.wait()
+
+
+@pytest.mark.parametrize("damage", ["camera array", "shard file", "frames list"])
+def test_broken_store_is_rejected_on_open(tmp_path, damage):
+    import shutil
+
+    take = write_take(tmp_path / "frames")
+    out = tmp_path / "features" / "take-1.zarr"
+    extract_features(take / "annotation.json", take / "images", out, CFG)
+    if damage == "camera array":
+        shutil.rmtree(out / "cam01")
+        what = "array of camera 'cam01' missing"
+    elif damage == "shard file":
+        (out / "cam02" / "c" / "0" / "0" / "0" / "0").unlink()
+        what = "array 'cam02': shard files \\[0\\] missing"
+    else:
+        meta = json.loads((out / EGO / "zarr.json").read_text())
+        meta["attributes"]["frames"] = meta["attributes"]["frames"][:-1]
+        (out / EGO / "zarr.json").write_text(json.dumps(meta))
+        what = f"camera '{EGO}': shape .* frames 4, expected"
+    with pytest.raises(StoreError, match=f"broken feature store {out}: {what}.*-R features"):
+        FeatureStore(out)
 
 
 @pytest.mark.slow
