@@ -103,7 +103,7 @@ def dequantise(values: torch.Tensor, dequant: torch.Tensor | None) -> torch.Tens
     """float32 features from stored values (float16/32, or int8 codes with their [scale; offset])."""
     if dequant is None:
         return values.float()
-    dequant = dequant.to(values.device, non_blocking=True)
+    dequant = dequant.to(values.device, non_blocking=True).float()
     return values.float() * dequant[:, 0, :, None, None] + dequant[:, 1, :, None, None]
 
 

@@ -126,9 +126,9 @@ def writer_process(take: Path, out: Path, delay: float = 0.3, cfg: dict = CFG) -
     return subprocess.Popen([sys.executable, "-c", script], env={**os.environ, "OMP_NUM_THREADS": "1"})
 
 
-def wait_for(pattern_root: Path, pattern: str, procs, timeout: float = 120) -> None:
+def wait_for(pattern_root: Path, pattern: str, procs, timeout: float = 120, count: int = 1) -> None:
     deadline = time.time() + timeout
-    while not list(pattern_root.glob(pattern)):
+    while len(list(pattern_root.glob(pattern))) < count:
         assert all(p.poll() is None for p in procs) and time.time() < deadline, "writer ended before the check"
         time.sleep(0.05)
 
@@ -199,6 +199,83 @@ def test_only_temporaries_of_dead_writers_are_removed(tmp_path):
     finally:
         live.kill()
         live.wait()
+
+
+def test_killed_writer_beside_a_live_one_leaves_no_complete_looking_store(tmp_path):
+    take = write_take(tmp_path / "frames", frames=tuple(range(0, 240, 30)))
+    out = tmp_path / "out" / "take-1.zarr"
+    victim, survivor = writer_process(take, out, delay=0.4), writer_process(take, out, delay=0.4)
+    try:
+        wait_for(tmp_path / "out", ".tmp-*/take-1.zarr/cam01/zarr.json", [victim, survivor], count=2)
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(30)
+        assert not out.exists() and survivor.poll() is None  # nothing looks finished while the survivor writes
+        assert survivor.wait(120) == 0
+    finally:
+        victim.kill()
+        survivor.kill()
+    assert FeatureStore(out).frames("cam01") == list(range(0, 240, 30))
+    (left,) = [p for p in (tmp_path / "out").iterdir() if p.name != "take-1.zarr"]  # the victim's, now abandoned
+    assert str(victim.pid) in left.name
+    with pytest.raises(ValueError, match="incomplete feature store"):
+        FeatureStore(left / "take-1.zarr")
+    extract_features(take / "annotation.json", take / "images", out, CFG)
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["take-1.zarr"]
+
+
+@pytest.mark.parametrize("compressor", ["none", "zstd", "lz4", "blosc"])
+def test_direct_shard_files_are_zarrs_own_bytes(tmp_path, compressor):
+    from omama.features import compressors
+    from omama.shards import RowArray
+
+    data = np.random.default_rng(0).standard_normal((7, 6, 3, 5)).astype(np.float16)
+    arrays = {}
+    for name in ("zarr", "direct"):
+        g = zarr.open_group(tmp_path / f"{name}.zarr", mode="w", zarr_format=3)
+        arrays[name] = g.create_array("a", shape=data.shape, chunks=(1, 6, 3, 5), shards=(3, 6, 3, 5), dtype=data.dtype,
+                                      compressors=compressors(compressor, 3), fill_value=0)
+    arrays["zarr"][:] = data
+    direct = RowArray(arrays["direct"], tmp_path / "direct.zarr" / "a")
+    for i in (2, 0, 1):  # shards are independent files, written in any order (the writer pool)
+        direct.write_shard(i, data[3 * i:3 * i + 3])
+    for i in range(3):
+        key = f"a/c/{i}/0/0/0"
+        assert (tmp_path / "direct.zarr" / key).read_bytes() == (tmp_path / "zarr.zarr" / key).read_bytes()
+    rows = [6, 0, 1, 2, 2, 5, 3]
+    np.testing.assert_array_equal(RowArray(arrays["zarr"], tmp_path / "zarr.zarr" / "a").read(rows), data[rows])
+    np.testing.assert_array_equal(zarr.open_group(tmp_path / "direct.zarr", mode="r")["a"][:], data)
+
+
+def test_writer_pool_gives_the_single_writer_arrays(tmp_path):
+    take = write_take(tmp_path / "frames", frames=tuple(range(0, 330, 30)))
+    ann, images = take / "annotation.json", take / "images"
+    extract_features(ann, images, tmp_path / "one.zarr", CFG, write_threads=1)
+    extract_features(ann, images, tmp_path / "pool.zarr", CFG, write_threads=4, shard_frames=2)
+    one, pool = zarr.open_group(tmp_path / "one.zarr", mode="r"), zarr.open_group(tmp_path / "pool.zarr", mode="r")
+    assert pool[EGO].shards == (2, 32, 4, 4) and one[EGO].shards == (11, 32, 4, 4)
+    for cam in (EGO, *EXO):
+        np.testing.assert_array_equal(one[cam][:], pool[cam][:])
+
+
+def test_int8_store_round_trips_within_its_stated_error(tmp_path):
+    take = write_take(tmp_path / "frames")
+    ann, images = take / "annotation.json", take / "images"
+    extract_features(ann, images, tmp_path / "f32.zarr", {**CFG, "dtype": "float32", "compressor": "none"})
+    extract_features(ann, images, tmp_path / "i8.zarr", {**CFG, "dtype": "int8", "compressor": "none"})
+    exact, q = FeatureStore(tmp_path / "f32.zarr"), FeatureStore(tmp_path / "i8.zarr")
+    assert q.attrs["dtype"] == "int8" and "max_error" in q.attrs["quantisation"]
+    frames = [0, 30, 60, 90, 120]
+    for cam in (EGO, "cam01"):
+        x = exact.read_many(cam, frames)
+        codes, dequant = q.read_stored(cam, frames)
+        assert codes.dtype == np.int8 and dequant.shape == (5, 2, 32) and codes.min() >= -127
+        bound = (x.max(axis=(2, 3)) - x.min(axis=(2, 3))) / 508  # half a step, per frame and channel
+        err = np.abs(q.read_many(cam, frames) - x)
+        assert np.all(err <= bound[..., None, None] * (1 + 1e-4) + 1e-6)
+        assert err.max() > 0  # it is lossy: the test would notice a float store posing as int8
+    size = {n: sum(p.stat().st_size for p in (tmp_path / f"{n}.zarr" / EGO / "c").rglob("*") if p.is_file())
+            for n in ("f32", "i8")}
+    assert size["i8"] < 0.3 * size["f32"]  # codes: a quarter of float32, half of float16 (+ the shard index)
 
 
 @pytest.mark.parametrize("damage", ["camera array", "shard file", "frames list"])
