@@ -8,6 +8,9 @@ Frames are official-size ViT-B/14 ego features: float16 (768, 50, 50), 3.84 MB e
 poorly). Each write is timed back to back with a plain write of the same bytes and the median of
 those ratios is reported (other jobs share the machine); read figures are medians of --repeats.
 
+Then the training loader's feature reads (whole batches per store, float16) against np.load(mmap)
+gathers of the same bytes, with and without worker processes.
+
     OMP_NUM_THREADS=1 PYTHONPATH=. python benchmarks/store_io.py [--frames 64] [--threads 1 2 4] [--fsync]
 """
 
@@ -22,10 +25,15 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import cv2
+import json
 import numpy as np
+import torch
 import zarr
 
-from omama.features import compressors
+from omama.backbones import Backbone
+from omama.features import FeatureStore, compressors, extract_features
+from omama.samples import read_stored_batch
 from omama.shards import RowArray
 
 SHAPE = (768, 50, 50)
@@ -92,6 +100,9 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=24)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--fsync", action="store_true", help="fsync every written file (plain and stores alike)")
+    ap.add_argument("--loader-takes", type=int, default=3, help="takes of the loader measurement (0: skip it)")
+    ap.add_argument("--loader-frames", type=int, default=32)
+    ap.add_argument("--workers", type=int, nargs="+", default=[0, 2], help="loader worker processes to time")
     ap.add_argument("--dir", default=None, help="scratch directory (default: a temporary one beside the repo)")
     a = ap.parse_args()
     data = feature_like(a.frames)
@@ -154,6 +165,8 @@ def main() -> None:
             print(f"| {r[0]} | {r[1]} | {r[2]} | {r[3]:.0f} | {r[4]:.0%} | {r[5]:.0f} |")
         print()
         reads(root, data, a)
+        if a.loader_takes:
+            loader(root, a)
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
@@ -161,8 +174,8 @@ def main() -> None:
 def reads(root: Path, data: np.ndarray, a) -> None:
     """Random batches of --batch frames (page cache warm): per-frame zarr calls, RowArray.read, np.load(mmap)."""
     rng = np.random.default_rng(1)
-    batches = [rng.choice(a.frames, a.batch, replace=False) for _ in range(8)]
-    mib = len(batches) * a.batch * data[0].nbytes / 2**20
+    batches = [rng.choice(a.frames, min(a.batch, a.frames), replace=False) for _ in range(8)]
+    mib = sum(map(len, batches)) * data[0].nbytes / 2**20
     np.save(root / "ref.npy", data)
     mm = np.load(root / "ref.npy", mmap_mode="r")
     t_np = median_time(lambda: [np.array(mm[np.sort(b)]) for b in batches], a.repeats)
@@ -178,6 +191,76 @@ def reads(root: Path, data: np.ndarray, a) -> None:
         assert all(np.array_equal(direct.read(b), data[b]) for b in batches)
         print(f"| before: zarr, one call per frame | {codec} | {mib / t_z:.0f} | {t_np / t_z:.0%} |")
         print(f"| after: RowArray.read, one call per batch | {codec} | {mib / t_d:.0f} | {t_np / t_d:.0%} |")
+    print()
+
+
+class FeatureBatches(torch.utils.data.Dataset):
+    """The feature part of the training loader: TrainingSet's batched store reads, nothing else."""
+
+    def __init__(self, stores: dict, samples: list):
+        self.stores, self.samples = stores, samples
+
+    def __len__(self):
+        return len(self.samples)
+
+    def __getitems__(self, idx):
+        takes, frames = [self.samples[i][0] for i in idx], [self.samples[i][1] for i in idx]
+        src, _ = read_stored_batch(self.stores.get, takes, ["cam01"] * len(idx), frames)
+        dst, _ = read_stored_batch(self.stores.get, takes, ["aria01_214-1"] * len(idx), frames)
+        return {"src_feat": torch.from_numpy(src), "dst_feat": torch.from_numpy(dst)}
+
+
+def loader(root: Path, a) -> None:
+    """Batches/s of the training loader's feature reads vs np.load(mmap) gathers of the same bytes."""
+    grids, sizes = {"ego": (50, 50), "exo": (38, 68)}, {"ego": (700, 700), "exo": (532, 952)}
+    torch.manual_seed(0)
+    bb = Backbone(torch.nn.Conv2d(3, 768, 14, 14), 768, 14, grids, sizes, {"kind": "conv-stand-in"})
+    stores, npys = {}, {}
+    for t in range(a.loader_takes):
+        take = root / f"take{t}"
+        cams = {"aria01_214-1": sizes["ego"], "cam01": sizes["exo"]}
+        rng = np.random.default_rng(t)
+        for cam, (h, w) in cams.items():
+            (take / "images" / cam).mkdir(parents=True)
+            for f in range(a.loader_frames):
+                cv2.imwrite(str(take / "images" / cam / f"{f}.jpg"), rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
+        (take / "annotation.json").write_text(json.dumps({"take_uid": f"take{t}", "ego_cam": "aria01_214-1",
+                                                          "exo_cams": ["cam01"], "subsample_idx": list(range(a.loader_frames))}))
+        extract_features(take / "annotation.json", take / "images", root / f"take{t}.zarr",
+                         {"dtype": "float16", "compressor": "none", "batch_size": 8}, backbone=bb)
+        stores[f"take{t}"] = FeatureStore(root / f"take{t}.zarr")
+        for cam in cams:
+            np.save(root / f"take{t}-{cam}.npy", stores[f"take{t}"].read_stored(cam, range(a.loader_frames))[0])
+            npys[f"take{t}", cam] = np.load(root / f"take{t}-{cam}.npy", mmap_mode="r")
+    samples = [(f"take{t}", f) for t in range(a.loader_takes) for f in range(a.loader_frames)]
+    batches = [b.tolist() for b in np.array_split(np.random.default_rng(2).permutation(len(samples)),
+                                                  len(samples) // a.batch)]
+    mb = sum(len(b) for b in batches) * (768 * (2500 + 38 * 68) * 2) / 2**20
+
+    def mmap_epoch():
+        for b in batches:
+            for cam in ("cam01", "aria01_214-1"):
+                out = np.empty((len(b), *npys["take0", cam].shape[1:]), np.float16)
+                for j, i in enumerate(b):
+                    out[j] = npys[samples[i][0], cam][samples[i][1]]
+                torch.from_numpy(out)
+
+    mmap_epoch()  # warm-up: both readers start from the same page-cache state
+    t_np = median_time(mmap_epoch, a.repeats)
+    print(f"Training-loader feature reads: {a.loader_takes} takes x {a.loader_frames} frames, float16 stores "
+          f"(compressor none), batches of {a.batch} shuffled samples, each an exo (768x38x68) and an ego (768x50x50) "
+          f"frame ({mb / len(batches):.0f} MiB per batch); page cache warm; masks and candidate sets not included.\n")
+    print("| reader | workers | batches/s | MiB/s | share of np.load(mmap) |\n|---|---|---|---|---|")
+    print(f"| np.load(mmap_mode='r') gather into a float16 batch | 0 | {len(batches) / t_np:.1f} | {mb / t_np:.0f} | 100% |")
+    data = FeatureBatches(stores, samples)
+    for workers in a.workers:
+        def epoch():
+            for _ in torch.utils.data.DataLoader(data, batch_sampler=batches, num_workers=workers,
+                                                 collate_fn=lambda b: b, prefetch_factor=4 if workers else None):
+                pass
+        t = median_time(epoch, a.repeats)
+        print(f"| training loader (DataLoader, batch sampler, TrainingSet's batched reads) | {workers} | "
+              f"{len(batches) / t:.1f} | {mb / t:.0f} | {t_np / t:.0%} |")
     print()
 
 

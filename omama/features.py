@@ -316,16 +316,23 @@ class FeatureStore:
         values, dequant = self.read_stored(cam, frames)
         return dequantise(torch.from_numpy(values), None if dequant is None else torch.from_numpy(dequant)).numpy()
 
-    def read_stored(self, cam: str, frames) -> tuple[np.ndarray, np.ndarray | None]:
-        """(values (N, C, h, w) in the stored dtype, int8 stores' (N, 2, C) [scale; offset] or None)."""
+    def read_stored(self, cam: str, frames, out: tuple | None = None, at=None) -> tuple[np.ndarray, np.ndarray | None]:
+        """(values (N, C, h, w) in the stored dtype, int8 stores' (N, 2, C) [scale; offset] or None);
+        or into ``out`` = (values, dequant or None) at rows ``at`` (see ``RowArray.read``)."""
         rows = self._rows[self._cam(cam)]
         missing = [f for f in frames if int(f) not in rows]
         if missing:
             raise KeyError(f"frames {missing} of camera {cam!r} are not in feature store {self.path} "
                            f"(take {self.attrs.get('take_uid')!r})")
         index = [rows[int(f)] for f in frames]
-        dequant = self._dequant[cam].read(index) if self._dequant else None
-        return self._direct[cam].read(index), dequant
+        values_out, dequant_out = out or (None, None)
+        dequant = self._dequant[cam].read(index, dequant_out, at) if self._dequant else None
+        return self._direct[cam].read(index, values_out, at), dequant
+
+    def stored_shape(self, cam: str) -> tuple[tuple, np.dtype, tuple | None]:
+        """(row shape, dtype, dequant row shape or None) of a camera's stored features."""
+        direct = self._direct[self._cam(cam)]
+        return direct.shape[1:], direct.dtype, (self._dequant[cam].shape[1:] if self._dequant else None)
 
     def _cam(self, cam: str) -> str:
         if cam not in self._rows:

@@ -183,20 +183,7 @@ class TrainingSet(torch.utils.data.Dataset):
         return batch
 
     def _stored(self, takes: list, cams: list, frames: list) -> tuple[np.ndarray, np.ndarray | None]:
-        """Stored features of (take, camera, frame) triples, one store read per (take, camera)."""
-        groups: dict[tuple[str, str], list[int]] = {}
-        for i, key in enumerate(zip(takes, cams)):
-            groups.setdefault(key, []).append(i)
-        values = dequant = None
-        for (take, cam), where_ in groups.items():
-            v, dq = self.corpus[take].store.read_stored(cam, [frames[i] for i in where_])
-            if values is None:
-                values = np.empty((len(frames), *v.shape[1:]), v.dtype)
-                dequant = None if dq is None else np.empty((len(frames), *dq.shape[1:]), dq.dtype)
-            values[where_] = v
-            if dequant is not None:
-                dequant[where_] = dq
-        return values, dequant
+        return read_stored_batch(lambda take: self.corpus[take].store, takes, cams, frames)
 
     def _sample(self, i: int) -> dict:
         r = self.rows.iloc[i]
@@ -223,6 +210,25 @@ class TrainingSet(torch.utils.data.Dataset):
             "target": int(cs.target),
             "visible": float(gt is not None),
         }
+
+
+def read_stored_batch(store_of, takes: list, cams: list, frames: list) -> tuple[np.ndarray, np.ndarray | None]:
+    """Stored features of (take, camera, frame) triples, read straight into one batch array with one
+    call per (take, camera); ``store_of(take)`` gives the take's FeatureStore.
+    Returns (values in the stored dtype, int8 [scale; offset] or None)."""
+    groups: dict[tuple[str, str], list[int]] = {}
+    for i, key in enumerate(zip(takes, cams)):
+        groups.setdefault(key, []).append(i)
+    shape, dtype, dq_shape = store_of(takes[0]).stored_shape(cams[0])
+    values = np.empty((len(frames), *shape), dtype)
+    dequant = None if dq_shape is None else np.empty((len(frames), *dq_shape), np.float32)
+    for (take, cam), members in groups.items():
+        store = store_of(take)
+        if store.stored_shape(cam)[:2] != (shape, dtype):
+            raise ValueError(f"camera {cam!r} of take {take!r} stores {store.stored_shape(cam)[:2]}, other samples of "
+                             f"the batch {(shape, dtype)}: the batch's feature stores disagree")
+        store.read_stored(cam, [frames[i] for i in members], out=(values, dequant), at=members)
+    return values, dequant
 
 
 ORDERS = ("shuffled", "take-blocks")

@@ -112,13 +112,18 @@ class RowArray:
             self._index[i] = np.frombuffer(tail[:size], "<u8").reshape(-1, 2)
         return self._index[i]
 
-    def read(self, rows) -> np.ndarray:
-        """Rows ``rows`` (any order, repeats allowed) as an array (len(rows), ...) of the stored dtype."""
+    def read(self, rows, out: np.ndarray | None = None, at=None) -> np.ndarray:
+        """Rows ``rows`` (any order, repeats allowed) as an array (len(rows), ...) of the stored dtype;
+        or into ``out[at[k]]`` (a C-contiguous array of that dtype) for each ``rows[k]``."""
         rows = np.asarray(rows, dtype=np.int64)
-        out = np.empty((len(rows), *self.shape[1:]), self.dtype)
+        if out is None:
+            out = np.empty((len(rows), *self.shape[1:]), self.dtype)
+        if out.dtype != self.dtype or out.shape[1:] != self.shape[1:] or not out.flags.c_contiguous:
+            raise ValueError(f"{self.path}: cannot read rows into a {out.dtype} {out.shape} array")
+        at = np.arange(len(rows)) if at is None else np.asarray(at)
         if len(rows) and (rows.min() < 0 or rows.max() >= self.shape[0]):
             raise IndexError(f"{self.path}: rows {rows.tolist()} outside 0..{self.shape[0] - 1}")
-        flat = out.reshape(len(rows), -1).view(np.uint8)
+        flat = out.reshape(len(out), -1).view(np.uint8)
         order = np.argsort(rows, kind="stable")
         for shard in np.unique(rows // self.rows_per_shard):
             want = order[rows[order] // self.rows_per_shard == shard]
@@ -134,17 +139,17 @@ class RowArray:
                         k += 1
                     start, stop = entries[j, 0], entries[k - 1, 0] + entries[k - 1, 1]
                     if start == EMPTY:  # a chunk zarr skipped because it held only the fill value
-                        out[want[j]] = 0
+                        out[at[want[j]]] = 0
                         j += 1
                         continue
-                    if self.codec is None and np.all(entries[j:k, 1] == self.row_bytes) and np.all(np.diff(want[j:k]) == 1):
-                        got = os.preadv(fd, [flat[want[j]:want[k - 1] + 1]], int(start))  # straight into out
+                    if self.codec is None and np.all(entries[j:k, 1] == self.row_bytes):
+                        got = os.preadv(fd, [flat[at[w]] for w in want[j:k]], int(start))  # scattered straight into out
                     else:
                         buf = os.pread(fd, int(stop - start), int(start))
                         got = len(buf)
                         for w, (off, nb) in zip(want[j:k], entries[j:k]):
                             piece = buf[int(off - start):int(off - start + nb)]
-                            flat[w] = np.frombuffer(piece if self.codec is None else self.codec.decode(piece), np.uint8)
+                            flat[at[w]] = np.frombuffer(piece if self.codec is None else self.codec.decode(piece), np.uint8)
                     if got != stop - start:
                         raise ValueError(f"truncated shard {self.shard_file(int(shard))}; delete the store and re-run")
                     j = k
