@@ -100,6 +100,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=24)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--fsync", action="store_true", help="fsync every written file (plain and stores alike)")
+    ap.add_argument("--loader-only", action="store_true", help="only the training-loader measurement")
     ap.add_argument("--loader-takes", type=int, default=3, help="takes of the loader measurement (0: skip it)")
     ap.add_argument("--loader-frames", type=int, default=32)
     ap.add_argument("--workers", type=int, nargs="+", default=[0, 2], help="loader worker processes to time")
@@ -110,6 +111,8 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix=".store_io-", dir=a.dir or Path(__file__).resolve().parents[1]))
     rows = []
     try:
+        if a.loader_only:
+            return loader(root, a)
         plain = root / "plain.bin"
 
         def write_plain():
@@ -245,22 +248,26 @@ def loader(root: Path, a) -> None:
                     out[j] = npys[samples[i][0], cam][samples[i][1]]
                 torch.from_numpy(out)
 
+    data = FeatureBatches(stores, samples)
+
+    def loader_epoch(workers):
+        for _ in torch.utils.data.DataLoader(data, batch_sampler=batches, num_workers=workers,
+                                             collate_fn=lambda b: b, prefetch_factor=4 if workers else None):
+            pass
+
     mmap_epoch()  # warm-up: both readers start from the same page-cache state
-    t_np = median_time(mmap_epoch, a.repeats)
+    loader_epoch(0)
+    t_np, _ = paired(lambda: mmap_epoch, lambda: mmap_epoch, a.repeats)
     print(f"Training-loader feature reads: {a.loader_takes} takes x {a.loader_frames} frames, float16 stores "
           f"(compressor none), batches of {a.batch} shuffled samples, each an exo (768x38x68) and an ego (768x50x50) "
-          f"frame ({mb / len(batches):.0f} MiB per batch); page cache warm; masks and candidate sets not included.\n")
-    print("| reader | workers | batches/s | MiB/s | share of np.load(mmap) |\n|---|---|---|---|---|")
+          f"frame ({mb / len(batches):.0f} MiB per batch); page cache warm; masks and candidate sets not included. "
+          f"Each loader epoch is timed back to back with an np.load(mmap) epoch; median of the ratios.\n")
+    print("| reader | workers | batches/s | MiB/s | np.load(mmap) time / this |\n|---|---|---|---|---|")
     print(f"| np.load(mmap_mode='r') gather into a float16 batch | 0 | {len(batches) / t_np:.1f} | {mb / t_np:.0f} | 100% |")
-    data = FeatureBatches(stores, samples)
     for workers in a.workers:
-        def epoch():
-            for _ in torch.utils.data.DataLoader(data, batch_sampler=batches, num_workers=workers,
-                                                 collate_fn=lambda b: b, prefetch_factor=4 if workers else None):
-                pass
-        t = median_time(epoch, a.repeats)
+        t, ratio = paired(lambda: lambda: loader_epoch(workers), lambda: mmap_epoch, a.repeats)
         print(f"| training loader (DataLoader, batch sampler, TrainingSet's batched reads) | {workers} | "
-              f"{len(batches) / t:.1f} | {mb / t:.0f} | {t_np / t:.0%} |")
+              f"{len(batches) / t:.1f} | {mb / t:.0f} | {ratio:.0%} |")
     print()
 
 
