@@ -17,7 +17,7 @@ import cv2
 from tqdm import tqdm
 
 from omama import mp4
-from omama.io import atomic_path, write_image, write_json
+from omama.io import atomic_path, remove_abandoned, write_image, write_json
 from omama.masks import MaskDecodeError, lzstring_to_rle, where
 from omama.takes import frame_int, is_ego
 
@@ -180,8 +180,7 @@ def extract_take(record: dict, raw_root: str | os.PathLike, annotation_out: str 
         h, w = sizes[cam]
         image_size[cam] = [max(1, round(h * s)), max(1, round(w * s))]
     frames = record["frames"]
-    for stale in Path(images_out).parent.glob(f".tmp-{Path(images_out).name}-*"):  # left by a killed run
-        shutil.rmtree(stale, ignore_errors=True)
+    remove_abandoned(images_out)  # temporaries of killed runs; those of live concurrent writers stay
     quality = [cv2.IMWRITE_JPEG_QUALITY, int(frames_cfg.get("jpeg_quality", 95))]
     with atomic_path(images_out) as tmp:
         with tqdm(total=len(cams) * len(frames), desc=f"extract {take}", mininterval=5) as bar:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import shutil
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -24,12 +23,15 @@ from tqdm import tqdm
 from zarr.codecs import BloscCodec, ZstdCodec
 
 from omama.backbones import Backbone, load_backbone
-from omama.io import atomic_path, read_json
+from omama.io import atomic_path, read_json, remove_abandoned
+from omama.shards import LayoutError, RowArray
 
 log = logging.getLogger(__name__)
 
 SHARD_FRAMES = 32
+SHARD_BYTES = 64 * 2**20  # at most this much raw data per shard (16 official-size float16 frames)
 PREFETCH_BATCHES = 3
+DEQUANT = ".dequant"  # int8 stores: array {camera}.dequant holds each frame's per-channel [scale; offset]
 
 
 class FrameError(ValueError):
@@ -56,62 +58,145 @@ def take_frames(annotation: dict) -> tuple[list[str], dict[str, str], list[int]]
 
 
 def compressors(name: str, level: int) -> list:
-    """Zarr v3 codecs for a config ``compressor`` name."""
+    """Zarr v3 codecs for a config ``compressor`` name (``lz4``: blosc-lz4 with byte shuffle)."""
     if name == "zstd":
         return [ZstdCodec(level=level)]
     if name == "blosc":
         return [BloscCodec(cname="zstd", clevel=min(level, 9), shuffle="bitshuffle")]
+    if name == "lz4":
+        return [BloscCodec(cname="lz4", clevel=min(max(level, 1), 9), shuffle="shuffle")]
     if name == "none":
         return []
-    raise ValueError(f"unknown compressor {name!r}; use zstd, blosc or none")
+    raise ValueError(f"unknown compressor {name!r}; use zstd, blosc, lz4 or none")
 
 
-def to_host(feats: torch.Tensor) -> tuple[torch.Tensor, "torch.cuda.Event | None"]:
-    """Start copying features to (pinned) host memory; with the event to wait on when on CUDA.
+def to_host(tensors: list[torch.Tensor]) -> tuple[list[torch.Tensor], "torch.cuda.Event | None"]:
+    """Start copying tensors to (pinned) host memory; with the event to wait on when on CUDA.
 
     The GPU then computes the next batch while the CPU waits for and writes this one.
     """
-    if feats.device.type != "cuda":
-        return feats, None
-    host = torch.empty(feats.shape, dtype=feats.dtype, pin_memory=True)
-    host.copy_(feats, non_blocking=True)
+    if tensors[0].device.type != "cuda":
+        return tensors, None
+    hosts = [torch.empty(t.shape, dtype=t.dtype, pin_memory=True) for t in tensors]
+    for host, t in zip(hosts, tensors):
+        host.copy_(t, non_blocking=True)
     ready = torch.cuda.Event()
     ready.record()
-    return host, ready
+    return hosts, ready
 
 
-class ShardWriter:
-    """Collects rows of one camera array and writes whole shards (no read-modify-write)."""
+def quantise(feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """int8 codes and (N, 2, C) float32 [scale; offset] per frame and channel, on the features' device.
 
-    def __init__(self, array: zarr.Array, shard_frames: int):
-        self.array = array
-        self.shard_frames = shard_frames
-        self.buffer = np.empty((shard_frames, *array.shape[1:]), dtype=array.dtype)
-        self.start = 0
-        self.filled = 0
+    code = round((x - offset) / scale) in [-127, 127] with offset the channel's mid-range and
+    scale its range / 254, so ``dequantise`` is within scale / 2 of x (QUANT_ERROR).
+    """
+    x = feats.float()
+    lo, hi = x.amin(dim=(2, 3)), x.amax(dim=(2, 3))
+    offset, scale = (hi + lo) / 2, (hi - lo) / 254
+    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+    codes = torch.round((x - offset[..., None, None]) / scale[..., None, None]).clamp_(-127, 127).to(torch.int8)
+    return codes, torch.stack([scale, offset], dim=1)
 
-    def add(self, rows: np.ndarray) -> None:
-        while len(rows):
-            n = min(len(rows), self.shard_frames - self.filled)
-            self.buffer[self.filled:self.filled + n] = rows[:n]
+
+def dequantise(values: torch.Tensor, dequant: torch.Tensor | None) -> torch.Tensor:
+    """float32 features from stored values (float16/32, or int8 codes with their [scale; offset])."""
+    if dequant is None:
+        return values.float()
+    dequant = dequant.to(values.device, non_blocking=True).float()
+    return values.float() * dequant[:, 0, :, None, None] + dequant[:, 1, :, None, None]
+
+
+QUANT_ERROR = "half a quantisation step: (channel max - channel min) / 508 of each frame"
+
+
+class ShardBuffer:
+    """Collects rows of one array and writes each full shard once, on the writer pool."""
+
+    def __init__(self, rows: RowArray, pool: ThreadPoolExecutor, inflight: deque):
+        self.rows, self.pool, self.inflight = rows, pool, inflight
+        self.shard, self.filled = 0, 0
+        self.buffer = None
+
+    def add(self, values: np.ndarray) -> None:
+        per = self.rows.rows_per_shard
+        while len(values):
+            n_shard = min(per, self.rows.shape[0] - self.shard * per)
+            if self.buffer is None:
+                self.buffer = np.empty((n_shard, *self.rows.shape[1:]), self.rows.dtype)
+            n = min(len(values), n_shard - self.filled)
+            self.buffer[self.filled:self.filled + n] = values[:n]
             self.filled += n
-            rows = rows[n:]
-            if self.filled == self.shard_frames or self.start + self.filled == self.array.shape[0]:
-                self.array[self.start:self.start + self.filled] = self.buffer[:self.filled]
-                self.start += self.filled
-                self.filled = 0
+            values = values[n:]
+            if self.filled == n_shard:
+                self.inflight.append(self.pool.submit(self.rows.write_shard, self.shard, self.buffer))
+                self.shard, self.filled, self.buffer = self.shard + 1, 0, None
+
+
+class StoreError(ValueError):
+    """A feature store is incomplete or damaged; the message names the store and what is wrong."""
+
+
+def store_problems(path, group: zarr.Group) -> list[str]:
+    """What is missing or inconsistent in a feature store (empty when it is whole)."""
+    a = dict(group.attrs)
+    missing = [k for k in ("take_uid", "cameras", "frames", "dtype", "backbone") if k not in a]
+    if missing:
+        return [f"group attributes {missing} missing"]
+    frames, dtype, d = list(a["frames"]), np.dtype(a["dtype"]), a["backbone"]
+    problems = []
+    arrays = dict(group.arrays())
+    for cam in a["cameras"]:
+        if cam not in arrays:
+            problems.append(f"array of camera {cam!r} missing")
+            continue
+        arr = arrays[cam]
+        view = arr.attrs.get("view")
+        if view not in ("ego", "exo"):
+            problems.append(f"camera {cam!r}: view {view!r} is not ego/exo")
+            continue
+        want = (len(frames), int(d["channels"]), *d["grid"][view])
+        if tuple(arr.shape) != want or np.dtype(arr.dtype) != dtype or list(arr.attrs.get("frames", [])) != frames:
+            problems.append(f"camera {cam!r}: shape {tuple(arr.shape)} dtype {arr.dtype} frames "
+                            f"{len(arr.attrs.get('frames', []))}, expected {want} {dtype} {len(frames)}")
+            continue
+        needed = [(arr, cam)]
+        if dtype == np.int8:
+            dq = arrays.get(f"{cam}{DEQUANT}")
+            if dq is None or tuple(dq.shape) != (len(frames), 2, want[1]):
+                problems.append(f"camera {cam!r}: int8 scale/offset array {cam}{DEQUANT} missing or misshapen")
+                continue
+            needed.append((dq, f"{cam}{DEQUANT}"))
+        for array, name in needed:
+            try:
+                lost = RowArray(array, Path(path) / name).missing_shards()
+            except LayoutError as e:
+                problems.append(str(e))
+                continue
+            if lost:
+                problems.append(f"array {name!r}: shard files {lost} missing")
+    return problems
+
+
+def check_store(path, group: zarr.Group) -> None:
+    problems = store_problems(path, group)
+    if problems:
+        raise StoreError(f"broken feature store {path}: {'; '.join(problems)}. Delete it and extract it again "
+                         f"(snakemake ... -R features, or remove the directory)")
 
 
 def extract_features(annotation_json, images_dir, out_store, backbone_cfg: dict, device: str = "cpu",
                      workers: int = 2, shard_frames: int = SHARD_FRAMES, backbone: Backbone | None = None,
-                     name: str | None = None) -> dict:
+                     name: str | None = None, write_threads: int | None = None) -> dict:
     """Write the features of every camera's frames in ``subsample_idx`` of one take to ``out_store``.
 
     ``name`` is the backbone's config name (recorded as ``backbone_name``); ``backbone`` an
     already loaded one (else built from ``backbone_cfg``).
 
-    Frames are decoded by ``workers`` threads ahead of the network and the store is written by
-    its own thread, so decoding, compute and compression overlap. Returns a summary.
+    Frames are decoded by ``workers`` threads ahead of the network, and full shards are encoded
+    and written by ``write_threads`` threads (default: the config's ``write_threads``), so
+    decoding, compute and compression overlap. The store is checked (every camera's array, shape,
+    dtype, frames, shard files) before it is marked complete and moved into place. Returns a summary.
     """
     annotation = read_json(annotation_json, "annotation")
     take = annotation["take_uid"]
@@ -125,31 +210,38 @@ def extract_features(annotation_json, images_dir, out_store, backbone_cfg: dict,
     dtype = np.dtype(backbone_cfg.get("dtype", "float16"))
     codecs = compressors(backbone_cfg.get("compressor", "zstd"), int(backbone_cfg.get("compression_level", 3)))
     batch_size = int(backbone_cfg.get("batch_size", 8))
+    write_threads = max(1, write_threads or int(backbone_cfg.get("write_threads", 2)))
     describe = backbone.describe()
     batches = [(c, frames[i:i + batch_size]) for c in cams for i in range(0, len(frames), batch_size)]
 
     def decode(cam: str, frame: int) -> np.ndarray:
         return backbone.resize(load_frame(paths[cam, frame], take, cam, frame), views[cam])
 
-    for stale in Path(out_store).parent.glob(f".tmp-{Path(out_store).name}-*"):
-        log.info("removing %s left by an interrupted extraction", stale)
-        shutil.rmtree(stale, ignore_errors=True)
+    remove_abandoned(out_store)  # temporaries of killed runs; those of live concurrent writers stay
     with atomic_path(out_store) as tmp, ThreadPoolExecutor(max(1, workers)) as decoders, \
-            ThreadPoolExecutor(1) as writer:
+            ThreadPoolExecutor(write_threads) as writers:
         group = zarr.open_group(tmp, mode="w", zarr_format=3)
-        group.attrs.update({"take_uid": take, "backbone_name": name, "backbone": describe, "dtype": dtype.name, "frames": frames,
-                            "cameras": cams, "complete": False})
-        sinks = {}
+        group.attrs.update({"take_uid": take, "backbone_name": name, "backbone": describe, "dtype": dtype.name,
+                            "frames": frames, "cameras": cams, "complete": False})
+        if dtype == np.int8:
+            group.attrs["quantisation"] = {"codes": "int8 in [-127, 127]", "dequantised": "code * scale + offset",
+                                           "scale_offset": f"array {{camera}}{DEQUANT}: (frames, 2, channels) float32",
+                                           "max_error": QUANT_ERROR}
+        inflight: deque[Future] = deque()
+        sinks: dict[str, list[ShardBuffer]] = {}
         for c in cams:
             h, w = backbone.grid(views[c])
             shape = (len(frames), backbone.channels, h, w)
-            shard = max(1, min(shard_frames, len(frames)))
-            array = group.create_array(c, shape=shape, chunks=(1, *shape[1:]), shards=(shard, *shape[1:]),
-                                       dtype=dtype, compressors=codecs, fill_value=0,
-                                       attributes={"view": views[c], "frames": frames})
-            sinks[c] = ShardWriter(array, shard)
+            shard = max(1, min(shard_frames, len(frames), SHARD_BYTES // (int(np.prod(shape[1:])) * dtype.itemsize)))
+            parts = [(c, shape, dtype, codecs)]
+            if dtype == np.int8:
+                parts.append((f"{c}{DEQUANT}", (len(frames), 2, backbone.channels), np.dtype(np.float32), []))
+            sinks[c] = []
+            for key, shp, dt, cod in parts:
+                array = group.create_array(key, shape=shp, chunks=(1, *shp[1:]), shards=(shard, *shp[1:]), dtype=dt,
+                                           compressors=cod, fill_value=0, attributes={"view": views[c], "frames": frames})
+                sinks[c].append(ShardBuffer(RowArray(array, tmp / key), writers, inflight))
         pending: deque[tuple[str, list[Future]]] = deque()
-        writes: deque[Future] = deque()
         todo = iter(batches)
 
         def prefetch() -> None:
@@ -160,33 +252,37 @@ def extract_features(annotation_json, images_dir, out_store, backbone_cfg: dict,
             prefetch()
         with tqdm(total=len(frames) * len(cams), desc=f"features {take}", mininterval=5) as bar:
             out_dtype = torch.float16 if dtype == np.float16 else torch.float32
-            inflight: deque[tuple[str, torch.Tensor, torch.cuda.Event | None]] = deque()
-            while pending or inflight:
+            waiting: deque[tuple[str, list[torch.Tensor], torch.cuda.Event | None]] = deque()
+            while pending or waiting:
                 if pending:
                     cam, futures = pending.popleft()
                     prefetch()
                     batch = torch.from_numpy(np.stack([f.result() for f in futures]))
                     if backbone.device.type == "cuda":
                         batch = batch.pin_memory()
-                    feats = backbone.encode(backbone.normalize(batch), views[cam]).to(out_dtype)
-                    inflight.append((cam, *to_host(feats)))
+                    feats = backbone.encode(backbone.normalize(batch), views[cam])
+                    outs = list(quantise(feats)) if dtype == np.int8 else [feats.to(out_dtype)]
+                    waiting.append((cam, *to_host(outs)))
                     bar.update(len(futures))
-                if len(inflight) > 1 or not pending:
-                    done_cam, rows, ready = inflight.popleft()
+                if len(waiting) > 1 or not pending:
+                    done_cam, rows, ready = waiting.popleft()
                     if ready is not None:
                         ready.synchronize()
-                    writes.append(writer.submit(sinks[done_cam].add, rows.numpy()))
-                while len(writes) > PREFETCH_BATCHES:
-                    writes.popleft().result()
-            for f in writes:
+                    for sink, values in zip(sinks[done_cam], rows):
+                        sink.add(values.numpy())
+                while len(inflight) > 2 * write_threads:
+                    inflight.popleft().result()
+            for f in inflight:
                 f.result()
+        check_store(tmp, zarr.open_group(tmp, mode="r", zarr_format=3))
         group.attrs["complete"] = True
     log.info("features of take %s: %d cameras x %d frames -> %s", take, len(cams), len(frames), out_store)
     return {"take_uid": take, "cameras": cams, "frames": len(frames), "backbone": describe}
 
 
 class FeatureStore:
-    """Read-only access to a complete feature store: ``.frames(cam)``, ``.read(cam, frame)``."""
+    """Read-only access to a complete, checked feature store: ``.frames(cam)``, ``.read(cam, frame)``,
+    ``.read_stored(cam, frames)`` (stored dtype, for dequantising on the device)."""
 
     def __init__(self, path):
         self.path = Path(path)
@@ -195,9 +291,14 @@ class FeatureStore:
         self.group = zarr.open_group(self.path, mode="r", zarr_format=3)
         self.attrs = dict(self.group.attrs)
         if self.attrs.get("complete") is not True:
-            raise ValueError(f"incomplete feature store {self.path} (extraction did not finish); delete it and re-run")
+            raise StoreError(f"incomplete feature store {self.path} (extraction did not finish); delete it and re-run")
+        check_store(self.path, self.group)
         self.cameras = list(self.attrs["cameras"])
+        self.dtype = np.dtype(self.attrs["dtype"])
         self._arrays = {c: self.group[c] for c in self.cameras}
+        self._direct = {c: RowArray(a, self.path / c) for c, a in self._arrays.items()}
+        self._dequant = ({c: RowArray(self.group[f"{c}{DEQUANT}"], self.path / f"{c}{DEQUANT}") for c in self.cameras}
+                         if self.dtype == np.int8 else {})
         self._rows = {c: {int(f): i for i, f in enumerate(a.attrs["frames"])} for c, a in self._arrays.items()}
 
     def frames(self, cam: str) -> list[int]:
@@ -211,17 +312,27 @@ class FeatureStore:
         return self.read_many(cam, [frame])[0]
 
     def read_many(self, cam: str, frames: list[int]) -> np.ndarray:
-        """float32 (N, C, h, w) of several frames of one camera."""
+        """float32 (N, C, h, w) of several frames of one camera (dequantised on the host)."""
+        values, dequant = self.read_stored(cam, frames)
+        return dequantise(torch.from_numpy(values), None if dequant is None else torch.from_numpy(dequant)).numpy()
+
+    def read_stored(self, cam: str, frames, out: tuple | None = None, at=None) -> tuple[np.ndarray, np.ndarray | None]:
+        """(values (N, C, h, w) in the stored dtype, int8 stores' (N, 2, C) [scale; offset] or None);
+        or into ``out`` = (values, dequant or None) at rows ``at`` (see ``RowArray.read``)."""
         rows = self._rows[self._cam(cam)]
         missing = [f for f in frames if int(f) not in rows]
         if missing:
             raise KeyError(f"frames {missing} of camera {cam!r} are not in feature store {self.path} "
                            f"(take {self.attrs.get('take_uid')!r})")
-        array = self._arrays[cam]
-        out = np.empty((len(frames), *array.shape[1:]), dtype=np.float32)
-        for i, f in enumerate(frames):
-            out[i] = array[rows[int(f)]]
-        return out
+        index = [rows[int(f)] for f in frames]
+        values_out, dequant_out = out or (None, None)
+        dequant = self._dequant[cam].read(index, dequant_out, at) if self._dequant else None
+        return self._direct[cam].read(index, values_out, at), dequant
+
+    def stored_shape(self, cam: str) -> tuple[tuple, np.dtype, tuple | None]:
+        """(row shape, dtype, dequant row shape or None) of a camera's stored features."""
+        direct = self._direct[self._cam(cam)]
+        return direct.shape[1:], direct.dtype, (self._dequant[cam].shape[1:] if self._dequant else None)
 
     def _cam(self, cam: str) -> str:
         if cam not in self._rows:

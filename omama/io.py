@@ -6,11 +6,58 @@ import contextlib
 import errno
 import io
 import json
+import logging
 import os
 import re
 import shutil
+import socket
 import tempfile
 from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def _owner_tag() -> str:
+    """``{host}-{pid}-``: names a temporary sibling after the process writing it."""
+    return f"{socket.gethostname()}-{os.getpid()}-"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def abandoned_temporaries(path: str | os.PathLike) -> list[Path]:
+    """The ``.tmp-{name}-{host}-{pid}-{random}`` siblings of ``path`` whose writer provably died.
+
+    Provably: written on this host by a process id that no longer exists. Siblings of live
+    writers (any concurrent run, whatever its working directory), of other hosts, or of an
+    unknown naming are kept: removing them could break a writer that is still running.
+    """
+    path = Path(path)
+    host = socket.gethostname()
+    out = []
+    for p in path.parent.glob(f".tmp-{path.name}-*"):
+        owner, _, rest = p.name[len(f".tmp-{path.name}-"):].rpartition("-")
+        h, _, pid = owner.rpartition("-")
+        if rest and h == host and pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            out.append(p)
+    return out
+
+
+def remove_abandoned(path: str | os.PathLike) -> int:
+    """Delete the temporaries of ``path`` left by killed writers (see ``abandoned_temporaries``)."""
+    stale = abandoned_temporaries(path)
+    for p in stale:
+        log.info("removing %s left by a killed writer", p)
+        shutil.rmtree(p, ignore_errors=True)
+    return len(stale)
+
 
 # A writer failing with less free space than this left is taken to have run out of space
 # (some writers do not say so: torch.save reports "unexpected pos", cv2.imwrite returns False).
@@ -43,21 +90,30 @@ def atomic_path(path: str | os.PathLike):
     """Yield a temporary path beside ``path``; rename it onto ``path`` only on success.
 
     Works for files and directories (e.g. Zarr stores). A killed or failed writer leaves
-    only a hidden ``.tmp-*`` sibling, never something that looks finished. A write that runs
-    out of space raises OSError(ENOSPC, "no space left on device at <path>").
+    only a hidden ``.tmp-{name}-{host}-{pid}-{random}`` sibling, never something that looks
+    finished; each writer has its own, so concurrent writers of one path never share one and
+    the last to finish wins (a directory it replaces is first moved into its own temporary).
+    A write that runs out of space raises OSError(ENOSPC, "no space left on device at <path>").
     """
     path = Path(path)
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{path.name}-", dir=path.parent))
+        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{path.name}-{_owner_tag()}", dir=path.parent))
         target = tmp / path.name
         yield target
         if not target.exists():
             raise FileNotFoundError(f"writer produced nothing for {path}")
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        os.replace(target, path)
+        for attempt in range(100):
+            if path.is_dir() and not path.is_symlink():
+                with contextlib.suppress(FileNotFoundError):  # another writer may move it first
+                    os.rename(path, tmp / f"replaced-{attempt}")
+            try:
+                os.replace(target, path)
+                break
+            except OSError as e:  # a concurrent writer renamed its directory onto path meanwhile
+                if e.errno not in (errno.ENOTEMPTY, errno.EEXIST) or attempt == 99:
+                    raise
     except Exception as e:
         if out_of_space(e, path.parent if path.parent.exists() else Path(path.anchor or ".")):
             free = shutil.disk_usage(path.parent).free if path.parent.exists() else "?"

@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 
 from omama.descriptors import mask_boxes
-from omama.features import FeatureStore, load_frame
+from omama.features import FeatureStore, dequantise, load_frame
 from omama.io import read_json
 from omama.masks import decode_rle, resize_mask, where
 from omama.negatives import PADDING, POSITIVE, candidate_set
@@ -153,9 +153,11 @@ def subset_rows(split_table, subset: str) -> pd.DataFrame:
 class TrainingSet(torch.utils.data.Dataset):
     """Training samples: source mask + features (or image), 1 + ``negatives`` candidate masks.
 
-    ``mode`` "pre-extracted" returns stored features, "on-the-fly" returns frame images.
-    Candidate sets are drawn from a generator seeded by (seed, epoch, index), so any worker
-    count and any resume give the same samples.
+    ``mode`` "pre-extracted" returns stored features in the store's dtype (float16, float32, or
+    int8 with ``*_dequant``; ``batch_features`` turns them into float32 on the training device),
+    "on-the-fly" returns frame images. Candidate sets are drawn from a generator seeded by
+    (seed, epoch, index), so any worker count and any resume give the same samples.
+    ``__getitems__`` builds a whole batch, reading each (store, camera)'s frames in one call.
     """
 
     def __init__(self, rows: pd.DataFrame, corpus: Corpus, geometry: Geometry, negatives: int, seed: int, mode: str):
@@ -169,6 +171,28 @@ class TrainingSet(torch.utils.data.Dataset):
         return len(self.rows)
 
     def __getitem__(self, i: int) -> dict:
+        batch = self.__getitems__([i])
+        return {k: v[0] for k, v in batch.items()}
+
+    def __getitems__(self, indices) -> dict:
+        """The collated batch of samples ``indices``."""
+        batch = collate([self._sample(int(i)) for i in indices])
+        rows = self.rows.iloc[list(indices)]
+        if self.mode == "pre-extracted":
+            for key, cams in (("src", rows.exo_cam), ("dst", rows.ego_cam)):
+                values, dequant = self._stored(rows.take_uid.tolist(), cams.tolist(), rows.frame.tolist())
+                batch[f"{key}_feat"] = torch.from_numpy(values)
+                if dequant is not None:
+                    batch[f"{key}_dequant"] = torch.from_numpy(dequant)
+        else:
+            batch["src_image"] = [self.corpus[t].image(c, int(f)) for t, c, f in zip(rows.take_uid, rows.exo_cam, rows.frame)]
+            batch["dst_image"] = [self.corpus[t].image(c, int(f)) for t, c, f in zip(rows.take_uid, rows.ego_cam, rows.frame)]
+        return batch
+
+    def _stored(self, takes: list, cams: list, frames: list) -> tuple[np.ndarray, np.ndarray | None]:
+        return read_stored_batch(lambda take: self.corpus[take].store, takes, cams, frames)
+
+    def _sample(self, i: int) -> dict:
         r = self.rows.iloc[i]
         td = self.corpus[r.take_uid]
         ego_size, exo_size = self.geometry.input_size["ego"], self.geometry.input_size["exo"]
@@ -186,24 +210,72 @@ class TrainingSet(torch.utils.data.Dataset):
         cand[real] = props[cs.slots[real]]
         if gt is not None:
             cand[cs.slots == POSITIVE] = gt
-        item = {
+        return {
             "src_mask": torch.from_numpy(src)[None],
             "cand_masks": torch.from_numpy(cand),
             "valid": torch.from_numpy(cs.slots != PADDING),
             "target": int(cs.target),
             "visible": float(gt is not None),
         }
-        if self.mode == "pre-extracted":
-            item["src_feat"] = torch.from_numpy(td.features(r.exo_cam, int(r.frame)))
-            item["dst_feat"] = torch.from_numpy(td.features(r.ego_cam, int(r.frame)))
-        else:
-            item["src_image"] = td.image(r.exo_cam, int(r.frame))
-            item["dst_image"] = td.image(r.ego_cam, int(r.frame))
-        return item
 
 
-def collate(items: list[dict]) -> dict:
-    """Stack tensors; keep frame images as lists (the backbone resizes them)."""
+def read_stored_batch(store_of, takes: list, cams: list, frames: list) -> tuple[np.ndarray, np.ndarray | None]:
+    """Stored features of (take, camera, frame) triples, read straight into one batch array with one
+    call per (take, camera); ``store_of(take)`` gives the take's FeatureStore.
+    Returns (values in the stored dtype, int8 [scale; offset] or None)."""
+    groups: dict[tuple[str, str], list[int]] = {}
+    for i, key in enumerate(zip(takes, cams)):
+        groups.setdefault(key, []).append(i)
+    shape, dtype, dq_shape = store_of(takes[0]).stored_shape(cams[0])
+    values = np.empty((len(frames), *shape), dtype)
+    dequant = None if dq_shape is None else np.empty((len(frames), *dq_shape), np.float32)
+    for (take, cam), members in groups.items():
+        store = store_of(take)
+        if store.stored_shape(cam)[:2] != (shape, dtype):
+            raise ValueError(f"camera {cam!r} of take {take!r} stores {store.stored_shape(cam)[:2]}, other samples of "
+                             f"the batch {(shape, dtype)}: the batch's feature stores disagree")
+        store.read_stored(cam, [frames[i] for i in members], out=(values, dequant), at=members)
+    return values, dequant
+
+
+ORDERS = ("shuffled", "take-blocks")
+
+
+def epoch_batches(rows: pd.DataFrame, batch_size: int, seed: int, epoch: int, order: str = "shuffled") -> list[list[int]]:
+    """Row indices of each batch of an epoch.
+
+    "shuffled": one seeded permutation of all rows, cut into batches (every batch mixes takes).
+    "take-blocks": takes in a seeded random order, each take's rows shuffled, then cut into
+    batches, so a batch holds one or two takes and consecutive batches read the same stores
+    (page-cache friendly; the price is less diverse batches: samples of one take are correlated).
+    """
+    gen = torch.Generator().manual_seed(seed * 1009 + epoch)
+    if order == "shuffled":
+        flat = torch.randperm(len(rows), generator=gen).tolist()
+    elif order == "take-blocks":
+        takes = rows.take_uid.to_numpy()
+        names = sorted(set(takes))
+        flat = []
+        for t in torch.randperm(len(names), generator=gen).tolist():
+            members = np.flatnonzero(takes == names[t])
+            flat += members[torch.randperm(len(members), generator=gen).numpy()].tolist()
+    else:
+        raise ValueError(f"unknown batch order {order!r}; use one of {ORDERS}")
+    return [flat[i:i + batch_size] for i in range(0, len(flat), batch_size)]
+
+
+def training_loader(dataset: TrainingSet, batches: list[list[int]], workers: int, device: torch.device,
+                    prefetch: int = 2) -> torch.utils.data.DataLoader:
+    """Batches built whole by ``TrainingSet.__getitems__`` in ``workers`` processes, pinned for a GPU."""
+    return torch.utils.data.DataLoader(dataset, batch_sampler=batches, num_workers=workers, collate_fn=collate,
+                                       pin_memory=device.type == "cuda", prefetch_factor=prefetch if workers else None,
+                                       persistent_workers=False)
+
+
+def collate(items) -> dict:
+    """Stack tensors; keep frame images as lists (the backbone resizes them). A built batch passes through."""
+    if isinstance(items, dict):
+        return items
     out = {}
     for k in items[0]:
         vals = [it[k] for it in items]
@@ -216,12 +288,18 @@ def collate(items: list[dict]) -> dict:
     return out
 
 
-def batch_features(batch: dict, backbone=None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(source, destination) backbone features of a batch: stored, or computed now (no graph)."""
+def batch_features(batch: dict, backbone=None, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(source, destination) float32 backbone features of a batch, on ``device`` (default: where they are).
+
+    Stored features travel in the store's dtype and are converted (int8: dequantised) on the
+    device; on-the-fly ones are computed now (no graph).
+    """
     if "src_feat" in batch:
-        return batch["src_feat"], batch["dst_feat"]
+        moved = [batch[f"{k}_feat"] if device is None else batch[f"{k}_feat"].to(device, non_blocking=True)
+                 for k in ("src", "dst")]
+        return tuple(dequantise(v, batch.get(f"{k}_dequant")) for v, k in zip(moved, ("src", "dst")))
     if backbone is None:
         raise ValueError("on-the-fly features need a backbone")
     src = backbone.features(batch["src_image"], "exo").cpu().clone(memory_format=torch.contiguous_format)
     dst = backbone.features(batch["dst_image"], "ego").cpu().clone(memory_format=torch.contiguous_format)
-    return src, dst
+    return (src, dst) if device is None else (src.to(device), dst.to(device))

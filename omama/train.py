@@ -23,12 +23,12 @@ from omama.io import atomic_path, save_torch, write_json
 from omama.model import MatchingHead, load_checkpoint, matching_loss, score_candidates
 from omama.predict import ModelChooser, run_predictions
 from omama.metrics import summarise
-from omama.samples import Corpus, Geometry, TrainingSet, batch_features, collate, subset_rows
+from omama.samples import Corpus, Geometry, TrainingSet, batch_features, epoch_batches, subset_rows, training_loader
 
 log = logging.getLogger(__name__)
 
 TRAIN_DEFAULTS = {"epochs": 3, "lr": 8e-5, "lr_min": 1e-6, "batch_size": 24, "negatives": 31, "grad_clip": None,
-                  "seed": 42, "features": "pre-extracted", "workers": 0, "weight_decay": 0.01}
+                  "seed": 42, "features": "pre-extracted", "workers": 0, "weight_decay": 0.01, "order": "shuffled"}
 
 
 def initial_head(geometry: Geometry, init_path=None, seed: int = 42) -> MatchingHead:
@@ -167,14 +167,13 @@ def train_experiment(split_table, annotations, proposals, features, images, trai
     for epoch in range(start, tc["epochs"]):
         t0 = time.perf_counter()
         dataset.epoch = epoch
-        order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(tc["seed"] * 1009 + epoch))
-        loader = torch.utils.data.DataLoader(dataset, batch_size=tc["batch_size"], sampler=order.tolist(),
-                                             num_workers=tc["workers"], collate_fn=collate)
+        batches = epoch_batches(rows, tc["batch_size"], tc["seed"], epoch, tc["order"])
+        loader = training_loader(dataset, batches, tc["workers"], device)
         head.train()
         losses = []
         for batch in tqdm(loader, desc=f"epoch {epoch + 1}/{tc['epochs']}", mininterval=5):
-            src_feat, dst_feat = batch_features(batch, backbone)
-            scores = score_candidates(head, src_feat.to(device), dst_feat.to(device), batch["src_mask"].to(device),
+            src_feat, dst_feat = batch_features(batch, backbone, device)  # float32 made on the device
+            scores = score_candidates(head, src_feat, dst_feat, batch["src_mask"].to(device),
                                       batch["cand_masks"].to(device))
             loss = matching_loss(scores, batch["target"].to(device), batch["visible"].to(device), batch["valid"].to(device))
             optimizer.zero_grad(set_to_none=True)

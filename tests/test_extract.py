@@ -294,3 +294,25 @@ def test_killed_extraction_leaves_nothing_that_looks_finished(records, synthetic
     jpgs = sorted(p.relative_to(out / "images") for p in (out / "images").rglob("*.jpg"))
     assert jpgs == sorted(p.relative_to(tmp_path / "clean/images") for p in (tmp_path / "clean/images").rglob("*.jpg"))
     assert all((out / "images" / p).read_bytes() == (tmp_path / "clean/images" / p).read_bytes() for p in jpgs)
+
+
+def test_extract_keeps_a_live_concurrent_writers_temporary(records, synthetic_source, tmp_path):
+    """Issue 10 defect 2 in extract_take: only temporaries of writers that died on this host go."""
+    import socket
+    import subprocess
+
+    live, dead = subprocess.Popen(["sleep", "60"]), subprocess.Popen(["true"])
+    dead.wait()
+    host = socket.gethostname()
+    try:
+        running = tmp_path / f".tmp-images-{host}-{live.pid}-abcd1234" / "images" / "cam01"
+        killed = tmp_path / f".tmp-images-{host}-{dead.pid}-abcd1234" / "images" / "cam01"
+        for d in (running, killed):
+            d.mkdir(parents=True)
+            (d / "0.jpg").write_bytes(b"partial")
+        run_extract(records[0], synthetic_source, tmp_path)
+        assert (running / "0.jpg").read_bytes() == b"partial" and not killed.parent.parent.exists()
+        assert (tmp_path / "images").is_dir() and (tmp_path / "annotation.json").is_file()
+    finally:
+        live.kill()
+        live.wait()

@@ -17,7 +17,7 @@ import pytest
 import zarr
 
 from omama.backbones import load_backbone
-from omama.features import FeatureStore, FrameError, extract_features
+from omama.features import FeatureStore, FrameError, StoreError, extract_features
 from omama.proposals import load_proposals
 
 TINY = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64, "seed": 0}
@@ -117,9 +117,8 @@ def test_bad_frame_names_take_camera_frame(tmp_path, damage):
     assert not out.exists() and not list((tmp_path / "out").glob("*"))
 
 
-def test_killed_extraction_leaves_nothing_that_looks_complete(tmp_path):
-    take = write_take(tmp_path / "frames", frames=tuple(range(0, 300, 30)))
-    out = tmp_path / "out" / "take-1.zarr"
+def writer_process(take: Path, out: Path, delay: float = 0.3, cfg: dict = CFG) -> subprocess.Popen:
+    """extract_features in a subprocess with a slowed-down network (so it can be raced or killed)."""
     script = textwrap.dedent(f"""
         import time
         import torch
@@ -128,20 +127,31 @@ def test_killed_extraction_leaves_nothing_that_looks_complete(tmp_path):
 
         class SlowPatches(torch.nn.Conv2d):
             def forward(self, x):
-                time.sleep(0.3)
+                time.sleep({delay})
                 return super().forward(x)
 
         grids, sizes = {{"ego": (4, 4), "exo": (3, 5)}}, {{"ego": (56, 56), "exo": (42, 70)}}
+        torch.manual_seed(0)
         bb = Backbone(SlowPatches(3, 8, 14, 14), 8, 14, grids, sizes, {{"kind": "test"}})
         extract_features({str(take / 'annotation.json')!r}, {str(take / 'images')!r}, {str(out)!r},
-                         {CFG!r}, backbone=bb)
+                         {cfg!r}, backbone=bb)
     """)
-    proc = subprocess.Popen([sys.executable, "-c", script], env={**os.environ, "OMP_NUM_THREADS": "1"})
+    return subprocess.Popen([sys.executable, "-c", script], env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+def wait_for(pattern_root: Path, pattern: str, procs, timeout: float = 120, count: int = 1) -> None:
+    deadline = time.time() + timeout
+    while len(list(pattern_root.glob(pattern))) < count:
+        assert all(p.poll() is None for p in procs) and time.time() < deadline, "writer ended before the check"
+        time.sleep(0.05)
+
+
+def test_killed_extraction_leaves_nothing_that_looks_complete(tmp_path):
+    take = write_take(tmp_path / "frames", frames=tuple(range(0, 300, 30)))
+    out = tmp_path / "out" / "take-1.zarr"
+    proc = writer_process(take, out)
     try:
-        deadline = time.time() + 120
-        while not list((tmp_path / "out").glob(f".tmp-*/take-1.zarr/{EGO}/zarr.json")):
-            assert proc.poll() is None and time.time() < deadline, "extraction ended before it could be killed"
-            time.sleep(0.05)
+        wait_for(tmp_path / "out", f".tmp-*/take-1.zarr/{EGO}/zarr.json", [proc])
         time.sleep(0.5)
         proc.send_signal(signal.SIGKILL)
         proc.wait(30)
@@ -156,6 +166,151 @@ def test_killed_extraction_leaves_nothing_that_looks_complete(tmp_path):
     extract_features(take / "annotation.json", take / "images", out, CFG)  # the re-run completes and tidies up
     assert FeatureStore(out).frames("cam02") == list(range(0, 300, 30))
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["take-1.zarr"]
+
+
+def test_concurrent_writers_leave_a_valid_store(tmp_path):
+    """Issue 10 defect 2: a second writer (another working directory, no Snakemake lock) deleted
+    the first one's temporary folder, which then finished as a store marked complete without arrays."""
+    frames = tuple(range(0, 240, 30))
+    take = write_take(tmp_path / "frames", frames=frames)
+    out = tmp_path / "out" / "take-1.zarr"
+    first = writer_process(take, out, delay=1.0)
+    try:
+        wait_for(tmp_path / "out", f".tmp-*/take-1.zarr/{EGO}/zarr.json", [first])
+        second = writer_process(take, out, delay=0.05)  # starts later, finishes first
+        assert second.wait(120) == 0 and first.wait(120) == 0
+    finally:
+        first.kill()
+    store = FeatureStore(out)  # the last writer's store replaced the first one's: both were whole
+    alone = tmp_path / "alone" / "take-1.zarr"
+    single = writer_process(take, alone, delay=0.0)
+    assert single.wait(120) == 0
+    for cam in (EGO, *EXO):
+        np.testing.assert_array_equal(store.read_many(cam, list(frames)), FeatureStore(alone).read_many(cam, list(frames)))
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["take-1.zarr"]
+
+
+def test_only_temporaries_of_dead_writers_are_removed(tmp_path):
+    import socket
+
+    take = write_take(tmp_path / "frames")
+    out = tmp_path / "out" / "take-1.zarr"
+    live = subprocess.Popen(["sleep", "60"])
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    host = socket.gethostname()
+    try:
+        keep = [out.parent / f".tmp-take-1.zarr-{host}-{live.pid}-abcd1234",  # a writer still running here
+                out.parent / f".tmp-take-1.zarr-otherhost-{dead.pid}-abcd1234",  # another host: cannot tell
+                out.parent / ".tmp-take-1.zarr-x1y2z3w4"]  # unknown owner
+        gone = out.parent / f".tmp-take-1.zarr-{host}-{dead.pid}-abcd1234"
+        for d in (*keep, gone):
+            (d / "take-1.zarr").mkdir(parents=True)
+        extract_features(take / "annotation.json", take / "images", out, CFG)
+        assert all(d.is_dir() for d in keep) and not gone.exists()
+        assert FeatureStore(out).frames(EGO) == [0, 30, 60, 90, 120]
+    finally:
+        live.kill()
+        live.wait()
+
+
+def test_killed_writer_beside_a_live_one_leaves_no_complete_looking_store(tmp_path):
+    take = write_take(tmp_path / "frames", frames=tuple(range(0, 240, 30)))
+    out = tmp_path / "out" / "take-1.zarr"
+    victim, survivor = writer_process(take, out, delay=0.4), writer_process(take, out, delay=0.4)
+    try:
+        wait_for(tmp_path / "out", ".tmp-*/take-1.zarr/cam01/zarr.json", [victim, survivor], count=2)
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(30)
+        assert not out.exists() and survivor.poll() is None  # nothing looks finished while the survivor writes
+        assert survivor.wait(120) == 0
+    finally:
+        victim.kill()
+        survivor.kill()
+    assert FeatureStore(out).frames("cam01") == list(range(0, 240, 30))
+    (left,) = [p for p in (tmp_path / "out").iterdir() if p.name != "take-1.zarr"]  # the victim's, now abandoned
+    assert str(victim.pid) in left.name
+    with pytest.raises(ValueError, match="incomplete feature store"):
+        FeatureStore(left / "take-1.zarr")
+    extract_features(take / "annotation.json", take / "images", out, CFG)
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["take-1.zarr"]
+
+
+@pytest.mark.parametrize("compressor", ["none", "zstd", "lz4", "blosc"])
+def test_direct_shard_files_are_zarrs_own_bytes(tmp_path, compressor):
+    from omama.features import compressors
+    from omama.shards import RowArray
+
+    data = np.random.default_rng(0).standard_normal((7, 6, 3, 5)).astype(np.float16)
+    arrays = {}
+    for name in ("zarr", "direct"):
+        g = zarr.open_group(tmp_path / f"{name}.zarr", mode="w", zarr_format=3)
+        arrays[name] = g.create_array("a", shape=data.shape, chunks=(1, 6, 3, 5), shards=(3, 6, 3, 5), dtype=data.dtype,
+                                      compressors=compressors(compressor, 3), fill_value=0)
+    arrays["zarr"][:] = data
+    direct = RowArray(arrays["direct"], tmp_path / "direct.zarr" / "a")
+    for i in (2, 0, 1):  # shards are independent files, written in any order (the writer pool)
+        direct.write_shard(i, data[3 * i:3 * i + 3])
+    for i in range(3):
+        key = f"a/c/{i}/0/0/0"
+        assert (tmp_path / "direct.zarr" / key).read_bytes() == (tmp_path / "zarr.zarr" / key).read_bytes()
+    rows = [6, 0, 1, 2, 2, 5, 3]
+    np.testing.assert_array_equal(RowArray(arrays["zarr"], tmp_path / "zarr.zarr" / "a").read(rows), data[rows])
+    np.testing.assert_array_equal(zarr.open_group(tmp_path / "direct.zarr", mode="r")["a"][:], data)
+
+
+def test_writer_pool_gives_the_single_writer_arrays(tmp_path):
+    take = write_take(tmp_path / "frames", frames=tuple(range(0, 330, 30)))
+    ann, images = take / "annotation.json", take / "images"
+    extract_features(ann, images, tmp_path / "one.zarr", CFG, write_threads=1)
+    extract_features(ann, images, tmp_path / "pool.zarr", CFG, write_threads=4, shard_frames=2)
+    one, pool = zarr.open_group(tmp_path / "one.zarr", mode="r"), zarr.open_group(tmp_path / "pool.zarr", mode="r")
+    assert pool[EGO].shards == (2, 32, 4, 4) and one[EGO].shards == (11, 32, 4, 4)
+    for cam in (EGO, *EXO):
+        np.testing.assert_array_equal(one[cam][:], pool[cam][:])
+
+
+def test_int8_store_round_trips_within_its_stated_error(tmp_path):
+    take = write_take(tmp_path / "frames")
+    ann, images = take / "annotation.json", take / "images"
+    extract_features(ann, images, tmp_path / "f32.zarr", {**CFG, "dtype": "float32", "compressor": "none"})
+    extract_features(ann, images, tmp_path / "i8.zarr", {**CFG, "dtype": "int8", "compressor": "none"})
+    exact, q = FeatureStore(tmp_path / "f32.zarr"), FeatureStore(tmp_path / "i8.zarr")
+    assert q.attrs["dtype"] == "int8" and "max_error" in q.attrs["quantisation"]
+    frames = [0, 30, 60, 90, 120]
+    for cam in (EGO, "cam01"):
+        x = exact.read_many(cam, frames)
+        codes, dequant = q.read_stored(cam, frames)
+        assert codes.dtype == np.int8 and dequant.shape == (5, 2, 32) and codes.min() >= -127
+        bound = (x.max(axis=(2, 3)) - x.min(axis=(2, 3))) / 508  # half a step, per frame and channel
+        err = np.abs(q.read_many(cam, frames) - x)
+        assert np.all(err <= bound[..., None, None] * (1 + 1e-4) + 1e-6)
+        assert err.max() > 0  # it is lossy: the test would notice a float store posing as int8
+    size = {n: sum(p.stat().st_size for p in (tmp_path / f"{n}.zarr" / EGO / "c").rglob("*") if p.is_file())
+            for n in ("f32", "i8")}
+    assert size["i8"] < 0.3 * size["f32"]  # codes: a quarter of float32, half of float16 (+ the shard index)
+
+
+@pytest.mark.parametrize("damage", ["camera array", "shard file", "frames list"])
+def test_broken_store_is_rejected_on_open(tmp_path, damage):
+    import shutil
+
+    take = write_take(tmp_path / "frames")
+    out = tmp_path / "features" / "take-1.zarr"
+    extract_features(take / "annotation.json", take / "images", out, CFG)
+    if damage == "camera array":
+        shutil.rmtree(out / "cam01")
+        what = "array of camera 'cam01' missing"
+    elif damage == "shard file":
+        (out / "cam02" / "c" / "0" / "0" / "0" / "0").unlink()
+        what = "array 'cam02': shard files \\[0\\] missing"
+    else:
+        meta = json.loads((out / EGO / "zarr.json").read_text())
+        meta["attributes"]["frames"] = meta["attributes"]["frames"][:-1]
+        (out / EGO / "zarr.json").write_text(json.dumps(meta))
+        what = f"camera '{EGO}': shape .* frames 4, expected"
+    with pytest.raises(StoreError, match=f"broken feature store {out}: {what}.*-R features"):
+        FeatureStore(out)
 
 
 @pytest.mark.slow

@@ -313,3 +313,29 @@ def test_workflow_retrains_from_scratch_after_a_split_or_proposer_change(tmp_pat
         shutil.rmtree(tmp_path / "results/experiments/trained-frame/train/checkpoints")
         run_snakemake(tmp_path, cfg, target, "--forcerun", "train")
         assert model.read_bytes() == retrained, "the retrained model is not what a fresh run gives"
+
+
+def test_loader_batches_are_the_same_with_worker_processes_and_orders_cover_every_row(world):
+    from omama.samples import epoch_batches, training_loader
+
+    corpus = Corpus(world["annotations"], world["proposals"], world["features"])
+    rows = subset_rows(world["split"], "train")
+    dataset = TrainingSet(rows, corpus, corpus.geometry(), 7, 3, "pre-extracted")
+    batches = epoch_batches(rows, 5, 3, 1)
+    assert sum(batches, []) == torch.randperm(len(rows), generator=torch.Generator().manual_seed(3 * 1009 + 1)).tolist()
+    serial = list(training_loader(dataset, batches, 0, torch.device("cpu")))
+    parallel = list(training_loader(dataset, batches, 2, torch.device("cpu")))
+    assert len(serial) == len(parallel) == len(batches)
+    for a, b in zip(serial, parallel):
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert serial[0]["src_feat"].dtype == torch.float32  # the store's dtype (this world's stores are float32)
+    one = collate([dataset[i] for i in batches[0]])
+    assert all(torch.equal(one[k], serial[0][k]) for k in one)  # per-sample and whole-batch reads agree
+
+    blocks = epoch_batches(rows, 5, 3, 1, "take-blocks")
+    assert sorted(sum(blocks, [])) == list(range(len(rows))) and sum(blocks, []) != sum(batches, [])
+    assert all(rows.take_uid.iloc[b].nunique() <= 2 for b in blocks)
+    flat = rows.take_uid.iloc[sum(blocks, [])].tolist()
+    assert sum(a != b for a, b in zip(flat, flat[1:])) == rows.take_uid.nunique() - 1  # each take's rows together
+    with pytest.raises(ValueError, match="unknown batch order"):
+        epoch_batches(rows, 5, 3, 1, "sorted")
