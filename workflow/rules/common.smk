@@ -10,6 +10,7 @@
 #   R/frames/{take}/images/{cam}/{frame}.jpg processed frames; R/frames/{take}/annotation.json
 #   R/pairs.parquet                          one row per (take, object, exo cam, frame); R/pairs.json: counts + skips
 #   R/splits/{split}.parquet + .json         split assignment + diagnostics; split in frame|take|object
+#   R/weights/{backbone}.json                torchvision backbones: checkpoint file, SHA-256, where it came from
 #   R/features/{backbone}/{take}.zarr        Zarr v3 store, one array per camera
 #   R/proposals/{proposer}/{take}.parquet    ego proposals (COCO RLE, box, score) + {take}.recall.parquet
 #   R/experiments/{exp}/train/...            checkpoints, history.json; R/experiments/{exp}/model.pt
@@ -27,6 +28,10 @@ CONDA_ENV = "../../envs/omama.yaml"
 
 
 _TAKES = {}
+
+# torchvision's checkpoint cache for every job (jobs inherit the environment, on SLURM too).
+if config["torch_home"]:
+    os.environ["TORCH_HOME"] = os.path.abspath(config["torch_home"])
 
 
 def selected_takes():
@@ -71,6 +76,12 @@ def proposer_config(name):
 
 
 # Features stage (features.smk): GPU reservation and per-take aggregates.
+
+
+def weights_record(backbone):
+    """The pretrained-weights record a torchvision backbone needs first (torch_weights rule); else none."""
+    cfg = backbone_config(backbone)
+    return [f"{RESULTS}/weights/{backbone}.json"] if cfg["kind"] == "torchvision" and cfg["weights"] != "untrained" else []
 
 
 def gpus(cfg):
@@ -162,6 +173,7 @@ def model_inputs(wc, root=RESULTS, takes=None, split=None):
     }
     if feature_mode(wc.exp) == "on-the-fly":
         files["images"] = per_take("frames/{take}/images")
+        files["weights"] = weights_record(e["backbone"])
     else:
         files["features"] = per_take(f"features/{e['backbone']}/{{take}}.zarr")
     return files

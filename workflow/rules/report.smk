@@ -55,6 +55,7 @@ use rule features as robustness_features with:
     input:
         annotation=f"{ROBUST}/frames/{{take}}/annotation.json",
         images=f"{ROBUST}/frames/{{take}}/images",
+        weights=lambda wc: weights_record(wc.backbone),
     output:
         store=directory(f"{ROBUST}/features/{{backbone}}/{{take}}.zarr"),
     log:
