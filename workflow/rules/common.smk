@@ -16,7 +16,8 @@
 #   R/experiments/{exp}/train/...            checkpoints, history.json; R/experiments/{exp}/model.pt
 #   R/experiments/{exp}/{subset}/...         predictions.json, ground_truth.json, samples.parquet, metrics.json
 #   R/reference/{split}/{proposer}/{subset}/{predictor}/{samples.parquet,metrics.json}
-#   R/robustness/...                         robustness set: pairs, features, proposals, results
+#   R/robustness/...                         robustness set: pairs, features, proposals, results, references
+#   R/motorcycle/...                         the same for the Middlebury motorcycle photo pairs (photos/ generated)
 #   R/report.html
 #   R/logs/..., R/benchmarks/...             one log per job, one benchmark file per job
 
@@ -106,13 +107,19 @@ PHOTOS = config["robustness"]["path"] or f"{ROBUST}/photos"
 ROBUSTNESS_ON = bool(config["robustness"]["experiments"]) and bool(
     config["robustness"]["path"] or config["robustness"]["synthetic_pairs"] > 0
 )
+MOTORCYCLE_ON = bool(config["robustness"]["experiments"]) and config["robustness"]["motorcycle"] is not None
+# Photo-pair sets, each with its own results tree R/{rset}/: name -> folder of pairs.
+PHOTO_SETS = {
+    **({"robustness": PHOTOS} if ROBUSTNESS_ON else {}),
+    **({"motorcycle": f"{RESULTS}/motorcycle/photos"} if MOTORCYCLE_ON else {}),
+}
 
 
-def robustness_pairs():
-    """Pair names of the robustness set (evaluates its index checkpoint)."""
+def robustness_pairs(rset="robustness"):
+    """Pair names of a photo-pair set (evaluates its index checkpoint)."""
     import json
 
-    with open(checkpoints.robustness_index.get().output.takes) as f:
+    with open(checkpoints.robustness_index.get(rset=rset).output.takes) as f:
         return [t["take_uid"] for t in json.load(f)]
 
 
@@ -129,13 +136,14 @@ def report_params():
         overlays=config["report"]["overlays"],
         robustness_experiments=config["robustness"]["experiments"],
         robustness_enabled=ROBUSTNESS_ON,
+        motorcycle_enabled=MOTORCYCLE_ON,
     )
 
 
 def robustness_model_inputs(wc):
     """What ``predict`` reads for an experiment on the robustness set (its head from the main run)."""
     return {
-        **model_inputs(wc, root=ROBUST, takes=robustness_pairs(), split="take"),
+        **model_inputs(wc, root=f"{RESULTS}/{wc.rset}", takes=robustness_pairs(wc.rset), split="take"),
         "model": f"{RESULTS}/experiments/{wc.exp}/model.pt",
     }
 
@@ -145,7 +153,8 @@ def report_files(wc):
     pairs = robustness_pairs() if ROBUSTNESS_ON else None
     from omama.report import ReportParams, report_inputs  # heavy (matplotlib): only when the report is planned
 
-    return report_inputs(ReportParams.from_dict(report_params()), selected_takes(), pairs)
+    return report_inputs(ReportParams.from_dict(report_params()), selected_takes(), pairs,
+                         robustness_pairs("motorcycle") if MOTORCYCLE_ON else None)
 
 
 # Model stage (model.smk): training inputs, initial weights, metric targets.
