@@ -3,11 +3,17 @@ disparity with z-buffering, written in the robustness set's layout."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
+import pytest
 from PIL import Image
 
+from conftest import default_config, run_snakemake, tiny_config
+from omama.features import FeatureStore
 from omama.robustness import convert_pair, list_pairs
 from omama.stereo import PAIRS, load_motorcycle, segment_objects, warp_labels, write_motorcycle_pairs
+from tests.test_weights import SHA, fetched  # noqa: F401 (the session's fetched torchvision weights)
 
 
 def test_nearer_surface_wins_and_hidden_parts_disappear():
@@ -69,3 +75,31 @@ def test_pairs_are_a_robustness_folder(tmp_path):
     exo_rl = np.asarray(Image.open(out / "right-left" / "exo.png"))
     np.testing.assert_array_equal(exo_rl, np.asarray(Image.open(out / "left-right" / "ego.png")))
 
+
+
+@pytest.mark.slow
+def test_pretrained_backbone_and_motorcycle_pairs_end_to_end(fetched, tmp_path):
+    """The workflow with the pretrained MobileNetV2 (weights from the session's torch cache) scores
+    the motorcycle pairs: own results tree, reference predictors, own report section."""
+    home, _ = fetched
+    cfg = tiny_config(torch_home=str(home))
+    cfg["backbones"] = {"mobilenet-v2": {**default_config()["backbones"]["mobilenet-v2"], "ego_grid": [8, 8],
+                                         "exo_grid": [6, 10], "batch_size": 4}}
+    cfg["experiments"] = {k: {**cfg["experiments"][k], "backbone": "mobilenet-v2"} for k in ("untrained", "trained-frame")}
+    cfg["evaluate"]["references"] = ["random", "largest"]
+    cfg["robustness"].update(synthetic_pairs=0, motorcycle={"width": 160, "objects": 5})
+    run_snakemake(tmp_path, cfg)
+    r = tmp_path / "results"
+    record = json.loads((r / "weights" / "mobilenet-v2.json").read_text())
+    assert record["source"] == "cache" and record["sha256"] == SHA
+    assert sorted(p.name for p in (r / "motorcycle" / "photos").iterdir()) == sorted(p[0] for p in PAIRS)
+    store = FeatureStore(r / "motorcycle" / "features" / "mobilenet-v2" / "left-right.zarr")
+    assert store.attrs["backbone"]["weights_sha256"] == SHA and store.attrs["backbone"]["channels"] == 96
+    page = (r / "report.html").read_text()
+    assert "Real photographs (Middlebury motorcycle stereo pair)" in page and "No robustness set in this config" in page
+    for e in ("untrained", "trained-frame"):
+        m = json.loads((r / "motorcycle" / "experiments" / e / "test" / "metrics.json").read_text())
+        assert m["n_total"] >= 6 * 4 and f"{m['iou']:.4f}" in page
+    for ref in ("random", "largest"):
+        m = json.loads((r / "motorcycle" / "reference" / "take" / "classical" / "test" / ref / "metrics.json").read_text())
+        assert f"{m['iou']:.4f}" in page and f"reference: {ref} (classical)" in page
