@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import shutil
 import sys
@@ -64,6 +65,8 @@ def match(*, experiment: str, exo: str | Path, mask: str | Path, ego: str | Path
 
     cfg = load_config(config)
     head = model_path(cfg, experiment, results, config)
+    if cfg.get("torch_home"):  # the run's torchvision checkpoint cache, as the workflow sets it for its jobs
+        os.environ["TORCH_HOME"] = os.path.abspath(cfg["torch_home"])
     x = cfg["experiments"][experiment]
     backbone_cfg, proposer_cfg = dict(cfg["backbones"][x["backbone"]]), dict(cfg["proposers"][x["proposer"]])
     if device:
@@ -133,10 +136,12 @@ def main(argv: list[str] | None = None) -> int:
     m.add_argument("--config", default="config.yaml", help="pipeline config (default config.yaml)")
     m.add_argument("--device", default=None, help="cpu or cuda (default: the config's)")
     args = parser.parse_args(argv)
+    from omama.weights import WeightsError
+
     try:
         r = match(experiment=args.experiment, exo=args.exo, mask=args.mask, ego=args.ego, out=args.out,
                   results=args.results, config=args.config, device=args.device)
-    except (FileNotFoundError, ValueError) as e:
+    except (FileNotFoundError, ValueError, WeightsError) as e:
         print(f"omama match: {e}", file=sys.stderr)
         return 2
     print(json.dumps({k: r[k] for k in ("confidence", "present", "mask_pixels", "ego_mask", "overlay")}))

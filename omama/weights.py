@@ -104,7 +104,7 @@ def verify(path: str | Path, name: str | None = None) -> str:
     if want and not got.startswith(want):
         raise WeightsError(f"weights file {path} does not match: expected SHA-256 "
                            f"{'' if len(want) == 64 else 'starting with '}{want}, got {got}. Delete it and "
-                           f"run the weights stage again (snakemake ... torch_weights)")
+                           f"run the torch_weights stage again (snakemake --forcerun torch_weights ...)")
     return got
 
 
@@ -198,8 +198,8 @@ def load_state_dict(architecture: str, name: str) -> tuple[dict, dict]:
     except OSError as e:
         raise WeightsError(
             f"torchvision weights {architecture} {name} ({fname}, SHA-256 {expected_hash(fname) or '?'}) are not in "
-            f"{path.parent} and cannot be downloaded ({e}); run the weights stage first "
-            f"(snakemake --cores 1 torch_weights) or copy the file there") from e
+            f"{path.parent} and cannot be downloaded ({e}); run the pipeline's torch_weights stage first "
+            f"(its output is results/weights/<backbone>.json) or copy the file there") from e
     digest = digest or verify(path)
     return state, {"torchvision_weights": f"{type(weights).__name__}.{weights.name}", "weights_file": fname,
                    "weights_sha256": digest, "weights_url": weights.url}
