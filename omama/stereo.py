@@ -31,8 +31,6 @@ PAIRS = (
     ("left-right", "left", "right", (0.0, 1.0)),
     ("right-left", "right", "left", (0.0, 1.0)),
     ("left-right-crop-a", "left", "right", (0.0, 0.62)),
-    ("left-right-crop-b", "left", "right", (0.38, 1.0)),
-    ("right-left-crop-a", "right", "left", (0.0, 0.62)),
     ("right-left-crop-b", "right", "left", (0.38, 1.0)),
 )
 

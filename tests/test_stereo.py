@@ -99,7 +99,7 @@ def test_pretrained_backbone_and_motorcycle_pairs_end_to_end(fetched, tmp_path):
     assert "Real photographs (Middlebury motorcycle stereo pair)" in page and "No robustness set in this config" in page
     for e in ("untrained", "trained-frame"):
         m = json.loads((r / "motorcycle" / "experiments" / e / "test" / "metrics.json").read_text())
-        assert m["n_total"] >= 6 * 4 and f"{m['iou']:.4f}" in page
+        assert m["n_total"] >= 4 * 2 and f"{m['iou']:.4f}" in page
     for ref in ("random", "largest"):
         m = json.loads((r / "motorcycle" / "reference" / "take" / "classical" / "test" / ref / "metrics.json").read_text())
         assert f"{m['iou']:.4f}" in page and f"reference: {ref} (classical)" in page
