@@ -92,7 +92,7 @@ def test_pretrained_backbone_and_motorcycle_pairs_end_to_end(fetched, tmp_path):
     r = tmp_path / "results"
     record = json.loads((r / "weights" / "mobilenet-v2.json").read_text())
     assert record["source"] == "cache" and record["sha256"] == SHA
-    assert sorted(p.name for p in (r / "motorcycle" / "photos").iterdir()) == sorted(p[0] for p in PAIRS)
+    assert list_pairs(r / "motorcycle" / "photos") == sorted(p[0] for p in PAIRS)
     store = FeatureStore(r / "motorcycle" / "features" / "mobilenet-v2" / "left-right.zarr")
     assert store.attrs["backbone"]["weights_sha256"] == SHA and store.attrs["backbone"]["channels"] == 96
     page = (r / "report.html").read_text()
