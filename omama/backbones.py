@@ -1,7 +1,9 @@
 """Frozen backbones that turn RGB frames into dense feature grids (B, C, h, w).
 
 One ``Backbone`` class wraps every kind: DINOv2 / DINOv3 vision transformers (Hugging Face
-transformers, or DINOv2 from torch hub) and a ResNet-50 trained with DINO v1 (torchvision).
+transformers, or DINOv2 from torch hub), a ResNet-50 trained with DINO v1 (torchvision) and any
+torchvision classification network cut at a chosen output stride (kind ``torchvision``, with
+torchvision's own pretrained weights, see ``omama.weights``).
 ``weights: untrained`` builds the same architecture with seeded random weights (a small
 ``tiny`` configuration for the transformers), so the pipeline runs offline.
 """
@@ -24,7 +26,8 @@ VIEWS = ("ego", "exo")
 GRID_DEFAULTS = {"ego": (50, 50), "exo": (38, 68)}
 TINY_DEFAULTS = {"hidden_size": 96, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 192, "seed": 0}
 HF_MODEL_TYPES = {"dinov2": {"dinov2", "dinov2_with_registers"}, "dinov3": {"dinov3_vit"}}
-DEFAULT_IMPLEMENTATION = {"dinov2": "transformers", "dinov3": "transformers", "resnet50-dino": "torchvision"}
+DEFAULT_IMPLEMENTATION = {"dinov2": "transformers", "dinov3": "transformers", "resnet50-dino": "torchvision",
+                          "torchvision": "torchvision"}
 RESNET_STRIDE = 32
 RESIZE_MODES = {"nearest": cv2.INTER_NEAREST, "bilinear": cv2.INTER_LINEAR}
 
@@ -68,6 +71,45 @@ class ResNetTrunk(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.stages(self.stem(x))
+
+
+def trunk_modules(model: nn.Module) -> list[nn.Module]:
+    """A torchvision classifier's feature layers in order: ``model.features`` if it has one, else its
+    children up to the global pooling; plain ``nn.Sequential`` containers are opened up."""
+    if isinstance(getattr(model, "features", None), nn.Sequential):
+        children = list(model.features)
+    else:
+        children = []
+        for child in model.children():
+            if isinstance(child, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.Flatten, nn.Linear)):
+                break
+            children.append(child)
+
+    def opened(m: nn.Module) -> list[nn.Module]:
+        return [x for c in m for x in opened(c)] if type(m) is nn.Sequential else [m]
+
+    return [x for c in children for x in opened(c)]
+
+
+def cut_at_stride(model: nn.Module, stride: int, probe: int = 224) -> tuple[nn.Sequential, int]:
+    """(trunk up to the last layer whose output stride is ``stride``, its channels).
+
+    Strides are measured by running a probe image through the layers.
+    """
+    layers = trunk_modules(model)
+    x = torch.zeros(1, 3, probe, probe)
+    keep, channels, seen = None, None, []
+    with torch.no_grad():
+        for i, layer in enumerate(layers):
+            x = layer(x)
+            s = round(probe / x.shape[-1])
+            seen.append(s)
+            if s == stride:
+                keep, channels = i + 1, x.shape[1]
+    if keep is None:
+        raise ValueError(f"no layer of {type(model).__name__} has output stride {stride}; "
+                         f"available: {sorted(set(seen))}")
+    return nn.Sequential(*layers[:keep]), int(channels)
 
 
 class Backbone:
@@ -258,18 +300,41 @@ def _load_resnet(cfg: dict) -> tuple[nn.Module, int, int, dict]:
     return ResNetTrunk(resnet), 2048, RESNET_STRIDE // 2, info
 
 
+def _load_torchvision(cfg: dict) -> tuple[nn.Module, int, int, dict]:
+    """Any torchvision classifier (``architecture``) as a dense extractor at ``stride``; weights
+    ``untrained`` (seeded) or a torchvision weights name such as IMAGENET1K_V1 (checked file)."""
+    import torchvision
+
+    from omama.weights import load_state_dict
+
+    arch, weights, stride = cfg.get("architecture", "mobilenet_v2"), cfg["weights"], int(cfg.get("stride", 16))
+    if arch not in torchvision.models.list_models(module=torchvision.models):
+        raise ValueError(f"torchvision has no classification model {arch!r}")
+    with _seeded(_tiny(cfg)["seed"]):
+        model = torchvision.models.get_model(arch, weights=None)
+    source = {"seed": _tiny(cfg)["seed"]}
+    if weights != "untrained":
+        state, source = load_state_dict(arch, weights)
+        model.load_state_dict(state, strict=True)
+    trunk, channels = cut_at_stride(model.eval(), stride)
+    info = {"architecture": f"torchvision {arch} (feature layers up to output stride {stride})",
+            "torchvision_model": arch, "stride": stride, "layers_kept": len(trunk), **source}
+    return trunk, channels, stride, info
+
+
 def load_backbone(cfg: dict, device: str | torch.device = "cpu") -> Backbone:
     """Build the frozen backbone a ``config["backbones"][name]`` entry describes.
 
     Input size = grid * patch for the ViTs (DINOv2 50x50 -> 700x700); for ResNet-50 the
     input is sized so its stride-32 map is about half the grid (50x50 -> 800x800 -> 25x25,
-    pooled up to 50x50), as in the review.
+    pooled up to 50x50), as in the review; for kind ``torchvision`` it is grid * stride (no pooling).
     """
     kind, weights = cfg["kind"], cfg["weights"]
     device = check_device(device)
     impl = cfg.get("implementation", DEFAULT_IMPLEMENTATION.get(kind))
     loaders = {("dinov2", "transformers"): _load_transformers, ("dinov3", "transformers"): _load_transformers,
-               ("dinov2", "torchhub"): _load_torchhub, ("resnet50-dino", "torchvision"): _load_resnet}
+               ("dinov2", "torchhub"): _load_torchhub, ("resnet50-dino", "torchvision"): _load_resnet,
+               ("torchvision", "torchvision"): _load_torchvision}
     if (kind, impl) not in loaders:
         raise ValueError(f"unsupported backbone kind/implementation {kind!r}/{impl!r}; "
                          f"supported: {sorted(loaders)}")

@@ -111,6 +111,10 @@ def local_path(weights: str) -> bool:
 
 def backbone_problems(name: str, cfg: dict) -> list[str]:
     weights = cfg["weights"]
+    if cfg["kind"] == "torchvision":
+        # A torchvision weights name (IMAGENET1K_V1): checked by the torch_weights job, the first one
+        # to run (importing torchvision here would slow every start-up).
+        return []
     if weights == "untrained" or weights.startswith(("http://", "https://")):
         return []
     if Path(weights).expanduser().exists():

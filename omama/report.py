@@ -57,6 +57,7 @@ class ReportParams:
     overlays: int = 3
     robustness_experiments: list = field(default_factory=list)
     robustness_enabled: bool = False
+    motorcycle_enabled: bool = False
     bootstrap: dict = field(default_factory=dict)  # Bootstrap settings: resamples, level, seed
 
     @property
@@ -68,7 +69,18 @@ class ReportParams:
         return cls(**d)
 
 
-def report_inputs(p: ReportParams, takes: list[str], robustness_pairs: list[str] | None = None) -> dict[str, list[str]]:
+def photo_set_inputs(p: ReportParams, rset: str, pairs: list[str] | None) -> list[str]:
+    """The files of one photo-pair set (R/{rset}/) the report reads: experiments, references, annotations."""
+    r = f"{p.results}/{rset}"
+    proposers = sorted({p.experiments[e]["proposer"] for e in p.robustness_experiments})
+    return ([f"{r}/experiments/{e}/test/{f}" for e in p.robustness_experiments
+             for f in ("metrics.json", "samples.parquet", "predictions.json")]
+            + [f"{r}/reference/take/{q}/test/{ref}/metrics.json" for q in proposers for ref in p.references]
+            + [f"{r}/index/takes.json"] + [f"{r}/frames/{t}/annotation.json" for t in pairs or []])
+
+
+def report_inputs(p: ReportParams, takes: list[str], robustness_pairs: list[str] | None = None,
+                  motorcycle_pairs: list[str] | None = None) -> dict[str, list[str]]:
     """The result files the report reads, by kind (the report rule's inputs)."""
     r = p.results
     exps = list(p.experiments)
@@ -96,6 +108,9 @@ def report_inputs(p: ReportParams, takes: list[str], robustness_pairs: list[str]
                              for f in ("metrics.json", "samples.parquet", "predictions.json")]
         out["robustness_frames"] = [f"{r}/robustness/index/takes.json"] + [
             f"{r}/robustness/frames/{t}/annotation.json" for t in robustness_pairs or []]
+        out["robustness_references"] = [f for f in photo_set_inputs(p, "robustness", []) if "/reference/" in f]
+    if p.motorcycle_enabled:
+        out["motorcycle"] = photo_set_inputs(p, "motorcycle", motorcycle_pairs)
     return out
 
 
@@ -523,11 +538,12 @@ def metrics_table(p: ReportParams, r: Path, samples: dict) -> pd.DataFrame:
     return df.rename(columns=dict(METRICS))
 
 
-def robustness_section(p: ReportParams, r: Path) -> dict | None:
-    """Per-pair results and overlays of the robustness set (its own results tree under R/robustness)."""
-    if not p.robustness_enabled or not p.robustness_experiments:
+def robustness_section(p: ReportParams, r: Path, rset: str = "robustness") -> dict | None:
+    """Per-pair results and overlays of a photo-pair set (its own results tree under R/{rset})."""
+    enabled = p.motorcycle_enabled if rset == "motorcycle" else p.robustness_enabled
+    if not enabled or not p.robustness_experiments:
         return None
-    rr = r / "robustness"
+    rr = r / rset
     frames = Frames(rr / "frames")
     metrics, per_pair, preds, samples = [], None, {}, {}
     for name in p.robustness_experiments:
@@ -542,6 +558,11 @@ def robustness_section(p: ReportParams, r: Path) -> dict | None:
             columns={"take_uid": "pair", "iou": f"IoU {name}", "confidence": f"confidence {name}",
                      "pred_exists": f"predicted present {name}"})
         per_pair = cols if per_pair is None else per_pair.merge(cols, on=["pair", "object", "ego_present"], how="outer")
+    for q in sorted({p.experiments[e]["proposer"] for e in p.robustness_experiments}):
+        for ref in p.references:
+            m = read_json(rr / "reference" / "take" / q / "test" / ref / "metrics.json", "reference metrics")
+            metrics.append({"experiment": f"reference: {ref} ({q})", **{k: m.get(k) for k, _ in METRICS},
+                            "n present": m.get("n_present"), "n total": m.get("n_total")})
     overlays = []
     first = samples[p.robustness_experiments[0]]
     indexed = {n: samples[n].set_index(SAMPLE_KEY) for n in p.robustness_experiments}
@@ -694,6 +715,7 @@ def build_context(p: ReportParams, takes: list[str]) -> dict:
         "timing": {"table": html_table(stages, index=False, floatfmt="{:.2f}"),
                    "img": timing_figure(stages) if len(stages) else None, "jobs": len(bench)},
         "robustness": robustness_section(p, r),
+        "motorcycle": robustness_section(p, r, "motorcycle"),
     }
 
 

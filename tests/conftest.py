@@ -31,6 +31,14 @@ def tiny_config(**overrides) -> dict:
         if e.get("train"):
             e["train"].update(epochs=2, batch_size=8)
     cfg["robustness"]["synthetic_pairs"] = 2
+    # Offline and small: every experiment on the untrained control backbone, no motorcycle pairs
+    # (the pretrained backbone and the motorcycle pairs run end to end in test_stereo.py).
+    cfg["backbones"] = {"tiny-dinov2": cfg["backbones"]["tiny-dinov2"]}
+    cfg["experiments"].pop("control-frame")
+    for e in cfg["experiments"].values():
+        e["backbone"] = "tiny-dinov2"
+    cfg["robustness"].update(motorcycle=None, experiments=["untrained", "trained-frame"])
+    cfg["report"]["compare"] = ["untrained", "trained-frame"]
     cfg.update(copy.deepcopy(overrides))
     return cfg
 

@@ -28,7 +28,8 @@ def box_mask(hw, y, x, h, w) -> np.ndarray:
 
 def fabricate(root: Path, experiments: dict, subsets=("test",), references=("random",), n_takes: int = 2,
               robustness: list[str] | None = None) -> list[str]:
-    """Write every file the report reads under ``root``; returns the take uids."""
+    """Write every file the report reads under ``root`` (``robustness``: experiments scored on both
+    photo-pair sets, robustness and motorcycle); returns the take uids."""
     rng = np.random.default_rng(0)
     takes = [f"take{i}" for i in range(n_takes)]
     rows = []
@@ -66,14 +67,17 @@ def fabricate(root: Path, experiments: dict, subsets=("test",), references=("ran
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_text("s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
                      f"{rng.uniform(1, 9):.4f}\t0:00:01\t120.5\t300.1\t100.0\t101.0\t0.0\t1.0\t50.0\t1.2\n")
-    if robustness:
+    for rset in ["robustness", "motorcycle"] if robustness else []:
         rrows = []
         for pair in ["pairA", "pairB"]:
-            write_frames(root / "robustness" / "frames" / pair, pair, "ego", ["exo"], rng, rrows, frames=[0])
+            write_frames(root / rset / "frames" / pair, pair, "ego", ["exo"], rng, rrows, frames=[0])
         rp = pd.DataFrame(rrows)
-        write_json(root / "robustness" / "index" / "takes.json", [{"take_uid": p} for p in ["pairA", "pairB"]])
+        write_json(root / rset / "index" / "takes.json", [{"take_uid": p} for p in ["pairA", "pairB"]])
         for name in robustness:
-            write_experiment(root / "robustness" / "experiments" / name / "test", rp, rng, subset=None)
+            write_experiment(root / rset / "experiments" / name / "test", rp, rng, subset=None)
+        for q in {experiments[name]["proposer"] for name in robustness}:
+            for ref in references:
+                write_experiment(root / rset / "reference" / "take" / q / "test" / ref, rp, rng, subset=None)
     return takes
 
 

@@ -18,7 +18,8 @@ from PIL import Image
 from omama.report import write_report
 from report_fixtures import fabricate
 
-SECTIONS = ["summary", "metrics", "distributions", "breakdowns", "training", "overlays", "splits", "timing", "robustness"]
+SECTIONS = ["summary", "metrics", "distributions", "breakdowns", "training", "overlays", "splits", "timing", "robustness",
+            "motorcycle"]
 EXPERIMENTS = {
     "untrained": {"backbone": "tiny", "proposer": "classical", "split": "frame", "init": "none", "train": None},
     "trained": {"backbone": "tiny", "proposer": "classical", "split": "object", "init": "none", "train": {"epochs": 2}},
@@ -59,7 +60,8 @@ def params(root: Path, **over) -> dict:
              backbones={"tiny": {"kind": "dinov2", "weights": "untrained"}},
              proposers={"classical": {"kind": "classical"}}, subsets=["test"], references=["random"],
              compare=["untrained", "trained"], overlays=2, robustness_experiments=["untrained", "trained"],
-             robustness_enabled=True, bootstrap={"resamples": 200, "level": 0.95, "seed": 0})
+             robustness_enabled=True, motorcycle_enabled=True,
+             bootstrap={"resamples": 200, "level": 0.95, "seed": 0})
     p.update(over)
     return p
 
@@ -110,6 +112,12 @@ def test_report_shows_the_results_numbers_and_provenance(report):
     assert "By occlusion (synthetic ground-truth visible fraction in ego)" in html
     assert "pair pairB, object cup_1 (absent in ego): untrained says" in html
     assert "Skipped masks" in html
+    for rset in ("robustness", "motorcycle"):  # each photo-pair set: its experiments and its reference predictors
+        m = json.loads((report / rset / "experiments" / "trained" / "test" / "metrics.json").read_text())
+        ref = json.loads((report / rset / "reference" / "take" / "classical" / "test" / "random" / "metrics.json").read_text())
+        assert f"{m['iou']:.4f}" in html and f"{ref['iou']:.4f}" in html
+    assert "Real photographs (Middlebury motorcycle stereo pair)" in html
+    assert html.count("reference: random (classical)") == 2
 
 
 def shown_with_ci(m: dict, key: str) -> str:
@@ -187,14 +195,14 @@ def test_real_data_report_states_source_and_occlusion_stand_in(tmp_path):
     exps = {k: dict(v, backbone="dinov2-b") for k, v in EXPERIMENTS.items()}
     for t in takes:
         (root / "features" / "tiny" / f"{t}.zarr").rename(root / "features" / "tiny" / f"{t}.zarr.x")
-    write_report(params(root, source_kind="egoexo", experiments=exps, robustness_enabled=False,
+    write_report(params(root, source_kind="egoexo", experiments=exps, robustness_enabled=False, motorcycle_enabled=False,
                         backbones={"dinov2-b": {"kind": "dinov2", "weights": "facebook/dinov2-with-registers-base"}}),
                  takes, str(root / "report.html"))
     html = (root / "report.html").read_text()
     assert "Data source:</b> egoexo" in html and "Data source: synthetic" not in html
     assert "Untrained:" not in html
     assert "Real data carries no occlusion ground truth" in html
-    assert "No robustness set in this config" in html
+    assert "No robustness set in this config" in html and "robustness.motorcycle is null" in html
 
 
 def test_malformed_metrics_file_is_named(tmp_path):
@@ -203,7 +211,7 @@ def test_malformed_metrics_file_is_named(tmp_path):
     bad = root / "experiments" / "trained" / "test" / "metrics.json"
     bad.write_text("{not json")
     with pytest.raises(ValueError, match=rf"malformed metrics file {re.escape(str(bad))}"):
-        write_report(params(root, robustness_enabled=False), takes, str(root / "report.html"))
+        write_report(params(root, robustness_enabled=False, motorcycle_enabled=False), takes, str(root / "report.html"))
     assert not (root / "report.html").exists()
 
 
@@ -214,7 +222,7 @@ def test_report_without_present_samples_comparison_or_references(tmp_path):
         f = root / "experiments" / e / "test" / "samples.parquet"
         d = pd.read_parquet(f)
         d.assign(ego_present=False, iou=np.nan).to_parquet(f)
-    write_report(params(root, robustness_enabled=False, compare=[], references=[]), takes, str(root / "report.html"))
+    write_report(params(root, robustness_enabled=False, motorcycle_enabled=False, compare=[], references=[]), takes, str(root / "report.html"))
     page = (root / "report.html").read_text()
     assert page.count("No sample of this experiment has the object present in ego") == 2
     assert "Set <code>report.compare</code> to two experiments" in page and "reference:" not in page

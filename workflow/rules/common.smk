@@ -10,12 +10,14 @@
 #   R/frames/{take}/images/{cam}/{frame}.jpg processed frames; R/frames/{take}/annotation.json
 #   R/pairs.parquet                          one row per (take, object, exo cam, frame); R/pairs.json: counts + skips
 #   R/splits/{split}.parquet + .json         split assignment + diagnostics; split in frame|take|object
+#   R/weights/{backbone}.json                torchvision backbones: checkpoint file, SHA-256, where it came from
 #   R/features/{backbone}/{take}.zarr        Zarr v3 store, one array per camera
 #   R/proposals/{proposer}/{take}.parquet    ego proposals (COCO RLE, box, score) + {take}.recall.parquet
 #   R/experiments/{exp}/train/...            checkpoints, history.json; R/experiments/{exp}/model.pt
 #   R/experiments/{exp}/{subset}/...         predictions.json, ground_truth.json, samples.parquet, metrics.json
 #   R/reference/{split}/{proposer}/{subset}/{predictor}/{samples.parquet,metrics.json}
-#   R/robustness/...                         robustness set: pairs, features, proposals, results
+#   R/robustness/...                         robustness set: pairs, features, proposals, results, references
+#   R/motorcycle/...                         the same for the Middlebury motorcycle photo pairs (photos/ generated)
 #   R/report.html
 #   R/logs/..., R/benchmarks/...             one log per job, one benchmark file per job
 
@@ -27,6 +29,10 @@ CONDA_ENV = "../../envs/omama.yaml"
 
 
 _TAKES = {}
+
+# torchvision's checkpoint cache for every job (jobs inherit the environment, on SLURM too).
+if config["torch_home"]:
+    os.environ["TORCH_HOME"] = os.path.abspath(config["torch_home"])
 
 
 def index_records():
@@ -87,6 +93,12 @@ def proposer_config(name):
 # Features stage (features.smk): GPU reservation and per-take aggregates.
 
 
+def weights_record(backbone):
+    """The pretrained-weights record a torchvision backbone needs first (torch_weights rule); else none."""
+    cfg = backbone_config(backbone)
+    return [f"{RESULTS}/weights/{backbone}.json"] if cfg["kind"] == "torchvision" and cfg["weights"] != "untrained" else []
+
+
 def gpus(cfg):
     """GPUs a job reserves: 1 when its config entry asks for cuda."""
     return 1 if cfg.get("device", "cpu") == "cuda" else 0
@@ -109,6 +121,12 @@ PHOTOS = config["robustness"]["path"] or f"{ROBUST}/photos"
 ROBUSTNESS_ON = bool(config["robustness"]["experiments"]) and bool(
     config["robustness"]["path"] or config["robustness"]["synthetic_pairs"] > 0
 )
+MOTORCYCLE_ON = bool(config["robustness"]["experiments"]) and config["robustness"]["motorcycle"] is not None
+# Photo-pair sets, each with its own results tree R/{rset}/: name -> folder of pairs.
+PHOTO_SETS = {
+    **({"robustness": PHOTOS} if ROBUSTNESS_ON else {}),
+    **({"motorcycle": f"{RESULTS}/motorcycle/photos"} if MOTORCYCLE_ON else {}),
+}
 
 
 def pair_files(wildcards):
@@ -117,16 +135,16 @@ def pair_files(wildcards):
     only with their rule's settings."""
     from pathlib import Path
 
-    if not config["robustness"]["path"]:
+    if wildcards.rset != "robustness" or not config["robustness"]["path"]:
         return []
     return sorted(str(p) for p in Path(PHOTOS, wildcards.take).rglob("*") if p.is_file())
 
 
-def robustness_pairs():
-    """Pair names of the robustness set (evaluates its index checkpoint)."""
+def robustness_pairs(rset="robustness"):
+    """Pair names of a photo-pair set (evaluates its index checkpoint)."""
     import json
 
-    with open(checkpoints.robustness_index.get().output.takes) as f:
+    with open(checkpoints.robustness_index.get(rset=rset).output.takes) as f:
         return [t["take_uid"] for t in json.load(f)]
 
 
@@ -144,6 +162,7 @@ def report_params():
         robustness_experiments=config["robustness"]["experiments"],
         robustness_enabled=ROBUSTNESS_ON,
         bootstrap=bootstrap_config(),
+        motorcycle_enabled=MOTORCYCLE_ON,
     )
 
 
@@ -155,7 +174,7 @@ def bootstrap_config():
 def robustness_model_inputs(wc):
     """What ``predict`` reads for an experiment on the robustness set (its head from the main run)."""
     return {
-        **model_inputs(wc, root=ROBUST, takes=robustness_pairs(), split="take"),
+        **model_inputs(wc, root=f"{RESULTS}/{wc.rset}", takes=robustness_pairs(wc.rset), split="take"),
         "model": f"{RESULTS}/experiments/{wc.exp}/model.pt",
     }
 
@@ -165,7 +184,8 @@ def report_files(wc):
     pairs = robustness_pairs() if ROBUSTNESS_ON else None
     from omama.report import ReportParams, report_inputs  # heavy (matplotlib): only when the report is planned
 
-    return report_inputs(ReportParams.from_dict(report_params()), selected_takes(), pairs)
+    return report_inputs(ReportParams.from_dict(report_params()), selected_takes(), pairs,
+                         robustness_pairs("motorcycle") if MOTORCYCLE_ON else None)
 
 
 # Model stage (model.smk): training inputs, initial weights, metric targets.
@@ -193,6 +213,7 @@ def model_inputs(wc, root=RESULTS, takes=None, split=None):
     }
     if feature_mode(wc.exp) == "on-the-fly":
         files["images"] = per_take("frames/{take}/images")
+        files["weights"] = weights_record(e["backbone"])
     else:
         files["features"] = per_take(f"features/{e['backbone']}/{{take}}.zarr")
     return files

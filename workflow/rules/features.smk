@@ -5,6 +5,7 @@ rule features:
     input:
         annotation=f"{RESULTS}/frames/{{take}}/annotation.json",
         images=f"{RESULTS}/frames/{{take}}/images",
+        weights=lambda wc: weights_record(wc.backbone),
     output:
         store=directory(f"{RESULTS}/features/{{backbone}}/{{take}}.zarr"),
     params:
@@ -20,6 +21,25 @@ rule features:
         f"{BENCH}/features/{{backbone}}/{{take}}.tsv"
     script:
         "../scripts/features.py"
+
+
+# Pretrained torchvision weights into torch's checkpoint cache; on the submitting host (internet).
+rule torch_weights:
+    localrule: True
+    output:
+        record=f"{RESULTS}/weights/{{backbone}}.json",
+    params:
+        cfg=lambda wc: backbone_config(wc.backbone),
+    resources:
+        downloads=1,
+    conda:
+        CONDA_ENV
+    log:
+        f"{LOGS}/torch_weights/{{backbone}}.log",
+    benchmark:
+        f"{BENCH}/torch_weights/{{backbone}}.tsv"
+    script:
+        "../scripts/torch_weights.py"
 
 
 rule proposals:

