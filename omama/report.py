@@ -560,8 +560,9 @@ def robustness_section(p: ReportParams, r: Path, rset: str = "robustness") -> di
         per_pair = cols if per_pair is None else per_pair.merge(cols, on=["pair", "object", "ego_present"], how="outer")
     for q in sorted({p.experiments[e]["proposer"] for e in p.robustness_experiments}):
         for ref in p.references:
-            m = read_json(rr / "reference" / "take" / q / "test" / ref / "metrics.json", "reference metrics")
-            metrics.append({"experiment": f"reference: {ref} ({q})", **{k: m.get(k) for k, _ in METRICS},
+            path = rr / "reference" / "take" / q / "test" / ref / "metrics.json"
+            m = read_json(path, "reference metrics")
+            metrics.append({"experiment": f"reference: {ref} ({q})", **metric_cells(m, path),
                             "n present": m.get("n_present"), "n total": m.get("n_total")})
     overlays = []
     first = samples[p.robustness_experiments[0]]
