@@ -244,7 +244,7 @@ def test_report_of_a_real_tiny_run(tiny_run, tmp_path):
         assert f"<td>{s}</td>" in page
     # every metrics.json of the run (experiments, references, robustness set) has its intervals, shown in the report
     paths = sorted(r.rglob("metrics.json"))
-    assert len(paths) == 5  # 2 experiments, 1 reference, the robustness set of both experiments
+    assert len(paths) == 6  # 2 experiments, 1 reference; the robustness set: both experiments and its reference
     for path in paths:
         m = json.loads(path.read_text())
         assert m["bootstrap"]["resamples"] == 1000 and m["bootstrap"]["level"] == 0.95
