@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import io
 import json
 import logging
@@ -140,6 +141,15 @@ def read_json(path, what: str = "JSON file"):
         raise ValueError(f"malformed {what} {path}: {e.msg} at line {e.lineno} column {e.colno}") from e
     except FileNotFoundError as e:
         raise FileNotFoundError(f"missing {what}: {path}") from e
+
+
+def file_sha256(path) -> str:
+    """SHA-256 (hex) of a file's bytes, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def save_torch(path, obj) -> None:

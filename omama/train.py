@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from omama.io import atomic_path, save_torch, write_json
+from omama.io import atomic_path, file_sha256, save_torch, write_json
 from omama.model import MatchingHead, load_checkpoint, matching_loss, score_candidates
 from omama.predict import ModelChooser, run_predictions
 from omama.metrics import summarise
@@ -54,14 +54,6 @@ def validation_iou(head: MatchingHead, rows, corpus: Corpus, geometry: Geometry,
     return summarise(samples)["iou"]
 
 
-def file_digest(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def input_identity(path) -> str | None:
     """What identifies one input: a file's content digest; for a folder (feature store, frame
     images; too large to read twice) the digest of every file's name, size and mtime, so any
@@ -70,7 +62,7 @@ def input_identity(path) -> str | None:
         return None
     path = Path(path)
     if path.is_file():
-        return file_digest(path)
+        return file_sha256(path)
     if not path.is_dir():
         raise FileNotFoundError(f"missing training input {path}")
     h = hashlib.sha256()

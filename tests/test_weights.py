@@ -13,7 +13,8 @@ import torch
 
 from omama.backbones import cut_at_stride, load_backbone
 from omama.features import FeatureStore, extract_features
-from omama.weights import PACKAGED, WeightsError, checkpoint_dir, ensure_weights, sha256
+from omama.io import file_sha256 as sha256
+from omama.weights import PACKAGED, WeightsError, checkpoint_dir, ensure_weights
 from tests.test_features import EGO, EXO, write_take
 
 FILE = "mobilenet_v2-b0353104.pth"
