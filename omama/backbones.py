@@ -226,7 +226,7 @@ def _seeded(seed: int):
 
 
 def _tiny_transformers_config(kind: str, tiny: dict):
-    from transformers import DINOv3ViTConfig, Dinov2WithRegistersConfig
+    from transformers import Dinov2WithRegistersConfig, DINOv3ViTConfig
 
     arch = {k: tiny[k] for k in ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size")}
     if kind == "dinov2":

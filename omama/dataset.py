@@ -16,6 +16,7 @@ from omama.masks import where
 from omama.negatives import PADDING, POSITIVE, candidate_set
 from omama.takedata import Corpus, Geometry
 
+
 class TrainingSet(torch.utils.data.Dataset):
     """Training samples: source mask + features (or image), 1 + ``negatives`` candidate masks.
 

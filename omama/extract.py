@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import struct
 from collections import Counter
 from pathlib import Path

@@ -70,7 +70,7 @@ def compressors(name: str, level: int) -> list:
     raise ValueError(f"unknown compressor {name!r}; use zstd, blosc, lz4 or none")
 
 
-def to_host(tensors: list[torch.Tensor]) -> tuple[list[torch.Tensor], "torch.cuda.Event | None"]:
+def to_host(tensors: list[torch.Tensor]) -> tuple[list[torch.Tensor], torch.cuda.Event | None]:
     """Start copying tensors to (pinned) host memory; with the event to wait on when on CUDA.
 
     The GPU then computes the next batch while the CPU waits for and writes this one.

@@ -90,7 +90,7 @@ class TakeData:
         """The frame's proposals; None when the proposer stored nothing for it (counted as zero)."""
         return self._proposals.get(int(frame))
 
-    @functools.lru_cache(maxsize=64)
+    @functools.lru_cache(maxsize=64)  # noqa: B019 (one TakeData per take and stage: the cache lives as long)
     def proposal_masks(self, frame: int, size: tuple[int, int]) -> np.ndarray:
         props = self.proposals(frame)
         if props is None or len(props) == 0:

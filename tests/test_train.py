@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-import shutil
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,13 +17,13 @@ import pytest
 import torch
 from PIL import Image
 
+from omama.dataset import TrainingSet, batch_features, collate
 from omama.features import extract_features
 from omama.io import write_json, write_parquet
 from omama.masks import encode_rle, mask_box
 from omama.metrics import evaluate, summarise
 from omama.model import score_candidates
 from omama.predict import predict_experiment, predict_reference
-from omama.dataset import TrainingSet, batch_features, collate
 from omama.takedata import Corpus, Geometry, subset_rows
 from omama.train import train_experiment
 

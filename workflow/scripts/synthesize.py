@@ -1,12 +1,8 @@
 """Rule synthesize: write the synthetic Ego-Exo4D-layout dataset (see omama.synthetic)."""
-
-import logging
-import sys
 from pathlib import Path
 
+from omama.logs import log_to
 from omama.synthetic import generate_dataset
 
-with open(snakemake.log[0], "w") as log:
-    sys.stderr = log
-    logging.basicConfig(stream=log, level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    generate_dataset(Path(snakemake.output.takes).parent, snakemake.params.cfg)
+log_to(snakemake.log[0])
+generate_dataset(Path(snakemake.output.takes).parent, snakemake.params.cfg)
