@@ -23,11 +23,8 @@ from torch import nn
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 VIEWS = ("ego", "exo")
-GRID_DEFAULTS = {"ego": (50, 50), "exo": (38, 68)}
-TINY_DEFAULTS = {"hidden_size": 96, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 192, "seed": 0}
+TINY_KEYS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "seed")
 HF_MODEL_TYPES = {"dinov2": {"dinov2", "dinov2_with_registers"}, "dinov3": {"dinov3_vit"}}
-DEFAULT_IMPLEMENTATION = {"dinov2": "transformers", "dinov3": "transformers", "resnet50-dino": "torchvision",
-                          "torchvision": "torchvision"}
 RESNET_STRIDE = 32
 RESIZE_MODES = {"nearest": cv2.INTER_NEAREST, "bilinear": cv2.INTER_LINEAR}
 
@@ -210,11 +207,11 @@ def _check_view(view: str) -> str:
 
 
 def _grids(cfg: dict) -> dict:
-    return {v: tuple(cfg.get(f"{v}_grid", GRID_DEFAULTS[v])) for v in VIEWS}
+    return {v: tuple(cfg[f"{v}_grid"]) for v in VIEWS}
 
 
 def _tiny(cfg: dict) -> dict:
-    return {**TINY_DEFAULTS, **(cfg.get("tiny") or {})}
+    return {k: cfg["tiny"][k] for k in TINY_KEYS}
 
 
 @contextlib.contextmanager
@@ -264,7 +261,7 @@ def _load_transformers(cfg: dict) -> tuple[nn.Module, int, int, dict]:
 
 
 def _load_torchhub(cfg: dict) -> tuple[nn.Module, int, int, dict]:
-    repo, entry = cfg.get("hub_repo", "facebookresearch/dinov2"), cfg["weights"]
+    repo, entry = cfg["hub_repo"], cfg["weights"]
     if entry == "untrained":
         raise ValueError("implementation torchhub needs weights = a hub entry such as 'dinov2_vitb14_reg'")
     source = "local" if Path(repo).is_dir() else "github"
@@ -307,7 +304,7 @@ def _load_torchvision(cfg: dict) -> tuple[nn.Module, int, int, dict]:
 
     from omama.weights import load_state_dict
 
-    arch, weights, stride = cfg.get("architecture", "mobilenet_v2"), cfg["weights"], int(cfg.get("stride", 16))
+    arch, weights, stride = cfg["architecture"], cfg["weights"], int(cfg["stride"])
     if arch not in torchvision.models.list_models(module=torchvision.models):
         raise ValueError(f"torchvision has no classification model {arch!r}")
     with _seeded(_tiny(cfg)["seed"]):
@@ -322,16 +319,19 @@ def _load_torchvision(cfg: dict) -> tuple[nn.Module, int, int, dict]:
     return trunk, channels, stride, info
 
 
-def load_backbone(cfg: dict, device: str | torch.device = "cpu") -> Backbone:
+def load_backbone(cfg: dict, device: str | torch.device | None = None) -> Backbone:
     """Build the frozen backbone a ``config["backbones"][name]`` entry describes.
 
     Input size = grid * patch for the ViTs (DINOv2 50x50 -> 700x700); for ResNet-50 the
     input is sized so its stride-32 map is about half the grid (50x50 -> 800x800 -> 25x25,
     pooled up to 50x50), as in the review; for kind ``torchvision`` it is grid * stride (no pooling).
     """
+    from omama.config import entry
+
+    cfg = entry("backbones", cfg)  # the schema's defaults
     kind, weights = cfg["kind"], cfg["weights"]
-    device = check_device(device)
-    impl = cfg.get("implementation", DEFAULT_IMPLEMENTATION.get(kind))
+    device = check_device(device or cfg["device"])
+    impl = cfg["implementation"]
     loaders = {("dinov2", "transformers"): _load_transformers, ("dinov3", "transformers"): _load_transformers,
                ("dinov2", "torchhub"): _load_torchhub, ("resnet50-dino", "torchvision"): _load_resnet,
                ("torchvision", "torchvision"): _load_torchvision}
@@ -345,4 +345,4 @@ def load_backbone(cfg: dict, device: str | torch.device = "cpu") -> Backbone:
     else:
         inputs = {v: tuple(n * patch for n in g) for v, g in grids.items()}
     info = {"kind": kind, "implementation": impl, "weights": weights, "untrained": weights == "untrained", **info}
-    return Backbone(network, channels, patch, grids, inputs, info, device, resize=cfg.get("resize", "bilinear"))
+    return Backbone(network, channels, patch, grids, inputs, info, device, resize=cfg["resize"])

@@ -12,8 +12,11 @@ from dataclasses import dataclass
 
 import torch
 
+from omama.config import entry
 from omama.model import MatchingHead, load_checkpoint
 from omama.takedata import Corpus, Geometry
+
+INIT_SEED = 42  # seeds the initial weights of a head that is not trained (train: null); train.seed otherwise
 
 
 @dataclass(frozen=True)
@@ -30,7 +33,8 @@ class Setup:
 
 def setup(*, annotations, proposals, features, images, backbone_cfg: dict, on_the_fly: bool) -> Setup:
     """The device, the takes' data, and the backbone (on the fly) or the stores' geometry (stored)."""
-    device = torch.device(backbone_cfg.get("device", "cpu"))
+    backbone_cfg = entry("backbones", backbone_cfg)  # the schema's defaults
+    device = torch.device(backbone_cfg["device"])
     corpus = Corpus(annotations, proposals, features, images)
     if not on_the_fly:
         return Setup(device, corpus, corpus.geometry(), None)
@@ -40,7 +44,7 @@ def setup(*, annotations, proposals, features, images, backbone_cfg: dict, on_th
     return Setup(device, corpus, Geometry.from_description(backbone.describe()), backbone)
 
 
-def build_head(geometry: Geometry, weights=None, seed: int = 42) -> MatchingHead:
+def build_head(geometry: Geometry, weights=None, seed: int = INIT_SEED) -> MatchingHead:
     """A head for ``geometry`` with seeded initial weights (the global RNG is left as it was), or
     the weights of the state dict ``weights`` (strict)."""
     with torch.random.fork_rng(devices=[]):

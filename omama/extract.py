@@ -171,16 +171,16 @@ def extract_take(*, record: dict, raw_root: str | os.PathLike, annotation_out: s
     sizes = {cam: video_size(paths[cam], take, cam) for cam in cams}
     for cam in cams:
         check_complete(paths[cam], take, cam)
-    masks, annotated, native, skipped = decode_masks(record, sizes, bool(frames_cfg.get("skip_bad_masks", False)))
+    masks, annotated, native, skipped = decode_masks(record, sizes, bool(frames_cfg["skip_bad_masks"]))
     ego_width = sizes[record["ego_cam"]][1]
     image_size = {}
     for cam in cams:
-        s = scale_for(frames_cfg.get("ego_scale" if is_ego(cam) else "exo_scale", "auto"), "ego" if is_ego(cam) else "exo", ego_width)
+        s = scale_for(frames_cfg["ego_scale" if is_ego(cam) else "exo_scale"], "ego" if is_ego(cam) else "exo", ego_width)
         h, w = sizes[cam]
         image_size[cam] = [max(1, round(h * s)), max(1, round(w * s))]
     frames = record["frames"]
     remove_abandoned(images_out)  # temporaries of killed runs; those of live concurrent writers stay
-    quality = [cv2.IMWRITE_JPEG_QUALITY, int(frames_cfg.get("jpeg_quality", 95))]
+    quality = [cv2.IMWRITE_JPEG_QUALITY, int(frames_cfg["jpeg_quality"])]
     with atomic_path(images_out) as tmp:
         with tqdm(total=len(cams) * len(frames), desc=f"extract {take}", mininterval=5) as bar:
             for cam in cams:

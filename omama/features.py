@@ -23,6 +23,7 @@ from tqdm import tqdm
 from zarr.codecs import BloscCodec, ZstdCodec
 
 from omama.backbones import Backbone, load_backbone
+from omama.config import entry
 from omama.io import atomic_path, read_json, remove_abandoned
 from omama.shards import LayoutError, RowArray
 
@@ -185,7 +186,7 @@ def check_store(path, group: zarr.Group) -> None:
                          f"(snakemake ... -R features, or remove the directory)")
 
 
-def extract_features(*, annotation_json, images_dir, out_store, backbone_cfg: dict, device: str = "cpu",
+def extract_features(*, annotation_json, images_dir, out_store, backbone_cfg: dict, device: str | None = None,
                      workers: int = 2, shard_frames: int = SHARD_FRAMES, backbone: Backbone | None = None,
                      name: str | None = None, write_threads: int | None = None) -> dict:
     """Write the features of every camera's frames in ``subsample_idx`` of one take to ``out_store``.
@@ -206,11 +207,12 @@ def extract_features(*, annotation_json, images_dir, out_store, backbone_cfg: di
     for (c, f), p in paths.items():
         if not p.is_file():
             raise FrameError(f"missing frame image for take {take!r}, camera {c!r}, frame {f}: {p}")
+    backbone_cfg = entry("backbones", backbone_cfg)  # the schema's defaults
     backbone = backbone or load_backbone(backbone_cfg, device)
-    dtype = np.dtype(backbone_cfg.get("dtype", "float16"))
-    codecs = compressors(backbone_cfg.get("compressor", "zstd"), int(backbone_cfg.get("compression_level", 3)))
-    batch_size = int(backbone_cfg.get("batch_size", 8))
-    write_threads = max(1, write_threads or int(backbone_cfg.get("write_threads", 2)))
+    dtype = np.dtype(backbone_cfg["dtype"])
+    codecs = compressors(backbone_cfg["compressor"], int(backbone_cfg["compression_level"]))
+    batch_size = int(backbone_cfg["batch_size"])
+    write_threads = max(1, write_threads or int(backbone_cfg["write_threads"]))
     describe = backbone.describe()
     batches = [(c, frames[i:i + batch_size]) for c in cams for i in range(0, len(frames), batch_size)]
 

@@ -31,18 +31,25 @@ class NotTrainedError(FileNotFoundError):
 
 
 def load_config(path: str | Path) -> dict:
+    """The run's config, checked against the schema with its defaults filled (as the workflow does)."""
+    from omama.config import validate
+
     try:
         with open(path) as f:
-            return yaml.safe_load(f)
+            cfg = yaml.safe_load(f)
     except FileNotFoundError:
         raise FileNotFoundError(f"config file {path} not found (give --config)") from None
+    try:
+        return validate(cfg)
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None
 
 
 def model_path(config: dict, experiment: str, results: str | Path | None, config_path: str | Path) -> Path:
     """The experiment's trained head; a clear error naming the file and the snakemake command when missing."""
-    if experiment not in config.get("experiments", {}):
-        raise ValueError(f"unknown experiment {experiment!r} in {config_path}; known: {sorted(config.get('experiments', {}))}")
-    path = Path(results or config.get("results", "results")) / "experiments" / experiment / "model.pt"
+    if experiment not in config["experiments"]:
+        raise ValueError(f"unknown experiment {experiment!r} in {config_path}; known: {sorted(config['experiments'])}")
+    path = Path(results or config["results"]) / "experiments" / experiment / "model.pt"
     if not path.is_file():
         configfile = "" if Path(config_path).name == "config.yaml" else f" --configfile {shlex.quote(str(config_path))}"
         raise NotTrainedError(f"experiment {experiment!r} has no trained head yet: {path} is missing. Build it with:\n"
@@ -65,7 +72,7 @@ def match(*, experiment: str, exo: str | Path, mask: str | Path, ego: str | Path
 
     cfg = load_config(config)
     head = model_path(cfg, experiment, results, config)
-    if cfg.get("torch_home"):  # the run's torchvision checkpoint cache, as the workflow sets it for its jobs
+    if cfg["torch_home"]:  # the run's torchvision checkpoint cache, as the workflow sets it for its jobs
         os.environ["TORCH_HOME"] = os.path.abspath(cfg["torch_home"])
     x = cfg["experiments"][experiment]
     backbone_cfg, proposer_cfg = dict(cfg["backbones"][x["backbone"]]), dict(cfg["proposers"][x["proposer"]])
@@ -86,10 +93,10 @@ def match(*, experiment: str, exo: str | Path, mask: str | Path, ego: str | Path
         convert_pair(pair_dir, frames / "annotation.json", frames / "images")
         store = tmp / "features" / f"{PAIR}.zarr"
         extract_features(annotation_json=frames / "annotation.json", images_dir=frames / "images", out_store=store, backbone_cfg=backbone_cfg,
-                         device=backbone_cfg.get("device", "cpu"), name=x["backbone"])
+                         name=x["backbone"])
         proposals = tmp / "proposals" / f"{PAIR}.parquet"
         propose_take(annotation_json=frames / "annotation.json", images_dir=frames / "images", out_proposals=proposals, out_recall=tmp / "proposals" / "recall.parquet",
-                     proposer_cfg=proposer_cfg, device=proposer_cfg.get("device", "cpu"))
+                     proposer_cfg=proposer_cfg)
         write_pairs([str(frames / "annotation.json")], tmp / "index.json", tmp / "pairs.parquet", tmp / "pairs.json")
         write_split(tmp / "pairs.parquet", "take", [0, 0, 1], 0, tmp / "split.parquet", tmp / "split.json")
         pred_json = tmp / "predictions.json"

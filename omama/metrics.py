@@ -173,18 +173,23 @@ def score_submission(predictions: dict, ground_truth: dict) -> pd.DataFrame:
     return frames
 
 
+def ci_key(level: float) -> str:
+    """The metrics.json key of the intervals at ``level``: ``ci95`` for 0.95."""
+    return f"ci{level * 100:g}"
+
+
 @dataclass(frozen=True)
 class Bootstrap:
-    """Percentile bootstrap over takes: ``resamples`` draws, two-sided ``level``, seeded."""
+    """Percentile bootstrap over takes: ``resamples`` draws, two-sided ``level``, seeded (settings:
+    config ``evaluate.bootstrap`` and ``evaluate.seed``)."""
 
-    resamples: int = 1000
-    level: float = 0.95
-    seed: int = 0
+    resamples: int
+    level: float
+    seed: int
 
     @property
     def key(self) -> str:
-        """The metrics.json key of the intervals: ``ci95`` for level 0.95."""
-        return f"ci{self.level * 100:g}"
+        return ci_key(self.level)
 
     @property
     def percent(self) -> str:

@@ -35,8 +35,6 @@ log = logging.getLogger(__name__)
 
 PROPOSAL_COLUMNS = ["frame", "proposal", "height", "width", "counts", "x", "y", "w", "h", "score", "area"]
 RECALL_COLUMNS = ["take_uid", "object", "frame", "gt_area", "best_iou", "n_proposals"]
-FASTSAM_DEFAULTS = {"imgsz": 1024, "conf": 0.4, "iou": 0.9, "retina_masks": True}
-CLASSICAL_DEFAULTS = {"scales": [0.5, 1.0, 2.0], "min_area": 0.0005, "max_iou": 0.9}
 FELZENSZWALB_K = 300.0  # graph threshold at scale 1.0 for a 224-pixel image; grows with the image side
 
 
@@ -104,8 +102,7 @@ def snap_to_edges(labels: np.ndarray, edges: np.ndarray, margin: int = 2) -> np.
 class ClassicalProposer:
     """Weights-free multi-scale Felzenszwalb proposals (see the module docstring)."""
 
-    def __init__(self, scales=CLASSICAL_DEFAULTS["scales"], min_area: float = CLASSICAL_DEFAULTS["min_area"],
-                 max_iou: float = CLASSICAL_DEFAULTS["max_iou"]):
+    def __init__(self, *, scales, min_area: float, max_iou: float):
         self.scales, self.min_area, self.max_iou = list(scales), float(min_area), float(max_iou)
 
     def segmentations(self, image: np.ndarray) -> list[np.ndarray]:
@@ -150,9 +147,7 @@ class ClassicalProposer:
 class FastSAMProposer:
     """Ultralytics FastSAM, segment everything, every mask kept."""
 
-    def __init__(self, weights: str, device: str = "cpu", imgsz: int = FASTSAM_DEFAULTS["imgsz"],
-                 conf: float = FASTSAM_DEFAULTS["conf"], iou: float = FASTSAM_DEFAULTS["iou"],
-                 retina_masks: bool = FASTSAM_DEFAULTS["retina_masks"]):
+    def __init__(self, weights: str, *, device: str, imgsz: int, conf: float, iou: float, retina_masks: bool):
         from ultralytics import FastSAM
 
         if not Path(weights).is_file():
@@ -173,21 +168,25 @@ class FastSAMProposer:
         return data.cpu().numpy() > 0.5, result.boxes.conf.cpu().numpy().astype(np.float32)
 
 
-def make_proposer(cfg: dict, device: str = "cpu"):
-    """The proposer a ``config["proposers"][name]`` entry describes."""
-    kind = cfg["kind"]
+def make_proposer(cfg: dict, device: str | None = None):
+    """The proposer a ``config["proposers"][name]`` entry describes (on ``device``, default its own)."""
+    from omama.config import entry
+
+    cfg = entry("proposers", cfg)  # the schema's defaults
+    kind, device = cfg["kind"], device or cfg["device"]
     check_device(device)
     if kind == "classical":
-        return ClassicalProposer(**{k: cfg.get(k, v) for k, v in CLASSICAL_DEFAULTS.items()})
+        return ClassicalProposer(scales=cfg["scales"], min_area=cfg["min_area"], max_iou=cfg["max_iou"])
     if kind == "fastsam":
         if not cfg.get("weights"):
             raise ValueError("proposer kind fastsam needs weights: path to FastSAM-x.pt or FastSAM-s.pt")
-        return FastSAMProposer(cfg["weights"], device, **{k: cfg.get(k, v) for k, v in FASTSAM_DEFAULTS.items()})
+        return FastSAMProposer(cfg["weights"], device=device, imgsz=cfg["imgsz"], conf=cfg["conf"], iou=cfg["iou"],
+                               retina_masks=cfg["retina_masks"])
     raise ValueError(f"unknown proposer kind {kind!r}; use classical or fastsam")
 
 
 def propose_take(*, annotation_json, images_dir, out_proposals, out_recall, proposer_cfg: dict,
-                 device: str = "cpu") -> dict:
+                 device: str | None = None) -> dict:
     """Proposals for every ego frame in ``subsample_idx`` of one take, and their recall of the GT ego masks.
 
     Recall rows: one per GT ego mask at a processed frame (objects absent from the ego view

@@ -27,7 +27,7 @@ from PIL import Image  # noqa: E402
 
 from omama.io import atomic_path, read_json  # noqa: E402
 from omama.masks import decode_rle, resize_mask  # noqa: E402
-from omama.metrics import Bootstrap, difference_interval, mean_interval  # noqa: E402
+from omama.metrics import Bootstrap, ci_key, difference_interval, mean_interval  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -506,7 +506,7 @@ def metric_cells(m: dict, path: Path) -> dict:
     if "bootstrap" not in m:
         raise ValueError(f"metrics file {path} has no confidence intervals (written by an older omama: rerun its "
                          f"evaluation)")
-    key = Bootstrap(level=m["bootstrap"]["level"]).key
+    key = ci_key(m["bootstrap"]["level"])
     cis = m.get(key)
     if not isinstance(cis, dict):
         raise ValueError(f"metrics file {path} lacks {key!r} for its bootstrap level {m['bootstrap']['level']}")

@@ -32,8 +32,8 @@ def egoexo_command(out_dir: str | os.PathLike, part: str, cfg: dict, uids: list[
     """The `egoexo` command line for one part (never ``--delete``)."""
     cmd = [*EGOEXO_CLIENT, "-o", str(out_dir), "--parts", part, "-y",
            "--release", cfg["release"], "--s3_profile", cfg["s3_profile"],
-           "--num_workers", str(cfg.get("num_workers", 4))]
-    if cfg.get("base_dir"):
+           "--num_workers", str(cfg["num_workers"])]
+    if cfg["base_dir"]:
         cmd += ["--base_dir", cfg["base_dir"]]
     if uids:
         cmd += ["--uids", *uids]
@@ -47,7 +47,7 @@ def run_egoexo(out_dir, part: str, cfg: dict, uids: list[str] | None = None, che
     arguments, raises on an incomplete result) runs after each attempt that exits 0,
     because the client exits 0 even when it could not size (and so skipped) an object.
     """
-    attempts = int(cfg.get("retries", 3)) + 1
+    attempts = int(cfg["retries"]) + 1
     cmd = egoexo_command(out_dir, part, cfg, uids)
     for attempt in range(1, attempts + 1):
         log.info("attempt %d/%d: %s", attempt, attempts, " ".join(cmd))
@@ -69,7 +69,7 @@ def run_egoexo(out_dir, part: str, cfg: dict, uids: list[str] | None = None, che
 
 
 def s3_url(cfg: dict, *parts: str) -> str:
-    base = (cfg.get("base_dir") or EGOEXO_BASE_DIR).rstrip("/")
+    base = (cfg["base_dir"] or EGOEXO_BASE_DIR).rstrip("/")
     return "/".join([base, cfg["release"], *parts])
 
 
@@ -151,7 +151,7 @@ def download_take(record: dict, source: dict, source_root: str | os.PathLike, ou
         return
     verify_videos({**record, "video_sizes": None}, source_root)
     with atomic_path(out_dir) as tmp:
-        for cam, rel in sorted(record["videos"].items()):
+        for _cam, rel in sorted(record["videos"].items()):
             dest = tmp / rel
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(Path(source_root) / rel, dest)

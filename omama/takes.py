@@ -204,9 +204,9 @@ def build_index(source_root: str | os.PathLike, selection: dict, takes_out: str 
     root = Path(source_root)
     meta = load_takes(root / "takes.json")
     sizes = manifest_sizes(manifest) if manifest else {}
-    seed = int(selection.get("seed", 0))
-    limit = selection.get("take_limit")
-    scenarios = selection.get("scenarios") or []
+    seed = int(selection["seed"])
+    limit = selection["take_limit"]
+    scenarios = selection["scenarios"]
     skipped, reasons = [], Counter()
     origin: dict[str, Path] = {}  # take uid -> the relations file listing it
     kept: list = []  # (uid, lean record); with take_limit, a heap of (-rank, uid, record)
@@ -217,7 +217,7 @@ def build_index(source_root: str | os.PathLike, selection: dict, takes_out: str 
         reasons[reason] += 1
         skipped.append({"take_uid": uid, "take_name": name, "reason": reason})
 
-    for split in selection.get("annotation_splits") or list(SPLITS):
+    for split in selection["annotation_splits"]:
         path = root / "annotations" / f"relations_{split}.json"
         if not path.is_file():
             raise FileNotFoundError(f"missing annotations: {path}")
@@ -253,7 +253,7 @@ def build_index(source_root: str | os.PathLike, selection: dict, takes_out: str 
             except KeyError as e:
                 skip(uid, f"camera {e.args[0]} has no video in takes.json", take["take_name"])
                 continue
-            frames = choose_frames(uid, annotated_frames(uid, masks), float(selection.get("frame_fraction", 1.0)), seed)
+            frames = choose_frames(uid, annotated_frames(uid, masks), float(selection["frame_fraction"]), seed)
             take_sizes = sizes.get(uid, {})
             record = {
                 "take_uid": uid, "take_name": take["take_name"],

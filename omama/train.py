@@ -19,8 +19,9 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
+from omama.config import entry
 from omama.dataset import TrainingSet, batch_features, epoch_batches, training_loader
-from omama.experiment import Setup, build_head, setup
+from omama.experiment import INIT_SEED, Setup, build_head, setup
 from omama.io import atomic_path, file_sha256, save_torch, write_json
 from omama.metrics import summarise
 from omama.model import MatchingHead, matching_loss, score_candidates
@@ -28,9 +29,6 @@ from omama.predict import ModelChooser, run_predictions
 from omama.takedata import Corpus, subset_rows
 
 log = logging.getLogger(__name__)
-
-TRAIN_DEFAULTS = {"epochs": 3, "lr": 8e-5, "lr_min": 1e-6, "batch_size": 24, "negatives": 31, "grad_clip": None,
-                  "seed": 42, "features": "pre-extracted", "workers": 0, "weight_decay": 0.01, "order": "shuffled"}
 
 
 def save_state(path, state: dict) -> None:
@@ -107,12 +105,12 @@ def train_experiment(*, split_table, annotations, proposals, features, images, t
     from scratch. ``stop_after_epochs`` ends this call after that many epochs, leaving a
     resumable checkpoint (returns None then).
     """
-    tc = {**TRAIN_DEFAULTS, **(train_cfg or {})}
+    tc = None if train_cfg is None else entry("train", train_cfg)  # the schema's defaults
     s = setup(annotations=annotations, proposals=proposals, features=features, images=images, backbone_cfg=backbone_cfg,
-              on_the_fly=train_cfg is not None and tc["features"] == "on-the-fly")
+              on_the_fly=tc is not None and tc["features"] == "on-the-fly")
     device, corpus, geometry, backbone = s.device, s.corpus, s.geometry, s.backbone
-    head = build_head(geometry, init_path, tc["seed"]).to(device)
-    if train_cfg is None:
+    head = build_head(geometry, init_path, INIT_SEED if tc is None else tc["seed"]).to(device)
+    if tc is None:
         with atomic_path(model_out) as tmp:
             torch.save(head.state_dict(), tmp)
         write_json(history_out, [])

@@ -137,4 +137,4 @@ def write_experiment(d: Path, pairs: pd.DataFrame, rng, subset: str | None) -> N
         t["masks"].setdefault(r.object, {}).setdefault(f"{r.exo_cam}_{r.ego_cam}", {})[str(r.frame)] = {
             "pred_mask": encode_rle(m), "confidence": float(r.confidence)}
     write_json(d / "predictions.json", {"exo-ego": {"version": "xx", "challenge": "correspondence", "results": results}})
-    write_json(d / "metrics.json", summarise(samples, bootstrap=Bootstrap(resamples=200)))
+    write_json(d / "metrics.json", summarise(samples, bootstrap=Bootstrap(resamples=200, level=0.95, seed=0)))

@@ -198,5 +198,5 @@ def test_bilinear_resize_is_the_default_and_differs_from_nearest():
     assert not torch.equal(bilinear.features([im], "exo"), nearest.features([im], "exo"))
     same = frames(1, 42, 70)[0]
     torch.testing.assert_close(bilinear.features([same], "exo"), nearest.features([same], "exo"), rtol=0, atol=0)
-    with pytest.raises(ValueError, match="resize must be one of"):
+    with pytest.raises(ValueError, match="at resize: 'bicubic' is not one of"):
         load_backbone({**cfg, "resize": "bicubic"})

@@ -10,7 +10,15 @@ import pytest
 from omama.io import write_json
 from omama.masks import encode_rle, resize_mask
 from omama.metrics import (
-    Bootstrap, boundary_f, boundary_map, evaluate, iou, location_error, score_masks, score_submission, summarise,
+    Bootstrap,
+    boundary_f,
+    boundary_map,
+    evaluate,
+    iou,
+    location_error,
+    score_masks,
+    score_submission,
+    summarise,
 )
 
 
@@ -185,8 +193,9 @@ def test_pipeline_files_are_what_the_official_evaluator_requires(tiny_run):
     omama's metric code run on the files."""
     import json
 
-    from omama.masks import decode_rle
     from test_masks import official_eval_size  # the evaluator's formula, written in the test
+
+    from omama.masks import decode_rle
 
     results = tiny_run / "results"
     dirs = sorted(p.parent for p in results.rglob("predictions.json"))
@@ -247,14 +256,14 @@ def test_bootstrap_resamples_takes_not_samples():
     # frames would give a narrow interval around 0.5
     frames = pd.DataFrame({"take_uid": ["A"] * 200 + ["B"] * 200, "ego_present": True, "pred_exists": True,
                            "iou": [0.0] * 200 + [1.0] * 200, "shape": 0.5, "location": 0.1})
-    m = summarise(frames, bootstrap=Bootstrap(resamples=1000, seed=0))
+    m = summarise(frames, bootstrap=Bootstrap(resamples=1000, level=0.95, seed=0))
     assert m["iou"] == 0.5 and m["ci95"]["iou"] == [0.0, 1.0]
     assert m["ci95"]["shape_acc"] == [0.5, 0.5]
     # every frame is present: the balanced accuracy of every resample has one true class and is skipped
     assert m["ci95"]["existence_balanced_acc"] is None
     assert m["bootstrap"]["undefined"] == {"iou": 0, "shape_acc": 0, "location_score": 0, "existence_balanced_acc": 1000}
     assert m["bootstrap"]["unit"] == "take" and m["bootstrap"]["units"] == 2
-    counts = Bootstrap(resamples=1000, seed=0).counts(2)
+    counts = Bootstrap(resamples=1000, level=0.95, seed=0).counts(2)
     assert counts.shape == (1000, 2) and (counts.sum(1) == 2).all()
     assert 0.2 < (counts[:, 0] == 2).mean() < 0.3 and 0.4 < (counts[:, 0] == 1).mean() < 0.6
 
@@ -267,7 +276,7 @@ def test_each_resample_is_the_point_estimate_of_the_drawn_takes_with_duplicates(
 
     rng = np.random.default_rng(1)
     frames = frames_of({f"t{i:02d}": int(rng.integers(1, 40)) for i in range(12)}, rng)
-    boot = Bootstrap(resamples=300, seed=5)
+    boot = Bootstrap(resamples=300, level=0.95, seed=5)
     counts = boot.counts(12)
     values = resample_metrics(frames, counts)
     takes = sorted(frames["take_uid"].unique())
@@ -293,18 +302,18 @@ def test_bootstrap_is_deterministic_given_the_seed_and_fast():
     frames = frames_of({f"take-{i}": int(rng.integers(10, 60)) for i in range(100)}, rng)
     assert len(frames) > 3000
     start = time.perf_counter()
-    a = summarise(frames, bootstrap=Bootstrap(resamples=1000, seed=3))
+    a = summarise(frames, bootstrap=Bootstrap(resamples=1000, level=0.95, seed=3))
     elapsed = time.perf_counter() - start
-    b = summarise(frames.sample(frac=1, random_state=0), bootstrap=Bootstrap(resamples=1000, seed=3))
-    c = summarise(frames, bootstrap=Bootstrap(resamples=1000, seed=4))
-    assert a == summarise(frames.copy(), bootstrap=Bootstrap(resamples=1000, seed=3))  # bit-identical
+    b = summarise(frames.sample(frac=1, random_state=0), bootstrap=Bootstrap(resamples=1000, level=0.95, seed=3))
+    c = summarise(frames, bootstrap=Bootstrap(resamples=1000, level=0.95, seed=4))
+    assert a == summarise(frames.copy(), bootstrap=Bootstrap(resamples=1000, level=0.95, seed=3))  # bit-identical
     for key, ci in a["ci95"].items():  # the draws are of sorted take uids: row order changes only rounding
         assert b["ci95"][key] == pytest.approx(ci, rel=1e-12)
     assert a["ci95"] != c["ci95"]
     for key, (lo, hi) in a["ci95"].items():
         assert lo < a[key] < hi and hi - lo < 0.2
     assert elapsed < 1.5, f"summarise with 1,000 resamples took {elapsed:.2f} s"
-    assert "ci90" in summarise(frames, bootstrap=Bootstrap(level=0.9))
+    assert "ci90" in summarise(frames, bootstrap=Bootstrap(resamples=1000, level=0.9, seed=0))
 
 
 def test_difference_intervals_paired_and_unpaired():
@@ -314,7 +323,7 @@ def test_difference_intervals_paired_and_unpaired():
     takes = np.repeat([f"t{i}" for i in range(20)], 15)
     a = rng.random(len(takes))
     b = a + 0.02 + rng.normal(0, 0.01, len(takes))  # b better on every sample by about 0.02
-    boot = Bootstrap(resamples=1000, seed=0)
+    boot = Bootstrap(resamples=1000, level=0.95, seed=0)
     lo, hi = mean_interval(b - a, takes, boot)
     assert 0.015 < lo < 0.02 < hi < 0.025  # paired: the per-sample differences are consistent
     lo_u, hi_u = difference_interval(a, takes, b, takes, boot)

@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from omama.masks import decode_rle, encode_rle, mask_box, resize_mask
-from omama.proposals import ClassicalProposer, load_proposals, make_proposer, mask_iou, propose_take
+from omama.masks import decode_rle, encode_rle, mask_box
+from omama.proposals import load_proposals, make_proposer, mask_iou, propose_take
 
 SYNTH = {"seed": 0, "seconds": 3, "objects": 4, "ego_size": 128, "exo_size": [72, 128], "exo_cameras": 2}
 
@@ -68,7 +68,7 @@ def synthetic_take(root: Path, n_frames: int = 2) -> tuple[Path, dict]:
 
 def test_classical_borders_follow_object_edges():
     img, gts = drawn_frame()
-    masks, scores = ClassicalProposer()(img)
+    masks, scores = make_proposer({"kind": "classical"})(img)
     assert masks.dtype == bool and masks.shape[1:] == img.shape[:2] and len(scores) == len(masks)
     assert np.all((scores > 0) & (scores <= 1))
     assert best_ious(gts, masks).min() > 0.9
@@ -78,7 +78,7 @@ def test_classical_recall_on_synthetic_frames():
     from omama.synthetic import EGO_CAM, Take
 
     take = Take(SYNTH, 1)
-    proposer = ClassicalProposer()
+    proposer = make_proposer({"kind": "classical"})
     ious = []
     for f in take.annotated[:3]:
         fr = take.render(EGO_CAM, f)

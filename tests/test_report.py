@@ -173,11 +173,11 @@ def test_compare_iou_paired_interval_excludes_zero_for_a_consistent_gain():
                       "ego_cam": "aria01_214-1", "frame": np.arange(n), "ego_present": True, "iou": rng.random(n)})
     b = a.assign(iou=a.iou + 0.02)
     j = a.merge(b, on=SAMPLE_KEY, suffixes=("_a", "_b")).assign(delta=lambda d: d.iou_b - d.iou_a)
-    c = compare_iou(a, b, j, Bootstrap(seed=1))
+    c = compare_iou(a, b, j, Bootstrap(resamples=1000, level=0.95, seed=1))
     assert c["paired"] and c["diff"] == "+0.0200" and c["ci"] == "[+0.0200, +0.0200]"
     assert c["verdict"] == "the difference is distinguishable from zero at 95 %"
     b2 = b.iloc[: n // 2]  # not the same samples: unpaired, and 0.02 is lost in the spread between samples
-    c2 = compare_iou(a, b2, j.iloc[: n // 2], Bootstrap(seed=1))
+    c2 = compare_iou(a, b2, j.iloc[: n // 2], Bootstrap(resamples=1000, level=0.95, seed=1))
     assert not c2["paired"] and c2["verdict"] == "the difference is not distinguishable from zero at 95 %"
 
 

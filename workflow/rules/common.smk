@@ -75,7 +75,7 @@ def experiment(name):
 
 
 def trained(name):
-    return experiment(name).get("train") is not None
+    return experiment(name)["train"] is not None
 
 
 def backbone_config(name):
@@ -101,7 +101,7 @@ def weights_record(backbone):
 
 def gpus(cfg):
     """GPUs a job reserves: 1 when its config entry asks for cuda."""
-    return 1 if cfg.get("device", "cpu") == "cuda" else 0
+    return 1 if cfg["device"] == "cuda" else 0
 
 
 def all_features(backbone):
@@ -194,7 +194,7 @@ def report_files(wc):
 def feature_mode(name):
     """How an experiment gets backbone features: its train setting; untrained heads read the stores."""
     e = experiment(name)
-    return e["train"].get("features", "pre-extracted") if e.get("train") else "pre-extracted"
+    return e["train"]["features"] if e["train"] else "pre-extracted"
 
 
 def take_files(pattern, takes=None):
@@ -221,7 +221,7 @@ def model_inputs(wc, root=RESULTS, takes=None, split=None):
 
 def init_weights(name):
     """The initial-weights file of an experiment: another experiment's model.pt, a path, or none."""
-    init = experiment(name).get("init", "none")
+    init = experiment(name)["init"]
     if init == "none":
         return {}
     if init.startswith("experiment:"):

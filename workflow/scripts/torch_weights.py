@@ -5,4 +5,4 @@ from omama.weights import ensure_weights
 
 log_to(snakemake.log[0])
 cfg = snakemake.params.cfg
-write_json(snakemake.output.record, ensure_weights(cfg.get("architecture", "mobilenet_v2"), cfg["weights"]), indent=1)
+write_json(snakemake.output.record, ensure_weights(cfg["architecture"], cfg["weights"]), indent=1)

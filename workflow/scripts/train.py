@@ -9,7 +9,7 @@ torch.set_num_threads(snakemake.threads)
 inp = snakemake.input
 train_experiment(split_table=inp.split, annotations=inp.annotations, proposals=inp.proposals,
                  features=getattr(inp, "features", None), images=getattr(inp, "images", None),
-                 train_cfg=snakemake.params.experiment.get("train"), backbone_cfg=snakemake.params.backbone,
+                 train_cfg=snakemake.params.experiment["train"], backbone_cfg=snakemake.params.backbone,
                  proposer_cfg=snakemake.params.proposer, init_path=getattr(inp, "init", None),
                  model_out=snakemake.output.model, history_out=snakemake.output.history,
                  checkpoint_dir=snakemake.params.checkpoints)
