@@ -103,9 +103,6 @@ class TakeData:
             raise ValueError(f"no feature store given for take {self.take!r}")
         return FeatureStore(self.paths["features"])
 
-    def features(self, cam: str, frame: int) -> np.ndarray:
-        return self.store.read(cam, frame)
-
     def image(self, cam: str, frame: int) -> np.ndarray:
         if not self.paths["images"]:
             raise ValueError(f"no frame images given for take {self.take!r}")
