@@ -19,13 +19,12 @@ from pathlib import Path, PurePosixPath
 import ijson
 import numpy as np
 
-from omama.io import atomic_path, read_json, safe_name, write_json
-from omama.masks import where
+from omama.io import atomic_path, read_json, safe_name, where, write_json
 from omama.sources import manifest_sizes
 
 log = logging.getLogger(__name__)
 
-SPLITS = ("train", "val")
+ANNOTATION_SPLITS = ("train", "val")  # Ego-Exo4D annotation files: annotations/relations_{split}.json
 DOWNSCALED = "downscaled/448"
 
 
@@ -217,7 +216,7 @@ def build_index(source_root: str | os.PathLike, selection: dict, takes_out: str 
         reasons[reason] += 1
         skipped.append({"take_uid": uid, "take_name": name, "reason": reason})
 
-    for split in selection.get("annotation_splits") or list(SPLITS):
+    for split in selection.get("annotation_splits") or list(ANNOTATION_SPLITS):
         path = root / "annotations" / f"relations_{split}.json"
         if not path.is_file():
             raise FileNotFoundError(f"missing annotations: {path}")

@@ -23,7 +23,7 @@ from omama.extract import extract_take
 from omama.masks import encode_rle
 from omama.pairs import write_pairs
 from omama.preflight import preflight
-from omama.report import skip_counts
+from omama.report.tables import skip_counts
 from omama.splits import write_split
 from omama.takes import build_index
 
