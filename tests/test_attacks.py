@@ -18,7 +18,7 @@ import pytest
 from snakemake.utils import validate
 
 from conftest import REPO, default_config, run_snakemake, tiny_config
-from data_fixtures import FRAMES, SELECTION, copy_source, index, synthetic_source  # noqa: F401
+from data_fixtures import FRAMES, SELECTION, copy_source, index
 from omama.extract import extract_take
 from omama.masks import encode_rle
 from omama.pairs import write_pairs

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from data_fixtures import FRAMES, index, synthetic_source  # noqa: F401
+from data_fixtures import FRAMES, index
 from omama.extract import extract_take
 from omama.pairs import COLUMNS, NOT_IN_EGO, take_pairs, write_pairs
 from omama.splits import SUBSETS, split_pairs, write_split

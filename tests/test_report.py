@@ -288,3 +288,23 @@ def test_a_damaged_frame_image_is_named(tmp_path):
     path.write_bytes(path.read_bytes()[:-200])
     with pytest.raises(FrameError, match=r"cannot decode frame image for take 'take-x', camera 'cam01', frame 30"):
         Frames(Layout(str(tmp_path))).image("take-x", "cam01", 30)
+
+
+def test_report_reads_only_its_declared_inputs(tmp_path):
+    """A result the report rule does not declare is an error naming it, never read behind the rule's
+    back; timings are those of the declared benchmark files only."""
+    root = tmp_path / "r"
+    takes = fabricate(root, EXPERIMENTS)
+    p = params(root, robustness_enabled=False, motorcycle_enabled=False)
+    inputs = declared(root, p, takes)
+    history = Layout(str(root)).history("trained")
+    for kind, missing in (("history", history), ("images", Layout(str(root)).images(takes[0]))):
+        with pytest.raises(ValueError, match=f"report would read {re.escape(missing)}.*does not declare"):
+            write_report(params=p, inputs={**inputs, kind: [f for f in inputs[kind] if f != missing]},
+                         out=str(root / "report.html"))
+        assert not (root / "report.html").exists()
+    one = [f for f in inputs["benchmarks"] if f.endswith("features/tiny/take0.tsv")]
+    write_report(params=p, inputs={**inputs, "benchmarks": one}, out=str(root / "report.html"))
+    timing = (root / "report.html").read_text().split('<section id="timing">', 1)[1].split("</section>", 1)[0]
+    assert "benchmark files of 1 jobs" in timing and "<td>features</td>" in timing
+    assert "<td>extract</td>" not in timing and "<td>train</td>" not in timing
