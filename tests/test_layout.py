@@ -34,10 +34,10 @@ def test_every_pattern_is_the_path_it_names():
     assert source_relations("S", "val") == "S/annotations/relations_val.json"
 
 
-def test_layout_imports_neither_matplotlib_nor_torch():
+def test_layout_and_report_inputs_import_no_heavy_library():
     import subprocess
 
-    code = "import sys, omama.layout, omama.report; print(sorted({'matplotlib', 'torch'} & set(sys.modules)))"
+    code = "import sys, omama.layout, omama.report; print(sorted({'matplotlib', 'torch', 'pandas'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True).stdout
     assert out.strip() == "[]"
 

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Iterable
 
 from omama.layout import Layout
-from omama.metrics import Bootstrap
 
 RESULTS_FILES = ("metrics.json", "samples.parquet", "predictions.json")
 
@@ -33,7 +32,10 @@ class ReportParams:
     bootstrap: dict = field(default_factory=dict)  # Bootstrap settings: resamples, level, seed
 
     @property
-    def boot(self) -> Bootstrap:
+    def boot(self):
+        """The ``omama.metrics.Bootstrap`` of these settings (imported here: the rule files import this module)."""
+        from omama.metrics import Bootstrap
+
         return Bootstrap(**self.bootstrap)
 
     @classmethod

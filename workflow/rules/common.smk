@@ -226,37 +226,38 @@ def job_benchmarks(takes, pairs):
             "reference", split=x[0], proposer=x[1], subset=subsets, predictor=refs
         )
     robust = config["robustness"]["experiments"]
+    stored = [e for e in robust if feature_mode(e) == "pre-extracted"]
     for rset, names in pairs.items():
-        if rset == "motorcycle" or not config["robustness"]["path"]:
-            files += bench(f"{rset}_photos")
-        files += bench("robustness_index", rset=rset) + bench(
-            "robustness_pairs", rset=rset
-        )
-        files += bench("robustness_take", rset=rset, take=names)
-        files += bench("robustness_split", rset=rset, split="take")
-        stored = [e for e in robust if feature_mode(e) == "pre-extracted"]
-        files += bench(
-            "robustness_features",
-            rset=rset,
-            backbone=used("backbone", stored),
-            take=names,
-        )
-        files += bench(
-            "robustness_proposals",
-            rset=rset,
-            proposer=used("proposer", robust),
-            take=names,
-        )
-        files += bench("robustness_predict", rset=rset, exp=robust, subset="test")
-        files += bench("robustness_evaluate", rset=rset, exp=robust, subset="test")
-        files += bench(
-            "robustness_reference",
-            rset=rset,
-            split="take",
-            proposer=used("proposer", robust),
-            subset="test",
-            predictor=refs,
-        )
+        generated = rset == "motorcycle" or not config["robustness"]["path"]
+        files += [
+            *(bench(f"{rset}_photos") if generated else []),
+            *bench("robustness_index", rset=rset),
+            *bench("robustness_take", rset=rset, take=names),
+            *bench(
+                "robustness_features",
+                rset=rset,
+                backbone=used("backbone", stored),
+                take=names,
+            ),
+            *bench(
+                "robustness_proposals",
+                rset=rset,
+                proposer=used("proposer", robust),
+                take=names,
+            ),
+            *bench("robustness_pairs", rset=rset),
+            *bench("robustness_split", rset=rset, split="take"),
+            *bench("robustness_predict", rset=rset, exp=robust, subset="test"),
+            *bench("robustness_evaluate", rset=rset, exp=robust, subset="test"),
+            *bench(
+                "robustness_reference",
+                rset=rset,
+                split="take",
+                proposer=used("proposer", robust),
+                subset="test",
+                predictor=refs,
+            ),
+        ]
     return sorted(set(files))
 
 
