@@ -256,6 +256,8 @@ def test_report_of_a_real_tiny_run(tiny_run, tmp_path):
     assert {"extract", "features", "train", "robustness_predict"} <= {s.removesuffix(".tsv") for s in stages}
     for s in ("extract", "train", "robustness_predict"):
         assert f"<td>{s}</td>" in page
+    jobs = [p for p in (r / "benchmarks").rglob("*.tsv") if p != r / "benchmarks" / "report.tsv"]
+    assert f"benchmark files of {len(jobs)} jobs" in page  # every job of the run is timed (declared inputs)
     # every metrics.json of the run (experiments, references, robustness set) has its intervals, shown in the report
     paths = sorted(r.rglob("metrics.json"))
     assert len(paths) == 6  # 2 experiments, 1 reference; the robustness set: both experiments and its reference
