@@ -42,7 +42,6 @@ class ReportParams:
     def from_dict(cls, d: dict) -> "ReportParams":
         return cls(**d)
 
-
     @property
     def layout(self) -> Layout:
         return Layout(self.results)
