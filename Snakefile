@@ -11,12 +11,20 @@ if not workflow.config_settings.configfiles:
     configfile: "config.yaml"
 
 
-from omama import preflight  # credentials, weights, folders: warnings in a dry run, a stop before a real run
+from omama import (
+    preflight,
+)  # credentials, weights, folders: warnings in a dry run, a stop before a real run
 
 try:
     validate(config, "workflow/schemas/config.schema.yaml")
-except Exception:  # say which key breaks which rule (jsonschema's first error often does not)
-    raise SystemExit(preflight.schema_problem(config, f"{workflow.basedir}/workflow/schemas/config.schema.yaml"))
+except (
+    Exception
+):  # say which key breaks which rule (jsonschema's first error often does not)
+    raise SystemExit(
+        preflight.schema_problem(
+            config, f"{workflow.basedir}/workflow/schemas/config.schema.yaml"
+        )
+    )
 
 PREFLIGHT = preflight.preflight(config)
 preflight.announce(PREFLIGHT, workflow.config_settings.configfiles)
@@ -24,7 +32,6 @@ preflight.announce(PREFLIGHT, workflow.config_settings.configfiles)
 
 onstart:
     preflight.stop_if(PREFLIGHT)
-
 
 
 wildcard_constraints:
@@ -43,10 +50,11 @@ include: "workflow/rules/synthetic.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/features.smk"
 include: "workflow/rules/model.smk"
+include: "workflow/rules/robustness.smk"
 include: "workflow/rules/report.smk"
 
 
 rule all:
     default_target: True
     input:
-        f"{RESULTS}/report.html",
+        rules.report.output.html,

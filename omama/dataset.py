@@ -12,7 +12,7 @@ import torch
 
 from omama.descriptors import mask_boxes
 from omama.features import dequantise
-from omama.masks import where
+from omama.io import where
 from omama.negatives import PADDING, POSITIVE, candidate_set
 from omama.takedata import Corpus, Geometry
 

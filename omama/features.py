@@ -18,13 +18,12 @@ from pathlib import Path
 import numpy as np
 import torch
 import zarr
-from PIL import Image
 from tqdm import tqdm
 from zarr.codecs import BloscCodec, ZstdCodec
 
 from omama.backbones import Backbone, load_backbone
 from omama.config import entry
-from omama.io import atomic_path, read_json, remove_abandoned
+from omama.io import FrameError, atomic_path, load_frame, read_json, remove_abandoned, where
 from omama.shards import LayoutError, RowArray
 
 log = logging.getLogger(__name__)
@@ -33,22 +32,6 @@ SHARD_FRAMES = 32
 SHARD_BYTES = 64 * 2**20  # at most this much raw data per shard (16 official-size float16 frames)
 PREFETCH_BATCHES = 3
 DEQUANT = ".dequant"  # int8 stores: array {camera}.dequant holds each frame's per-channel [scale; offset]
-
-
-class FrameError(ValueError):
-    """A frame image is missing or cannot be decoded; the message names take, camera and frame."""
-
-
-def load_frame(path: Path, take: str, cam: str, frame: int) -> np.ndarray:
-    """Decode one frame JPEG to uint8 HxWx3 RGB, with an error naming take, camera and frame."""
-    if not path.is_file():
-        raise FrameError(f"missing frame image for take {take!r}, camera {cam!r}, frame {frame}: {path}")
-    try:
-        with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"))
-    except Exception as e:
-        raise FrameError(f"cannot decode frame image for take {take!r}, camera {cam!r}, frame {frame}: "
-                         f"{path}: {e}") from e
 
 
 def take_frames(annotation: dict) -> tuple[list[str], dict[str, str], list[int]]:
@@ -206,7 +189,7 @@ def extract_features(*, annotation_json, images_dir, out_store, backbone_cfg: di
     paths = {(c, f): images_dir / c / f"{f}.jpg" for c in cams for f in frames}
     for (c, f), p in paths.items():
         if not p.is_file():
-            raise FrameError(f"missing frame image for take {take!r}, camera {c!r}, frame {f}: {p}")
+            raise FrameError(f"missing frame image for {where(take, cam=c, frame=f)}: {p}")
     backbone_cfg = entry("backbones", backbone_cfg)  # the schema's defaults
     backbone = backbone or load_backbone(backbone_cfg, device)
     dtype = np.dtype(backbone_cfg["dtype"])

@@ -18,6 +18,31 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 
+def where(take=None, obj=None, cam=None, frame=None) -> str:
+    """``take 'x', object 'y', camera 'z', frame 3``: the location an error message names (given parts only)."""
+    parts = [f"{k} {v!r}" for k, v in (("take", take), ("object", obj), ("camera", cam), ("frame", frame)) if v is not None]
+    return ", ".join(parts)
+
+
+class FrameError(ValueError):
+    """A frame image is missing or cannot be decoded; the message names take, camera and frame."""
+
+
+def load_frame(path, take: str, cam: str, frame: int):
+    """Decode one frame JPEG to uint8 HxWx3 RGB (numpy), with an error naming take, camera and frame."""
+    import numpy as np
+    from PIL import Image
+
+    path = Path(path)
+    if not path.is_file():
+        raise FrameError(f"missing frame image for {where(take, cam=cam, frame=frame)}: {path}")
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB"))
+    except Exception as e:
+        raise FrameError(f"cannot decode frame image for {where(take, cam=cam, frame=frame)}: {path}: {e}") from e
+
+
 def _owner_tag() -> str:
     """``{host}-{pid}-``: names a temporary sibling after the process writing it."""
     return f"{socket.gethostname()}-{os.getpid()}-"

@@ -10,16 +10,13 @@ import lzstring
 import numpy as np
 from pycocotools import mask as mask_utils
 
+from omama.io import where
+
 _LZ = lzstring.LZString()
 
 
 class MaskDecodeError(ValueError):
     """A mask could not be decoded; the message names take, object, camera and frame."""
-
-
-def where(take=None, obj=None, cam=None, frame=None) -> str:
-    parts = [f"{k} {v!r}" for k, v in (("take", take), ("object", obj), ("camera", cam), ("frame", frame)) if v is not None]
-    return ", ".join(parts)
 
 
 def encode_rle(mask: np.ndarray) -> dict:

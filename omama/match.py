@@ -121,7 +121,7 @@ def match(*, experiment: str, exo: str | Path, mask: str | Path, ego: str | Path
 
 def write_overlay(exo: Path, mask: Path, ego_rgb: np.ndarray, pred: np.ndarray, path: Path) -> None:
     """exo photo with the source mask | ego photo with the prediction (the report's colours)."""
-    from omama.report import COLOURS, blend, panel_row
+    from omama.report.overlays import COLOURS, blend, panel_row
     from omama.robustness import EXO, load_mask, load_photo
 
     exo_rgb = load_photo(exo, PAIR, EXO)

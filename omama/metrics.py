@@ -27,8 +27,8 @@ import pandas as pd
 from skimage.morphology import disk
 from sklearn.metrics import balanced_accuracy_score
 
-from omama.io import read_json, write_json
-from omama.masks import decode_rle, eval_size, resize_mask, where
+from omama.io import read_json, where, write_json
+from omama.masks import decode_rle, eval_size, resize_mask
 
 log = logging.getLogger(__name__)
 

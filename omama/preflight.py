@@ -202,7 +202,7 @@ def results_problems(results: str) -> list[str]:
 
 def split_problems(config: dict) -> list[str]:
     """Split ratios must sum to 1, and no subset an experiment needs may have ratio 0."""
-    from omama.splits import SPLITS, required_subsets
+    from omama.splits import SUBSETS, required_subsets
 
     ratios = config["split"]["ratios"]
     if abs(sum(ratios) - 1) > 1e-6:
@@ -213,7 +213,7 @@ def split_problems(config: dict) -> list[str]:
             needed.setdefault(subset, []).extend(names)
     problems = []
     for subset, names in sorted(needed.items()):
-        if ratios[SPLITS.index(subset)] == 0:
+        if ratios[SUBSETS.index(subset)] == 0:
             evaluated = subset in config["evaluate"]["subsets"]
             problems.append(f"split.ratios gives subset {subset!r} ratio 0, but experiment(s) {sorted(names)} "
                             f"{'evaluate' if evaluated else 'train on'} it: raise its ratio"

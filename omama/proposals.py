@@ -27,8 +27,7 @@ from skimage.segmentation import felzenszwalb, find_boundaries, watershed
 from tqdm import tqdm
 
 from omama.backbones import check_device
-from omama.features import load_frame
-from omama.io import read_json, write_parquet
+from omama.io import load_frame, read_json, write_parquet
 from omama.masks import decode_rle, encode_rle, mask_box, resize_mask
 
 log = logging.getLogger(__name__)

@@ -9,7 +9,7 @@ import pandas as pd
 
 from omama.io import write_json, write_parquet
 
-SPLITS = ("train", "val", "test")
+SUBSETS = ("train", "val", "test")  # the parts a split assigns every pair to
 GROUP_KEYS = {
     "frame": ["take_uid", "frame"],   # one instant (all its cameras and objects) stays in one split
     "take": ["take_uid"],
@@ -44,13 +44,13 @@ def assign_groups(sizes: pd.Series, ratios: list[float], seed: int) -> pd.Series
     order = np.random.default_rng(seed).permutation(len(sizes))
     n = sizes.to_numpy()[order]
     mid = (np.cumsum(n) - n / 2) / n.sum()
-    idx = np.minimum(np.searchsorted(bounds, mid, side="right"), len(SPLITS) - 1)
+    idx = np.minimum(np.searchsorted(bounds, mid, side="right"), len(SUBSETS) - 1)
     for s in np.flatnonzero(r > 0):
-        counts = np.bincount(idx, minlength=len(SPLITS))
+        counts = np.bincount(idx, minlength=len(SUBSETS))
         if counts[s] == 0 and counts.max() > 1:
             donor = np.flatnonzero(idx == counts.argmax())
             idx[donor[np.argmin(n[donor])]] = s
-    split = pd.Series(np.asarray(SPLITS)[idx], index=sizes.index[order])
+    split = pd.Series(np.asarray(SUBSETS)[idx], index=sizes.index[order])
     return split
 
 
@@ -78,7 +78,7 @@ def split_pairs(pairs: pd.DataFrame, strategy: str, ratios: list[float], seed: i
 
 def diagnostics(df: pd.DataFrame, strategy: str, ratios: list[float], seed: int) -> dict:
     """Counts per split, per scenario and per ego presence, and object-label overlap between splits."""
-    per = {s: df[df["split"] == s] for s in SPLITS}
+    per = {s: df[df["split"] == s] for s in SUBSETS}
     labels = {s: set(d["label"]) for s, d in per.items()}
     return {
         "strategy": strategy, "ratios": list(ratios), "seed": seed, "pairs": len(df),
@@ -86,11 +86,11 @@ def diagnostics(df: pd.DataFrame, strategy: str, ratios: list[float], seed: int)
                        "takes": int(d["take_uid"].nunique()), "frames": int(d[["take_uid", "frame"]].drop_duplicates().shape[0]),
                        "objects": int(d[["take_uid", "object"]].drop_duplicates().shape[0]), "labels": len(labels[s])}
                    for s, d in per.items()},
-        "per_scenario": {sc: {s: int(((df["scenario"] == sc) & (df["split"] == s)).sum()) for s in SPLITS}
+        "per_scenario": {sc: {s: int(((df["scenario"] == sc) & (df["split"] == s)).sum()) for s in SUBSETS}
                          for sc in sorted(df["scenario"].unique())},
         "per_ego_presence": {s: {"present": int(d["ego_present"].sum()), "absent": int((~d["ego_present"]).sum())}
                              for s, d in per.items()},
-        "label_overlap": {f"{a}-{b}": sorted(labels[a] & labels[b]) for a, b in combinations(SPLITS, 2)},
+        "label_overlap": {f"{a}-{b}": sorted(labels[a] & labels[b]) for a, b in combinations(SUBSETS, 2)},
     }
 
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from omama.features import FeatureStore, load_frame
-from omama.io import read_json
-from omama.masks import decode_rle, resize_mask, where
+from omama.features import FeatureStore
+from omama.io import load_frame, read_json, where
+from omama.masks import decode_rle, resize_mask
 from omama.proposals import ProposalSet, load_proposals
 
 VIEWS = ("ego", "exo")

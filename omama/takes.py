@@ -19,13 +19,12 @@ from pathlib import Path, PurePosixPath
 import ijson
 import numpy as np
 
-from omama.io import atomic_path, read_json, safe_name, write_json
-from omama.masks import where
+from omama.io import atomic_path, read_json, safe_name, where, write_json
 from omama.sources import manifest_sizes
 
 log = logging.getLogger(__name__)
 
-SPLITS = ("train", "val")
+ANNOTATION_SPLITS = ("train", "val")  # Ego-Exo4D annotation files: annotations/relations_{split}.json
 DOWNSCALED = "downscaled/448"
 
 

@@ -12,6 +12,8 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+# Fixtures shared across test modules, registered once (modules import only their helpers).
+pytest_plugins = ["data_fixtures", "weights_fixtures"]
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 

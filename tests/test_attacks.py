@@ -18,12 +18,12 @@ import pytest
 from snakemake.utils import validate
 
 from conftest import REPO, default_config, run_snakemake, tiny_config
-from data_fixtures import FRAMES, SELECTION, copy_source, index, synthetic_source  # noqa: F401
+from data_fixtures import FRAMES, SELECTION, copy_source, index
 from omama.extract import extract_take
 from omama.masks import encode_rle
 from omama.pairs import write_pairs
 from omama.preflight import preflight
-from omama.report import skip_counts
+from omama.report.tables import skip_counts
 from omama.splits import write_split
 from omama.takes import build_index
 

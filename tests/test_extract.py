@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO
-from data_fixtures import FRAMES, copy_source, first_mask, index, synthetic_source, with_mask_entry  # noqa: F401
+from data_fixtures import FRAMES, copy_source, first_mask, index, with_mask_entry
 from omama import mp4
 from omama.extract import VideoError, extract_take
 from omama.masks import MaskDecodeError, decode_rle

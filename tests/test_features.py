@@ -17,7 +17,8 @@ import pytest
 import zarr
 
 from omama.backbones import load_backbone
-from omama.features import FeatureStore, FrameError, StoreError, extract_features
+from omama.features import FeatureStore, StoreError, extract_features
+from omama.io import FrameError
 from omama.proposals import load_proposals
 
 TINY = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64, "seed": 0}

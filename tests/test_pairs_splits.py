@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from data_fixtures import FRAMES, index, synthetic_source  # noqa: F401
+from data_fixtures import FRAMES, index
 from omama.extract import extract_take
 from omama.pairs import COLUMNS, NOT_IN_EGO, take_pairs, write_pairs
-from omama.splits import SPLITS, split_pairs, write_split
+from omama.splits import SUBSETS, split_pairs, write_split
 
 
 @pytest.fixture(scope="module")
@@ -80,10 +80,10 @@ def test_split_guarantees(strategy, keys, tol):
     pairs = fake_pairs()
     ratios = [0.7, 0.15, 0.15]
     df = split_pairs(pairs, strategy, ratios, seed=3)
-    assert len(df) == len(pairs) and set(df["split"]) == set(SPLITS)
+    assert len(df) == len(pairs) and set(df["split"]) == set(SUBSETS)
     assert (df.groupby(keys)["split"].nunique() == 1).all()  # no group in two splits
     share = df["split"].value_counts(normalize=True)
-    assert all(abs(share[s] - r) <= tol for s, r in zip(SPLITS, ratios)), share.to_dict()
+    assert all(abs(share[s] - r) <= tol for s, r in zip(SUBSETS, ratios)), share.to_dict()
     assert df.equals(split_pairs(pairs, strategy, ratios, seed=3))
     assert not df["split"].equals(split_pairs(pairs, strategy, ratios, seed=4)["split"])
 
@@ -107,4 +107,4 @@ def test_object_split_has_no_shared_label_and_diagnostics_show_it(tmp_path):
 def test_every_split_gets_a_group_when_there_are_enough():
     pairs = fake_pairs(takes=3)
     df = split_pairs(pairs, "take", [0.7, 0.15, 0.15], seed=0)
-    assert set(df["split"]) == set(SPLITS) and (df.groupby("take_uid")["split"].nunique() == 1).all()
+    assert set(df["split"]) == set(SUBSETS) and (df.groupby("take_uid")["split"].nunique() == 1).all()

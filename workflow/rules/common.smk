@@ -1,29 +1,14 @@
-# Shared helpers for the workflow: paths, config accessors, the take list.
-#
-# Output layout (the contract between stages; R = config["results"]):
-#   R/synthetic/...                          synthetic source (Ego-Exo4D layout) + visibility.parquet
-#   R/source/{takes.json,annotations/}       metadata + annotations (egoexo source) + manifest.json (video sizes)
-#   R/index/takes.json                       checkpoint: selected takes (list of records, without masks)
-#   R/index/summary.json                     takes left out of the index, counted by reason
-#   R/index/takes/{take}.json                one take's record + its raw (LZString) annotation
-#   R/raw/{take}/...                         downloaded videos, temp(): deleted after extraction
-#   R/frames/{take}/images/{cam}/{frame}.jpg processed frames; R/frames/{take}/annotation.json
-#   R/pairs.parquet                          one row per (take, object, exo cam, frame); R/pairs.json: counts + skips
-#   R/splits/{split}.parquet + .json         split assignment + diagnostics; split in frame|take|object
-#   R/weights/{backbone}.json                torchvision backbones: checkpoint file, SHA-256, where it came from
-#   R/features/{backbone}/{take}.zarr        Zarr v3 store, one array per camera
-#   R/proposals/{proposer}/{take}.parquet    ego proposals (COCO RLE, box, score) + {take}.recall.parquet
-#   R/experiments/{exp}/train/...            checkpoints, history.json; R/experiments/{exp}/model.pt
-#   R/experiments/{exp}/{subset}/...         predictions.json, ground_truth.json, samples.parquet, metrics.json
-#   R/reference/{split}/{proposer}/{subset}/{predictor}/{samples.parquet,metrics.json}
-#   R/robustness/...                         robustness set: pairs, features, proposals, results, references
-#   R/motorcycle/...                         the same for the Middlebury motorcycle photo pairs (photos/ generated)
-#   R/report.html
-#   R/logs/..., R/benchmarks/...             one log per job, one benchmark file per job
+# Shared helpers for the workflow: the results layout, config accessors, the take list.
+# Every results path comes from omama.layout (its docstring draws the tree); L is the main run's.
+
+from omama import layout
+from omama.layout import Layout
+from omama.report import ReportParams, report_inputs
 
 RESULTS = config["results"]
-LOGS = f"{RESULTS}/logs"
-BENCH = f"{RESULTS}/benchmarks"
+L = Layout(RESULTS)
+# The results tree of a photo-pair set, with {rset} (robustness, motorcycle) as a wildcard.
+PHOTO = L.photo_set()
 # Every rule names this environment, so `--sdm conda` runs the whole workflow in it.
 CONDA_ENV = "../../envs/omama.yaml"
 
@@ -32,7 +17,7 @@ _TAKES = {}
 
 # torchvision's checkpoint cache for every job (jobs inherit the environment, on SLURM too).
 if config["torch_home"]:
-    os.environ.update(TORCH_HOME=os.path.abspath(config["torch_home"]))  # sets it (the linter reads [...] as a use)
+    os.environ.update(TORCH_HOME=os.path.abspath(config["torch_home"]))
 
 
 def index_records():
@@ -59,18 +44,23 @@ def source_videos(wildcards):
     raw/ is temporary, so it cannot carry the change)."""
     if config["source"]["kind"] != "local":
         return []
-    return [f"{SOURCE_ROOT}/{rel}" for rel in index_records()[wildcards.take]["videos"].values()]
+    return [
+        f"{SOURCE_ROOT}/{rel}"
+        for rel in index_records()[wildcards.take]["videos"].values()
+    ]
 
 
 def take_record(wildcards):
     """The per-take record written by the take index, as an input."""
     checkpoints.take_index.get()
-    return f"{RESULTS}/index/takes/{wildcards.take}.json"
+    return L.take_record(wildcards.take)
 
 
 def experiment(name):
     if name not in config["experiments"]:
-        raise ValueError(f"unknown experiment {name!r}; known: {sorted(config['experiments'])}")
+        raise ValueError(
+            f"unknown experiment {name!r}; known: {sorted(config['experiments'])}"
+        )
     return config["experiments"][name]
 
 
@@ -80,13 +70,17 @@ def trained(name):
 
 def backbone_config(name):
     if name not in config["backbones"]:
-        raise ValueError(f"unknown backbone {name!r}; known: {sorted(config['backbones'])}")
+        raise ValueError(
+            f"unknown backbone {name!r}; known: {sorted(config['backbones'])}"
+        )
     return config["backbones"][name]
 
 
 def proposer_config(name):
     if name not in config["proposers"]:
-        raise ValueError(f"unknown proposer {name!r}; known: {sorted(config['proposers'])}")
+        raise ValueError(
+            f"unknown proposer {name!r}; known: {sorted(config['proposers'])}"
+        )
     return config["proposers"][name]
 
 
@@ -96,7 +90,11 @@ def proposer_config(name):
 def weights_record(backbone):
     """The pretrained-weights record a torchvision backbone needs first (torch_weights rule); else none."""
     cfg = backbone_config(backbone)
-    return [f"{RESULTS}/weights/{backbone}.json"] if cfg["kind"] == "torchvision" and cfg["weights"] != "untrained" else []
+    return (
+        [L.weights(backbone)]
+        if cfg["kind"] == "torchvision" and cfg["weights"] != "untrained"
+        else []
+    )
 
 
 def gpus(cfg):
@@ -104,28 +102,25 @@ def gpus(cfg):
     return 1 if cfg["device"] == "cuda" else 0
 
 
-def all_features(backbone):
-    """Feature stores of every selected take for ``backbone`` (evaluates the take index)."""
-    return take_files(f"{RESULTS}/features/{backbone}/{{take}}.zarr")
-
-
 def all_proposals(proposer):
     """Proposal tables of every selected take for ``proposer`` (evaluates the take index)."""
-    return take_files(f"{RESULTS}/proposals/{proposer}/{{take}}.parquet")
+    return take_files(L.proposals(proposer))
 
 
-# Report and robustness set (report.smk).
+# Photo-pair sets (robustness.smk) and the report (report.smk).
 
-ROBUST = f"{RESULTS}/robustness"
-PHOTOS = config["robustness"]["path"] or f"{ROBUST}/photos"
+PHOTOS = config["robustness"]["path"] or L.photo_set("robustness").photos()
 ROBUSTNESS_ON = bool(config["robustness"]["experiments"]) and bool(
     config["robustness"]["path"] or config["robustness"]["synthetic_pairs"] > 0
 )
-MOTORCYCLE_ON = bool(config["robustness"]["experiments"]) and config["robustness"]["motorcycle"] is not None
+MOTORCYCLE_ON = (
+    bool(config["robustness"]["experiments"])
+    and config["robustness"]["motorcycle"] is not None
+)
 # Photo-pair sets, each with its own results tree R/{rset}/: name -> folder of pairs.
 PHOTO_SETS = {
     **({"robustness": PHOTOS} if ROBUSTNESS_ON else {}),
-    **({"motorcycle": f"{RESULTS}/motorcycle/photos"} if MOTORCYCLE_ON else {}),
+    **({"motorcycle": L.photo_set("motorcycle").photos()} if MOTORCYCLE_ON else {}),
 }
 
 
@@ -137,7 +132,9 @@ def pair_files(wildcards):
 
     if wildcards.rset != "robustness" or not config["robustness"]["path"]:
         return []
-    return sorted(str(p) for p in Path(PHOTOS, wildcards.take).rglob("*") if p.is_file())
+    return sorted(
+        str(p) for p in Path(PHOTOS, wildcards.take).rglob("*") if p.is_file()
+    )
 
 
 def robustness_pairs(rset="robustness"):
@@ -174,18 +171,96 @@ def bootstrap_config():
 def robustness_model_inputs(wc):
     """What ``predict`` reads for an experiment on the robustness set (its head from the main run)."""
     return {
-        **model_inputs(wc, root=f"{RESULTS}/{wc.rset}", takes=robustness_pairs(wc.rset), split="take"),
-        "model": f"{RESULTS}/experiments/{wc.exp}/model.pt",
+        **model_inputs(
+            wc,
+            layout=L.photo_set(wc.rset),
+            takes=robustness_pairs(wc.rset),
+            split="take",
+        ),
+        "model": L.model(wc.exp),
     }
 
 
 def report_files(wc):
-    """Every result the report reads (evaluates the take index and the robustness index)."""
-    pairs = robustness_pairs() if ROBUSTNESS_ON else None
-    from omama.report import ReportParams, report_inputs  # heavy (matplotlib): only when the report is planned
+    """Every file the report reads (evaluates the take index and the photo-pair indexes): the results
+    by kind (omama.report.report_inputs) and the timing files of the jobs behind them.
+    """
+    takes = selected_takes()
+    pairs = {rset: robustness_pairs(rset) for rset in PHOTO_SETS}
+    files = report_inputs(
+        ReportParams.from_dict(report_params()),
+        takes,
+        pairs.get("robustness"),
+        pairs.get("motorcycle"),
+    )
+    return {**files, "benchmarks": job_benchmarks(takes, pairs)}
 
-    return report_inputs(ReportParams.from_dict(report_params()), selected_takes(), pairs,
-                         robustness_pairs("motorcycle") if MOTORCYCLE_ON else None)
+
+def job_benchmarks(takes, pairs):
+    """Benchmark files of the jobs the report times: every job of the main run and of the photo-pair
+    sets (``pairs``: set -> pair names) that the report depends on. A download's timing file outlives
+    its temporary raw videos, so asking for it re-runs nothing.
+    """
+    exps = config["experiments"]
+    subsets = config["evaluate"]["subsets"]
+    refs = config["evaluate"]["references"]
+    used = lambda key, names=exps: sorted({exps[e][key] for e in names})
+    bench = lambda rule, **wc: expand(getattr(rules, rule).benchmark, **wc)
+    files = [
+        *bench("take_index"),
+        *bench("download", take=takes),
+        *bench("extract", take=takes),
+        *bench("pairs"),
+        *bench("split", split=used("split")),
+        *bench("features", backbone=used("backbone"), take=takes),
+        *bench("proposals", proposer=used("proposer"), take=takes),
+        *bench("train", exp=list(exps)),
+        *bench("predict", exp=list(exps), subset=subsets),
+        *bench("evaluate", exp=list(exps), subset=subsets),
+        *bench(
+            "torch_weights", backbone=[b for b in used("backbone") if weights_record(b)]
+        ),
+        *(bench("synthesize") if config["source"]["kind"] == "synthetic" else []),
+        *(bench("fetch_metadata") if config["source"]["kind"] == "egoexo" else []),
+    ]
+    for x in {(e["split"], e["proposer"]) for e in exps.values()}:
+        files += bench(
+            "reference", split=x[0], proposer=x[1], subset=subsets, predictor=refs
+        )
+    robust = config["robustness"]["experiments"]
+    stored = [e for e in robust if feature_mode(e) == "pre-extracted"]
+    for rset, names in pairs.items():
+        generated = rset == "motorcycle" or not config["robustness"]["path"]
+        files += [
+            *(bench(f"{rset}_photos") if generated else []),
+            *bench("robustness_index", rset=rset),
+            *bench("robustness_take", rset=rset, take=names),
+            *bench(
+                "robustness_features",
+                rset=rset,
+                backbone=used("backbone", stored),
+                take=names,
+            ),
+            *bench(
+                "robustness_proposals",
+                rset=rset,
+                proposer=used("proposer", robust),
+                take=names,
+            ),
+            *bench("robustness_pairs", rset=rset),
+            *bench("robustness_split", rset=rset, split="take"),
+            *bench("robustness_predict", rset=rset, exp=robust, subset="test"),
+            *bench("robustness_evaluate", rset=rset, exp=robust, subset="test"),
+            *bench(
+                "robustness_reference",
+                rset=rset,
+                split="take",
+                proposer=used("proposer", robust),
+                subset="test",
+                predictor=refs,
+            ),
+        ]
+    return sorted(set(files))
 
 
 # Model stage (model.smk): training inputs, initial weights, metric targets.
@@ -202,20 +277,19 @@ def take_files(pattern, takes=None):
     return expand(pattern, take=selected_takes() if takes is None else takes)
 
 
-def model_inputs(wc, root=RESULTS, takes=None, split=None):
-    """Split table, annotations, proposals and features (or frames) an experiment reads under ``root``."""
+def model_inputs(wc, layout=L, takes=None, split=None):
+    """Split table, annotations, proposals and features (or frames) an experiment reads in ``layout``."""
     e = experiment(wc.exp)
-    per_take = lambda pattern: take_files(f"{root}/{pattern}", takes)
     files = {
-        "split": f"{root}/splits/{split or e['split']}.parquet",
-        "annotations": per_take("frames/{take}/annotation.json"),
-        "proposals": per_take(f"proposals/{e['proposer']}/{{take}}.parquet"),
+        "split": layout.split(split or e["split"]),
+        "annotations": take_files(layout.annotation(), takes),
+        "proposals": take_files(layout.proposals(e["proposer"]), takes),
     }
     if feature_mode(wc.exp) == "on-the-fly":
-        files["images"] = per_take("frames/{take}/images")
+        files["images"] = take_files(layout.images(), takes)
         files["weights"] = weights_record(e["backbone"])
     else:
-        files["features"] = per_take(f"features/{e['backbone']}/{{take}}.zarr")
+        files["features"] = take_files(layout.features(e["backbone"]), takes)
     return files
 
 
@@ -229,7 +303,7 @@ def init_weights(name):
         experiment(other)
         if other == name:
             raise ValueError(f"experiment {name!r} cannot start from its own weights")
-        return {"init": f"{RESULTS}/experiments/{other}/model.pt"}
+        return {"init": L.model(other)}
     return {"init": init}
 
 
@@ -239,4 +313,3 @@ def train_inputs(wc):
 
 def experiment_gpus(wc):
     return gpus(backbone_config(experiment(wc.exp)["backbone"]))
-

@@ -2,16 +2,20 @@
 
 
 # The folder in the Ego-Exo4D layout that the take index reads, and the files it needs there.
-SOURCE_ROOT = {"synthetic": f"{RESULTS}/synthetic", "egoexo": f"{RESULTS}/source"}.get(
+SOURCE_ROOT = {"synthetic": L.synthetic, "egoexo": L.source}.get(
     config["source"]["kind"], config["source"]["path"]
 )
 SOURCE_FILES = {
-    "takes": f"{SOURCE_ROOT}/takes.json",
+    "takes": layout.source_takes(SOURCE_ROOT),
     **{
-        f"relations_{s}": f"{SOURCE_ROOT}/annotations/relations_{s}.json"
+        f"relations_{s}": layout.source_relations(SOURCE_ROOT, s)
         for s in config["selection"]["annotation_splits"]
     },
-    **({"manifest": f"{SOURCE_ROOT}/manifest.json"} if config["source"]["kind"] == "egoexo" else {}),
+    **(
+        {"manifest": layout.source_manifest(SOURCE_ROOT)}
+        if config["source"]["kind"] == "egoexo"
+        else {}
+    ),
 }
 # egoexo: the configured part decides 448-px or full-resolution videos; a local folder uses what it holds.
 DOWNSCALED = (
@@ -24,22 +28,22 @@ DOWNSCALED = (
 # Downloads run on the submitting host (cluster nodes often have no internet) and are
 # capped by the `downloads` resource in the profiles.
 rule fetch_metadata:
-    localrule: True
     output:
-        takes=f"{RESULTS}/source/takes.json",
-        relations_train=f"{RESULTS}/source/annotations/relations_train.json",
-        relations_val=f"{RESULTS}/source/annotations/relations_val.json",
-        manifest=f"{RESULTS}/source/manifest.json",
-    params:
-        cfg=config["source"]["egoexo"],
-    resources:
-        downloads=1,
+        takes=layout.source_takes(L.source),
+        relations_train=layout.source_relations(L.source, "train"),
+        relations_val=layout.source_relations(L.source, "val"),
+        manifest=layout.source_manifest(L.source),
+    log:
+        L.log("fetch_metadata"),
+    benchmark:
+        L.benchmark("fetch_metadata")
+    localrule: True
     conda:
         CONDA_ENV
-    log:
-        f"{LOGS}/fetch_metadata.log",
-    benchmark:
-        f"{BENCH}/fetch_metadata.tsv"
+    resources:
+        downloads=1,
+    params:
+        cfg=config["source"]["egoexo"],
     script:
         "../scripts/fetch_metadata.py"
 
@@ -48,40 +52,40 @@ checkpoint take_index:
     input:
         **SOURCE_FILES,
     output:
-        takes=f"{RESULTS}/index/takes.json",
-        summary=f"{RESULTS}/index/summary.json",
+        takes=L.index(),
+        summary=L.index_summary(),
+    log:
+        L.log("take_index"),
+    benchmark:
+        L.benchmark("take_index")
+    conda:
+        CONDA_ENV
     params:
         root=lambda wc, input: os.path.dirname(input.takes),
         records=lambda wc, output: os.path.join(os.path.dirname(output.takes), "takes"),
         selection=config["selection"],
         downscaled=DOWNSCALED,
-    conda:
-        CONDA_ENV
-    log:
-        f"{LOGS}/take_index.log",
-    benchmark:
-        f"{BENCH}/take_index.tsv"
     script:
         "../scripts/take_index.py"
 
 
 rule download:
-    localrule: True
     input:
         record=take_record,
     output:
-        raw=temp(directory(f"{RESULTS}/raw/{{take}}")),
+        raw=temp(directory(L.raw())),
+    log:
+        L.log("download/{take}"),
+    benchmark:
+        L.benchmark("download/{take}")
+    localrule: True
+    conda:
+        CONDA_ENV
+    resources:
+        downloads=1,
     params:
         source=config["source"],
         root=SOURCE_ROOT,
-    resources:
-        downloads=1,
-    conda:
-        CONDA_ENV
-    log:
-        f"{LOGS}/download/{{take}}.log",
-    benchmark:
-        f"{BENCH}/download/{{take}}.tsv"
     script:
         "../scripts/download.py"
 
@@ -89,56 +93,56 @@ rule download:
 rule extract:
     input:
         record=take_record,
-        raw=f"{RESULTS}/raw/{{take}}",
+        raw=rules.download.output.raw,
         source=source_videos,
     output:
-        annotation=f"{RESULTS}/frames/{{take}}/annotation.json",
-        images=directory(f"{RESULTS}/frames/{{take}}/images"),
-    params:
-        frames=config["frames"],
+        annotation=L.annotation(),
+        images=directory(L.images()),
+    log:
+        L.log("extract/{take}"),
+    benchmark:
+        L.benchmark("extract/{take}")
     # Before any further download: raw videos are deleted as soon as their take is extracted.
     priority: 10
     conda:
         CONDA_ENV
-    log:
-        f"{LOGS}/extract/{{take}}.log",
-    benchmark:
-        f"{BENCH}/extract/{{take}}.tsv"
+    params:
+        frames=config["frames"],
     script:
         "../scripts/extract.py"
 
 
 rule pairs:
     input:
-        takes=f"{RESULTS}/index/takes.json",
-        annotations=lambda wc: take_files(f"{RESULTS}/frames/{{take}}/annotation.json"),
+        takes=rules.take_index.output.takes,
+        annotations=lambda wc: take_files(L.annotation()),
     output:
-        pairs=f"{RESULTS}/pairs.parquet",
-        summary=f"{RESULTS}/pairs.json",
+        pairs=L.pairs(),
+        summary=L.pairs_summary(),
+    log:
+        L.log("pairs"),
+    benchmark:
+        L.benchmark("pairs")
     conda:
         CONDA_ENV
-    log:
-        f"{LOGS}/pairs.log",
-    benchmark:
-        f"{BENCH}/pairs.tsv"
     script:
         "../scripts/pairs.py"
 
 
 rule split:
     input:
-        pairs=f"{RESULTS}/pairs.parquet",
+        pairs=rules.pairs.output.pairs,
     output:
-        split=f"{RESULTS}/splits/{{split}}.parquet",
-        diagnostics=f"{RESULTS}/splits/{{split}}.json",
+        split=L.split(),
+        diagnostics=L.split_diagnostics(),
+    log:
+        L.log("split/{split}"),
+    benchmark:
+        L.benchmark("split/{split}")
+    conda:
+        CONDA_ENV
     params:
         ratios=config["split"]["ratios"],
         seed=config["split"]["seed"],
-    conda:
-        CONDA_ENV
-    log:
-        f"{LOGS}/split/{{split}}.log",
-    benchmark:
-        f"{BENCH}/split/{{split}}.tsv"
     script:
         "../scripts/split.py"

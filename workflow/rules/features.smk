@@ -3,62 +3,61 @@
 
 rule features:
     input:
-        annotation=f"{RESULTS}/frames/{{take}}/annotation.json",
-        images=f"{RESULTS}/frames/{{take}}/images",
+        annotation=rules.extract.output.annotation,
+        images=rules.extract.output.images,
         weights=lambda wc: weights_record(wc.backbone),
     output:
-        store=directory(f"{RESULTS}/features/{{backbone}}/{{take}}.zarr"),
-    params:
-        cfg=lambda wc: backbone_config(wc.backbone),
+        store=directory(L.features()),
+    log:
+        L.log("features/{backbone}/{take}"),
+    benchmark:
+        L.benchmark("features/{backbone}/{take}")
+    conda:
+        CONDA_ENV
     threads: lambda wc: 8 if gpus(backbone_config(wc.backbone)) else 2
     resources:
         gpu=lambda wc: gpus(backbone_config(wc.backbone)),
-    conda:
-        CONDA_ENV
-    log:
-        f"{LOGS}/features/{{backbone}}/{{take}}.log",
-    benchmark:
-        f"{BENCH}/features/{{backbone}}/{{take}}.tsv"
+    params:
+        cfg=lambda wc: backbone_config(wc.backbone),
     script:
         "../scripts/features.py"
 
 
 # Pretrained torchvision weights into torch's checkpoint cache; on the submitting host (internet).
 rule torch_weights:
-    localrule: True
     output:
-        record=f"{RESULTS}/weights/{{backbone}}.json",
-    params:
-        cfg=lambda wc: backbone_config(wc.backbone),
-    resources:
-        downloads=1,
+        record=L.weights(),
+    log:
+        L.log("torch_weights/{backbone}"),
+    benchmark:
+        L.benchmark("torch_weights/{backbone}")
+    localrule: True
     conda:
         CONDA_ENV
-    log:
-        f"{LOGS}/torch_weights/{{backbone}}.log",
-    benchmark:
-        f"{BENCH}/torch_weights/{{backbone}}.tsv"
+    resources:
+        downloads=1,
+    params:
+        cfg=lambda wc: backbone_config(wc.backbone),
     script:
         "../scripts/torch_weights.py"
 
 
 rule proposals:
     input:
-        annotation=f"{RESULTS}/frames/{{take}}/annotation.json",
-        images=f"{RESULTS}/frames/{{take}}/images",
+        annotation=rules.extract.output.annotation,
+        images=rules.extract.output.images,
     output:
-        proposals=f"{RESULTS}/proposals/{{proposer}}/{{take}}.parquet",
-        recall=f"{RESULTS}/proposals/{{proposer}}/{{take}}.recall.parquet",
-    params:
-        cfg=lambda wc: proposer_config(wc.proposer),
-    resources:
-        gpu=lambda wc: gpus(proposer_config(wc.proposer)),
+        proposals=L.proposals(),
+        recall=L.recall(),
+    log:
+        L.log("proposals/{proposer}/{take}"),
+    benchmark:
+        L.benchmark("proposals/{proposer}/{take}")
     conda:
         CONDA_ENV
-    log:
-        f"{LOGS}/proposals/{{proposer}}/{{take}}.log",
-    benchmark:
-        f"{BENCH}/proposals/{{proposer}}/{{take}}.tsv"
+    resources:
+        gpu=lambda wc: gpus(proposer_config(wc.proposer)),
+    params:
+        cfg=lambda wc: proposer_config(wc.proposer),
     script:
         "../scripts/proposals.py"
-

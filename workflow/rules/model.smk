@@ -6,22 +6,22 @@ rule train:
     input:
         unpack(train_inputs),
     output:
-        model=f"{RESULTS}/experiments/{{exp}}/model.pt",
-        history=f"{RESULTS}/experiments/{{exp}}/train/history.json",
+        model=L.model(),
+        history=L.history(),
+    log:
+        L.log("train/{exp}"),
+    benchmark:
+        L.benchmark("train/{exp}")
+    conda:
+        CONDA_ENV
+    threads: 2
+    resources:
+        gpu=experiment_gpus,
     params:
         experiment=lambda wc: experiment(wc.exp),
         backbone=lambda wc: backbone_config(experiment(wc.exp)["backbone"]),
         proposer=lambda wc: proposer_config(experiment(wc.exp)["proposer"]),
-        checkpoints=lambda wc: f"{RESULTS}/experiments/{wc.exp}/train/checkpoints",
-    threads: 2
-    resources:
-        gpu=experiment_gpus,
-    conda:
-        CONDA_ENV
-    log:
-        f"{LOGS}/train/{{exp}}.log",
-    benchmark:
-        f"{BENCH}/train/{{exp}}.tsv"
+        checkpoints=lambda wc: L.checkpoints(wc.exp),
     script:
         "../scripts/train.py"
 
@@ -29,61 +29,61 @@ rule train:
 rule predict:
     input:
         unpack(model_inputs),
-        model=f"{RESULTS}/experiments/{{exp}}/model.pt",
+        model=rules.train.output.model,
     output:
-        predictions=f"{RESULTS}/experiments/{{exp}}/{{subset}}/predictions.json",
-        ground_truth=f"{RESULTS}/experiments/{{exp}}/{{subset}}/ground_truth.json",
-        samples=f"{RESULTS}/experiments/{{exp}}/{{subset}}/samples.parquet",
-    params:
-        backbone=lambda wc: backbone_config(experiment(wc.exp)["backbone"]),
-        mode=lambda wc: feature_mode(wc.exp),
+        predictions=L.result("predictions.json"),
+        ground_truth=L.result("ground_truth.json"),
+        samples=L.result("samples.parquet"),
+    log:
+        L.log("predict/{exp}/{subset}"),
+    benchmark:
+        L.benchmark("predict/{exp}/{subset}")
+    conda:
+        CONDA_ENV
     threads: 2
     resources:
         gpu=experiment_gpus,
-    conda:
-        CONDA_ENV
-    log:
-        f"{LOGS}/predict/{{exp}}/{{subset}}.log",
-    benchmark:
-        f"{BENCH}/predict/{{exp}}/{{subset}}.tsv"
+    params:
+        backbone=lambda wc: backbone_config(experiment(wc.exp)["backbone"]),
+        mode=lambda wc: feature_mode(wc.exp),
     script:
         "../scripts/predict.py"
 
 
 rule evaluate:
     input:
-        predictions=f"{RESULTS}/experiments/{{exp}}/{{subset}}/predictions.json",
-        ground_truth=f"{RESULTS}/experiments/{{exp}}/{{subset}}/ground_truth.json",
+        predictions=rules.predict.output.predictions,
+        ground_truth=rules.predict.output.ground_truth,
     output:
-        metrics=f"{RESULTS}/experiments/{{exp}}/{{subset}}/metrics.json",
-    params:
-        bootstrap=bootstrap_config(),
+        metrics=L.result("metrics.json"),
+    log:
+        L.log("evaluate/{exp}/{subset}"),
+    benchmark:
+        L.benchmark("evaluate/{exp}/{subset}")
     conda:
         CONDA_ENV
-    log:
-        f"{LOGS}/evaluate/{{exp}}/{{subset}}.log",
-    benchmark:
-        f"{BENCH}/evaluate/{{exp}}/{{subset}}.tsv"
+    params:
+        bootstrap=bootstrap_config(),
     script:
         "../scripts/evaluate.py"
 
 
 rule reference:
     input:
-        split=f"{RESULTS}/splits/{{split}}.parquet",
-        annotations=lambda wc: take_files(f"{RESULTS}/frames/{{take}}/annotation.json"),
+        split=rules.split.output.split,
+        annotations=lambda wc: take_files(L.annotation()),
         proposals=lambda wc: all_proposals(wc.proposer),
     output:
-        samples=f"{RESULTS}/reference/{{split}}/{{proposer}}/{{subset}}/{{predictor}}/samples.parquet",
-        metrics=f"{RESULTS}/reference/{{split}}/{{proposer}}/{{subset}}/{{predictor}}/metrics.json",
+        samples=L.reference("samples.parquet"),
+        metrics=L.reference("metrics.json"),
+    log:
+        L.log("reference/{split}/{proposer}/{subset}/{predictor}"),
+    benchmark:
+        L.benchmark("reference/{split}/{proposer}/{subset}/{predictor}")
+    conda:
+        CONDA_ENV
     params:
         seed=config["evaluate"]["seed"],
         bootstrap=bootstrap_config(),
-    conda:
-        CONDA_ENV
-    log:
-        f"{LOGS}/reference/{{split}}/{{proposer}}/{{subset}}/{{predictor}}.log",
-    benchmark:
-        f"{BENCH}/reference/{{split}}/{{proposer}}/{{subset}}/{{predictor}}.tsv"
     script:
         "../scripts/reference.py"

@@ -5,18 +5,18 @@ if config["source"]["kind"] == "synthetic":
 
     rule synthesize:
         output:
-            takes=f"{RESULTS}/synthetic/takes.json",
-            train=f"{RESULTS}/synthetic/annotations/relations_train.json",
-            val=f"{RESULTS}/synthetic/annotations/relations_val.json",
-            visibility=f"{RESULTS}/synthetic/visibility.parquet",
-            videos=directory(f"{RESULTS}/synthetic/takes"),
-        params:
-            cfg=config["synthetic"],
+            takes=layout.source_takes(L.synthetic),
+            train=layout.source_relations(L.synthetic, "train"),
+            val=layout.source_relations(L.synthetic, "val"),
+            visibility=L.visibility(),
+            videos=directory(L.synthetic_videos()),
+        log:
+            L.log("synthesize"),
+        benchmark:
+            L.benchmark("synthesize")
         conda:
             CONDA_ENV
-        log:
-            f"{LOGS}/synthesize.log",
-        benchmark:
-            f"{BENCH}/synthesize.tsv"
+        params:
+            cfg=config["synthetic"],
         script:
             "../scripts/synthesize.py"

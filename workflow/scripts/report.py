@@ -1,9 +1,10 @@
-"""Render results/report.html from every stage's outputs."""
-from pathlib import Path
-
+"""Render results/report.html from its declared inputs (every stage's results and timings)."""
 from omama.logs import log_to
-from omama.report import write_report
+from omama.report.build import write_report
 
 log_to(snakemake.log[0])
-takes = [Path(p).parent.name for p in snakemake.input.annotations]
-write_report(snakemake.params.report, takes, snakemake.output.html)
+write_report(
+    params=snakemake.params.report,
+    inputs={kind: list(paths) for kind, paths in snakemake.input.items()},
+    out=snakemake.output.html,
+)

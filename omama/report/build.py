@@ -1,0 +1,141 @@
+"""The report's entry: ``build_context`` gathers every section, ``write_report`` renders the template
+(templates/report.html.j2) into one self-contained ``report.html``."""
+
+from __future__ import annotations
+
+import datetime
+import logging
+from pathlib import Path
+
+import jinja2
+import numpy as np
+import pandas as pd
+
+from omama.io import atomic_path, read_json
+from omama.report.figures import breakdown_figure, delta_figure, iou_histogram, timing_figure, training_figure
+from omama.report.inputs import Inputs, ReportParams, takes_of
+from omama.report.overlays import Frames, overlay, pick_samples
+from omama.report.sections import compare_iou, metrics_table, proposal_recall, robustness_section, run_summary
+from omama.report.tables import (SAMPLE_KEY, benchmark_table, breakdown, html_table, json_tables, load_samples,
+                                 presence_table, size_bins, visibility_bins)
+
+log = logging.getLogger(__name__)
+
+
+def build_context(p: ReportParams, files: Inputs, takes: list[str], benchmarks: list[str]) -> dict:
+    """The template's context: every section, read from the declared ``files`` (``benchmarks``: the
+    declared timing files of the jobs behind the results)."""
+    split_names = sorted({x["split"] for x in p.experiments.values()})
+    split_tables = {s: pd.read_parquet(files.split(s)) for s in split_names}
+    samples = {s: {e: load_samples(files.result("samples.parquet", e, s)) for e in p.experiments} for s in p.subsets}
+    preds = {s: {e: read_json(files.result("predictions.json", e, s), "predictions") for e in p.experiments}
+             for s in p.subsets}
+    frames = Frames(files)
+    subset = p.subsets[-1] if "test" not in p.subsets else "test"
+    main = samples[subset]
+
+    distributions = [{"subset": s, "img": iou_histogram(samples[s], s)} for s in p.subsets]
+
+    comparison = None
+    if len(p.compare) == 2:
+        a, b = p.compare
+        j = main[a].merge(main[b], on=SAMPLE_KEY, suffixes=("_a", "_b"))
+        j = j[j.ego_present_a].assign(delta=lambda d: d.iou_b - d.iou_a)
+        changes = j.reindex(j["delta"].abs().sort_values(ascending=False, kind="stable").index).head(p.overlays)
+        comparison = {
+            "a": a, "b": b, "n": len(j), "n_total": len(main[a]),
+            "img": delta_figure(j["delta"].to_numpy(), a, b) if len(j) else None,
+            "better": int((j.delta > 0).sum()), "worse": int((j.delta < 0).sum()), "same": int((j.delta == 0).sum()),
+            "mean": f"{j.delta.mean():+.4f}" if len(j) else "–",
+            **compare_iou(main[a], main[b], j, p.boot),
+            "overlays": [{
+                "img": overlay(frames, row, [preds[subset][a], preds[subset][b]]),
+                "caption": f"take {row.take_uid}, {row.object}, {row.exo_cam}→{row.ego_cam}, frame {row.frame}: "
+                           f"IoU {a} {row.iou_a:.3f} → {b} {row.iou_b:.3f} (Δ {row.delta:+.3f})",
+            } for row in changes.itertuples()],
+        }
+
+    breakdowns = []
+    presence = presence_table(main, p.boot)
+    breakdowns.append({"title": "By ego presence", "table": html_table(presence, index=False), "img": None,
+                       "note": "Absent objects have no IoU; existence is predicted as confidence > 0.5."})
+    sized = size_bins(main)
+    t, shown = breakdown(sized, "size_bin", p.boot)
+    breakdowns.append({"title": "By object size (ego mask area, native px, tertiles)", "table": html_table(shown),
+                       "img": breakdown_figure(t.drop(columns="n"), "IoU by ego object size"), "note": ""})
+    if p.source_kind == "synthetic":
+        t, shown = breakdown(visibility_bins(main, pd.read_parquet(files.visibility())), "occlusion", p.boot)
+        breakdowns.append({"title": "By occlusion (synthetic ground-truth visible fraction in ego)", "table": html_table(shown),
+                           "img": breakdown_figure(t.drop(columns="n"), "IoU by occlusion level"), "note": ""})
+    else:
+        breakdowns.append({"title": "By occlusion", "table": "", "img": None,
+                           "note": "Real data carries no occlusion ground truth; the size breakdown above (visible ego "
+                                   "mask area) stands in for it."})
+    t, shown = breakdown(main, "scenario", p.boot)
+    breakdowns.append({"title": "By scenario", "table": html_table(shown),
+                       "img": breakdown_figure(t.drop(columns="n"), "IoU by scenario"), "note": ""})
+
+    training, epoch_times = [], []
+    for name, x in p.experiments.items():
+        if x.get("train"):
+            h = read_json(files.history(name), "training history")
+            training.append({"name": name, "img": training_figure(name, h) if h else None,
+                             "table": html_table(pd.DataFrame(h), "{:.4g}", index=False)})
+            if h and "seconds" in h[0]:
+                sec = [e["seconds"] for e in h]
+                epoch_times.append({"experiment": name, "features": x["train"].get("features", "pre-extracted"),
+                                    "epochs": len(sec), "mean s/epoch": float(np.mean(sec)), "total s": float(np.sum(sec))})
+
+    overlays = []
+    for name in p.experiments:
+        groups = pick_samples(main[name], p.overlays)
+        overlays.append({"name": name, "groups": [{
+            "label": g,
+            "items": [{"img": overlay(frames, row, [preds[subset][name]]),
+                       "caption": f"take {row.take_uid}, {row.object}, {row.exo_cam}→{row.ego_cam}, frame {row.frame}: "
+                                  f"IoU {row.iou:.3f}, confidence {row.confidence:.2f}"} for row in d.itertuples()],
+        } for g, d in groups.items()]})
+
+    splits = [dict(zip(("rows", "tables"), json_tables(read_json(files.split_diagnostics(s), "split diagnostics"))), name=s)
+              for s in split_names]
+
+    bench = benchmark_table(benchmarks, p.layout.benchmarks)
+    stages = (bench.groupby("stage").agg(jobs=("s", "size"), total_s=("s", "sum"), mean_s=("s", "mean"),
+                                         max_s=("s", "max"), max_rss_mb=("max_rss", "max"))
+              .reset_index().sort_values("total_s", ascending=False)) if len(bench) else pd.DataFrame()
+
+    return {
+        "generated": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "summary": run_summary(p, files, takes, split_tables),
+        "metrics": html_table(metrics_table(p, files, samples), index=False),
+        "recall": html_table(proposal_recall(p, files, takes), index=False),
+        "main_subset": subset,
+        "bootstrap": {"percent": p.boot.percent, "resamples": p.boot.resamples, "seed": p.boot.seed},
+        "distributions": distributions,
+        "comparison": comparison,
+        "breakdowns": breakdowns,
+        "training": training,
+        "epoch_times": html_table(pd.DataFrame(epoch_times), index=False, floatfmt="{:.2f}") if epoch_times else None,
+        "overlays": overlays,
+        "splits": splits,
+        "timing": {"table": html_table(stages, index=False, floatfmt="{:.2f}"),
+                   "img": timing_figure(stages) if len(stages) else None, "jobs": len(bench)},
+        "robustness": robustness_section(p, files),
+        "motorcycle": robustness_section(p, files, "motorcycle"),
+    }
+
+
+def write_report(*, params: dict, inputs: dict[str, list[str]], out: str) -> None:
+    """Render ``report.html`` from the report rule's declared ``inputs`` (by kind, as ``report_inputs``
+    lists them, plus ``benchmarks``) and its settings ``params`` (see ``ReportParams``)."""
+    p = ReportParams.from_dict(params)
+    files = Inputs(p.layout, [f for paths in inputs.values() for f in paths])
+    context = build_context(p, files, takes_of(inputs), inputs.get("benchmarks", []))
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("omama.report", "templates"), autoescape=jinja2.select_autoescape(["html", "j2"]),
+        undefined=jinja2.StrictUndefined,
+    )
+    html = env.get_template("report.html.j2").render(**context)
+    with atomic_path(out) as tmp:
+        Path(tmp).write_text(html, encoding="utf-8")
+    log.info("wrote %s (%.1f kB)", out, len(html) / 1024)
