@@ -15,6 +15,7 @@ import torch
 from tqdm import tqdm
 
 from omama.descriptors import describe
+from omama.existence import Calibration
 from omama.io import write_json, write_parquet
 from omama.masks import encode_rle, eval_size
 from omama.metrics import Bootstrap, score_submission, summarise
@@ -31,12 +32,20 @@ SAMPLE_COLUMNS = ["take_uid", "object", "exo_cam", "ego_cam", "frame", "split", 
 
 
 class ModelChooser:
-    """Scores every proposal of a frame for each source mask of that frame with the head."""
+    """Scores every proposal of a frame for each source mask of that frame with the head.
 
-    def __init__(self, head: MatchingHead, geometry: Geometry, backbone=None):
-        self.head, self.geometry, self.backbone = head, geometry, backbone
+    The confidence is the sigmoid of the best cosine (``existence`` None: the published rule) or, with
+    an existence ``Calibration``, the calibrated ``mlp_visible`` presence probability; the sigmoid of
+    the best cosine is then kept in ``self.similarity`` by (take, object, exo camera, frame).
+    """
 
-    def __call__(self, td: TakeData, rows: pd.DataFrame, frame: int) -> tuple[np.ndarray, np.ndarray]:
+    def __init__(self, head: MatchingHead, geometry: Geometry, backbone=None, existence=None):
+        self.head, self.geometry, self.backbone, self.existence = head, geometry, backbone, existence
+        self.similarity: dict[tuple, float] = {}
+
+    def match(self, td: TakeData, rows: pd.DataFrame, frame: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Cosine scores (B, N) of the frame's proposals for each row, and the projected descriptors
+        of the sources (B, D) and of the candidates (B, N, D)."""
         ego_size, exo_size = self.geometry.input_size["ego"], self.geometry.input_size["exo"]
         cand = torch.from_numpy(td.proposal_masks(frame, ego_size))[None]
         src_masks = torch.stack([torch.from_numpy(td.source_mask(r.object, r.exo_cam, frame, exo_size))[None]
@@ -55,9 +64,20 @@ class ModelChooser:
             dst_desc = describe(dst, cand.to(device))
             src_desc = describe(src, src_masks.to(device))[:, 0]
             B = len(rows)
-            scores = self.head(src_desc, src, dst_desc.expand(B, -1, -1), dst.expand(B, -1, -1, -1))
-            best, idx = scores.max(dim=1)
-        return idx.cpu().numpy(), torch.sigmoid(best).cpu().numpy()
+            q, t = self.head.embeddings(src_desc, src, dst_desc.expand(B, -1, -1), dst.expand(B, -1, -1, -1))
+        return (q * t).sum(-1), q[:, 0], t
+
+    def __call__(self, td: TakeData, rows: pd.DataFrame, frame: int) -> tuple[np.ndarray, np.ndarray]:
+        scores, q, t = self.match(td, rows, frame)
+        best, idx = scores.max(dim=1)
+        similarity = torch.sigmoid(best).cpu().numpy()
+        if self.existence is None:
+            return idx.cpu().numpy(), similarity
+        with torch.no_grad():
+            conf = self.existence.probability(self.head.visibility(q, t[torch.arange(len(rows)), idx]))
+        for r, s in zip(rows.itertuples(), similarity):
+            self.similarity[(td.take, r.object, r.exo_cam, int(frame))] = float(s)
+        return idx.cpu().numpy(), conf.cpu().numpy()
 
 
 class ReferenceChooser:
@@ -165,8 +185,13 @@ def head_for(geometry: Geometry, model_path=None) -> MatchingHead:
 
 
 def predict_experiment(split_table, subset: str, annotations, proposals, features, images, model_path,
-                       backbone_cfg: dict, mode: str, predictions_out, ground_truth_out, samples_out) -> dict:
-    """Predict ``subset`` with a trained head; write the submission, ground truth and samples."""
+                       backbone_cfg: dict, mode: str, predictions_out, ground_truth_out, samples_out,
+                       *, calibration=None) -> dict:
+    """Predict ``subset`` with a trained head; write the submission, ground truth and samples.
+
+    With ``calibration`` (the existence head's calibration.json; ``model_path`` then holds the
+    trained ``mlp_visible``) the confidence is the calibrated presence probability, and the samples
+    gain a ``similarity`` column: the published confidence (sigmoid of the best cosine)."""
     from omama.backbones import load_backbone
 
     rows = evaluated_rows(split_table, subset)
@@ -175,7 +200,12 @@ def predict_experiment(split_table, subset: str, annotations, proposals, feature
     backbone = load_backbone(backbone_cfg, device) if mode == "on-the-fly" else None
     geometry = Geometry.from_description(backbone.describe()) if backbone else corpus.geometry()
     head = head_for(geometry, model_path).to(device)
-    sub, gt, samples = run_predictions(rows, corpus, ModelChooser(head, geometry, backbone), desc=f"predict {subset}")
+    existence = None if calibration is None else Calibration.load(calibration)
+    chooser = ModelChooser(head, geometry, backbone, existence)
+    sub, gt, samples = run_predictions(rows, corpus, chooser, desc=f"predict {subset}")
+    if existence is not None:  # frames without proposals: no cosine, confidence 0 either way
+        keys = zip(samples.take_uid, samples.object, samples.exo_cam, samples.frame)
+        samples["similarity"] = [chooser.similarity.get((t, o, c, int(f)), 0.0) for t, o, c, f in keys]
     write_json(predictions_out, sub)
     write_json(ground_truth_out, gt)
     write_parquet(samples_out, samples)
