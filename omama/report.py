@@ -25,6 +25,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from omama.existence_report import existence_inputs, existence_section  # noqa: E402
 from omama.io import atomic_path, read_json  # noqa: E402
 from omama.masks import decode_rle, resize_mask  # noqa: E402
 from omama.metrics import Bootstrap, difference_interval, mean_interval  # noqa: E402
@@ -100,6 +101,7 @@ def report_inputs(p: ReportParams, takes: list[str], robustness_pairs: list[str]
         "annotations": [f"{r}/frames/{t}/annotation.json" for t in takes],
         "index": [f"{r}/index/summary.json"],
         "pairs": [f"{r}/pairs.json"],
+        "existence": existence_inputs(r, p.experiments),
     }
     if p.source_kind == "synthetic":
         out["visibility"] = [f"{r}/synthetic/visibility.parquet"]
@@ -717,6 +719,7 @@ def build_context(p: ReportParams, takes: list[str]) -> dict:
                    "img": timing_figure(stages) if len(stages) else None, "jobs": len(bench)},
         "robustness": robustness_section(p, r),
         "motorcycle": robustness_section(p, r, "motorcycle"),
+        "existence": existence_section(p.results, p.experiments, subset, main, p.boot),
     }
 
 

@@ -14,6 +14,7 @@
 #   R/features/{backbone}/{take}.zarr        Zarr v3 store, one array per camera
 #   R/proposals/{proposer}/{take}.parquet    ego proposals (COCO RLE, box, score) + {take}.recall.parquet
 #   R/experiments/{exp}/train/...            checkpoints, history.json; R/experiments/{exp}/model.pt
+#   R/experiments/{exp}/existence/...        existence: head -- model.pt (+ trained mlp_visible), calibration.json, history.json
 #   R/experiments/{exp}/{subset}/...         predictions.json, ground_truth.json, samples.parquet, metrics.json
 #   R/reference/{split}/{proposer}/{subset}/{predictor}/{samples.parquet,metrics.json}
 #   R/robustness/...                         robustness set: pairs, features, proposals, results, references
@@ -235,6 +236,15 @@ def init_weights(name):
 
 def train_inputs(wc):
     return {**model_inputs(wc), **init_weights(wc.exp)}
+
+
+def predicted_model(wc):
+    """The head ``predict`` uses: the matching head, or (existence: head) the head with its trained
+    existence MLP and the calibration of its confidence."""
+    d = f"{RESULTS}/experiments/{wc.exp}"
+    if experiment(wc.exp)["existence"] == "head":
+        return {"model": f"{d}/existence/model.pt", "calibration": f"{d}/existence/calibration.json"}
+    return {"model": f"{d}/model.pt"}
 
 
 def experiment_gpus(wc):

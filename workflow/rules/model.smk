@@ -26,10 +26,36 @@ rule train:
         "../scripts/train.py"
 
 
-rule predict:
+# existence: head -- the visibility MLP trained after the (frozen) matching head, calibrated on val.
+rule train_existence:
     input:
         unpack(model_inputs),
         model=f"{RESULTS}/experiments/{{exp}}/model.pt",
+    output:
+        model=f"{RESULTS}/experiments/{{exp}}/existence/model.pt",
+        calibration=f"{RESULTS}/experiments/{{exp}}/existence/calibration.json",
+        history=f"{RESULTS}/experiments/{{exp}}/existence/history.json",
+    params:
+        backbone=lambda wc: backbone_config(experiment(wc.exp)["backbone"]),
+        mode=lambda wc: feature_mode(wc.exp),
+        settings=lambda wc: experiment(wc.exp)["existence_train"],
+    threads: 2
+    resources:
+        gpu=experiment_gpus,
+    conda:
+        CONDA_ENV
+    log:
+        f"{LOGS}/train_existence/{{exp}}.log",
+    benchmark:
+        f"{BENCH}/train_existence/{{exp}}.tsv"
+    script:
+        "../scripts/train_existence.py"
+
+
+rule predict:
+    input:
+        unpack(model_inputs),
+        unpack(predicted_model),
     output:
         predictions=f"{RESULTS}/experiments/{{exp}}/{{subset}}/predictions.json",
         ground_truth=f"{RESULTS}/experiments/{{exp}}/{{subset}}/ground_truth.json",
