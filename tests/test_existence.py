@@ -153,3 +153,35 @@ def test_existence_head_predictions_keep_masks_and_carry_the_calibrated_confiden
     r = absent.iloc[0]
     pred = sub["exo-ego"]["results"][r.take_uid]["masks"][r.object][f"{r.exo_cam}_{r.ego_cam}"][str(r.frame)]
     assert pred["confidence"] == pytest.approx(r.confidence) and decode_rle(pred["pred_mask"]).any()  # absent: still a mask
+
+
+@pytest.mark.slow
+def test_workflow_trains_the_existence_head_after_the_matching_head_and_reports_both(tmp_path):
+    from conftest import run_snakemake, tiny_config
+
+    cfg = tiny_config()
+    cfg["experiments"] = {k: cfg["experiments"][k] for k in ("trained-frame", "trained-frame-head")}
+    assert cfg["experiments"]["trained-frame-head"] == {**cfg["experiments"]["trained-frame"], "init": "experiment:trained-frame",
+                                                        "train": None, "existence": "head"}
+    cfg["evaluate"]["references"] = ["random"]
+    cfg["robustness"].update(synthetic_pairs=0, experiments=[])
+    cfg["report"]["compare"] = []
+    run_snakemake(tmp_path, cfg)
+    r = tmp_path / "results" / "experiments"
+    cal = json.loads((r / "trained-frame-head" / "existence" / "calibration.json").read_text())
+    assert {"scale", "bias", "boundary", "validation", "train"} <= set(cal) and cal["train"]["n"] > 0
+    assert (tmp_path / "results/logs/train_existence/trained-frame-head.log").is_file()
+    matching, trained = torch.load(r / "trained-frame" / "model.pt"), torch.load(r / "trained-frame-head" / "existence" / "model.pt")
+    assert all(torch.equal(matching[k], v) != k.startswith("mlp_visible.") for k, v in trained.items())
+    sim, head = (json.loads((r / e / "test" / "predictions.json").read_text())["exo-ego"]["results"]
+                 for e in ("trained-frame", "trained-frame-head"))
+    flat = lambda sub: {(t, o, c, f): p for t, x in sub.items() for o, cams in x["masks"].items()
+                        for c, frames in cams.items() for f, p in frames.items()}
+    sim, head = flat(sim), flat(head)
+    assert sim.keys() == head.keys() and all(sim[k]["pred_mask"] == head[k]["pred_mask"] for k in sim)
+    samples = pd.read_parquet(r / "trained-frame-head" / "test" / "samples.parquet")
+    assert sorted(samples.similarity) == sorted(p["confidence"] for p in sim.values())
+    assert sorted(samples.confidence) == sorted(p["confidence"] for p in head.values())
+    report = (tmp_path / "results" / "report.html").read_text()
+    assert '<section id="existence">' in report and "Calibration, trained-frame-head" not in report  # titles live in the PNG
+    assert report.count("<td>trained-frame-head</td>") >= 3  # metrics row + the existence rows (head, similarity)
