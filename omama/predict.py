@@ -1,7 +1,8 @@
 """Exo->ego predictions in the official submission format, and the reference predictors.
 
 Every proposal of the ego frame is a candidate; the best cosine wins and its sigmoid is the
-confidence. A frame without proposals predicts an empty mask with confidence 0
+confidence (``existence: similarity``; with ``existence: head`` the confidence is the calibrated
+presence probability of the visibility MLP, see ``omama.existence``). A frame without proposals predicts an empty mask with confidence 0
 (``n_candidates == 0`` in samples.parquet).
 """
 
