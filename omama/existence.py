@@ -6,7 +6,9 @@ An experiment's ``existence`` setting says where a prediction's confidence comes
   projected descriptors of the source object and of its best-matching candidate (2 x 768), trained
   with cross-entropy on "object present in ego" AFTER the matching head, which stays frozen (the
   chosen masks, hence IoU, shape and location, are those of the matching head alone). The classes
-  are weighted to equal total weight, as the benchmark scores existence by balanced accuracy.
+  are weighted to equal total weight, as the benchmark scores existence by balanced accuracy. Each
+  epoch also shows it mismatched pairs labelled absent (a source with another object's best match):
+  without them the MLP memorises which objects tend to be absent instead of judging the match.
 
 Calibration (fitted on the validation split): confidence = sigmoid(scale * d + bias), d the logit
 difference (present - absent), with ``scale`` and ``bias`` minimising the class-balanced negative
@@ -144,31 +146,65 @@ def visibility_loss(head: MatchingHead, x: torch.Tensor, present: torch.Tensor, 
     return F.cross_entropy(head.visibility(x[:, :d], x[:, d:]), target, weight=weights.to(x.device))
 
 
+def mismatch_partners(keys, rng: np.random.Generator) -> np.ndarray:
+    """For each row (take, object, ...), a random row of another object of the same take (of another
+    take when its take has one object only; -1 when every row is of one object)."""
+    takes = np.array([k[0] for k in keys])
+    objects = np.array([f"{k[0]}\0{k[1]}" for k in keys])
+    out = np.full(len(keys), -1)
+    for i in range(len(keys)):
+        other = objects != objects[i]
+        pool = np.flatnonzero(other & (takes == takes[i]))
+        pool = pool if len(pool) else np.flatnonzero(other)
+        if len(pool):
+            out[i] = rng.choice(pool)
+    return out
+
+
+def with_mismatches(x: torch.Tensor, present: torch.Tensor, keys, mismatches: int,
+                    rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """``x`` plus ``mismatches`` mismatched pairs per row, labelled absent: a row's source descriptor
+    with the best-matching candidate of another object's row (what the best match of an absent
+    object looks like: some other object's mask). They make the head judge the pair, not recognise
+    which objects tend to be absent."""
+    d = x.shape[-1] // 2
+    xs, ys = [x], [present]
+    for _ in range(mismatches):
+        j = torch.from_numpy(mismatch_partners(keys, rng))
+        ok = j >= 0
+        xs.append(torch.cat([x[ok, :d], x[j[ok], d:]], dim=-1))
+        ys.append(torch.zeros(int(ok.sum()), dtype=torch.bool, device=present.device))
+    return torch.cat(xs), torch.cat(ys)
+
+
 def train_visibility(head: MatchingHead, x: torch.Tensor, present: torch.Tensor, *, epochs: int, lr: float,
-                     batch_size: int, weight_decay: float, seed: int) -> list[dict]:
-    """Train ``head.mlp_visible`` only (every other parameter frozen); per-epoch mean loss. Keeps the
-    epoch with the lowest training loss, which also ends the training when it is the last."""
+                     batch_size: int, weight_decay: float, seed: int, keys=None, mismatches: int = 0) -> list[dict]:
+    """Train ``head.mlp_visible`` only (every other parameter frozen); per-epoch mean loss. With
+    ``keys`` (take, object, ...) of the rows, each epoch adds ``mismatches`` freshly drawn mismatched
+    pairs per row (``with_mismatches``). Keeps the epoch with the lowest training loss."""
     for p in head.parameters():
         p.requires_grad_(False)
     params = list(head.mlp_visible.parameters())
     for p in params:
         p.requires_grad_(True)
-    weights = class_weights(present)
     gen = torch.Generator().manual_seed(seed)
+    rng = np.random.default_rng(seed)
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     history, best, best_state = [], float("inf"), None
     head.train()
     for epoch in range(epochs):
-        order = torch.randperm(len(x), generator=gen)
+        xe, ye = (x, present) if keys is None or not mismatches else with_mismatches(x, present, keys, mismatches, rng)
+        weights = class_weights(ye.cpu())
+        order = torch.randperm(len(xe), generator=gen)
         total = 0.0
-        for i in range(0, len(x), batch_size):
-            idx = order[i:i + batch_size]
-            loss = visibility_loss(head, x[idx], present[idx], weights)
+        for i in range(0, len(xe), batch_size):
+            idx = order[i:i + batch_size].to(xe.device)
+            loss = visibility_loss(head, xe[idx], ye[idx], weights)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             total += loss.item() * len(idx)
-        history.append({"epoch": epoch + 1, "train_loss": total / len(x)})
+        history.append({"epoch": epoch + 1, "train_loss": total / len(xe), "samples": len(xe)})
         if history[-1]["train_loss"] < best:
             best, best_state = history[-1]["train_loss"], copy.deepcopy(head.mlp_visible.state_dict())
     head.mlp_visible.load_state_dict(best_state)
@@ -214,7 +250,8 @@ def train_existence(*, split_table, annotations, proposals, features, images, mo
     torch.manual_seed(settings["seed"])
     history = train_visibility(head, train["x"].to(device), train["present"].to(device), epochs=settings["epochs"],
                                lr=settings["lr"], batch_size=settings["batch_size"],
-                               weight_decay=settings["weight_decay"], seed=settings["seed"])
+                               weight_decay=settings["weight_decay"], seed=settings["seed"], keys=train["keys"],
+                               mismatches=settings["mismatches"])
     changed = [k for k, v in head.state_dict().items() if k in frozen and not torch.equal(v, frozen[k])]
     if changed:
         raise AssertionError(f"the matching head changed while training the existence head: {changed}")

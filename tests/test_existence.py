@@ -10,7 +10,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from omama.existence import (Calibration, balanced_accuracy, class_weights, collect_pairs, fit_calibration, train_existence,
+from omama.existence import (Calibration, balanced_accuracy, class_weights, collect_pairs, fit_calibration, mismatch_partners,
+                             train_existence, with_mismatches,
                              train_visibility, visibility_loss)
 from omama.masks import decode_rle
 from omama.model import PRESENT, MatchingHead, load_checkpoint
@@ -19,7 +20,7 @@ from omama.samples import Corpus, subset_rows
 from test_model import official_state
 from test_train import BACKBONE, EGO, EXO, TRAIN, train, world  # noqa: F401  (world: the tiny training world fixture)
 
-EXISTENCE = {"epochs": 40, "lr": 1e-3, "batch_size": 8, "weight_decay": 0.0, "seed": 0}
+EXISTENCE = {"epochs": 40, "lr": 1e-3, "batch_size": 8, "weight_decay": 0.0, "seed": 0, "mismatches": 1}
 
 
 def released_mlp_visible(state: dict, x: torch.Tensor) -> torch.Tensor:
@@ -185,3 +186,17 @@ def test_workflow_trains_the_existence_head_after_the_matching_head_and_reports_
     report = (tmp_path / "results" / "report.html").read_text()
     assert '<section id="existence">' in report and "Calibration, trained-frame-head" not in report  # titles live in the PNG
     assert report.count("<td>trained-frame-head</td>") >= 3  # metrics row + the existence rows (head, similarity)
+
+
+def test_mismatched_pairs_pair_a_source_with_another_object_of_its_take():
+    keys = [("a", "cup", "cam1", 0), ("a", "cup", "cam2", 0), ("a", "pen", "cam1", 0), ("b", "box", "cam1", 0)]
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        j = mismatch_partners(keys, rng)
+        assert j[0] == j[1] == 2 and j[2] in (0, 1) and j[3] in (0, 1, 2)  # take b has one object: another take's
+    assert (mismatch_partners(keys[:2], rng) == -1).all()  # one object only: no partner
+    x = torch.arange(4 * 4, dtype=torch.float32).view(4, 4)
+    xa, ya = with_mismatches(x, torch.ones(4, dtype=torch.bool), keys[:3] + [("a", "pen", "cam2", 0)], 2, rng)
+    assert xa.shape == (12, 4) and ya.tolist() == [True] * 4 + [False] * 8
+    assert torch.equal(xa[4:8, :2], x[:, :2])  # sources kept, candidates from the other object's rows
+    assert all(((xa[k, 2:] == x[2:, 2:]).all(1).any() if k % 4 < 2 else (xa[k, 2:] == x[:2, 2:]).all(1).any()) for k in range(4, 12))
