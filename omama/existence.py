@@ -84,7 +84,7 @@ def fit_calibration(logit_diff, present) -> tuple[Calibration, dict]:
     d = np.asarray(logit_diff, float)
     y = np.asarray(present, bool)
     n_present, n_absent = int(y.sum()), int((~y).sum())
-    info = {"n": int(len(y)), "n_present": n_present, "n_absent": n_absent}
+    info = {"n": len(y), "n_present": n_present, "n_absent": n_absent}
     if n_present == 0 or n_absent == 0:
         reason = f"validation holds {n_present} present and {n_absent} absent samples: both classes are needed"
         log.warning("existence calibration not fitted: %s; using the identity", reason)
@@ -255,7 +255,7 @@ def train_existence(*, split_table, annotations, proposals, features, images, mo
     changed = [k for k, v in head.state_dict().items() if k in frozen and not torch.equal(v, frozen[k])]
     if changed:
         raise AssertionError(f"the matching head changed while training the existence head: {changed}")
-    record = {"settings": settings, "train": {"n": int(len(train["x"])), "n_present": int(train["present"].sum()),
+    record = {"settings": settings, "train": {"n": len(train["x"]), "n_present": int(train["present"].sum()),
                                               "skipped_no_proposals": train["skipped"]}}
     if val_rows.empty:
         cal, info = Calibration(), {"n": 0, "fitted": False, "reason": "no validation rows"}

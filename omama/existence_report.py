@@ -11,12 +11,12 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
-from omama.io import read_json  # noqa: E402
-from omama.metrics import Bootstrap, confidence_intervals  # noqa: E402
+from omama.io import read_json
+from omama.metrics import Bootstrap, confidence_intervals
 
 BINS = 10
 SOURCES = {"head": "confidence", "similarity": "similarity"}  # confidence from -> samples column
@@ -119,11 +119,12 @@ def existence_section(results, experiments: dict, subset: str, samples: dict[str
         fitted = (f"confidence = sigmoid({cal['scale']:.4g} · d + {cal['bias']:.4g}), d = logit(present) − "
                   f"logit(absent); boundary d = {cal['boundary']:.4g}" if val.get("fitted")
                   else f"not fitted ({html.escape(str(val.get('reason')))}): the head's own boundary d = 0")
-        ba = lambda k: "–" if val.get(k) is None else f"{val[k]:.4f}"
+        ba = {k: "–" if val.get(k) is None else f"{val[k]:.4f}" for k in
+              ("balanced_accuracy", "balanced_accuracy_uncalibrated", "balanced_accuracy_similarity")}
         parts += [f"<h3>{html.escape(name)}</h3>",
                   f"<p>Calibration (validation, {val.get('n', 0)} samples, {val.get('n_absent', 0)} absent): {fitted}. "
-                  f"Validation balanced accuracy: calibrated {ba('balanced_accuracy')}, uncalibrated "
-                  f"{ba('balanced_accuracy_uncalibrated')}, similarity {ba('balanced_accuracy_similarity')}.</p>",
+                  f"Validation balanced accuracy: calibrated {ba['balanced_accuracy']}, uncalibrated "
+                  f"{ba['balanced_accuracy_uncalibrated']}, similarity {ba['balanced_accuracy_similarity']}.</p>",
                   f'<figure><img alt="calibration {html.escape(name)}" src="{calibration_figure(name, curves)}"></figure>',
                   html_table(pd.concat(curves, names=["confidence from", "bin"]).reset_index(), "{:.3f}", index=False)]
     return "\n".join(parts)

@@ -9,16 +9,25 @@ import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
+from test_model import official_state
+from test_train import BACKBONE, EGO, EXO, TRAIN, train, world  # noqa: F401  (world: the tiny training world fixture)
 
-from omama.existence import (Calibration, balanced_accuracy, class_weights, collect_pairs, fit_calibration, mismatch_partners,
-                             train_existence, with_mismatches,
-                             train_visibility, visibility_loss)
+from omama.existence import (
+    Calibration,
+    balanced_accuracy,
+    class_weights,
+    collect_pairs,
+    fit_calibration,
+    mismatch_partners,
+    train_existence,
+    train_visibility,
+    visibility_loss,
+    with_mismatches,
+)
 from omama.masks import decode_rle
 from omama.model import PRESENT, MatchingHead, load_checkpoint
 from omama.predict import ModelChooser, head_for, predict_experiment
 from omama.samples import Corpus, subset_rows
-from test_model import official_state
-from test_train import BACKBONE, EGO, EXO, TRAIN, train, world  # noqa: F401  (world: the tiny training world fixture)
 
 EXISTENCE = {"epochs": 40, "lr": 1e-3, "batch_size": 8, "weight_decay": 0.0, "seed": 0, "mismatches": 1}
 
@@ -104,7 +113,7 @@ def test_training_the_existence_head_reduces_its_loss_and_touches_nothing_else()
     assert all(p.requires_grad for p in head.parameters())
 
 
-def test_existence_head_predictions_keep_masks_and_carry_the_calibrated_confidence(world, tmp_path):
+def test_existence_head_predictions_keep_masks_and_carry_the_calibrated_confidence(world, tmp_path):  # noqa: F811
     train(world, tmp_path / "exp", cfg={**TRAIN, "epochs": 1})
     exp, ex = tmp_path / "exp", tmp_path / "exp" / "existence"
     record = train_existence(split_table=world["split"], annotations=world["annotations"], proposals=world["proposals"],

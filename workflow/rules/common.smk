@@ -238,6 +238,12 @@ def train_inputs(wc):
     return {**model_inputs(wc), **init_weights(wc.exp)}
 
 
+def matching_settings(name):
+    """The settings an experiment's matching head depends on: not its existence head's, so that
+    changing those retrains only the existence head."""
+    return {k: v for k, v in experiment(name).items() if k not in ("existence", "existence_train")}
+
+
 def predicted_model(wc):
     """The head ``predict`` uses: the matching head, or (existence: head) the head with its trained
     existence MLP and the calibration of its confidence."""

@@ -9,7 +9,7 @@ rule train:
         model=f"{RESULTS}/experiments/{{exp}}/model.pt",
         history=f"{RESULTS}/experiments/{{exp}}/train/history.json",
     params:
-        experiment=lambda wc: experiment(wc.exp),
+        experiment=lambda wc: matching_settings(wc.exp),
         backbone=lambda wc: backbone_config(experiment(wc.exp)["backbone"]),
         proposer=lambda wc: proposer_config(experiment(wc.exp)["proposer"]),
         checkpoints=lambda wc: f"{RESULTS}/experiments/{wc.exp}/train/checkpoints",
