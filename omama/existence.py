@@ -244,9 +244,9 @@ def train_existence(*, split_table, annotations, proposals, features, images, mo
     if rows.empty:
         raise ValueError(f"split table {split_table} has no training rows for the existence head")
     train = collect_pairs(chooser, rows, corpus)
-    if not train["present"].any() or train["present"].all():
-        raise ValueError(f"the training rows of {split_table} hold only {'present' if train['present'].all() else 'absent'} "
-                         "objects: the existence head needs both (more takes, or another split)")
+    if not train["present"].any() or (train["present"].all() and not settings["mismatches"]):
+        raise ValueError(f"the training rows of {split_table} hold only {'present' if train['present'].any() else 'absent'} "
+                         "objects: the existence head needs both (more takes, another split, or mismatches > 0)")
     torch.manual_seed(settings["seed"])
     history = train_visibility(head, train["x"].to(device), train["present"].to(device), epochs=settings["epochs"],
                                lr=settings["lr"], batch_size=settings["batch_size"],
