@@ -229,17 +229,16 @@ def train_existence(*, split_table, annotations, proposals, features, images, mo
     training rows of ``split_table``, fits the calibration on its validation rows, and writes
     ``model_out`` (the whole head, released names), ``calibration_out`` (scale, bias, boundary,
     validation balanced accuracy, counts) and ``history_out``. Returns the calibration record."""
-    from omama.backbones import load_backbone
-    from omama.predict import ModelChooser, head_for
-    from omama.samples import Corpus, Geometry, subset_rows
+    from omama.experiment import build_head, setup
+    from omama.predict import ModelChooser
+    from omama.takedata import subset_rows
 
-    device = torch.device(backbone_cfg.get("device", "cpu"))
-    corpus = Corpus(annotations, proposals, features, images)
-    backbone = load_backbone(backbone_cfg, device) if mode == "on-the-fly" else None
-    geometry = Geometry.from_description(backbone.describe()) if backbone else corpus.geometry()
-    head = head_for(geometry, model_path).to(device)
+    s = setup(annotations=annotations, proposals=proposals, features=features, images=images,
+              backbone_cfg=backbone_cfg, on_the_fly=mode == "on-the-fly")
+    device, corpus = s.device, s.corpus
+    head = build_head(s.geometry, model_path).to(device).eval()
     frozen = {k: v.clone() for k, v in head.state_dict().items() if not k.startswith("mlp_visible.")}
-    chooser = ModelChooser(head, geometry, backbone)
+    chooser = ModelChooser(head, s)
     rows, val_rows = subset_rows(split_table, "train"), subset_rows(split_table, "val")
     if rows.empty:
         raise ValueError(f"split table {split_table} has no training rows for the existence head")

@@ -181,14 +181,25 @@ def load_state(model: nn.Module, state: dict, source: str = "state dict") -> Non
     model.load_state_dict(state, strict=True)
 
 
+def candidate_embeddings(head: MatchingHead, src_feat: torch.Tensor, dst_feat: torch.Tensor, src_masks: torch.Tensor,
+                         cand_masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Projected descriptors of the sources (B, 1, D) and of the candidates (B, N, D) from raw
+    backbone features and masks at input resolution (arguments as in ``score_candidates``)."""
+    from omama.descriptors import describe
+
+    src = head.project(src_feat)
+    dst = head.project(dst_feat)
+    B = src.shape[0]
+    return head.embeddings(describe(src, src_masks)[:, 0], src, describe(dst, cand_masks).expand(B, -1, -1),
+                           dst.expand(B, -1, -1, -1))
+
+
 def score_candidates(head: MatchingHead, src_feat: torch.Tensor, dst_feat: torch.Tensor, src_masks: torch.Tensor,
                      cand_masks: torch.Tensor) -> torch.Tensor:
     """Cosine scores (B, N) from raw backbone features and masks at input resolution.
 
     src_feat (B, C, h', w'), dst_feat (B, C, h, w), src_masks (B, 1, H', W'), cand_masks (B, N, H, W).
+    A destination of batch 1 (dst_feat and cand_masks) is shared by every source and described once.
     """
-    from omama.descriptors import describe
-
-    src = head.project(src_feat)
-    dst = head.project(dst_feat)
-    return head(describe(src, src_masks)[:, 0], src, describe(dst, cand_masks), dst)
+    q, t = candidate_embeddings(head, src_feat, dst_feat, src_masks, cand_masks)
+    return (q * t).sum(-1)

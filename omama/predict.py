@@ -15,14 +15,15 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from omama.descriptors import describe
+from omama.dataset import batch_features, feature_inputs
 from omama.existence import Calibration
+from omama.experiment import Setup, build_head, setup
 from omama.io import write_json, write_parquet
 from omama.masks import encode_rle, eval_size
 from omama.metrics import Bootstrap, score_submission, summarise
-from omama.model import MatchingHead, load_checkpoint
+from omama.model import MatchingHead, candidate_embeddings
 from omama.negatives import centroids
-from omama.samples import Corpus, Geometry, TakeData, batch_features, subset_rows
+from omama.takedata import Corpus, TakeData, subset_rows
 
 log = logging.getLogger(__name__)
 
@@ -40,32 +41,26 @@ class ModelChooser:
     the best cosine is then kept in ``self.similarity`` by (take, object, exo camera, frame).
     """
 
-    def __init__(self, head: MatchingHead, geometry: Geometry, backbone=None, existence=None):
-        self.head, self.geometry, self.backbone, self.existence = head, geometry, backbone, existence
+    def __init__(self, head: MatchingHead, setup: Setup, existence: Calibration | None = None):
+        self.head, self.setup, self.existence = head, setup, existence
         self.similarity: dict[tuple, float] = {}
 
     def match(self, td: TakeData, rows: pd.DataFrame, frame: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Cosine scores (B, N) of the frame's proposals for each row, and the projected descriptors
         of the sources (B, D) and of the candidates (B, N, D)."""
-        ego_size, exo_size = self.geometry.input_size["ego"], self.geometry.input_size["exo"]
+        s = self.setup
+        ego_size, exo_size = s.geometry.input_size["ego"], s.geometry.input_size["exo"]
         cand = torch.from_numpy(td.proposal_masks(frame, ego_size))[None]
         src_masks = torch.stack([torch.from_numpy(td.source_mask(r.object, r.exo_cam, frame, exo_size))[None]
                                  for r in rows.itertuples()])
-        ego_cam = rows.ego_cam.iloc[0]
-        if self.backbone is None:
-            batch = {"src_feat": torch.from_numpy(np.stack([td.features(c, frame) for c in rows.exo_cam])),
-                     "dst_feat": torch.from_numpy(td.features(ego_cam, frame))[None]}
-        else:
-            batch = {"src_image": [td.image(c, frame) for c in rows.exo_cam], "dst_image": [td.image(ego_cam, frame)]}
-        src_feat, dst_feat = batch_features(batch, self.backbone)
+        takes = rows.take_uid.tolist()
+        batch = {**feature_inputs(s.corpus, "src", takes, rows.exo_cam.tolist(), [frame] * len(rows), s.stored),
+                 **feature_inputs(s.corpus, "dst", takes[:1], rows.ego_cam.tolist()[:1], [frame], s.stored)}
+        src_feat, dst_feat = batch_features(batch, s.backbone)
         device = next(self.head.parameters()).device
         with torch.no_grad():
-            src = self.head.project(src_feat.to(device))
-            dst = self.head.project(dst_feat.to(device))
-            dst_desc = describe(dst, cand.to(device))
-            src_desc = describe(src, src_masks.to(device))[:, 0]
-            B = len(rows)
-            q, t = self.head.embeddings(src_desc, src, dst_desc.expand(B, -1, -1), dst.expand(B, -1, -1, -1))
+            q, t = candidate_embeddings(self.head, src_feat.to(device), dst_feat.to(device), src_masks.to(device),
+                                        cand.to(device))
         return (q * t).sum(-1), q[:, 0], t
 
     def __call__(self, td: TakeData, rows: pd.DataFrame, frame: int) -> tuple[np.ndarray, np.ndarray]:
@@ -76,8 +71,8 @@ class ModelChooser:
             return idx.cpu().numpy(), similarity
         with torch.no_grad():
             conf = self.existence.probability(self.head.visibility(q, t[torch.arange(len(rows)), idx]))
-        for r, s in zip(rows.itertuples(), similarity):
-            self.similarity[(td.take, r.object, r.exo_cam, int(frame))] = float(s)
+        for r, sim in zip(rows.itertuples(), similarity):
+            self.similarity[(td.take, r.object, r.exo_cam, int(frame))] = float(sim)
         return idx.cpu().numpy(), conf.cpu().numpy()
 
 
@@ -178,32 +173,21 @@ def evaluated_rows(split_table, subset: str) -> pd.DataFrame:
     return rows
 
 
-def head_for(geometry: Geometry, model_path=None) -> MatchingHead:
-    head = MatchingHead(src_grid=geometry.grid["exo"], dst_grid=geometry.grid["ego"], in_channels=geometry.channels)
-    if model_path is not None:
-        load_checkpoint(head, model_path)
-    return head.eval()
-
-
-def predict_experiment(split_table, subset: str, annotations, proposals, features, images, model_path,
+def predict_experiment(*, split_table, subset: str, annotations, proposals, features, images, model_path,
                        backbone_cfg: dict, mode: str, predictions_out, ground_truth_out, samples_out,
-                       *, calibration=None) -> dict:
+                       calibration=None) -> dict:
     """Predict ``subset`` with a trained head; write the submission, ground truth and samples.
 
     With ``calibration`` (the existence head's calibration.json; ``model_path`` then holds the
     trained ``mlp_visible``) the confidence is the calibrated presence probability, and the samples
     gain a ``similarity`` column: the published confidence (sigmoid of the best cosine)."""
-    from omama.backbones import load_backbone
-
     rows = evaluated_rows(split_table, subset)
-    corpus = Corpus(annotations, proposals, features, images)
-    device = backbone_cfg.get("device", "cpu")
-    backbone = load_backbone(backbone_cfg, device) if mode == "on-the-fly" else None
-    geometry = Geometry.from_description(backbone.describe()) if backbone else corpus.geometry()
-    head = head_for(geometry, model_path).to(device)
+    s = setup(annotations=annotations, proposals=proposals, features=features, images=images,
+              backbone_cfg=backbone_cfg, on_the_fly=mode == "on-the-fly")
+    head = build_head(s.geometry, model_path).to(s.device).eval()
     existence = None if calibration is None else Calibration.load(calibration)
-    chooser = ModelChooser(head, geometry, backbone, existence)
-    sub, gt, samples = run_predictions(rows, corpus, chooser, desc=f"predict {subset}")
+    chooser = ModelChooser(head, s, existence)
+    sub, gt, samples = run_predictions(rows, s.corpus, chooser, desc=f"predict {subset}")
     if existence is not None:  # frames without proposals: no cosine, confidence 0 either way
         keys = zip(samples.take_uid, samples.object, samples.exo_cam, samples.frame)
         samples["similarity"] = [chooser.similarity.get((t, o, c, int(f)), 0.0) for t, o, c, f in keys]
@@ -215,8 +199,8 @@ def predict_experiment(split_table, subset: str, annotations, proposals, feature
     return metrics
 
 
-def predict_reference(split_table, subset: str, annotations, proposals, predictor: str, seed: int,
-                      samples_out, metrics_out, *, bootstrap: Bootstrap | None = None) -> dict:
+def predict_reference(*, split_table, subset: str, annotations, proposals, predictor: str, seed: int,
+                      samples_out, metrics_out, bootstrap: Bootstrap | None = None) -> dict:
     """A reference predictor on the same candidates; samples + metrics (official evaluator)."""
     rows = evaluated_rows(split_table, subset)
     corpus = Corpus(annotations, proposals)

@@ -186,7 +186,7 @@ def make_proposer(cfg: dict, device: str = "cpu"):
     raise ValueError(f"unknown proposer kind {kind!r}; use classical or fastsam")
 
 
-def propose_take(annotation_json, images_dir, out_proposals, out_recall, proposer_cfg: dict,
+def propose_take(*, annotation_json, images_dir, out_proposals, out_recall, proposer_cfg: dict,
                  device: str = "cpu") -> dict:
     """Proposals for every ego frame in ``subsample_idx`` of one take, and their recall of the GT ego masks.
 

@@ -26,8 +26,9 @@ from omama.existence import (
 )
 from omama.masks import decode_rle
 from omama.model import PRESENT, MatchingHead, load_checkpoint
-from omama.predict import ModelChooser, head_for, predict_experiment
-from omama.samples import Corpus, subset_rows
+from omama.experiment import build_head, setup
+from omama.predict import ModelChooser, predict_experiment
+from omama.takedata import subset_rows
 
 EXISTENCE = {"epochs": 40, "lr": 1e-3, "batch_size": 8, "weight_decay": 0.0, "seed": 0, "mismatches": 1}
 
@@ -131,9 +132,11 @@ def test_existence_head_predictions_keep_masks_and_carry_the_calibrated_confiden
 
     def predict(name, model, calibration=None):
         out = tmp_path / name
-        metrics = predict_experiment(world["split"], "test", world["annotations"], world["proposals"], world["features"],
-                                     None, model, BACKBONE, "pre-extracted", out / "predictions.json",
-                                     out / "ground_truth.json", out / "samples.parquet", calibration=calibration)
+        metrics = predict_experiment(split_table=world["split"], subset="test", annotations=world["annotations"],
+                                     proposals=world["proposals"], features=world["features"], images=None,
+                                     model_path=model, backbone_cfg=BACKBONE, mode="pre-extracted",
+                                     predictions_out=out / "predictions.json", ground_truth_out=out / "ground_truth.json",
+                                     samples_out=out / "samples.parquet", calibration=calibration)
         return metrics, pd.read_parquet(out / "samples.parquet"), json.loads((out / "predictions.json").read_text())
 
     m_sim, s_sim, _ = predict("similarity", exp / "model.pt")
@@ -150,9 +153,10 @@ def test_existence_head_predictions_keep_masks_and_carry_the_calibrated_confiden
     # the confidence is the calibrated mlp_visible probability of the chosen candidate
     cal = Calibration.load(ex / "calibration.json")
     assert cal.scale == record["scale"] and cal.bias == record["bias"]
-    corpus = Corpus(world["annotations"], world["proposals"], world["features"])
-    head = head_for(corpus.geometry(), ex / "model.pt")
-    pairs = collect_pairs(ModelChooser(head, corpus.geometry()), subset_rows(world["split"], "test"), corpus)
+    s = setup(annotations=world["annotations"], proposals=world["proposals"], features=world["features"], images=None,
+              backbone_cfg=BACKBONE, on_the_fly=False)
+    head = build_head(s.geometry, ex / "model.pt").eval()
+    pairs = collect_pairs(ModelChooser(head, s), subset_rows(world["split"], "test"), s.corpus)
     with torch.no_grad():
         expected = cal.probability(head.visibility(pairs["x"][:, :768], pairs["x"][:, 768:])).numpy()
     assert pairs["skipped"] == 3  # the frame without proposals

@@ -256,15 +256,3 @@ def predicted_model(wc):
 def experiment_gpus(wc):
     return gpus(backbone_config(experiment(wc.exp)["backbone"]))
 
-
-def all_metrics():
-    """metrics.json of every experiment x evaluated subset and of every reference predictor."""
-    subsets = config["evaluate"]["subsets"]
-    exps = [f"{RESULTS}/experiments/{e}/{s}/metrics.json" for e in config["experiments"] for s in subsets]
-    refs = sorted({
-        f"{RESULTS}/reference/{x['split']}/{x['proposer']}/{s}/{p}/metrics.json"
-        for x in config["experiments"].values()
-        for s in subsets
-        for p in config["evaluate"]["references"]
-    })
-    return exps + refs
