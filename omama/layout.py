@@ -19,6 +19,7 @@ the same call for an output pattern (``L.annotation()``) that code uses for one 
     {root}/features/{backbone}/{take}.zarr        Zarr v3 store, one array per camera
     {root}/proposals/{proposer}/{take}.parquet    ego proposals (COCO RLE, box, score) + {take}.recall.parquet
     {root}/experiments/{exp}/train/...            checkpoints/, history.json; {root}/experiments/{exp}/model.pt
+    {root}/experiments/{exp}/existence/...        existence: head -- model.pt (+ trained mlp_visible), calibration.json, history.json
     {root}/experiments/{exp}/{subset}/...         predictions.json, ground_truth.json, samples.parquet, metrics.json
     {root}/reference/{split}/{proposer}/{subset}/{predictor}/{samples.parquet,metrics.json}
     {root}/{robustness,motorcycle}/...            photo-pair sets: the same stages (photos/ when generated)
@@ -142,6 +143,10 @@ class Layout:
 
     def checkpoints(self, exp: str = "{exp}") -> str:
         return f"{self.experiment(exp)}/train/checkpoints"
+
+    def existence(self, name: str, exp: str = "{exp}") -> str:
+        """One file of an experiment's existence head: model.pt, calibration.json or history.json."""
+        return f"{self.experiment(exp)}/existence/{name}"
 
     def result(self, name: str, exp: str = "{exp}", subset: str = "{subset}") -> str:
         """One evaluated file of an experiment on a subset: predictions.json, ground_truth.json,

@@ -13,6 +13,7 @@ log = logging.getLogger(__name__)
 
 DIM = 768
 TEMPERATURE = 0.07
+PRESENT = 1  # mlp_visible output index of "present in the destination view"
 
 
 class ContextAttention(nn.Module):
@@ -101,15 +102,26 @@ class MatchingHead(nn.Module):
         ctx = self.CROSS_context_attn(desc[..., :DIM], self._tokens(other_grid, pos, name))
         return F.normalize(self.mlp(torch.cat([ctx, desc], dim=-1)), p=2, dim=-1)
 
-    def forward(self, src_desc: torch.Tensor, src_grid: torch.Tensor, dst_desc: torch.Tensor, dst_grid: torch.Tensor) -> torch.Tensor:
-        """Cosine scores (B, N).
+    def embeddings(self, src_desc: torch.Tensor, src_grid: torch.Tensor, dst_desc: torch.Tensor,
+                   dst_grid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The projected descriptors: source (B, 1, D) and candidates (B, N, D), L2-normalised.
 
         src_desc (B, 2D) source descriptors; src_grid (B, D, h', w') projected source features;
         dst_desc (B, N, 2D) candidate descriptors; dst_grid (B, D, h, w) projected destination features.
         """
         q = self.embed(src_desc[:, None], dst_grid, self.pos_embed_T, "pos_embed_T")
         t = self.embed(dst_desc, src_grid, self.pos_embed_Q, "pos_embed_Q")
+        return q, t
+
+    def forward(self, src_desc: torch.Tensor, src_grid: torch.Tensor, dst_desc: torch.Tensor, dst_grid: torch.Tensor) -> torch.Tensor:
+        """Cosine scores (B, N) of the candidates (arguments as in ``embeddings``)."""
+        q, t = self.embeddings(src_desc, src_grid, dst_desc, dst_grid)
         return (q * t).sum(-1)
+
+    def visibility(self, src_embedding: torch.Tensor, best_embedding: torch.Tensor) -> torch.Tensor:
+        """``mlp_visible`` logits (B, 2) (index ``PRESENT`` = the object is in the destination view) of
+        the projected descriptors of the source (B, D) and of its best-matching candidate (B, D)."""
+        return self.mlp_visible(torch.cat([src_embedding, best_embedding], dim=-1))
 
 
 def matching_loss(scores: torch.Tensor, target: torch.Tensor, visible: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
@@ -169,6 +181,19 @@ def load_state(model: nn.Module, state: dict, source: str = "state dict") -> Non
     model.load_state_dict(state, strict=True)
 
 
+def candidate_embeddings(head: MatchingHead, src_feat: torch.Tensor, dst_feat: torch.Tensor, src_masks: torch.Tensor,
+                         cand_masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Projected descriptors of the sources (B, 1, D) and of the candidates (B, N, D) from raw
+    backbone features and masks at input resolution (arguments as in ``score_candidates``)."""
+    from omama.descriptors import describe
+
+    src = head.project(src_feat)
+    dst = head.project(dst_feat)
+    B = src.shape[0]
+    return head.embeddings(describe(src, src_masks)[:, 0], src, describe(dst, cand_masks).expand(B, -1, -1),
+                           dst.expand(B, -1, -1, -1))
+
+
 def score_candidates(head: MatchingHead, src_feat: torch.Tensor, dst_feat: torch.Tensor, src_masks: torch.Tensor,
                      cand_masks: torch.Tensor) -> torch.Tensor:
     """Cosine scores (B, N) from raw backbone features and masks at input resolution.
@@ -176,9 +201,5 @@ def score_candidates(head: MatchingHead, src_feat: torch.Tensor, dst_feat: torch
     src_feat (B, C, h', w'), dst_feat (B, C, h, w), src_masks (B, 1, H', W'), cand_masks (B, N, H, W).
     A destination of batch 1 (dst_feat and cand_masks) is shared by every source and described once.
     """
-    from omama.descriptors import describe
-
-    src = head.project(src_feat)
-    dst = head.project(dst_feat)
-    B = src.shape[0]
-    return head(describe(src, src_masks)[:, 0], src, describe(dst, cand_masks).expand(B, -1, -1), dst.expand(B, -1, -1, -1))
+    q, t = candidate_embeddings(head, src_feat, dst_feat, src_masks, cand_masks)
+    return (q * t).sum(-1)

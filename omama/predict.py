@@ -1,7 +1,8 @@
 """Exo->ego predictions in the official submission format, and the reference predictors.
 
 Every proposal of the ego frame is a candidate; the best cosine wins and its sigmoid is the
-confidence. A frame without proposals predicts an empty mask with confidence 0
+confidence (``existence: similarity``; with ``existence: head`` the confidence is the calibrated
+presence probability of the visibility MLP, see ``omama.existence``). A frame without proposals predicts an empty mask with confidence 0
 (``n_candidates == 0`` in samples.parquet).
 """
 
@@ -15,11 +16,12 @@ import torch
 from tqdm import tqdm
 
 from omama.dataset import batch_features, feature_inputs
+from omama.existence import Calibration
 from omama.experiment import Setup, build_head, setup
 from omama.io import write_json, write_parquet
 from omama.masks import encode_rle, eval_size
 from omama.metrics import Bootstrap, score_submission, summarise
-from omama.model import MatchingHead, score_candidates
+from omama.model import MatchingHead, candidate_embeddings
 from omama.negatives import centroids
 from omama.takedata import Corpus, TakeData, subset_rows
 
@@ -32,12 +34,20 @@ SAMPLE_COLUMNS = ["take_uid", "object", "exo_cam", "ego_cam", "frame", "split", 
 
 
 class ModelChooser:
-    """Scores every proposal of a frame for each source mask of that frame with the head."""
+    """Scores every proposal of a frame for each source mask of that frame with the head.
 
-    def __init__(self, head: MatchingHead, setup: Setup):
-        self.head, self.setup = head, setup
+    The confidence is the sigmoid of the best cosine (``existence`` None: the published rule) or, with
+    an existence ``Calibration``, the calibrated ``mlp_visible`` presence probability; the sigmoid of
+    the best cosine is then kept in ``self.similarity`` by (take, object, exo camera, frame).
+    """
 
-    def __call__(self, td: TakeData, rows: pd.DataFrame, frame: int) -> tuple[np.ndarray, np.ndarray]:
+    def __init__(self, head: MatchingHead, setup: Setup, existence: Calibration | None = None):
+        self.head, self.setup, self.existence = head, setup, existence
+        self.similarity: dict[tuple, float] = {}
+
+    def match(self, td: TakeData, rows: pd.DataFrame, frame: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Cosine scores (B, N) of the frame's proposals for each row, and the projected descriptors
+        of the sources (B, D) and of the candidates (B, N, D)."""
         s = self.setup
         ego_size, exo_size = s.geometry.input_size["ego"], s.geometry.input_size["exo"]
         cand = torch.from_numpy(td.proposal_masks(frame, ego_size))[None]
@@ -49,10 +59,21 @@ class ModelChooser:
         src_feat, dst_feat = batch_features(batch, s.backbone)
         device = next(self.head.parameters()).device
         with torch.no_grad():
-            scores = score_candidates(self.head, src_feat.to(device), dst_feat.to(device), src_masks.to(device),
-                                      cand.to(device))
-            best, idx = scores.max(dim=1)
-        return idx.cpu().numpy(), torch.sigmoid(best).cpu().numpy()
+            q, t = candidate_embeddings(self.head, src_feat.to(device), dst_feat.to(device), src_masks.to(device),
+                                        cand.to(device))
+        return (q * t).sum(-1), q[:, 0], t
+
+    def __call__(self, td: TakeData, rows: pd.DataFrame, frame: int) -> tuple[np.ndarray, np.ndarray]:
+        scores, q, t = self.match(td, rows, frame)
+        best, idx = scores.max(dim=1)
+        similarity = torch.sigmoid(best).cpu().numpy()
+        if self.existence is None:
+            return idx.cpu().numpy(), similarity
+        with torch.no_grad():
+            conf = self.existence.probability(self.head.visibility(q, t[torch.arange(len(rows)), idx]))
+        for r, sim in zip(rows.itertuples(), similarity):
+            self.similarity[(td.take, r.object, r.exo_cam, int(frame))] = float(sim)
+        return idx.cpu().numpy(), conf.cpu().numpy()
 
 
 class ReferenceChooser:
@@ -153,13 +174,23 @@ def evaluated_rows(split_table, subset: str) -> pd.DataFrame:
 
 
 def predict_experiment(*, split_table, subset: str, annotations, proposals, features, images, model_path,
-                       backbone_cfg: dict, mode: str, predictions_out, ground_truth_out, samples_out) -> dict:
-    """Predict ``subset`` with a trained head; write the submission, ground truth and samples."""
+                       backbone_cfg: dict, mode: str, predictions_out, ground_truth_out, samples_out,
+                       calibration=None) -> dict:
+    """Predict ``subset`` with a trained head; write the submission, ground truth and samples.
+
+    With ``calibration`` (the existence head's calibration.json; ``model_path`` then holds the
+    trained ``mlp_visible``) the confidence is the calibrated presence probability, and the samples
+    gain a ``similarity`` column: the published confidence (sigmoid of the best cosine)."""
     rows = evaluated_rows(split_table, subset)
     s = setup(annotations=annotations, proposals=proposals, features=features, images=images,
               backbone_cfg=backbone_cfg, on_the_fly=mode == "on-the-fly")
     head = build_head(s.geometry, model_path).to(s.device).eval()
-    sub, gt, samples = run_predictions(rows, s.corpus, ModelChooser(head, s), desc=f"predict {subset}")
+    existence = None if calibration is None else Calibration.load(calibration)
+    chooser = ModelChooser(head, s, existence)
+    sub, gt, samples = run_predictions(rows, s.corpus, chooser, desc=f"predict {subset}")
+    if existence is not None:  # frames without proposals: no cosine, confidence 0 either way
+        keys = zip(samples.take_uid, samples.object, samples.exo_cam, samples.frame)
+        samples["similarity"] = [chooser.similarity.get((t, o, c, int(f)), 0.0) for t, o, c, f in keys]
     write_json(predictions_out, sub)
     write_json(ground_truth_out, gt)
     write_parquet(samples_out, samples)

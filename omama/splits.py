@@ -19,12 +19,13 @@ GROUP_KEYS = {
 
 def required_subsets(experiments: dict, evaluated: list[str], strategy: str) -> dict[str, list[str]]:
     """subset -> the experiments (with split ``strategy``) that need it non-empty: every evaluated
-    subset, and train for trained experiments."""
+    subset, and train for trained experiments and for those with ``existence: head`` (trained too)."""
     out: dict[str, list[str]] = {}
     for name, x in sorted(experiments.items()):
         if x["split"] != strategy:
             continue
-        for subset in [*evaluated, *(["train"] if x.get("train") is not None else [])]:
+        trains = x.get("train") is not None or x.get("existence") == "head"
+        for subset in [*evaluated, *(["train"] if trains else [])]:
             if name not in out.setdefault(subset, []):
                 out[subset].append(name)
     return out

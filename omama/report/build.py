@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from omama.io import atomic_path, read_json
+from omama.report.existence import existence_section
 from omama.report.figures import breakdown_figure, delta_figure, iou_histogram, timing_figure, training_figure
 from omama.report.inputs import Inputs, ReportParams, takes_of
 from omama.report.overlays import Frames, overlay, pick_samples
@@ -122,6 +123,7 @@ def build_context(p: ReportParams, files: Inputs, takes: list[str], benchmarks: 
                    "img": timing_figure(stages) if len(stages) else None, "jobs": len(bench)},
         "robustness": robustness_section(p, files),
         "motorcycle": robustness_section(p, files, "motorcycle"),
+        "existence": existence_section(files, p.experiments, subset, main, p.boot),
     }
 
 

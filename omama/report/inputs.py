@@ -110,6 +110,7 @@ def report_inputs(p: ReportParams, takes: list[str], robustness_pairs: list[str]
         "images": [r.images(t) for t in takes],
         "index": [r.index_summary()],
         "pairs": [r.pairs_summary()],
+        "existence": [r.existence("calibration.json", e) for e, x in p.experiments.items() if x["existence"] == "head"],
     }
     if p.source_kind == "synthetic":
         out["visibility"] = [r.visibility()]

@@ -311,5 +311,19 @@ def train_inputs(wc):
     return {**model_inputs(wc), **init_weights(wc.exp)}
 
 
+def matching_settings(name):
+    """The settings an experiment's matching head depends on: not its existence head's, so that
+    changing those retrains only the existence head."""
+    return {k: v for k, v in experiment(name).items() if k not in ("existence", "existence_train")}
+
+
+def predicted_model(wc):
+    """The head ``predict`` uses: the matching head, or (existence: head) the head with its trained
+    existence MLP and the calibration of its confidence."""
+    if experiment(wc.exp)["existence"] == "head":
+        return {"model": L.existence("model.pt", wc.exp), "calibration": L.existence("calibration.json", wc.exp)}
+    return {"model": L.model(wc.exp)}
+
+
 def experiment_gpus(wc):
     return gpus(backbone_config(experiment(wc.exp)["backbone"]))

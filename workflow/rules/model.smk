@@ -18,7 +18,7 @@ rule train:
     resources:
         gpu=experiment_gpus,
     params:
-        experiment=lambda wc: experiment(wc.exp),
+        experiment=lambda wc: matching_settings(wc.exp),
         backbone=lambda wc: backbone_config(experiment(wc.exp)["backbone"]),
         proposer=lambda wc: proposer_config(experiment(wc.exp)["proposer"]),
         checkpoints=lambda wc: L.checkpoints(wc.exp),
@@ -26,10 +26,36 @@ rule train:
         "../scripts/train.py"
 
 
-rule predict:
+# existence: head -- the visibility MLP trained after the (frozen) matching head, calibrated on val.
+rule train_existence:
     input:
         unpack(model_inputs),
         model=rules.train.output.model,
+    output:
+        model=L.existence("model.pt"),
+        calibration=L.existence("calibration.json"),
+        history=L.existence("history.json"),
+    log:
+        L.log("train_existence/{exp}"),
+    benchmark:
+        L.benchmark("train_existence/{exp}")
+    conda:
+        CONDA_ENV
+    threads: 2
+    resources:
+        gpu=experiment_gpus,
+    params:
+        backbone=lambda wc: backbone_config(experiment(wc.exp)["backbone"]),
+        mode=lambda wc: feature_mode(wc.exp),
+        settings=lambda wc: experiment(wc.exp)["existence_train"],
+    script:
+        "../scripts/train_existence.py"
+
+
+rule predict:
+    input:
+        unpack(model_inputs),
+        unpack(predicted_model),
     output:
         predictions=L.result("predictions.json"),
         ground_truth=L.result("ground_truth.json"),
