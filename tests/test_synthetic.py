@@ -20,9 +20,11 @@ from PIL import Image, ImageOps
 from pycocotools import mask as mask_utils
 
 from conftest import run_snakemake, tiny_config
-from omama import synthetic
+from omama.synthetic import dataset as synthetic_dataset
 from omama.masks import encode_lzstring
-from omama.synthetic import EGO_CAM, MIN_VISIBLE_PIXELS, Take, generate_dataset, write_photo_pairs
+from omama.synthetic.dataset import generate_dataset
+from omama.synthetic.photos import write_photo_pairs
+from omama.synthetic.scene import EGO_CAM, MIN_VISIBLE_PIXELS, TASKS, Take
 
 CFG = {"seed": 3, "takes": 3, "seconds": 2, "exo_cameras": 2, "ego_size": 64, "exo_size": [54, 96],
        "objects": 4, "val_fraction": 0.34}
@@ -66,7 +68,7 @@ def test_layout_and_fields(dataset):
     for t in takes:
         assert re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[0-9a-f]{4}-[0-9a-f]{12}", t["take_uid"])
         assert t["root_dir"] == f"takes/{t['take_name']}"
-        assert t["parent_task_name"] == "Health" and t["task_name"] in synthetic.TASKS
+        assert t["parent_task_name"] == "Health" and t["task_name"] in TASKS
         assert t["duration_sec"] == CFG["seconds"]
         for key in ("university_name", "capture_uid", "best_exo"):
             assert t[key]
@@ -179,8 +181,8 @@ def test_interrupted_generation_leaves_no_dataset(tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return real(take, folder)
 
-    real = synthetic._write_take
-    monkeypatch.setattr(synthetic, "_write_take", failing)
+    real = synthetic_dataset._write_take
+    monkeypatch.setattr(synthetic_dataset, "_write_take", failing)
     with pytest.raises(KeyboardInterrupt):
         generate_dataset(tmp_path / "synthetic", SMALL)
     assert list(tmp_path.iterdir()) == []
@@ -193,7 +195,7 @@ def test_too_many_objects_is_a_named_config_error(tmp_path):
 
 
 def test_photo_pairs_layout(tmp_path):
-    out = write_photo_pairs(tmp_path / "photos", 3, seed=5, exo_size=(54, 96), ego_size=64)
+    out = write_photo_pairs(tmp_path / "photos", n=3, seed=5, exo_size=(54, 96), ego_size=64, jpeg_quality=92)
     pairs = sorted(p.name for p in out.iterdir())
     assert pairs == ["pair_000", "pair_001", "pair_002"]
     portrait = absent = exif = 0
@@ -244,7 +246,7 @@ if platform.machine() in ("x86_64", "AMD64"):
 
 RENDER_SCRIPT = """
 import hashlib, sys
-from omama.synthetic import EGO_CAM, Take
+from omama.synthetic.scene import EGO_CAM, Take
 take = Take({"seed": 3, "seconds": 2, "objects": 4, "exo_cameras": 1, "ego_size": 80, "exo_size": [54, 96]}, 0)
 h = hashlib.sha256()
 for cam in (EGO_CAM, "cam01"):
@@ -270,7 +272,7 @@ def test_rendering_is_bit_identical_under_other_cpu_dispatch():
 
 
 def test_exact_sin_cos_and_dot():
-    from omama.render import dot, norm, sin_cos
+    from omama.synthetic.render import dot, norm, sin_cos
 
     x = np.random.default_rng(0).uniform(-400, 400, 20000)
     s, c = sin_cos(x)

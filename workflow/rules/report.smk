@@ -11,6 +11,7 @@ rule robustness_photos:
         photos=directory(f"{ROBUST}/photos"),
     params:
         n=config["robustness"]["synthetic_pairs"],
+        photos=config["robustness"]["synthetic_photos"],
         seed=config["synthetic"]["seed"],
     conda:
         CONDA_ENV

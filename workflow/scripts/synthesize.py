@@ -4,7 +4,7 @@ import logging
 import sys
 from pathlib import Path
 
-from omama.synthetic import generate_dataset
+from omama.synthetic.dataset import generate_dataset
 
 with open(snakemake.log[0], "w") as log:
     sys.stderr = log
