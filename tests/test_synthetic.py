@@ -27,7 +27,7 @@ from omama.synthetic.photos import write_photo_pairs
 from omama.synthetic.scene import EGO_CAM, MIN_VISIBLE_PIXELS, TASKS, Take
 
 CFG = {"seed": 3, "takes": 3, "seconds": 2, "exo_cameras": 2, "ego_size": 64, "exo_size": [54, 96],
-       "objects": 4, "val_fraction": 0.34}
+       "objects": 4, "val_fraction": 0.34, "empty_takes": 1}
 SMALL = CFG | {"takes": 2, "seconds": 1}
 
 
@@ -63,7 +63,9 @@ def official_decode(entry: dict) -> np.ndarray:
 def test_layout_and_fields(dataset):
     takes = json.loads((dataset / "takes.json").read_text())
     rel = relations(dataset)
-    assert len(takes) == CFG["takes"] and {t["take_uid"] for t in takes} == set(rel)
+    assert len(takes) == CFG["takes"] + CFG["empty_takes"] and {t["take_uid"] for t in takes} == set(rel)
+    empty = [uid for uid, r in rel.items() if not r["object_masks"]]
+    assert len(empty) == CFG["empty_takes"] and rel[empty[0]]["split"] == "train"
     assert {r["split"] for r in rel.values()} == {"train", "val"}
     for t in takes:
         assert re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[0-9a-f]{4}-[0-9a-f]{12}", t["take_uid"])
@@ -82,6 +84,8 @@ def test_layout_and_fields(dataset):
         r = rel[t["take_uid"]]
         assert r["take_name"] == t["take_name"] and r["scenario"] == t["task_name"]
         assert r["object_names"]["annotation_fps"] == 30
+        if t["take_uid"] in empty:
+            continue
         assert len(r["object_masks"]) == CFG["objects"]
         for cams in r["object_masks"].values():
             assert sorted(cams) == sorted([EGO_CAM, *exo])
@@ -136,6 +140,42 @@ def test_absent_objects_are_missing_keys_and_match_visibility(dataset):
     assert (vis["visible_fraction"] < 0.7).any() and (vis["visible_fraction"] > 0.99).any()
     partly = vis[(vis["visible_fraction"] > 0) & (vis["visible_fraction"] < 0.7)]
     assert len(partly), "hands or objects must partly occlude some object"
+
+
+def test_absences_in_both_directions_in_realistic_proportions():
+    """Objects leave exo views (out of the field of view, or fully behind the screen) as well as
+    the ego view, each in a sizeable minority of the (object, exo camera, frame) triples."""
+    cfg = CFG | {"seconds": 4}
+    exo_absent = ego_absent = ego_seen = exo_seen = out_of_view = occluded = 0
+    for i in range(6):
+        take = Take(cfg, i)
+        for f in take.annotated:
+            frames = {c: take.render(c, f) for c in take.cameras}
+            for k in range(1, len(take.objects) + 1):
+                ego = (frames[EGO_CAM].ids == k).sum() >= MIN_VISIBLE_PIXELS
+                for cam in take.exo:
+                    exo = (frames[cam].ids == k).sum() >= MIN_VISIBLE_PIXELS
+                    ego_seen += ego
+                    exo_seen += exo
+                    ego_absent += exo and not ego
+                    if ego and not exo:
+                        exo_absent += 1
+                        out_of_view += frames[cam].alone[k] == 0
+                        occluded += frames[cam].alone[k] >= MIN_VISIBLE_PIXELS
+    assert out_of_view > 0 and occluded > 0, (out_of_view, occluded)
+    assert 0.1 <= exo_absent / ego_seen <= 0.4, (exo_absent, ego_seen)
+    assert 0.1 <= ego_absent / exo_seen <= 0.45, (ego_absent, exo_seen)
+
+
+def test_empty_take_is_counted_and_skipped_by_the_take_index(dataset, tmp_path):
+    from omama.takes import build_index
+
+    selection = {"scenarios": [], "take_limit": None, "frame_fraction": 1.0, "annotation_splits": ["train", "val"], "seed": 0}
+    records = build_index(dataset, selection, tmp_path / "takes.json", tmp_path / "records", tmp_path / "summary.json")
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert len(records) == CFG["takes"]
+    assert summary["left_out"] == {"empty object_masks": CFG["empty_takes"]}
+    assert [t["reason"] for t in summary["skipped_takes"]] == ["empty object_masks"] * CFG["empty_takes"]
 
 
 def test_videos_frame_aligned_30fps_native_sizes(dataset):
@@ -229,8 +269,9 @@ def test_rule_synthesize_writes_the_source(tmp_path):
     cfg["synthetic"].update(takes=2, seconds=2)
     run_snakemake(tmp_path, cfg, "res/synthetic/takes.json", "res/synthetic/visibility.parquet")
     root = tmp_path / "res/synthetic"
-    assert len(json.loads((root / "takes.json").read_text())) == 2
-    assert len(list((root / "takes").glob("*/frame_aligned_videos/*.mp4"))) == 2 * (1 + cfg["synthetic"]["exo_cameras"])
+    n = 2 + cfg["synthetic"]["empty_takes"]
+    assert len(json.loads((root / "takes.json").read_text())) == n
+    assert len(list((root / "takes").glob("*/frame_aligned_videos/*.mp4"))) == n * (1 + cfg["synthetic"]["exo_cameras"])
     assert (tmp_path / "res/logs/synthesize.log").exists() and (tmp_path / "res/benchmarks/synthesize.tsv").exists()
     again = run_snakemake(tmp_path, cfg, "res/synthetic/takes.json")
     assert "Nothing to be done" in again.stdout + again.stderr

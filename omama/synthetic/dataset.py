@@ -2,6 +2,10 @@
 
 Annotation masks are the per-pixel solid ids at the video's size.
 
+Absences, as in Ego-Exo4D: an object leaves the ego view when the head glances away, and an exo
+view when it lies outside that camera's (off-centre, narrower) field of view or behind the
+screen at the table's far edge. Some takes (``empty_takes``) have an empty ``object_masks``.
+
 Visibility: an object counts as visible in a camera at an annotated frame when at least
 ``MIN_VISIBLE_PIXELS`` of its pixels are visible; otherwise the frame stays in
 ``annotated_frames`` with no key in ``annotation`` (the Ego-Exo4D convention).
@@ -74,17 +78,20 @@ def generate_dataset(out_dir, cfg: dict) -> Path:
     """Write a synthetic dataset in the Ego-Exo4D layout into ``out_dir`` (replaced atomically).
 
     ``cfg`` is ``config["synthetic"]``: seed, takes, seconds, exo_cameras, ego_size,
-    exo_size [h, w], objects, val_fraction. Same ``cfg`` -> byte-identical JSON and masks.
+    exo_size [h, w], objects, val_fraction, empty_takes. Same ``cfg`` -> byte-identical JSON
+    and masks. After the ``takes`` annotated takes come ``empty_takes`` takes (in the train
+    split) with videos but an empty ``object_masks`` (nobody annotated them), which the take
+    index must count and skip.
     Beside the official files, ``visibility.parquet`` holds one row per (take, object,
     camera, annotated frame): take_uid, object, camera, frame, visible_fraction, area.
     """
     out_dir = Path(out_dir)
     rng = np.random.default_rng([int(cfg["seed"]), 1_000_003])
-    n = int(cfg["takes"])
+    n, empty = int(cfg["takes"]), int(cfg["empty_takes"])
     val = set(rng.permutation(n)[: min(n, round(n * float(cfg["val_fraction"])))].tolist())
     takes, splits, visibility = [], {"train": {}, "val": {}}, []
     with atomic_path(out_dir) as tmp:
-        for i in tqdm(range(n), desc="synthetic takes", mininterval=5):
+        for i in tqdm(range(n + empty), desc="synthetic takes", mininterval=5):
             take = Take(cfg, i)
             uid = _uid(rng)
             name = f"synthetic_{TASKS[take.task]}_{i:03d}_1"
@@ -102,10 +109,12 @@ def generate_dataset(out_dir, cfg: dict) -> Path:
             splits["val" if i in val else "train"][uid] = {
                 "take_name": name, "scenario": take.task,
                 "object_names": {"annotation": [], "annotation_metadata": {}, "annotation_fps": FPS},
-                "object_masks": masks,
+                "object_masks": masks if i < n else {},
             }
-            visibility += [{"take_uid": uid, **r} for r in rows]
-            log.info("take %d/%d %s: %d objects, %d cameras, %d frames", i + 1, n, name, len(take.objects), len(take.cameras), take.frames)
+            if i < n:
+                visibility += [{"take_uid": uid, **r} for r in rows]
+            log.info("take %d/%d %s: %d objects%s, %d cameras, %d frames", i + 1, n + empty, name, len(take.objects),
+                     "" if i < n else " (object_masks left empty)", len(take.cameras), take.frames)
         write_json(tmp / "takes.json", takes)
         for split, ann in splits.items():
             write_json(tmp / "annotations" / f"relations_{split}.json", {"annotations": ann})

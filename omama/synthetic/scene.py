@@ -24,6 +24,9 @@ TASKS = {
     "Thermometer": "thermometer",
     "First Aid CPR": "cpr",
 }
+EXO_AIM = (0.38, 0.12)  # exo cameras aim at most this far off the table's centre in x, y (metres)
+EXO_FOV = (30.0, 36.0)  # range of the exo cameras' vertical field of view (degrees)
+SCREEN = (0.26, 0.02, 0.32)  # half width, half depth and height of the screen at the table's far edge (metres)
 TABLE_X, TABLE_Y = 0.6, 0.4  # half sizes of the table top (metres)
 HEAD = np.array([0.0, -0.6, 0.44])
 SHOULDERS = np.array([[0.19, -0.72, 0.22], [-0.19, -0.72, 0.22]])  # right, left
@@ -167,8 +170,15 @@ class Take:
             s_az, c_az = sin_cos(radians(-25 + 230 * (k + 0.5) / n_exo + rng.uniform(-12, 12)))
             dist, height = rng.uniform(1.05, 1.35), rng.uniform(0.65, 0.9)
             pos = [dist * c_az, 0.1 + dist * s_az, height]
-            target = [rng.uniform(-0.08, 0.08), rng.uniform(-0.05, 0.08), -0.05]
-            self.exo[f"cam{k + 1:02d}"] = Camera.look_at(pos, target, exo_w, exo_h, rng.uniform(50, 56))
+            # Aimed off the table's centre with a narrower view: objects near the far side of the
+            # table leave this camera's field of view (absent in exo, as in Ego-Exo4D).
+            target = [rng.uniform(-EXO_AIM[0], EXO_AIM[0]), rng.uniform(-EXO_AIM[1], EXO_AIM[1]), -0.05]
+            self.exo[f"cam{k + 1:02d}"] = Camera.look_at(pos, target, exo_w, exo_h, rng.uniform(*EXO_FOV))
+        # A tall screen at the table's far edge: objects behind it are fully occluded in the exo
+        # cameras that face it (the ego camera, behind the objects, sees past it).
+        x = rng.uniform(-0.3, 0.3)
+        self.table.append(Solid([Box((x - SCREEN[0], 0.34 - SCREEN[1], 0.0), (x + SCREEN[0], 0.34 + SCREEN[1], SCREEN[2]))],
+                                Material((0.8, 0.8, 0.78), (0.7, 0.7, 0.68), "plain")))
         self.cameras = [EGO_CAM, *self.exo]
         self._static: dict[tuple[str, float], tuple[Frame, np.ndarray]] = {}
         self._still: dict[tuple[str, float], tuple[tuple, Frame]] = {}
