@@ -15,6 +15,7 @@ import pandas as pd
 import torch
 
 from omama.descriptors import mask_boxes
+from omama.direction import Direction
 from omama.features import FeatureStore, dequantise, load_frame
 from omama.io import read_json
 from omama.masks import decode_rle, resize_mask, where
@@ -143,10 +144,13 @@ class Corpus:
         return next(iter(found.values()))[0]
 
 
-def subset_rows(split_table, subset: str) -> pd.DataFrame:
-    """Rows of a split table (path or frame) assigned to ``subset``, in a fixed order."""
+def subset_rows(split_table, subset: str, *, direction: str) -> pd.DataFrame:
+    """Rows of a split table (path or frame) of ``direction`` assigned to ``subset``, in a fixed
+    order (a table without a direction column holds exo2ego rows)."""
     df = pd.read_parquet(split_table) if not isinstance(split_table, pd.DataFrame) else split_table
-    rows = df[df["split"] == subset].sort_values(["take_uid", "frame", "object", "exo_cam"], kind="stable")
+    Direction(direction)
+    keep = (df["split"] == subset) & ((df["direction"] == direction) if "direction" in df else direction == "exo2ego")
+    rows = df[keep].sort_values(["take_uid", "frame", "object", "exo_cam"], kind="stable")
     return rows.reset_index(drop=True)
 
 
