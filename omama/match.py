@@ -95,7 +95,7 @@ def match(*, experiment: str, exo: str | Path, mask: str | Path, ego: str | Path
         pred_json = tmp / "predictions.json"
         predict_experiment(tmp / "split.parquet", "test", [str(frames / "annotation.json")], [str(proposals)],
                            [str(store)], None, head, backbone_cfg, "pre-extracted", pred_json,
-                           tmp / "ground_truth.json", tmp / "samples.parquet")
+                           tmp / "ground_truth.json", tmp / "samples.parquet", direction="exo2ego")
         result = read_json(pred_json, "predictions")["exo-ego"]["results"][PAIR]["masks"][OBJECT]
         entry = result[f"{CAMS['exo']}_{CAMS[EGO]}"][str(FRAME)]
     ego_rgb = load_photo(Path(ego), PAIR, EGO)

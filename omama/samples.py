@@ -20,7 +20,7 @@ from omama.features import FeatureStore, dequantise, load_frame
 from omama.io import read_json
 from omama.masks import decode_rle, resize_mask, where
 from omama.negatives import PADDING, POSITIVE, candidate_set
-from omama.proposals import ProposalSet, load_proposals
+from omama.proposals import ProposalSet, load_camera_proposals, load_proposals
 
 VIEWS = ("ego", "exo")
 
@@ -49,10 +49,12 @@ def by_take(paths) -> dict[str, str]:
 
 
 class TakeData:
-    """Lazy access to one take: annotation masks, ego proposals, stored features or frame images."""
+    """Lazy access to one take: annotation masks, ego (and exo) proposals, stored features or frame images."""
 
-    def __init__(self, annotation: str, proposals: str, features: str | None = None, images: str | None = None):
-        self.paths = {"annotation": annotation, "proposals": proposals, "features": features, "images": images}
+    def __init__(self, annotation: str, proposals: str, features: str | None = None, images: str | None = None,
+                 exo_proposals: str | None = None):
+        self.paths = {"annotation": annotation, "proposals": proposals, "features": features, "images": images,
+                      "exo_proposals": exo_proposals}
 
     @functools.cached_property
     def annotation(self) -> dict:
@@ -77,7 +79,7 @@ class TakeData:
         return m if size is None else resize_mask(m, *size)
 
     def source_mask(self, obj: str, cam: str, frame: int, size=None) -> np.ndarray:
-        """The exo (source) mask of a sample, which must exist."""
+        """The source mask of a sample (exo mask for exo2ego, ego mask for ego2exo), which must exist."""
         m = self.mask(obj, cam, frame, size)
         if m is None:
             raise ValueError(f"sample without a source mask: {where(self.take, obj, cam, frame)}")
@@ -90,13 +92,24 @@ class TakeData:
     def _proposals(self) -> dict[int, ProposalSet]:
         return load_proposals(self.paths["proposals"])
 
-    def proposals(self, frame: int) -> ProposalSet | None:
-        """The frame's proposals; None when the proposer stored nothing for it (counted as zero)."""
-        return self._proposals.get(int(frame))
+    @functools.cached_property
+    def _exo_proposals(self) -> dict[str, dict[int, ProposalSet]]:
+        if not self.paths["exo_proposals"]:
+            raise ValueError(f"no exo proposals given for take {self.take!r} (needed by the ego2exo direction)")
+        return load_camera_proposals(self.paths["exo_proposals"])
+
+    def proposals(self, frame: int, cam: str | None = None) -> ProposalSet | None:
+        """The frame's proposals in camera ``cam`` (default: the ego camera); None when the proposer
+        stored nothing for it (counted as zero)."""
+        if cam is None or cam == self.annotation["ego_cam"]:
+            return self._proposals.get(int(frame))
+        if cam not in self._exo_proposals:
+            raise ValueError(f"no exo proposals of camera {cam!r} in {self.paths['exo_proposals']} (take {self.take!r})")
+        return self._exo_proposals[cam].get(int(frame))
 
     @functools.lru_cache(maxsize=64)
-    def proposal_masks(self, frame: int, size: tuple[int, int]) -> np.ndarray:
-        props = self.proposals(frame)
+    def proposal_masks(self, frame: int, size: tuple[int, int], cam: str | None = None) -> np.ndarray:
+        props = self.proposals(frame, cam)
         if props is None or len(props) == 0:
             return np.zeros((0, *size), bool)
         return props.masks(*size)
@@ -119,12 +132,13 @@ class TakeData:
 class Corpus:
     """All takes a stage reads, keyed by take uid."""
 
-    def __init__(self, annotations, proposals, features=None, images=None):
+    def __init__(self, annotations, proposals, features=None, images=None, exo_proposals=None):
         ann, props, feats, imgs = by_take(annotations), by_take(proposals), by_take(features), by_take(images)
+        exo = by_take(exo_proposals)
         missing = sorted(set(ann) - set(props))
         if missing:
             raise FileNotFoundError(f"no proposals file for takes {missing}")
-        self.takes = {t: TakeData(ann[t], props[t], feats.get(t), imgs.get(t)) for t in ann}
+        self.takes = {t: TakeData(ann[t], props[t], feats.get(t), imgs.get(t), exo.get(t)) for t in ann}
 
     def __getitem__(self, take: str) -> TakeData:
         if take not in self.takes:
@@ -164,11 +178,13 @@ class TrainingSet(torch.utils.data.Dataset):
     ``__getitems__`` builds a whole batch, reading each (store, camera)'s frames in one call.
     """
 
-    def __init__(self, rows: pd.DataFrame, corpus: Corpus, geometry: Geometry, negatives: int, seed: int, mode: str):
+    def __init__(self, rows: pd.DataFrame, corpus: Corpus, geometry: Geometry, negatives: int, seed: int, mode: str,
+                 *, direction: str):
         if mode not in ("pre-extracted", "on-the-fly"):
             raise ValueError(f"features must be 'pre-extracted' or 'on-the-fly', got {mode!r}")
         self.rows = rows.reset_index(drop=True)
         self.corpus, self.geometry, self.negatives, self.seed, self.mode = corpus, geometry, negatives, seed, mode
+        self.direction = Direction(direction)
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -182,15 +198,16 @@ class TrainingSet(torch.utils.data.Dataset):
         """The collated batch of samples ``indices``."""
         batch = collate([self._sample(int(i)) for i in indices])
         rows = self.rows.iloc[list(indices)]
+        d = self.direction
         if self.mode == "pre-extracted":
-            for key, cams in (("src", rows.exo_cam), ("dst", rows.ego_cam)):
+            for key, cams in (("src", rows[d.src_col]), ("dst", rows[d.dst_col])):
                 values, dequant = self._stored(rows.take_uid.tolist(), cams.tolist(), rows.frame.tolist())
                 batch[f"{key}_feat"] = torch.from_numpy(values)
                 if dequant is not None:
                     batch[f"{key}_dequant"] = torch.from_numpy(dequant)
         else:
-            batch["src_image"] = [self.corpus[t].image(c, int(f)) for t, c, f in zip(rows.take_uid, rows.exo_cam, rows.frame)]
-            batch["dst_image"] = [self.corpus[t].image(c, int(f)) for t, c, f in zip(rows.take_uid, rows.ego_cam, rows.frame)]
+            batch["src_image"] = [self.corpus[t].image(c, int(f)) for t, c, f in zip(rows.take_uid, rows[d.src_col], rows.frame)]
+            batch["dst_image"] = [self.corpus[t].image(c, int(f)) for t, c, f in zip(rows.take_uid, rows[d.dst_col], rows.frame)]
         return batch
 
     def _stored(self, takes: list, cams: list, frames: list) -> tuple[np.ndarray, np.ndarray | None]:
@@ -199,17 +216,19 @@ class TrainingSet(torch.utils.data.Dataset):
     def _sample(self, i: int) -> dict:
         r = self.rows.iloc[i]
         td = self.corpus[r.take_uid]
-        ego_size, exo_size = self.geometry.input_size["ego"], self.geometry.input_size["exo"]
-        src = td.source_mask(r.object, r.exo_cam, r.frame, exo_size)
-        gt = td.mask(r.object, r.ego_cam, r.frame, ego_size)
-        if (gt is not None) != bool(r.ego_present):
-            raise ValueError(f"ego presence in the split table disagrees with the annotation: {where(r.take_uid, r.object, r.ego_cam, r.frame)}")
-        props = td.proposal_masks(int(r.frame), ego_size)
+        d = self.direction
+        src_cam, dst_cam = r[d.src_col], r[d.dst_col]
+        dst_size = self.geometry.input_size[d.dst_view]
+        src = td.source_mask(r.object, src_cam, r.frame, self.geometry.input_size[d.src_view])
+        gt = td.mask(r.object, dst_cam, r.frame, dst_size)
+        if (gt is not None) != bool(r[d.present]):
+            raise ValueError(f"{d.dst_view} presence in the split table disagrees with the annotation: {where(r.take_uid, r.object, dst_cam, r.frame)}")
+        props = td.proposal_masks(int(r.frame), dst_size, dst_cam)
         boxes = mask_boxes(torch.from_numpy(props)).numpy()
         gt_box = None if gt is None else mask_boxes(torch.from_numpy(gt)).numpy()
         rng = np.random.default_rng([self.seed, self.epoch, i])
         cs = candidate_set(props, boxes, gt_box, self.negatives, rng)
-        cand = np.zeros((len(cs.slots), *ego_size), bool)
+        cand = np.zeros((len(cs.slots), *dst_size), bool)
         real = cs.slots >= 0
         cand[real] = props[cs.slots[real]]
         if gt is not None:

@@ -174,8 +174,9 @@ def test_predict_on_an_empty_subset_names_it(tmp_path):
 
     df = fake_pairs(takes=1).assign(split="train")
     df.to_parquet(tmp_path / "split.parquet")
-    with pytest.raises(ValueError, match=r"subset 'test' of .*split.parquet is empty"):
-        predict_reference(tmp_path / "split.parquet", "test", [], [], "random", 0, tmp_path / "s.parquet", tmp_path / "m.json")
+    with pytest.raises(ValueError, match=r"subset 'test' \(exo2ego\) of .*split.parquet is empty"):
+        predict_reference(tmp_path / "split.parquet", "test", [], [], "random", 0, tmp_path / "s.parquet", tmp_path / "m.json",
+                          direction="exo2ego")
 
 
 # ---------------------------------------------------------------- 8: identifiers that become paths

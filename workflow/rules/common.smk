@@ -74,6 +74,11 @@ def experiment(name):
     return config["experiments"][name]
 
 
+def direction(name):
+    """exo2ego or ego2exo (the schema's default, exo2ego, when the experiment does not say)."""
+    return experiment(name).get("direction", "exo2ego")
+
+
 def trained(name):
     return experiment(name).get("train") is not None
 
@@ -88,6 +93,13 @@ def proposer_config(name):
     if name not in config["proposers"]:
         raise ValueError(f"unknown proposer {name!r}; known: {sorted(config['proposers'])}")
     return config["proposers"][name]
+
+
+# The photo-pair sets are exo->ego only (they have no exo proposals).
+for _name in config["robustness"]["experiments"]:
+    if direction(_name) != "exo2ego":
+        raise ValueError(f"robustness.experiments lists {_name!r}, an {direction(_name)} experiment; "
+                         f"the photo-pair sets are scored exo->ego only")
 
 
 # Features stage (features.smk): GPU reservation and per-take aggregates.
@@ -211,6 +223,8 @@ def model_inputs(wc, root=RESULTS, takes=None, split=None):
         "annotations": per_take("frames/{take}/annotation.json"),
         "proposals": per_take(f"proposals/{e['proposer']}/{{take}}.parquet"),
     }
+    if direction(wc.exp) == "ego2exo":
+        files["exo_proposals"] = per_take(f"proposals/{e['proposer']}/exo/{{take}}.parquet")
     if feature_mode(wc.exp) == "on-the-fly":
         files["images"] = per_take("frames/{take}/images")
         files["weights"] = weights_record(e["backbone"])
@@ -241,12 +255,17 @@ def experiment_gpus(wc):
     return gpus(backbone_config(experiment(wc.exp)["backbone"]))
 
 
+def reference_dir(x):
+    """The folder prefix of an experiment's reference predictors under R/reference/ (by direction)."""
+    return "ego2exo/" if x.get("direction", "exo2ego") == "ego2exo" else ""
+
+
 def all_metrics():
     """metrics.json of every experiment x evaluated subset and of every reference predictor."""
     subsets = config["evaluate"]["subsets"]
     exps = [f"{RESULTS}/experiments/{e}/{s}/metrics.json" for e in config["experiments"] for s in subsets]
     refs = sorted({
-        f"{RESULTS}/reference/{x['split']}/{x['proposer']}/{s}/{p}/metrics.json"
+        f"{RESULTS}/reference/{reference_dir(x)}{x['split']}/{x['proposer']}/{s}/{p}/metrics.json"
         for x in config["experiments"].values()
         for s in subsets
         for p in config["evaluate"]["references"]

@@ -51,6 +51,7 @@ rule proposals:
         recall=f"{RESULTS}/proposals/{{proposer}}/{{take}}.recall.parquet",
     params:
         cfg=lambda wc: proposer_config(wc.proposer),
+        view="ego",
     resources:
         gpu=lambda wc: gpus(proposer_config(wc.proposer)),
     conda:
@@ -59,6 +60,29 @@ rule proposals:
         f"{LOGS}/proposals/{{proposer}}/{{take}}.log",
     benchmark:
         f"{BENCH}/proposals/{{proposer}}/{{take}}.tsv"
+    script:
+        "../scripts/proposals.py"
+
+
+# Proposals on every exo camera's frames, for ego2exo experiments (the ego ones above are not redone).
+rule exo_proposals:
+    input:
+        annotation=f"{RESULTS}/frames/{{take}}/annotation.json",
+        images=f"{RESULTS}/frames/{{take}}/images",
+    output:
+        proposals=f"{RESULTS}/proposals/{{proposer}}/exo/{{take}}.parquet",
+        recall=f"{RESULTS}/proposals/{{proposer}}/exo/{{take}}.recall.parquet",
+    params:
+        cfg=lambda wc: proposer_config(wc.proposer),
+        view="exo",
+    resources:
+        gpu=lambda wc: gpus(proposer_config(wc.proposer)),
+    conda:
+        CONDA_ENV
+    log:
+        f"{LOGS}/proposals/{{proposer}}/exo/{{take}}.log",
+    benchmark:
+        f"{BENCH}/proposals/{{proposer}}/exo/{{take}}.tsv"
     script:
         "../scripts/proposals.py"
 

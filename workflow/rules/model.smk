@@ -13,6 +13,7 @@ rule train:
         backbone=lambda wc: backbone_config(experiment(wc.exp)["backbone"]),
         proposer=lambda wc: proposer_config(experiment(wc.exp)["proposer"]),
         checkpoints=lambda wc: f"{RESULTS}/experiments/{wc.exp}/train/checkpoints",
+        direction=lambda wc: direction(wc.exp),
     threads: 2
     resources:
         gpu=experiment_gpus,
@@ -37,6 +38,7 @@ rule predict:
     params:
         backbone=lambda wc: backbone_config(experiment(wc.exp)["backbone"]),
         mode=lambda wc: feature_mode(wc.exp),
+        direction=lambda wc: direction(wc.exp),
     threads: 2
     resources:
         gpu=experiment_gpus,
@@ -79,6 +81,7 @@ rule reference:
     params:
         seed=config["evaluate"]["seed"],
         bootstrap=bootstrap_config(),
+        direction="exo2ego",
     conda:
         CONDA_ENV
     log:
@@ -87,3 +90,23 @@ rule reference:
         f"{BENCH}/reference/{{split}}/{{proposer}}/{{subset}}/{{predictor}}.tsv"
     script:
         "../scripts/reference.py"
+
+
+# The reference predictors in the ego->exo direction: on the exo proposals.
+use rule reference as reference_ego2exo with:
+    input:
+        split=f"{RESULTS}/splits/{{split}}.parquet",
+        annotations=lambda wc: take_files(f"{RESULTS}/frames/{{take}}/annotation.json"),
+        proposals=lambda wc: all_proposals(wc.proposer),
+        exo_proposals=lambda wc: take_files(f"{RESULTS}/proposals/{wc.proposer}/exo/{{take}}.parquet"),
+    output:
+        samples=f"{RESULTS}/reference/ego2exo/{{split}}/{{proposer}}/{{subset}}/{{predictor}}/samples.parquet",
+        metrics=f"{RESULTS}/reference/ego2exo/{{split}}/{{proposer}}/{{subset}}/{{predictor}}/metrics.json",
+    params:
+        seed=config["evaluate"]["seed"],
+        bootstrap=bootstrap_config(),
+        direction="ego2exo",
+    log:
+        f"{LOGS}/reference/ego2exo/{{split}}/{{proposer}}/{{subset}}/{{predictor}}.log",
+    benchmark:
+        f"{BENCH}/reference/ego2exo/{{split}}/{{proposer}}/{{subset}}/{{predictor}}.tsv"

@@ -9,4 +9,5 @@ torch.set_num_threads(snakemake.threads)
 inp, out = snakemake.input, snakemake.output
 predict_experiment(inp.split, snakemake.wildcards.subset, inp.annotations, inp.proposals, getattr(inp, "features", None),
                    getattr(inp, "images", None), inp.model, snakemake.params.backbone, snakemake.params.mode,
-                   out.predictions, out.ground_truth, out.samples)
+                   out.predictions, out.ground_truth, out.samples, direction=snakemake.params.direction,
+                   exo_proposals=getattr(inp, "exo_proposals", None))

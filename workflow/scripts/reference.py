@@ -7,4 +7,5 @@ log_to(snakemake.log[0])
 w = snakemake.wildcards
 predict_reference(snakemake.input.split, w.subset, snakemake.input.annotations, snakemake.input.proposals, w.predictor,
                   snakemake.params.seed, snakemake.output.samples, snakemake.output.metrics,
-                  bootstrap=Bootstrap(**snakemake.params.bootstrap))
+                  bootstrap=Bootstrap(**snakemake.params.bootstrap), direction=snakemake.params.direction,
+                  exo_proposals=getattr(snakemake.input, "exo_proposals", None))

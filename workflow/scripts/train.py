@@ -10,4 +10,5 @@ inp = snakemake.input
 train_experiment(inp.split, inp.annotations, inp.proposals, getattr(inp, "features", None), getattr(inp, "images", None),
                  snakemake.params.experiment.get("train"), snakemake.params.backbone, getattr(inp, "init", None),
                  snakemake.output.model, snakemake.output.history, snakemake.params.checkpoints,
-                 proposer_cfg=snakemake.params.proposer)
+                 proposer_cfg=snakemake.params.proposer, direction=snakemake.params.direction,
+                 exo_proposals=getattr(inp, "exo_proposals", None))
