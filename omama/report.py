@@ -7,6 +7,7 @@ Images are inlined as base64 PNG, so ``report.html`` opens offline with nothing 
 
 from __future__ import annotations
 
+import dataclasses
 import base64
 import datetime
 import io
@@ -25,6 +26,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from omama import direction_report  # noqa: E402
 from omama.io import atomic_path, read_json  # noqa: E402
 from omama.masks import decode_rle, resize_mask  # noqa: E402
 from omama.metrics import Bootstrap, difference_interval, mean_interval  # noqa: E402
@@ -111,6 +113,7 @@ def report_inputs(p: ReportParams, takes: list[str], robustness_pairs: list[str]
         out["robustness_references"] = [f for f in photo_set_inputs(p, "robustness", []) if "/reference/" in f]
     if p.motorcycle_enabled:
         out["motorcycle"] = photo_set_inputs(p, "motorcycle", motorcycle_pairs)
+    out.update(direction_report.inputs(r, p.experiments, p.subsets, p.references))
     return out
 
 
@@ -621,6 +624,7 @@ def build_context(p: ReportParams, takes: list[str]) -> dict:
     r = Path(p.results)
     split_names = sorted({x["split"] for x in p.experiments.values()})
     split_tables = {s: pd.read_parquet(r / "splits" / f"{s}.parquet") for s in split_names}
+    split_tables = {s: d[d["direction"] == "exo2ego"] if "direction" in d else d for s, d in split_tables.items()}
     samples = {s: {e: load_samples(r / "experiments" / e / s / "samples.parquet") for e in p.experiments} for s in p.subsets}
     preds = {s: {e: read_json(r / "experiments" / e / s / "predictions.json", "predictions") for e in p.experiments}
              for s in p.subsets}
@@ -723,11 +727,13 @@ def build_context(p: ReportParams, takes: list[str]) -> dict:
 def write_report(params: dict, takes: list[str], out: str) -> None:
     """Render ``report.html`` for the results tree described by ``params`` (see ``ReportParams``)."""
     p = ReportParams.from_dict(params)
+    directions = direction_report.section(p.results, p.experiments, p.subsets, p.references)
+    p = dataclasses.replace(p, experiments=direction_report.by_direction(p.experiments, "exo2ego"))  # the rest reads exo->ego samples
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("omama", "templates"), autoescape=jinja2.select_autoescape(["html", "j2"]),
         undefined=jinja2.StrictUndefined,
     )
-    html = env.get_template("report.html.j2").render(**build_context(p, takes))
+    html = env.get_template("report.html.j2").render(**build_context(p, takes), directions=directions)
     with atomic_path(out) as tmp:
         Path(tmp).write_text(html, encoding="utf-8")
     log.info("wrote %s (%.1f kB)", out, len(html) / 1024)

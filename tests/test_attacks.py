@@ -358,7 +358,7 @@ def test_empty_exo_masks_are_counted_skips_not_pairs(synthetic_source, tmp_path)
     paths[0].write_text(json.dumps(a))
     summary = write_pairs(paths, takes, tmp_path / "p1.parquet", tmp_path / "p1.json")
     df = pd.read_parquet(tmp_path / "p1.parquet")
-    assert (df["exo_area"] > 0).all()
+    assert (df.loc[df["direction"] == "exo2ego", "exo_area"] > 0).all()
     assert summary["skipped"][EMPTY_EXO] == emptied > 0
     not_in_ego = summary["skipped"]["exo mask at a frame not annotated in the ego camera"]
     assert summary["pairs"] == before["pairs"] - (emptied - (not_in_ego - before["skipped"]["exo mask at a frame not annotated in the ego camera"]))
