@@ -79,7 +79,7 @@ def split_pairs(pairs: pd.DataFrame, strategy: str, ratios: list[float], seed: i
 def diagnostics(df: pd.DataFrame, strategy: str, ratios: list[float], seed: int) -> dict:
     """Counts per split, per scenario and per ego presence, and object-label overlap between splits
     (of the exo2ego pairs), and the ego2exo pairs per split and exo presence."""
-    e2x = df[df["direction"] == "ego2exo"] if "direction" in df else df.iloc[:0]
+    e2x = df[df["direction"] == "ego2exo"] if "direction" in df else pd.DataFrame({"split": [], "exo_present": []})
     df = df[df["direction"] == "exo2ego"] if "direction" in df else df
     per = {s: df[df["split"] == s] for s in SPLITS}
     labels = {s: set(d["label"]) for s, d in per.items()}
