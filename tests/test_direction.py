@@ -4,6 +4,7 @@ submission format, pairs of both directions, and a tiny end-to-end run."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import cv2
@@ -177,3 +178,31 @@ def test_tiny_run_with_an_ego2exo_experiment(tmp_path):
     assert list((res / "proposals/classical/exo").glob("*.parquet"))
     samples = pd.read_parquet(res / f"experiments/{exp}/test/samples.parquet")
     assert "exo_present" in samples and len(samples) == m["n_total"]
+
+
+def test_report_section_shows_both_directions_with_their_own_references(tmp_path):
+    from omama import direction_report
+
+    boot = {"level": 0.95}
+
+    def metrics(path: Path, iou: float):
+        write_json(path, {"iou": iou, "shape_acc": 0.5, "location_score": 0.1, "existence_balanced_acc": 0.5,
+                          "n_present": 4, "n_total": 5, "bootstrap": boot, "ci95": {"iou": [iou - 0.01, iou + 0.01]}})
+
+    experiments = {"a": {"split": "frame", "proposer": "classical", "backbone": "b"},
+                   "e": {"split": "frame", "proposer": "classical", "backbone": "b", "direction": "ego2exo"}}
+    for exp, iou in (("a", 0.4), ("e", 0.3)):
+        metrics(tmp_path / "experiments" / exp / "test" / "metrics.json", iou)
+    for prefix, ious in (("", (0.2, 0.1)), ("ego2exo/", (0.05, 0.08))):
+        for ref, iou in zip(("largest", "random"), ious):
+            metrics(tmp_path / "reference" / f"{prefix}frame/classical/test/{ref}/metrics.json", iou)
+    files = direction_report.inputs(tmp_path, experiments, ["test"], ["largest", "random"])
+    assert files == {"ego2exo_references": [f"{tmp_path}/reference/ego2exo/frame/classical/test/{r}/metrics.json"
+                                            for r in ("largest", "random")]}
+    s = direction_report.section(tmp_path, experiments, ["test"], ["largest", "random"])
+    cells = re.findall(r"<td>([^<]*)</td>", s["table"])
+    assert [c for c in cells if "→" in c] == ["exo→ego"] * 3 + ["ego→exo"] * 3
+    row_e = cells[cells.index("e") - 2: cells.index("e") + 8]
+    assert row_e[:4] == ["ego→exo", "test", "e", "frame"] and row_e[4] == "0.3000 [0.2900, 0.3100]"
+    assert re.findall(r"<td>([^<]*)</td>", s["ratios"]) == ["e", "test", "0.3000", "0.0800", "3.75×"]  # not the exo->ego refs
+    assert direction_report.section(tmp_path, {"a": experiments["a"]}, ["test"], ["largest"]) is None
