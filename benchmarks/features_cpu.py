@@ -61,7 +61,7 @@ def extraction(tmp: Path, n: int) -> dict:
         bb.features(batch, "ego")
     model_fps = reps * len(batch) / (time.perf_counter() - t)
     t = time.perf_counter()
-    extract_features(take / "annotation.json", take / "images", tmp / "out.zarr", bcfg, backbone=bb)
+    extract_features(annotation_json=take / "annotation.json", images_dir=take / "images", out_store=tmp / "out.zarr", backbone_cfg=bcfg, backbone=bb)
     e2e = time.perf_counter() - t
     return {"backbone": name, "describe": bb.describe(), "frames": 3 * n, "e2e_fps": 3 * n / e2e,
             "model_ego_fps": model_fps, "batch": len(batch)}

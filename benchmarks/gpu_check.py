@@ -29,7 +29,7 @@ import torch
 from omama.backbones import load_backbone
 from omama.features import FeatureStore, extract_features
 from omama.model import MatchingHead, matching_loss, score_candidates
-from omama.samples import batch_features, read_stored_batch
+from omama.dataset import batch_features, read_stored_batch
 from store_io import FeatureBatches  # benchmarks/: the loader's feature part
 from train_iteration import random_masks
 
@@ -198,8 +198,8 @@ def main() -> None:
                 n = args.frames * (1 if take.name == "ego" else 2)
                 sync(device)
                 t = time.perf_counter()
-                extract_features(take / "annotation.json", take / "images", Path(tmp) / f"{take.name}-{comp}.zarr",
-                                 {**cfg, "compressor": comp}, device=device.type, workers=args.workers, backbone=bb,
+                extract_features(annotation_json=take / "annotation.json", images_dir=take / "images", out_store=Path(tmp) / f"{take.name}-{comp}.zarr",
+                                 backbone_cfg={**cfg, "compressor": comp}, device=device.type, workers=args.workers, backbone=bb,
                                  write_threads=args.write_threads)
                 sync(device)
                 print(f"| {name} | {comp} | {n} | {n / (time.perf_counter() - t):.1f} |")

@@ -33,7 +33,7 @@ import zarr
 
 from omama.backbones import Backbone
 from omama.features import FeatureStore, compressors, extract_features
-from omama.samples import read_stored_batch
+from omama.dataset import read_stored_batch
 from omama.shards import RowArray
 
 SHAPE = (768, 50, 50)
@@ -229,8 +229,8 @@ def loader(root: Path, a) -> None:
                 cv2.imwrite(str(take / "images" / cam / f"{f}.jpg"), rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
         (take / "annotation.json").write_text(json.dumps({"take_uid": f"take{t}", "ego_cam": "aria01_214-1",
                                                           "exo_cams": ["cam01"], "subsample_idx": list(range(a.loader_frames))}))
-        extract_features(take / "annotation.json", take / "images", root / f"take{t}.zarr",
-                         {"dtype": "float16", "compressor": "none", "batch_size": 8}, backbone=bb)
+        extract_features(annotation_json=take / "annotation.json", images_dir=take / "images", out_store=root / f"take{t}.zarr",
+                         backbone_cfg={"dtype": "float16", "compressor": "none", "batch_size": 8}, backbone=bb)
         stores[f"take{t}"] = FeatureStore(root / f"take{t}.zarr")
         for cam in cams:
             np.save(root / f"take{t}-{cam}.npy", stores[f"take{t}"].read_stored(cam, range(a.loader_frames))[0])

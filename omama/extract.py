@@ -160,7 +160,7 @@ def decode_masks(record: dict, video_sizes: dict[str, tuple[int, int]], skip_bad
     return masks, annotated, native_size, skipped
 
 
-def extract_take(record: dict, raw_root: str | os.PathLike, annotation_out: str | os.PathLike,
+def extract_take(*, record: dict, raw_root: str | os.PathLike, annotation_out: str | os.PathLike,
                  images_out: str | os.PathLike, frames_cfg: dict) -> dict:
     """Write the processed frames and annotation.json of one take; returns the annotation.
 

@@ -185,7 +185,7 @@ def check_store(path, group: zarr.Group) -> None:
                          f"(snakemake ... -R features, or remove the directory)")
 
 
-def extract_features(annotation_json, images_dir, out_store, backbone_cfg: dict, device: str = "cpu",
+def extract_features(*, annotation_json, images_dir, out_store, backbone_cfg: dict, device: str = "cpu",
                      workers: int = 2, shard_frames: int = SHARD_FRAMES, backbone: Backbone | None = None,
                      name: str | None = None, write_threads: int | None = None) -> dict:
     """Write the features of every camera's frames in ``subsample_idx`` of one take to ``out_store``.

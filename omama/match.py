@@ -85,17 +85,17 @@ def match(*, experiment: str, exo: str | Path, mask: str | Path, ego: str | Path
         frames = tmp / "frames" / PAIR
         convert_pair(pair_dir, frames / "annotation.json", frames / "images")
         store = tmp / "features" / f"{PAIR}.zarr"
-        extract_features(frames / "annotation.json", frames / "images", store, backbone_cfg,
+        extract_features(annotation_json=frames / "annotation.json", images_dir=frames / "images", out_store=store, backbone_cfg=backbone_cfg,
                          device=backbone_cfg.get("device", "cpu"), name=x["backbone"])
         proposals = tmp / "proposals" / f"{PAIR}.parquet"
-        propose_take(frames / "annotation.json", frames / "images", proposals, tmp / "proposals" / "recall.parquet",
-                     proposer_cfg, device=proposer_cfg.get("device", "cpu"))
+        propose_take(annotation_json=frames / "annotation.json", images_dir=frames / "images", out_proposals=proposals, out_recall=tmp / "proposals" / "recall.parquet",
+                     proposer_cfg=proposer_cfg, device=proposer_cfg.get("device", "cpu"))
         write_pairs([str(frames / "annotation.json")], tmp / "index.json", tmp / "pairs.parquet", tmp / "pairs.json")
         write_split(tmp / "pairs.parquet", "take", [0, 0, 1], 0, tmp / "split.parquet", tmp / "split.json")
         pred_json = tmp / "predictions.json"
-        predict_experiment(tmp / "split.parquet", "test", [str(frames / "annotation.json")], [str(proposals)],
-                           [str(store)], None, head, backbone_cfg, "pre-extracted", pred_json,
-                           tmp / "ground_truth.json", tmp / "samples.parquet", direction="exo2ego")
+        predict_experiment(split_table=tmp / "split.parquet", subset="test", annotations=[str(frames / "annotation.json")], proposals=[str(proposals)],
+                           features=[str(store)], images=None, model_path=head, backbone_cfg=backbone_cfg, mode="pre-extracted", predictions_out=pred_json,
+                           ground_truth_out=tmp / "ground_truth.json", samples_out=tmp / "samples.parquet", direction="exo2ego")
         result = read_json(pred_json, "predictions")["exo-ego"]["results"][PAIR]["masks"][OBJECT]
         entry = result[f"{CAMS['exo']}_{CAMS[EGO]}"][str(FRAME)]
     ego_rgb = load_photo(Path(ego), PAIR, EGO)

@@ -174,9 +174,11 @@ def score_candidates(head: MatchingHead, src_feat: torch.Tensor, dst_feat: torch
     """Cosine scores (B, N) from raw backbone features and masks at input resolution.
 
     src_feat (B, C, h', w'), dst_feat (B, C, h, w), src_masks (B, 1, H', W'), cand_masks (B, N, H, W).
+    A destination of batch 1 (dst_feat and cand_masks) is shared by every source and described once.
     """
     from omama.descriptors import describe
 
     src = head.project(src_feat)
     dst = head.project(dst_feat)
-    return head(describe(src, src_masks)[:, 0], src, describe(dst, cand_masks), dst)
+    B = src.shape[0]
+    return head(describe(src, src_masks)[:, 0], src, describe(dst, cand_masks).expand(B, -1, -1), dst.expand(B, -1, -1, -1))

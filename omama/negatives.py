@@ -65,10 +65,6 @@ class CandidateSet:
     target: int  # slot of the positive
     anchor: int  # proposal index of the anchor, -1 when there is none
 
-    @property
-    def valid(self) -> np.ndarray:
-        return self.slots != PADDING
-
 
 def hard_negatives(masks: np.ndarray, boxes: np.ndarray, gt_box, k: int, rng: np.random.Generator) -> tuple[np.ndarray, int]:
     """Up to ``k`` distinct proposal indices: the anchor's Delaunay neighbours to order 2,

@@ -15,14 +15,15 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from omama.descriptors import describe
+from omama.dataset import batch_features, feature_inputs
 from omama.direction import Direction, pad_square
+from omama.experiment import Setup, build_head, setup
 from omama.io import write_json, write_parquet
 from omama.masks import encode_rle, eval_size
 from omama.metrics import Bootstrap, score_submission, summarise
-from omama.model import MatchingHead, load_checkpoint
+from omama.model import MatchingHead, score_candidates
 from omama.negatives import centroids
-from omama.samples import Corpus, Geometry, TakeData, batch_features, subset_rows
+from omama.takedata import Corpus, TakeData, subset_rows
 
 log = logging.getLogger(__name__)
 
@@ -35,31 +36,25 @@ SAMPLE_COLUMNS = ["take_uid", "object", "exo_cam", "ego_cam", "frame", "split", 
 class ModelChooser:
     """Scores every proposal of a frame for each source mask of that frame with the head."""
 
-    def __init__(self, head: MatchingHead, geometry: Geometry, backbone=None, *, direction: str):
-        self.head, self.geometry, self.backbone = head, geometry, backbone
+    def __init__(self, head: MatchingHead, setup: Setup, *, direction: str):
+        self.head, self.setup = head, setup
         self.direction = Direction(direction)
 
     def __call__(self, td: TakeData, rows: pd.DataFrame, frame: int) -> tuple[np.ndarray, np.ndarray]:
-        d = self.direction
-        src_size = self.geometry.input_size[d.src_view]
+        s, d = self.setup, self.direction
+        src_size = s.geometry.input_size[d.src_view]
         dst_cam = rows[d.dst_col].iloc[0]
-        cand = torch.from_numpy(td.proposal_masks(frame, self.geometry.input_size[d.dst_view], dst_cam))[None]
+        cand = torch.from_numpy(td.proposal_masks(frame, s.geometry.input_size[d.dst_view], dst_cam))[None]
         src_masks = torch.stack([torch.from_numpy(td.source_mask(r.object, c, frame, src_size))[None]
                                  for r, c in zip(rows.itertuples(), rows[d.src_col])])
-        if self.backbone is None:
-            batch = {"src_feat": torch.from_numpy(np.stack([td.features(c, frame) for c in rows[d.src_col]])),
-                     "dst_feat": torch.from_numpy(td.features(dst_cam, frame))[None]}
-        else:
-            batch = {"src_image": [td.image(c, frame) for c in rows[d.src_col]], "dst_image": [td.image(dst_cam, frame)]}
-        src_feat, dst_feat = batch_features(batch, self.backbone)
+        takes = rows.take_uid.tolist()
+        batch = {**feature_inputs(s.corpus, "src", takes, rows[d.src_col].tolist(), [frame] * len(rows), s.stored),
+                 **feature_inputs(s.corpus, "dst", takes[:1], [dst_cam], [frame], s.stored)}
+        src_feat, dst_feat = batch_features(batch, s.backbone)
         device = next(self.head.parameters()).device
         with torch.no_grad():
-            src = self.head.project(src_feat.to(device))
-            dst = self.head.project(dst_feat.to(device))
-            dst_desc = describe(dst, cand.to(device))
-            src_desc = describe(src, src_masks.to(device))[:, 0]
-            B = len(rows)
-            scores = self.head(src_desc, src, dst_desc.expand(B, -1, -1), dst.expand(B, -1, -1, -1))
+            scores = score_candidates(self.head, src_feat.to(device), dst_feat.to(device), src_masks.to(device),
+                                      cand.to(device))
             best, idx = scores.max(dim=1)
         return idx.cpu().numpy(), torch.sigmoid(best).cpu().numpy()
 
@@ -180,29 +175,16 @@ def evaluated_rows(split_table, subset: str, *, direction: str) -> pd.DataFrame:
     return rows
 
 
-def head_for(geometry: Geometry, model_path=None, *, direction: str) -> MatchingHead:
-    """The matching head of ``direction``: source grid = the source view's, destination grid (``pos_embed_T``) the other's."""
-    d = Direction(direction)
-    head = MatchingHead(src_grid=geometry.grid[d.src_view], dst_grid=geometry.grid[d.dst_view], in_channels=geometry.channels)
-    if model_path is not None:
-        load_checkpoint(head, model_path)
-    return head.eval()
-
-
-def predict_experiment(split_table, subset: str, annotations, proposals, features, images, model_path,
-                       backbone_cfg: dict, mode: str, predictions_out, ground_truth_out, samples_out, *,
+def predict_experiment(*, split_table, subset: str, annotations, proposals, features, images, model_path,
+                       backbone_cfg: dict, mode: str, predictions_out, ground_truth_out, samples_out,
                        direction: str, exo_proposals=None) -> dict:
     """Predict ``subset`` with a trained head; write the submission, ground truth and samples."""
-    from omama.backbones import load_backbone
-
     rows = evaluated_rows(split_table, subset, direction=direction)
-    corpus = Corpus(annotations, proposals, features, images, exo_proposals)
-    device = backbone_cfg.get("device", "cpu")
-    backbone = load_backbone(backbone_cfg, device) if mode == "on-the-fly" else None
-    geometry = Geometry.from_description(backbone.describe()) if backbone else corpus.geometry()
-    head = head_for(geometry, model_path, direction=direction).to(device)
-    chooser = ModelChooser(head, geometry, backbone, direction=direction)
-    sub, gt, samples = run_predictions(rows, corpus, chooser, desc=f"predict {subset}")
+    s = setup(annotations=annotations, proposals=proposals, features=features, images=images,
+              backbone_cfg=backbone_cfg, on_the_fly=mode == "on-the-fly", exo_proposals=exo_proposals)
+    head = build_head(s.geometry, model_path, direction=direction).to(s.device).eval()
+    chooser = ModelChooser(head, s, direction=direction)
+    sub, gt, samples = run_predictions(rows, s.corpus, chooser, desc=f"predict {subset}")
     write_json(predictions_out, sub)
     write_json(ground_truth_out, gt)
     write_parquet(samples_out, samples)
@@ -211,8 +193,8 @@ def predict_experiment(split_table, subset: str, annotations, proposals, feature
     return metrics
 
 
-def predict_reference(split_table, subset: str, annotations, proposals, predictor: str, seed: int,
-                      samples_out, metrics_out, *, bootstrap: Bootstrap | None = None, direction: str,
+def predict_reference(*, split_table, subset: str, annotations, proposals, predictor: str, seed: int,
+                      samples_out, metrics_out, bootstrap: Bootstrap | None = None, direction: str,
                       exo_proposals=None) -> dict:
     """A reference predictor on the same candidates; samples + metrics (official evaluator)."""
     rows = evaluated_rows(split_table, subset, direction=direction)

@@ -232,8 +232,8 @@ PROPOSAL_TYPES = {"frame": "int64", "proposal": "int32", "height": "int32", "wid
 RECALL_TYPES = {"frame": "int64", "gt_area": "int64", "best_iou": "float64", "n_proposals": "int64"}
 
 
-def propose_take(annotation_json, images_dir, out_proposals, out_recall, proposer_cfg: dict,
-                 device: str = "cpu", *, view: str = "ego") -> dict:
+def propose_take(*, annotation_json, images_dir, out_proposals, out_recall, proposer_cfg: dict,
+                 device: str = "cpu", view: str = "ego") -> dict:
     """Proposals for every frame in ``subsample_idx`` of one take's ego camera (``view="ego"``) or
     of each of its exo cameras (``view="exo"``, for the ego->exo direction), and their recall of
     the GT masks of that view.

@@ -19,11 +19,13 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
+from omama.dataset import TrainingSet, batch_features, epoch_batches, training_loader
+from omama.experiment import Setup, build_head, setup
 from omama.io import atomic_path, file_sha256, save_torch, write_json
-from omama.model import MatchingHead, load_checkpoint, matching_loss, score_candidates
-from omama.predict import ModelChooser, head_for, run_predictions
 from omama.metrics import summarise
-from omama.samples import Corpus, Geometry, TrainingSet, batch_features, epoch_batches, subset_rows, training_loader
+from omama.model import MatchingHead, matching_loss, score_candidates
+from omama.predict import ModelChooser, run_predictions
+from omama.takedata import Corpus, subset_rows
 
 log = logging.getLogger(__name__)
 
@@ -31,26 +33,16 @@ TRAIN_DEFAULTS = {"epochs": 3, "lr": 8e-5, "lr_min": 1e-6, "batch_size": 24, "ne
                   "seed": 42, "features": "pre-extracted", "workers": 0, "weight_decay": 0.01, "order": "shuffled"}
 
 
-def initial_head(geometry: Geometry, init_path=None, seed: int = 42, *, direction: str) -> MatchingHead:
-    """A head of ``direction`` with seeded initial weights, or the weights of ``init_path`` (strict)."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        head = head_for(geometry, direction=direction).train()
-    if init_path:
-        load_checkpoint(head, init_path)
-    return head
-
-
 def save_state(path, state: dict) -> None:
     save_torch(path, state)
 
 
-def validation_iou(head: MatchingHead, rows, corpus: Corpus, geometry: Geometry, backbone=None, *, direction: str) -> float:
+def validation_iou(head: MatchingHead, rows, s: Setup, *, direction: str) -> float:
     """Mean IoU (official protocol) on the validation rows; NaN when there are none."""
     if len(rows) == 0:
         return float("nan")
     head.eval()
-    _, _, samples = run_predictions(rows, corpus, ModelChooser(head, geometry, backbone, direction=direction), desc="validate")
+    _, _, samples = run_predictions(rows, s.corpus, ModelChooser(head, s, direction=direction), desc="validate")
     return summarise(samples)["iou"]
 
 
@@ -105,10 +97,9 @@ def fingerprint_changes(old: dict, new: dict) -> list[str]:
     return changed
 
 
-def train_experiment(split_table, annotations, proposals, features, images, train_cfg: dict | None,
-                     backbone_cfg: dict, init_path, model_out, history_out, checkpoint_dir,
-                     stop_after_epochs: int | None = None, *, proposer_cfg: dict | None = None, direction: str,
-                     exo_proposals=None) -> list[dict] | None:
+def train_experiment(*, split_table, annotations, proposals, features, images, train_cfg: dict | None,
+                     backbone_cfg: dict, proposer_cfg: dict | None, init_path, model_out, history_out, checkpoint_dir,
+                     stop_after_epochs: int | None = None, direction: str, exo_proposals=None) -> list[dict] | None:
     """Train one experiment (or, with ``train_cfg`` None, write its initial weights as the model).
 
     Writes ``model_out`` (best-validation-IoU weights; the last epoch's when there is no
@@ -117,25 +108,21 @@ def train_experiment(split_table, annotations, proposals, features, images, trai
     from scratch. ``stop_after_epochs`` ends this call after that many epochs, leaving a
     resumable checkpoint (returns None then).
     """
-    from omama.backbones import load_backbone
-
     tc = {**TRAIN_DEFAULTS, **(train_cfg or {})}
-    device = torch.device(backbone_cfg.get("device", "cpu"))
-    corpus = Corpus(annotations, proposals, features, images, exo_proposals)
-    on_the_fly = train_cfg is not None and tc["features"] == "on-the-fly"
-    backbone = load_backbone(backbone_cfg, device) if on_the_fly else None
-    geometry = Geometry.from_description(backbone.describe()) if backbone else corpus.geometry()
-    head = initial_head(geometry, init_path, tc["seed"], direction=direction).to(device)
+    s = setup(annotations=annotations, proposals=proposals, features=features, images=images, backbone_cfg=backbone_cfg,
+              on_the_fly=train_cfg is not None and tc["features"] == "on-the-fly", exo_proposals=exo_proposals)
+    device, corpus, geometry, backbone = s.device, s.corpus, s.geometry, s.backbone
+    head = build_head(geometry, init_path, tc["seed"], direction=direction).to(device)
     if train_cfg is None:
         with atomic_path(model_out) as tmp:
             torch.save(head.state_dict(), tmp)
         write_json(history_out, [])
         return []
 
-    rows, val_rows = (subset_rows(split_table, s, direction=direction) for s in ("train", "val"))
+    rows, val_rows = (subset_rows(split_table, part, direction=direction) for part in ("train", "val"))
     if len(rows) == 0:
         raise ValueError(f"split table {split_table} has no training rows")
-    dataset = TrainingSet(rows, corpus, geometry, tc["negatives"], tc["seed"], tc["features"], direction=direction)
+    dataset = TrainingSet(rows, corpus, geometry, negatives=tc["negatives"], seed=tc["seed"], stored=s.stored, direction=direction)
     steps = math.ceil(len(dataset) / tc["batch_size"])
     optimizer = torch.optim.AdamW(head.parameters(), lr=tc["lr"], weight_decay=tc["weight_decay"])
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=tc["epochs"] * steps, eta_min=tc["lr_min"])
@@ -177,7 +164,7 @@ def train_experiment(split_table, annotations, proposals, features, images, trai
             optimizer.step()
             scheduler.step()
             losses.append(loss.item())
-        val_iou = validation_iou(head, val_rows, corpus, geometry, backbone, direction=direction)
+        val_iou = validation_iou(head, val_rows, s, direction=direction)
         history.append({"epoch": epoch + 1, "train_loss": float(np.mean(losses)),
                         "val_iou": None if math.isnan(val_iou) else val_iou,
                         "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - t0})

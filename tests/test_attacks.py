@@ -175,7 +175,7 @@ def test_predict_on_an_empty_subset_names_it(tmp_path):
     df = fake_pairs(takes=1).assign(split="train")
     df.to_parquet(tmp_path / "split.parquet")
     with pytest.raises(ValueError, match=r"subset 'test' \(exo2ego\) of .*split.parquet is empty"):
-        predict_reference(tmp_path / "split.parquet", "test", [], [], "random", 0, tmp_path / "s.parquet", tmp_path / "m.json",
+        predict_reference(split_table=tmp_path / "split.parquet", subset="test", annotations=[], proposals=[], predictor="random", seed=0, samples_out=tmp_path / "s.parquet", metrics_out=tmp_path / "m.json",
                           direction="exo2ego")
 
 
@@ -333,7 +333,7 @@ def extracted_one(synthetic_source, tmp_path):
     """(annotation path, take index path, folder) of the first tiny take, extracted."""
     r = index(synthetic_source, tmp_path / "out")[0]
     out = tmp_path / r["take_uid"]
-    extract_take(r, synthetic_source, out / "annotation.json", out / "images", FRAMES)
+    extract_take(record=r, raw_root=synthetic_source, annotation_out=out / "annotation.json", images_out=out / "images", frames_cfg=FRAMES)
     return out / "annotation.json", str(tmp_path / "out/index/takes.json"), tmp_path
 
 
@@ -344,7 +344,7 @@ def test_empty_exo_masks_are_counted_skips_not_pairs(synthetic_source, tmp_path)
     paths = []
     for r in records:
         out = tmp_path / r["take_uid"]
-        extract_take(r, synthetic_source, out / "annotation.json", out / "images", FRAMES)
+        extract_take(record=r, raw_root=synthetic_source, annotation_out=out / "annotation.json", images_out=out / "images", frames_cfg=FRAMES)
         paths.append(out / "annotation.json")
     takes = str(tmp_path / "out/index/takes.json")
     before = write_pairs(paths, takes, tmp_path / "p0.parquet", tmp_path / "p0.json")

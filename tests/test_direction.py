@@ -18,7 +18,7 @@ from omama.masks import decode_rle, encode_rle
 from omama.metrics import evaluate, score_submission
 from omama.pairs import take_pairs_ego2exo
 from omama.predict import ReferenceChooser, run_predictions
-from omama.samples import Corpus
+from omama.takedata import Corpus
 
 EGO, EXO, EXO2 = "aria01_214-1", "cam01", "cam02"
 

@@ -30,7 +30,7 @@ def records(synthetic_source, tmp_path_factory):
 
 
 def run_extract(record, raw, out: Path, **frames_cfg) -> dict:
-    return extract_take(record, raw, out / "annotation.json", out / "images", {**FRAMES, **frames_cfg})
+    return extract_take(record=record, raw_root=raw, annotation_out=out / "annotation.json", images_out=out / "images", frames_cfg={**FRAMES, **frames_cfg})
 
 
 def test_extract_writes_every_camera_and_frame_with_decoded_masks(records, synthetic_source, tmp_path):
@@ -245,7 +245,8 @@ EXTRACT = """
 import json, resource, sys
 from omama.extract import extract_take
 record, raw, out = json.load(open(sys.argv[1])), sys.argv[2], sys.argv[3]
-extract_take(record, raw, out + "/annotation.json", out + "/images", json.loads(sys.argv[4]))
+extract_take(record=record, raw_root=raw, annotation_out=out + "/annotation.json", images_out=out + "/images",
+             frames_cfg=json.loads(sys.argv[4]))
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 """
 

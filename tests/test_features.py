@@ -47,7 +47,7 @@ def rgb(path: Path) -> np.ndarray:
 def test_store_layout_attributes_and_values(tmp_path):
     take = write_take(tmp_path / "frames")
     out = tmp_path / "features" / "take-1.zarr"
-    extract_features(take / "annotation.json", take / "images", out, CFG)
+    extract_features(annotation_json=take / "annotation.json", images_dir=take / "images", out_store=out, backbone_cfg=CFG)
     group = zarr.open_group(out, mode="r")
     assert sorted(group.array_keys()) == sorted([EGO, *EXO])
     ego, exo = group[EGO], group["cam01"]
@@ -78,7 +78,7 @@ def test_store_layout_attributes_and_values(tmp_path):
 def test_float32_uncompressed_and_small_shards(tmp_path):
     take = write_take(tmp_path / "frames")
     out = tmp_path / "t.zarr"
-    extract_features(take / "annotation.json", take / "images", out, {**CFG, "dtype": "float32", "compressor": "none"},
+    extract_features(annotation_json=take / "annotation.json", images_dir=take / "images", out_store=out, backbone_cfg={**CFG, "dtype": "float32", "compressor": "none"},
                      shard_frames=3)  # batches of 2 straddle shards of 3
     arr = zarr.open_group(out, mode="r")["cam01"]
     assert arr.dtype == np.float32 and arr.shards == (3, 32, 3, 5) and arr.compressors == ()
@@ -90,9 +90,9 @@ def test_float32_uncompressed_and_small_shards(tmp_path):
 
 def test_store_records_the_resize_mode_and_nearest_changes_the_features(tmp_path):
     take = write_take(tmp_path / "frames", frames=(0, 30))  # 48x48 / 36x64 frames, inputs 56x56 / 42x70
-    extract_features(take / "annotation.json", take / "images", tmp_path / "b.zarr", {**CFG, "dtype": "float32"})
-    extract_features(take / "annotation.json", take / "images", tmp_path / "n.zarr",
-                     {**CFG, "dtype": "float32", "resize": "nearest"})
+    extract_features(annotation_json=take / "annotation.json", images_dir=take / "images", out_store=tmp_path / "b.zarr", backbone_cfg={**CFG, "dtype": "float32"})
+    extract_features(annotation_json=take / "annotation.json", images_dir=take / "images", out_store=tmp_path / "n.zarr",
+                     backbone_cfg={**CFG, "dtype": "float32", "resize": "nearest"})
     b, n = FeatureStore(tmp_path / "b.zarr"), FeatureStore(tmp_path / "n.zarr")
     assert b.attrs["backbone"]["resize"] == "bilinear" and n.attrs["backbone"]["resize"] == "nearest"
     image = rgb(take / "images" / "cam01" / "30.jpg")
@@ -113,7 +113,7 @@ def test_bad_frame_names_take_camera_frame(tmp_path, damage):
         jpg.write_bytes(jpg.read_bytes()[: len(jpg.read_bytes()) // 2])
     out = tmp_path / "out" / "take-1.zarr"
     with pytest.raises(FrameError, match="take 'take-1', camera 'cam02', frame 60"):
-        extract_features(take / "annotation.json", take / "images", out, CFG)
+        extract_features(annotation_json=take / "annotation.json", images_dir=take / "images", out_store=out, backbone_cfg=CFG)
     assert not out.exists() and not list((tmp_path / "out").glob("*"))
 
 
@@ -133,8 +133,8 @@ def writer_process(take: Path, out: Path, delay: float = 0.3, cfg: dict = CFG) -
         grids, sizes = {{"ego": (4, 4), "exo": (3, 5)}}, {{"ego": (56, 56), "exo": (42, 70)}}
         torch.manual_seed(0)
         bb = Backbone(SlowPatches(3, 8, 14, 14), 8, 14, grids, sizes, {{"kind": "test"}})
-        extract_features({str(take / 'annotation.json')!r}, {str(take / 'images')!r}, {str(out)!r},
-                         {cfg!r}, backbone=bb)
+        extract_features(annotation_json={str(take / 'annotation.json')!r}, images_dir={str(take / 'images')!r},
+                         out_store={str(out)!r}, backbone_cfg={cfg!r}, backbone=bb)
     """)
     return subprocess.Popen([sys.executable, "-c", script], env={**os.environ, "OMP_NUM_THREADS": "1"})
 
@@ -163,7 +163,7 @@ def test_killed_extraction_leaves_nothing_that_looks_complete(tmp_path):
     (partial,) = (tmp_path / "out").glob(".tmp-*/take-1.zarr")
     with pytest.raises(ValueError, match="incomplete feature store"):
         FeatureStore(partial)
-    extract_features(take / "annotation.json", take / "images", out, CFG)  # the re-run completes and tidies up
+    extract_features(annotation_json=take / "annotation.json", images_dir=take / "images", out_store=out, backbone_cfg=CFG)  # the re-run completes and tidies up
     assert FeatureStore(out).frames("cam02") == list(range(0, 300, 30))
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["take-1.zarr"]
 
@@ -206,7 +206,7 @@ def test_only_temporaries_of_dead_writers_are_removed(tmp_path):
         gone = out.parent / f".tmp-take-1.zarr-{host}-{dead.pid}-abcd1234"
         for d in (*keep, gone):
             (d / "take-1.zarr").mkdir(parents=True)
-        extract_features(take / "annotation.json", take / "images", out, CFG)
+        extract_features(annotation_json=take / "annotation.json", images_dir=take / "images", out_store=out, backbone_cfg=CFG)
         assert all(d.is_dir() for d in keep) and not gone.exists()
         assert FeatureStore(out).frames(EGO) == [0, 30, 60, 90, 120]
     finally:
@@ -232,7 +232,7 @@ def test_killed_writer_beside_a_live_one_leaves_no_complete_looking_store(tmp_pa
     assert str(victim.pid) in left.name
     with pytest.raises(ValueError, match="incomplete feature store"):
         FeatureStore(left / "take-1.zarr")
-    extract_features(take / "annotation.json", take / "images", out, CFG)
+    extract_features(annotation_json=take / "annotation.json", images_dir=take / "images", out_store=out, backbone_cfg=CFG)
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["take-1.zarr"]
 
 
@@ -262,8 +262,8 @@ def test_direct_shard_files_are_zarrs_own_bytes(tmp_path, compressor):
 def test_writer_pool_gives_the_single_writer_arrays(tmp_path):
     take = write_take(tmp_path / "frames", frames=tuple(range(0, 330, 30)))
     ann, images = take / "annotation.json", take / "images"
-    extract_features(ann, images, tmp_path / "one.zarr", CFG, write_threads=1)
-    extract_features(ann, images, tmp_path / "pool.zarr", CFG, write_threads=4, shard_frames=2)
+    extract_features(annotation_json=ann, images_dir=images, out_store=tmp_path / "one.zarr", backbone_cfg=CFG, write_threads=1)
+    extract_features(annotation_json=ann, images_dir=images, out_store=tmp_path / "pool.zarr", backbone_cfg=CFG, write_threads=4, shard_frames=2)
     one, pool = zarr.open_group(tmp_path / "one.zarr", mode="r"), zarr.open_group(tmp_path / "pool.zarr", mode="r")
     assert pool[EGO].shards == (2, 32, 4, 4) and one[EGO].shards == (11, 32, 4, 4)
     for cam in (EGO, *EXO):
@@ -273,8 +273,8 @@ def test_writer_pool_gives_the_single_writer_arrays(tmp_path):
 def test_int8_store_round_trips_within_its_stated_error(tmp_path):
     take = write_take(tmp_path / "frames")
     ann, images = take / "annotation.json", take / "images"
-    extract_features(ann, images, tmp_path / "f32.zarr", {**CFG, "dtype": "float32", "compressor": "none"})
-    extract_features(ann, images, tmp_path / "i8.zarr", {**CFG, "dtype": "int8", "compressor": "none"})
+    extract_features(annotation_json=ann, images_dir=images, out_store=tmp_path / "f32.zarr", backbone_cfg={**CFG, "dtype": "float32", "compressor": "none"})
+    extract_features(annotation_json=ann, images_dir=images, out_store=tmp_path / "i8.zarr", backbone_cfg={**CFG, "dtype": "int8", "compressor": "none"})
     exact, q = FeatureStore(tmp_path / "f32.zarr"), FeatureStore(tmp_path / "i8.zarr")
     assert q.attrs["dtype"] == "int8" and "max_error" in q.attrs["quantisation"]
     frames = [0, 30, 60, 90, 120]
@@ -297,7 +297,7 @@ def test_broken_store_is_rejected_on_open(tmp_path, damage):
 
     take = write_take(tmp_path / "frames")
     out = tmp_path / "features" / "take-1.zarr"
-    extract_features(take / "annotation.json", take / "images", out, CFG)
+    extract_features(annotation_json=take / "annotation.json", images_dir=take / "images", out_store=out, backbone_cfg=CFG)
     if damage == "camera array":
         shutil.rmtree(out / "cam01")
         what = "array of camera 'cam01' missing"

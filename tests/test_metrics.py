@@ -128,7 +128,7 @@ def test_object_never_in_ego_is_in_the_written_ground_truth_and_counted_for_exis
 
     from omama.io import write_parquet
     from omama.predict import ReferenceChooser, run_predictions
-    from omama.samples import Corpus
+    from omama.takedata import Corpus
 
     ego, exo, hw, frames = "aria01_214-1", "cam01", (64, 64), [0, 30]
     cup = {f: box(hw, 10 + f // 10, 30, 10, 40) for f in frames}

@@ -39,7 +39,7 @@ def test_candidate_sets_hold_31_distinct_negatives_or_padding(n):
         available = max(n - 1, 0) if cs.anchor >= 0 else n
         assert len(negs) == min(31, available)
         assert (cs.slots == PADDING).sum() == 31 - len(negs)
-        assert np.all(cs.slots[cs.valid.sum() :] == PADDING)
+        assert np.all(cs.slots[(cs.slots != PADDING).sum() :] == PADDING)
 
 
 def test_anchor_is_the_best_box_overlap_and_neighbours_come_first():

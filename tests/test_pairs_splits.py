@@ -22,7 +22,7 @@ def extracted(synthetic_source, tmp_path_factory):
     records = index(synthetic_source, out)
     paths = []
     for r in records:
-        extract_take(r, synthetic_source, out / r["take_uid"] / "annotation.json", out / r["take_uid"] / "images", FRAMES)
+        extract_take(record=r, raw_root=synthetic_source, annotation_out=out / r["take_uid"] / "annotation.json", images_out=out / r["take_uid"] / "images", frames_cfg=FRAMES)
         paths.append(str(out / r["take_uid"] / "annotation.json"))
     return paths, str(out / "index/takes.json")
 

@@ -23,7 +23,8 @@ from omama.masks import encode_rle, mask_box
 from omama.metrics import evaluate, summarise
 from omama.model import score_candidates
 from omama.predict import predict_experiment, predict_reference
-from omama.samples import Corpus, Geometry, TrainingSet, batch_features, collate, subset_rows
+from omama.dataset import TrainingSet, batch_features, collate
+from omama.takedata import Corpus, Geometry, subset_rows
 from omama.train import train_experiment
 
 EGO, EXO = "aria01_214-1", "cam01"
@@ -33,6 +34,7 @@ COLOURS = {"cup_0": (230, 40, 40), "box_0": (40, 200, 60), "pen_0": (40, 60, 230
 BACKBONE = {"kind": "dinov2", "weights": "untrained", "ego_grid": [4, 4], "exo_grid": [3, 5], "batch_size": 4,
             "dtype": "float32", "compressor": "none", "compression_level": 0,
             "tiny": {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64, "seed": 0}}
+PROPOSER = {"kind": "classical"}
 TRAIN = {"epochs": 2, "lr": 1e-4, "lr_min": 1e-6, "batch_size": 4, "negatives": 7, "grad_clip": 1.0, "seed": 3,
          "features": "pre-extracted", "workers": 0, "weight_decay": 0.01}
 
@@ -78,7 +80,7 @@ def make_take(root: Path, take: str, rng: np.random.Generator, empty_frame: int 
                   "annotated_frames": {o: {EGO: FRAMES, EXO: FRAMES} for o in COLOURS}, "skipped": []}
     write_json(root / "frames" / take / "annotation.json", annotation)
     write_parquet(root / "proposals" / f"{take}.parquet", pd.DataFrame(props))
-    extract_features(root / "frames" / take / "annotation.json", images, root / "features" / f"{take}.zarr", BACKBONE, workers=1)
+    extract_features(annotation_json=root / "frames" / take / "annotation.json", images_dir=images, out_store=root / "features" / f"{take}.zarr", backbone_cfg=BACKBONE, workers=1)
     return rows
 
 
@@ -102,9 +104,11 @@ def world(tmp_path_factory) -> dict:
 
 
 def train(world, out: Path, cfg=TRAIN, init=None, stop=None):
-    return train_experiment(world["split"], world["annotations"], world["proposals"], world["features"], world["images"],
-                            cfg, BACKBONE, init, out / "model.pt", out / "train" / "history.json",
-                            out / "train" / "checkpoints", stop_after_epochs=stop, direction="exo2ego")
+    return train_experiment(split_table=world["split"], annotations=world["annotations"], proposals=world["proposals"],
+                            features=world["features"], images=world["images"], train_cfg=cfg, backbone_cfg=BACKBONE,
+                            proposer_cfg=PROPOSER, init_path=init, model_out=out / "model.pt",
+                            history_out=out / "train" / "history.json", checkpoint_dir=out / "train" / "checkpoints",
+                            stop_after_epochs=stop, direction="exo2ego")
 
 
 def test_killed_training_resumes_to_bit_identical_weights(world, tmp_path):
@@ -128,10 +132,11 @@ def test_killed_training_resumes_to_bit_identical_weights(world, tmp_path):
 
 def test_training_killed_with_sigkill_resumes_to_the_same_weights(world, tmp_path, caplog):
     cfg = {**TRAIN, "epochs": 4}
-    args = [str(world["split"]), world["annotations"], world["proposals"], world["features"], None, cfg, BACKBONE,
-            None, str(tmp_path / "cut/model.pt"), str(tmp_path / "cut/train/history.json"),
-            str(tmp_path / "cut/train/checkpoints")]
-    script = f"import json; from omama.train import train_experiment; train_experiment(*json.loads({json.dumps(json.dumps(args))}), direction='exo2ego')"
+    args = dict(split_table=str(world["split"]), annotations=world["annotations"], proposals=world["proposals"],
+                features=world["features"], images=None, train_cfg=cfg, backbone_cfg=BACKBONE, proposer_cfg=PROPOSER,
+                init_path=None, model_out=str(tmp_path / "cut/model.pt"),
+                history_out=str(tmp_path / "cut/train/history.json"), checkpoint_dir=str(tmp_path / "cut/train/checkpoints"), direction="exo2ego")
+    script = f"import json; from omama.train import train_experiment; train_experiment(**json.loads({json.dumps(json.dumps(args))}))"
     proc = subprocess.Popen([sys.executable, "-c", script], env={**os.environ, "OMP_NUM_THREADS": "1"})
     last = tmp_path / "cut/train/checkpoints/last.pt"
     deadline = time.monotonic() + 300
@@ -169,7 +174,7 @@ def other_proposals(world, tmp: Path) -> dict:
 def other_features(world, tmp: Path) -> dict:
     """take-b's (validation) features re-extracted by a backbone with other weights."""
     tiny = {**BACKBONE, "tiny": {**BACKBONE["tiny"], "seed": 1}}
-    extract_features(world["annotations"][1], world["images"][1], tmp / "take-b.zarr", tiny, workers=1)
+    extract_features(annotation_json=world["annotations"][1], images_dir=world["images"][1], out_store=tmp / "take-b.zarr", backbone_cfg=tiny, workers=1)
     return {**world, "features": [world["features"][0], str(tmp / "take-b.zarr"), world["features"][2]]}
 
 
@@ -198,7 +203,7 @@ def test_a_finished_checkpoint_never_resumes_on_changed_inputs(world, tmp_path, 
 def test_feature_stores_of_another_geometry_are_an_error_whichever_take_comes_first(world, tmp_path):
     """The geometry comes from every store, never from the first take's alone."""
     other = {**BACKBONE, "ego_grid": [2, 2]}
-    extract_features(world["annotations"][1], world["images"][1], tmp_path / "take-b.zarr", other, workers=1)
+    extract_features(annotation_json=world["annotations"][1], images_dir=world["images"][1], out_store=tmp_path / "take-b.zarr", backbone_cfg=other, workers=1)
     features = [world["features"][0], str(tmp_path / "take-b.zarr"), world["features"][2]]
     corpus = Corpus(world["annotations"], world["proposals"], features)
     with pytest.raises(ValueError, match=r"different backbone geometries: takes \['take-a', 'take-c'\] have .*"
@@ -214,15 +219,15 @@ def test_on_the_fly_features_equal_stored_float32_features(world):
     geometry = Geometry.from_description(backbone.describe())
     assert geometry == corpus.geometry()
     rows = subset_rows(world["split"], "train", direction="exo2ego")
-    stored = TrainingSet(rows, corpus, geometry, 7, 0, "pre-extracted", direction="exo2ego")
-    live = TrainingSet(rows, corpus, geometry, 7, 0, "on-the-fly", direction="exo2ego")
+    stored = TrainingSet(rows, corpus, geometry, negatives=7, seed=0, stored=True, direction="exo2ego")
+    live = TrainingSet(rows, corpus, geometry, negatives=7, seed=0, stored=False, direction="exo2ego")
     idx = [0, 5, 9, 2]
     b1, b2 = collate([stored[i] for i in idx]), collate([live[i] for i in idx])
     (s1, d1), (s2, d2) = batch_features(b1), batch_features(b2, backbone)
     assert torch.equal(s1, s2) and torch.equal(d1, d2)
-    from omama.train import initial_head
+    from omama.experiment import build_head
 
-    head = initial_head(geometry, seed=0, direction="exo2ego")
+    head = build_head(geometry, seed=0, direction="exo2ego")
     sc1 = score_candidates(head, s1, d1, b1["src_mask"], b1["cand_masks"])
     sc2 = score_candidates(head, s2, d2, b2["src_mask"], b2["cand_masks"])
     assert torch.equal(sc1, sc2)
@@ -231,9 +236,9 @@ def test_on_the_fly_features_equal_stored_float32_features(world):
 def test_predictions_round_trip_and_references(world, tmp_path):
     train(world, tmp_path / "exp", cfg={**TRAIN, "epochs": 1})
     out = tmp_path / "exp" / "test"
-    metrics = predict_experiment(world["split"], "test", world["annotations"], world["proposals"], world["features"], None,
-                                 tmp_path / "exp" / "model.pt", BACKBONE, "pre-extracted",
-                                 out / "predictions.json", out / "ground_truth.json", out / "samples.parquet",
+    metrics = predict_experiment(split_table=world["split"], subset="test", annotations=world["annotations"], proposals=world["proposals"], features=world["features"], images=None,
+                                 model_path=tmp_path / "exp" / "model.pt", backbone_cfg=BACKBONE, mode="pre-extracted",
+                                 predictions_out=out / "predictions.json", ground_truth_out=out / "ground_truth.json", samples_out=out / "samples.parquet",
                                  direction="exo2ego")
     samples = pd.read_parquet(out / "samples.parquet")
     assert len(samples) == len(subset_rows(world["split"], "test", direction="exo2ego")) == 12
@@ -248,8 +253,8 @@ def test_predictions_round_trip_and_references(world, tmp_path):
     pred = sub["exo-ego"]["results"]["take-c"]["masks"]["cup_0"][f"{EXO}_{EGO}"]["0"]
     assert pred["pred_mask"]["size"] == [480, 480] and 0 < pred["confidence"] < 1
     for predictor in ("random", "largest", "nearest-position"):
-        m = predict_reference(world["split"], "test", world["annotations"], world["proposals"], predictor, 0,
-                              tmp_path / predictor / "samples.parquet", tmp_path / predictor / "metrics.json",
+        m = predict_reference(split_table=world["split"], subset="test", annotations=world["annotations"], proposals=world["proposals"], predictor=predictor, seed=0,
+                              samples_out=tmp_path / predictor / "samples.parquet", metrics_out=tmp_path / predictor / "metrics.json",
                               direction="exo2ego")
         # always "present" except the 3 samples of the frame without proposals: recall 8/11 and 0/1
         assert m["n_total"] == 12 and m["existence_balanced_acc"] == pytest.approx((8 / 11 + 0) / 2)
@@ -262,21 +267,21 @@ def test_on_the_fly_matches_float16_stores_within_rounding(world, tmp_path):
     from omama.backbones import load_backbone
 
     ann = world["annotations"][0]
-    extract_features(ann, world["images"][0], tmp_path / "take-a.zarr", {**BACKBONE, "dtype": "float16"}, workers=1)
+    extract_features(annotation_json=ann, images_dir=world["images"][0], out_store=tmp_path / "take-a.zarr", backbone_cfg={**BACKBONE, "dtype": "float16"}, workers=1)
     corpus = Corpus([ann], [world["proposals"][0]], [str(tmp_path / "take-a.zarr")], [world["images"][0]])
     backbone = load_backbone(BACKBONE)
     geometry = corpus.geometry()
     rows = subset_rows(world["split"], "train", direction="exo2ego")
     rows = rows[rows.take_uid == "take-a"]
     idx = [0, 3, 7]
-    b1 = collate([TrainingSet(rows, corpus, geometry, 7, 0, "pre-extracted", direction="exo2ego")[i] for i in idx])
-    b2 = collate([TrainingSet(rows, corpus, geometry, 7, 0, "on-the-fly", direction="exo2ego")[i] for i in idx])
+    b1 = collate([TrainingSet(rows, corpus, geometry, negatives=7, seed=0, stored=True, direction="exo2ego")[i] for i in idx])
+    b2 = collate([TrainingSet(rows, corpus, geometry, negatives=7, seed=0, stored=False, direction="exo2ego")[i] for i in idx])
     (s1, d1), (s2, d2) = batch_features(b1), batch_features(b2, backbone)
     assert not torch.equal(d1, d2)
     torch.testing.assert_close(d1, d2, rtol=2**-10, atol=1e-4)
-    from omama.train import initial_head
+    from omama.experiment import build_head
 
-    head = initial_head(geometry, seed=0, direction="exo2ego")
+    head = build_head(geometry, seed=0, direction="exo2ego")
     sc1 = score_candidates(head, s1, d1, b1["src_mask"], b1["cand_masks"])
     sc2 = score_candidates(head, s2, d2, b2["src_mask"], b2["cand_masks"])
     torch.testing.assert_close(sc1, sc2, rtol=0, atol=2e-3)
@@ -318,11 +323,11 @@ def test_workflow_retrains_from_scratch_after_a_split_or_proposer_change(tmp_pat
 
 
 def test_loader_batches_are_the_same_with_worker_processes_and_orders_cover_every_row(world):
-    from omama.samples import epoch_batches, training_loader
+    from omama.dataset import epoch_batches, training_loader
 
     corpus = Corpus(world["annotations"], world["proposals"], world["features"])
     rows = subset_rows(world["split"], "train", direction="exo2ego")
-    dataset = TrainingSet(rows, corpus, corpus.geometry(), 7, 3, "pre-extracted", direction="exo2ego")
+    dataset = TrainingSet(rows, corpus, corpus.geometry(), negatives=7, seed=3, stored=True, direction="exo2ego")
     batches = epoch_batches(rows, 5, 3, 1)
     assert sum(batches, []) == torch.randperm(len(rows), generator=torch.Generator().manual_seed(3 * 1009 + 1)).tolist()
     serial = list(training_loader(dataset, batches, 0, torch.device("cpu")))

@@ -147,7 +147,7 @@ def test_resnet50_is_cut_at_the_stage_of_its_stride(stride, channels):
 def test_store_of_pretrained_backbone_equals_direct_features(offline_home, tmp_path):
     take = write_take(tmp_path / "frames", frames=(0, 30, 60))
     out = tmp_path / "features" / "take-1.zarr"
-    extract_features(take / "annotation.json", take / "images", out, PRETRAINED, name="mobilenet")
+    extract_features(annotation_json=take / "annotation.json", images_dir=take / "images", out_store=out, backbone_cfg=PRETRAINED, name="mobilenet")
     store = FeatureStore(out)
     assert store.attrs["backbone"]["weights_sha256"] == SHA
     assert store.attrs["backbone"]["weights_file"] == FILE

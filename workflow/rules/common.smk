@@ -254,20 +254,3 @@ def train_inputs(wc):
 def experiment_gpus(wc):
     return gpus(backbone_config(experiment(wc.exp)["backbone"]))
 
-
-def reference_dir(x):
-    """The folder prefix of an experiment's reference predictors under R/reference/ (by direction)."""
-    return "ego2exo/" if x.get("direction", "exo2ego") == "ego2exo" else ""
-
-
-def all_metrics():
-    """metrics.json of every experiment x evaluated subset and of every reference predictor."""
-    subsets = config["evaluate"]["subsets"]
-    exps = [f"{RESULTS}/experiments/{e}/{s}/metrics.json" for e in config["experiments"] for s in subsets]
-    refs = sorted({
-        f"{RESULTS}/reference/{reference_dir(x)}{x['split']}/{x['proposer']}/{s}/{p}/metrics.json"
-        for x in config["experiments"].values()
-        for s in subsets
-        for p in config["evaluate"]["references"]
-    })
-    return exps + refs

@@ -86,16 +86,3 @@ rule exo_proposals:
     script:
         "../scripts/proposals.py"
 
-
-rule features_all:
-    input:
-        lambda wc: [p for b in config["backbones"] for p in all_features(b)],
-        lambda wc: [p for q in config["proposers"] for p in all_proposals(q)],
-    output:
-        touch(f"{RESULTS}/features/.all.done"),
-    conda:
-        CONDA_ENV
-    log:
-        f"{LOGS}/features_all.log",
-    benchmark:
-        f"{BENCH}/features_all.tsv"

@@ -4,5 +4,6 @@ from omama.logs import log_to
 
 log_to(snakemake.log[0])
 cfg = snakemake.params.cfg
-extract_features(snakemake.input.annotation, snakemake.input.images, snakemake.output.store, cfg,
-                 device=cfg.get("device", "cpu"), workers=snakemake.threads, name=snakemake.wildcards.backbone)
+extract_features(annotation_json=snakemake.input.annotation, images_dir=snakemake.input.images,
+                 out_store=snakemake.output.store, backbone_cfg=cfg, device=cfg["device"], workers=snakemake.threads,
+                 name=snakemake.wildcards.backbone)

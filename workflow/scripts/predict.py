@@ -7,7 +7,8 @@ from omama.predict import predict_experiment
 log_to(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)
 inp, out = snakemake.input, snakemake.output
-predict_experiment(inp.split, snakemake.wildcards.subset, inp.annotations, inp.proposals, getattr(inp, "features", None),
-                   getattr(inp, "images", None), inp.model, snakemake.params.backbone, snakemake.params.mode,
-                   out.predictions, out.ground_truth, out.samples, direction=snakemake.params.direction,
-                   exo_proposals=getattr(inp, "exo_proposals", None))
+predict_experiment(split_table=inp.split, subset=snakemake.wildcards.subset, annotations=inp.annotations,
+                   proposals=inp.proposals, features=getattr(inp, "features", None), images=getattr(inp, "images", None),
+                   model_path=inp.model, backbone_cfg=snakemake.params.backbone, mode=snakemake.params.mode,
+                   predictions_out=out.predictions, ground_truth_out=out.ground_truth, samples_out=out.samples,
+                   direction=snakemake.params.direction, exo_proposals=getattr(inp, "exo_proposals", None))

@@ -4,5 +4,6 @@ from omama.proposals import propose_take
 
 log_to(snakemake.log[0])
 cfg = snakemake.params.cfg
-propose_take(snakemake.input.annotation, snakemake.input.images, snakemake.output.proposals,
-             snakemake.output.recall, cfg, device=cfg.get("device", "cpu"), view=snakemake.params.view)
+propose_take(annotation_json=snakemake.input.annotation, images_dir=snakemake.input.images,
+             out_proposals=snakemake.output.proposals, out_recall=snakemake.output.recall, proposer_cfg=cfg,
+             device=cfg["device"], view=snakemake.params.view)

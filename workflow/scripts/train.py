@@ -7,8 +7,10 @@ from omama.train import train_experiment
 log_to(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)
 inp = snakemake.input
-train_experiment(inp.split, inp.annotations, inp.proposals, getattr(inp, "features", None), getattr(inp, "images", None),
-                 snakemake.params.experiment.get("train"), snakemake.params.backbone, getattr(inp, "init", None),
-                 snakemake.output.model, snakemake.output.history, snakemake.params.checkpoints,
-                 proposer_cfg=snakemake.params.proposer, direction=snakemake.params.direction,
+train_experiment(split_table=inp.split, annotations=inp.annotations, proposals=inp.proposals,
+                 features=getattr(inp, "features", None), images=getattr(inp, "images", None),
+                 train_cfg=snakemake.params.experiment.get("train"), backbone_cfg=snakemake.params.backbone,
+                 proposer_cfg=snakemake.params.proposer, init_path=getattr(inp, "init", None),
+                 model_out=snakemake.output.model, history_out=snakemake.output.history,
+                 checkpoint_dir=snakemake.params.checkpoints, direction=snakemake.params.direction,
                  exo_proposals=getattr(inp, "exo_proposals", None))

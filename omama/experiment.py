@@ -1,0 +1,55 @@
+"""What training and prediction of one experiment share: the device, the takes, the feature
+source and the geometry it implies, and the matching head built for that geometry.
+
+Whether features come from the take's stores or from the frozen backbone on frame images
+("pre-extracted" or "on-the-fly") is decided here, once: ``Setup.backbone`` is None for stored
+features; the dataset and the predictor follow it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from omama.direction import Direction
+from omama.model import MatchingHead, load_checkpoint
+from omama.takedata import Corpus, Geometry
+
+
+@dataclass(frozen=True)
+class Setup:
+    device: torch.device
+    corpus: Corpus
+    geometry: Geometry
+    backbone: object | None  # omama.backbones.Backbone for on-the-fly features; None: read the stores
+
+    @property
+    def stored(self) -> bool:
+        return self.backbone is None
+
+
+def setup(*, annotations, proposals, features, images, backbone_cfg: dict, on_the_fly: bool, exo_proposals=None) -> Setup:
+    """The device, the takes' data (with the exo proposals for ego2exo), and the backbone (on the fly)
+    or the stores' geometry (stored)."""
+    device = torch.device(backbone_cfg.get("device", "cpu"))
+    corpus = Corpus(annotations, proposals, features, images, exo_proposals)
+    if not on_the_fly:
+        return Setup(device, corpus, corpus.geometry(), None)
+    from omama.backbones import load_backbone  # heavy: only when features are computed here
+
+    backbone = load_backbone(backbone_cfg, device)
+    return Setup(device, corpus, Geometry.from_description(backbone.describe()), backbone)
+
+
+def build_head(geometry: Geometry, weights=None, seed: int = 42, *, direction: str) -> MatchingHead:
+    """A head for ``geometry`` in ``direction`` with seeded initial weights (the global RNG is left
+    as it was), or the weights of the state dict ``weights`` (strict). The source grid is the
+    source view's, the destination grid (``pos_embed_T``) the other view's."""
+    d = Direction(direction)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        head = MatchingHead(src_grid=geometry.grid[d.src_view], dst_grid=geometry.grid[d.dst_view], in_channels=geometry.channels)
+    if weights:
+        load_checkpoint(head, weights)
+    return head
