@@ -15,7 +15,7 @@ import yaml
 from pycocotools import mask as mask_utils
 
 from omama.proposals import make_proposer, mask_iou
-from omama.synthetic import EGO_CAM, MIN_VISIBLE_PIXELS, Take
+from omama.synthetic.scene import EGO_CAM, MIN_VISIBLE_PIXELS, Take
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -11,6 +11,7 @@ import pandas as pd
 import torch
 
 from omama.descriptors import mask_boxes
+from omama.direction import Direction
 from omama.features import dequantise
 from omama.io import where
 from omama.negatives import PADDING, POSITIVE, candidate_set
@@ -27,9 +28,11 @@ class TrainingSet(torch.utils.data.Dataset):
     ``__getitems__`` builds a whole batch, reading each (store, camera)'s frames in one call.
     """
 
-    def __init__(self, rows: pd.DataFrame, corpus: Corpus, geometry: Geometry, *, negatives: int, seed: int, stored: bool):
+    def __init__(self, rows: pd.DataFrame, corpus: Corpus, geometry: Geometry, *, negatives: int, seed: int, stored: bool,
+                 direction: str):
         self.rows = rows.reset_index(drop=True)
         self.corpus, self.geometry, self.negatives, self.seed, self.stored = corpus, geometry, negatives, seed, stored
+        self.direction = Direction(direction)
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -43,25 +46,27 @@ class TrainingSet(torch.utils.data.Dataset):
         """The collated batch of samples ``indices``."""
         batch = collate([self._sample(int(i)) for i in indices])
         rows = self.rows.iloc[list(indices)]
-        takes, frames = rows.take_uid.tolist(), rows.frame.tolist()
-        batch.update(feature_inputs(self.corpus, "src", takes, rows.exo_cam.tolist(), frames, self.stored))
-        batch.update(feature_inputs(self.corpus, "dst", takes, rows.ego_cam.tolist(), frames, self.stored))
+        takes, frames, d = rows.take_uid.tolist(), rows.frame.tolist(), self.direction
+        batch.update(feature_inputs(self.corpus, "src", takes, rows[d.src_col].tolist(), frames, self.stored))
+        batch.update(feature_inputs(self.corpus, "dst", takes, rows[d.dst_col].tolist(), frames, self.stored))
         return batch
 
     def _sample(self, i: int) -> dict:
         r = self.rows.iloc[i]
         td = self.corpus[r.take_uid]
-        ego_size, exo_size = self.geometry.input_size["ego"], self.geometry.input_size["exo"]
-        src = td.source_mask(r.object, r.exo_cam, r.frame, exo_size)
-        gt = td.mask(r.object, r.ego_cam, r.frame, ego_size)
-        if (gt is not None) != bool(r.ego_present):
-            raise ValueError(f"ego presence in the split table disagrees with the annotation: {where(r.take_uid, r.object, r.ego_cam, r.frame)}")
-        props = td.proposal_masks(int(r.frame), ego_size)
+        d = self.direction
+        src_cam, dst_cam = r[d.src_col], r[d.dst_col]
+        dst_size = self.geometry.input_size[d.dst_view]
+        src = td.source_mask(r.object, src_cam, r.frame, self.geometry.input_size[d.src_view])
+        gt = td.mask(r.object, dst_cam, r.frame, dst_size)
+        if (gt is not None) != bool(r[d.present]):
+            raise ValueError(f"{d.dst_view} presence in the split table disagrees with the annotation: {where(r.take_uid, r.object, dst_cam, r.frame)}")
+        props = td.proposal_masks(int(r.frame), dst_size, dst_cam)
         boxes = mask_boxes(torch.from_numpy(props)).numpy()
         gt_box = None if gt is None else mask_boxes(torch.from_numpy(gt)).numpy()
         rng = np.random.default_rng([self.seed, self.epoch, i])
         cs = candidate_set(props, boxes, gt_box, self.negatives, rng)
-        cand = np.zeros((len(cs.slots), *ego_size), bool)
+        cand = np.zeros((len(cs.slots), *dst_size), bool)
         real = cs.slots >= 0
         cand[real] = props[cs.slots[real]]
         if gt is not None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from omama.config import entry
+from omama.direction import Direction
 from omama.model import MatchingHead, load_checkpoint
 from omama.takedata import Corpus, Geometry
 
@@ -31,11 +32,12 @@ class Setup:
         return self.backbone is None
 
 
-def setup(*, annotations, proposals, features, images, backbone_cfg: dict, on_the_fly: bool) -> Setup:
-    """The device, the takes' data, and the backbone (on the fly) or the stores' geometry (stored)."""
+def setup(*, annotations, proposals, features, images, backbone_cfg: dict, on_the_fly: bool, exo_proposals=None) -> Setup:
+    """The device, the takes' data (with the exo proposals for ego2exo), and the backbone (on the fly)
+    or the stores' geometry (stored)."""
     backbone_cfg = entry("backbones", backbone_cfg)  # the schema's defaults
     device = torch.device(backbone_cfg["device"])
-    corpus = Corpus(annotations, proposals, features, images)
+    corpus = Corpus(annotations, proposals, features, images, exo_proposals)
     if not on_the_fly:
         return Setup(device, corpus, corpus.geometry(), None)
     from omama.backbones import load_backbone  # heavy: only when features are computed here
@@ -44,12 +46,14 @@ def setup(*, annotations, proposals, features, images, backbone_cfg: dict, on_th
     return Setup(device, corpus, Geometry.from_description(backbone.describe()), backbone)
 
 
-def build_head(geometry: Geometry, weights=None, seed: int = INIT_SEED) -> MatchingHead:
-    """A head for ``geometry`` with seeded initial weights (the global RNG is left as it was), or
-    the weights of the state dict ``weights`` (strict)."""
+def build_head(geometry: Geometry, weights=None, seed: int = INIT_SEED, *, direction: str) -> MatchingHead:
+    """A head for ``geometry`` in ``direction`` with seeded initial weights (the global RNG is left
+    as it was), or the weights of the state dict ``weights`` (strict). The source grid is the
+    source view's, the destination grid (``pos_embed_T``) the other view's."""
+    d = Direction(direction)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        head = MatchingHead(src_grid=geometry.grid["exo"], dst_grid=geometry.grid["ego"], in_channels=geometry.channels)
+        head = MatchingHead(src_grid=geometry.grid[d.src_view], dst_grid=geometry.grid[d.dst_view], in_channels=geometry.channels)
     if weights:
         load_checkpoint(head, weights)
     return head

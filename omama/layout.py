@@ -18,10 +18,12 @@ the same call for an output pattern (``L.annotation()``) that code uses for one 
     {root}/weights/{backbone}.json                torchvision backbones: checkpoint file, SHA-256, origin
     {root}/features/{backbone}/{take}.zarr        Zarr v3 store, one array per camera
     {root}/proposals/{proposer}/{take}.parquet    ego proposals (COCO RLE, box, score) + {take}.recall.parquet
+    {root}/proposals/{proposer}/exo/{take}.parquet  exo proposals (ego2exo experiments), per camera + recall
     {root}/experiments/{exp}/train/...            checkpoints/, history.json; {root}/experiments/{exp}/model.pt
     {root}/experiments/{exp}/existence/...        existence: head -- model.pt (+ trained mlp_visible), calibration.json, history.json
     {root}/experiments/{exp}/{subset}/...         predictions.json, ground_truth.json, samples.parquet, metrics.json
     {root}/reference/{split}/{proposer}/{subset}/{predictor}/{samples.parquet,metrics.json}
+    {root}/reference/ego2exo/{split}/...          the same for the ego->exo direction (exo proposals)
     {root}/{robustness,motorcycle}/...            photo-pair sets: the same stages (photos/ when generated)
     {root}/report.html
     {root}/logs/..., {root}/benchmarks/...        one log and one benchmark (timing) file per job
@@ -131,6 +133,12 @@ class Layout:
     def recall(self, proposer: str = "{proposer}", take: str = "{take}") -> str:
         return f"{self.root}/proposals/{proposer}/{take}.recall.parquet"
 
+    def exo_proposals(self, proposer: str = "{proposer}", take: str = "{take}") -> str:
+        return f"{self.root}/proposals/{proposer}/exo/{take}.parquet"
+
+    def exo_recall(self, proposer: str = "{proposer}", take: str = "{take}") -> str:
+        return f"{self.root}/proposals/{proposer}/exo/{take}.recall.parquet"
+
     # model
     def experiment(self, exp: str = "{exp}") -> str:
         return f"{self.root}/experiments/{exp}"
@@ -157,6 +165,11 @@ class Layout:
                   predictor: str = "{predictor}") -> str:
         """One file (samples.parquet, metrics.json) of a reference predictor."""
         return f"{self.root}/reference/{split}/{proposer}/{subset}/{predictor}/{name}"
+
+    def reference_ego2exo(self, name: str, split: str = "{split}", proposer: str = "{proposer}",
+                          subset: str = "{subset}", predictor: str = "{predictor}") -> str:
+        """One file of a reference predictor in the ego->exo direction (on the exo proposals)."""
+        return self.reference(name, f"ego2exo/{split}", proposer, subset, predictor)
 
     # report, logs, benchmarks
     def report(self) -> str:

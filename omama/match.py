@@ -102,7 +102,7 @@ def match(*, experiment: str, exo: str | Path, mask: str | Path, ego: str | Path
         pred_json = tmp / "predictions.json"
         predict_experiment(split_table=tmp / "split.parquet", subset="test", annotations=[str(frames / "annotation.json")], proposals=[str(proposals)],
                            features=[str(store)], images=None, model_path=head, backbone_cfg=backbone_cfg, mode="pre-extracted", predictions_out=pred_json,
-                           ground_truth_out=tmp / "ground_truth.json", samples_out=tmp / "samples.parquet")
+                           ground_truth_out=tmp / "ground_truth.json", samples_out=tmp / "samples.parquet", direction="exo2ego")
         result = read_json(pred_json, "predictions")["exo-ego"]["results"][PAIR]["masks"][OBJECT]
         entry = result[f"{CAMS['exo']}_{CAMS[EGO]}"][str(FRAME)]
     ego_rgb = load_photo(Path(ego), PAIR, EGO)

@@ -1,4 +1,4 @@
-"""The official Ego-Exo4D correspondence metrics (Exo->Ego), as the challenge evaluator computes them,
+"""The official Ego-Exo4D correspondence metrics (Exo->Ego and Ego->Exo), as the challenge evaluators compute them,
 with percentile-bootstrap confidence intervals over takes.
 
 Bootstrap: the independent unit is the take (frames, objects and cameras of one take are
@@ -118,6 +118,78 @@ def ego_camera(cams, **context) -> str | None:
 
 
 def score_submission(predictions: dict, ground_truth: dict) -> pd.DataFrame:
+    """One row per scored frame of either direction's submission (see ``score_exoego`` and ``score_egoexo``)."""
+    if "ego-exo" in predictions:
+        return score_egoexo(predictions, ground_truth)
+    return score_exoego(predictions, ground_truth)
+
+
+def score_egoexo(predictions: dict, ground_truth: dict) -> pd.DataFrame:
+    """One row per scored ego->exo frame, as ``evaluate_egoexo.py`` scores them.
+
+    For each object with an ego (aria) camera key, each other (exo) camera key and each frame
+    with an ego mask: the frame is scored when it is among the exo camera's annotated frames;
+    the object is present (``exo_present``) when the exo camera has a mask there. A present
+    frame's GT is resized to the evaluation size (longer side 480, nearest) and the predicted
+    mask (a padded square, see :mod:`omama.direction`) has the padding removed by the official
+    ``remove_pad`` rule before IoU, boundary F and location are computed. A prediction exists
+    when its confidence is above 0.5.
+    """
+    from omama.direction import remove_pad
+
+    if "results" not in predictions["ego-exo"]:
+        raise ValueError("predictions lack the 'ego-exo' -> 'results' entry of the submission format")
+    results = predictions["ego-exo"]["results"]
+    rows, skipped = [], []
+    for take, ann in ground_truth["annotations"].items():
+        if take not in results:
+            raise KeyError(f"submission lacks {where(take=take)}")
+        for obj, cams in ann["masks"].items():
+            ego = ego_camera(cams, take=take, obj=obj)
+            if ego is None:
+                skipped.append(where(take=take, obj=obj))
+                continue
+            for exo, exo_masks in cams.items():
+                if exo == ego:
+                    continue
+                try:
+                    annotated = {int(f) for f in ann["annotated_frames"][obj][exo]}
+                except KeyError:
+                    raise KeyError(f"ground truth lacks annotated_frames of {where(take=take, obj=obj, cam=exo)}") from None
+                for frame in cams[ego]:
+                    if int(frame) not in annotated:
+                        continue
+                    ctx = dict(take=take, obj=obj, cam=exo, frame=frame)
+                    try:
+                        pred = results[take]["masks"][obj][f"{ego}_{exo}"][str(frame)]
+                    except KeyError:
+                        raise KeyError(f"submission lacks a prediction for {where(**ctx)}") from None
+                    confidence = float(pred["confidence"])
+                    row = dict(take_uid=take, object=obj, exo_cam=exo, ego_cam=ego, frame=int(frame),
+                               exo_present=frame in exo_masks, confidence=confidence, pred_exists=confidence > 0.5,
+                               iou=np.nan, shape=np.nan, location=np.nan)
+                    if row["exo_present"]:
+                        gt = eval_mask(exo_masks[frame])
+                        pm = remove_pad(decode_rle(pred["pred_mask"]), gt.shape)
+                        if pm.shape != gt.shape:
+                            raise ValueError(f"predicted mask without its padding is {pm.shape}, the evaluation size is "
+                                             f"{gt.shape}, for {where(**ctx)}")
+                        row["iou"], row["shape"], row["location"] = score_masks(pm, gt)
+                    rows.append(row)
+    if skipped:
+        log.warning("%d object(s) skipped, no ego camera key in their ground-truth masks: %s", len(skipped), "; ".join(skipped))
+    columns = ["take_uid", "object", "exo_cam", "ego_cam", "frame", "exo_present", "confidence", "pred_exists", "iou", "shape", "location"]
+    frames = pd.DataFrame(rows, columns=columns)
+    frames.attrs["skipped_objects"] = skipped
+    return frames
+
+
+def present(frames: pd.DataFrame) -> pd.Series:
+    """Whether the destination view has the object, per scored frame (``exo_present`` in ego->exo tables)."""
+    return frames["exo_present" if "exo_present" in frames.columns else "ego_present"].astype(bool)
+
+
+def score_exoego(predictions: dict, ground_truth: dict) -> pd.DataFrame:
     """One row per scored frame (official rule: exo mask exists and the frame is ego-annotated).
 
     Like the official evaluator, an object whose ground-truth masks lack an ego camera key
@@ -224,18 +296,18 @@ def resample_metrics(frames: pd.DataFrame, counts: np.ndarray) -> dict[str, np.n
     takes = pd.Index(sorted(frames["take_uid"].unique()))
     if counts.shape[1] != len(takes):
         raise ValueError(f"{counts.shape[1]} draw columns for {len(takes)} takes")
-    present = frames["ego_present"].to_numpy(bool)
+    present_ = present(frames).to_numpy()
     predicted = frames["pred_exists"].to_numpy(bool)
     codes = takes.get_indexer(frames["take_uid"])
 
     def per_take(mask, w=None):
         return np.bincount(codes[mask], weights=None if w is None else w[mask], minlength=len(takes)).astype(float)
 
-    n_present = per_take(present)
-    out = {key: ratio(counts, per_take(present, frames[col].to_numpy(float)), n_present)
+    n_present = per_take(present_)
+    out = {key: ratio(counts, per_take(present_, frames[col].to_numpy(float)), n_present)
            for key, col in CI_COLUMNS.items()}
-    tp, fn = (counts @ per_take(present & c) for c in (predicted, ~predicted))
-    tn, fp = (counts @ per_take(~present & c) for c in (~predicted, predicted))
+    tp, fn = (counts @ per_take(present_ & c) for c in (predicted, ~predicted))
+    tn, fp = (counts @ per_take(~present_ & c) for c in (~predicted, predicted))
     with np.errstate(divide="ignore", invalid="ignore"):
         # scikit-learn's balanced accuracy: the mean of the per-class recalls, classes in order (absent, present)
         bal = (tn / (tn + fp) + tp / (tp + fn)) / 2
@@ -258,21 +330,22 @@ def confidence_intervals(frames: pd.DataFrame, bootstrap: Bootstrap) -> dict:
 def summarise(frames: pd.DataFrame, *, bootstrap: Bootstrap | None = None) -> dict:
     """Micro-averaged metrics over scored frames (IoU, shape, location over present frames); with
     ``bootstrap``, their confidence intervals over takes (see the module docstring)."""
-    present = frames[frames["ego_present"].astype(bool)]
+    is_present = present(frames)
+    present_frames = frames[is_present]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         bal = (
-            float(balanced_accuracy_score(frames["ego_present"].astype(bool), frames["pred_exists"].astype(bool)))
+            float(balanced_accuracy_score(is_present, frames["pred_exists"].astype(bool)))
             if len(frames) else float("nan")
         )
-    mean = lambda c: float(present[c].mean()) if len(present) else float("nan")
+    mean = lambda c: float(present_frames[c].mean()) if len(present_frames) else float("nan")
     return {
         "iou": mean("iou"),
-        "iou_std": float(present["iou"].std(ddof=0)) if len(present) else float("nan"),
+        "iou_std": float(present_frames["iou"].std(ddof=0)) if len(present_frames) else float("nan"),
         "shape_acc": mean("shape"),
         "location_score": mean("location"),
         "existence_balanced_acc": bal,
-        "n_present": int(len(present)),
+        "n_present": int(len(present_frames)),
         "n_total": int(len(frames)),
         "protocol": PROTOCOL,
         **(confidence_intervals(frames, bootstrap) if bootstrap is not None else {}),

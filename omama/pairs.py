@@ -1,4 +1,9 @@
-"""Exo->ego pairs: one row per (take, object, exo camera, frame) with an exo mask."""
+"""Pairs of both directions: one row per (direction, take, object, exo camera, frame).
+
+exo2ego rows have a (non-empty) exo mask at a frame the ego camera annotated; ego2exo rows a
+(non-empty) ego mask at a frame the exo camera annotated (the official ``evaluate_egoexo.py``
+rule). ``ego_present`` / ``exo_present`` say whether each view has a mask there.
+"""
 
 from __future__ import annotations
 
@@ -11,10 +16,12 @@ from omama.io import read_json, write_json, write_parquet
 from omama.masks import rle_area
 
 COLUMNS = ["take_uid", "take_name", "scenario", "parent_scenario", "annotation_split", "object", "label",
-           "ego_cam", "exo_cam", "frame", "ego_present", "exo_area", "ego_area"]
+           "ego_cam", "exo_cam", "frame", "ego_present", "exo_area", "ego_area", "direction", "exo_present"]
 NOT_IN_EGO = "exo mask at a frame not annotated in the ego camera"
 MASK_SKIPPED = "mask skipped at extraction (listed in annotation.json)"
 EMPTY_EXO = "empty exo mask (no source object to match)"
+NOT_IN_EXO = "ego mask at a frame not annotated in the exo camera"
+EMPTY_EGO = "empty ego mask (no source object to match)"
 
 
 def object_label(name: str) -> str:
@@ -51,23 +58,62 @@ def take_pairs(annotation: dict, annotation_split: str) -> tuple[list[dict], Cou
                     "annotation_split": annotation_split, "object": obj, "label": object_label(obj),
                     "ego_cam": ego, "exo_cam": exo, "frame": frame, "ego_present": ego_rle is not None,
                     "exo_area": exo_area, "ego_area": rle_area(ego_rle) if ego_rle is not None else 0,
+                    "direction": "exo2ego", "exo_present": True,
+                })
+    return rows, skipped
+
+
+def take_pairs_ego2exo(annotation: dict, annotation_split: str) -> tuple[list[dict], Counter]:
+    """Ego->exo pairs of one take: a non-empty ego mask at a frame the exo camera annotated, for
+    each exo camera (the exo mask may be missing: the object is absent there)."""
+    rows, skipped = [], Counter()
+    ego = annotation["ego_cam"]
+    for obj, per_cam in sorted(annotation["masks"].items()):
+        for exo in annotation["exo_cams"]:
+            exo_frames = set(annotation["annotated_frames"].get(obj, {}).get(exo, []))
+            exo_masks = per_cam.get(exo, {})
+            for key, rle in sorted(per_cam.get(ego, {}).items(), key=lambda kv: int(kv[0])):
+                frame = int(key)
+                if frame not in exo_frames:
+                    skipped[NOT_IN_EXO] += 1
+                    continue
+                ego_area = rle_area(rle)
+                if ego_area == 0:
+                    skipped[EMPTY_EGO] += 1
+                    continue
+                exo_rle = exo_masks.get(key)
+                rows.append({
+                    "take_uid": annotation["take_uid"], "take_name": annotation["take_name"],
+                    "scenario": annotation["scenario"], "parent_scenario": annotation["parent_scenario"],
+                    "annotation_split": annotation_split, "object": obj, "label": object_label(obj),
+                    "ego_cam": ego, "exo_cam": exo, "frame": frame, "ego_present": True,
+                    "exo_area": rle_area(exo_rle) if exo_rle is not None else 0, "ego_area": ego_area,
+                    "direction": "ego2exo", "exo_present": exo_rle is not None,
                 })
     return rows, skipped
 
 
 def build_pairs(annotation_paths: list[str], takes_index: str) -> tuple[pd.DataFrame, dict]:
-    """All takes' pairs (sorted, typed) and a summary with the counts of what was left out."""
+    """All takes' pairs of both directions (sorted, typed) and a summary with the counts of what was
+    left out: exo2ego's at the top level, ego2exo's under ``"ego2exo"``."""
     splits = {r["take_uid"]: r["annotation_split"] for r in read_json(takes_index, "take index")}
     rows, skipped = [], Counter({NOT_IN_EGO: 0, MASK_SKIPPED: 0, EMPTY_EXO: 0})
+    skipped_e2x = Counter({NOT_IN_EXO: 0, EMPTY_EGO: 0})
     for path in sorted(annotation_paths):
         annotation = read_json(path, "annotation")
-        take_rows, take_skipped = take_pairs(annotation, splits[annotation["take_uid"]])
-        rows += take_rows
+        split = splits[annotation["take_uid"]]
+        take_rows, take_skipped = take_pairs(annotation, split)
+        e2x_rows, e2x_skipped = take_pairs_ego2exo(annotation, split)
+        rows += take_rows + e2x_rows
         skipped.update(take_skipped)
+        skipped_e2x.update(e2x_skipped)
         skipped[MASK_SKIPPED] += len(annotation.get("skipped", []))
     df = pd.DataFrame(rows, columns=COLUMNS).astype(
-        {"frame": "int64", "ego_present": "bool", "exo_area": "int64", "ego_area": "int64"})
-    df = df.sort_values(["take_uid", "object", "exo_cam", "frame"], kind="stable").reset_index(drop=True)
+        {"frame": "int64", "ego_present": "bool", "exo_area": "int64", "ego_area": "int64", "exo_present": "bool"})
+    df = df.sort_values(["direction", "take_uid", "object", "exo_cam", "frame"], ascending=[False, True, True, True, True],
+                        kind="stable").reset_index(drop=True)
+    e2x = df[df["direction"] == "ego2exo"]
+    df_all, df = df, df[df["direction"] == "exo2ego"]
     summary = {
         "pairs": len(df), "takes": int(df["take_uid"].nunique()), "objects": int(df.groupby("take_uid")["object"].nunique().sum()),
         "labels": int(df["label"].nunique()), "ego_present": int(df["ego_present"].sum()),
@@ -75,8 +121,12 @@ def build_pairs(annotation_paths: list[str], takes_index: str) -> tuple[pd.DataF
         # An empty ego mask is a mask: present, as the official evaluator counts it (its key exists).
         "ego_present_empty_mask": int((df["ego_present"] & (df["ego_area"] == 0)).sum()),
         "skipped": dict(sorted(skipped.items())),
+        "ego2exo": {"pairs": len(e2x), "exo_present": int(e2x["exo_present"].sum()),
+                    "exo_absent": int((~e2x["exo_present"]).sum()),
+                    "exo_present_empty_mask": int((e2x["exo_present"] & (e2x["exo_area"] == 0)).sum()),
+                    "skipped": dict(sorted(skipped_e2x.items()))},
     }
-    return df, summary
+    return df_all, summary
 
 
 def write_pairs(annotation_paths: list[str], takes_index: str, pairs_out: str, summary_out: str) -> dict:

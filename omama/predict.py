@@ -1,6 +1,7 @@
-"""Exo->ego predictions in the official submission format, and the reference predictors.
+"""Predictions in the official submission format of either direction (exo->ego: ``exo-ego``;
+ego->exo: ``ego-exo``, see :mod:`omama.direction`), and the reference predictors.
 
-Every proposal of the ego frame is a candidate; the best cosine wins and its sigmoid is the
+Every proposal of the destination frame is a candidate; the best cosine wins and its sigmoid is the
 confidence (``existence: similarity``; with ``existence: head`` the confidence is the calibrated
 presence probability of the visibility MLP, see ``omama.existence``). A frame without proposals predicts an empty mask with confidence 0
 (``n_candidates == 0`` in samples.parquet).
@@ -16,6 +17,7 @@ import torch
 from tqdm import tqdm
 
 from omama.dataset import batch_features, feature_inputs
+from omama.direction import Direction, pad_square
 from omama.existence import Calibration
 from omama.experiment import Setup, build_head, setup
 from omama.io import write_json, write_parquet
@@ -36,26 +38,29 @@ SAMPLE_COLUMNS = ["take_uid", "object", "exo_cam", "ego_cam", "frame", "split", 
 class ModelChooser:
     """Scores every proposal of a frame for each source mask of that frame with the head.
 
+
     The confidence is the sigmoid of the best cosine (``existence`` None: the published rule) or, with
     an existence ``Calibration``, the calibrated ``mlp_visible`` presence probability; the sigmoid of
     the best cosine is then kept in ``self.similarity`` by (take, object, exo camera, frame).
     """
 
-    def __init__(self, head: MatchingHead, setup: Setup, existence: Calibration | None = None):
+    def __init__(self, head: MatchingHead, setup: Setup, existence: Calibration | None = None, *, direction: str):
         self.head, self.setup, self.existence = head, setup, existence
+        self.direction = Direction(direction)
         self.similarity: dict[tuple, float] = {}
 
     def match(self, td: TakeData, rows: pd.DataFrame, frame: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Cosine scores (B, N) of the frame's proposals for each row, and the projected descriptors
         of the sources (B, D) and of the candidates (B, N, D)."""
-        s = self.setup
-        ego_size, exo_size = s.geometry.input_size["ego"], s.geometry.input_size["exo"]
-        cand = torch.from_numpy(td.proposal_masks(frame, ego_size))[None]
-        src_masks = torch.stack([torch.from_numpy(td.source_mask(r.object, r.exo_cam, frame, exo_size))[None]
-                                 for r in rows.itertuples()])
+        s, d = self.setup, self.direction
+        src_size = s.geometry.input_size[d.src_view]
+        dst_cam = rows[d.dst_col].iloc[0]
+        cand = torch.from_numpy(td.proposal_masks(frame, s.geometry.input_size[d.dst_view], dst_cam))[None]
+        src_masks = torch.stack([torch.from_numpy(td.source_mask(r.object, c, frame, src_size))[None]
+                                 for r, c in zip(rows.itertuples(), rows[d.src_col])])
         takes = rows.take_uid.tolist()
-        batch = {**feature_inputs(s.corpus, "src", takes, rows.exo_cam.tolist(), [frame] * len(rows), s.stored),
-                 **feature_inputs(s.corpus, "dst", takes[:1], rows.ego_cam.tolist()[:1], [frame], s.stored)}
+        batch = {**feature_inputs(s.corpus, "src", takes, rows[d.src_col].tolist(), [frame] * len(rows), s.stored),
+                 **feature_inputs(s.corpus, "dst", takes[:1], [dst_cam], [frame], s.stored)}
         src_feat, dst_feat = batch_features(batch, s.backbone)
         device = next(self.head.parameters()).device
         with torch.no_grad():
@@ -82,15 +87,18 @@ class ReferenceChooser:
     They always claim the object is present (confidence 1).
     """
 
-    def __init__(self, predictor: str, seed: int = 0):
+    def __init__(self, predictor: str, seed: int = 0, *, direction: str):
         if predictor not in REFERENCES:
             raise ValueError(f"unknown reference predictor {predictor!r}; known: {REFERENCES}")
         self.predictor = predictor
         self.rng = np.random.default_rng(seed)
+        self.direction = Direction(direction)
 
     def __call__(self, td: TakeData, rows: pd.DataFrame, frame: int) -> tuple[np.ndarray, np.ndarray]:
-        props = td.proposals(frame)
-        masks = td.proposal_masks(frame, (props.height, props.width))
+        d = self.direction
+        dst_cam = rows[d.dst_col].iloc[0]
+        props = td.proposals(frame, dst_cam)
+        masks = td.proposal_masks(frame, (props.height, props.width), dst_cam)
         n = len(masks)
         if self.predictor == "random":
             idx = self.rng.integers(0, n, size=len(rows))
@@ -99,8 +107,8 @@ class ReferenceChooser:
         else:
             rel = centroids(masks) / np.array([props.width, props.height])
             idx = []
-            for r in rows.itertuples():
-                src = td.source_mask(r.object, r.exo_cam, frame)
+            for r, src_cam in zip(rows.itertuples(), rows[d.src_col]):
+                src = td.source_mask(r.object, src_cam, frame)
                 s = centroids(src[None])[0] / np.array([src.shape[1], src.shape[0]])
                 d = np.nan_to_num(np.linalg.norm(rel - s, axis=1), nan=np.inf)
                 idx.append(int(d.argmin()))
@@ -109,34 +117,43 @@ class ReferenceChooser:
 
 
 def run_predictions(rows: pd.DataFrame, corpus: Corpus, chooser, desc: str = "predict") -> tuple[dict, dict, pd.DataFrame]:
-    """(submission, ground truth, samples) for ``rows`` of a split table."""
+    """(submission, ground truth, samples) for ``rows`` of a split table, in the chooser's direction.
+
+    The ground truth holds, per object, the source masks of the rows and the destination masks
+    at those frames, and the annotated frames of both cameras: exactly what the official
+    evaluator of the direction reads (the destination camera's key is kept even without masks,
+    since the evaluator iterates over the keys it finds).
+    """
+    d = chooser.direction
     results, annotations, extra = {}, {}, []
-    groups = rows.groupby(["take_uid", "ego_cam", "frame"], sort=False)
-    for (take, ego_cam, frame), g in tqdm(groups, desc=desc, mininterval=5):
+    groups = rows.groupby(["take_uid", d.dst_col, "frame"], sort=False)
+    for (take, dst_cam, frame), g in tqdm(groups, desc=desc, mininterval=5):
         td = corpus[take]
         frame = int(frame)
-        size = eval_size(*td.native_size(ego_cam))
-        props = td.proposals(frame)
+        size = eval_size(*td.native_size(dst_cam))
+        props = td.proposals(frame, dst_cam)
         n = 0 if props is None else len(props)
         if n:
             idx, conf = chooser(td, g, frame)
         else:
             idx, conf = np.full(len(g), -1), np.zeros(len(g))
-        cands = td.proposal_masks(frame, size)
+        cands = td.proposal_masks(frame, size, dst_cam)
         res = results.setdefault(take, {"masks": {}, "subsample_idx": td.annotation["subsample_idx"]})
         ann = annotations.setdefault(take, {"masks": {}, "subsample_idx": td.annotation["subsample_idx"], "annotated_frames": {}})
-        for r, i, c in zip(g.itertuples(), idx, conf):
+        for r, src_cam, i, c in zip(g.itertuples(), g[d.src_col], idx, conf):
             pred = cands[i] if i >= 0 else np.zeros(size, bool)
-            res["masks"].setdefault(r.object, {}).setdefault(f"{r.exo_cam}_{ego_cam}", {})[str(frame)] = {
+            if d.name == "ego2exo":
+                pred = pad_square(pred)
+            res["masks"].setdefault(r.object, {}).setdefault(d.mask_key(r.ego_cam, r.exo_cam), {})[str(frame)] = {
                 "pred_mask": encode_rle(pred), "confidence": float(c)}
             gt_cams = ann["masks"].setdefault(r.object, {})
-            gt_cams.setdefault(r.exo_cam, {})[str(frame)] = td.rle(r.object, r.exo_cam, frame)
-            ego_rle = td.rle(r.object, ego_cam, frame)
-            ego_masks = gt_cams.setdefault(ego_cam, {})  # kept even when empty: the official evaluator skips an object without it
+            gt_cams.setdefault(src_cam, {})[str(frame)] = td.rle(r.object, src_cam, frame)
+            dst_rle = td.rle(r.object, dst_cam, frame)
+            dst_masks = gt_cams.setdefault(dst_cam, {})  # kept even when empty: the official evaluator skips an object without it
             best = np.nan
-            if ego_rle is not None:
-                ego_masks[str(frame)] = ego_rle
-                gt = td.mask(r.object, ego_cam, frame, size)
+            if dst_rle is not None:
+                dst_masks[str(frame)] = dst_rle
+                gt = td.mask(r.object, dst_cam, frame, size)
                 if n:
                     inter = (cands & gt).reshape(n, -1).sum(1)
                     union = (cands | gt).reshape(n, -1).sum(1)
@@ -144,49 +161,56 @@ def run_predictions(rows: pd.DataFrame, corpus: Corpus, chooser, desc: str = "pr
                 else:
                     best = 0.0
             af = td.annotation["annotated_frames"][r.object]
-            ann["annotated_frames"].setdefault(r.object, {})[ego_cam] = af[ego_cam]
+            ann["annotated_frames"].setdefault(r.object, {})[r.ego_cam] = af[r.ego_cam]
             ann["annotated_frames"][r.object][r.exo_cam] = af[r.exo_cam]
             extra.append({"take_uid": take, "object": r.object, "exo_cam": r.exo_cam, "frame": frame,
                           "chosen": int(i), "best_possible_iou": best, "n_candidates": n})
-    submission = {"exo-ego": {"version": "xx", "challenge": "correspondence", "results": results}}
+    submission = {d.submission_key: {"version": "xx", "challenge": "correspondence", "results": results}}
     ground_truth = {"version": "xx", "challenge": "correspondence", "annotations": annotations}
     frames = score_submission(submission, ground_truth)
     if len(frames) != len(rows):
         raise AssertionError(f"{len(frames)} scored frames for {len(rows)} split rows")
     keys = ["take_uid", "object", "exo_cam", "frame"]
-    info = rows[keys + ["split", "scenario", "label", "ego_area", "ego_present"]].rename(columns={"ego_present": "split_present"})
+    info = rows[keys + ["split", "scenario", "label", "ego_area", *(["exo_area"] if d.name == "ego2exo" else []), d.present]].rename(columns={d.present: "split_present"})
     samples = frames.merge(pd.DataFrame(extra), on=keys).merge(info, on=keys)
-    if (samples["split_present"] != samples["ego_present"]).any():
-        raise AssertionError("ego presence in the split table disagrees with the ground truth")
+    if (samples["split_present"] != samples[d.present]).any():
+        raise AssertionError(f"{d.dst_view} presence in the split table disagrees with the ground truth")
     none = int((samples["n_candidates"] == 0).sum())
     if none:
         log.warning("%d samples had no proposals: empty mask, confidence 0", none)
-    return submission, ground_truth, samples[SAMPLE_COLUMNS]
+    return submission, ground_truth, samples[sample_columns(d)]
 
 
-def evaluated_rows(split_table, subset: str) -> pd.DataFrame:
-    """The rows of ``subset``; an empty subset is an error (the split stage normally catches it first)."""
-    rows = subset_rows(split_table, subset)
+def sample_columns(direction: Direction) -> list[str]:
+    """samples.parquet's columns: ego2exo tables have ``exo_present`` (and ``exo_area``) in place of ``ego_present``."""
+    if direction.name == "exo2ego":
+        return SAMPLE_COLUMNS
+    return [{"ego_present": "exo_present"}.get(c, c) for c in SAMPLE_COLUMNS] + ["exo_area"]
+
+
+def evaluated_rows(split_table, subset: str, *, direction: str) -> pd.DataFrame:
+    """The rows of ``subset`` in ``direction``; an empty subset is an error (the split stage normally catches it first)."""
+    rows = subset_rows(split_table, subset, direction=direction)
     if rows.empty:
-        raise ValueError(f"subset {subset!r} of {split_table} is empty: nothing to predict or score; change "
+        raise ValueError(f"subset {subset!r} ({direction}) of {split_table} is empty: nothing to predict or score; change "
                          f"split.ratios or select more takes, or remove {subset!r} from evaluate.subsets")
     return rows
 
 
 def predict_experiment(*, split_table, subset: str, annotations, proposals, features, images, model_path,
                        backbone_cfg: dict, mode: str, predictions_out, ground_truth_out, samples_out,
-                       calibration=None) -> dict:
+                       direction: str, exo_proposals=None, calibration=None) -> dict:
     """Predict ``subset`` with a trained head; write the submission, ground truth and samples.
 
     With ``calibration`` (the existence head's calibration.json; ``model_path`` then holds the
     trained ``mlp_visible``) the confidence is the calibrated presence probability, and the samples
     gain a ``similarity`` column: the published confidence (sigmoid of the best cosine)."""
-    rows = evaluated_rows(split_table, subset)
+    rows = evaluated_rows(split_table, subset, direction=direction)
     s = setup(annotations=annotations, proposals=proposals, features=features, images=images,
-              backbone_cfg=backbone_cfg, on_the_fly=mode == "on-the-fly")
-    head = build_head(s.geometry, model_path).to(s.device).eval()
+              backbone_cfg=backbone_cfg, on_the_fly=mode == "on-the-fly", exo_proposals=exo_proposals)
+    head = build_head(s.geometry, model_path, direction=direction).to(s.device).eval()
     existence = None if calibration is None else Calibration.load(calibration)
-    chooser = ModelChooser(head, s, existence)
+    chooser = ModelChooser(head, s, existence, direction=direction)
     sub, gt, samples = run_predictions(rows, s.corpus, chooser, desc=f"predict {subset}")
     if existence is not None:  # frames without proposals: no cosine, confidence 0 either way
         keys = zip(samples.take_uid, samples.object, samples.exo_cam, samples.frame)
@@ -200,11 +224,13 @@ def predict_experiment(*, split_table, subset: str, annotations, proposals, feat
 
 
 def predict_reference(*, split_table, subset: str, annotations, proposals, predictor: str, seed: int,
-                      samples_out, metrics_out, bootstrap: Bootstrap | None = None) -> dict:
+                      samples_out, metrics_out, bootstrap: Bootstrap | None = None, direction: str,
+                      exo_proposals=None) -> dict:
     """A reference predictor on the same candidates; samples + metrics (official evaluator)."""
-    rows = evaluated_rows(split_table, subset)
-    corpus = Corpus(annotations, proposals)
-    _, _, samples = run_predictions(rows, corpus, ReferenceChooser(predictor, seed), desc=f"{predictor} {subset}")
+    rows = evaluated_rows(split_table, subset, direction=direction)
+    corpus = Corpus(annotations, proposals, exo_proposals=exo_proposals)
+    chooser = ReferenceChooser(predictor, seed, direction=direction)
+    _, _, samples = run_predictions(rows, corpus, chooser, desc=f"{predictor} {subset}")
     metrics = summarise(samples, bootstrap=bootstrap)
     write_parquet(samples_out, samples)
     write_json(metrics_out, metrics, indent=1)

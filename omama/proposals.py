@@ -1,4 +1,4 @@
-"""Class-agnostic mask proposals for the ego frames of a take, and their recall.
+"""Class-agnostic mask proposals for the ego (or exo) frames of a take, and their recall.
 
 Two proposers (``config["proposers"][name]["kind"]``):
 - ``fastsam``: Ultralytics FastSAM in segment-everything mode, every mask kept.
@@ -60,14 +60,26 @@ class ProposalSet:
 
 
 def load_proposals(path) -> dict[int, ProposalSet]:
-    """``{frame: ProposalSet}`` of a proposals parquet; processed frames without proposals map to empty sets."""
+    """``{frame: ProposalSet}`` of an ego proposals parquet; processed frames without proposals map to empty sets."""
     df = pd.read_parquet(path)
+    return _by_frame(df, df.attrs.get("image_size"), df.attrs.get("frames", []), path)
+
+
+def load_camera_proposals(path) -> dict[str, dict[int, ProposalSet]]:
+    """``{camera: {frame: ProposalSet}}`` of an exo proposals parquet (``view="exo"``)."""
+    df = pd.read_parquet(path)
+    if "camera" not in df.columns or "cameras" not in df.attrs:
+        raise ValueError(f"proposals file {path} is not a per-camera (exo) proposals file")
+    return {cam: _by_frame(df[df["camera"] == cam], a["image_size"], a["frames"], f"{path} (camera {cam!r})")
+            for cam, a in df.attrs["cameras"].items()}
+
+
+def _by_frame(df: pd.DataFrame, size, frames, path) -> dict[int, ProposalSet]:
     missing = set(PROPOSAL_COLUMNS) - set(df.columns)
     if missing:
         raise ValueError(f"proposals file {path} lacks columns {sorted(missing)}")
-    size = df.attrs.get("image_size")
     out = {int(f): ProposalSet(int(size[0]), int(size[1]), [], np.zeros((0, 4), np.float32), np.zeros(0, np.float32))
-           for f in df.attrs.get("frames", [])} if size else {}
+           for f in frames} if size else {}
     for frame, g in df.sort_values(["frame", "proposal"]).groupby("frame", sort=True):
         sizes = sorted(set(zip(g["height"].astype(int), g["width"].astype(int))))
         if len(sizes) != 1:
@@ -184,25 +196,16 @@ def make_proposer(cfg: dict, device: str | None = None):
     raise ValueError(f"unknown proposer kind {kind!r}; use classical or fastsam")
 
 
-def propose_take(*, annotation_json, images_dir, out_proposals, out_recall, proposer_cfg: dict,
-                 device: str | None = None) -> dict:
-    """Proposals for every ego frame in ``subsample_idx`` of one take, and their recall of the GT ego masks.
-
-    Recall rows: one per GT ego mask at a processed frame (objects absent from the ego view
-    have no mask and no row); the GT is resized nearest to the processed frame size, where
-    ``gt_area`` is counted and ``best_iou`` is the highest IoU any proposal reaches (0 with none).
-    """
-    annotation = read_json(annotation_json, "annotation")
-    take, cam = annotation["take_uid"], annotation["ego_cam"]
-    frames = sorted(int(f) for f in annotation["subsample_idx"])
-    proposer = make_proposer(proposer_cfg, device)
+def _propose_camera(annotation: dict, images_dir, cam: str, frames: list[int], proposer) -> tuple[list, list, tuple | None]:
+    """Proposal rows and recall rows (see ``propose_take``) of one camera's frames, and its frame size."""
+    take = annotation["take_uid"]
     rows, recall, size = [], [], None
-    for frame in tqdm(frames, desc=f"proposals {take}", mininterval=5):
+    for frame in tqdm(frames, desc=f"proposals {take} {cam}", mininterval=5):
         image = load_frame(Path(images_dir) / cam / f"{frame}.jpg", take, cam, frame)
         H, W = image.shape[:2]
         size = size or (H, W)
         if (H, W) != size:
-            raise ValueError(f"ego frame {frame} of take {take!r} (camera {cam!r}) is {H}x{W}, others {size}")
+            raise ValueError(f"frame {frame} of take {take!r} (camera {cam!r}) is {H}x{W}, others {size}")
         masks, scores = proposer(image)
         rles = _rles(masks)
         for i, (m, s) in enumerate(zip(masks, scores)):
@@ -219,16 +222,52 @@ def propose_take(*, annotation_json, images_dir, out_proposals, out_recall, prop
                                  f"frame {frame}: {e}") from e
             iou = mask_iou(_rles([gt]), rles)
             recall.append((take, obj, frame, int(gt.sum()), float(iou.max()) if iou.size else 0.0, len(rles)))
-    df = pd.DataFrame(rows, columns=PROPOSAL_COLUMNS).astype(
-        {"frame": "int64", "proposal": "int32", "height": "int32", "width": "int32", "x": "int32", "y": "int32",
-         "w": "int32", "h": "int32", "score": "float32", "area": "int64"})
-    df.attrs = {"take_uid": take, "frames": frames, "image_size": list(size) if size else None,
-                "proposer": proposer_cfg["kind"]}
+    return rows, recall, size
+
+
+PROPOSAL_TYPES = {"frame": "int64", "proposal": "int32", "height": "int32", "width": "int32", "x": "int32", "y": "int32",
+                  "w": "int32", "h": "int32", "score": "float32", "area": "int64"}
+RECALL_TYPES = {"frame": "int64", "gt_area": "int64", "best_iou": "float64", "n_proposals": "int64"}
+
+
+def propose_take(*, annotation_json, images_dir, out_proposals, out_recall, proposer_cfg: dict,
+                 device: str | None = None, view: str = "ego") -> dict:
+    """Proposals for every frame in ``subsample_idx`` of one take's ego camera (``view="ego"``) or
+    of each of its exo cameras (``view="exo"``, for the ego->exo direction), and their recall of
+    the GT masks of that view.
+
+    Recall rows: one per GT mask at a processed frame (objects absent from the view have no
+    mask and no row); the GT is resized nearest to the processed frame size, where
+    ``gt_area`` is counted and ``best_iou`` is the highest IoU any proposal reaches (0 with none).
+    Exo files add a ``camera`` column to both tables, and their attrs hold per camera its
+    frames and image size (see :func:`load_camera_proposals`).
+    """
+    if view not in ("ego", "exo"):
+        raise ValueError(f"proposal view must be 'ego' or 'exo', got {view!r}")
+    annotation = read_json(annotation_json, "annotation")
+    take = annotation["take_uid"]
+    frames = sorted(int(f) for f in annotation["subsample_idx"])
+    proposer = make_proposer(proposer_cfg, device)
+    cams = [annotation["ego_cam"]] if view == "ego" else list(annotation["exo_cams"])
+    tables, recalls, attrs = [], [], {}
+    for cam in cams:
+        rows, recall, size = _propose_camera(annotation, images_dir, cam, frames, proposer)
+        df = pd.DataFrame(rows, columns=PROPOSAL_COLUMNS).astype(PROPOSAL_TYPES)
+        rec = pd.DataFrame(recall, columns=RECALL_COLUMNS).astype(RECALL_TYPES)
+        if view == "exo":
+            df.insert(0, "camera", cam)
+            rec.insert(1, "camera", cam)
+        tables.append(df)
+        recalls.append(rec)
+        attrs[cam] = {"frames": frames, "image_size": list(size) if size else None}
+    df, rec = pd.concat(tables, ignore_index=True), pd.concat(recalls, ignore_index=True)
+    if view == "ego":
+        df.attrs = {"take_uid": take, **attrs[cams[0]], "proposer": proposer_cfg["kind"]}
+    else:
+        df.attrs = {"take_uid": take, "cameras": attrs, "proposer": proposer_cfg["kind"]}
     write_parquet(out_proposals, df)
-    rec = pd.DataFrame(recall, columns=RECALL_COLUMNS).astype(
-        {"frame": "int64", "gt_area": "int64", "best_iou": "float64", "n_proposals": "int64"})
     write_parquet(out_recall, rec)
-    summary = {"take_uid": take, "frames": len(frames), "proposals": len(df),
+    summary = {"take_uid": take, "view": view, "cameras": cams, "frames": len(frames), "proposals": len(df),
                "mean_best_iou": float(rec["best_iou"].mean()) if len(rec) else None}
     log.info("proposals of take %s: %s", take, summary)
     return summary

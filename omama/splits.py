@@ -78,7 +78,10 @@ def split_pairs(pairs: pd.DataFrame, strategy: str, ratios: list[float], seed: i
 
 
 def diagnostics(df: pd.DataFrame, strategy: str, ratios: list[float], seed: int) -> dict:
-    """Counts per split, per scenario and per ego presence, and object-label overlap between splits."""
+    """Counts per split, per scenario and per ego presence, and object-label overlap between splits
+    (of the exo2ego pairs), and the ego2exo pairs per split and exo presence."""
+    e2x = df[df["direction"] == "ego2exo"] if "direction" in df else pd.DataFrame({"split": [], "exo_present": []})
+    df = df[df["direction"] == "exo2ego"] if "direction" in df else df
     per = {s: df[df["split"] == s] for s in SUBSETS}
     labels = {s: set(d["label"]) for s, d in per.items()}
     return {
@@ -92,6 +95,8 @@ def diagnostics(df: pd.DataFrame, strategy: str, ratios: list[float], seed: int)
         "per_ego_presence": {s: {"present": int(d["ego_present"].sum()), "absent": int((~d["ego_present"]).sum())}
                              for s, d in per.items()},
         "label_overlap": {f"{a}-{b}": sorted(labels[a] & labels[b]) for a, b in combinations(SUBSETS, 2)},
+        "ego2exo": {s: {"pairs": int((e2x["split"] == s).sum()),
+                        "exo_present": int(((e2x["split"] == s) & e2x["exo_present"]).sum())} for s in SUBSETS},
     }
 
 

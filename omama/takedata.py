@@ -13,10 +13,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from omama.direction import Direction
 from omama.features import FeatureStore
 from omama.io import load_frame, read_json, where
 from omama.masks import decode_rle, resize_mask
-from omama.proposals import ProposalSet, load_proposals
+from omama.proposals import ProposalSet, load_camera_proposals, load_proposals
 
 VIEWS = ("ego", "exo")
 
@@ -47,8 +48,10 @@ def by_take(paths) -> dict[str, str]:
 class TakeData:
     """Lazy access to one take: annotation masks, ego proposals, stored features or frame images."""
 
-    def __init__(self, annotation: str, proposals: str, features: str | None = None, images: str | None = None):
-        self.paths = {"annotation": annotation, "proposals": proposals, "features": features, "images": images}
+    def __init__(self, annotation: str, proposals: str, features: str | None = None, images: str | None = None,
+                 exo_proposals: str | None = None):
+        self.paths = {"annotation": annotation, "proposals": proposals, "features": features, "images": images,
+                      "exo_proposals": exo_proposals}
 
     @functools.cached_property
     def annotation(self) -> dict:
@@ -73,7 +76,7 @@ class TakeData:
         return m if size is None else resize_mask(m, *size)
 
     def source_mask(self, obj: str, cam: str, frame: int, size=None) -> np.ndarray:
-        """The exo (source) mask of a sample, which must exist."""
+        """The source mask of a sample (exo mask for exo2ego, ego mask for ego2exo), which must exist."""
         m = self.mask(obj, cam, frame, size)
         if m is None:
             raise ValueError(f"sample without a source mask: {where(self.take, obj, cam, frame)}")
@@ -86,13 +89,24 @@ class TakeData:
     def _proposals(self) -> dict[int, ProposalSet]:
         return load_proposals(self.paths["proposals"])
 
-    def proposals(self, frame: int) -> ProposalSet | None:
-        """The frame's proposals; None when the proposer stored nothing for it (counted as zero)."""
-        return self._proposals.get(int(frame))
+    @functools.cached_property
+    def _exo_proposals(self) -> dict[str, dict[int, ProposalSet]]:
+        if not self.paths["exo_proposals"]:
+            raise ValueError(f"no exo proposals given for take {self.take!r} (needed by the ego2exo direction)")
+        return load_camera_proposals(self.paths["exo_proposals"])
+
+    def proposals(self, frame: int, cam: str | None = None) -> ProposalSet | None:
+        """The frame's proposals in camera ``cam`` (default: the ego camera); None when the proposer
+        stored nothing for it (counted as zero)."""
+        if cam is None or cam == self.annotation["ego_cam"]:
+            return self._proposals.get(int(frame))
+        if cam not in self._exo_proposals:
+            raise ValueError(f"no exo proposals of camera {cam!r} in {self.paths['exo_proposals']} (take {self.take!r})")
+        return self._exo_proposals[cam].get(int(frame))
 
     @functools.lru_cache(maxsize=64)  # noqa: B019 (one TakeData per take and stage: the cache lives as long)
-    def proposal_masks(self, frame: int, size: tuple[int, int]) -> np.ndarray:
-        props = self.proposals(frame)
+    def proposal_masks(self, frame: int, size: tuple[int, int], cam: str | None = None) -> np.ndarray:
+        props = self.proposals(frame, cam)
         if props is None or len(props) == 0:
             return np.zeros((0, *size), bool)
         return props.masks(*size)
@@ -112,12 +126,13 @@ class TakeData:
 class Corpus:
     """All takes a stage reads, keyed by take uid."""
 
-    def __init__(self, annotations, proposals, features=None, images=None):
+    def __init__(self, annotations, proposals, features=None, images=None, exo_proposals=None):
         ann, props, feats, imgs = by_take(annotations), by_take(proposals), by_take(features), by_take(images)
+        exo = by_take(exo_proposals)
         missing = sorted(set(ann) - set(props))
         if missing:
             raise FileNotFoundError(f"no proposals file for takes {missing}")
-        self.takes = {t: TakeData(ann[t], props[t], feats.get(t), imgs.get(t)) for t in ann}
+        self.takes = {t: TakeData(ann[t], props[t], feats.get(t), imgs.get(t), exo.get(t)) for t in ann}
 
     def __getitem__(self, take: str) -> TakeData:
         if take not in self.takes:
@@ -137,8 +152,11 @@ class Corpus:
         return next(iter(found.values()))[0]
 
 
-def subset_rows(split_table, subset: str) -> pd.DataFrame:
-    """Rows of a split table (path or frame) assigned to ``subset``, in a fixed order."""
+def subset_rows(split_table, subset: str, *, direction: str) -> pd.DataFrame:
+    """Rows of a split table (path or frame) of ``direction`` assigned to ``subset``, in a fixed
+    order (a table without a direction column holds exo2ego rows)."""
     df = pd.read_parquet(split_table) if not isinstance(split_table, pd.DataFrame) else split_table
-    rows = df[df["split"] == subset].sort_values(["take_uid", "frame", "object", "exo_cam"], kind="stable")
+    Direction(direction)
+    keep = (df["split"] == subset) & ((df["direction"] == direction) if "direction" in df else direction == "exo2ego")
+    rows = df[keep].sort_values(["take_uid", "frame", "object", "exo_cam"], kind="stable")
     return rows.reset_index(drop=True)

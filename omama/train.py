@@ -35,12 +35,12 @@ def save_state(path, state: dict) -> None:
     save_torch(path, state)
 
 
-def validation_iou(head: MatchingHead, rows, s: Setup) -> float:
+def validation_iou(head: MatchingHead, rows, s: Setup, *, direction: str) -> float:
     """Mean IoU (official protocol) on the validation rows; NaN when there are none."""
     if len(rows) == 0:
         return float("nan")
     head.eval()
-    _, _, samples = run_predictions(rows, s.corpus, ModelChooser(head, s), desc="validate")
+    _, _, samples = run_predictions(rows, s.corpus, ModelChooser(head, s, direction=direction), desc="validate")
     return summarise(samples)["iou"]
 
 
@@ -73,7 +73,8 @@ def training_fingerprint(*, settings: dict, rows, val_rows, corpus: Corpus, init
     """Everything a training run reads, by part: settings, initial weights, the training and
     validation rows, and the annotation, proposals and features (or frames: on-the-fly) of their takes."""
     takes = sorted(set(rows["take_uid"]) | set(val_rows["take_uid"]))
-    parts = ("annotation", "proposals", "images" if settings["train"]["features"] == "on-the-fly" else "features")
+    parts = ("annotation", "proposals", "images" if settings["train"]["features"] == "on-the-fly" else "features",
+             *(("exo_proposals",) if settings["direction"] == "ego2exo" else ()))
     weights = settings["backbone"].get("weights")
     return {
         "settings": json.dumps(settings, sort_keys=True, default=str),
@@ -96,7 +97,7 @@ def fingerprint_changes(old: dict, new: dict) -> list[str]:
 
 def train_experiment(*, split_table, annotations, proposals, features, images, train_cfg: dict | None,
                      backbone_cfg: dict, proposer_cfg: dict | None, init_path, model_out, history_out, checkpoint_dir,
-                     stop_after_epochs: int | None = None) -> list[dict] | None:
+                     stop_after_epochs: int | None = None, direction: str, exo_proposals=None) -> list[dict] | None:
     """Train one experiment (or, with ``train_cfg`` None, write its initial weights as the model).
 
     Writes ``model_out`` (best-validation-IoU weights; the last epoch's when there is no
@@ -107,23 +108,23 @@ def train_experiment(*, split_table, annotations, proposals, features, images, t
     """
     tc = None if train_cfg is None else entry("train", train_cfg)  # the schema's defaults
     s = setup(annotations=annotations, proposals=proposals, features=features, images=images, backbone_cfg=backbone_cfg,
-              on_the_fly=tc is not None and tc["features"] == "on-the-fly")
+              on_the_fly=tc is not None and tc["features"] == "on-the-fly", exo_proposals=exo_proposals)
     device, corpus, geometry, backbone = s.device, s.corpus, s.geometry, s.backbone
-    head = build_head(geometry, init_path, INIT_SEED if tc is None else tc["seed"]).to(device)
+    head = build_head(geometry, init_path, INIT_SEED if tc is None else tc["seed"], direction=direction).to(device)
     if tc is None:
         with atomic_path(model_out) as tmp:
             torch.save(head.state_dict(), tmp)
         write_json(history_out, [])
         return []
 
-    rows, val_rows = subset_rows(split_table, "train"), subset_rows(split_table, "val")
+    rows, val_rows = (subset_rows(split_table, part, direction=direction) for part in ("train", "val"))
     if len(rows) == 0:
         raise ValueError(f"split table {split_table} has no training rows")
-    dataset = TrainingSet(rows, corpus, geometry, negatives=tc["negatives"], seed=tc["seed"], stored=s.stored)
+    dataset = TrainingSet(rows, corpus, geometry, negatives=tc["negatives"], seed=tc["seed"], stored=s.stored, direction=direction)
     steps = math.ceil(len(dataset) / tc["batch_size"])
     optimizer = torch.optim.AdamW(head.parameters(), lr=tc["lr"], weight_decay=tc["weight_decay"])
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=tc["epochs"] * steps, eta_min=tc["lr_min"])
-    fingerprint = training_fingerprint(settings={"train": tc, "backbone": backbone_cfg, "proposer": proposer_cfg},
+    fingerprint = training_fingerprint(settings={"train": tc, "backbone": backbone_cfg, "proposer": proposer_cfg, "direction": direction},
                                        rows=rows, val_rows=val_rows, corpus=corpus, init_path=init_path)
     torch.manual_seed(tc["seed"])
     history, best_iou, best_state, start = [], -math.inf, None, 0
@@ -161,7 +162,7 @@ def train_experiment(*, split_table, annotations, proposals, features, images, t
             optimizer.step()
             scheduler.step()
             losses.append(loss.item())
-        val_iou = validation_iou(head, val_rows, s)
+        val_iou = validation_iou(head, val_rows, s, direction=direction)
         history.append({"epoch": epoch + 1, "train_loss": float(np.mean(losses)),
                         "val_iou": None if math.isnan(val_iou) else val_iou,
                         "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - t0})

@@ -18,7 +18,7 @@ FRAMES = {"ego_scale": "auto", "exo_scale": "auto", "jpeg_quality": 95, "skip_ba
 @pytest.fixture(scope="session")
 def synthetic_source(tmp_path_factory) -> Path:
     """The tiny synthetic dataset (Ego-Exo4D layout), generated once per session and shared by modules."""
-    from omama.synthetic import generate_dataset
+    from omama.synthetic.dataset import generate_dataset
 
     root = tmp_path_factory.getbasetemp() / "synthetic-tiny"
     if not (root / "takes.json").is_file():

@@ -174,8 +174,9 @@ def test_predict_on_an_empty_subset_names_it(tmp_path):
 
     df = fake_pairs(takes=1).assign(split="train")
     df.to_parquet(tmp_path / "split.parquet")
-    with pytest.raises(ValueError, match=r"subset 'test' of .*split.parquet is empty"):
-        predict_reference(split_table=tmp_path / "split.parquet", subset="test", annotations=[], proposals=[], predictor="random", seed=0, samples_out=tmp_path / "s.parquet", metrics_out=tmp_path / "m.json")
+    with pytest.raises(ValueError, match=r"subset 'test' \(exo2ego\) of .*split.parquet is empty"):
+        predict_reference(split_table=tmp_path / "split.parquet", subset="test", annotations=[], proposals=[], predictor="random", seed=0, samples_out=tmp_path / "s.parquet", metrics_out=tmp_path / "m.json",
+                          direction="exo2ego")
 
 
 # ---------------------------------------------------------------- 8: identifiers that become paths
@@ -357,7 +358,7 @@ def test_empty_exo_masks_are_counted_skips_not_pairs(synthetic_source, tmp_path)
     paths[0].write_text(json.dumps(a))
     summary = write_pairs(paths, takes, tmp_path / "p1.parquet", tmp_path / "p1.json")
     df = pd.read_parquet(tmp_path / "p1.parquet")
-    assert (df["exo_area"] > 0).all()
+    assert (df.loc[df["direction"] == "exo2ego", "exo_area"] > 0).all()
     assert summary["skipped"][EMPTY_EXO] == emptied > 0
     not_in_ego = summary["skipped"]["exo mask at a frame not annotated in the ego camera"]
     assert summary["pairs"] == before["pairs"] - (emptied - (not_in_ego - before["skipped"]["exo mask at a frame not annotated in the ego camera"]))

@@ -155,7 +155,7 @@ def test_object_never_in_ego_is_in_the_written_ground_truth_and_counted_for_exis
                           "scenario": "s", "label": o[:-2], "ego_area": int(cup[f].sum()) if o == "cup_0" else 0,
                           "ego_present": o == "cup_0"} for f in frames for o in ("cup_0", "pen_0")])
     corpus = Corpus([str(tmp_path / "take-a" / "annotation.json")], [str(tmp_path / "take-a.parquet")])
-    sub, gt, samples = run_predictions(rows, corpus, ReferenceChooser("largest"))
+    sub, gt, samples = run_predictions(rows, corpus, ReferenceChooser("largest", direction="exo2ego"))
     assert gt["annotations"]["take-a"]["masks"]["pen_0"][ego] == {}  # the key is kept, with no masks
     write_json(tmp_path / "predictions.json", sub)
     write_json(tmp_path / "ground_truth.json", gt)

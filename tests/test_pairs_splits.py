@@ -30,11 +30,17 @@ def extracted(synthetic_source, tmp_path_factory):
 def test_pairs_table(extracted, tmp_path):
     paths, takes = extracted
     summary = write_pairs(paths, takes, tmp_path / "pairs.parquet", tmp_path / "pairs.json")
-    df = pd.read_parquet(tmp_path / "pairs.parquet")
-    assert list(df.columns) == COLUMNS and len(df) == summary["pairs"] > 0
+    both = pd.read_parquet(tmp_path / "pairs.parquet")
+    assert list(both.columns) == COLUMNS and set(both["direction"]) == {"exo2ego", "ego2exo"}
+    df, e2x = (both[both["direction"] == d] for d in ("exo2ego", "ego2exo"))
+    assert len(df) == summary["pairs"] > 0 and len(e2x) == summary["ego2exo"]["pairs"] > 0
     assert json.loads((tmp_path / "pairs.json").read_text()) == summary
     for path in paths:
         a = json.loads(open(path).read())
+        for r in e2x[e2x["take_uid"] == a["take_uid"]].itertuples():  # ego2exo: an ego mask at an exo-annotated frame
+            assert str(r.frame) in a["masks"][r.object][r.ego_cam] and r.ego_area > 0
+            assert r.frame in a["annotated_frames"][r.object][r.exo_cam]
+            assert r.exo_present == (str(r.frame) in a["masks"][r.object][r.exo_cam]) == (r.exo_area > 0)
         rows = df[df["take_uid"] == a["take_uid"]]
         n_exo_masks = sum(len(per_cam.get(c, {})) for per_cam in a["masks"].values() for c in a["exo_cams"])
         assert len(rows) == n_exo_masks
@@ -44,6 +50,7 @@ def test_pairs_table(extracted, tmp_path):
             assert (r.ego_area > 0) == r.ego_present and r.exo_area > 0
             assert r.label == r.object.rsplit("_", 1)[0]
     assert df["ego_present"].any() and not df["ego_present"].all()
+    assert e2x["exo_present"].any() and not e2x["exo_present"].all()  # the synthetic takes have exo absences
 
 
 def test_exo_masks_at_frames_not_annotated_in_ego_are_counted_not_paired(extracted):
@@ -71,7 +78,8 @@ def fake_pairs(seed: int = 0, takes: int = 30) -> pd.DataFrame:
                 for cam in ("cam01", "cam02"):
                     rows.append({"take_uid": f"t{t}", "take_name": f"take{t}", "scenario": f"s{t % 3}", "parent_scenario": "p",
                                  "annotation_split": "train", "object": f"{label}_{k}", "label": label, "ego_cam": "aria01_214-1",
-                                 "exo_cam": cam, "frame": frame, "ego_present": bool(rng.random() < 0.7), "exo_area": 10, "ego_area": 5})
+                                 "exo_cam": cam, "frame": frame, "ego_present": bool(rng.random() < 0.7), "exo_area": 10, "ego_area": 5,
+                                 "direction": "exo2ego", "exo_present": True})
     return pd.DataFrame(rows, columns=COLUMNS)
 
 

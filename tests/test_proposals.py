@@ -48,7 +48,7 @@ def drawn_frame(seed: int = 0, size: int = 96):
 
 def synthetic_take(root: Path, n_frames: int = 2) -> tuple[Path, dict]:
     """One synthetic take (omama.synthetic renderer) written in the extract stage's layout, ego camera only."""
-    from omama.synthetic import EGO_CAM, Take
+    from omama.synthetic.scene import EGO_CAM, Take
 
     take = Take(SYNTH, 0)
     frames = take.annotated[:n_frames]
@@ -75,7 +75,7 @@ def test_classical_borders_follow_object_edges():
 
 
 def test_classical_recall_on_synthetic_frames():
-    from omama.synthetic import EGO_CAM, Take
+    from omama.synthetic.scene import EGO_CAM, Take
 
     take = Take(SYNTH, 1)
     proposer = make_proposer({"kind": "classical"})

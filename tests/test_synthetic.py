@@ -20,12 +20,14 @@ from PIL import Image, ImageOps
 from pycocotools import mask as mask_utils
 
 from conftest import run_snakemake, tiny_config
-from omama import synthetic
+from omama.synthetic import dataset as synthetic_dataset
 from omama.masks import encode_lzstring
-from omama.synthetic import EGO_CAM, MIN_VISIBLE_PIXELS, Take, generate_dataset, write_photo_pairs
+from omama.synthetic.dataset import generate_dataset
+from omama.synthetic.photos import write_photo_pairs
+from omama.synthetic.scene import EGO_CAM, MIN_VISIBLE_PIXELS, TASKS, Take
 
 CFG = {"seed": 3, "takes": 3, "seconds": 2, "exo_cameras": 2, "ego_size": 64, "exo_size": [54, 96],
-       "objects": 4, "val_fraction": 0.34}
+       "objects": 4, "val_fraction": 0.34, "empty_takes": 1}
 SMALL = CFG | {"takes": 2, "seconds": 1}
 
 
@@ -61,12 +63,14 @@ def official_decode(entry: dict) -> np.ndarray:
 def test_layout_and_fields(dataset):
     takes = json.loads((dataset / "takes.json").read_text())
     rel = relations(dataset)
-    assert len(takes) == CFG["takes"] and {t["take_uid"] for t in takes} == set(rel)
+    assert len(takes) == CFG["takes"] + CFG["empty_takes"] and {t["take_uid"] for t in takes} == set(rel)
+    empty = [uid for uid, r in rel.items() if not r["object_masks"]]
+    assert len(empty) == CFG["empty_takes"] and rel[empty[0]]["split"] == "train"
     assert {r["split"] for r in rel.values()} == {"train", "val"}
     for t in takes:
         assert re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[0-9a-f]{4}-[0-9a-f]{12}", t["take_uid"])
         assert t["root_dir"] == f"takes/{t['take_name']}"
-        assert t["parent_task_name"] == "Health" and t["task_name"] in synthetic.TASKS
+        assert t["parent_task_name"] == "Health" and t["task_name"] in TASKS
         assert t["duration_sec"] == CFG["seconds"]
         for key in ("university_name", "capture_uid", "best_exo"):
             assert t[key]
@@ -80,6 +84,8 @@ def test_layout_and_fields(dataset):
         r = rel[t["take_uid"]]
         assert r["take_name"] == t["take_name"] and r["scenario"] == t["task_name"]
         assert r["object_names"]["annotation_fps"] == 30
+        if t["take_uid"] in empty:
+            continue
         assert len(r["object_masks"]) == CFG["objects"]
         for cams in r["object_masks"].values():
             assert sorted(cams) == sorted([EGO_CAM, *exo])
@@ -136,6 +142,42 @@ def test_absent_objects_are_missing_keys_and_match_visibility(dataset):
     assert len(partly), "hands or objects must partly occlude some object"
 
 
+def test_absences_in_both_directions_in_realistic_proportions():
+    """Objects leave exo views (out of the field of view, or fully behind the screen) as well as
+    the ego view, each in a sizeable minority of the (object, exo camera, frame) triples."""
+    cfg = CFG | {"seconds": 4}
+    exo_absent = ego_absent = ego_seen = exo_seen = out_of_view = occluded = 0
+    for i in range(6):
+        take = Take(cfg, i)
+        for f in take.annotated:
+            frames = {c: take.render(c, f) for c in take.cameras}
+            for k in range(1, len(take.objects) + 1):
+                ego = (frames[EGO_CAM].ids == k).sum() >= MIN_VISIBLE_PIXELS
+                for cam in take.exo:
+                    exo = (frames[cam].ids == k).sum() >= MIN_VISIBLE_PIXELS
+                    ego_seen += ego
+                    exo_seen += exo
+                    ego_absent += exo and not ego
+                    if ego and not exo:
+                        exo_absent += 1
+                        out_of_view += frames[cam].alone[k] == 0
+                        occluded += frames[cam].alone[k] >= MIN_VISIBLE_PIXELS
+    assert out_of_view > 0 and occluded > 0, (out_of_view, occluded)
+    assert 0.1 <= exo_absent / ego_seen <= 0.4, (exo_absent, ego_seen)
+    assert 0.1 <= ego_absent / exo_seen <= 0.45, (ego_absent, exo_seen)
+
+
+def test_empty_take_is_counted_and_skipped_by_the_take_index(dataset, tmp_path):
+    from omama.takes import build_index
+
+    selection = {"scenarios": [], "take_limit": None, "frame_fraction": 1.0, "annotation_splits": ["train", "val"], "seed": 0}
+    records = build_index(dataset, selection, tmp_path / "takes.json", tmp_path / "records", tmp_path / "summary.json")
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert len(records) == CFG["takes"]
+    assert summary["left_out"] == {"empty object_masks": CFG["empty_takes"]}
+    assert [t["reason"] for t in summary["skipped_takes"]] == ["empty object_masks"] * CFG["empty_takes"]
+
+
 def test_videos_frame_aligned_30fps_native_sizes(dataset):
     take = json.loads((dataset / "takes.json").read_text())[0]
     scene = Take(CFG, 0)
@@ -179,8 +221,8 @@ def test_interrupted_generation_leaves_no_dataset(tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return real(take, folder)
 
-    real = synthetic._write_take
-    monkeypatch.setattr(synthetic, "_write_take", failing)
+    real = synthetic_dataset._write_take
+    monkeypatch.setattr(synthetic_dataset, "_write_take", failing)
     with pytest.raises(KeyboardInterrupt):
         generate_dataset(tmp_path / "synthetic", SMALL)
     assert list(tmp_path.iterdir()) == []
@@ -193,7 +235,7 @@ def test_too_many_objects_is_a_named_config_error(tmp_path):
 
 
 def test_photo_pairs_layout(tmp_path):
-    out = write_photo_pairs(tmp_path / "photos", 3, seed=5, exo_size=(54, 96), ego_size=64)
+    out = write_photo_pairs(tmp_path / "photos", n=3, seed=5, exo_size=(54, 96), ego_size=64, jpeg_quality=92)
     pairs = sorted(p.name for p in out.iterdir())
     assert pairs == ["pair_000", "pair_001", "pair_002"]
     portrait = absent = exif = 0
@@ -227,8 +269,9 @@ def test_rule_synthesize_writes_the_source(tmp_path):
     cfg["synthetic"].update(takes=2, seconds=2)
     run_snakemake(tmp_path, cfg, "res/synthetic/takes.json", "res/synthetic/visibility.parquet")
     root = tmp_path / "res/synthetic"
-    assert len(json.loads((root / "takes.json").read_text())) == 2
-    assert len(list((root / "takes").glob("*/frame_aligned_videos/*.mp4"))) == 2 * (1 + cfg["synthetic"]["exo_cameras"])
+    n = 2 + cfg["synthetic"]["empty_takes"]
+    assert len(json.loads((root / "takes.json").read_text())) == n
+    assert len(list((root / "takes").glob("*/frame_aligned_videos/*.mp4"))) == n * (1 + cfg["synthetic"]["exo_cameras"])
     assert (tmp_path / "res/logs/synthesize.log").exists() and (tmp_path / "res/benchmarks/synthesize.tsv").exists()
     again = run_snakemake(tmp_path, cfg, "res/synthetic/takes.json")
     assert "Nothing to be done" in again.stdout + again.stderr
@@ -244,7 +287,7 @@ if platform.machine() in ("x86_64", "AMD64"):
 
 RENDER_SCRIPT = """
 import hashlib, sys
-from omama.synthetic import EGO_CAM, Take
+from omama.synthetic.scene import EGO_CAM, Take
 take = Take({"seed": 3, "seconds": 2, "objects": 4, "exo_cameras": 1, "ego_size": 80, "exo_size": [54, 96]}, 0)
 h = hashlib.sha256()
 for cam in (EGO_CAM, "cam01"):
@@ -270,7 +313,7 @@ def test_rendering_is_bit_identical_under_other_cpu_dispatch():
 
 
 def test_exact_sin_cos_and_dot():
-    from omama.render import dot, norm, sin_cos
+    from omama.synthetic.render import dot, norm, sin_cos
 
     x = np.random.default_rng(0).uniform(-400, 400, 20000)
     s, c = sin_cos(x)

@@ -108,7 +108,7 @@ def train(world, out: Path, cfg=TRAIN, init=None, stop=None):
                             features=world["features"], images=world["images"], train_cfg=cfg, backbone_cfg=BACKBONE,
                             proposer_cfg=PROPOSER, init_path=init, model_out=out / "model.pt",
                             history_out=out / "train" / "history.json", checkpoint_dir=out / "train" / "checkpoints",
-                            stop_after_epochs=stop)
+                            stop_after_epochs=stop, direction="exo2ego")
 
 
 def test_killed_training_resumes_to_bit_identical_weights(world, tmp_path):
@@ -135,7 +135,7 @@ def test_training_killed_with_sigkill_resumes_to_the_same_weights(world, tmp_pat
     args = dict(split_table=str(world["split"]), annotations=world["annotations"], proposals=world["proposals"],
                 features=world["features"], images=None, train_cfg=cfg, backbone_cfg=BACKBONE, proposer_cfg=PROPOSER,
                 init_path=None, model_out=str(tmp_path / "cut/model.pt"),
-                history_out=str(tmp_path / "cut/train/history.json"), checkpoint_dir=str(tmp_path / "cut/train/checkpoints"))
+                history_out=str(tmp_path / "cut/train/history.json"), checkpoint_dir=str(tmp_path / "cut/train/checkpoints"), direction="exo2ego")
     script = f"import json; from omama.train import train_experiment; train_experiment(**json.loads({json.dumps(json.dumps(args))}))"
     proc = subprocess.Popen([sys.executable, "-c", script], env={**os.environ, "OMP_NUM_THREADS": "1"})
     last = tmp_path / "cut/train/checkpoints/last.pt"
@@ -160,7 +160,7 @@ def swap_train_and_test(world, tmp: Path) -> dict:
     df = pd.read_parquet(world["split"])
     df["split"] = df["take_uid"].map({"take-a": "test", "take-c": "train"}).fillna(df["split"])
     write_parquet(tmp / "split.parquet", df)
-    assert len(subset_rows(df, "train")) == len(subset_rows(world["split"], "train"))
+    assert len(subset_rows(df, "train", direction="exo2ego")) == len(subset_rows(world["split"], "train", direction="exo2ego"))
     return {**world, "split": tmp / "split.parquet"}
 
 
@@ -218,16 +218,16 @@ def test_on_the_fly_features_equal_stored_float32_features(world):
     backbone = load_backbone(BACKBONE)
     geometry = Geometry.from_description(backbone.describe())
     assert geometry == corpus.geometry()
-    rows = subset_rows(world["split"], "train")
-    stored = TrainingSet(rows, corpus, geometry, negatives=7, seed=0, stored=True)
-    live = TrainingSet(rows, corpus, geometry, negatives=7, seed=0, stored=False)
+    rows = subset_rows(world["split"], "train", direction="exo2ego")
+    stored = TrainingSet(rows, corpus, geometry, negatives=7, seed=0, stored=True, direction="exo2ego")
+    live = TrainingSet(rows, corpus, geometry, negatives=7, seed=0, stored=False, direction="exo2ego")
     idx = [0, 5, 9, 2]
     b1, b2 = collate([stored[i] for i in idx]), collate([live[i] for i in idx])
     (s1, d1), (s2, d2) = batch_features(b1), batch_features(b2, backbone)
     assert torch.equal(s1, s2) and torch.equal(d1, d2)
     from omama.experiment import build_head
 
-    head = build_head(geometry, seed=0)
+    head = build_head(geometry, seed=0, direction="exo2ego")
     sc1 = score_candidates(head, s1, d1, b1["src_mask"], b1["cand_masks"])
     sc2 = score_candidates(head, s2, d2, b2["src_mask"], b2["cand_masks"])
     assert torch.equal(sc1, sc2)
@@ -238,9 +238,10 @@ def test_predictions_round_trip_and_references(world, tmp_path):
     out = tmp_path / "exp" / "test"
     metrics = predict_experiment(split_table=world["split"], subset="test", annotations=world["annotations"], proposals=world["proposals"], features=world["features"], images=None,
                                  model_path=tmp_path / "exp" / "model.pt", backbone_cfg=BACKBONE, mode="pre-extracted",
-                                 predictions_out=out / "predictions.json", ground_truth_out=out / "ground_truth.json", samples_out=out / "samples.parquet")
+                                 predictions_out=out / "predictions.json", ground_truth_out=out / "ground_truth.json", samples_out=out / "samples.parquet",
+                                 direction="exo2ego")
     samples = pd.read_parquet(out / "samples.parquet")
-    assert len(samples) == len(subset_rows(world["split"], "test")) == 12
+    assert len(samples) == len(subset_rows(world["split"], "test", direction="exo2ego")) == 12
     assert evaluate(out / "predictions.json", out / "ground_truth.json") == metrics == summarise(samples)
     assert metrics["n_total"] == 12 and metrics["n_present"] == 11  # pen_0 is absent at frame 30
     none = samples[samples.frame == 90]
@@ -253,7 +254,8 @@ def test_predictions_round_trip_and_references(world, tmp_path):
     assert pred["pred_mask"]["size"] == [480, 480] and 0 < pred["confidence"] < 1
     for predictor in ("random", "largest", "nearest-position"):
         m = predict_reference(split_table=world["split"], subset="test", annotations=world["annotations"], proposals=world["proposals"], predictor=predictor, seed=0,
-                              samples_out=tmp_path / predictor / "samples.parquet", metrics_out=tmp_path / predictor / "metrics.json")
+                              samples_out=tmp_path / predictor / "samples.parquet", metrics_out=tmp_path / predictor / "metrics.json",
+                              direction="exo2ego")
         # always "present" except the 3 samples of the frame without proposals: recall 8/11 and 0/1
         assert m["n_total"] == 12 and m["existence_balanced_acc"] == pytest.approx((8 / 11 + 0) / 2)
         assert json.loads((tmp_path / predictor / "metrics.json").read_text()) == m
@@ -269,17 +271,17 @@ def test_on_the_fly_matches_float16_stores_within_rounding(world, tmp_path):
     corpus = Corpus([ann], [world["proposals"][0]], [str(tmp_path / "take-a.zarr")], [world["images"][0]])
     backbone = load_backbone(BACKBONE)
     geometry = corpus.geometry()
-    rows = subset_rows(world["split"], "train")
+    rows = subset_rows(world["split"], "train", direction="exo2ego")
     rows = rows[rows.take_uid == "take-a"]
     idx = [0, 3, 7]
-    b1 = collate([TrainingSet(rows, corpus, geometry, negatives=7, seed=0, stored=True)[i] for i in idx])
-    b2 = collate([TrainingSet(rows, corpus, geometry, negatives=7, seed=0, stored=False)[i] for i in idx])
+    b1 = collate([TrainingSet(rows, corpus, geometry, negatives=7, seed=0, stored=True, direction="exo2ego")[i] for i in idx])
+    b2 = collate([TrainingSet(rows, corpus, geometry, negatives=7, seed=0, stored=False, direction="exo2ego")[i] for i in idx])
     (s1, d1), (s2, d2) = batch_features(b1), batch_features(b2, backbone)
     assert not torch.equal(d1, d2)
     torch.testing.assert_close(d1, d2, rtol=2**-10, atol=1e-4)
     from omama.experiment import build_head
 
-    head = build_head(geometry, seed=0)
+    head = build_head(geometry, seed=0, direction="exo2ego")
     sc1 = score_candidates(head, s1, d1, b1["src_mask"], b1["cand_masks"])
     sc2 = score_candidates(head, s2, d2, b2["src_mask"], b2["cand_masks"])
     torch.testing.assert_close(sc1, sc2, rtol=0, atol=2e-3)
@@ -324,8 +326,8 @@ def test_loader_batches_are_the_same_with_worker_processes_and_orders_cover_ever
     from omama.dataset import epoch_batches, training_loader
 
     corpus = Corpus(world["annotations"], world["proposals"], world["features"])
-    rows = subset_rows(world["split"], "train")
-    dataset = TrainingSet(rows, corpus, corpus.geometry(), negatives=7, seed=3, stored=True)
+    rows = subset_rows(world["split"], "train", direction="exo2ego")
+    dataset = TrainingSet(rows, corpus, corpus.geometry(), negatives=7, seed=3, stored=True, direction="exo2ego")
     batches = epoch_batches(rows, 5, 3, 1)
     assert sum(batches, []) == torch.randperm(len(rows), generator=torch.Generator().manual_seed(3 * 1009 + 1)).tolist()
     serial = list(training_loader(dataset, batches, 0, torch.device("cpu")))

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import logging
 from pathlib import Path
@@ -12,9 +13,10 @@ import numpy as np
 import pandas as pd
 
 from omama.io import atomic_path, read_json
+from omama.report import directions
 from omama.report.existence import existence_section
 from omama.report.figures import breakdown_figure, delta_figure, iou_histogram, timing_figure, training_figure
-from omama.report.inputs import Inputs, ReportParams, takes_of
+from omama.report.inputs import Inputs, ReportParams, by_direction, takes_of
 from omama.report.overlays import Frames, overlay, pick_samples
 from omama.report.sections import compare_iou, metrics_table, proposal_recall, robustness_section, run_summary
 from omama.report.tables import (SAMPLE_KEY, benchmark_table, breakdown, html_table, json_tables, load_samples,
@@ -28,6 +30,7 @@ def build_context(p: ReportParams, files: Inputs, takes: list[str], benchmarks: 
     declared timing files of the jobs behind the results)."""
     split_names = sorted({x["split"] for x in p.experiments.values()})
     split_tables = {s: pd.read_parquet(files.split(s)) for s in split_names}
+    split_tables = {s: d[d["direction"] == "exo2ego"] for s, d in split_tables.items()}
     samples = {s: {e: load_samples(files.result("samples.parquet", e, s)) for e in p.experiments} for s in p.subsets}
     preds = {s: {e: read_json(files.result("predictions.json", e, s), "predictions") for e in p.experiments}
              for s in p.subsets}
@@ -132,7 +135,10 @@ def write_report(*, params: dict, inputs: dict[str, list[str]], out: str) -> Non
     lists them, plus ``benchmarks``) and its settings ``params`` (see ``ReportParams``)."""
     p = ReportParams.from_dict(params)
     files = Inputs(p.layout, [f for paths in inputs.values() for f in paths])
-    context = build_context(p, files, takes_of(inputs), inputs.get("benchmarks", []))
+    both = directions.section(files, p.experiments, p.subsets, p.references)
+    # the rest of the report reads exo->ego samples
+    p = dataclasses.replace(p, experiments=by_direction(p.experiments, "exo2ego"))
+    context = build_context(p, files, takes_of(inputs), inputs.get("benchmarks", [])) | {"directions": both}
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("omama.report", "templates"), autoescape=jinja2.select_autoescape(["html", "j2"]),
         undefined=jinja2.StrictUndefined,

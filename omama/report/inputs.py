@@ -47,6 +47,11 @@ class ReportParams:
         return Layout(self.results)
 
 
+def by_direction(experiments: dict, direction: str) -> dict:
+    """The experiments of one direction (exo2ego, ego2exo), in config order."""
+    return {n: x for n, x in experiments.items() if x["direction"] == direction}
+
+
 class Inputs:
     """The report's declared input files, named by the results layout: ``inputs.annotation(take)``
     is the path ``Layout.annotation(take)`` gives, if the report rule declares it (or a folder above
@@ -111,6 +116,9 @@ def report_inputs(p: ReportParams, takes: list[str], robustness_pairs: list[str]
         "index": [r.index_summary()],
         "pairs": [r.pairs_summary()],
         "existence": [r.existence("calibration.json", e) for e, x in p.experiments.items() if x["existence"] == "head"],
+        "ego2exo_references": sorted({r.reference_ego2exo("metrics.json", x["split"], x["proposer"], s, ref)
+                                      for x in by_direction(p.experiments, "ego2exo").values()
+                                      for s in p.subsets for ref in p.references}),
     }
     if p.source_kind == "synthetic":
         out["visibility"] = [r.visibility()]

@@ -64,6 +64,11 @@ def experiment(name):
     return config["experiments"][name]
 
 
+def direction(name):
+    """exo2ego or ego2exo (the schema fills the default, exo2ego)."""
+    return experiment(name)["direction"]
+
+
 def trained(name):
     return experiment(name)["train"] is not None
 
@@ -82,6 +87,13 @@ def proposer_config(name):
             f"unknown proposer {name!r}; known: {sorted(config['proposers'])}"
         )
     return config["proposers"][name]
+
+
+# The photo-pair sets are exo->ego only (they have no exo proposals).
+for _name in config["robustness"]["experiments"]:
+    if direction(_name) != "exo2ego":
+        raise ValueError(f"robustness.experiments lists {_name!r}, an {direction(_name)} experiment; "
+                         f"the photo-pair sets are scored exo->ego only")
 
 
 # Features stage (features.smk): GPU reservation and per-take aggregates.
@@ -285,6 +297,8 @@ def model_inputs(wc, layout=L, takes=None, split=None):
         "annotations": take_files(layout.annotation(), takes),
         "proposals": take_files(layout.proposals(e["proposer"]), takes),
     }
+    if direction(wc.exp) == "ego2exo":
+        files["exo_proposals"] = take_files(layout.exo_proposals(e["proposer"]), takes)
     if feature_mode(wc.exp) == "on-the-fly":
         files["images"] = take_files(layout.images(), takes)
         files["weights"] = weights_record(e["backbone"])

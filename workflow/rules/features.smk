@@ -59,5 +59,20 @@ rule proposals:
         gpu=lambda wc: gpus(proposer_config(wc.proposer)),
     params:
         cfg=lambda wc: proposer_config(wc.proposer),
+        view="ego",
     script:
         "../scripts/proposals.py"
+
+
+# Proposals on every exo camera's frames, for ego2exo experiments (the ego ones above are not redone).
+use rule proposals as exo_proposals with:
+    output:
+        proposals=L.exo_proposals(),
+        recall=L.exo_recall(),
+    log:
+        L.log("proposals/{proposer}/exo/{take}"),
+    benchmark:
+        L.benchmark("proposals/{proposer}/exo/{take}")
+    params:
+        cfg=lambda wc: proposer_config(wc.proposer),
+        view="exo",

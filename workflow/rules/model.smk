@@ -22,6 +22,7 @@ rule train:
         backbone=lambda wc: backbone_config(experiment(wc.exp)["backbone"]),
         proposer=lambda wc: proposer_config(experiment(wc.exp)["proposer"]),
         checkpoints=lambda wc: L.checkpoints(wc.exp),
+        direction=lambda wc: direction(wc.exp),
     script:
         "../scripts/train.py"
 
@@ -72,6 +73,7 @@ rule predict:
     params:
         backbone=lambda wc: backbone_config(experiment(wc.exp)["backbone"]),
         mode=lambda wc: feature_mode(wc.exp),
+        direction=lambda wc: direction(wc.exp),
     script:
         "../scripts/predict.py"
 
@@ -111,5 +113,26 @@ rule reference:
     params:
         seed=config["evaluate"]["seed"],
         bootstrap=bootstrap_config(),
+        direction="exo2ego",
     script:
         "../scripts/reference.py"
+
+
+# The reference predictors in the ego->exo direction: on the exo proposals.
+use rule reference as reference_ego2exo with:
+    input:
+        split=rules.split.output.split,
+        annotations=lambda wc: take_files(L.annotation()),
+        proposals=lambda wc: all_proposals(wc.proposer),
+        exo_proposals=lambda wc: take_files(L.exo_proposals(wc.proposer)),
+    output:
+        samples=L.reference_ego2exo("samples.parquet"),
+        metrics=L.reference_ego2exo("metrics.json"),
+    log:
+        L.log("reference/ego2exo/{split}/{proposer}/{subset}/{predictor}"),
+    benchmark:
+        L.benchmark("reference/ego2exo/{split}/{proposer}/{subset}/{predictor}")
+    params:
+        seed=config["evaluate"]["seed"],
+        bootstrap=bootstrap_config(),
+        direction="ego2exo",

@@ -18,6 +18,7 @@ rule robustness_photos:
         CONDA_ENV
     params:
         n=config["robustness"]["synthetic_pairs"],
+        photos=config["robustness"]["synthetic_photos"],
         seed=config["synthetic"]["seed"],
     script:
         "../scripts/robustness_photos.py"

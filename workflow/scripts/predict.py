@@ -11,4 +11,5 @@ predict_experiment(split_table=inp.split, subset=snakemake.wildcards.subset, ann
                    proposals=inp.proposals, features=getattr(inp, "features", None), images=getattr(inp, "images", None),
                    model_path=inp.model, backbone_cfg=snakemake.params.backbone, mode=snakemake.params.mode,
                    predictions_out=out.predictions, ground_truth_out=out.ground_truth, samples_out=out.samples,
-                   calibration=getattr(inp, "calibration", None))
+                   calibration=getattr(inp, "calibration", None), direction=snakemake.params.direction,
+                   exo_proposals=getattr(inp, "exo_proposals", None))

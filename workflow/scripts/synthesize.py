@@ -2,7 +2,7 @@
 from pathlib import Path
 
 from omama.logs import log_to
-from omama.synthetic import generate_dataset
+from omama.synthetic.dataset import generate_dataset
 
 log_to(snakemake.log[0])
 generate_dataset(Path(snakemake.output.takes).parent, snakemake.params.cfg)

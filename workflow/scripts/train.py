@@ -12,4 +12,5 @@ train_experiment(split_table=inp.split, annotations=inp.annotations, proposals=i
                  train_cfg=snakemake.params.experiment["train"], backbone_cfg=snakemake.params.backbone,
                  proposer_cfg=snakemake.params.proposer, init_path=getattr(inp, "init", None),
                  model_out=snakemake.output.model, history_out=snakemake.output.history,
-                 checkpoint_dir=snakemake.params.checkpoints)
+                 checkpoint_dir=snakemake.params.checkpoints, direction=snakemake.params.direction,
+                 exo_proposals=getattr(inp, "exo_proposals", None))

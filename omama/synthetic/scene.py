@@ -1,48 +1,22 @@
-"""Deterministic synthetic Ego-Exo4D takes (the embedded default data) and robustness photo pairs.
-
-A take is a table with a few objects in a room, one head-mounted ego camera (``aria01_214-1``,
-square frames) whose pose follows the head (looking at the hands' work, glancing away at some
-annotated frames) and fixed exo cameras ``cam01..`` (16:9) around the table. Two hands move
-over the table, occlude objects and carry some of them to new places. Everything is rendered
-by :mod:`omama.render`; annotation masks are the per-pixel solid ids at the video's size.
-
-Visibility: an object counts as visible in a camera at an annotated frame when at least
-``MIN_VISIBLE_PIXELS`` of its pixels are visible; otherwise the frame stays in
-``annotated_frames`` with no key in ``annotation`` (the Ego-Exo4D convention).
-``visible_fraction`` = visible pixels / pixels of the object rendered alone in the same view
-(0 when it would cover no pixel); parts outside the image count in neither.
-
-Videos: every frame of the 30 fps videos is rendered, but only the annotated frames (0, 30,
-...) at full size; the frames between them, which nothing downstream reads, are rendered at
-``DRAFT_SCALE`` and upscaled (this keeps the default dataset's generation to seconds).
+"""One synthetic take: a table with a few objects in a room, one head-mounted ego camera
+(``aria01_214-1``, square frames) whose pose follows the head (looking at the hands' work,
+glancing away at some annotated frames) and fixed exo cameras ``cam01..`` (16:9) around the
+table. Two hands move over the table, occlude objects and carry some of them to new places.
+Everything is rendered by :mod:`omama.synthetic.render`.
 """
 
 from __future__ import annotations
 
-import logging
-import uuid
 from dataclasses import dataclass
-from pathlib import Path
 
-import cv2
 import numpy as np
-import pandas as pd
-from tqdm import tqdm
 
-from omama.io import atomic_path, write_json, write_parquet
-from omama.masks import encode_lzstring
-from omama.render import Box, Camera, Cylinder, Frame, Material, Solid, Sphere, norm, radians, render, sin, sin_cos
-
-log = logging.getLogger(__name__)
+from omama.synthetic.render import Box, Camera, Cylinder, Frame, Material, Solid, Sphere, norm, radians, render, sin, sin_cos
 
 FPS = 30
 EGO_CAM = "aria01_214-1"
 MIN_VISIBLE_PIXELS = 8
 EGO_FOV = 72.0  # degrees; the real Aria RGB camera is wider (fisheye), objects would be tiny here
-VISIBILITY_COLUMNS = ["take_uid", "object", "camera", "frame", "visible_fraction", "area"]
-DRAFT_SCALE = 0.5  # frames between annotated ones only fill the video: rendered at half size, upscaled
-PARENT_TASK = "Health"
-UNIVERSITY = "omama-synthetic"
 TASKS = {
     "Covid-19 Rapid Antigen Test": "covid",
     "Medical Checkup with Blood Pressure Monitor": "bloodpressure",
@@ -50,6 +24,9 @@ TASKS = {
     "Thermometer": "thermometer",
     "First Aid CPR": "cpr",
 }
+EXO_AIM = (0.38, 0.12)  # exo cameras aim at most this far off the table's centre in x, y (metres)
+EXO_FOV = (30.0, 36.0)  # range of the exo cameras' vertical field of view (degrees)
+SCREEN = (0.26, 0.02, 0.32)  # half width, half depth and height of the screen at the table's far edge (metres)
 TABLE_X, TABLE_Y = 0.6, 0.4  # half sizes of the table top (metres)
 HEAD = np.array([0.0, -0.6, 0.44])
 SHOULDERS = np.array([[0.19, -0.72, 0.22], [-0.19, -0.72, 0.22]])  # right, left
@@ -193,8 +170,15 @@ class Take:
             s_az, c_az = sin_cos(radians(-25 + 230 * (k + 0.5) / n_exo + rng.uniform(-12, 12)))
             dist, height = rng.uniform(1.05, 1.35), rng.uniform(0.65, 0.9)
             pos = [dist * c_az, 0.1 + dist * s_az, height]
-            target = [rng.uniform(-0.08, 0.08), rng.uniform(-0.05, 0.08), -0.05]
-            self.exo[f"cam{k + 1:02d}"] = Camera.look_at(pos, target, exo_w, exo_h, rng.uniform(50, 56))
+            # Aimed off the table's centre with a narrower view: objects near the far side of the
+            # table leave this camera's field of view (absent in exo, as in Ego-Exo4D).
+            target = [rng.uniform(-EXO_AIM[0], EXO_AIM[0]), rng.uniform(-EXO_AIM[1], EXO_AIM[1]), -0.05]
+            self.exo[f"cam{k + 1:02d}"] = Camera.look_at(pos, target, exo_w, exo_h, rng.uniform(*EXO_FOV))
+        # A tall screen at the table's far edge: objects behind it are fully occluded in the exo
+        # cameras that face it (the ego camera, behind the objects, sees past it).
+        x = rng.uniform(-0.3, 0.3)
+        self.table.append(Solid([Box((x - SCREEN[0], 0.34 - SCREEN[1], 0.0), (x + SCREEN[0], 0.34 + SCREEN[1], SCREEN[2]))],
+                                Material((0.8, 0.8, 0.78), (0.7, 0.7, 0.68), "plain")))
         self.cameras = [EGO_CAM, *self.exo]
         self._static: dict[tuple[str, float], tuple[Frame, np.ndarray]] = {}
         self._still: dict[tuple[str, float], tuple[tuple, Frame]] = {}
@@ -324,155 +308,3 @@ class Take:
     def size(self, cam: str) -> tuple[int, int]:
         c = self.camera(cam, 0)
         return c.height, c.width
-
-
-# ---------------------------------------------------------------- dataset writer
-
-
-def _uid(rng: np.random.Generator) -> str:
-    return str(uuid.UUID(bytes=rng.bytes(16), version=4))
-
-
-def _write_take(take: Take, folder: Path) -> tuple[dict, list[dict]]:
-    """Render the videos of one take into ``folder``; return its object_masks and visibility rows."""
-    folder.mkdir(parents=True, exist_ok=True)
-    masks: dict = {o.name: {} for o in take.objects}
-    rows = []
-    for cam in take.cameras:
-        h, w = take.size(cam)
-        path = folder / ("aria01_214-1.mp4" if cam == EGO_CAM else f"{cam}.mp4")
-        writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), FPS, (w, h))
-        if not writer.isOpened():
-            raise RuntimeError(f"cv2.VideoWriter (mp4v) cannot write {path}")
-        for o in take.objects:
-            masks[o.name][cam] = {"annotation": {}, "annotation_metadata": {}, "annotation_fps": 1, "annotated_frames": list(take.annotated)}
-        for f in range(take.frames):
-            if f % FPS:
-                draft = take.render(cam, f, DRAFT_SCALE).rgb()
-                writer.write(cv2.resize(draft[..., ::-1], (w, h), interpolation=cv2.INTER_LINEAR))
-                continue
-            frame = take.render(cam, f)
-            writer.write(np.ascontiguousarray(frame.rgb()[..., ::-1]))
-            for i, o in enumerate(take.objects):
-                mask = frame.ids == i + 1
-                area, alone = int(mask.sum()), frame.alone[i + 1]
-                rows.append({"object": o.name, "camera": cam, "frame": f,
-                             "visible_fraction": area / alone if alone else 0.0, "area": area})
-                if area >= MIN_VISIBLE_PIXELS:
-                    masks[o.name][cam]["annotation"][str(f)] = {"width": w, "height": h, "encodedMask": encode_lzstring(mask), "intSegClicks": {}}
-        writer.release()
-    return masks, rows
-
-
-def generate_dataset(out_dir, cfg: dict) -> Path:
-    """Write a synthetic dataset in the Ego-Exo4D layout into ``out_dir`` (replaced atomically).
-
-    ``cfg`` is ``config["synthetic"]``: seed, takes, seconds, exo_cameras, ego_size,
-    exo_size [h, w], objects, val_fraction. Same ``cfg`` -> byte-identical JSON and masks.
-    Beside the official files, ``visibility.parquet`` holds one row per (take, object,
-    camera, annotated frame): take_uid, object, camera, frame, visible_fraction, area.
-    """
-    out_dir = Path(out_dir)
-    rng = np.random.default_rng([int(cfg["seed"]), 1_000_003])
-    n = int(cfg["takes"])
-    val = set(rng.permutation(n)[: min(n, round(n * float(cfg["val_fraction"])))].tolist())
-    takes, splits, visibility = [], {"train": {}, "val": {}}, []
-    with atomic_path(out_dir) as tmp:
-        for i in tqdm(range(n), desc="synthetic takes", mininterval=5):
-            take = Take(cfg, i)
-            uid = _uid(rng)
-            name = f"synthetic_{TASKS[take.task]}_{i:03d}_1"
-            folder = tmp / "takes" / name / "frame_aligned_videos"
-            masks, rows = _write_take(take, folder)
-            area = {cam: sum(r["area"] for r in rows if r["camera"] == cam) for cam in take.exo}
-            videos = {"aria01": {"rgb": {"relative_path": "frame_aligned_videos/aria01_214-1.mp4", "clip_uid": _uid(rng)}}}
-            videos |= {cam: {"0": {"relative_path": f"frame_aligned_videos/{cam}.mp4", "clip_uid": _uid(rng)}} for cam in take.exo}
-            takes.append({
-                "take_uid": uid, "take_name": name, "root_dir": f"takes/{name}", "task_name": take.task,
-                "parent_task_name": PARENT_TASK, "university_name": UNIVERSITY, "capture_uid": _uid(rng),
-                "duration_sec": float(take.frames / FPS), "best_exo": max(area, key=area.get),
-                "frame_aligned_videos": videos,
-            })
-            splits["val" if i in val else "train"][uid] = {
-                "take_name": name, "scenario": take.task,
-                "object_names": {"annotation": [], "annotation_metadata": {}, "annotation_fps": FPS},
-                "object_masks": masks,
-            }
-            visibility += [{"take_uid": uid, **r} for r in rows]
-            log.info("take %d/%d %s: %d objects, %d cameras, %d frames", i + 1, n, name, len(take.objects), len(take.cameras), take.frames)
-        write_json(tmp / "takes.json", takes)
-        for split, ann in splits.items():
-            write_json(tmp / "annotations" / f"relations_{split}.json", {"annotations": ann})
-        write_parquet(tmp / "visibility.parquet", pd.DataFrame(visibility, columns=VISIBILITY_COLUMNS))
-    return out_dir
-
-
-# ---------------------------------------------------------------- robustness photo pairs
-
-EXIF_ORIENTATION = 0x0112
-
-
-def _save_jpeg(path: Path, rgb: np.ndarray, rotated: bool = False) -> None:
-    """Save ``rgb`` as displayed; ``rotated`` stores the pixels turned 90 degrees with EXIF
-    orientation 6, so only readers that apply ``PIL.ImageOps.exif_transpose`` see ``rgb``."""
-    from PIL import Image
-
-    im = Image.fromarray(rgb)
-    if not rotated:
-        im.save(path, quality=92)
-        return
-    exif = Image.Exif()
-    exif[EXIF_ORIENTATION] = 6
-    im.transpose(Image.Transpose.ROTATE_90).save(path, quality=92, exif=exif.tobytes())
-
-
-def _photo_frame(take: Take, want_absent: bool) -> int:
-    """A frame of ``take`` for a still; with ``want_absent`` one where some object is visible
-    in the exo view but not in the ego view (glance frames are tried first)."""
-    if not want_absent:
-        return take.frames // 2
-    exo = next(iter(take.exo))
-    for f in take.glances + list(range(0, take.frames, 5)):
-        ego, other = take.render(EGO_CAM, f), take.render(exo, f)
-        for i in range(len(take.objects)):
-            if (ego.ids == i + 1).sum() < MIN_VISIBLE_PIXELS <= (other.ids == i + 1).sum():
-                return f
-    raise RuntimeError(f"no frame of photo scene {take.index} has an object absent in ego")
-
-
-def write_photo_pairs(out_dir, n: int, seed: int, exo_size: tuple[int, int] = (270, 480), ego_size: int = 288) -> Path:
-    """Write ``n`` synthetic robustness photo pairs into ``out_dir`` (replaced atomically).
-
-    Layout: ``<pair>/exo.jpg``, ``<pair>/ego.jpg``, ``<pair>/masks/<object>.exo.png`` and
-    ``<object>.ego.png`` (uint8 0/255, the image's size as displayed; an object absent from the
-    ego photo has no ego png; only objects visible in the exo photo are written). Scenes are new
-    (not the dataset's takes). Pair 0's exo photo is portrait; pair 1 (or the only pair) stores
-    its exo photo rotated with an EXIF orientation tag, so readers must apply
-    ``PIL.ImageOps.exif_transpose``; pair 1 also has an object absent from the ego photo.
-    """
-    from PIL import Image
-
-    out_dir = Path(out_dir)
-    with atomic_path(out_dir) as tmp:
-        tmp.mkdir()
-        for i in range(n):
-            h, w = exo_size
-            cfg = {"seed": seed, "seconds": 3, "objects": 4, "exo_cameras": 2, "ego_size": ego_size,
-                   "exo_size": [max(h, w), min(h, w)] if i == 0 else [h, w]}
-            take = Take(cfg, 100_000 + i)
-            frame = _photo_frame(take, want_absent=i == 1)
-            pair = tmp / f"pair_{i:03d}"
-            (pair / "masks").mkdir(parents=True)
-            views = {"ego": take.render(EGO_CAM, frame), "exo": take.render("cam01", frame)}
-            _save_jpeg(pair / "ego.jpg", views["ego"].rgb())
-            _save_jpeg(pair / "exo.jpg", views["exo"].rgb(), rotated=i == min(1, n - 1))
-            for k, obj in enumerate(take.objects):
-                name = obj.name.replace("/", "-")
-                masks = {v: f.ids == k + 1 for v, f in views.items()}
-                if masks["exo"].sum() < MIN_VISIBLE_PIXELS:
-                    continue
-                for v, m in masks.items():
-                    if m.sum() >= MIN_VISIBLE_PIXELS:
-                        Image.fromarray(m.astype(np.uint8) * 255).save(pair / "masks" / f"{name}.{v}.png")
-            log.info("photo pair %s: frame %d of scene %d", pair.name, frame, take.index)
-    return out_dir

@@ -1,0 +1,53 @@
+"""The report's "both directions" section: exo->ego and ego->exo experiments side by side, each
+with the reference predictors of its direction (ego->exo references run on the exo proposals).
+
+The rest of the report (breakdowns, overlays, comparisons, existence) reads exo->ego samples, so it
+gets the exo->ego experiments only (``omama.report.inputs.by_direction``).
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from omama.io import read_json
+from omama.report.inputs import Inputs, by_direction
+from omama.report.tables import METRICS, html_table, metric_cells
+
+SHOWN = ("iou", "shape_acc", "location_score", "existence_balanced_acc")
+LABELS = {"exo2ego": "exo→ego", "ego2exo": "ego→exo"}
+
+
+def section(files: Inputs, experiments: dict, subsets: list, references: list) -> dict | None:
+    """The side-by-side table (None when the config has no ego->exo experiment), and for each
+    ego->exo experiment its IoU over the best reference predictor's."""
+    if not by_direction(experiments, "ego2exo"):
+        return None
+    rows, ratios = [], []
+    for direction in ("exo2ego", "ego2exo"):
+        exps = by_direction(experiments, direction)
+        for s in subsets:
+            best_ref: dict[tuple, float] = {}
+            for split, proposer in sorted({(x["split"], x["proposer"]) for x in exps.values()}):
+                reference = files.reference_ego2exo if direction == "ego2exo" else files.reference
+                for ref in references:
+                    path = reference("metrics.json", split, proposer, s, ref)
+                    m = read_json(path, "reference metrics")
+                    best_ref[split, proposer] = max(best_ref.get((split, proposer), 0.0), m["iou"] if m["iou"] == m["iou"] else 0.0)
+                    rows.append(_row(direction, s, f"reference: {ref}", split, m, path))
+            for name, x in exps.items():
+                path = files.result("metrics.json", name, s)
+                m = read_json(path, "metrics file")
+                rows.append(_row(direction, s, name, x["split"], m, path))
+                if direction == "ego2exo":
+                    best = best_ref[x["split"], x["proposer"]]
+                    ratios.append({"experiment": name, "subset": s, "IoU": f"{m['iou']:.4f}",
+                                   "best reference IoU": f"{best:.4f}",
+                                   "ratio": f"{m['iou'] / best:.2f}×" if best > 0 else "–"})
+    return {"table": html_table(pd.DataFrame(rows), index=False), "ratios": html_table(pd.DataFrame(ratios), index=False)}
+
+
+def _row(direction: str, subset: str, predictor: str, split: str, m: dict, path) -> dict:
+    cells = metric_cells(m, path)
+    return {"direction": LABELS[direction], "subset": subset, "predictor": predictor, "split": split,
+            **{label: cells[key] for key, label in METRICS if key in SHOWN},
+            "n present": m.get("n_present"), "n total": m.get("n_total")}

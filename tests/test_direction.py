@@ -1,0 +1,212 @@
+"""The ego->exo direction: padded-square submission geometry, evaluate_egoexo scoring, the ego-exo
+submission format, pairs of both directions, and a tiny end-to-end run."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+
+from omama.direction import Direction, pad_square, remove_pad
+from omama.io import write_json, write_parquet
+from omama.masks import decode_rle, encode_rle
+from omama.metrics import evaluate, score_submission
+from omama.pairs import take_pairs_ego2exo
+from omama.predict import ReferenceChooser, run_predictions
+from omama.takedata import Corpus
+
+EGO, EXO, EXO2 = "aria01_214-1", "cam01", "cam02"
+
+
+def box(shape, y0, y1, x0, x1) -> np.ndarray:
+    m = np.zeros(shape, bool)
+    m[y0:y1, x0:x1] = True
+    return m
+
+
+def test_padding_is_what_the_official_remove_pad_removes():
+    rng = np.random.default_rng(0)
+    for h, w in ((270, 480), (480, 270), (300, 480)):
+        m = rng.random((h, w)) > 0.5
+        sq = pad_square(m)
+        assert sq.shape == (max(h, w),) * 2
+        np.testing.assert_array_equal(remove_pad(sq, (h, w)), m)
+    # from the definition: a 480x480 prediction for a 270x480 frame loses (480 - 270) // 2 = 105 rows at each end
+    sq = np.zeros((480, 480), bool)
+    sq[105, 7] = sq[374, 9] = sq[104, 0] = sq[375, 0] = True
+    out = remove_pad(sq, (270, 480))
+    assert out.shape == (270, 480) and out[0, 7] and out[269, 9] and out.sum() == 2
+    # the official img[d:-d] quirk: nothing to remove gives an empty image, so padding refuses such sizes
+    assert remove_pad(np.ones((4, 8), bool), (4, 8)).shape == (0, 8)
+    with pytest.raises(ValueError, match="remove_pad"):
+        pad_square(np.ones((269, 480), bool))
+
+
+def egoexo_files(tmp_path: Path):
+    """Hand-made ego-exo ground truth and predictions: native exo frames 90x160 (evaluated at 270x480)."""
+    exo_shape, ego_shape = (90, 160), (64, 64)
+    gt_exo = box(exo_shape, 20, 50, 30, 90)
+    ego = {str(f): encode_rle(box(ego_shape, 10, 30, 10, 30)) for f in (0, 30, 60)}
+    gt = {"version": "xx", "challenge": "correspondence", "annotations": {"t": {
+        "masks": {"cup_0": {EGO: ego, EXO: {"0": encode_rle(gt_exo)}}},
+        "annotated_frames": {"cup_0": {EGO: [0, 30, 60], EXO: [0, 30]}},  # frame 60 not annotated in exo: not scored
+        "subsample_idx": [0, 30, 60]}}}
+    pred_eval = box((270, 480), 70, 140, 100, 260)  # at the evaluation size, then padded
+    preds = {"0": {"pred_mask": encode_rle(pad_square(pred_eval)), "confidence": 0.9},
+             "30": {"pred_mask": encode_rle(pad_square(pred_eval)), "confidence": 0.2},
+             "60": {"pred_mask": encode_rle(pad_square(pred_eval)), "confidence": 0.9}}
+    sub = {"ego-exo": {"version": "xx", "challenge": "correspondence",
+                       "results": {"t": {"masks": {"cup_0": {f"{EGO}_{EXO}": preds}}, "subsample_idx": [0, 30, 60]}}}}
+    write_json(tmp_path / "gt.json", gt)
+    write_json(tmp_path / "pred.json", sub)
+    return gt_exo, pred_eval
+
+
+def test_egoexo_metrics_equal_a_computation_from_the_spec(tmp_path):
+    gt_exo, pred_eval = egoexo_files(tmp_path)
+    # the spec: GT resized (nearest) to longer side 480 = 270x480; prediction unpadded (105 rows each end)
+    gt480 = cv2.resize(gt_exo.astype(np.uint8), (480, 270), interpolation=cv2.INTER_NEAREST).astype(bool)
+    pred480 = pad_square(pred_eval)[105:375]
+    iou = (gt480 & pred480).sum() / (gt480 | pred480).sum()
+    ys, xs = np.nonzero(gt480)
+    py, px = np.nonzero(pred480)
+    mid = lambda xs, ys: ((xs.min() + xs.max()) // 2, (ys.min() + ys.max()) // 2)
+    (gx, gy), (qx, qy) = mid(xs, ys), mid(px, py)
+    m = evaluate(tmp_path / "pred.json", tmp_path / "gt.json")
+    assert m["n_total"] == 2 and m["n_present"] == 1  # frames 0 (present) and 30 (absent in exo); 60 not annotated
+    assert m["iou"] == pytest.approx(iou, abs=1e-6) and 0.1 < iou < 0.9
+    assert m["location_score"] == pytest.approx(np.hypot(gx - qx, gy - qy) / np.sqrt(2 * 480**2))
+    assert m["existence_balanced_acc"] == 1.0  # 0.9 > 0.5 present; 0.2 absent
+    frames = score_submission(json.loads((tmp_path / "pred.json").read_text()), json.loads((tmp_path / "gt.json").read_text()))
+    assert list(frames["exo_present"]) == [True, False] and list(frames["frame"]) == [0, 30]
+
+
+def test_egoexo_unpadded_prediction_is_a_named_error(tmp_path):
+    egoexo_files(tmp_path)
+    sub = json.loads((tmp_path / "pred.json").read_text())
+    sub["ego-exo"]["results"]["t"]["masks"]["cup_0"][f"{EGO}_{EXO}"]["0"]["pred_mask"] = encode_rle(np.zeros((270, 480), bool))
+    write_json(tmp_path / "pred.json", sub)
+    with pytest.raises(ValueError, match=r"without its padding.*cup_0.*cam01"):
+        evaluate(tmp_path / "pred.json", tmp_path / "gt.json")
+
+
+def small_take(tmp_path: Path) -> tuple[dict, pd.DataFrame, Corpus]:
+    """One take, one object, two exo cameras (native 90x160): visible in ego at frames 0, 30, 60; in
+    cam01 at 0 and 30, absent from cam02 at 30; cam02 did not annotate frame 60."""
+    ego_shape, exo_shape = (64, 64), (90, 160)
+    ego = {str(f): encode_rle(box(ego_shape, 10, 30, 10 + f // 10, 30 + f // 10)) for f in (0, 30, 60)}
+    exo1 = {str(f): encode_rle(box(exo_shape, 20, 50, 30 + f, 90 + f)) for f in (0, 30)}
+    exo2 = {"0": encode_rle(box(exo_shape, 40, 80, 10, 50))}
+    ann = {"take_uid": "take-a", "take_name": "a", "scenario": "s", "parent_scenario": "p", "ego_cam": EGO,
+           "exo_cams": [EXO, EXO2], "subsample_idx": [0, 30, 60],
+           "native_size": {EGO: list(ego_shape), EXO: list(exo_shape), EXO2: list(exo_shape)},
+           "masks": {"cup_0": {EGO: ego, EXO: exo1, EXO2: exo2}},
+           "annotated_frames": {"cup_0": {EGO: [0, 30, 60], EXO: [0, 30, 60], EXO2: [0, 30]}}}
+    write_json(tmp_path / "take-a" / "annotation.json", ann)
+    rows = []
+    for cam, masks in ((EXO, exo1), (EXO2, exo2)):
+        for f in (0, 30, 60):
+            m = decode_rle(masks[str(f)]) if str(f) in masks else box(exo_shape, 0, 10, 0, 10)
+            rows.append({"camera": cam, "frame": f, "proposal": 0, "height": 90, "width": 160,
+                         "counts": encode_rle(m)["counts"], "x": 0, "y": 0, "w": 1, "h": 1, "score": 1.0, "area": int(m.sum())})
+    df = pd.DataFrame(rows)
+    df.attrs = {"take_uid": "take-a", "cameras": {c: {"frames": [0, 30, 60], "image_size": [90, 160]} for c in (EXO, EXO2)}}
+    write_parquet(tmp_path / "exo" / "take-a.parquet", df)
+    write_parquet(tmp_path / "take-a.parquet", pd.DataFrame(columns=["frame", "proposal", "height", "width", "counts",
+                                                                      "x", "y", "w", "h", "score", "area"]))
+    pairs, _ = take_pairs_ego2exo(ann, "train")
+    split = pd.DataFrame(pairs).assign(split="test")
+    corpus = Corpus([str(tmp_path / "take-a" / "annotation.json")], [str(tmp_path / "take-a.parquet")],
+                    exo_proposals=[str(tmp_path / "exo" / "take-a.parquet")])
+    return ann, split, corpus
+
+
+def test_ego2exo_pairs_submission_keys_and_frames(tmp_path):
+    ann, rows, corpus = small_take(tmp_path)
+    # pairs: every ego mask frame the exo camera annotated; cam02 misses frame 60 (not annotated) and has cup_0 at 0 only
+    assert sorted(zip(rows.exo_cam, rows.frame, rows.exo_present)) == [
+        (EXO, 0, True), (EXO, 30, True), (EXO, 60, False), (EXO2, 0, True), (EXO2, 30, False)]
+    sub, gt, samples = run_predictions(rows, corpus, ReferenceChooser("largest", direction="ego2exo"))
+    assert list(sub) == ["ego-exo"]
+    masks = sub["ego-exo"]["results"]["take-a"]["masks"]["cup_0"]
+    assert sorted(masks) == [f"{EGO}_{EXO}", f"{EGO}_{EXO2}"]
+    assert sorted(masks[f"{EGO}_{EXO}"], key=int) == ["0", "30", "60"] and sorted(masks[f"{EGO}_{EXO2}"], key=int) == ["0", "30"]
+    assert all(p["pred_mask"]["size"] == [480, 480] for per in masks.values() for p in per.values())
+    # the ground truth in the ego-exo layout: the ego (source) masks, the exo masks, both cameras' annotated frames
+    g = gt["annotations"]["take-a"]
+    assert sorted(g["masks"]["cup_0"][EGO], key=int) == ["0", "30", "60"]
+    assert sorted(g["masks"]["cup_0"][EXO2]) == ["0"] and g["annotated_frames"]["cup_0"][EXO2] == [0, 30]
+    # the official validation: a prediction for every ego-annotated frame of every exo camera key
+    for cam in (EXO, EXO2):
+        assert set(g["masks"]["cup_0"][EGO]) >= set(masks[f"{EGO}_{cam}"])
+    # largest = the only proposal = the exact exo mask where present
+    assert len(samples) == 5 and samples.loc[samples.exo_present, "iou"].min() > 0.99
+    assert Direction("ego2exo").mask_key(EGO, EXO) == f"{EGO}_{EXO}"
+    write_json(tmp_path / "p.json", sub)
+    write_json(tmp_path / "g.json", gt)
+    m = evaluate(tmp_path / "p.json", tmp_path / "g.json")
+    assert m["n_total"] == 5 and m["n_present"] == 3 and m["iou"] > 0.99
+
+
+@pytest.mark.slow
+def test_tiny_run_with_an_ego2exo_experiment(tmp_path):
+    from conftest import run_snakemake, tiny_config
+
+    cfg = tiny_config(results="res")
+    exp = "trained-ego2exo"
+    assert cfg["experiments"][exp]["direction"] == "ego2exo"
+    refs = [f"res/reference/ego2exo/frame/classical/test/{p}/metrics.json" for p in ("random", "largest", "nearest-position")]
+    run_snakemake(tmp_path, cfg, f"res/experiments/{exp}/test/metrics.json", *refs)
+    res = tmp_path / "res"
+    pairs = json.loads((res / "pairs.json").read_text())
+    assert pairs["ego2exo"]["pairs"] > 0 and pairs["ego2exo"]["exo_absent"] > 0
+    sub = json.loads((res / f"experiments/{exp}/test/predictions.json").read_text())
+    gt = json.loads((res / f"experiments/{exp}/test/ground_truth.json").read_text())
+    assert list(sub) == ["ego-exo"]
+    for take, g in gt["annotations"].items():
+        for obj, cams in g["masks"].items():
+            exo = [c for c in cams if "aria" not in c]
+            assert sorted(sub["ego-exo"]["results"][take]["masks"][obj]) == sorted(f"{EGO}_{c}" for c in exo)
+    m = json.loads((res / f"experiments/{exp}/test/metrics.json").read_text())
+    assert m == pytest.approx(evaluate(res / f"experiments/{exp}/test/predictions.json",
+                                       res / f"experiments/{exp}/test/ground_truth.json"), nan_ok=True)
+    assert list((res / "proposals/classical/exo").glob("*.parquet"))
+    samples = pd.read_parquet(res / f"experiments/{exp}/test/samples.parquet")
+    assert "exo_present" in samples and len(samples) == m["n_total"]
+
+
+def test_report_section_shows_both_directions_with_their_own_references(tmp_path):
+    from omama.layout import Layout
+    from omama.report.directions import section
+    from omama.report.inputs import Inputs
+
+    boot = {"level": 0.95}
+    layout = Layout(str(tmp_path))
+    written = []
+
+    def metrics(path: str, iou: float):
+        write_json(path, {"iou": iou, "shape_acc": 0.5, "location_score": 0.1, "existence_balanced_acc": 0.5,
+                          "n_present": 4, "n_total": 5, "bootstrap": boot, "ci95": {"iou": [iou - 0.01, iou + 0.01]}})
+        written.append(path)
+
+    experiments = {"a": {"split": "frame", "proposer": "classical", "backbone": "b", "direction": "exo2ego"},
+                   "e": {"split": "frame", "proposer": "classical", "backbone": "b", "direction": "ego2exo"}}
+    for exp, iou in (("a", 0.4), ("e", 0.3)):
+        metrics(layout.result("metrics.json", exp, "test"), iou)
+    for reference, ious in ((layout.reference, (0.2, 0.1)), (layout.reference_ego2exo, (0.05, 0.08))):
+        for ref, iou in zip(("largest", "random"), ious):
+            metrics(reference("metrics.json", "frame", "classical", "test", ref), iou)
+    s = section(Inputs(layout, written), experiments, ["test"], ["largest", "random"])
+    cells = re.findall(r"<td>([^<]*)</td>", s["table"])
+    assert [c for c in cells if "→" in c] == ["exo→ego"] * 3 + ["ego→exo"] * 3
+    row_e = cells[cells.index("e") - 2: cells.index("e") + 8]
+    assert row_e[:4] == ["ego→exo", "test", "e", "frame"] and row_e[4] == "0.3000 [0.290, 0.310]"
+    assert re.findall(r"<td>([^<]*)</td>", s["ratios"]) == ["e", "test", "0.3000", "0.0800", "3.75×"]  # not the exo->ego refs
+    assert section(Inputs(layout, written), {"a": experiments["a"]}, ["test"], ["largest"]) is None
+    with pytest.raises(ValueError, match="does not declare"):  # the section reads only declared files
+        section(Inputs(layout, written[:-1]), experiments, ["test"], ["largest", "random"])
