@@ -19,6 +19,7 @@ SCHEMA = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.
 # Entries of these sections: where their schema sits in the config schema.
 ENTRIES = {"backbones": ("properties", "backbones", "additionalProperties"),
            "proposers": ("properties", "proposers", "additionalProperties"),
+           "experiments": ("properties", "experiments", "additionalProperties"),
            "train": ("definitions", "train")}
 
 
@@ -58,7 +59,8 @@ def validate(config: dict) -> dict:
 
 
 def entry(section: str, cfg: dict) -> dict:
-    """A copy of one ``section`` entry ("backbones", "proposers", "train"), checked, with its defaults."""
+    """A copy of one ``section`` entry ("backbones", "proposers", "experiments", "train"), checked, with its
+    defaults."""
     sub = schema()
     for key in ENTRIES[section]:
         sub = sub[key]

@@ -111,17 +111,18 @@ def collect_pairs(chooser, rows: pd.DataFrame, corpus) -> dict:
     best-matching candidate, ``present`` (n,), ``similarity`` (n,) best cosine, ``keys`` (take, object,
     exo camera, frame) of each, and ``skipped``: rows of
     frames without proposals (no candidate to describe; predictions give them confidence 0)."""
+    d = chooser.direction
     xs, ys, cos, keys, skipped = [], [], [], [], 0
-    for (take, _, frame), g in rows.groupby(["take_uid", "ego_cam", "frame"], sort=False):
+    for (take, dst_cam, frame), g in rows.groupby(["take_uid", d.dst_col, "frame"], sort=False):
         td = corpus[take]
-        props = td.proposals(int(frame))
+        props = td.proposals(int(frame), dst_cam)
         if props is None or len(props) == 0:
             skipped += len(g)
             continue
         scores, q, t = chooser.match(td, g, int(frame))
         best = scores.argmax(dim=1)
         xs.append(torch.cat([q, t[torch.arange(len(g)), best]], dim=-1).cpu())
-        ys.append(torch.tensor(g["ego_present"].to_numpy(bool)))
+        ys.append(torch.tensor(g[d.present].to_numpy(bool)))
         cos.append(scores.max(dim=1).values.cpu())
         keys += [(take, r.object, r.exo_cam, int(frame)) for r in g.itertuples()]
     if skipped:
@@ -222,7 +223,8 @@ def logit_difference(head: MatchingHead, x: torch.Tensor) -> np.ndarray:
 
 
 def train_existence(*, split_table, annotations, proposals, features, images, model_path, backbone_cfg: dict,
-                    mode: str, settings: dict, model_out, calibration_out, history_out) -> dict:
+                    mode: str, settings: dict, model_out, calibration_out, history_out, direction: str,
+                    exo_proposals=None) -> dict:
     """Train an experiment's existence head after its matching head, and calibrate it.
 
     Reads the experiment's ``model_path`` (the matching head, frozen), trains ``mlp_visible`` on the
@@ -234,12 +236,12 @@ def train_existence(*, split_table, annotations, proposals, features, images, mo
     from omama.takedata import subset_rows
 
     s = setup(annotations=annotations, proposals=proposals, features=features, images=images,
-              backbone_cfg=backbone_cfg, on_the_fly=mode == "on-the-fly")
+              backbone_cfg=backbone_cfg, on_the_fly=mode == "on-the-fly", exo_proposals=exo_proposals)
     device, corpus = s.device, s.corpus
-    head = build_head(s.geometry, model_path).to(device).eval()
+    head = build_head(s.geometry, model_path, direction=direction).to(device).eval()
     frozen = {k: v.clone() for k, v in head.state_dict().items() if not k.startswith("mlp_visible.")}
-    chooser = ModelChooser(head, s)
-    rows, val_rows = subset_rows(split_table, "train"), subset_rows(split_table, "val")
+    chooser = ModelChooser(head, s, direction=direction)
+    rows, val_rows = (subset_rows(split_table, part, direction=direction) for part in ("train", "val"))
     if rows.empty:
         raise ValueError(f"split table {split_table} has no training rows for the existence head")
     train = collect_pairs(chooser, rows, corpus)

@@ -120,7 +120,8 @@ def write_frames(r: Layout, take: str, ego: str, exos: list[str], rng, rows: lis
                 rows.append({"take_uid": take, "take_name": f"name_{take}", "scenario": "Cooking" if take.endswith("1") else "Health",
                              "parent_scenario": "Cooking", "annotation_split": annotation_split, "object": obj,
                              "label": obj.rsplit("_", 1)[0], "ego_cam": ego, "exo_cam": exo, "frame": f,
-                             "ego_present": present, "exo_area": 168, "ego_area": 168 if present else 0})
+                             "direction": "exo2ego", "ego_present": present, "exo_present": True, "exo_area": 168,
+                             "ego_area": 168 if present else 0})
 
 
 def write_experiment(path, subset: str | None, pairs: pd.DataFrame, rng) -> None:

@@ -120,7 +120,8 @@ def test_existence_head_predictions_keep_masks_and_carry_the_calibrated_confiden
     record = train_existence(split_table=world["split"], annotations=world["annotations"], proposals=world["proposals"],
                              features=world["features"], images=None, model_path=exp / "model.pt", backbone_cfg=BACKBONE,
                              mode="pre-extracted", settings=EXISTENCE, model_out=ex / "model.pt",
-                             calibration_out=ex / "calibration.json", history_out=ex / "history.json")
+                             calibration_out=ex / "calibration.json", history_out=ex / "history.json",
+                             direction="exo2ego")
     assert json.loads((ex / "calibration.json").read_text()) == json.loads(json.dumps(record))
     assert record["validation"]["fitted"] and record["validation"]["n"] == 9 and record["validation"]["n_absent"] == 1
     assert record["train"] == {"n": 15, "n_present": 14, "skipped_no_proposals": 0}
@@ -136,12 +137,12 @@ def test_existence_head_predictions_keep_masks_and_carry_the_calibrated_confiden
                                      proposals=world["proposals"], features=world["features"], images=None,
                                      model_path=model, backbone_cfg=BACKBONE, mode="pre-extracted",
                                      predictions_out=out / "predictions.json", ground_truth_out=out / "ground_truth.json",
-                                     samples_out=out / "samples.parquet", calibration=calibration)
+                                     samples_out=out / "samples.parquet", calibration=calibration, direction="exo2ego")
         return metrics, pd.read_parquet(out / "samples.parquet"), json.loads((out / "predictions.json").read_text())
 
     m_sim, s_sim, _ = predict("similarity", exp / "model.pt")
     m_head, s_head, sub = predict("head", ex / "model.pt", ex / "calibration.json")
-    assert "similarity" not in s_sim and len(s_head) == len(subset_rows(world["split"], "test")) == 12
+    assert "similarity" not in s_sim and len(s_head) == len(subset_rows(world["split"], "test", direction="exo2ego")) == 12
     for col in ("chosen", "iou", "shape", "location", "ego_present"):  # the frozen matching head chooses the masks
         pd.testing.assert_series_equal(s_head[col], s_sim[col])
     assert m_head["iou"] == m_sim["iou"]
@@ -156,7 +157,7 @@ def test_existence_head_predictions_keep_masks_and_carry_the_calibrated_confiden
     s = setup(annotations=world["annotations"], proposals=world["proposals"], features=world["features"], images=None,
               backbone_cfg=BACKBONE, on_the_fly=False)
     head = build_head(s.geometry, ex / "model.pt").eval()
-    pairs = collect_pairs(ModelChooser(head, s), subset_rows(world["split"], "test"), s.corpus)
+    pairs = collect_pairs(ModelChooser(head, s), subset_rows(world["split"], "test", direction="exo2ego"), s.corpus)
     with torch.no_grad():
         expected = cal.probability(head.visibility(pairs["x"][:, :768], pairs["x"][:, 768:])).numpy()
     assert pairs["skipped"] == 3  # the frame without proposals

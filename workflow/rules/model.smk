@@ -49,6 +49,7 @@ rule train_existence:
         backbone=lambda wc: backbone_config(experiment(wc.exp)["backbone"]),
         mode=lambda wc: feature_mode(wc.exp),
         settings=lambda wc: experiment(wc.exp)["existence_train"],
+        direction=lambda wc: direction(wc.exp),
     script:
         "../scripts/train_existence.py"
 
