@@ -156,8 +156,8 @@ def test_existence_head_predictions_keep_masks_and_carry_the_calibrated_confiden
     assert cal.scale == record["scale"] and cal.bias == record["bias"]
     s = setup(annotations=world["annotations"], proposals=world["proposals"], features=world["features"], images=None,
               backbone_cfg=BACKBONE, on_the_fly=False)
-    head = build_head(s.geometry, ex / "model.pt").eval()
-    pairs = collect_pairs(ModelChooser(head, s), subset_rows(world["split"], "test", direction="exo2ego"), s.corpus)
+    head = build_head(s.geometry, ex / "model.pt", direction="exo2ego").eval()
+    pairs = collect_pairs(ModelChooser(head, s, direction="exo2ego"), subset_rows(world["split"], "test", direction="exo2ego"), s.corpus)
     with torch.no_grad():
         expected = cal.probability(head.visibility(pairs["x"][:, :768], pairs["x"][:, 768:])).numpy()
     assert pairs["skipped"] == 3  # the frame without proposals
