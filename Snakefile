@@ -17,14 +17,8 @@ from omama import (
 
 try:
     validate(config, "workflow/schemas/config.schema.yaml")
-except (
-    Exception
-):  # say which key breaks which rule (jsonschema's first error often does not)
-    raise SystemExit(
-        preflight.schema_problem(
-            config, f"{workflow.basedir}/workflow/schemas/config.schema.yaml"
-        )
-    )
+except Exception:  # say which key breaks which rule (jsonschema's first error often does not)
+    raise SystemExit(preflight.schema_problem(config, f"{workflow.basedir}/workflow/schemas/config.schema.yaml"))
 
 PREFLIGHT = preflight.preflight(config)
 preflight.announce(PREFLIGHT, workflow.config_settings.configfiles)

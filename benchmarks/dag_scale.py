@@ -44,7 +44,7 @@ def mask_pool(rng: np.random.Generator, h: int, w: int, n: int = 64) -> list[str
     for _ in range(n):
         m = np.zeros((h, w), bool)
         y, x = rng.integers(0, h - 4), rng.integers(0, w - 4)
-        m[y:y + 4, x:x + 4] = True
+        m[y : y + 4, x : x + 4] = True
         pool.append(encode_lzstring(m))
     return pool
 
@@ -61,14 +61,26 @@ def write_source(root: Path, n_takes: int, seed: int = 0) -> None:
         name = f"scale_take_{i:05d}"
         videos = {"aria01": {"rgb": {"relative_path": f"frame_aligned_videos/{EGO}.mp4"}}}
         videos |= {c: {"0": {"relative_path": f"frame_aligned_videos/{c}.mp4"}} for c in EXOS}
-        takes.append({"take_uid": uid, "take_name": name, "root_dir": f"takes/{name}", "task_name": "Cooking",
-                      "parent_task_name": "Cooking", "frame_aligned_videos": videos})
+        takes.append(
+            {
+                "take_uid": uid,
+                "take_name": name,
+                "root_dir": f"takes/{name}",
+                "task_name": "Cooking",
+                "parent_task_name": "Cooking",
+                "frame_aligned_videos": videos,
+            }
+        )
         masks = {}
         for o in range(OBJECTS):
             masks[f"object {o}_{o}"] = {
-                cam: {"annotation": {str(f): {"width": w, "height": h, "encodedMask": pools[cam][rng.integers(64)]}
-                                     for f in frames},
-                      "annotated_frames": frames, "annotation_fps": 1}
+                cam: {
+                    "annotation": {
+                        str(f): {"width": w, "height": h, "encodedMask": pools[cam][rng.integers(64)]} for f in frames
+                    },
+                    "annotated_frames": frames,
+                    "annotation_fps": 1,
+                }
                 for cam, (h, w) in sizes.items()
             }
         split = "val" if i % 5 == 0 else "train"
@@ -86,8 +98,20 @@ def children_cpu() -> float:
 
 
 def snakemake(workdir: Path, config: Path, *args: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
-           "--configfile", str(config), "--cores", "1", *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(config),
+        "--cores",
+        "1",
+        *args,
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
@@ -126,15 +150,39 @@ def main() -> None:
         times.append(time.perf_counter() - t)
         cpu.append(children_cpu() - c)
         jobs = int(re.search(r"^total\s+(\d+)", proc.stdout, re.M).group(1))
-    print(f"snakemake -n ({' '.join(args.target) or 'report.html'}, {args.takes} takes, {jobs} jobs): "
-          f"wall {min(times):.1f} s best of {len(times)} ({', '.join(f'{x:.1f}' for x in times)}); "
-          f"CPU {min(cpu):.1f} s; load average {os.getloadavg()[0]:.1f}")
+    print(
+        f"snakemake -n ({' '.join(args.target) or 'report.html'}, {args.takes} takes, {jobs} jobs): "
+        f"wall {min(times):.1f} s best of {len(times)} ({', '.join(f'{x:.1f}' for x in times)}); "
+        f"CPU {min(cpu):.1f} s; load average {os.getloadavg()[0]:.1f}"
+    )
 
     if args.profile:
         prof = work / "dryrun.prof"
-        subprocess.run([sys.executable, "-m", "cProfile", "-o", str(prof), "-m", "snakemake", "-s", str(REPO / "Snakefile"),
-                        "--directory", str(work), "--configfile", str(config), "--cores", "1", *args.target, "-n", "--quiet", "all"],
-                       capture_output=True, check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "cProfile",
+                "-o",
+                str(prof),
+                "-m",
+                "snakemake",
+                "-s",
+                str(REPO / "Snakefile"),
+                "--directory",
+                str(work),
+                "--configfile",
+                str(config),
+                "--cores",
+                "1",
+                *args.target,
+                "-n",
+                "--quiet",
+                "all",
+            ],
+            capture_output=True,
+            check=True,
+        )
         import pstats
 
         pstats.Stats(str(prof)).sort_stats("cumulative").print_stats(40)

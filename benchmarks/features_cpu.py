@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def cpu_model() -> str:
     out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    name = next((l.split(":", 1)[1].strip() for l in out.splitlines() if l.startswith("Model name")), platform.processor())
+    name = next((ln.split(":", 1)[1].strip() for ln in out.splitlines() if ln.startswith("Model name")), platform.processor())
     return f"{name}, {torch.get_num_threads()} torch threads"
 
 
@@ -39,8 +39,13 @@ def write_take(root: Path, n: int, ego: tuple[int, int], exo: tuple[int, int]) -
         base = cv2.GaussianBlur(rng.integers(0, 256, (h, w, 3), dtype=np.uint8), (0, 0), 3)
         for f in range(n):
             cv2.imwrite(str(root / "images" / cam / f"{30 * f}.jpg"), np.roll(base, f, axis=1))
-    ann = {"take_uid": "bench", "ego_cam": "aria01_214-1", "exo_cams": ["cam01", "cam02"],
-           "subsample_idx": [30 * f for f in range(n)], "masks": {}}
+    ann = {
+        "take_uid": "bench",
+        "ego_cam": "aria01_214-1",
+        "exo_cams": ["cam01", "cam02"],
+        "subsample_idx": [30 * f for f in range(n)],
+        "masks": {},
+    }
     (root / "annotation.json").write_text(json.dumps(ann))
     return root
 
@@ -61,10 +66,22 @@ def extraction(tmp: Path, n: int) -> dict:
         bb.features(batch, "ego")
     model_fps = reps * len(batch) / (time.perf_counter() - t)
     t = time.perf_counter()
-    extract_features(annotation_json=take / "annotation.json", images_dir=take / "images", out_store=tmp / "out.zarr", backbone_cfg=bcfg, backbone=bb)
+    extract_features(
+        annotation_json=take / "annotation.json",
+        images_dir=take / "images",
+        out_store=tmp / "out.zarr",
+        backbone_cfg=bcfg,
+        backbone=bb,
+    )
     e2e = time.perf_counter() - t
-    return {"backbone": name, "describe": bb.describe(), "frames": 3 * n, "e2e_fps": 3 * n / e2e,
-            "model_ego_fps": model_fps, "batch": len(batch)}
+    return {
+        "backbone": name,
+        "describe": bb.describe(),
+        "frames": 3 * n,
+        "e2e_fps": 3 * n / e2e,
+        "model_ego_fps": model_fps,
+        "batch": len(batch),
+    }
 
 
 def main() -> None:
@@ -75,14 +92,18 @@ def main() -> None:
         tmp = Path(d)
         ex = extraction(tmp, args.frames)
     d = ex["describe"]
-    print(f"## features_cpu.py: feature extraction on CPU\n")
+    print("## features_cpu.py: feature extraction on CPU\n")
     print(f"Device: {cpu_model()}. Command: `PYTHONPATH=. python benchmarks/features_cpu.py --frames {args.frames}`.\n")
-    print(f"Backbone `{ex['backbone']}` ({d['architecture']}, untrained={d['untrained']}, {d['parameters']:,} "
-          f"parameters, inputs ego {d['input_size']['ego']} / exo {d['input_size']['exo']}):\n")
+    print(
+        f"Backbone `{ex['backbone']}` ({d['architecture']}, untrained={d['untrained']}, {d['parameters']:,} "
+        f"parameters, inputs ego {d['input_size']['ego']} / exo {d['input_size']['exo']}):\n"
+    )
     print("| measure | frames/s |\n|---|---|")
     print(f"| network only (prepare + forward), ego frames, batch {ex['batch']} | {ex['model_ego_fps']:.1f} |")
-    print(f"| extract_features end to end (JPEG decode + resize + network + Zarr write), {ex['frames']} frames "
-          f"of 3 cameras | {ex['e2e_fps']:.1f} |\n")
+    print(
+        f"| extract_features end to end (JPEG decode + resize + network + Zarr write), {ex['frames']} frames "
+        f"of 3 cameras | {ex['e2e_fps']:.1f} |\n"
+    )
 
 
 if __name__ == "__main__":

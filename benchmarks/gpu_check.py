@@ -25,13 +25,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-
-from omama.backbones import load_backbone
-from omama.features import FeatureStore, extract_features
-from omama.model import MatchingHead, matching_loss, score_candidates
-from omama.dataset import batch_features, read_stored_batch
 from store_io import FeatureBatches  # benchmarks/: the loader's feature part
 from train_iteration import random_masks
+
+from omama.backbones import load_backbone
+from omama.dataset import batch_features, read_stored_batch
+from omama.features import FeatureStore, extract_features
+from omama.model import MatchingHead, matching_loss, score_candidates
 
 VIT_B = {"hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12, "intermediate_size": 3072, "seed": 0}
 SMOKE = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64, "seed": 0}
@@ -76,8 +76,7 @@ def write_take(root: Path, cams: dict, n: int) -> Path:
         (root / "images" / cam).mkdir(parents=True, exist_ok=True)
         base = cv2.GaussianBlur(rng.integers(0, 256, (h, w, 3), dtype=np.uint8), (0, 0), 3)
         for f in range(n):
-            cv2.imwrite(str(root / "images" / cam / f"{f}.jpg"), np.roll(base, 7 * f, axis=1),
-                        [cv2.IMWRITE_JPEG_QUALITY, 95])
+            cv2.imwrite(str(root / "images" / cam / f"{f}.jpg"), np.roll(base, 7 * f, axis=1), [cv2.IMWRITE_JPEG_QUALITY, 95])
     names = list(cams)
     ann = {"take_uid": root.name, "ego_cam": names[0], "exo_cams": names[1:], "subsample_idx": list(range(n)), "masks": {}}
     (root / "annotation.json").write_text(json.dumps(ann))
@@ -120,8 +119,14 @@ def loader_batches_per_s(store: FeatureStore, args, workers: int) -> float:
     rng = np.random.default_rng(1)
     batches = [rng.choice(len(samples), args.train_batch).tolist() for _ in range(args.loader_batches)]
     data = FeatureBatches({"t": store}, samples)
-    loader = lambda: torch.utils.data.DataLoader(data, batch_sampler=batches, num_workers=workers, collate_fn=lambda b: b,
-                                                 pin_memory=torch.cuda.is_available(), prefetch_factor=4 if workers else None)
+    loader = lambda: torch.utils.data.DataLoader(
+        data,
+        batch_sampler=batches,
+        num_workers=workers,
+        collate_fn=lambda b: b,
+        pin_memory=torch.cuda.is_available(),
+        prefetch_factor=4 if workers else None,
+    )
     for _ in loader():  # warm-up (page cache, worker start)
         pass
     t = time.perf_counter()
@@ -162,19 +167,28 @@ def main() -> None:
     if args.smoke:
         args.frames, args.batch, args.reps, args.train_batch, args.loader_batches = 4, 2, 1, 4, 2
         args.sam_size, args.loader_workers = 64, 1
-    cfg = {"kind": "dinov2", "weights": "untrained", "tiny": SMOKE if args.smoke else VIT_B,
-           "ego_grid": [4, 4] if args.smoke else [50, 50], "exo_grid": [3, 5] if args.smoke else [38, 68],
-           "batch_size": args.batch, "dtype": "float16", "device": device.type}
+    cfg = {
+        "kind": "dinov2",
+        "weights": "untrained",
+        "tiny": SMOKE if args.smoke else VIT_B,
+        "ego_grid": [4, 4] if args.smoke else [50, 50],
+        "exo_grid": [3, 5] if args.smoke else [38, 68],
+        "batch_size": args.batch,
+        "dtype": "float16",
+        "device": device.type,
+    }
     bb = load_backbone(cfg, device)
     card = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU (smoke)"
     peak = next((v for k, v in PEAK_TFLOPS.items() if k in card), None)
     d = bb.describe()
     print(f"## gpu_check.py: {card}\n")
-    print(f"Device: {card}; torch {torch.__version__}; network {d['architecture']} untrained (random weights), "
-          f"{d['parameters']:,} parameters, autocast {d['autocast']}, attention {d['attn_implementation']}. "
-          f"Command: `benchmarks/gpu_check.sh` (`python benchmarks/gpu_check.py{' --smoke' if args.smoke else ''} "
-          f"--frames {args.frames} --batch {args.batch}`); {os.cpu_count()} CPU cores, {args.workers} decode threads, "
-          f"{args.write_threads} store writer threads.\n")
+    print(
+        f"Device: {card}; torch {torch.__version__}; network {d['architecture']} untrained (random weights), "
+        f"{d['parameters']:,} parameters, autocast {d['autocast']}, attention {d['attn_implementation']}. "
+        f"Command: `benchmarks/gpu_check.sh` (`python benchmarks/gpu_check.py{' --smoke' if args.smoke else ''} "
+        f"--frames {args.frames} --batch {args.batch}`); {os.cpu_count()} CPU cores, {args.workers} decode threads, "
+        f"{args.write_threads} store writer threads.\n"
+    )
     print("| view | input | GFLOP/frame (formula; quoted) | network frames/s | TFLOP/s | share of bf16 peak |")
     print("|---|---|---|---|---|---|")
     for view in ("ego", "exo"):
@@ -190,35 +204,51 @@ def main() -> None:
     ego, exo = ((48, 48), (36, 64)) if args.smoke else ((704, 704), (540, 960))
     print("| end to end (decode + network + Zarr write) | compressor | frames | frames/s |\n|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
-        takes = {f"ego {ego[0]}x{ego[1]} JPEG": write_take(Path(tmp) / "ego", {"aria01_214-1": ego}, args.frames),
-                 f"ego + exo {exo[0]}x{exo[1]} JPEG": write_take(Path(tmp) / "both", {"aria01_214-1": ego, "cam01": exo},
-                                                                 args.frames)}
+        takes = {
+            f"ego {ego[0]}x{ego[1]} JPEG": write_take(Path(tmp) / "ego", {"aria01_214-1": ego}, args.frames),
+            f"ego + exo {exo[0]}x{exo[1]} JPEG": write_take(
+                Path(tmp) / "both", {"aria01_214-1": ego, "cam01": exo}, args.frames
+            ),
+        }
         for comp in args.compressors.split(","):
             for name, take in takes.items():
                 n = args.frames * (1 if take.name == "ego" else 2)
                 sync(device)
                 t = time.perf_counter()
-                extract_features(annotation_json=take / "annotation.json", images_dir=take / "images", out_store=Path(tmp) / f"{take.name}-{comp}.zarr",
-                                 backbone_cfg={**cfg, "compressor": comp}, device=device.type, workers=args.workers, backbone=bb,
-                                 write_threads=args.write_threads)
+                extract_features(
+                    annotation_json=take / "annotation.json",
+                    images_dir=take / "images",
+                    out_store=Path(tmp) / f"{take.name}-{comp}.zarr",
+                    backbone_cfg={**cfg, "compressor": comp},
+                    device=device.type,
+                    workers=args.workers,
+                    backbone=bb,
+                    write_threads=args.write_threads,
+                )
                 sync(device)
                 print(f"| {name} | {comp} | {n} | {n / (time.perf_counter() - t):.1f} |")
         print()
         store = FeatureStore(Path(tmp) / f"both-{args.compressors.split(',')[0]}.zarr")
         step_ms, read_ms = training_iteration(store, bb, args, device)
-        print(f"Training iteration from the store (grids ego {bb.grid('ego')} / exo {bb.grid('exo')}, batch "
-              f"{args.train_batch}, 32 candidates, float16 features made float32 on the device; AdamW step): "
-              f"**{step_ms:.1f} ms** median, of which the synchronous store read {read_ms:.1f} ms "
-              f"(target <= 60 ms; the review: 242 ms on a T4).\n")
+        print(
+            f"Training iteration from the store (grids ego {bb.grid('ego')} / exo {bb.grid('exo')}, batch "
+            f"{args.train_batch}, 32 candidates, float16 features made float32 on the device; AdamW step): "
+            f"**{step_ms:.1f} ms** median, of which the synchronous store read {read_ms:.1f} ms "
+            f"(target <= 60 ms; the review: 242 ms on a T4).\n"
+        )
         print("| training loader, feature batches | workers | batches/s |\n|---|---|---|")
         for workers in sorted({0, args.loader_workers}):
-            print(f"| {args.train_batch} exo + {args.train_batch} ego frames per batch | {workers} | "
-                  f"{loader_batches_per_s(store, args, workers):.1f} |")
+            print(
+                f"| {args.train_batch} exo + {args.train_batch} ego frames per batch | {workers} | "
+                f"{loader_batches_per_s(store, args, workers):.1f} |"
+            )
         print()
     ms, params = fastsam_ms(args, device)
-    print(f"FastSAM-x architecture (YOLOv8x-seg, 1 class, untrained, {params / 1e6:.1f} M parameters"
-          f"{', fp16' if device.type == 'cuda' else ''}), network forward at {args.sam_size}x{args.sam_size}: "
-          f"**{ms:.1f} ms per frame** (batch 1, no mask post-processing).\n")
+    print(
+        f"FastSAM-x architecture (YOLOv8x-seg, 1 class, untrained, {params / 1e6:.1f} M parameters"
+        f"{', fp16' if device.type == 'cuda' else ''}), network forward at {args.sam_size}x{args.sam_size}: "
+        f"**{ms:.1f} ms per frame** (batch 1, no mask post-processing).\n"
+    )
 
 
 if __name__ == "__main__":

@@ -47,9 +47,11 @@ def main() -> None:
     ious, big = np.array(ious), np.array(big)
     size = cfg["synthetic"]["ego_size"]
     print("## proposals_cpu.py: classical proposer recall on synthetic ego frames\n")
-    print(f"Command: `PYTHONPATH=. python benchmarks/proposals_cpu.py --takes {args.takes} --frames {args.frames}`; "
-          f"proposer {pcfg}; ego frames {size}x{size}, {len(counts)} frames, {len(ious)} visible objects "
-          f"(>= {MIN_VISIBLE_PIXELS} px).\n")
+    print(
+        f"Command: `PYTHONPATH=. python benchmarks/proposals_cpu.py --takes {args.takes} --frames {args.frames}`; "
+        f"proposer {pcfg}; ego frames {size}x{size}, {len(counts)} frames, {len(ious)} visible objects "
+        f"(>= {MIN_VISIBLE_PIXELS} px).\n"
+    )
     print("| objects | n | mean best IoU | share best IoU > 0.5 |\n|---|---|---|---|")
     print(f"| all visible | {len(ious)} | {ious.mean():.3f} | {(ious > 0.5).mean():.3f} |")
     print(f"| area >= min_area | {big.sum()} | {ious[big].mean():.3f} | {(ious[big] > 0.5).mean():.3f} |\n")

@@ -17,6 +17,7 @@ gathers of the same bytes, with and without worker processes.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -26,14 +27,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import cv2
-import json
 import numpy as np
 import torch
 import zarr
 
 from omama.backbones import Backbone
-from omama.features import FeatureStore, compressors, extract_features
 from omama.dataset import read_stored_batch
+from omama.features import FeatureStore, compressors, extract_features
 from omama.shards import RowArray
 
 SHAPE = (768, 50, 50)
@@ -87,8 +87,15 @@ def median_time(fn, repeats: int) -> float:
 def new_array(path: Path, data: np.ndarray, codec: str, shard: int) -> zarr.Array:
     shutil.rmtree(path, ignore_errors=True)
     g = zarr.open_group(path, mode="w", zarr_format=3)
-    return g.create_array("cam", shape=data.shape, chunks=(1, *SHAPE), shards=(shard, *SHAPE), dtype=data.dtype,
-                          compressors=compressors(codec, 3 if codec != "lz4" else 1), fill_value=0)
+    return g.create_array(
+        "cam",
+        shape=data.shape,
+        chunks=(1, *SHAPE),
+        shards=(shard, *SHAPE),
+        dtype=data.dtype,
+        compressors=compressors(codec, 3 if codec != "lz4" else 1),
+        fill_value=0,
+    )
 
 
 def main() -> None:
@@ -123,6 +130,7 @@ def main() -> None:
                     f.write(memoryview(data).cast("B"))
                 if a.fsync:
                     fsync_tree(plain)
+
             return work
 
         t_plain, _ = paired(write_plain, write_plain, a.repeats)
@@ -135,35 +143,45 @@ def main() -> None:
 
                 def work():
                     for s in range(0, a.frames, a.shard):
-                        arr[s:s + a.shard] = data[s:s + a.shard]
+                        arr[s : s + a.shard] = data[s : s + a.shard]
                     if a.fsync:
                         fsync_tree(path)
+
                 return work
 
             t, ratio = paired(zarr_writer, write_plain, a.repeats)
             rows.append(("before: zarr, one shard per call", codec, 1, mib / t, ratio, du(path)))
             for threads in a.threads:
+
                 def direct():
                     arr = RowArray(new_array(path, data, codec, a.shard), path / "cam")
 
                     def work():
                         with ThreadPoolExecutor(threads) as pool:
-                            list(pool.map(lambda i: arr.write_shard(i, data[i * a.shard:(i + 1) * a.shard]),
-                                          range(arr.nshards)))
+                            list(
+                                pool.map(
+                                    lambda i: arr.write_shard(i, data[i * a.shard : (i + 1) * a.shard]), range(arr.nshards)
+                                )
+                            )
                         if a.fsync:
                             fsync_tree(path)
+
                     return work
 
                 t, ratio = paired(direct, write_plain, a.repeats)
                 rows.append(("after: omama.shards writer pool", codec, threads, mib / t, ratio, du(path)))
             arr = zarr.open_group(path, mode="r")["cam"]
             assert np.array_equal(arr[:], data), codec
-        print(f"## store_io.py: feature-store writes and reads vs a plain file\n")
-        print(f"Machine: {cpu()}; load average before the run {os.getloadavg()[0]:.1f}. Command: `OMP_NUM_THREADS=1 "
-              f"PYTHONPATH=. python benchmarks/store_io.py --frames {a.frames} --threads {' '.join(map(str, a.threads))}"
-              f"{' --fsync' if a.fsync else ''}`. {a.frames} frames of float16 {SHAPE} ({mib:.0f} MiB), shards of "
-              f"{a.shard} frames, median of {a.repeats}; {'with' if a.fsync else 'without'} fsync (both sides).\n")
-        print("| writer | codec | threads | MiB/s | plain-write time / this (median of pairs) | on disk MiB |\n|---|---|---|---|---|---|")
+        print("## store_io.py: feature-store writes and reads vs a plain file\n")
+        print(
+            f"Machine: {cpu()}; load average before the run {os.getloadavg()[0]:.1f}. Command: `OMP_NUM_THREADS=1 "
+            f"PYTHONPATH=. python benchmarks/store_io.py --frames {a.frames} --threads {' '.join(map(str, a.threads))}"
+            f"{' --fsync' if a.fsync else ''}`. {a.frames} frames of float16 {SHAPE} ({mib:.0f} MiB), shards of "
+            f"{a.shard} frames, median of {a.repeats}; {'with' if a.fsync else 'without'} fsync (both sides).\n"
+        )
+        print(
+            "| writer | codec | threads | MiB/s | plain-write time / this (median of pairs) | on disk MiB |\n|---|---|---|---|---|---|"
+        )
         for r in rows:
             print(f"| {r[0]} | {r[1]} | {r[2]} | {r[3]:.0f} | {r[4]:.0%} | {r[5]:.0f} |")
         print()
@@ -227,17 +245,29 @@ def loader(root: Path, a) -> None:
             (take / "images" / cam).mkdir(parents=True)
             for f in range(a.loader_frames):
                 cv2.imwrite(str(take / "images" / cam / f"{f}.jpg"), rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
-        (take / "annotation.json").write_text(json.dumps({"take_uid": f"take{t}", "ego_cam": "aria01_214-1",
-                                                          "exo_cams": ["cam01"], "subsample_idx": list(range(a.loader_frames))}))
-        extract_features(annotation_json=take / "annotation.json", images_dir=take / "images", out_store=root / f"take{t}.zarr",
-                         backbone_cfg={"dtype": "float16", "compressor": "none", "batch_size": 8}, backbone=bb)
+        (take / "annotation.json").write_text(
+            json.dumps(
+                {
+                    "take_uid": f"take{t}",
+                    "ego_cam": "aria01_214-1",
+                    "exo_cams": ["cam01"],
+                    "subsample_idx": list(range(a.loader_frames)),
+                }
+            )
+        )
+        extract_features(
+            annotation_json=take / "annotation.json",
+            images_dir=take / "images",
+            out_store=root / f"take{t}.zarr",
+            backbone_cfg={"dtype": "float16", "compressor": "none", "batch_size": 8},
+            backbone=bb,
+        )
         stores[f"take{t}"] = FeatureStore(root / f"take{t}.zarr")
         for cam in cams:
             np.save(root / f"take{t}-{cam}.npy", stores[f"take{t}"].read_stored(cam, range(a.loader_frames))[0])
             npys[f"take{t}", cam] = np.load(root / f"take{t}-{cam}.npy", mmap_mode="r")
     samples = [(f"take{t}", f) for t in range(a.loader_takes) for f in range(a.loader_frames)]
-    batches = [b.tolist() for b in np.array_split(np.random.default_rng(2).permutation(len(samples)),
-                                                  len(samples) // a.batch)]
+    batches = [b.tolist() for b in np.array_split(np.random.default_rng(2).permutation(len(samples)), len(samples) // a.batch)]
     mb = sum(len(b) for b in batches) * (768 * (2500 + 38 * 68) * 2) / 2**20
 
     def mmap_epoch():
@@ -251,23 +281,28 @@ def loader(root: Path, a) -> None:
     data = FeatureBatches(stores, samples)
 
     def loader_epoch(workers):
-        for _ in torch.utils.data.DataLoader(data, batch_sampler=batches, num_workers=workers,
-                                             collate_fn=lambda b: b, prefetch_factor=4 if workers else None):
+        for _ in torch.utils.data.DataLoader(
+            data, batch_sampler=batches, num_workers=workers, collate_fn=lambda b: b, prefetch_factor=4 if workers else None
+        ):
             pass
 
     mmap_epoch()  # warm-up: both readers start from the same page-cache state
     loader_epoch(0)
     t_np, _ = paired(lambda: mmap_epoch, lambda: mmap_epoch, a.repeats)
-    print(f"Training-loader feature reads: {a.loader_takes} takes x {a.loader_frames} frames, float16 stores "
-          f"(compressor none), batches of {a.batch} shuffled samples, each an exo (768x38x68) and an ego (768x50x50) "
-          f"frame ({mb / len(batches):.0f} MiB per batch); page cache warm; masks and candidate sets not included. "
-          f"Each loader epoch is timed back to back with an np.load(mmap) epoch; median of the ratios.\n")
+    print(
+        f"Training-loader feature reads: {a.loader_takes} takes x {a.loader_frames} frames, float16 stores "
+        f"(compressor none), batches of {a.batch} shuffled samples, each an exo (768x38x68) and an ego (768x50x50) "
+        f"frame ({mb / len(batches):.0f} MiB per batch); page cache warm; masks and candidate sets not included. "
+        f"Each loader epoch is timed back to back with an np.load(mmap) epoch; median of the ratios.\n"
+    )
     print("| reader | workers | batches/s | MiB/s | np.load(mmap) time / this |\n|---|---|---|---|---|")
     print(f"| np.load(mmap_mode='r') gather into a float16 batch | 0 | {len(batches) / t_np:.1f} | {mb / t_np:.0f} | 100% |")
     for workers in a.workers:
         t, ratio = paired(lambda: lambda: loader_epoch(workers), lambda: mmap_epoch, a.repeats)
-        print(f"| training loader (DataLoader, batch sampler, TrainingSet's batched reads) | {workers} | "
-              f"{len(batches) / t:.1f} | {mb / t:.0f} | {ratio:.0%} |")
+        print(
+            f"| training loader (DataLoader, batch sampler, TrainingSet's batched reads) | {workers} | "
+            f"{len(batches) / t:.1f} | {mb / t:.0f} | {ratio:.0%} |"
+        )
     print()
 
 

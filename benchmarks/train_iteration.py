@@ -55,7 +55,7 @@ def loop_pooling(features: torch.Tensor, masks: np.ndarray) -> torch.Tensor:
             x, y, w, h = mask_box(m)
             x0, y0 = max(x - 100, 0) // 4, max(y - 100, 0) // 4
             x1, y1 = max(min(x + w + 100, W) // 4, x0 + 1), max(min(y + h + 100, H) // 4, y0 + 1)
-            out[b, n, features.shape[1]:] = grid[b][:, y0:y1, x0:x1].mean((1, 2))
+            out[b, n, features.shape[1] :] = grid[b][:, y0:y1, x0:x1].mean((1, 2))
     return out
 
 
@@ -121,14 +121,20 @@ def main() -> None:
         t_loop = timed(lambda: loop_pooling(feats, np_masks), 1, warmup=False)
         err = (describe(feats, masks) - loop_pooling(feats, np_masks)).abs().max().item()
 
-    print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}, CPU")
-    print(f"backbone: DINOv2-with-registers architecture '{a.arch}' ({backbone.describe()['parameters'] / 1e6:.1f} M params, untrained), "
-          f"grids ego {a.ego_grid} exo {a.exo_grid}, inputs ego {ego_hw} exo {exo_hw}; batch {a.batch}, {a.candidates} candidates")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}, CPU"
+    )
+    print(
+        f"backbone: DINOv2-with-registers architecture '{a.arch}' ({backbone.describe()['parameters'] / 1e6:.1f} M params, untrained), "
+        f"grids ego {a.ego_grid} exo {a.exo_grid}, inputs ego {ego_hw} exo {exo_hw}; batch {a.batch}, {a.candidates} candidates"
+    )
     print(f"training iteration, pre-extracted: {t_pre * 1e3:.0f} ms")
     print(f"training iteration, on the fly:    {t_fly * 1e3:.0f} ms")
     print(f"on-the-fly / pre-extracted: {t_fly / t_pre:.1f}x")
-    print(f"pooling {a.batch}x{a.candidates} masks at 700x700 (50x50x768 grid): vectorised {t_vec * 1e3:.0f} ms, "
-          f"per-mask loop {t_loop * 1e3:.0f} ms, ratio {t_loop / t_vec:.1f}x (max abs difference {err:.1e})")
+    print(
+        f"pooling {a.batch}x{a.candidates} masks at 700x700 (50x50x768 grid): vectorised {t_vec * 1e3:.0f} ms, "
+        f"per-mask loop {t_loop * 1e3:.0f} ms, ratio {t_loop / t_vec:.1f}x (max abs difference {err:.1e})"
+    )
 
 
 if __name__ == "__main__":

@@ -40,7 +40,7 @@ class TransformerTokens(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2] // self.patch_size, x.shape[-1] // self.patch_size
-        tokens = self.model(pixel_values=x).last_hidden_state[:, self.prefix_tokens:]
+        tokens = self.model(pixel_values=x).last_hidden_state[:, self.prefix_tokens :]
         return tokens.transpose(1, 2).reshape(x.shape[0], -1, h, w)
 
 
@@ -104,8 +104,7 @@ def cut_at_stride(model: nn.Module, stride: int, probe: int = 224) -> tuple[nn.S
             if s == stride:
                 keep, channels = i + 1, x.shape[1]
     if keep is None:
-        raise ValueError(f"no layer of {type(model).__name__} has output stride {stride}; "
-                         f"available: {sorted(set(seen))}")
+        raise ValueError(f"no layer of {type(model).__name__} has output stride {stride}; available: {sorted(set(seen))}")
     return nn.Sequential(*layers[:keep]), int(channels)
 
 
@@ -119,8 +118,17 @@ class Backbone:
     passed through untouched either way.
     """
 
-    def __init__(self, network: nn.Module, channels: int, patch_size: int, grids: dict, input_sizes: dict,
-                 info: dict, device: str | torch.device = "cpu", resize: str = "bilinear"):
+    def __init__(
+        self,
+        network: nn.Module,
+        channels: int,
+        patch_size: int,
+        grids: dict,
+        input_sizes: dict,
+        info: dict,
+        device: str | torch.device = "cpu",
+        resize: str = "bilinear",
+    ):
         if resize not in RESIZE_MODES:
             raise ValueError(f"backbone resize must be one of {sorted(RESIZE_MODES)}, got {resize!r}")
         self.resize_mode = resize
@@ -163,8 +171,7 @@ class Backbone:
         """Prepared batch -> float32 (B, C, h, w) on the device; no graph is kept."""
         if tuple(x.shape[-2:]) != self.input_size(view):
             raise ValueError(f"{view} input must be {self.input_size(view)}, got {tuple(x.shape[-2:])}")
-        autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda"
-                    else contextlib.nullcontext())
+        autocast = torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda" else contextlib.nullcontext()
         with torch.inference_mode(), autocast:
             y = self.network(x)
             if tuple(y.shape[-2:]) != self.grid(view):
@@ -195,8 +202,9 @@ def check_device(device: str | torch.device) -> torch.device:
     """The torch device, with a clear error when the config asks for CUDA on a machine without it."""
     device = torch.device(device)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {str(device)!r} requested (config 'device: cuda') but no CUDA device is "
-                           f"available here; set device: cpu")
+        raise RuntimeError(
+            f"device {str(device)!r} requested (config 'device: cuda') but no CUDA device is available here; set device: cpu"
+        )
     return device
 
 
@@ -247,16 +255,23 @@ def _load_transformers(cfg: dict) -> tuple[nn.Module, int, int, dict]:
         except OSError as e:
             raise FileNotFoundError(
                 f"cannot load {kind} weights {weights!r} (a Hugging Face id needs internet or the HF cache; "
-                f"or give a local directory written by save_pretrained): {e}") from e
+                f"or give a local directory written by save_pretrained): {e}"
+            ) from e
         source = {}
     config = model.config
     if config.model_type not in HF_MODEL_TYPES[kind]:
-        raise ValueError(f"backbone kind {kind!r} expects a model of type {sorted(HF_MODEL_TYPES[kind])}, "
-                         f"but {weights!r} is {config.model_type!r}")
+        raise ValueError(
+            f"backbone kind {kind!r} expects a model of type {sorted(HF_MODEL_TYPES[kind])}, "
+            f"but {weights!r} is {config.model_type!r}"
+        )
     patch = config.patch_size if isinstance(config.patch_size, int) else config.patch_size[0]
     prefix = 1 + int(getattr(config, "num_register_tokens", 0) or 0)
-    info = {**source, "architecture": type(model).__name__, "prefix_tokens_dropped": prefix,
-            "attn_implementation": config._attn_implementation}
+    info = {
+        **source,
+        "architecture": type(model).__name__,
+        "prefix_tokens_dropped": prefix,
+        "attn_implementation": config._attn_implementation,
+    }
     return TransformerTokens(model, patch, prefix), config.hidden_size, patch, info
 
 
@@ -292,8 +307,10 @@ def _load_resnet(cfg: dict) -> tuple[nn.Module, int, int, dict]:
             resnet.load_state_dict(state, strict=True)
         except RuntimeError as e:
             raise ValueError(f"{weights!r} is not a ResNet-50 state dict: {e}") from e
-    info = {"architecture": "torchvision resnet50 (layer4 output, fc/avgpool removed)",
-            "pooling": "adaptive_avg_pool2d from the stride-32 map to the grid"}
+    info = {
+        "architecture": "torchvision resnet50 (layer4 output, fc/avgpool removed)",
+        "pooling": "adaptive_avg_pool2d from the stride-32 map to the grid",
+    }
     return ResNetTrunk(resnet), 2048, RESNET_STRIDE // 2, info
 
 
@@ -314,8 +331,13 @@ def _load_torchvision(cfg: dict) -> tuple[nn.Module, int, int, dict]:
         state, source = load_state_dict(arch, weights)
         model.load_state_dict(state, strict=True)
     trunk, channels = cut_at_stride(model.eval(), stride)
-    info = {"architecture": f"torchvision {arch} (feature layers up to output stride {stride})",
-            "torchvision_model": arch, "stride": stride, "layers_kept": len(trunk), **source}
+    info = {
+        "architecture": f"torchvision {arch} (feature layers up to output stride {stride})",
+        "torchvision_model": arch,
+        "stride": stride,
+        "layers_kept": len(trunk),
+        **source,
+    }
     return trunk, channels, stride, info
 
 
@@ -332,12 +354,15 @@ def load_backbone(cfg: dict, device: str | torch.device | None = None) -> Backbo
     kind, weights = cfg["kind"], cfg["weights"]
     device = check_device(device or cfg["device"])
     impl = cfg["implementation"]
-    loaders = {("dinov2", "transformers"): _load_transformers, ("dinov3", "transformers"): _load_transformers,
-               ("dinov2", "torchhub"): _load_torchhub, ("resnet50-dino", "torchvision"): _load_resnet,
-               ("torchvision", "torchvision"): _load_torchvision}
+    loaders = {
+        ("dinov2", "transformers"): _load_transformers,
+        ("dinov3", "transformers"): _load_transformers,
+        ("dinov2", "torchhub"): _load_torchhub,
+        ("resnet50-dino", "torchvision"): _load_resnet,
+        ("torchvision", "torchvision"): _load_torchvision,
+    }
     if (kind, impl) not in loaders:
-        raise ValueError(f"unsupported backbone kind/implementation {kind!r}/{impl!r}; "
-                         f"supported: {sorted(loaders)}")
+        raise ValueError(f"unsupported backbone kind/implementation {kind!r}/{impl!r}; supported: {sorted(loaders)}")
     network, channels, patch, info = loaders[kind, impl](cfg)
     grids = _grids(cfg)
     if kind == "resnet50-dino":

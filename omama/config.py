@@ -17,10 +17,12 @@ from jsonschema import Draft202012Validator, ValidationError, validators
 
 SCHEMA = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
 # Entries of these sections: where their schema sits in the config schema.
-ENTRIES = {"backbones": ("properties", "backbones", "additionalProperties"),
-           "proposers": ("properties", "proposers", "additionalProperties"),
-           "experiments": ("properties", "experiments", "additionalProperties"),
-           "train": ("definitions", "train")}
+ENTRIES = {
+    "backbones": ("properties", "backbones", "additionalProperties"),
+    "proposers": ("properties", "proposers", "additionalProperties"),
+    "experiments": ("properties", "experiments", "additionalProperties"),
+    "train": ("definitions", "train"),
+}
 
 
 @functools.cache
@@ -40,8 +42,9 @@ def _set_defaults(validate_properties):
     return properties
 
 
-_Filling = validators.extend(Draft202012Validator,
-                             {"properties": _set_defaults(Draft202012Validator.VALIDATORS["properties"])})
+_Filling = validators.extend(
+    Draft202012Validator, {"properties": _set_defaults(Draft202012Validator.VALIDATORS["properties"])}
+)
 
 
 def _fill(instance, sub: dict, what: str):

@@ -28,8 +28,17 @@ class TrainingSet(torch.utils.data.Dataset):
     ``__getitems__`` builds a whole batch, reading each (store, camera)'s frames in one call.
     """
 
-    def __init__(self, rows: pd.DataFrame, corpus: Corpus, geometry: Geometry, *, negatives: int, seed: int, stored: bool,
-                 direction: str):
+    def __init__(
+        self,
+        rows: pd.DataFrame,
+        corpus: Corpus,
+        geometry: Geometry,
+        *,
+        negatives: int,
+        seed: int,
+        stored: bool,
+        direction: str,
+    ):
         self.rows = rows.reset_index(drop=True)
         self.corpus, self.geometry, self.negatives, self.seed, self.stored = corpus, geometry, negatives, seed, stored
         self.direction = Direction(direction)
@@ -60,7 +69,9 @@ class TrainingSet(torch.utils.data.Dataset):
         src = td.source_mask(r.object, src_cam, r.frame, self.geometry.input_size[d.src_view])
         gt = td.mask(r.object, dst_cam, r.frame, dst_size)
         if (gt is not None) != bool(r[d.present]):
-            raise ValueError(f"{d.dst_view} presence in the split table disagrees with the annotation: {where(r.take_uid, r.object, dst_cam, r.frame)}")
+            raise ValueError(
+                f"{d.dst_view} presence in the split table disagrees with the annotation: {where(r.take_uid, r.object, dst_cam, r.frame)}"
+            )
         props = td.proposal_masks(int(r.frame), dst_size, dst_cam)
         boxes = mask_boxes(torch.from_numpy(props)).numpy()
         gt_box = None if gt is None else mask_boxes(torch.from_numpy(gt)).numpy()
@@ -106,8 +117,10 @@ def read_stored_batch(store_of, takes: list, cams: list, frames: list) -> tuple[
     for (take, cam), members in groups.items():
         store = store_of(take)
         if store.stored_shape(cam)[:2] != (shape, dtype):
-            raise ValueError(f"camera {cam!r} of take {take!r} stores {store.stored_shape(cam)[:2]}, other samples of "
-                             f"the batch {(shape, dtype)}: the batch's feature stores disagree")
+            raise ValueError(
+                f"camera {cam!r} of take {take!r} stores {store.stored_shape(cam)[:2]}, other samples of "
+                f"the batch {(shape, dtype)}: the batch's feature stores disagree"
+            )
         store.read_stored(cam, [frames[i] for i in members], out=(values, dequant), at=members)
     return values, dequant
 
@@ -135,15 +148,22 @@ def epoch_batches(rows: pd.DataFrame, batch_size: int, seed: int, epoch: int, or
             flat += members[torch.randperm(len(members), generator=gen).numpy()].tolist()
     else:
         raise ValueError(f"unknown batch order {order!r}; use one of {ORDERS}")
-    return [flat[i:i + batch_size] for i in range(0, len(flat), batch_size)]
+    return [flat[i : i + batch_size] for i in range(0, len(flat), batch_size)]
 
 
-def training_loader(dataset: TrainingSet, batches: list[list[int]], workers: int, device: torch.device,
-                    prefetch: int = 2) -> torch.utils.data.DataLoader:
+def training_loader(
+    dataset: TrainingSet, batches: list[list[int]], workers: int, device: torch.device, prefetch: int = 2
+) -> torch.utils.data.DataLoader:
     """Batches built whole by ``TrainingSet.__getitems__`` in ``workers`` processes, pinned for a GPU."""
-    return torch.utils.data.DataLoader(dataset, batch_sampler=batches, num_workers=workers, collate_fn=collate,
-                                       pin_memory=device.type == "cuda", prefetch_factor=prefetch if workers else None,
-                                       persistent_workers=False)
+    return torch.utils.data.DataLoader(
+        dataset,
+        batch_sampler=batches,
+        num_workers=workers,
+        collate_fn=collate,
+        pin_memory=device.type == "cuda",
+        prefetch_factor=prefetch if workers else None,
+        persistent_workers=False,
+    )
 
 
 def collate(items) -> dict:
@@ -169,8 +189,9 @@ def batch_features(batch: dict, backbone=None, device=None) -> tuple[torch.Tenso
     device; on-the-fly ones are computed now (no graph).
     """
     if "src_feat" in batch:
-        moved = [batch[f"{k}_feat"] if device is None else batch[f"{k}_feat"].to(device, non_blocking=True)
-                 for k in ("src", "dst")]
+        moved = [
+            batch[f"{k}_feat"] if device is None else batch[f"{k}_feat"].to(device, non_blocking=True) for k in ("src", "dst")
+        ]
         return tuple(dequantise(v, batch.get(f"{k}_dequant")) for v, k in zip(moved, ("src", "dst")))
     if backbone is None:
         raise ValueError("on-the-fly features need a backbone")

@@ -67,10 +67,12 @@ def pad_square(mask: np.ndarray) -> np.ndarray:
     side = max(h, w)
     out = np.zeros((side, side), bool)
     top, left = (side - h) // 2, (side - w) // 2
-    out[top:top + h, left:left + w] = mask
+    out[top : top + h, left : left + w] = mask
     if remove_pad(out, (h, w)).shape != (h, w):
-        raise ValueError(f"an exo frame of evaluation size {h}x{w} cannot be padded so that the official ego->exo "
-                         f"evaluator's remove_pad recovers it (it would give {remove_pad(out, (h, w)).shape})")
+        raise ValueError(
+            f"an exo frame of evaluation size {h}x{w} cannot be padded so that the official ego->exo "
+            f"evaluator's remove_pad recovers it (it would give {remove_pad(out, (h, w)).shape})"
+        )
     return out
 
 

@@ -90,8 +90,14 @@ def fit_calibration(logit_diff, present) -> tuple[Calibration, dict]:
         log.warning("existence calibration not fitted: %s; using the identity", reason)
         return Calibration(), {**info, "fitted": False, "reason": reason}
     weights = np.where(y, 0.5 / n_present, 0.5 / n_absent)
-    res = minimize(balanced_nll, np.array([1.0, 0.0]), args=(d, y, weights), jac=True, method="L-BFGS-B",
-                   bounds=[(1e-6, None), (None, None)])
+    res = minimize(
+        balanced_nll,
+        np.array([1.0, 0.0]),
+        args=(d, y, weights),
+        jac=True,
+        method="L-BFGS-B",
+        bounds=[(1e-6, None), (None, None)],
+    )
     if not res.success:
         log.warning("existence calibration: optimiser stopped early (%s)", res.message)
     cal = Calibration(scale=float(res.x[0]), bias=float(res.x[1]))
@@ -129,8 +135,7 @@ def collect_pairs(chooser, rows: pd.DataFrame, corpus) -> dict:
         log.warning("%d of %d rows skipped for the existence head: their frames have no proposals", skipped, len(rows))
     if not xs:
         raise ValueError(f"none of the {len(rows)} rows has proposals: nothing to train or calibrate the existence head on")
-    return {"x": torch.cat(xs), "present": torch.cat(ys), "similarity": torch.cat(cos), "keys": keys,
-            "skipped": skipped}
+    return {"x": torch.cat(xs), "present": torch.cat(ys), "similarity": torch.cat(cos), "keys": keys, "skipped": skipped}
 
 
 def class_weights(present: torch.Tensor) -> torch.Tensor:
@@ -162,8 +167,9 @@ def mismatch_partners(keys, rng: np.random.Generator) -> np.ndarray:
     return out
 
 
-def with_mismatches(x: torch.Tensor, present: torch.Tensor, keys, mismatches: int,
-                    rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def with_mismatches(
+    x: torch.Tensor, present: torch.Tensor, keys, mismatches: int, rng: np.random.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``x`` plus ``mismatches`` mismatched pairs per row, labelled absent: a row's source descriptor
     with the best-matching candidate of another object's row (what the best match of an absent
     object looks like: some other object's mask). They make the head judge the pair, not recognise
@@ -178,8 +184,19 @@ def with_mismatches(x: torch.Tensor, present: torch.Tensor, keys, mismatches: in
     return torch.cat(xs), torch.cat(ys)
 
 
-def train_visibility(head: MatchingHead, x: torch.Tensor, present: torch.Tensor, *, epochs: int, lr: float,
-                     batch_size: int, weight_decay: float, seed: int, keys=None, mismatches: int = 0) -> list[dict]:
+def train_visibility(
+    head: MatchingHead,
+    x: torch.Tensor,
+    present: torch.Tensor,
+    *,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    weight_decay: float,
+    seed: int,
+    keys=None,
+    mismatches: int = 0,
+) -> list[dict]:
     """Train ``head.mlp_visible`` only (every other parameter frozen); per-epoch mean loss. With
     ``keys`` (take, object, ...) of the rows, each epoch adds ``mismatches`` freshly drawn mismatched
     pairs per row (``with_mismatches``). Keeps the epoch with the lowest training loss."""
@@ -199,7 +216,7 @@ def train_visibility(head: MatchingHead, x: torch.Tensor, present: torch.Tensor,
         order = torch.randperm(len(xe), generator=gen)
         total = 0.0
         for i in range(0, len(xe), batch_size):
-            idx = order[i:i + batch_size].to(xe.device)
+            idx = order[i : i + batch_size].to(xe.device)
             loss = visibility_loss(head, xe[idx], ye[idx], weights)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -222,9 +239,23 @@ def logit_difference(head: MatchingHead, x: torch.Tensor) -> np.ndarray:
     return (z[:, PRESENT] - z[:, 1 - PRESENT]).cpu().numpy()
 
 
-def train_existence(*, split_table, annotations, proposals, features, images, model_path, backbone_cfg: dict,
-                    mode: str, settings: dict, model_out, calibration_out, history_out, direction: str,
-                    exo_proposals=None) -> dict:
+def train_existence(
+    *,
+    split_table,
+    annotations,
+    proposals,
+    features,
+    images,
+    model_path,
+    backbone_cfg: dict,
+    mode: str,
+    settings: dict,
+    model_out,
+    calibration_out,
+    history_out,
+    direction: str,
+    exo_proposals=None,
+) -> dict:
     """Train an experiment's existence head after its matching head, and calibrate it.
 
     Reads the experiment's ``model_path`` (the matching head, frozen), trains ``mlp_visible`` on the
@@ -235,8 +266,15 @@ def train_existence(*, split_table, annotations, proposals, features, images, mo
     from omama.predict import ModelChooser
     from omama.takedata import subset_rows
 
-    s = setup(annotations=annotations, proposals=proposals, features=features, images=images,
-              backbone_cfg=backbone_cfg, on_the_fly=mode == "on-the-fly", exo_proposals=exo_proposals)
+    s = setup(
+        annotations=annotations,
+        proposals=proposals,
+        features=features,
+        images=images,
+        backbone_cfg=backbone_cfg,
+        on_the_fly=mode == "on-the-fly",
+        exo_proposals=exo_proposals,
+    )
     device, corpus = s.device, s.corpus
     head = build_head(s.geometry, model_path, direction=direction).to(device).eval()
     frozen = {k: v.clone() for k, v in head.state_dict().items() if not k.startswith("mlp_visible.")}
@@ -246,18 +284,30 @@ def train_existence(*, split_table, annotations, proposals, features, images, mo
         raise ValueError(f"split table {split_table} has no training rows for the existence head")
     train = collect_pairs(chooser, rows, corpus)
     if not train["present"].any() or (train["present"].all() and not settings["mismatches"]):
-        raise ValueError(f"the training rows of {split_table} hold only {'present' if train['present'].any() else 'absent'} "
-                         "objects: the existence head needs both (more takes, another split, or mismatches > 0)")
+        raise ValueError(
+            f"the training rows of {split_table} hold only {'present' if train['present'].any() else 'absent'} "
+            "objects: the existence head needs both (more takes, another split, or mismatches > 0)"
+        )
     torch.manual_seed(settings["seed"])
-    history = train_visibility(head, train["x"].to(device), train["present"].to(device), epochs=settings["epochs"],
-                               lr=settings["lr"], batch_size=settings["batch_size"],
-                               weight_decay=settings["weight_decay"], seed=settings["seed"], keys=train["keys"],
-                               mismatches=settings["mismatches"])
+    history = train_visibility(
+        head,
+        train["x"].to(device),
+        train["present"].to(device),
+        epochs=settings["epochs"],
+        lr=settings["lr"],
+        batch_size=settings["batch_size"],
+        weight_decay=settings["weight_decay"],
+        seed=settings["seed"],
+        keys=train["keys"],
+        mismatches=settings["mismatches"],
+    )
     changed = [k for k, v in head.state_dict().items() if k in frozen and not torch.equal(v, frozen[k])]
     if changed:
         raise AssertionError(f"the matching head changed while training the existence head: {changed}")
-    record = {"settings": settings, "train": {"n": len(train["x"]), "n_present": int(train["present"].sum()),
-                                              "skipped_no_proposals": train["skipped"]}}
+    record = {
+        "settings": settings,
+        "train": {"n": len(train["x"]), "n_present": int(train["present"].sum()), "skipped_no_proposals": train["skipped"]},
+    }
     if val_rows.empty:
         cal, info = Calibration(), {"n": 0, "fitted": False, "reason": "no validation rows"}
         log.warning("existence calibration not fitted: no validation rows in %s", split_table)
@@ -269,15 +319,25 @@ def train_existence(*, split_table, annotations, proposals, features, images, mo
         cal, info = fit_calibration(d_val, y_val)
         info["skipped_no_proposals"] = val["skipped"]
     conf_val = torch.sigmoid(torch.from_numpy(cal.scale * d_val + cal.bias)).numpy()
-    info.update({"balanced_accuracy": balanced_accuracy(y_val, conf_val > 0.5),
-                 "balanced_accuracy_uncalibrated": balanced_accuracy(y_val, d_val > 0),
-                 "balanced_accuracy_similarity": balanced_accuracy(y_val, sim_val > 0.5)})
+    info.update(
+        {
+            "balanced_accuracy": balanced_accuracy(y_val, conf_val > 0.5),
+            "balanced_accuracy_uncalibrated": balanced_accuracy(y_val, d_val > 0),
+            "balanced_accuracy_similarity": balanced_accuracy(y_val, sim_val > 0.5),
+        }
+    )
     record.update({**asdict(cal), "boundary": cal.boundary, "validation": info})
     with atomic_path(model_out) as tmp:
         torch.save({k: v.cpu() for k, v in head.state_dict().items()}, tmp)
     write_json(history_out, history, indent=1)
     write_json(calibration_out, record, indent=1)
-    log.info("existence head: final train loss %.4f; calibration scale %.4g bias %.4g (boundary %.4g); "
-             "validation balanced accuracy %s", history[-1]["train_loss"], cal.scale, cal.bias, cal.boundary,
-             info["balanced_accuracy"])
+    log.info(
+        "existence head: final train loss %.4f; calibration scale %.4g bias %.4g (boundary %.4g); "
+        "validation balanced accuracy %s",
+        history[-1]["train_loss"],
+        cal.scale,
+        cal.bias,
+        cal.boundary,
+        info["balanced_accuracy"],
+    )
     return record

@@ -53,7 +53,9 @@ def build_head(geometry: Geometry, weights=None, seed: int = INIT_SEED, *, direc
     d = Direction(direction)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        head = MatchingHead(src_grid=geometry.grid[d.src_view], dst_grid=geometry.grid[d.dst_view], in_channels=geometry.channels)
+        head = MatchingHead(
+            src_grid=geometry.grid[d.src_view], dst_grid=geometry.grid[d.dst_view], in_channels=geometry.channels
+        )
     if weights:
         load_checkpoint(head, weights)
     return head

@@ -56,8 +56,10 @@ def check_complete(path: str | os.PathLike, take: str, cam: str) -> None:
     if need > size:
         cut = next((k for k, end in enumerate(frame_ends) if end > size), None)
         what = where(take, cam=cam) if cut is None else f"{where(take, cam=cam, frame=cut)} and after (decoding order)"
-        raise VideoError(f"video {path} is truncated: it has {size} bytes, its container declares {need}; "
-                         f"the data of {what} is missing (re-download it)")
+        raise VideoError(
+            f"video {path} is truncated: it has {size} bytes, its container declares {need}; "
+            f"the data of {what} is missing (re-download it)"
+        )
 
 
 def read_frames(path: str | os.PathLike, frames: list[int], take: str, cam: str):
@@ -70,7 +72,9 @@ def read_frames(path: str | os.PathLike, frames: list[int], take: str, cam: str)
         for frame in frames:
             while pos <= frame:
                 if not cap.grab():
-                    raise VideoError(f"video {path} ends after {pos} frames: missing {where(take, cam=cam, frame=frame)} (truncated video?)")
+                    raise VideoError(
+                        f"video {path} ends after {pos} frames: missing {where(take, cam=cam, frame=frame)} (truncated video?)"
+                    )
                 pos += 1
             ok, img = cap.retrieve()
             if not ok or img is None:
@@ -101,7 +105,7 @@ def mask_sizes(record: dict, video_sizes: dict[str, tuple[int, int]]) -> dict[st
     for per_cam in record["object_masks"].values():
         for cam, ann in per_cam.items():
             entries = ann.get("annotation") if isinstance(ann, dict) else None
-            for key, entry in (entries.items() if isinstance(entries, dict) else ()):
+            for key, entry in entries.items() if isinstance(entries, dict) else ():
                 try:
                     frame, size = int(key), (int(entry["height"]), int(entry["width"]))
                 except (KeyError, TypeError, ValueError):
@@ -143,9 +147,13 @@ def decode_masks(record: dict, video_sizes: dict[str, tuple[int, int]], skip_bad
                     except (KeyError, TypeError, ValueError) as e:
                         raise ValueError(f"malformed mask entry for {where(**ctx, frame=frame)}: missing or bad {e}") from e
                     if not same_aspect((h, w), video_sizes[cam]):
-                        raise MaskDecodeError(f"mask size {[h, w]} does not match video size {list(video_sizes[cam])} for {where(**ctx, frame=frame)}")
+                        raise MaskDecodeError(
+                            f"mask size {[h, w]} does not match video size {list(video_sizes[cam])} for {where(**ctx, frame=frame)}"
+                        )
                     if native[cam] != (h, w):
-                        raise MaskDecodeError(f"mask size {[h, w]} differs from the size of most of the camera's masks {list(native[cam])} for {where(**ctx, frame=frame)}")
+                        raise MaskDecodeError(
+                            f"mask size {[h, w]} differs from the size of most of the camera's masks {list(native[cam])} for {where(**ctx, frame=frame)}"
+                        )
                     cam_masks[str(frame)] = lzstring_to_rle(enc, h, w, **ctx, frame=frame)
                 except MaskDecodeError as e:
                     if not skip_bad_masks:
@@ -159,8 +167,14 @@ def decode_masks(record: dict, video_sizes: dict[str, tuple[int, int]], skip_bad
     return masks, annotated, native_size, skipped
 
 
-def extract_take(*, record: dict, raw_root: str | os.PathLike, annotation_out: str | os.PathLike,
-                 images_out: str | os.PathLike, frames_cfg: dict) -> dict:
+def extract_take(
+    *,
+    record: dict,
+    raw_root: str | os.PathLike,
+    annotation_out: str | os.PathLike,
+    images_out: str | os.PathLike,
+    frames_cfg: dict,
+) -> dict:
     """Write the processed frames and annotation.json of one take; returns the annotation.
 
     ``frames_cfg`` is config["frames"]: ego_scale, exo_scale, jpeg_quality, skip_bad_masks.
@@ -188,18 +202,34 @@ def extract_take(*, record: dict, raw_root: str | os.PathLike, annotation_out: s
                 h, w = image_size[cam]
                 for frame, img in read_frames(paths[cam], frames, take, cam):
                     if img.shape[:2] != tuple(sizes[cam]):
-                        raise VideoError(f"decoded frame is {img.shape[:2]}, container says {sizes[cam]} for {where(take, cam=cam, frame=frame)}")
+                        raise VideoError(
+                            f"decoded frame is {img.shape[:2]}, container says {sizes[cam]} for {where(take, cam=cam, frame=frame)}"
+                        )
                     if (h, w) != img.shape[:2]:
                         img = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
                     write_image(tmp / cam / f"{frame}.jpg", img, quality)
                     bar.update()
     annotation = {
-        "take_uid": take, "take_name": record["take_name"], "scenario": record["scenario"],
-        "parent_scenario": record["parent_scenario"], "ego_cam": record["ego_cam"], "exo_cams": record["exo_cams"],
-        "native_size": native, "image_size": image_size, "subsample_idx": frames,
-        "masks": masks, "annotated_frames": annotated, "skipped": skipped,
+        "take_uid": take,
+        "take_name": record["take_name"],
+        "scenario": record["scenario"],
+        "parent_scenario": record["parent_scenario"],
+        "ego_cam": record["ego_cam"],
+        "exo_cams": record["exo_cams"],
+        "native_size": native,
+        "image_size": image_size,
+        "subsample_idx": frames,
+        "masks": masks,
+        "annotated_frames": annotated,
+        "skipped": skipped,
     }
     write_json(annotation_out, annotation)
-    log.info("take %s: %d cameras x %d frames, %d masks, %d skipped", take, len(cams), len(frames),
-             sum(len(f) for per_cam in masks.values() for f in per_cam.values()), len(skipped))
+    log.info(
+        "take %s: %d cameras x %d frames, %d masks, %d skipped",
+        take,
+        len(cams),
+        len(frames),
+        sum(len(f) for per_cam in masks.values() for f in per_cam.values()),
+        len(skipped),
+    )
     return annotation

@@ -109,7 +109,7 @@ class ShardBuffer:
             if self.buffer is None:
                 self.buffer = np.empty((n_shard, *self.rows.shape[1:]), self.rows.dtype)
             n = min(len(values), n_shard - self.filled)
-            self.buffer[self.filled:self.filled + n] = values[:n]
+            self.buffer[self.filled : self.filled + n] = values[:n]
             self.filled += n
             values = values[n:]
             if self.filled == n_shard:
@@ -141,8 +141,10 @@ def store_problems(path, group: zarr.Group) -> list[str]:
             continue
         want = (len(frames), int(d["channels"]), *d["grid"][view])
         if tuple(arr.shape) != want or np.dtype(arr.dtype) != dtype or list(arr.attrs.get("frames", [])) != frames:
-            problems.append(f"camera {cam!r}: shape {tuple(arr.shape)} dtype {arr.dtype} frames "
-                            f"{len(arr.attrs.get('frames', []))}, expected {want} {dtype} {len(frames)}")
+            problems.append(
+                f"camera {cam!r}: shape {tuple(arr.shape)} dtype {arr.dtype} frames "
+                f"{len(arr.attrs.get('frames', []))}, expected {want} {dtype} {len(frames)}"
+            )
             continue
         needed = [(arr, cam)]
         if dtype == np.int8:
@@ -165,13 +167,25 @@ def store_problems(path, group: zarr.Group) -> list[str]:
 def check_store(path, group: zarr.Group) -> None:
     problems = store_problems(path, group)
     if problems:
-        raise StoreError(f"broken feature store {path}: {'; '.join(problems)}. Delete it and extract it again "
-                         f"(snakemake ... -R features, or remove the directory)")
+        raise StoreError(
+            f"broken feature store {path}: {'; '.join(problems)}. Delete it and extract it again "
+            f"(snakemake ... -R features, or remove the directory)"
+        )
 
 
-def extract_features(*, annotation_json, images_dir, out_store, backbone_cfg: dict, device: str | None = None,
-                     workers: int = 2, shard_frames: int = SHARD_FRAMES, backbone: Backbone | None = None,
-                     name: str | None = None, write_threads: int | None = None) -> dict:
+def extract_features(
+    *,
+    annotation_json,
+    images_dir,
+    out_store,
+    backbone_cfg: dict,
+    device: str | None = None,
+    workers: int = 2,
+    shard_frames: int = SHARD_FRAMES,
+    backbone: Backbone | None = None,
+    name: str | None = None,
+    write_threads: int | None = None,
+) -> dict:
     """Write the features of every camera's frames in ``subsample_idx`` of one take to ``out_store``.
 
     ``name`` is the backbone's config name (recorded as ``backbone_name``); ``backbone`` an
@@ -197,21 +211,36 @@ def extract_features(*, annotation_json, images_dir, out_store, backbone_cfg: di
     batch_size = int(backbone_cfg["batch_size"])
     write_threads = max(1, write_threads or int(backbone_cfg["write_threads"]))
     describe = backbone.describe()
-    batches = [(c, frames[i:i + batch_size]) for c in cams for i in range(0, len(frames), batch_size)]
+    batches = [(c, frames[i : i + batch_size]) for c in cams for i in range(0, len(frames), batch_size)]
 
     def decode(cam: str, frame: int) -> np.ndarray:
         return backbone.resize(load_frame(paths[cam, frame], take, cam, frame), views[cam])
 
     remove_abandoned(out_store)  # temporaries of killed runs; those of live concurrent writers stay
-    with atomic_path(out_store) as tmp, ThreadPoolExecutor(max(1, workers)) as decoders, \
-            ThreadPoolExecutor(write_threads) as writers:
+    with (
+        atomic_path(out_store) as tmp,
+        ThreadPoolExecutor(max(1, workers)) as decoders,
+        ThreadPoolExecutor(write_threads) as writers,
+    ):
         group = zarr.open_group(tmp, mode="w", zarr_format=3)
-        group.attrs.update({"take_uid": take, "backbone_name": name, "backbone": describe, "dtype": dtype.name,
-                            "frames": frames, "cameras": cams, "complete": False})
+        group.attrs.update(
+            {
+                "take_uid": take,
+                "backbone_name": name,
+                "backbone": describe,
+                "dtype": dtype.name,
+                "frames": frames,
+                "cameras": cams,
+                "complete": False,
+            }
+        )
         if dtype == np.int8:
-            group.attrs["quantisation"] = {"codes": "int8 in [-127, 127]", "dequantised": "code * scale + offset",
-                                           "scale_offset": f"array {{camera}}{DEQUANT}: (frames, 2, channels) float32",
-                                           "max_error": QUANT_ERROR}
+            group.attrs["quantisation"] = {
+                "codes": "int8 in [-127, 127]",
+                "dequantised": "code * scale + offset",
+                "scale_offset": f"array {{camera}}{DEQUANT}: (frames, 2, channels) float32",
+                "max_error": QUANT_ERROR,
+            }
         inflight: deque[Future] = deque()
         sinks: dict[str, list[ShardBuffer]] = {}
         for c in cams:
@@ -223,8 +252,16 @@ def extract_features(*, annotation_json, images_dir, out_store, backbone_cfg: di
                 parts.append((f"{c}{DEQUANT}", (len(frames), 2, backbone.channels), np.dtype(np.float32), []))
             sinks[c] = []
             for key, shp, dt, cod in parts:
-                array = group.create_array(key, shape=shp, chunks=(1, *shp[1:]), shards=(shard, *shp[1:]), dtype=dt,
-                                           compressors=cod, fill_value=0, attributes={"view": views[c], "frames": frames})
+                array = group.create_array(
+                    key,
+                    shape=shp,
+                    chunks=(1, *shp[1:]),
+                    shards=(shard, *shp[1:]),
+                    dtype=dt,
+                    compressors=cod,
+                    fill_value=0,
+                    attributes={"view": views[c], "frames": frames},
+                )
                 sinks[c].append(ShardBuffer(RowArray(array, tmp / key), writers, inflight))
         pending: deque[tuple[str, list[Future]]] = deque()
         todo = iter(batches)
@@ -282,8 +319,11 @@ class FeatureStore:
         self.dtype = np.dtype(self.attrs["dtype"])
         self._arrays = {c: self.group[c] for c in self.cameras}
         self._direct = {c: RowArray(a, self.path / c) for c, a in self._arrays.items()}
-        self._dequant = ({c: RowArray(self.group[f"{c}{DEQUANT}"], self.path / f"{c}{DEQUANT}") for c in self.cameras}
-                         if self.dtype == np.int8 else {})
+        self._dequant = (
+            {c: RowArray(self.group[f"{c}{DEQUANT}"], self.path / f"{c}{DEQUANT}") for c in self.cameras}
+            if self.dtype == np.int8
+            else {}
+        )
         self._rows = {c: {int(f): i for i, f in enumerate(a.attrs["frames"])} for c, a in self._arrays.items()}
 
     def frames(self, cam: str) -> list[int]:
@@ -307,8 +347,10 @@ class FeatureStore:
         rows = self._rows[self._cam(cam)]
         missing = [f for f in frames if int(f) not in rows]
         if missing:
-            raise KeyError(f"frames {missing} of camera {cam!r} are not in feature store {self.path} "
-                           f"(take {self.attrs.get('take_uid')!r})")
+            raise KeyError(
+                f"frames {missing} of camera {cam!r} are not in feature store {self.path} "
+                f"(take {self.attrs.get('take_uid')!r})"
+            )
         index = [rows[int(f)] for f in frames]
         values_out, dequant_out = out or (None, None)
         dequant = self._dequant[cam].read(index, dequant_out, at) if self._dequant else None

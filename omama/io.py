@@ -69,7 +69,7 @@ def abandoned_temporaries(path: str | os.PathLike) -> list[Path]:
     host = socket.gethostname()
     out = []
     for p in path.parent.glob(f".tmp-{path.name}-*"):
-        owner, _, rest = p.name[len(f".tmp-{path.name}-"):].rpartition("-")
+        owner, _, rest = p.name[len(f".tmp-{path.name}-") :].rpartition("-")
         h, _, pid = owner.rpartition("-")
         if rest and h == host and pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
             out.append(p)
@@ -95,8 +95,10 @@ def safe_name(value, what: str, context: str = "") -> str:
     """``value`` if it can be one path component: a non-empty string without path separators,
     "..", a leading dot or control characters; else a ValueError naming ``what`` (and ``context``)."""
     if not isinstance(value, str) or UNSAFE_NAME.search(value):
-        raise ValueError(f"{what} {value!r}{' (' + context + ')' if context else ''} is not a safe name: it becomes a file or folder name, so it must be a "
-                         f"non-empty string without '/', '\\', '..', a leading '.' or control characters")
+        raise ValueError(
+            f"{what} {value!r}{' (' + context + ')' if context else ''} is not a safe name: it becomes a file or folder name, so it must be a "
+            f"non-empty string without '/', '\\', '..', a leading '.' or control characters"
+        )
     return value
 
 
@@ -143,8 +145,9 @@ def atomic_path(path: str | os.PathLike):
     except Exception as e:
         if out_of_space(e, path.parent if path.parent.exists() else Path(path.anchor or ".")):
             free = shutil.disk_usage(path.parent).free if path.parent.exists() else "?"
-            raise OSError(errno.ENOSPC, f"no space left on device at {path} ({free} bytes free; "
-                                        f"free some space and run again): {e}") from e
+            raise OSError(
+                errno.ENOSPC, f"no space left on device at {path} ({free} bytes free; free some space and run again): {e}"
+            ) from e
         raise
     finally:
         if tmp is not None:

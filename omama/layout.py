@@ -57,7 +57,7 @@ class Layout:
 
     root: str
 
-    def photo_set(self, rset: str = "{rset}") -> "Layout":
+    def photo_set(self, rset: str = "{rset}") -> Layout:
         """The results tree of a photo-pair set (robustness, motorcycle), its pairs run as one-frame takes."""
         return Layout(f"{self.root}/{rset}")
 
@@ -161,13 +161,25 @@ class Layout:
         samples.parquet or metrics.json."""
         return f"{self.experiment(exp)}/{subset}/{name}"
 
-    def reference(self, name: str, split: str = "{split}", proposer: str = "{proposer}", subset: str = "{subset}",
-                  predictor: str = "{predictor}") -> str:
+    def reference(
+        self,
+        name: str,
+        split: str = "{split}",
+        proposer: str = "{proposer}",
+        subset: str = "{subset}",
+        predictor: str = "{predictor}",
+    ) -> str:
         """One file (samples.parquet, metrics.json) of a reference predictor."""
         return f"{self.root}/reference/{split}/{proposer}/{subset}/{predictor}/{name}"
 
-    def reference_ego2exo(self, name: str, split: str = "{split}", proposer: str = "{proposer}",
-                          subset: str = "{subset}", predictor: str = "{predictor}") -> str:
+    def reference_ego2exo(
+        self,
+        name: str,
+        split: str = "{split}",
+        proposer: str = "{proposer}",
+        subset: str = "{subset}",
+        predictor: str = "{predictor}",
+    ) -> str:
         """One file of a reference predictor in the ego->exo direction (on the exo proposals)."""
         return self.reference(name, f"ego2exo/{split}", proposer, subset, predictor)
 

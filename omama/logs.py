@@ -10,6 +10,7 @@ def log_to(path: str) -> None:
     """Send logging and stderr (where tqdm writes) of this process to ``path``."""
     stream = open(path, "a", buffering=1)
     sys.stderr = stream
-    logging.basicConfig(stream=stream, level=logging.INFO, force=True,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        stream=stream, level=logging.INFO, force=True, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     logging.captureWarnings(True)

@@ -52,13 +52,24 @@ def model_path(config: dict, experiment: str, results: str | Path | None, config
     path = Path(results or config["results"]) / "experiments" / experiment / "model.pt"
     if not path.is_file():
         configfile = "" if Path(config_path).name == "config.yaml" else f" --configfile {shlex.quote(str(config_path))}"
-        raise NotTrainedError(f"experiment {experiment!r} has no trained head yet: {path} is missing. Build it with:\n"
-                              f"  snakemake --cores 4{configfile} {path}")
+        raise NotTrainedError(
+            f"experiment {experiment!r} has no trained head yet: {path} is missing. Build it with:\n"
+            f"  snakemake --cores 4{configfile} {path}"
+        )
     return path
 
 
-def match(*, experiment: str, exo: str | Path, mask: str | Path, ego: str | Path, out: str | Path,
-          results: str | Path | None = None, config: str | Path = "config.yaml", device: str | None = None) -> dict:
+def match(
+    *,
+    experiment: str,
+    exo: str | Path,
+    mask: str | Path,
+    ego: str | Path,
+    out: str | Path,
+    results: str | Path | None = None,
+    config: str | Path = "config.yaml",
+    device: str | None = None,
+) -> dict:
     """Predict the ego mask of the object ``mask`` marks in ``exo``; write ``out`` (0/255 PNG at the ego
     photo's displayed size), ``<out stem>.overlay.png`` and ``<out stem>.json``; returns the JSON record."""
     from omama.features import extract_features
@@ -92,26 +103,57 @@ def match(*, experiment: str, exo: str | Path, mask: str | Path, ego: str | Path
         frames = tmp / "frames" / PAIR
         convert_pair(pair_dir, frames / "annotation.json", frames / "images")
         store = tmp / "features" / f"{PAIR}.zarr"
-        extract_features(annotation_json=frames / "annotation.json", images_dir=frames / "images", out_store=store, backbone_cfg=backbone_cfg,
-                         name=x["backbone"])
+        extract_features(
+            annotation_json=frames / "annotation.json",
+            images_dir=frames / "images",
+            out_store=store,
+            backbone_cfg=backbone_cfg,
+            name=x["backbone"],
+        )
         proposals = tmp / "proposals" / f"{PAIR}.parquet"
-        propose_take(annotation_json=frames / "annotation.json", images_dir=frames / "images", out_proposals=proposals, out_recall=tmp / "proposals" / "recall.parquet",
-                     proposer_cfg=proposer_cfg)
+        propose_take(
+            annotation_json=frames / "annotation.json",
+            images_dir=frames / "images",
+            out_proposals=proposals,
+            out_recall=tmp / "proposals" / "recall.parquet",
+            proposer_cfg=proposer_cfg,
+        )
         write_pairs([str(frames / "annotation.json")], tmp / "index.json", tmp / "pairs.parquet", tmp / "pairs.json")
         write_split(tmp / "pairs.parquet", "take", [0, 0, 1], 0, tmp / "split.parquet", tmp / "split.json")
         pred_json = tmp / "predictions.json"
-        predict_experiment(split_table=tmp / "split.parquet", subset="test", annotations=[str(frames / "annotation.json")], proposals=[str(proposals)],
-                           features=[str(store)], images=None, model_path=head, backbone_cfg=backbone_cfg, mode="pre-extracted", predictions_out=pred_json,
-                           ground_truth_out=tmp / "ground_truth.json", samples_out=tmp / "samples.parquet", direction="exo2ego")
+        predict_experiment(
+            split_table=tmp / "split.parquet",
+            subset="test",
+            annotations=[str(frames / "annotation.json")],
+            proposals=[str(proposals)],
+            features=[str(store)],
+            images=None,
+            model_path=head,
+            backbone_cfg=backbone_cfg,
+            mode="pre-extracted",
+            predictions_out=pred_json,
+            ground_truth_out=tmp / "ground_truth.json",
+            samples_out=tmp / "samples.parquet",
+            direction="exo2ego",
+        )
         result = read_json(pred_json, "predictions")["exo-ego"]["results"][PAIR]["masks"][OBJECT]
         entry = result[f"{CAMS['exo']}_{CAMS[EGO]}"][str(FRAME)]
     ego_rgb = load_photo(Path(ego), PAIR, EGO)
     pred = decode_rle(entry["pred_mask"]).astype(np.uint8)
     pred = cv2.resize(pred, (ego_rgb.shape[1], ego_rgb.shape[0]), interpolation=cv2.INTER_NEAREST).astype(bool)
     confidence = float(entry["confidence"])
-    record = {"experiment": experiment, "model": str(head), "exo": str(exo), "mask": str(mask), "ego": str(ego),
-              "confidence": confidence, "present": confidence > 0.5, "mask_pixels": int(pred.sum()),
-              "ego_mask": str(out), "overlay": str(out.with_name(out.stem + ".overlay.png"))}
+    record = {
+        "experiment": experiment,
+        "model": str(head),
+        "exo": str(exo),
+        "mask": str(mask),
+        "ego": str(ego),
+        "confidence": confidence,
+        "present": confidence > 0.5,
+        "mask_pixels": int(pred.sum()),
+        "ego_mask": str(out),
+        "overlay": str(out.with_name(out.stem + ".overlay.png")),
+    }
     out.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(pred.astype(np.uint8) * 255).save(out)
     write_overlay(Path(exo), Path(mask), ego_rgb, pred, Path(record["overlay"]))
@@ -126,8 +168,9 @@ def write_overlay(exo: Path, mask: Path, ego_rgb: np.ndarray, pred: np.ndarray, 
 
     exo_rgb = load_photo(exo, PAIR, EXO)
     src = load_mask(mask, exo_rgb.shape[:2], PAIR, OBJECT, EXO)
-    Image.fromarray(panel_row([blend(exo_rgb, src, COLOURS["exo"]), blend(ego_rgb, pred, COLOURS["pred"])],
-                              height=360)).save(path)
+    Image.fromarray(panel_row([blend(exo_rgb, src, COLOURS["exo"]), blend(ego_rgb, pred, COLOURS["pred"])], height=360)).save(
+        path
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -146,8 +189,16 @@ def main(argv: list[str] | None = None) -> int:
     from omama.weights import WeightsError
 
     try:
-        r = match(experiment=args.experiment, exo=args.exo, mask=args.mask, ego=args.ego, out=args.out,
-                  results=args.results, config=args.config, device=args.device)
+        r = match(
+            experiment=args.experiment,
+            exo=args.exo,
+            mask=args.mask,
+            ego=args.ego,
+            out=args.out,
+            results=args.results,
+            config=args.config,
+            device=args.device,
+        )
     except (FileNotFoundError, ValueError, WeightsError) as e:
         print(f"omama match: {e}", file=sys.stderr)
         return 2

@@ -165,20 +165,46 @@ def score_egoexo(predictions: dict, ground_truth: dict) -> pd.DataFrame:
                     except KeyError:
                         raise KeyError(f"submission lacks a prediction for {where(**ctx)}") from None
                     confidence = float(pred["confidence"])
-                    row = dict(take_uid=take, object=obj, exo_cam=exo, ego_cam=ego, frame=int(frame),
-                               exo_present=frame in exo_masks, confidence=confidence, pred_exists=confidence > 0.5,
-                               iou=np.nan, shape=np.nan, location=np.nan)
+                    row = dict(
+                        take_uid=take,
+                        object=obj,
+                        exo_cam=exo,
+                        ego_cam=ego,
+                        frame=int(frame),
+                        exo_present=frame in exo_masks,
+                        confidence=confidence,
+                        pred_exists=confidence > 0.5,
+                        iou=np.nan,
+                        shape=np.nan,
+                        location=np.nan,
+                    )
                     if row["exo_present"]:
                         gt = eval_mask(exo_masks[frame])
                         pm = remove_pad(decode_rle(pred["pred_mask"]), gt.shape)
                         if pm.shape != gt.shape:
-                            raise ValueError(f"predicted mask without its padding is {pm.shape}, the evaluation size is "
-                                             f"{gt.shape}, for {where(**ctx)}")
+                            raise ValueError(
+                                f"predicted mask without its padding is {pm.shape}, the evaluation size is "
+                                f"{gt.shape}, for {where(**ctx)}"
+                            )
                         row["iou"], row["shape"], row["location"] = score_masks(pm, gt)
                     rows.append(row)
     if skipped:
-        log.warning("%d object(s) skipped, no ego camera key in their ground-truth masks: %s", len(skipped), "; ".join(skipped))
-    columns = ["take_uid", "object", "exo_cam", "ego_cam", "frame", "exo_present", "confidence", "pred_exists", "iou", "shape", "location"]
+        log.warning(
+            "%d object(s) skipped, no ego camera key in their ground-truth masks: %s", len(skipped), "; ".join(skipped)
+        )
+    columns = [
+        "take_uid",
+        "object",
+        "exo_cam",
+        "ego_cam",
+        "frame",
+        "exo_present",
+        "confidence",
+        "pred_exists",
+        "iou",
+        "shape",
+        "location",
+    ]
     frames = pd.DataFrame(rows, columns=columns)
     frames.attrs["skipped_objects"] = skipped
     return frames
@@ -212,7 +238,9 @@ def score_exoego(predictions: dict, ground_truth: dict) -> pd.DataFrame:
             try:
                 annotated = {int(f) for f in ann["annotated_frames"][obj][ego]}
             except KeyError:
-                raise KeyError(f"ground truth lacks annotated_frames of the ego camera for {where(take=take, obj=obj, cam=ego)}") from None
+                raise KeyError(
+                    f"ground truth lacks annotated_frames of the ego camera for {where(take=take, obj=obj, cam=ego)}"
+                ) from None
             ego_masks = cams[ego]
             for exo, frames in cams.items():
                 if exo == ego:
@@ -226,20 +254,47 @@ def score_exoego(predictions: dict, ground_truth: dict) -> pd.DataFrame:
                     except KeyError:
                         raise KeyError(f"submission lacks a prediction for {where(**ctx)}") from None
                     confidence = float(pred["confidence"])
-                    row = dict(take_uid=take, object=obj, exo_cam=exo, ego_cam=ego, frame=int(frame),
-                               ego_present=frame in ego_masks, confidence=confidence, pred_exists=confidence > 0.5,
-                               iou=np.nan, shape=np.nan, location=np.nan)
+                    row = dict(
+                        take_uid=take,
+                        object=obj,
+                        exo_cam=exo,
+                        ego_cam=ego,
+                        frame=int(frame),
+                        ego_present=frame in ego_masks,
+                        confidence=confidence,
+                        pred_exists=confidence > 0.5,
+                        iou=np.nan,
+                        shape=np.nan,
+                        location=np.nan,
+                    )
                     if row["ego_present"]:
                         gt = eval_mask(ego_masks[frame])
                         pm = decode_rle(pred["pred_mask"])
                         if pm.shape != gt.shape:
-                            raise ValueError(f"predicted mask is {pm.shape}, the evaluation size is {gt.shape}, for {where(**ctx)}")
+                            raise ValueError(
+                                f"predicted mask is {pm.shape}, the evaluation size is {gt.shape}, for {where(**ctx)}"
+                            )
                         row["iou"], row["shape"], row["location"] = score_masks(pm, gt)
                     rows.append(row)
     if skipped:
-        log.warning("%d object(s) skipped, no ego camera key in their ground-truth masks (as the official "
-                    "evaluator does): %s", len(skipped), "; ".join(skipped))
-    columns = ["take_uid", "object", "exo_cam", "ego_cam", "frame", "ego_present", "confidence", "pred_exists", "iou", "shape", "location"]
+        log.warning(
+            "%d object(s) skipped, no ego camera key in their ground-truth masks (as the official evaluator does): %s",
+            len(skipped),
+            "; ".join(skipped),
+        )
+    columns = [
+        "take_uid",
+        "object",
+        "exo_cam",
+        "ego_cam",
+        "frame",
+        "ego_present",
+        "confidence",
+        "pred_exists",
+        "iou",
+        "shape",
+        "location",
+    ]
     frames = pd.DataFrame(rows, columns=columns)
     frames.attrs["skipped_objects"] = skipped
     return frames
@@ -304,8 +359,7 @@ def resample_metrics(frames: pd.DataFrame, counts: np.ndarray) -> dict[str, np.n
         return np.bincount(codes[mask], weights=None if w is None else w[mask], minlength=len(takes)).astype(float)
 
     n_present = per_take(present_)
-    out = {key: ratio(counts, per_take(present_, frames[col].to_numpy(float)), n_present)
-           for key, col in CI_COLUMNS.items()}
+    out = {key: ratio(counts, per_take(present_, frames[col].to_numpy(float)), n_present) for key, col in CI_COLUMNS.items()}
     tp, fn = (counts @ per_take(present_ & c) for c in (predicted, ~predicted))
     tn, fp = (counts @ per_take(~present_ & c) for c in (~predicted, predicted))
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -322,9 +376,17 @@ def confidence_intervals(frames: pd.DataFrame, bootstrap: Bootstrap) -> dict:
     ci, undefined = {}, {}
     for key, v in values.items():
         ci[key], undefined[key] = bootstrap.interval(v)
-    return {bootstrap.key: ci, "bootstrap": {"unit": "take", "units": n_takes, "resamples": bootstrap.resamples,
-                                             "level": bootstrap.level, "seed": bootstrap.seed,
-                                             "undefined": undefined}}
+    return {
+        bootstrap.key: ci,
+        "bootstrap": {
+            "unit": "take",
+            "units": n_takes,
+            "resamples": bootstrap.resamples,
+            "level": bootstrap.level,
+            "seed": bootstrap.seed,
+            "undefined": undefined,
+        },
+    }
 
 
 def summarise(frames: pd.DataFrame, *, bootstrap: Bootstrap | None = None) -> dict:
@@ -334,10 +396,7 @@ def summarise(frames: pd.DataFrame, *, bootstrap: Bootstrap | None = None) -> di
     present_frames = frames[is_present]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        bal = (
-            float(balanced_accuracy_score(is_present, frames["pred_exists"].astype(bool)))
-            if len(frames) else float("nan")
-        )
+        bal = float(balanced_accuracy_score(is_present, frames["pred_exists"].astype(bool))) if len(frames) else float("nan")
     mean = lambda c: float(present_frames[c].mean()) if len(present_frames) else float("nan")
     return {
         "iou": mean("iou"),

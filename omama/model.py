@@ -72,7 +72,13 @@ class MatchingHead(nn.Module):
         self.in_channels = int(in_channels)
         self.mlp = DescriptorMLP(DIM)
         self.mlp_visible = nn.Sequential(
-            nn.Linear(2 * DIM, DIM), nn.ReLU(), nn.Linear(DIM, 256), nn.ReLU(), nn.Linear(256, 128), nn.ReLU(), nn.Linear(128, 2)
+            nn.Linear(2 * DIM, DIM),
+            nn.ReLU(),
+            nn.Linear(DIM, 256),
+            nn.ReLU(),
+            nn.Linear(256, 128),
+            nn.ReLU(),
+            nn.Linear(128, 2),
         )
         self.CROSS_context_attn = ContextAttention(DIM)
         self.pos_embed_T = nn.Parameter(torch.zeros(1, self.dst_grid[0] * self.dst_grid[1], DIM))
@@ -94,7 +100,9 @@ class MatchingHead(nn.Module):
     def _tokens(self, grid: torch.Tensor, pos: torch.Tensor, name: str) -> torch.Tensor:
         tokens = grid.flatten(2).transpose(1, 2)
         if tokens.shape[1] != pos.shape[1]:
-            raise ValueError(f"{name} has {pos.shape[1]} rows but the feature grid {tuple(grid.shape[-2:])} has {tokens.shape[1]} tokens")
+            raise ValueError(
+                f"{name} has {pos.shape[1]} rows but the feature grid {tuple(grid.shape[-2:])} has {tokens.shape[1]} tokens"
+            )
         return tokens + pos
 
     def embed(self, desc: torch.Tensor, other_grid: torch.Tensor, pos: torch.Tensor, name: str) -> torch.Tensor:
@@ -102,8 +110,9 @@ class MatchingHead(nn.Module):
         ctx = self.CROSS_context_attn(desc[..., :DIM], self._tokens(other_grid, pos, name))
         return F.normalize(self.mlp(torch.cat([ctx, desc], dim=-1)), p=2, dim=-1)
 
-    def embeddings(self, src_desc: torch.Tensor, src_grid: torch.Tensor, dst_desc: torch.Tensor,
-                   dst_grid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def embeddings(
+        self, src_desc: torch.Tensor, src_grid: torch.Tensor, dst_desc: torch.Tensor, dst_grid: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """The projected descriptors: source (B, 1, D) and candidates (B, N, D), L2-normalised.
 
         src_desc (B, 2D) source descriptors; src_grid (B, D, h', w') projected source features;
@@ -113,7 +122,9 @@ class MatchingHead(nn.Module):
         t = self.embed(dst_desc, src_grid, self.pos_embed_Q, "pos_embed_Q")
         return q, t
 
-    def forward(self, src_desc: torch.Tensor, src_grid: torch.Tensor, dst_desc: torch.Tensor, dst_grid: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, src_desc: torch.Tensor, src_grid: torch.Tensor, dst_desc: torch.Tensor, dst_grid: torch.Tensor
+    ) -> torch.Tensor:
         """Cosine scores (B, N) of the candidates (arguments as in ``embeddings``)."""
         q, t = self.embeddings(src_desc, src_grid, dst_desc, dst_grid)
         return (q * t).sum(-1)
@@ -124,7 +135,9 @@ class MatchingHead(nn.Module):
         return self.mlp_visible(torch.cat([src_embedding, best_embedding], dim=-1))
 
 
-def matching_loss(scores: torch.Tensor, target: torch.Tensor, visible: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+def matching_loss(
+    scores: torch.Tensor, target: torch.Tensor, visible: torch.Tensor, valid: torch.Tensor | None = None
+) -> torch.Tensor:
     """InfoNCE over candidates (cosine / 0.07), zero for absent objects, mean over the batch.
 
     scores (B, N); target (B,) index of the positive; visible (B,) 0/1; valid (B, N) bool marks
@@ -154,8 +167,11 @@ def load_checkpoint(model: nn.Module, path: str | Path) -> nn.Module:
     if getattr(model, "projection", None) is not None and not any(k.startswith("projection.") for k in state):
         # A released head (768-channel backbone) starting a backbone swap, as in the review:
         # every head tensor must load; the new projection keeps its seeded Xavier init.
-        log.warning("%s has no projection: head loaded strictly, projection %s left at its initialisation",
-                    path, tuple(model.projection.weight.shape))
+        log.warning(
+            "%s has no projection: head loaded strictly, projection %s left at its initialisation",
+            path,
+            tuple(model.projection.weight.shape),
+        )
         state = {**state, **{f"projection.{k}": v for k, v in model.projection.state_dict().items()}}
     load_state(model, state, str(path))
     return model
@@ -167,7 +183,9 @@ def load_state(model: nn.Module, state: dict, source: str = "state dict") -> Non
         raise ValueError(f"{source} is not a state dict (got {type(state).__name__})")
     own = model.state_dict()
     problems = [f"missing tensor {k!r} (expected shape {tuple(v.shape)})" for k, v in own.items() if k not in state]
-    problems += [f"unexpected tensor {k!r} (shape {tuple(getattr(v, 'shape', ()))})" for k in state if k not in own for v in [state[k]]]
+    problems += [
+        f"unexpected tensor {k!r} (shape {tuple(getattr(v, 'shape', ()))})" for k in state if k not in own for v in [state[k]]
+    ]
     problems += [
         f"tensor {k!r} has shape {tuple(state[k].shape)} in {source} but the model expects {tuple(v.shape)}"
         for k, v in own.items()
@@ -181,8 +199,9 @@ def load_state(model: nn.Module, state: dict, source: str = "state dict") -> Non
     model.load_state_dict(state, strict=True)
 
 
-def candidate_embeddings(head: MatchingHead, src_feat: torch.Tensor, dst_feat: torch.Tensor, src_masks: torch.Tensor,
-                         cand_masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def candidate_embeddings(
+    head: MatchingHead, src_feat: torch.Tensor, dst_feat: torch.Tensor, src_masks: torch.Tensor, cand_masks: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Projected descriptors of the sources (B, 1, D) and of the candidates (B, N, D) from raw
     backbone features and masks at input resolution (arguments as in ``score_candidates``)."""
     from omama.descriptors import describe
@@ -190,12 +209,14 @@ def candidate_embeddings(head: MatchingHead, src_feat: torch.Tensor, dst_feat: t
     src = head.project(src_feat)
     dst = head.project(dst_feat)
     B = src.shape[0]
-    return head.embeddings(describe(src, src_masks)[:, 0], src, describe(dst, cand_masks).expand(B, -1, -1),
-                           dst.expand(B, -1, -1, -1))
+    return head.embeddings(
+        describe(src, src_masks)[:, 0], src, describe(dst, cand_masks).expand(B, -1, -1), dst.expand(B, -1, -1, -1)
+    )
 
 
-def score_candidates(head: MatchingHead, src_feat: torch.Tensor, dst_feat: torch.Tensor, src_masks: torch.Tensor,
-                     cand_masks: torch.Tensor) -> torch.Tensor:
+def score_candidates(
+    head: MatchingHead, src_feat: torch.Tensor, dst_feat: torch.Tensor, src_masks: torch.Tensor, cand_masks: torch.Tensor
+) -> torch.Tensor:
     """Cosine scores (B, N) from raw backbone features and masks at input resolution.
 
     src_feat (B, C, h', w'), dst_feat (B, C, h, w), src_masks (B, 1, H', W'), cand_masks (B, N, H, W).

@@ -32,7 +32,7 @@ def boxes(data: bytes, start: int = 0, end: int | None = None) -> list[tuple[str
     end = len(data) if end is None else end
     out, i = [], start
     while i + 8 <= end:
-        kind, header, size = box_header(data[i:i + 16], i, end)
+        kind, header, size = box_header(data[i : i + 16], i, end)
         out.append((kind, i + header, i + size))
         i += size
     return out
@@ -64,9 +64,10 @@ def find(data: bytes, start: int, end: int, *path: str) -> tuple[int, int] | Non
 
 def sample_ends(data: bytes, stbl: tuple[int, int]) -> list[int]:
     """The byte offset just past each sample (decoding order) of a track's sample table."""
+
     def table(name):
         box = find(data, *stbl, name)
-        return None if box is None else data[box[0]:box[1]]
+        return None if box is None else data[box[0] : box[1]]
 
     stsz, stsc = table("stsz"), table("stsc")
     co64 = table("co64")
@@ -74,11 +75,11 @@ def sample_ends(data: bytes, stbl: tuple[int, int]) -> list[int]:
     if stsz is None or stsc is None or offsets_box is None:
         return []
     fixed, count = struct.unpack(">II", stsz[4:12])
-    sizes = [fixed] * count if fixed else list(struct.unpack(f">{count}I", stsz[12:12 + 4 * count]))
+    sizes = [fixed] * count if fixed else list(struct.unpack(f">{count}I", stsz[12 : 12 + 4 * count]))
     (n_runs,) = struct.unpack(">I", stsc[4:8])
-    runs = [struct.unpack(">III", stsc[8 + 12 * k:20 + 12 * k])[:2] for k in range(n_runs)]
+    runs = [struct.unpack(">III", stsc[8 + 12 * k : 20 + 12 * k])[:2] for k in range(n_runs)]
     (n_chunks,) = struct.unpack(">I", offsets_box[4:8])
-    offsets = struct.unpack(f">{n_chunks}{width}", offsets_box[8:8 + struct.calcsize(width) * n_chunks])
+    offsets = struct.unpack(f">{n_chunks}{width}", offsets_box[8 : 8 + struct.calcsize(width) * n_chunks])
     ends, sample = [], 0
     for chunk, offset in enumerate(offsets, start=1):
         per_chunk = next((n for first, n in reversed(runs) if first <= chunk), 0)
@@ -102,7 +103,7 @@ def video_frame_ends(path) -> list[int]:
         data = f.read(moov[2] - moov[1])
     for kind, s, e in boxes(data):
         hdlr = find(data, s, e, "mdia", "hdlr") if kind == "trak" else None
-        if hdlr is not None and data[hdlr[0] + 8:hdlr[0] + 12] == b"vide":
+        if hdlr is not None and data[hdlr[0] + 8 : hdlr[0] + 12] == b"vide":
             stbl = find(data, s, e, "mdia", "minf", "stbl")
             return sample_ends(data, stbl) if stbl else []
     return []

@@ -15,8 +15,23 @@ import pandas as pd
 from omama.io import read_json, write_json, write_parquet
 from omama.masks import rle_area
 
-COLUMNS = ["take_uid", "take_name", "scenario", "parent_scenario", "annotation_split", "object", "label",
-           "ego_cam", "exo_cam", "frame", "ego_present", "exo_area", "ego_area", "direction", "exo_present"]
+COLUMNS = [
+    "take_uid",
+    "take_name",
+    "scenario",
+    "parent_scenario",
+    "annotation_split",
+    "object",
+    "label",
+    "ego_cam",
+    "exo_cam",
+    "frame",
+    "ego_present",
+    "exo_area",
+    "ego_area",
+    "direction",
+    "exo_present",
+]
 NOT_IN_EGO = "exo mask at a frame not annotated in the ego camera"
 MASK_SKIPPED = "mask skipped at extraction (listed in annotation.json)"
 EMPTY_EXO = "empty exo mask (no source object to match)"
@@ -52,14 +67,25 @@ def take_pairs(annotation: dict, annotation_split: str) -> tuple[list[dict], Cou
                     skipped[EMPTY_EXO] += 1
                     continue
                 ego_rle = ego_masks.get(key)
-                rows.append({
-                    "take_uid": annotation["take_uid"], "take_name": annotation["take_name"],
-                    "scenario": annotation["scenario"], "parent_scenario": annotation["parent_scenario"],
-                    "annotation_split": annotation_split, "object": obj, "label": object_label(obj),
-                    "ego_cam": ego, "exo_cam": exo, "frame": frame, "ego_present": ego_rle is not None,
-                    "exo_area": exo_area, "ego_area": rle_area(ego_rle) if ego_rle is not None else 0,
-                    "direction": "exo2ego", "exo_present": True,
-                })
+                rows.append(
+                    {
+                        "take_uid": annotation["take_uid"],
+                        "take_name": annotation["take_name"],
+                        "scenario": annotation["scenario"],
+                        "parent_scenario": annotation["parent_scenario"],
+                        "annotation_split": annotation_split,
+                        "object": obj,
+                        "label": object_label(obj),
+                        "ego_cam": ego,
+                        "exo_cam": exo,
+                        "frame": frame,
+                        "ego_present": ego_rle is not None,
+                        "exo_area": exo_area,
+                        "ego_area": rle_area(ego_rle) if ego_rle is not None else 0,
+                        "direction": "exo2ego",
+                        "exo_present": True,
+                    }
+                )
     return rows, skipped
 
 
@@ -82,14 +108,25 @@ def take_pairs_ego2exo(annotation: dict, annotation_split: str) -> tuple[list[di
                     skipped[EMPTY_EGO] += 1
                     continue
                 exo_rle = exo_masks.get(key)
-                rows.append({
-                    "take_uid": annotation["take_uid"], "take_name": annotation["take_name"],
-                    "scenario": annotation["scenario"], "parent_scenario": annotation["parent_scenario"],
-                    "annotation_split": annotation_split, "object": obj, "label": object_label(obj),
-                    "ego_cam": ego, "exo_cam": exo, "frame": frame, "ego_present": True,
-                    "exo_area": rle_area(exo_rle) if exo_rle is not None else 0, "ego_area": ego_area,
-                    "direction": "ego2exo", "exo_present": exo_rle is not None,
-                })
+                rows.append(
+                    {
+                        "take_uid": annotation["take_uid"],
+                        "take_name": annotation["take_name"],
+                        "scenario": annotation["scenario"],
+                        "parent_scenario": annotation["parent_scenario"],
+                        "annotation_split": annotation_split,
+                        "object": obj,
+                        "label": object_label(obj),
+                        "ego_cam": ego,
+                        "exo_cam": exo,
+                        "frame": frame,
+                        "ego_present": True,
+                        "exo_area": rle_area(exo_rle) if exo_rle is not None else 0,
+                        "ego_area": ego_area,
+                        "direction": "ego2exo",
+                        "exo_present": exo_rle is not None,
+                    }
+                )
     return rows, skipped
 
 
@@ -109,22 +146,30 @@ def build_pairs(annotation_paths: list[str], takes_index: str) -> tuple[pd.DataF
         skipped_e2x.update(e2x_skipped)
         skipped[MASK_SKIPPED] += len(annotation.get("skipped", []))
     df = pd.DataFrame(rows, columns=COLUMNS).astype(
-        {"frame": "int64", "ego_present": "bool", "exo_area": "int64", "ego_area": "int64", "exo_present": "bool"})
-    df = df.sort_values(["direction", "take_uid", "object", "exo_cam", "frame"], ascending=[False, True, True, True, True],
-                        kind="stable").reset_index(drop=True)
+        {"frame": "int64", "ego_present": "bool", "exo_area": "int64", "ego_area": "int64", "exo_present": "bool"}
+    )
+    df = df.sort_values(
+        ["direction", "take_uid", "object", "exo_cam", "frame"], ascending=[False, True, True, True, True], kind="stable"
+    ).reset_index(drop=True)
     e2x = df[df["direction"] == "ego2exo"]
     df_all, df = df, df[df["direction"] == "exo2ego"]
     summary = {
-        "pairs": len(df), "takes": int(df["take_uid"].nunique()), "objects": int(df.groupby("take_uid")["object"].nunique().sum()),
-        "labels": int(df["label"].nunique()), "ego_present": int(df["ego_present"].sum()),
+        "pairs": len(df),
+        "takes": int(df["take_uid"].nunique()),
+        "objects": int(df.groupby("take_uid")["object"].nunique().sum()),
+        "labels": int(df["label"].nunique()),
+        "ego_present": int(df["ego_present"].sum()),
         "ego_absent": int((~df["ego_present"]).sum()),
         # An empty ego mask is a mask: present, as the official evaluator counts it (its key exists).
         "ego_present_empty_mask": int((df["ego_present"] & (df["ego_area"] == 0)).sum()),
         "skipped": dict(sorted(skipped.items())),
-        "ego2exo": {"pairs": len(e2x), "exo_present": int(e2x["exo_present"].sum()),
-                    "exo_absent": int((~e2x["exo_present"]).sum()),
-                    "exo_present_empty_mask": int((e2x["exo_present"] & (e2x["exo_area"] == 0)).sum()),
-                    "skipped": dict(sorted(skipped_e2x.items()))},
+        "ego2exo": {
+            "pairs": len(e2x),
+            "exo_present": int(e2x["exo_present"].sum()),
+            "exo_absent": int((~e2x["exo_present"]).sum()),
+            "exo_present_empty_mask": int((e2x["exo_present"] & (e2x["exo_area"] == 0)).sum()),
+            "skipped": dict(sorted(skipped_e2x.items())),
+        },
     }
     return df_all, summary
 

@@ -30,9 +30,26 @@ from omama.takedata import Corpus, TakeData, subset_rows
 log = logging.getLogger(__name__)
 
 REFERENCES = ("random", "largest", "nearest-position")
-SAMPLE_COLUMNS = ["take_uid", "object", "exo_cam", "ego_cam", "frame", "split", "ego_present", "iou", "shape",
-                  "location", "confidence", "pred_exists", "chosen", "best_possible_iou", "n_candidates",
-                  "scenario", "label", "ego_area"]
+SAMPLE_COLUMNS = [
+    "take_uid",
+    "object",
+    "exo_cam",
+    "ego_cam",
+    "frame",
+    "split",
+    "ego_present",
+    "iou",
+    "shape",
+    "location",
+    "confidence",
+    "pred_exists",
+    "chosen",
+    "best_possible_iou",
+    "n_candidates",
+    "scenario",
+    "label",
+    "ego_area",
+]
 
 
 class ModelChooser:
@@ -56,16 +73,23 @@ class ModelChooser:
         src_size = s.geometry.input_size[d.src_view]
         dst_cam = rows[d.dst_col].iloc[0]
         cand = torch.from_numpy(td.proposal_masks(frame, s.geometry.input_size[d.dst_view], dst_cam))[None]
-        src_masks = torch.stack([torch.from_numpy(td.source_mask(r.object, c, frame, src_size))[None]
-                                 for r, c in zip(rows.itertuples(), rows[d.src_col])])
+        src_masks = torch.stack(
+            [
+                torch.from_numpy(td.source_mask(r.object, c, frame, src_size))[None]
+                for r, c in zip(rows.itertuples(), rows[d.src_col])
+            ]
+        )
         takes = rows.take_uid.tolist()
-        batch = {**feature_inputs(s.corpus, "src", takes, rows[d.src_col].tolist(), [frame] * len(rows), s.stored),
-                 **feature_inputs(s.corpus, "dst", takes[:1], [dst_cam], [frame], s.stored)}
+        batch = {
+            **feature_inputs(s.corpus, "src", takes, rows[d.src_col].tolist(), [frame] * len(rows), s.stored),
+            **feature_inputs(s.corpus, "dst", takes[:1], [dst_cam], [frame], s.stored),
+        }
         src_feat, dst_feat = batch_features(batch, s.backbone)
         device = next(self.head.parameters()).device
         with torch.no_grad():
-            q, t = candidate_embeddings(self.head, src_feat.to(device), dst_feat.to(device), src_masks.to(device),
-                                        cand.to(device))
+            q, t = candidate_embeddings(
+                self.head, src_feat.to(device), dst_feat.to(device), src_masks.to(device), cand.to(device)
+            )
         return (q * t).sum(-1), q[:, 0], t
 
     def __call__(self, td: TakeData, rows: pd.DataFrame, frame: int) -> tuple[np.ndarray, np.ndarray]:
@@ -139,17 +163,23 @@ def run_predictions(rows: pd.DataFrame, corpus: Corpus, chooser, desc: str = "pr
             idx, conf = np.full(len(g), -1), np.zeros(len(g))
         cands = td.proposal_masks(frame, size, dst_cam)
         res = results.setdefault(take, {"masks": {}, "subsample_idx": td.annotation["subsample_idx"]})
-        ann = annotations.setdefault(take, {"masks": {}, "subsample_idx": td.annotation["subsample_idx"], "annotated_frames": {}})
+        ann = annotations.setdefault(
+            take, {"masks": {}, "subsample_idx": td.annotation["subsample_idx"], "annotated_frames": {}}
+        )
         for r, src_cam, i, c in zip(g.itertuples(), g[d.src_col], idx, conf):
             pred = cands[i] if i >= 0 else np.zeros(size, bool)
             if d.name == "ego2exo":
                 pred = pad_square(pred)
             res["masks"].setdefault(r.object, {}).setdefault(d.mask_key(r.ego_cam, r.exo_cam), {})[str(frame)] = {
-                "pred_mask": encode_rle(pred), "confidence": float(c)}
+                "pred_mask": encode_rle(pred),
+                "confidence": float(c),
+            }
             gt_cams = ann["masks"].setdefault(r.object, {})
             gt_cams.setdefault(src_cam, {})[str(frame)] = td.rle(r.object, src_cam, frame)
             dst_rle = td.rle(r.object, dst_cam, frame)
-            dst_masks = gt_cams.setdefault(dst_cam, {})  # kept even when empty: the official evaluator skips an object without it
+            dst_masks = gt_cams.setdefault(
+                dst_cam, {}
+            )  # kept even when empty: the official evaluator skips an object without it
             best = np.nan
             if dst_rle is not None:
                 dst_masks[str(frame)] = dst_rle
@@ -163,15 +193,26 @@ def run_predictions(rows: pd.DataFrame, corpus: Corpus, chooser, desc: str = "pr
             af = td.annotation["annotated_frames"][r.object]
             ann["annotated_frames"].setdefault(r.object, {})[r.ego_cam] = af[r.ego_cam]
             ann["annotated_frames"][r.object][r.exo_cam] = af[r.exo_cam]
-            extra.append({"take_uid": take, "object": r.object, "exo_cam": r.exo_cam, "frame": frame,
-                          "chosen": int(i), "best_possible_iou": best, "n_candidates": n})
+            extra.append(
+                {
+                    "take_uid": take,
+                    "object": r.object,
+                    "exo_cam": r.exo_cam,
+                    "frame": frame,
+                    "chosen": int(i),
+                    "best_possible_iou": best,
+                    "n_candidates": n,
+                }
+            )
     submission = {d.submission_key: {"version": "xx", "challenge": "correspondence", "results": results}}
     ground_truth = {"version": "xx", "challenge": "correspondence", "annotations": annotations}
     frames = score_submission(submission, ground_truth)
     if len(frames) != len(rows):
         raise AssertionError(f"{len(frames)} scored frames for {len(rows)} split rows")
     keys = ["take_uid", "object", "exo_cam", "frame"]
-    info = rows[keys + ["split", "scenario", "label", "ego_area", *(["exo_area"] if d.name == "ego2exo" else []), d.present]].rename(columns={d.present: "split_present"})
+    info = rows[
+        keys + ["split", "scenario", "label", "ego_area", *(["exo_area"] if d.name == "ego2exo" else []), d.present]
+    ].rename(columns={d.present: "split_present"})
     samples = frames.merge(pd.DataFrame(extra), on=keys).merge(info, on=keys)
     if (samples["split_present"] != samples[d.present]).any():
         raise AssertionError(f"{d.dst_view} presence in the split table disagrees with the ground truth")
@@ -192,22 +233,46 @@ def evaluated_rows(split_table, subset: str, *, direction: str) -> pd.DataFrame:
     """The rows of ``subset`` in ``direction``; an empty subset is an error (the split stage normally catches it first)."""
     rows = subset_rows(split_table, subset, direction=direction)
     if rows.empty:
-        raise ValueError(f"subset {subset!r} ({direction}) of {split_table} is empty: nothing to predict or score; change "
-                         f"split.ratios or select more takes, or remove {subset!r} from evaluate.subsets")
+        raise ValueError(
+            f"subset {subset!r} ({direction}) of {split_table} is empty: nothing to predict or score; change "
+            f"split.ratios or select more takes, or remove {subset!r} from evaluate.subsets"
+        )
     return rows
 
 
-def predict_experiment(*, split_table, subset: str, annotations, proposals, features, images, model_path,
-                       backbone_cfg: dict, mode: str, predictions_out, ground_truth_out, samples_out,
-                       direction: str, exo_proposals=None, calibration=None) -> dict:
+def predict_experiment(
+    *,
+    split_table,
+    subset: str,
+    annotations,
+    proposals,
+    features,
+    images,
+    model_path,
+    backbone_cfg: dict,
+    mode: str,
+    predictions_out,
+    ground_truth_out,
+    samples_out,
+    direction: str,
+    exo_proposals=None,
+    calibration=None,
+) -> dict:
     """Predict ``subset`` with a trained head; write the submission, ground truth and samples.
 
     With ``calibration`` (the existence head's calibration.json; ``model_path`` then holds the
     trained ``mlp_visible``) the confidence is the calibrated presence probability, and the samples
     gain a ``similarity`` column: the published confidence (sigmoid of the best cosine)."""
     rows = evaluated_rows(split_table, subset, direction=direction)
-    s = setup(annotations=annotations, proposals=proposals, features=features, images=images,
-              backbone_cfg=backbone_cfg, on_the_fly=mode == "on-the-fly", exo_proposals=exo_proposals)
+    s = setup(
+        annotations=annotations,
+        proposals=proposals,
+        features=features,
+        images=images,
+        backbone_cfg=backbone_cfg,
+        on_the_fly=mode == "on-the-fly",
+        exo_proposals=exo_proposals,
+    )
     head = build_head(s.geometry, model_path, direction=direction).to(s.device).eval()
     existence = None if calibration is None else Calibration.load(calibration)
     chooser = ModelChooser(head, s, existence, direction=direction)
@@ -223,9 +288,20 @@ def predict_experiment(*, split_table, subset: str, annotations, proposals, feat
     return metrics
 
 
-def predict_reference(*, split_table, subset: str, annotations, proposals, predictor: str, seed: int,
-                      samples_out, metrics_out, bootstrap: Bootstrap | None = None, direction: str,
-                      exo_proposals=None) -> dict:
+def predict_reference(
+    *,
+    split_table,
+    subset: str,
+    annotations,
+    proposals,
+    predictor: str,
+    seed: int,
+    samples_out,
+    metrics_out,
+    bootstrap: Bootstrap | None = None,
+    direction: str,
+    exo_proposals=None,
+) -> dict:
     """A reference predictor on the same candidates; samples + metrics (official evaluator)."""
     rows = evaluated_rows(split_table, subset, direction=direction)
     corpus = Corpus(annotations, proposals, exo_proposals=exo_proposals)

@@ -43,8 +43,9 @@ def preflight(config: dict) -> list[str]:
             if name in config[section]:
                 problems += check(name, config[section][name])
             else:
-                problems.append(f"an experiment uses {key} {name!r}, which is not under {section}: "
-                                f"(known: {sorted(config[section])})")
+                problems.append(
+                    f"an experiment uses {key} {name!r}, which is not under {section}: (known: {sorted(config[section])})"
+                )
     inits: dict[str, list[str]] = {}
     for name, x in config["experiments"].items():
         inits.setdefault(x.get("init", "none"), []).append(name)
@@ -66,11 +67,16 @@ def source_problems(source: dict) -> list[str]:
         return []
     if kind == "local":
         root = Path(source["path"])
-        missing = [f for f in ("takes.json", "annotations/relations_train.json", "annotations/relations_val.json")
-                   if not (root / f).is_file()]
+        missing = [
+            f
+            for f in ("takes.json", "annotations/relations_train.json", "annotations/relations_val.json")
+            if not (root / f).is_file()
+        ]
         if not root.is_dir():
-            return [f"source.path {str(root)!r} (kind local) does not exist: point it at a folder in the "
-                    f"Ego-Exo4D layout (takes.json, annotations/, takes/<take_name>/frame_aligned_videos/)"]
+            return [
+                f"source.path {str(root)!r} (kind local) does not exist: point it at a folder in the "
+                f"Ego-Exo4D layout (takes.json, annotations/, takes/<take_name>/frame_aligned_videos/)"
+            ]
         return [f"source.path {str(root)!r} (kind local) lacks {f}" for f in missing]
     problems = []
     if importlib.util.find_spec("ego4d") is None:
@@ -84,29 +90,35 @@ def aws_problems(profile: str) -> list[str]:
     import botocore.exceptions
     import botocore.session
 
-    files = (os.environ.get("AWS_SHARED_CREDENTIALS_FILE", "~/.aws/credentials"),
-             os.environ.get("AWS_CONFIG_FILE", "~/.aws/config"))
+    files = (
+        os.environ.get("AWS_SHARED_CREDENTIALS_FILE", "~/.aws/credentials"),
+        os.environ.get("AWS_CONFIG_FILE", "~/.aws/config"),
+    )
     where = " or ".join(files)
     try:
         profiles = botocore.session.Session(profile="default").full_config.get("profiles", {})
     except botocore.exceptions.BotoCoreError as e:
         return [f"source.egoexo.s3_profile {profile!r}: the AWS configuration in {where} cannot be read: {e}"]
-    keys = ("aws_access_key_id", "credential_process", "sso_session", "sso_start_url", "role_arn",
-            "web_identity_token_file")
+    keys = ("aws_access_key_id", "credential_process", "sso_session", "sso_start_url", "role_arn", "web_identity_token_file")
     if any(k in profiles.get(profile, {}) for k in keys):
         return []
     if profile == "default" and os.environ.get("AWS_ACCESS_KEY_ID") and os.environ.get("AWS_SECRET_ACCESS_KEY"):
         return []
     state = "has no credentials" if profile in profiles else "is not defined"
-    return [f"source.egoexo.s3_profile {profile!r}: the AWS profile {state} in {where}. Ego-Exo4D needs a signed "
-            f"licence (https://ego4ddataset.com/egoexo-license/); configure the keys it gives you with "
-            f"`aws configure --profile {profile}` (they expire after about 14 days)"]
+    return [
+        f"source.egoexo.s3_profile {profile!r}: the AWS profile {state} in {where}. Ego-Exo4D needs a signed "
+        f"licence (https://ego4ddataset.com/egoexo-license/); configure the keys it gives you with "
+        f"`aws configure --profile {profile}` (they expire after about 14 days)"
+    ]
 
 
 def local_path(weights: str) -> bool:
     """Whether a weights string names a file or folder (rather than a hub id, a URL or 'untrained')."""
-    return (weights.startswith(("/", ".", "~")) or weights.endswith(FILE_SUFFIXES)
-            or (not HF_ID.match(weights) and not weights.startswith(("http://", "https://"))))
+    return (
+        weights.startswith(("/", ".", "~"))
+        or weights.endswith(FILE_SUFFIXES)
+        or (not HF_ID.match(weights) and not weights.startswith(("http://", "https://")))
+    )
 
 
 def backbone_problems(name: str, cfg: dict) -> list[str]:
@@ -125,12 +137,16 @@ def backbone_problems(name: str, cfg: dict) -> list[str]:
         return [f"backbones.{name}.weights {weights!r} does not exist: put the {cfg['kind']} weights there"]
     if HF_ID.match(weights) and not hf_cached(weights):
         if weights.startswith(GATED_HF) and not hf_token():
-            return [f"backbones.{name}.weights {weights!r} is a gated Hugging Face model that is not in the local "
-                    f"cache and no Hugging Face token is set: accept its licence on "
-                    f"https://huggingface.co/{weights}, then run `hf auth login` or set HF_TOKEN"]
+            return [
+                f"backbones.{name}.weights {weights!r} is a gated Hugging Face model that is not in the local "
+                f"cache and no Hugging Face token is set: accept its licence on "
+                f"https://huggingface.co/{weights}, then run `hf auth login` or set HF_TOKEN"
+            ]
         if os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE"):
-            return [f"backbones.{name}.weights {weights!r} is not in the Hugging Face cache and the hub is set "
-                    f"offline (HF_HUB_OFFLINE/TRANSFORMERS_OFFLINE): download it once online or give a local folder"]
+            return [
+                f"backbones.{name}.weights {weights!r} is not in the Hugging Face cache and the hub is set "
+                f"offline (HF_HUB_OFFLINE/TRANSFORMERS_OFFLINE): download it once online or give a local folder"
+            ]
     return []
 
 
@@ -153,8 +169,10 @@ def proposer_problems(name: str, cfg: dict) -> list[str]:
     if not weights:
         return [f"proposers.{name}: kind fastsam needs weights: the path of FastSAM-s.pt or FastSAM-x.pt"]
     if not Path(weights).expanduser().is_file():
-        return [f"proposers.{name}.weights {weights!r} does not exist: download {Path(weights).name} from the "
-                f"Ultralytics assets release (https://github.com/ultralytics/assets/releases) and put it there"]
+        return [
+            f"proposers.{name}.weights {weights!r} does not exist: download {Path(weights).name} from the "
+            f"Ultralytics assets release (https://github.com/ultralytics/assets/releases) and put it there"
+        ]
     return []
 
 
@@ -171,26 +189,33 @@ def init_problems(names: list[str], init: str, experiments: dict) -> list[str]:
             return [f"{where} names experiment {other!r}, which is not trained (train: null)"]
         return []
     if not Path(init).expanduser().is_file():
-        return [f"{where}: {init!r} does not exist: download the released O-MaMa exo->ego checkpoint "
-                f"(a plain state_dict, see the O-MaMa repository) and put it there, or set init: none"]
+        return [
+            f"{where}: {init!r} does not exist: download the released O-MaMa exo->ego checkpoint "
+            f"(a plain state_dict, see the O-MaMa repository) and put it there, or set init: none"
+        ]
     return []
 
 
 def init_cycles(experiments: dict) -> list[str]:
     """Experiments whose initial weights come, through ``init: experiment:<name>``, from themselves."""
-    parent = {n: x.get("init", "none").split(":", 1)[1] for n, x in experiments.items()
-              if x.get("init", "none").startswith("experiment:")}
+    parent = {
+        n: x.get("init", "none").split(":", 1)[1]
+        for n, x in experiments.items()
+        if x.get("init", "none").startswith("experiment:")
+    }
     problems, reported = [], set()
     for start in sorted(parent):
         chain = [start]
         while chain[-1] in parent and parent[chain[-1]] not in chain:
             chain.append(parent[chain[-1]])
         if chain[-1] in parent:  # the next step closes a loop
-            loop = chain[chain.index(parent[chain[-1]]):]
+            loop = chain[chain.index(parent[chain[-1]]) :]
             if not reported & set(loop):
                 reported |= set(loop)
-                problems.append(f"initial weights form a cycle: {' -> '.join(loop + loop[:1])} "
-                                f"(experiments.<name>.init: experiment:<other>); start one of them from none or a file")
+                problems.append(
+                    f"initial weights form a cycle: {' -> '.join(loop + loop[:1])} "
+                    f"(experiments.<name>.init: experiment:<other>); start one of them from none or a file"
+                )
     return problems
 
 
@@ -215,9 +240,11 @@ def split_problems(config: dict) -> list[str]:
     for subset, names in sorted(needed.items()):
         if ratios[SUBSETS.index(subset)] == 0:
             evaluated = subset in config["evaluate"]["subsets"]
-            problems.append(f"split.ratios gives subset {subset!r} ratio 0, but experiment(s) {sorted(names)} "
-                            f"{'evaluate' if evaluated else 'train on'} it: raise its ratio"
-                            + (" or remove it from evaluate.subsets" if evaluated else ""))
+            problems.append(
+                f"split.ratios gives subset {subset!r} ratio 0, but experiment(s) {sorted(names)} "
+                f"{'evaluate' if evaluated else 'train on'} it: raise its ratio"
+                + (" or remove it from evaluate.subsets" if evaluated else "")
+            )
     return problems
 
 
@@ -225,8 +252,10 @@ def robustness_problems(cfg: dict, experiments: dict) -> list[str]:
     problems = []
     path = cfg.get("path")
     if path and not Path(path).is_dir():
-        problems.append(f"robustness.path {path!r} does not exist: put the photo pairs there "
-                        f"(<pair>/exo.jpg, <pair>/ego.jpg, <pair>/masks/<object>.exo.png and .ego.png) or set it to null")
+        problems.append(
+            f"robustness.path {path!r} does not exist: put the photo pairs there "
+            f"(<pair>/exo.jpg, <pair>/ego.jpg, <pair>/masks/<object>.exo.png and .ego.png) or set it to null"
+        )
     for name in cfg.get("experiments", []):
         if name not in experiments:
             problems.append(f"robustness.experiments names {name!r}, which is not under experiments:")
@@ -240,8 +269,10 @@ def announce(problems: list[str], configfiles) -> None:
     if problems:
         files = ", ".join(map(str, configfiles)) or "config.yaml"
         lines = "\n".join(f"  - {p}" for p in problems)
-        print(f"PREFLIGHT: {len(problems)} problem(s) with {files}; a real run will stop before its first job:\n"
-              f"{lines}", file=sys.stderr)
+        print(
+            f"PREFLIGHT: {len(problems)} problem(s) with {files}; a real run will stop before its first job:\n{lines}",
+            file=sys.stderr,
+        )
 
 
 def stop_if(problems: list[str]) -> None:

@@ -70,22 +70,31 @@ def load_camera_proposals(path) -> dict[str, dict[int, ProposalSet]]:
     df = pd.read_parquet(path)
     if "camera" not in df.columns or "cameras" not in df.attrs:
         raise ValueError(f"proposals file {path} is not a per-camera (exo) proposals file")
-    return {cam: _by_frame(df[df["camera"] == cam], a["image_size"], a["frames"], f"{path} (camera {cam!r})")
-            for cam, a in df.attrs["cameras"].items()}
+    return {
+        cam: _by_frame(df[df["camera"] == cam], a["image_size"], a["frames"], f"{path} (camera {cam!r})")
+        for cam, a in df.attrs["cameras"].items()
+    }
 
 
 def _by_frame(df: pd.DataFrame, size, frames, path) -> dict[int, ProposalSet]:
     missing = set(PROPOSAL_COLUMNS) - set(df.columns)
     if missing:
         raise ValueError(f"proposals file {path} lacks columns {sorted(missing)}")
-    out = {int(f): ProposalSet(int(size[0]), int(size[1]), [], np.zeros((0, 4), np.float32), np.zeros(0, np.float32))
-           for f in frames} if size else {}
+    out = (
+        {
+            int(f): ProposalSet(int(size[0]), int(size[1]), [], np.zeros((0, 4), np.float32), np.zeros(0, np.float32))
+            for f in frames
+        }
+        if size
+        else {}
+    )
     for frame, g in df.sort_values(["frame", "proposal"]).groupby("frame", sort=True):
         sizes = sorted(set(zip(g["height"].astype(int), g["width"].astype(int))))
         if len(sizes) != 1:
             raise ValueError(f"proposals file {path}: frame {int(frame)} mixes mask sizes {sizes}")
-        out[int(frame)] = ProposalSet(*sizes[0], g["counts"].tolist(),
-                                      g[["x", "y", "w", "h"]].to_numpy(np.float32), g["score"].to_numpy(np.float32))
+        out[int(frame)] = ProposalSet(
+            *sizes[0], g["counts"].tolist(), g[["x", "y", "w", "h"]].to_numpy(np.float32), g["score"].to_numpy(np.float32)
+        )
     return out
 
 
@@ -125,8 +134,7 @@ class ClassicalProposer:
         out = []
         for im in (rgb, chroma):
             edges = np.max([sobel(im[..., c]) for c in range(3)], axis=0)
-            out += [snap_to_edges(felzenszwalb(im, scale=k * s, sigma=0.8, min_size=min_size), edges)
-                    for s in self.scales]
+            out += [snap_to_edges(felzenszwalb(im, scale=k * s, sigma=0.8, min_size=min_size), edges) for s in self.scales]
         return out
 
     def __call__(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -191,8 +199,14 @@ def make_proposer(cfg: dict, device: str | None = None):
     if kind == "fastsam":
         if not cfg.get("weights"):
             raise ValueError("proposer kind fastsam needs weights: path to FastSAM-x.pt or FastSAM-s.pt")
-        return FastSAMProposer(cfg["weights"], device=device, imgsz=cfg["imgsz"], conf=cfg["conf"], iou=cfg["iou"],
-                               retina_masks=cfg["retina_masks"])
+        return FastSAMProposer(
+            cfg["weights"],
+            device=device,
+            imgsz=cfg["imgsz"],
+            conf=cfg["conf"],
+            iou=cfg["iou"],
+            retina_masks=cfg["retina_masks"],
+        )
     raise ValueError(f"unknown proposer kind {kind!r}; use classical or fastsam")
 
 
@@ -218,20 +232,32 @@ def _propose_camera(annotation: dict, images_dir, cam: str, frames: list[int], p
             try:
                 gt = resize_mask(decode_rle(gt_rle), H, W)
             except Exception as e:
-                raise ValueError(f"undecodable GT mask: take {take!r}, object {obj!r}, camera {cam!r}, "
-                                 f"frame {frame}: {e}") from e
+                raise ValueError(
+                    f"undecodable GT mask: take {take!r}, object {obj!r}, camera {cam!r}, frame {frame}: {e}"
+                ) from e
             iou = mask_iou(_rles([gt]), rles)
             recall.append((take, obj, frame, int(gt.sum()), float(iou.max()) if iou.size else 0.0, len(rles)))
     return rows, recall, size
 
 
-PROPOSAL_TYPES = {"frame": "int64", "proposal": "int32", "height": "int32", "width": "int32", "x": "int32", "y": "int32",
-                  "w": "int32", "h": "int32", "score": "float32", "area": "int64"}
+PROPOSAL_TYPES = {
+    "frame": "int64",
+    "proposal": "int32",
+    "height": "int32",
+    "width": "int32",
+    "x": "int32",
+    "y": "int32",
+    "w": "int32",
+    "h": "int32",
+    "score": "float32",
+    "area": "int64",
+}
 RECALL_TYPES = {"frame": "int64", "gt_area": "int64", "best_iou": "float64", "n_proposals": "int64"}
 
 
-def propose_take(*, annotation_json, images_dir, out_proposals, out_recall, proposer_cfg: dict,
-                 device: str | None = None, view: str = "ego") -> dict:
+def propose_take(
+    *, annotation_json, images_dir, out_proposals, out_recall, proposer_cfg: dict, device: str | None = None, view: str = "ego"
+) -> dict:
     """Proposals for every frame in ``subsample_idx`` of one take's ego camera (``view="ego"``) or
     of each of its exo cameras (``view="exo"``, for the ego->exo direction), and their recall of
     the GT masks of that view.
@@ -267,7 +293,13 @@ def propose_take(*, annotation_json, images_dir, out_proposals, out_recall, prop
         df.attrs = {"take_uid": take, "cameras": attrs, "proposer": proposer_cfg["kind"]}
     write_parquet(out_proposals, df)
     write_parquet(out_recall, rec)
-    summary = {"take_uid": take, "view": view, "cameras": cams, "frames": len(frames), "proposals": len(df),
-               "mean_best_iou": float(rec["best_iou"].mean()) if len(rec) else None}
+    summary = {
+        "take_uid": take,
+        "view": view,
+        "cameras": cams,
+        "frames": len(frames),
+        "proposals": len(df),
+        "mean_best_iou": float(rec["best_iou"].mean()) if len(rec) else None,
+    }
     log.info("proposals of take %s: %s", take, summary)
     return summary

@@ -22,8 +22,8 @@ from omama.masks import encode_rle
 
 log = logging.getLogger(__name__)
 
-EGO, EXO, FRAME = "ego", "exo", 0          # views: the photo and mask file names
-CAMS = {EGO: "aria_ego", EXO: "exo"}        # camera ids in the take
+EGO, EXO, FRAME = "ego", "exo", 0  # views: the photo and mask file names
+CAMS = {EGO: "aria_ego", EXO: "exo"}  # camera ids in the take
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 SCENARIO = "robustness photo pair"
 
@@ -37,8 +37,10 @@ def photo(pair_dir: Path, view: str) -> Path:
     found = [p for p in sorted(pair_dir.iterdir()) if p.stem.lower() == view and p.suffix.lower() in IMAGE_SUFFIXES]
     if len(found) != 1:
         what = "no" if not found else f"{len(found)}"
-        raise PhotoPairError(f"pair {pair_dir.name!r}, view {view!r}: {what} {view} image "
-                             f"({'/'.join(view + s for s in IMAGE_SUFFIXES)}) in {pair_dir}")
+        raise PhotoPairError(
+            f"pair {pair_dir.name!r}, view {view!r}: {what} {view} image "
+            f"({'/'.join(view + s for s in IMAGE_SUFFIXES)}) in {pair_dir}"
+        )
     return found[0]
 
 
@@ -62,7 +64,8 @@ def load_mask(path: Path, shape: tuple[int, int], pair: str, obj: str, view: str
         raise PhotoPairError(
             f"pair {pair!r}, object {obj!r}, view {view!r}: mask {path.name} is {m.shape[1]}x{m.shape[0]} (WxH) but the "
             f"{view} photo is {shape[1]}x{shape[0]} as displayed (after its EXIF orientation); draw masks on the "
-            f"displayed photo")
+            f"displayed photo"
+        )
     return m > m.max() // 2 if m.max() > 0 else np.zeros(m.shape, bool)
 
 
@@ -75,8 +78,9 @@ def mask_files(pair_dir: Path) -> dict[str, dict[str, Path]]:
     for p in sorted(d.iterdir()):
         stem, _, view = p.name[: -len(p.suffix)].rpartition(".")
         if p.suffix.lower() != ".png" or view not in (EGO, EXO) or not stem:
-            raise PhotoPairError(f"pair {pair_dir.name!r}: unexpected file masks/{p.name} "
-                                 f"(expected <object>.exo.png or <object>.ego.png)")
+            raise PhotoPairError(
+                f"pair {pair_dir.name!r}: unexpected file masks/{p.name} (expected <object>.exo.png or <object>.ego.png)"
+            )
         out.setdefault(stem, {})[view] = p
     return out
 
@@ -100,8 +104,16 @@ def list_pairs(folder: str | Path) -> list[str]:
 
 def take_record(pair: str) -> dict:
     """The take-index record of a pair (the fields the pairs stage reads)."""
-    return {"take_uid": pair, "take_name": pair, "scenario": SCENARIO, "parent_scenario": "robustness",
-            "annotation_split": "val", "ego_cam": CAMS[EGO], "exo_cams": [CAMS[EXO]], "frames": [FRAME]}
+    return {
+        "take_uid": pair,
+        "take_name": pair,
+        "scenario": SCENARIO,
+        "parent_scenario": "robustness",
+        "annotation_split": "val",
+        "ego_cam": CAMS[EGO],
+        "exo_cams": [CAMS[EXO]],
+        "frames": [FRAME],
+    }
 
 
 def write_index(folder: str | Path, out_takes: str | Path) -> list[str]:
@@ -122,8 +134,14 @@ def convert_pair(pair_dir: str | Path, annotation_out: str | Path, images_out: s
     for obj, files in mask_files(pair_dir).items():
         m = {v: load_mask(p, images[v].shape[:2], pair, obj, v) for v, p in files.items()}
         if EXO not in m or not m[EXO].any():
-            skipped.append({"object": obj, "camera": CAMS[EXO], "frame": FRAME,
-                            "reason": "no exo mask" if EXO not in m else "empty exo mask"})
+            skipped.append(
+                {
+                    "object": obj,
+                    "camera": CAMS[EXO],
+                    "frame": FRAME,
+                    "reason": "no exo mask" if EXO not in m else "empty exo mask",
+                }
+            )
             continue
         masks[obj] = {CAMS[v]: {str(FRAME): encode_rle(mask)} for v, mask in m.items() if mask.any()}
         annotated[obj] = {CAMS[EGO]: [FRAME], CAMS[EXO]: [FRAME]}
@@ -134,11 +152,25 @@ def convert_pair(pair_dir: str | Path, annotation_out: str | Path, images_out: s
             (tmp / CAMS[v]).mkdir(parents=True)
             Image.fromarray(images[v]).save(tmp / CAMS[v] / f"{FRAME}.jpg", quality=jpeg_quality)
     annotation = {
-        "take_uid": pair, "take_name": pair, "scenario": SCENARIO, "parent_scenario": "robustness",
-        "ego_cam": CAMS[EGO], "exo_cams": [CAMS[EXO]], "native_size": sizes, "image_size": sizes, "subsample_idx": [FRAME],
-        "masks": masks, "annotated_frames": annotated, "skipped": skipped,
+        "take_uid": pair,
+        "take_name": pair,
+        "scenario": SCENARIO,
+        "parent_scenario": "robustness",
+        "ego_cam": CAMS[EGO],
+        "exo_cams": [CAMS[EXO]],
+        "native_size": sizes,
+        "image_size": sizes,
+        "subsample_idx": [FRAME],
+        "masks": masks,
+        "annotated_frames": annotated,
+        "skipped": skipped,
     }
     write_json(annotation_out, annotation)
-    log.info("pair %s: %d objects (%d absent in ego), %d skipped", pair, len(masks),
-             sum(CAMS[EGO] not in v for v in masks.values()), len(skipped))
+    log.info(
+        "pair %s: %d objects (%d absent in ego), %d skipped",
+        pair,
+        len(masks),
+        sum(CAMS[EGO] not in v for v in masks.values()),
+        len(skipped),
+    )
     return annotation

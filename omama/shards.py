@@ -23,8 +23,11 @@ import zarr
 from zarr.codecs import BloscCodec, BytesCodec, ShardingCodec, ZstdCodec
 
 EMPTY = 2**64 - 1
-_SHUFFLE = {"noshuffle": numcodecs.Blosc.NOSHUFFLE, "shuffle": numcodecs.Blosc.SHUFFLE,
-            "bitshuffle": numcodecs.Blosc.BITSHUFFLE}
+_SHUFFLE = {
+    "noshuffle": numcodecs.Blosc.NOSHUFFLE,
+    "shuffle": numcodecs.Blosc.SHUFFLE,
+    "bitshuffle": numcodecs.Blosc.BITSHUFFLE,
+}
 
 
 class LayoutError(ValueError):
@@ -36,8 +39,9 @@ def _numcodec(codec):
     if isinstance(codec, ZstdCodec):
         return numcodecs.Zstd(level=codec.level, checksum=codec.checksum)
     if isinstance(codec, BloscCodec):
-        return numcodecs.Blosc(cname=codec.cname.value, clevel=codec.clevel, shuffle=_SHUFFLE[codec.shuffle.value],
-                               blocksize=codec.blocksize)
+        return numcodecs.Blosc(
+            cname=codec.cname.value, clevel=codec.clevel, shuffle=_SHUFFLE[codec.shuffle.value], blocksize=codec.blocksize
+        )
     raise LayoutError(f"unsupported compressor {codec}")
 
 
@@ -52,9 +56,14 @@ class RowArray:
             raise LayoutError(f"{self.path}: not a sharded array (codecs {codecs})")
         sharding = codecs[0]
         inner = list(sharding.codecs)
-        if (tuple(sharding.chunk_shape) != (1, *self.shape[1:]) or sharding.index_location.value != "end"
-                or not inner or not isinstance(inner[0], BytesCodec) or len(inner) > 2
-                or (inner[0].endian is not None and inner[0].endian.value != "little")):
+        if (
+            tuple(sharding.chunk_shape) != (1, *self.shape[1:])
+            or sharding.index_location.value != "end"
+            or not inner
+            or not isinstance(inner[0], BytesCodec)
+            or len(inner) > 2
+            or (inner[0].endian is not None and inner[0].endian.value != "little")
+        ):
             raise LayoutError(f"{self.path}: not one little-endian row per chunk with the index at the end")
         self.codec = _numcodec(inner[1]) if len(inner) == 2 else None
         self.rows_per_shard = int(array.shards[0])
@@ -108,12 +117,14 @@ class RowArray:
         if i not in self._index:
             size = self.rows_per_shard * 16
             if fd is None:
-                tail = bytes(self._map(i)[-size - 4:])
+                tail = bytes(self._map(i)[-size - 4 :])
             else:
                 tail = os.pread(fd, size + 4, max(0, os.fstat(fd).st_size - size - 4))
             if len(tail) != size + 4 or google_crc32c.value(tail[:size]) != int(np.frombuffer(tail[size:], "<u4")[0]):
-                raise ValueError(f"corrupt shard index (checksum mismatch) in {self.shard_file(i)}; "
-                                 f"delete the store and re-run its extraction")
+                raise ValueError(
+                    f"corrupt shard index (checksum mismatch) in {self.shard_file(i)}; "
+                    f"delete the store and re-run its extraction"
+                )
             self._index[i] = np.frombuffer(tail[:size], "<u8").reshape(-1, 2)
         return self._index[i]
 
@@ -145,10 +156,12 @@ class RowArray:
                     if off == EMPTY:  # a chunk zarr skipped because it held only the fill value
                         out[at[w]] = 0
                     elif nb != self.row_bytes or off + nb > len(mm) - 16 * self.rows_per_shard - 4:
-                        raise ValueError(f"bad row entry ({off}, {nb}) in shard {self.shard_file(int(shard))}; "
-                                         f"delete the store and re-run its extraction")
+                        raise ValueError(
+                            f"bad row entry ({off}, {nb}) in shard {self.shard_file(int(shard))}; "
+                            f"delete the store and re-run its extraction"
+                        )
                     else:
-                        flat[at[w]] = mm[int(off):int(off + nb)]
+                        flat[at[w]] = mm[int(off) : int(off + nb)]
                 continue
             fd = os.open(self.shard_file(int(shard)), os.O_RDONLY)
             try:
@@ -157,8 +170,12 @@ class RowArray:
                 j = 0
                 while j < len(want):  # one positioned read per run of back-to-back rows
                     k = j + 1
-                    while (k < len(want) and entries[k, 0] != EMPTY and entries[k - 1, 0] != EMPTY
-                           and entries[k, 0] == entries[k - 1, 0] + entries[k - 1, 1]):
+                    while (
+                        k < len(want)
+                        and entries[k, 0] != EMPTY
+                        and entries[k - 1, 0] != EMPTY
+                        and entries[k, 0] == entries[k - 1, 0] + entries[k - 1, 1]
+                    ):
                         k += 1
                     start, stop = entries[j, 0], entries[k - 1, 0] + entries[k - 1, 1]
                     if start == EMPTY:  # a chunk zarr skipped because it held only the fill value
@@ -168,7 +185,7 @@ class RowArray:
                     buf = os.pread(fd, int(stop - start), int(start))
                     got = len(buf)
                     for w, (off, nb) in zip(want[j:k], entries[j:k]):
-                        flat[at[w]] = np.frombuffer(self.codec.decode(buf[int(off - start):int(off - start + nb)]), np.uint8)
+                        flat[at[w]] = np.frombuffer(self.codec.decode(buf[int(off - start) : int(off - start + nb)]), np.uint8)
                     if got != stop - start:
                         raise ValueError(f"truncated shard {self.shard_file(int(shard))}; delete the store and re-run")
                     j = k

@@ -30,9 +30,20 @@ class DownloadError(RuntimeError):
 
 def egoexo_command(out_dir: str | os.PathLike, part: str, cfg: dict, uids: list[str] | None = None) -> list[str]:
     """The `egoexo` command line for one part (never ``--delete``)."""
-    cmd = [*EGOEXO_CLIENT, "-o", str(out_dir), "--parts", part, "-y",
-           "--release", cfg["release"], "--s3_profile", cfg["s3_profile"],
-           "--num_workers", str(cfg["num_workers"])]
+    cmd = [
+        *EGOEXO_CLIENT,
+        "-o",
+        str(out_dir),
+        "--parts",
+        part,
+        "-y",
+        "--release",
+        cfg["release"],
+        "--s3_profile",
+        cfg["s3_profile"],
+        "--num_workers",
+        str(cfg["num_workers"]),
+    ]
     if cfg["base_dir"]:
         cmd += ["--base_dir", cfg["base_dir"]]
     if uids:
@@ -58,14 +69,15 @@ def run_egoexo(out_dir, part: str, cfg: dict, uids: list[str] | None = None, che
                 raise DownloadError(
                     f"egoexo --parts {part}{' --uids ' + ' '.join(uids) if uids else ''} exited with "
                     f"{proc.returncode} ({'no manifest readable: check credentials/profile' if proc.returncode == 1 else 'some downloads failed'}):\n"
-                    f"{proc.stdout[-1500:]}{proc.stderr[-1500:]}")
+                    f"{proc.stdout[-1500:]}{proc.stderr[-1500:]}"
+                )
             if check is not None:
                 check()
             return
         except DownloadError:
             if attempt == attempts:
                 raise
-            time.sleep(min(2 ** attempt, 30))
+            time.sleep(min(2**attempt, 30))
 
 
 def s3_url(cfg: dict, *parts: str) -> str:
@@ -78,7 +90,7 @@ def fetch_manifest(part: str, cfg: dict, dest: str | os.PathLike) -> None:
     import boto3
 
     url = s3_url(cfg, part, "manifest.json")
-    bucket, key = url[len("s3://"):].split("/", 1)
+    bucket, key = url[len("s3://") :].split("/", 1)
     client = boto3.Session(profile_name=cfg["s3_profile"]).client("s3")
     with atomic_path(dest) as tmp:
         try:
@@ -91,10 +103,12 @@ def fetch_metadata(out_dir: str | os.PathLike, cfg: dict) -> None:
     """Metadata and annotations (two client runs) plus the video part's manifest into ``out_dir``."""
     out_dir = Path(out_dir)
     for part, files in (("metadata", METADATA_FILES[:1]), ("annotations", METADATA_FILES[1:])):
+
         def check(files=files, part=part):
             missing = [f for f in files if not (out_dir / f).is_file() or (out_dir / f).stat().st_size == 0]
             if missing:
                 raise DownloadError(f"egoexo --parts {part} finished without {missing} in {out_dir}")
+
         run_egoexo(out_dir, part, cfg, check=check)
     fetch_manifest(cfg["part"], cfg, out_dir / "manifest.json")
 
@@ -111,8 +125,10 @@ def manifest_sizes(path: str | os.PathLike) -> dict[str, dict[str, int | None]]:
             for p in entry["paths"]:
                 files[p["relative_path"]] = p.get("size")
         except (KeyError, TypeError) as e:
-            raise ValueError(f"manifest {path}: entry #{i} (uid {entry.get('uid') if isinstance(entry, dict) else None!r}) "
-                             f"is malformed: missing or mistyped {e}") from e
+            raise ValueError(
+                f"manifest {path}: entry #{i} (uid {entry.get('uid') if isinstance(entry, dict) else None!r}) "
+                f"is malformed: missing or mistyped {e}"
+            ) from e
     return out
 
 
@@ -155,4 +171,6 @@ def download_take(record: dict, source: dict, source_root: str | os.PathLike, ou
             dest = tmp / rel
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(Path(source_root) / rel, dest)
-        verify_videos({**record, "video_sizes": {c: (Path(source_root) / r).stat().st_size for c, r in record["videos"].items()}}, tmp)
+        verify_videos(
+            {**record, "video_sizes": {c: (Path(source_root) / r).stat().st_size for c, r in record["videos"].items()}}, tmp
+        )

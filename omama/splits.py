@@ -11,9 +11,9 @@ from omama.io import write_json, write_parquet
 
 SUBSETS = ("train", "val", "test")  # the parts a split assigns every pair to
 GROUP_KEYS = {
-    "frame": ["take_uid", "frame"],   # one instant (all its cameras and objects) stays in one split
+    "frame": ["take_uid", "frame"],  # one instant (all its cameras and objects) stays in one split
     "take": ["take_uid"],
-    "object": ["label"],              # no object label is shared between splits
+    "object": ["label"],  # no object label is shared between splits
 }
 
 
@@ -55,8 +55,9 @@ def assign_groups(sizes: pd.Series, ratios: list[float], seed: int) -> pd.Series
     return split
 
 
-def split_pairs(pairs: pd.DataFrame, strategy: str, ratios: list[float], seed: int,
-                required: dict[str, list[str]] | None = None) -> pd.DataFrame:
+def split_pairs(
+    pairs: pd.DataFrame, strategy: str, ratios: list[float], seed: int, required: dict[str, list[str]] | None = None
+) -> pd.DataFrame:
     """The pairs with a "split" column in train/val/test.
 
     ``required`` (subset -> experiments needing it) makes an empty needed subset an error.
@@ -73,7 +74,8 @@ def split_pairs(pairs: pd.DataFrame, strategy: str, ratios: list[float], seed: i
             raise ValueError(
                 f"split {strategy!r} leaves subset {subset!r} empty ({len(sizes)} group(s) of {'/'.join(keys)} for "
                 f"ratios {list(ratios)}), but experiment(s) {names} need it: select more takes (selection.take_limit), "
-                f"use a finer split or change split.ratios")
+                f"use a finer split or change split.ratios"
+            )
     return pairs.join(split, on=keys)
 
 
@@ -85,23 +87,46 @@ def diagnostics(df: pd.DataFrame, strategy: str, ratios: list[float], seed: int)
     per = {s: df[df["split"] == s] for s in SUBSETS}
     labels = {s: set(d["label"]) for s, d in per.items()}
     return {
-        "strategy": strategy, "ratios": list(ratios), "seed": seed, "pairs": len(df),
-        "counts": {s: {"pairs": len(d), "fraction": round(len(d) / max(len(df), 1), 4),
-                       "takes": int(d["take_uid"].nunique()), "frames": int(d[["take_uid", "frame"]].drop_duplicates().shape[0]),
-                       "objects": int(d[["take_uid", "object"]].drop_duplicates().shape[0]), "labels": len(labels[s])}
-                   for s, d in per.items()},
-        "per_scenario": {sc: {s: int(((df["scenario"] == sc) & (df["split"] == s)).sum()) for s in SUBSETS}
-                         for sc in sorted(df["scenario"].unique())},
-        "per_ego_presence": {s: {"present": int(d["ego_present"].sum()), "absent": int((~d["ego_present"]).sum())}
-                             for s, d in per.items()},
+        "strategy": strategy,
+        "ratios": list(ratios),
+        "seed": seed,
+        "pairs": len(df),
+        "counts": {
+            s: {
+                "pairs": len(d),
+                "fraction": round(len(d) / max(len(df), 1), 4),
+                "takes": int(d["take_uid"].nunique()),
+                "frames": int(d[["take_uid", "frame"]].drop_duplicates().shape[0]),
+                "objects": int(d[["take_uid", "object"]].drop_duplicates().shape[0]),
+                "labels": len(labels[s]),
+            }
+            for s, d in per.items()
+        },
+        "per_scenario": {
+            sc: {s: int(((df["scenario"] == sc) & (df["split"] == s)).sum()) for s in SUBSETS}
+            for sc in sorted(df["scenario"].unique())
+        },
+        "per_ego_presence": {
+            s: {"present": int(d["ego_present"].sum()), "absent": int((~d["ego_present"]).sum())} for s, d in per.items()
+        },
         "label_overlap": {f"{a}-{b}": sorted(labels[a] & labels[b]) for a, b in combinations(SUBSETS, 2)},
-        "ego2exo": {s: {"pairs": int((e2x["split"] == s).sum()),
-                        "exo_present": int(((e2x["split"] == s) & e2x["exo_present"]).sum())} for s in SUBSETS},
+        "ego2exo": {
+            s: {"pairs": int((e2x["split"] == s).sum()), "exo_present": int(((e2x["split"] == s) & e2x["exo_present"]).sum())}
+            for s in SUBSETS
+        },
     }
 
 
-def write_split(pairs_path: str, strategy: str, ratios: list[float], seed: int, split_out: str, diagnostics_out: str,
-                *, required: dict[str, list[str]] | None = None) -> dict:
+def write_split(
+    pairs_path: str,
+    strategy: str,
+    ratios: list[float],
+    seed: int,
+    split_out: str,
+    diagnostics_out: str,
+    *,
+    required: dict[str, list[str]] | None = None,
+) -> dict:
     """Split the pairs table and write the assignment (parquet) and its diagnostics (JSON)."""
     df = split_pairs(pd.read_parquet(pairs_path), strategy, ratios, seed, required)
     diag = diagnostics(df, strategy, ratios, seed)

@@ -43,8 +43,11 @@ def load_motorcycle(width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     scale = width / left.shape[1]
     size = (width, round(left.shape[0] * scale))
     disp = np.where(np.isfinite(disp), disp, np.nan).astype(np.float32)
-    return (cv2.resize(left, size, interpolation=cv2.INTER_AREA), cv2.resize(right, size, interpolation=cv2.INTER_AREA),
-            cv2.resize(disp, size, interpolation=cv2.INTER_NEAREST) * scale)
+    return (
+        cv2.resize(left, size, interpolation=cv2.INTER_AREA),
+        cv2.resize(right, size, interpolation=cv2.INTER_AREA),
+        cv2.resize(disp, size, interpolation=cv2.INTER_NEAREST) * scale,
+    )
 
 
 def warp_labels(labels: np.ndarray, disp: np.ndarray) -> np.ndarray:
@@ -70,8 +73,7 @@ def warp_labels(labels: np.ndarray, disp: np.ndarray) -> np.ndarray:
     return out.reshape(h, w)
 
 
-def segment_objects(image: np.ndarray, disp: np.ndarray, n: int, min_area: float = 0.01,
-                    max_area: float = 0.08) -> np.ndarray:
+def segment_objects(image: np.ndarray, disp: np.ndarray, n: int, min_area: float = 0.01, max_area: float = 0.08) -> np.ndarray:
     """Label image (0 = no object, 1..k) of up to ``n`` segments of the left photo.
 
     Felzenszwalb regions whose area is a ``min_area``..``max_area`` share of the image, with
@@ -94,8 +96,12 @@ def segment_objects(image: np.ndarray, disp: np.ndarray, n: int, min_area: float
         area = int(m.sum())
         x, y, bw, bh = stats[big, :4]
         inside = x > 0 and y > 0 and x + bw < m.shape[1] and y + bh < m.shape[0]
-        if (inside and min_area * total <= area <= max_area * total and np.isfinite(disp[m]).mean() >= 0.9
-                and area >= 0.3 * bw * bh):
+        if (
+            inside
+            and min_area * total <= area <= max_area * total
+            and np.isfinite(disp[m]).mean() >= 0.9
+            and area >= 0.3 * bw * bh
+        ):
             chosen.append((area, m))
     chosen.sort(key=lambda t: -t[0])
     labels = np.zeros(image.shape[:2], np.int32)

@@ -48,10 +48,21 @@ def by_take(paths) -> dict[str, str]:
 class TakeData:
     """Lazy access to one take: annotation masks, ego proposals, stored features or frame images."""
 
-    def __init__(self, annotation: str, proposals: str, features: str | None = None, images: str | None = None,
-                 exo_proposals: str | None = None):
-        self.paths = {"annotation": annotation, "proposals": proposals, "features": features, "images": images,
-                      "exo_proposals": exo_proposals}
+    def __init__(
+        self,
+        annotation: str,
+        proposals: str,
+        features: str | None = None,
+        images: str | None = None,
+        exo_proposals: str | None = None,
+    ):
+        self.paths = {
+            "annotation": annotation,
+            "proposals": proposals,
+            "features": features,
+            "images": images,
+            "exo_proposals": exo_proposals,
+        }
 
     @functools.cached_property
     def annotation(self) -> dict:
@@ -147,8 +158,10 @@ class Corpus:
             g = Geometry.from_description(td.store.attrs["backbone"])
             found.setdefault(repr(g), (g, []))[1].append(take)
         if len(found) > 1:
-            raise ValueError("feature stores of different backbone geometries: "
-                             + "; ".join(f"takes {sorted(t)} have {g}" for g, t in found.values()))
+            raise ValueError(
+                "feature stores of different backbone geometries: "
+                + "; ".join(f"takes {sorted(t)} have {g}" for g, t in found.values())
+            )
         return next(iter(found.values()))[0]
 
 

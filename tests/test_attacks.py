@@ -15,10 +15,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from snakemake.utils import validate
-
 from conftest import REPO, default_config, run_snakemake, tiny_config
 from data_fixtures import FRAMES, SELECTION, copy_source, index
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
 from omama.extract import extract_take
 from omama.masks import encode_rle
 from omama.pairs import write_pairs
@@ -31,8 +32,9 @@ SCHEMA = str(REPO / "workflow" / "schemas" / "config.schema.yaml")
 
 
 def run_index(source: Path, out: Path, **selection):
-    return build_index(source, {**SELECTION, **selection}, out / "index/takes.json", out / "index/takes",
-                       out / "index/summary.json")
+    return build_index(
+        source, {**SELECTION, **selection}, out / "index/takes.json", out / "index/takes", out / "index/summary.json"
+    )
 
 
 def relations(source: Path, split: str) -> Path:
@@ -53,11 +55,14 @@ def validated(cfg: dict) -> dict:
 # ---------------------------------------------------------------- 3: relations without `annotations`
 
 
-@pytest.mark.parametrize("change,what", [
-    (lambda d: {"version": "v2", "annotation": d["annotations"]}, "no top-level 'annotations'"),
-    (lambda d: {"annotations": list(d["annotations"].values())}, "'annotations' is an array"),
-    (lambda d: [d], "top level is an array"),
-])
+@pytest.mark.parametrize(
+    "change,what",
+    [
+        (lambda d: {"version": "v2", "annotation": d["annotations"]}, "no top-level 'annotations'"),
+        (lambda d: {"annotations": list(d["annotations"].values())}, "'annotations' is an array"),
+        (lambda d: [d], "top level is an array"),
+    ],
+)
 def test_relations_file_without_annotations_is_an_error_naming_the_file(synthetic_source, tmp_path, change, what):
     src = copy_source(synthetic_source, tmp_path / "src")
     rewrite(relations(src, "val"), change)
@@ -70,7 +75,10 @@ def test_relations_file_without_annotations_is_an_error_naming_the_file(syntheti
 def test_relations_take_with_mistyped_object_masks_is_named(synthetic_source, tmp_path):
     src = copy_source(synthetic_source, tmp_path / "src")
     uid = next(iter(json.loads(relations(src, "train").read_text())["annotations"]))
-    rewrite(relations(src, "train"), lambda d: {"annotations": {**d["annotations"], uid: {**d["annotations"][uid], "object_masks": ["x"]}}})
+    rewrite(
+        relations(src, "train"),
+        lambda d: {"annotations": {**d["annotations"], uid: {**d["annotations"][uid], "object_masks": ["x"]}}},
+    )
     with pytest.raises(ValueError, match=rf"take '{uid}'.*relations_train.json.*'object_masks'"):
         run_index(src, tmp_path / "out")
 
@@ -102,7 +110,9 @@ def test_malformed_manifest_names_file_and_entry(tmp_path):
     from omama.sources import manifest_sizes
 
     (tmp_path / "manifest.json").write_text(json.dumps([{"uid": "a", "paths": []}, {"uid": "b"}]))
-    with pytest.raises(ValueError, match=r"manifest .*manifest.json: entry #1 \(uid 'b'\) is malformed: missing or mistyped 'paths'"):
+    with pytest.raises(
+        ValueError, match=r"manifest .*manifest.json: entry #1 \(uid 'b'\) is malformed: missing or mistyped 'paths'"
+    ):
         manifest_sizes(tmp_path / "manifest.json")
     (tmp_path / "manifest.json").write_text(json.dumps({"entries": []}))
     with pytest.raises(ValueError, match="expected a list of entries, found dict"):
@@ -112,7 +122,9 @@ def test_malformed_manifest_names_file_and_entry(tmp_path):
 def test_duplicate_take_uid_in_takes_json_is_an_error(synthetic_source, tmp_path):
     src = copy_source(synthetic_source, tmp_path / "src")
     rewrite(src / "takes.json", lambda takes: takes + [takes[0]])
-    with pytest.raises(ValueError, match=rf"takes.json.*take_uid '{json.loads((src / 'takes.json').read_text())[0]['take_uid']}'.*twice"):
+    with pytest.raises(
+        ValueError, match=rf"takes.json.*take_uid '{json.loads((src / 'takes.json').read_text())[0]['take_uid']}'.*twice"
+    ):
         run_index(src, tmp_path / "out")
 
 
@@ -125,7 +137,7 @@ def test_zero_ratio_of_an_evaluated_subset_is_a_preflight_problem_naming_experim
     problems = preflight(cfg)
     assert len(problems) == 1, problems
     assert "split.ratios gives subset 'test' ratio 0" in problems[0]
-    for name, x in cfg["experiments"].items():
+    for name in cfg["experiments"]:
         assert repr(name) in problems[0]
     cfg["split"]["ratios"] = [0, 0.5, 0.5]  # trained experiments need train pairs
     (p,) = preflight(cfg)
@@ -134,8 +146,9 @@ def test_zero_ratio_of_an_evaluated_subset_is_a_preflight_problem_naming_experim
 
 
 def test_split_that_leaves_an_evaluated_subset_empty_names_experiment_split_and_subset(tmp_path):
-    from omama.splits import required_subsets
     from test_pairs_splits import fake_pairs
+
+    from omama.splits import required_subsets
 
     fake_pairs(takes=1).to_parquet(tmp_path / "pairs.parquet")  # take_limit: 1 with a take split
     cfg = default_config()
@@ -144,12 +157,26 @@ def test_split_that_leaves_an_evaluated_subset_empty_names_experiment_split_and_
     required = required_subsets(cfg["experiments"], cfg["evaluate"]["subsets"], "take")
     assert required == {"test": ["trained-take"], "train": ["trained-take"]}
     with pytest.raises(ValueError, match=r"split 'take' leaves subset 'test' empty.*experiment\(s\) \['trained-take'\]"):
-        write_split(tmp_path / "pairs.parquet", "take", [0.7, 0.15, 0.15], 0, tmp_path / "take.parquet",
-                    tmp_path / "take.json", required=required)
+        write_split(
+            tmp_path / "pairs.parquet",
+            "take",
+            [0.7, 0.15, 0.15],
+            0,
+            tmp_path / "take.parquet",
+            tmp_path / "take.json",
+            required=required,
+        )
     assert not (tmp_path / "take.parquet").exists()
     # Nobody needs val: an empty val is fine, and the split is written.
-    write_split(tmp_path / "pairs.parquet", "take", [0.7, 0.15, 0.15], 0, tmp_path / "take.parquet", tmp_path / "take.json",
-                required={"train": ["x"]})
+    write_split(
+        tmp_path / "pairs.parquet",
+        "take",
+        [0.7, 0.15, 0.15],
+        0,
+        tmp_path / "take.parquet",
+        tmp_path / "take.json",
+        required={"train": ["x"]},
+    )
     assert set(pd.read_parquet(tmp_path / "take.parquet")["split"]) == {"train"}
 
 
@@ -169,14 +196,24 @@ def test_take_limit_one_with_a_take_split_stops_at_the_split(tmp_path):
 
 
 def test_predict_on_an_empty_subset_names_it(tmp_path):
-    from omama.predict import predict_reference
     from test_pairs_splits import fake_pairs
+
+    from omama.predict import predict_reference
 
     df = fake_pairs(takes=1).assign(split="train")
     df.to_parquet(tmp_path / "split.parquet")
     with pytest.raises(ValueError, match=r"subset 'test' \(exo2ego\) of .*split.parquet is empty"):
-        predict_reference(split_table=tmp_path / "split.parquet", subset="test", annotations=[], proposals=[], predictor="random", seed=0, samples_out=tmp_path / "s.parquet", metrics_out=tmp_path / "m.json",
-                          direction="exo2ego")
+        predict_reference(
+            split_table=tmp_path / "split.parquet",
+            subset="test",
+            annotations=[],
+            proposals=[],
+            predictor="random",
+            seed=0,
+            samples_out=tmp_path / "s.parquet",
+            metrics_out=tmp_path / "m.json",
+            direction="exo2ego",
+        )
 
 
 # ---------------------------------------------------------------- 8: identifiers that become paths
@@ -189,7 +226,10 @@ def test_take_uid_with_a_path_is_refused_and_nothing_escapes(synthetic_source, t
     old = takes[0]["take_uid"]
     rewrite(src / "takes.json", lambda ts: [{**t, "take_uid": bad} if t["take_uid"] == old else t for t in ts])
     for split in ("train", "val"):
-        rewrite(relations(src, split), lambda d: {"annotations": {(bad if k == old else k): v for k, v in d["annotations"].items()}})
+        rewrite(
+            relations(src, split),
+            lambda d: {"annotations": {(bad if k == old else k): v for k, v in d["annotations"].items()}},
+        )
     out = tmp_path / "a" / "b" / "c"
     with pytest.raises(ValueError, match=r"take_uid '\.\./\.\./\.\./escaped_take'.*not a safe name"):
         run_index(src, out)
@@ -207,6 +247,7 @@ def test_camera_with_a_path_and_root_dir_outside_the_take_are_refused(synthetic_
         masks = d["annotations"][uid]["object_masks"][obj]
         masks["../" + cam] = masks.pop(cam)
         return d
+
     rewrite(relations(src, "train"), rename)
     with pytest.raises(ValueError, match=rf"camera '\.\./{cam}'.*take '{uid}'.*not a safe name"):
         run_index(src, tmp_path / "out")
@@ -227,13 +268,22 @@ def test_real_object_names_with_spaces_and_slashes_are_kept(synthetic_source, tm
         first = sorted(masks)[0]
         masks["salt/pepper shaker_0"] = masks.pop(first)
         return d
+
     rewrite(relations(src, "train"), rename)
     (record,) = [r for r in index(src, tmp_path / "out") if r["take_uid"] == uid]
     assert "salt/pepper shaker_0" in record["object_masks"]
 
 
-@pytest.mark.parametrize("section,name", [("experiments", "../up"), ("backbones", ".hidden"), ("proposers", "a/b"),
-                                          ("experiments", "tab\there"), ("experiments", "a..b")])
+@pytest.mark.parametrize(
+    "section,name",
+    [
+        ("experiments", "../up"),
+        ("backbones", ".hidden"),
+        ("proposers", "a/b"),
+        ("experiments", "tab\there"),
+        ("experiments", "a..b"),
+    ],
+)
 def test_config_names_that_would_be_paths_are_rejected_by_the_schema(section, name):
     cfg = default_config()
     cfg[section][name] = next(iter(cfg[section].values()))
@@ -265,7 +315,9 @@ def cycle_config(**inits) -> dict:
 def test_init_cycles_and_unknown_experiments_are_preflight_problems():
     (p,) = preflight(cycle_config(**{"trained-frame": "experiment:trained-frame"}))
     assert "initial weights form a cycle: trained-frame -> trained-frame" in p
-    (p,) = preflight(cycle_config(**{"trained-frame": "experiment:trained-object", "trained-object": "experiment:trained-frame"}))
+    (p,) = preflight(
+        cycle_config(**{"trained-frame": "experiment:trained-object", "trained-object": "experiment:trained-frame"})
+    )
     assert "initial weights form a cycle: trained-frame -> trained-object -> trained-frame" in p
     (p,) = preflight(cycle_config(**{"trained-object": "experiment:nope"}))
     assert "experiments.trained-object.init names experiment 'nope', which is not under experiments:" in p
@@ -304,12 +356,17 @@ def test_results_resolving_to_the_root_is_a_preflight_problem():
 # ---------------------------------------------------------------- 11: takes.json errors
 
 
-@pytest.mark.parametrize("change,match", [
-    (lambda ts: {"takes": ts}, r"takes.json .*: expected a list of takes, found an object with keys \['takes'\]"),
-    (lambda ts: [{k: v for k, v in t.items() if k != "take_uid"} if i == 1 else t for i, t in enumerate(ts)],
-     r"takes.json .*: take #1 \(take_name '.*'\) has no 'take_uid'"),
-    (lambda ts: [ts[0], "oops", *ts[1:]], r"takes.json .*: take #1 is not an object"),
-])
+@pytest.mark.parametrize(
+    "change,match",
+    [
+        (lambda ts: {"takes": ts}, r"takes.json .*: expected a list of takes, found an object with keys \['takes'\]"),
+        (
+            lambda ts: [{k: v for k, v in t.items() if k != "take_uid"} if i == 1 else t for i, t in enumerate(ts)],
+            r"takes.json .*: take #1 \(take_name '.*'\) has no 'take_uid'",
+        ),
+        (lambda ts: [ts[0], "oops", *ts[1:]], r"takes.json .*: take #1 is not an object"),
+    ],
+)
 def test_malformed_takes_json_names_file_take_and_key(synthetic_source, tmp_path, change, match):
     src = copy_source(synthetic_source, tmp_path / "src")
     rewrite(src / "takes.json", change)
@@ -320,7 +377,9 @@ def test_malformed_takes_json_names_file_take_and_key(synthetic_source, tmp_path
 def test_take_without_root_dir_names_take_and_key(synthetic_source, tmp_path):
     src = copy_source(synthetic_source, tmp_path / "src")
     uid = next(iter(json.loads(relations(src, "train").read_text())["annotations"]))
-    rewrite(src / "takes.json", lambda ts: [{k: v for k, v in t.items() if k != "root_dir" or t["take_uid"] != uid} for t in ts])
+    rewrite(
+        src / "takes.json", lambda ts: [{k: v for k, v in t.items() if k != "root_dir" or t["take_uid"] != uid} for t in ts]
+    )
     with pytest.raises(ValueError, match=rf"takes.json .*: take '{uid}' has no 'root_dir'"):
         run_index(src, tmp_path / "out")
 
@@ -333,7 +392,13 @@ def extracted_one(synthetic_source, tmp_path):
     """(annotation path, take index path, folder) of the first tiny take, extracted."""
     r = index(synthetic_source, tmp_path / "out")[0]
     out = tmp_path / r["take_uid"]
-    extract_take(record=r, raw_root=synthetic_source, annotation_out=out / "annotation.json", images_out=out / "images", frames_cfg=FRAMES)
+    extract_take(
+        record=r,
+        raw_root=synthetic_source,
+        annotation_out=out / "annotation.json",
+        images_out=out / "images",
+        frames_cfg=FRAMES,
+    )
     return out / "annotation.json", str(tmp_path / "out/index/takes.json"), tmp_path
 
 
@@ -344,7 +409,13 @@ def test_empty_exo_masks_are_counted_skips_not_pairs(synthetic_source, tmp_path)
     paths = []
     for r in records:
         out = tmp_path / r["take_uid"]
-        extract_take(record=r, raw_root=synthetic_source, annotation_out=out / "annotation.json", images_out=out / "images", frames_cfg=FRAMES)
+        extract_take(
+            record=r,
+            raw_root=synthetic_source,
+            annotation_out=out / "annotation.json",
+            images_out=out / "images",
+            frames_cfg=FRAMES,
+        )
         paths.append(out / "annotation.json")
     takes = str(tmp_path / "out/index/takes.json")
     before = write_pairs(paths, takes, tmp_path / "p0.parquet", tmp_path / "p0.json")
@@ -361,7 +432,9 @@ def test_empty_exo_masks_are_counted_skips_not_pairs(synthetic_source, tmp_path)
     assert (df.loc[df["direction"] == "exo2ego", "exo_area"] > 0).all()
     assert summary["skipped"][EMPTY_EXO] == emptied > 0
     not_in_ego = summary["skipped"]["exo mask at a frame not annotated in the ego camera"]
-    assert summary["pairs"] == before["pairs"] - (emptied - (not_in_ego - before["skipped"]["exo mask at a frame not annotated in the ego camera"]))
+    assert summary["pairs"] == before["pairs"] - (
+        emptied - (not_in_ego - before["skipped"]["exo mask at a frame not annotated in the ego camera"])
+    )
     assert skip_counts(json.loads((tmp_path / "p1.json").read_text()))[EMPTY_EXO] == emptied  # the report's skip table
     assert summary["ego_present_empty_mask"] == 0
 
@@ -370,8 +443,12 @@ def test_empty_ego_masks_stay_present_and_are_counted(extracted_one):
     """An empty ego mask is still a mask (the official evaluator sees its key): present, but counted."""
     path, takes, tmp_path = extracted_one
     a = json.loads(path.read_text())
-    obj, key = next((o, k) for o, per_cam in sorted(a["masks"].items()) for k in per_cam.get(a["ego_cam"], {})
-                    if any(k in per_cam.get(c, {}) for c in a["exo_cams"]))
+    obj, key = next(
+        (o, k)
+        for o, per_cam in sorted(a["masks"].items())
+        for k in per_cam.get(a["ego_cam"], {})
+        if any(k in per_cam.get(c, {}) for c in a["exo_cams"])
+    )
     rle = a["masks"][obj][a["ego_cam"]][key]
     a["masks"][obj][a["ego_cam"]][key] = encode_rle(np.zeros(rle["size"], bool))
     path.write_text(json.dumps(a))
@@ -434,22 +511,28 @@ def test_enospc_from_any_write_is_named(tmp_path, monkeypatch):
 
     def full(*a, **k):
         raise OSError(errno.ENOSPC, "No space left on device")
+
     monkeypatch.setattr(io.json, "dump", full)
     with pytest.raises(OSError, match=rf"no space left on device at {tmp_path}/x.json"):
         io.write_json(tmp_path / "x.json", {"a": 1})
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("key,value,rule", [("epochs", 0, "0 is less than the minimum of 1"),
-                                            ("batch_size", 0, "0 is less than the minimum of 1"),
-                                            ("lr", -1, "-1 is less than or equal to the minimum of 0"),
-                                            ("optimizer", "sgd", "'optimizer' was unexpected")])
+@pytest.mark.parametrize(
+    "key,value,rule",
+    [
+        ("epochs", 0, "0 is less than the minimum of 1"),
+        ("batch_size", 0, "0 is less than the minimum of 1"),
+        ("lr", -1, "-1 is less than or equal to the minimum of 0"),
+        ("optimizer", "sgd", "'optimizer' was unexpected"),
+    ],
+)
 def test_schema_errors_name_the_key_and_the_rule(key, value, rule):
     from omama.preflight import schema_problem
 
     cfg = default_config()
     cfg["experiments"]["trained-frame"]["train"][key] = value
-    with pytest.raises(Exception):
+    with pytest.raises(WorkflowError):
         validated(cfg)
     msg = schema_problem(cfg, SCHEMA)
     where = "experiments.trained-frame.train" + ("" if key == "optimizer" else f".{key}")

@@ -108,7 +108,8 @@ def test_resnet50_dino_from_state_dict_file(tmp_path):
 
 def test_torchhub_local_repository(tmp_path):
     (tmp_path / "hub").mkdir()
-    (tmp_path / "hub" / "hubconf.py").write_text(textwrap.dedent("""
+    (tmp_path / "hub" / "hubconf.py").write_text(
+        textwrap.dedent("""
         import torch
         from torch import nn
         dependencies = ["torch"]
@@ -129,7 +130,8 @@ def test_torchhub_local_repository(tmp_path):
         def tiny_vit14():
             torch.manual_seed(0)
             return TinyViT()
-    """))
+    """)
+    )
     cfg = {"kind": "dinov2", "implementation": "torchhub", "hub_repo": str(tmp_path / "hub"), "weights": "tiny_vit14", **GRIDS}
     bb = load_backbone(cfg)
     ims = frames(2)
@@ -168,10 +170,13 @@ def published_reshape(img: np.ndarray, patch: int) -> np.ndarray:
     return img
 
 
-@pytest.mark.parametrize("kind, patch, grids, sizes", [
-    ("dinov2", 14, {"ego_grid": [50, 50], "exo_grid": [38, 68]}, {"ego": (704, 704), "exo": (540, 960)}),
-    ("dinov3", 16, {"ego_grid": [5, 5], "exo_grid": [3, 6]}, {"ego": (95, 87), "exo": (60, 111)}),
-])
+@pytest.mark.parametrize(
+    "kind, patch, grids, sizes",
+    [
+        ("dinov2", 14, {"ego_grid": [50, 50], "exo_grid": [38, 68]}, {"ego": (704, 704), "exo": (540, 960)}),
+        ("dinov3", 16, {"ego_grid": [5, 5], "exo_grid": [3, 6]}, {"ego": (95, 87), "exo": (60, 111)}),
+    ],
+)
 def test_nearest_resize_reproduces_the_published_inputs(kind, patch, grids, sizes):
     """Processed Ego-Exo4D frames (704x704 ego, 540x960 exo) become exactly the published 700x700 /
     532x952 inputs; frames already at the input size are passed through untouched."""

@@ -15,12 +15,19 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.mark.slow
 def test_gpu_check_smoke_mode_runs_every_part():
     env = {**os.environ, "PYTHONPATH": str(REPO), "YOLO_OFFLINE": "1", "OMP_NUM_THREADS": "2"}
-    out = subprocess.run([sys.executable, "benchmarks/gpu_check.py", "--smoke"], cwd=REPO, env=env, capture_output=True,
-                         text=True, timeout=600)
+    out = subprocess.run(
+        [sys.executable, "benchmarks/gpu_check.py", "--smoke"], cwd=REPO, env=env, capture_output=True, text=True, timeout=600
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     text = out.stdout
     assert text.startswith("## gpu_check.py: CPU (smoke)")
-    for part in ("| ego | 56x56 |", "| exo | 42x70 |", "| ego + exo 36x64 JPEG | zstd | 8 |", "Training iteration from the store",
-                 "| 4 exo + 4 ego frames per batch | 1 |", "FastSAM-x architecture (YOLOv8x-seg, 1 class, untrained, 71.8 M"):
+    for part in (
+        "| ego | 56x56 |",
+        "| exo | 42x70 |",
+        "| ego + exo 36x64 JPEG | zstd | 8 |",
+        "Training iteration from the store",
+        "| 4 exo + 4 ego frames per batch | 1 |",
+        "FastSAM-x architecture (YOLOv8x-seg, 1 class, untrained, 71.8 M",
+    ):
         assert part in text, part
     assert subprocess.run(["bash", "-n", "benchmarks/gpu_check.sh"], cwd=REPO).returncode == 0

@@ -16,15 +16,21 @@ from omama.match import load_config
 def test_readme_config_reference_is_the_one_generated_from_the_schema():
     readme = (REPO / "README.md").read_text()
     assert omama_config.readme_section(readme) == omama_config.reference(), (
-        "README's config reference is stale: run `python -m omama.config --readme README.md`")
+        "README's config reference is stale: run `python -m omama.config --readme README.md`"
+    )
 
 
 def test_every_schema_key_has_a_description_and_the_reference_lists_it():
     ref = omama_config.reference()
     rows = [line for line in ref.splitlines()[2:]]
     assert all(line.count("`") >= 2 and not line.endswith("|  |") for line in rows), [r for r in rows if r.endswith("|  |")]
-    for key in ("`backbones.<name>.device`", "`proposers.<name>.imgsz`", "`experiments.<name>.train.order`",
-                "`evaluate.bootstrap.level`", "`robustness.motorcycle.width`"):
+    for key in (
+        "`backbones.<name>.device`",
+        "`proposers.<name>.imgsz`",
+        "`experiments.<name>.train.order`",
+        "`evaluate.bootstrap.level`",
+        "`robustness.motorcycle.width`",
+    ):
         assert key in ref
 
 
@@ -34,8 +40,15 @@ def test_validation_fills_defaults_by_kind_exactly_as_the_schema_says():
     cfg["backbones"]["vit"] = {"kind": "dinov2", "weights": "untrained"}
     del cfg["backbones"]["mobilenet-v2"]["stride"]
     omama_config.validate(cfg)
-    assert cfg["proposers"]["sam"] == {"kind": "fastsam", "weights": "FastSAM-x.pt", "device": "cpu", "imgsz": 1024,
-                                       "conf": 0.4, "iou": 0.9, "retina_masks": True}
+    assert cfg["proposers"]["sam"] == {
+        "kind": "fastsam",
+        "weights": "FastSAM-x.pt",
+        "device": "cpu",
+        "imgsz": 1024,
+        "conf": 0.4,
+        "iou": 0.9,
+        "retina_masks": True,
+    }
     assert "imgsz" not in cfg["proposers"]["classical"] and cfg["proposers"]["classical"]["device"] == "cpu"
     vit = cfg["backbones"]["vit"]
     assert vit["implementation"] == "transformers" and vit["ego_grid"] == [50, 50] and vit["tiny"]["hidden_size"] == 96

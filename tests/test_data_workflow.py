@@ -8,7 +8,6 @@ import shutil
 
 import pandas as pd
 import pytest
-
 from conftest import run_snakemake, tiny_config
 
 pytestmark = pytest.mark.slow
@@ -40,7 +39,9 @@ def test_object_split_from_scratch(workdir):
         a = json.loads((r / "frames" / t["take_uid"] / "annotation.json").read_text())
         assert a["subsample_idx"] == t["frames"]
         assert (r / "frames" / t["take_uid"] / "images" / t["ego_cam"] / f"{t['frames'][0]}.jpg").is_file()
-        assert (r / "logs/extract" / f"{t['take_uid']}.log").is_file() and (r / "benchmarks/extract" / f"{t['take_uid']}.tsv").is_file()
+        assert (r / "logs/extract" / f"{t['take_uid']}.log").is_file() and (
+            r / "benchmarks/extract" / f"{t['take_uid']}.tsv"
+        ).is_file()
     assert not (r / "raw").exists() or not any((r / "raw").iterdir())  # videos deleted after extraction
     assert json.loads((r / "index/summary.json").read_text())["selected"] == len(takes)
 

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from omama.descriptors import context_boxes, describe, mask_boxes
-from omama.masks import mask_box, resize_mask
+from omama.masks import mask_box
 
 
 def loop_descriptors(features: torch.Tensor, masks: np.ndarray) -> torch.Tensor:
@@ -93,27 +93,27 @@ def edge_case_masks(H: int, W: int) -> np.ndarray:
             m[sl] = True
         cases.append(m)
 
-    add()                                               # empty
-    add((3, 3))                                         # 1 px, lost by the nearest downsampling
-    add((8, 4))                                         # 1 px on the lattice
-    add((H - 1, W - 1))                                 # 1 px in the far corner
-    add((5, slice(None)))                               # one full row, off the lattice
-    add((8, slice(20, 30)))                             # one short row
-    add((slice(None), W - 2))                           # one column at the right edge
+    add()  # empty
+    add((3, 3))  # 1 px, lost by the nearest downsampling
+    add((8, 4))  # 1 px on the lattice
+    add((H - 1, W - 1))  # 1 px in the far corner
+    add((5, slice(None)))  # one full row, off the lattice
+    add((8, slice(20, 30)))  # one short row
+    add((slice(None), W - 2))  # one column at the right edge
     yy, xx = np.mgrid[:H, :W]
     blob = ((yy - H / 3) / (H / 5)) ** 2 + ((xx - W / 2) / (W / 7)) ** 2 < 1
     blob &= ~(((yy - H / 3) / (H / 15)) ** 2 + ((xx - W / 2) / (W / 20)) ** 2 < 1)
-    blob[H - 30:H - 27, 10:12] = True
+    blob[H - 30 : H - 27, 10:12] = True
     cases.append(blob)
-    add((slice(0, 97), slice(0, 101)))                  # box ends next to a cell boundary
-    add((slice(H - 120, H), slice(W - 200, W)))         # touching bottom-right
+    add((slice(0, 97), slice(0, 101)))  # box ends next to a cell boundary
+    add((slice(H - 120, H), slice(W - 200, W)))  # touching bottom-right
     return np.stack(cases)
 
 
 def test_descriptors_at_the_official_geometry_equal_the_spec_loop():
     """Ego 700x700 (grid 50x50) and exo 532x952 (grid 38x68), 100-px context, as published."""
     rng = np.random.default_rng(3)
-    for (h, w) in ((50, 50), (38, 68)):
+    for h, w in ((50, 50), (38, 68)):
         H, W = 14 * h, 14 * w
         feats = torch.from_numpy(rng.normal(size=(1, 6, h, w)).astype(np.float32))
         masks = np.concatenate([edge_case_masks(H, W), random_masks(rng, 3, H, W)])

@@ -52,16 +52,30 @@ def egoexo_files(tmp_path: Path):
     exo_shape, ego_shape = (90, 160), (64, 64)
     gt_exo = box(exo_shape, 20, 50, 30, 90)
     ego = {str(f): encode_rle(box(ego_shape, 10, 30, 10, 30)) for f in (0, 30, 60)}
-    gt = {"version": "xx", "challenge": "correspondence", "annotations": {"t": {
-        "masks": {"cup_0": {EGO: ego, EXO: {"0": encode_rle(gt_exo)}}},
-        "annotated_frames": {"cup_0": {EGO: [0, 30, 60], EXO: [0, 30]}},  # frame 60 not annotated in exo: not scored
-        "subsample_idx": [0, 30, 60]}}}
+    gt = {
+        "version": "xx",
+        "challenge": "correspondence",
+        "annotations": {
+            "t": {
+                "masks": {"cup_0": {EGO: ego, EXO: {"0": encode_rle(gt_exo)}}},
+                "annotated_frames": {"cup_0": {EGO: [0, 30, 60], EXO: [0, 30]}},  # frame 60 not annotated in exo: not scored
+                "subsample_idx": [0, 30, 60],
+            }
+        },
+    }
     pred_eval = box((270, 480), 70, 140, 100, 260)  # at the evaluation size, then padded
-    preds = {"0": {"pred_mask": encode_rle(pad_square(pred_eval)), "confidence": 0.9},
-             "30": {"pred_mask": encode_rle(pad_square(pred_eval)), "confidence": 0.2},
-             "60": {"pred_mask": encode_rle(pad_square(pred_eval)), "confidence": 0.9}}
-    sub = {"ego-exo": {"version": "xx", "challenge": "correspondence",
-                       "results": {"t": {"masks": {"cup_0": {f"{EGO}_{EXO}": preds}}, "subsample_idx": [0, 30, 60]}}}}
+    preds = {
+        "0": {"pred_mask": encode_rle(pad_square(pred_eval)), "confidence": 0.9},
+        "30": {"pred_mask": encode_rle(pad_square(pred_eval)), "confidence": 0.2},
+        "60": {"pred_mask": encode_rle(pad_square(pred_eval)), "confidence": 0.9},
+    }
+    sub = {
+        "ego-exo": {
+            "version": "xx",
+            "challenge": "correspondence",
+            "results": {"t": {"masks": {"cup_0": {f"{EGO}_{EXO}": preds}}, "subsample_idx": [0, 30, 60]}},
+        }
+    }
     write_json(tmp_path / "gt.json", gt)
     write_json(tmp_path / "pred.json", sub)
     return gt_exo, pred_eval
@@ -102,27 +116,53 @@ def small_take(tmp_path: Path) -> tuple[dict, pd.DataFrame, Corpus]:
     ego = {str(f): encode_rle(box(ego_shape, 10, 30, 10 + f // 10, 30 + f // 10)) for f in (0, 30, 60)}
     exo1 = {str(f): encode_rle(box(exo_shape, 20, 50, 30 + f, 90 + f)) for f in (0, 30)}
     exo2 = {"0": encode_rle(box(exo_shape, 40, 80, 10, 50))}
-    ann = {"take_uid": "take-a", "take_name": "a", "scenario": "s", "parent_scenario": "p", "ego_cam": EGO,
-           "exo_cams": [EXO, EXO2], "subsample_idx": [0, 30, 60],
-           "native_size": {EGO: list(ego_shape), EXO: list(exo_shape), EXO2: list(exo_shape)},
-           "masks": {"cup_0": {EGO: ego, EXO: exo1, EXO2: exo2}},
-           "annotated_frames": {"cup_0": {EGO: [0, 30, 60], EXO: [0, 30, 60], EXO2: [0, 30]}}}
+    ann = {
+        "take_uid": "take-a",
+        "take_name": "a",
+        "scenario": "s",
+        "parent_scenario": "p",
+        "ego_cam": EGO,
+        "exo_cams": [EXO, EXO2],
+        "subsample_idx": [0, 30, 60],
+        "native_size": {EGO: list(ego_shape), EXO: list(exo_shape), EXO2: list(exo_shape)},
+        "masks": {"cup_0": {EGO: ego, EXO: exo1, EXO2: exo2}},
+        "annotated_frames": {"cup_0": {EGO: [0, 30, 60], EXO: [0, 30, 60], EXO2: [0, 30]}},
+    }
     write_json(tmp_path / "take-a" / "annotation.json", ann)
     rows = []
     for cam, masks in ((EXO, exo1), (EXO2, exo2)):
         for f in (0, 30, 60):
             m = decode_rle(masks[str(f)]) if str(f) in masks else box(exo_shape, 0, 10, 0, 10)
-            rows.append({"camera": cam, "frame": f, "proposal": 0, "height": 90, "width": 160,
-                         "counts": encode_rle(m)["counts"], "x": 0, "y": 0, "w": 1, "h": 1, "score": 1.0, "area": int(m.sum())})
+            rows.append(
+                {
+                    "camera": cam,
+                    "frame": f,
+                    "proposal": 0,
+                    "height": 90,
+                    "width": 160,
+                    "counts": encode_rle(m)["counts"],
+                    "x": 0,
+                    "y": 0,
+                    "w": 1,
+                    "h": 1,
+                    "score": 1.0,
+                    "area": int(m.sum()),
+                }
+            )
     df = pd.DataFrame(rows)
     df.attrs = {"take_uid": "take-a", "cameras": {c: {"frames": [0, 30, 60], "image_size": [90, 160]} for c in (EXO, EXO2)}}
     write_parquet(tmp_path / "exo" / "take-a.parquet", df)
-    write_parquet(tmp_path / "take-a.parquet", pd.DataFrame(columns=["frame", "proposal", "height", "width", "counts",
-                                                                      "x", "y", "w", "h", "score", "area"]))
+    write_parquet(
+        tmp_path / "take-a.parquet",
+        pd.DataFrame(columns=["frame", "proposal", "height", "width", "counts", "x", "y", "w", "h", "score", "area"]),
+    )
     pairs, _ = take_pairs_ego2exo(ann, "train")
     split = pd.DataFrame(pairs).assign(split="test")
-    corpus = Corpus([str(tmp_path / "take-a" / "annotation.json")], [str(tmp_path / "take-a.parquet")],
-                    exo_proposals=[str(tmp_path / "exo" / "take-a.parquet")])
+    corpus = Corpus(
+        [str(tmp_path / "take-a" / "annotation.json")],
+        [str(tmp_path / "take-a.parquet")],
+        exo_proposals=[str(tmp_path / "exo" / "take-a.parquet")],
+    )
     return ann, split, corpus
 
 
@@ -130,12 +170,20 @@ def test_ego2exo_pairs_submission_keys_and_frames(tmp_path):
     ann, rows, corpus = small_take(tmp_path)
     # pairs: every ego mask frame the exo camera annotated; cam02 misses frame 60 (not annotated) and has cup_0 at 0 only
     assert sorted(zip(rows.exo_cam, rows.frame, rows.exo_present)) == [
-        (EXO, 0, True), (EXO, 30, True), (EXO, 60, False), (EXO2, 0, True), (EXO2, 30, False)]
+        (EXO, 0, True),
+        (EXO, 30, True),
+        (EXO, 60, False),
+        (EXO2, 0, True),
+        (EXO2, 30, False),
+    ]
     sub, gt, samples = run_predictions(rows, corpus, ReferenceChooser("largest", direction="ego2exo"))
     assert list(sub) == ["ego-exo"]
     masks = sub["ego-exo"]["results"]["take-a"]["masks"]["cup_0"]
     assert sorted(masks) == [f"{EGO}_{EXO}", f"{EGO}_{EXO2}"]
-    assert sorted(masks[f"{EGO}_{EXO}"], key=int) == ["0", "30", "60"] and sorted(masks[f"{EGO}_{EXO2}"], key=int) == ["0", "30"]
+    assert sorted(masks[f"{EGO}_{EXO}"], key=int) == ["0", "30", "60"] and sorted(masks[f"{EGO}_{EXO2}"], key=int) == [
+        "0",
+        "30",
+    ]
     assert all(p["pred_mask"]["size"] == [480, 480] for per in masks.values() for p in per.values())
     # the ground truth in the ego-exo layout: the ego (source) masks, the exo masks, both cameras' annotated frames
     g = gt["annotations"]["take-a"]
@@ -173,8 +221,10 @@ def test_tiny_run_with_an_ego2exo_experiment(tmp_path):
             exo = [c for c in cams if "aria" not in c]
             assert sorted(sub["ego-exo"]["results"][take]["masks"][obj]) == sorted(f"{EGO}_{c}" for c in exo)
     m = json.loads((res / f"experiments/{exp}/test/metrics.json").read_text())
-    assert m == pytest.approx(evaluate(res / f"experiments/{exp}/test/predictions.json",
-                                       res / f"experiments/{exp}/test/ground_truth.json"), nan_ok=True)
+    assert m == pytest.approx(
+        evaluate(res / f"experiments/{exp}/test/predictions.json", res / f"experiments/{exp}/test/ground_truth.json"),
+        nan_ok=True,
+    )
     assert list((res / "proposals/classical/exo").glob("*.parquet"))
     samples = pd.read_parquet(res / f"experiments/{exp}/test/samples.parquet")
     assert "exo_present" in samples and len(samples) == m["n_total"]
@@ -190,12 +240,25 @@ def test_report_section_shows_both_directions_with_their_own_references(tmp_path
     written = []
 
     def metrics(path: str, iou: float):
-        write_json(path, {"iou": iou, "shape_acc": 0.5, "location_score": 0.1, "existence_balanced_acc": 0.5,
-                          "n_present": 4, "n_total": 5, "bootstrap": boot, "ci95": {"iou": [iou - 0.01, iou + 0.01]}})
+        write_json(
+            path,
+            {
+                "iou": iou,
+                "shape_acc": 0.5,
+                "location_score": 0.1,
+                "existence_balanced_acc": 0.5,
+                "n_present": 4,
+                "n_total": 5,
+                "bootstrap": boot,
+                "ci95": {"iou": [iou - 0.01, iou + 0.01]},
+            },
+        )
         written.append(path)
 
-    experiments = {"a": {"split": "frame", "proposer": "classical", "backbone": "b", "direction": "exo2ego"},
-                   "e": {"split": "frame", "proposer": "classical", "backbone": "b", "direction": "ego2exo"}}
+    experiments = {
+        "a": {"split": "frame", "proposer": "classical", "backbone": "b", "direction": "exo2ego"},
+        "e": {"split": "frame", "proposer": "classical", "backbone": "b", "direction": "ego2exo"},
+    }
     for exp, iou in (("a", 0.4), ("e", 0.3)):
         metrics(layout.result("metrics.json", exp, "test"), iou)
     for reference, ious in ((layout.reference, (0.2, 0.1)), (layout.reference_ego2exo, (0.05, 0.08))):
@@ -204,7 +267,7 @@ def test_report_section_shows_both_directions_with_their_own_references(tmp_path
     s = section(Inputs(layout, written), experiments, ["test"], ["largest", "random"])
     cells = re.findall(r"<td>([^<]*)</td>", s["table"])
     assert [c for c in cells if "→" in c] == ["exo→ego"] * 3 + ["ego→exo"] * 3
-    row_e = cells[cells.index("e") - 2: cells.index("e") + 8]
+    row_e = cells[cells.index("e") - 2 : cells.index("e") + 8]
     assert row_e[:4] == ["ego→exo", "test", "e", "frame"] and row_e[4] == "0.3000 [0.290, 0.310]"
     assert re.findall(r"<td>([^<]*)</td>", s["ratios"]) == ["e", "test", "0.3000", "0.0800", "3.75×"]  # not the exo->ego refs
     assert section(Inputs(layout, written), {"a": experiments["a"]}, ["test"], ["largest"]) is None

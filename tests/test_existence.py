@@ -24,9 +24,9 @@ from omama.existence import (
     visibility_loss,
     with_mismatches,
 )
+from omama.experiment import build_head, setup
 from omama.masks import decode_rle
 from omama.model import PRESENT, MatchingHead, load_checkpoint
-from omama.experiment import build_head, setup
 from omama.predict import ModelChooser, predict_experiment
 from omama.takedata import subset_rows
 
@@ -117,11 +117,21 @@ def test_training_the_existence_head_reduces_its_loss_and_touches_nothing_else()
 def test_existence_head_predictions_keep_masks_and_carry_the_calibrated_confidence(world, tmp_path):  # noqa: F811
     train(world, tmp_path / "exp", cfg={**TRAIN, "epochs": 1})
     exp, ex = tmp_path / "exp", tmp_path / "exp" / "existence"
-    record = train_existence(split_table=world["split"], annotations=world["annotations"], proposals=world["proposals"],
-                             features=world["features"], images=None, model_path=exp / "model.pt", backbone_cfg=BACKBONE,
-                             mode="pre-extracted", settings=EXISTENCE, model_out=ex / "model.pt",
-                             calibration_out=ex / "calibration.json", history_out=ex / "history.json",
-                             direction="exo2ego")
+    record = train_existence(
+        split_table=world["split"],
+        annotations=world["annotations"],
+        proposals=world["proposals"],
+        features=world["features"],
+        images=None,
+        model_path=exp / "model.pt",
+        backbone_cfg=BACKBONE,
+        mode="pre-extracted",
+        settings=EXISTENCE,
+        model_out=ex / "model.pt",
+        calibration_out=ex / "calibration.json",
+        history_out=ex / "history.json",
+        direction="exo2ego",
+    )
     assert json.loads((ex / "calibration.json").read_text()) == json.loads(json.dumps(record))
     assert record["validation"]["fitted"] and record["validation"]["n"] == 9 and record["validation"]["n_absent"] == 1
     assert record["train"] == {"n": 15, "n_present": 14, "skipped_no_proposals": 0}
@@ -133,11 +143,22 @@ def test_existence_head_predictions_keep_masks_and_carry_the_calibrated_confiden
 
     def predict(name, model, calibration=None):
         out = tmp_path / name
-        metrics = predict_experiment(split_table=world["split"], subset="test", annotations=world["annotations"],
-                                     proposals=world["proposals"], features=world["features"], images=None,
-                                     model_path=model, backbone_cfg=BACKBONE, mode="pre-extracted",
-                                     predictions_out=out / "predictions.json", ground_truth_out=out / "ground_truth.json",
-                                     samples_out=out / "samples.parquet", calibration=calibration, direction="exo2ego")
+        metrics = predict_experiment(
+            split_table=world["split"],
+            subset="test",
+            annotations=world["annotations"],
+            proposals=world["proposals"],
+            features=world["features"],
+            images=None,
+            model_path=model,
+            backbone_cfg=BACKBONE,
+            mode="pre-extracted",
+            predictions_out=out / "predictions.json",
+            ground_truth_out=out / "ground_truth.json",
+            samples_out=out / "samples.parquet",
+            calibration=calibration,
+            direction="exo2ego",
+        )
         return metrics, pd.read_parquet(out / "samples.parquet"), json.loads((out / "predictions.json").read_text())
 
     m_sim, s_sim, _ = predict("similarity", exp / "model.pt")
@@ -154,10 +175,18 @@ def test_existence_head_predictions_keep_masks_and_carry_the_calibrated_confiden
     # the confidence is the calibrated mlp_visible probability of the chosen candidate
     cal = Calibration.load(ex / "calibration.json")
     assert cal.scale == record["scale"] and cal.bias == record["bias"]
-    s = setup(annotations=world["annotations"], proposals=world["proposals"], features=world["features"], images=None,
-              backbone_cfg=BACKBONE, on_the_fly=False)
+    s = setup(
+        annotations=world["annotations"],
+        proposals=world["proposals"],
+        features=world["features"],
+        images=None,
+        backbone_cfg=BACKBONE,
+        on_the_fly=False,
+    )
     head = build_head(s.geometry, ex / "model.pt", direction="exo2ego").eval()
-    pairs = collect_pairs(ModelChooser(head, s, direction="exo2ego"), subset_rows(world["split"], "test", direction="exo2ego"), s.corpus)
+    pairs = collect_pairs(
+        ModelChooser(head, s, direction="exo2ego"), subset_rows(world["split"], "test", direction="exo2ego"), s.corpus
+    )
     with torch.no_grad():
         expected = cal.probability(head.visibility(pairs["x"][:, :768], pairs["x"][:, 768:])).numpy()
     assert pairs["skipped"] == 3  # the frame without proposals
@@ -176,8 +205,12 @@ def test_workflow_trains_the_existence_head_after_the_matching_head_and_reports_
 
     cfg = tiny_config()
     cfg["experiments"] = {k: cfg["experiments"][k] for k in ("trained-frame", "trained-frame-head")}
-    assert cfg["experiments"]["trained-frame-head"] == {**cfg["experiments"]["trained-frame"], "init": "experiment:trained-frame",
-                                                        "train": None, "existence": "head"}
+    assert cfg["experiments"]["trained-frame-head"] == {
+        **cfg["experiments"]["trained-frame"],
+        "init": "experiment:trained-frame",
+        "train": None,
+        "existence": "head",
+    }
     cfg["evaluate"]["references"] = ["random"]
     cfg["robustness"].update(synthetic_pairs=0, experiments=[])
     cfg["report"]["compare"] = []
@@ -186,12 +219,22 @@ def test_workflow_trains_the_existence_head_after_the_matching_head_and_reports_
     cal = json.loads((r / "trained-frame-head" / "existence" / "calibration.json").read_text())
     assert {"scale", "bias", "boundary", "validation", "train"} <= set(cal) and cal["train"]["n"] > 0
     assert (tmp_path / "results/logs/train_existence/trained-frame-head.log").is_file()
-    matching, trained = torch.load(r / "trained-frame" / "model.pt"), torch.load(r / "trained-frame-head" / "existence" / "model.pt")
+    matching, trained = (
+        torch.load(r / "trained-frame" / "model.pt"),
+        torch.load(r / "trained-frame-head" / "existence" / "model.pt"),
+    )
     assert all(torch.equal(matching[k], v) != k.startswith("mlp_visible.") for k, v in trained.items())
-    sim, head = (json.loads((r / e / "test" / "predictions.json").read_text())["exo-ego"]["results"]
-                 for e in ("trained-frame", "trained-frame-head"))
-    flat = lambda sub: {(t, o, c, f): p for t, x in sub.items() for o, cams in x["masks"].items()
-                        for c, frames in cams.items() for f, p in frames.items()}
+    sim, head = (
+        json.loads((r / e / "test" / "predictions.json").read_text())["exo-ego"]["results"]
+        for e in ("trained-frame", "trained-frame-head")
+    )
+    flat = lambda sub: {
+        (t, o, c, f): p
+        for t, x in sub.items()
+        for o, cams in x["masks"].items()
+        for c, frames in cams.items()
+        for f, p in frames.items()
+    }
     sim, head = flat(sim), flat(head)
     assert sim.keys() == head.keys() and all(sim[k]["pred_mask"] == head[k]["pred_mask"] for k in sim)
     samples = pd.read_parquet(r / "trained-frame-head" / "test" / "samples.parquet")
@@ -213,4 +256,6 @@ def test_mismatched_pairs_pair_a_source_with_another_object_of_its_take():
     xa, ya = with_mismatches(x, torch.ones(4, dtype=torch.bool), keys[:3] + [("a", "pen", "cam2", 0)], 2, rng)
     assert xa.shape == (12, 4) and ya.tolist() == [True] * 4 + [False] * 8
     assert torch.equal(xa[4:8, :2], x[:, :2])  # sources kept, candidates from the other object's rows
-    assert all(((xa[k, 2:] == x[2:, 2:]).all(1).any() if k % 4 < 2 else (xa[k, 2:] == x[:2, 2:]).all(1).any()) for k in range(4, 12))
+    assert all(
+        ((xa[k, 2:] == x[2:, 2:]).all(1).any() if k % 4 < 2 else (xa[k, 2:] == x[:2, 2:]).all(1).any()) for k in range(4, 12)
+    )

@@ -14,9 +14,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-
 from conftest import REPO
 from data_fixtures import FRAMES, copy_source, first_mask, index, with_mask_entry
+
 from omama import mp4
 from omama.extract import VideoError, extract_take
 from omama.masks import MaskDecodeError, decode_rle
@@ -30,7 +30,13 @@ def records(synthetic_source, tmp_path_factory):
 
 
 def run_extract(record, raw, out: Path, **frames_cfg) -> dict:
-    return extract_take(record=record, raw_root=raw, annotation_out=out / "annotation.json", images_out=out / "images", frames_cfg={**FRAMES, **frames_cfg})
+    return extract_take(
+        record=record,
+        raw_root=raw,
+        annotation_out=out / "annotation.json",
+        images_out=out / "images",
+        frames_cfg={**FRAMES, **frames_cfg},
+    )
 
 
 def test_extract_writes_every_camera_and_frame_with_decoded_masks(records, synthetic_source, tmp_path):
@@ -77,7 +83,10 @@ def test_mask_size_mismatch_names_the_frame(records, synthetic_source, tmp_path)
     obj, cam, frame = first_mask(record, exo=False)
     entry = record["object_masks"][obj][cam]["annotation"][frame]
     bad = with_mask_entry(record, obj, cam, frame, width=entry["width"] + 40)
-    with pytest.raises(MaskDecodeError, match=rf"does not match video size .*take '{record['take_uid']}', object '{obj}', camera '{cam}', frame {int(frame)}"):
+    with pytest.raises(
+        MaskDecodeError,
+        match=rf"does not match video size .*take '{record['take_uid']}', object '{obj}', camera '{cam}', frame {int(frame)}",
+    ):
         run_extract(bad, synthetic_source, tmp_path)
     a = run_extract(bad, synthetic_source, tmp_path, skip_bad_masks=True)
     assert len(a["skipped"]) == 1 and "does not match video size" in a["skipped"][0]["reason"]
@@ -98,8 +107,11 @@ def test_one_bad_mask_size_does_not_reject_the_cameras_good_masks(records, synth
     assert n_cam >= 5 and sum(len(per_cam.get(cam, {})) for per_cam in a["masks"].values()) == n_cam - 1
     del good["masks"][obj][cam][frame]
     assert a["masks"] == good["masks"]
-    with pytest.raises(MaskDecodeError, match=rf"mask size \[{entry['height'] // 2}, {entry['width'] // 2}\] differs .* "
-                                              rf"object '{obj}', camera '{cam}', frame {int(frame)}$"):
+    with pytest.raises(
+        MaskDecodeError,
+        match=rf"mask size \[{entry['height'] // 2}, {entry['width'] // 2}\] differs .* "
+        rf"object '{obj}', camera '{cam}', frame {int(frame)}$",
+    ):
         run_extract(bad, synthetic_source, tmp_path / "strict")
 
 
@@ -127,7 +139,9 @@ def test_truncated_video_names_camera_and_missing_frame(records, synthetic_sourc
     cam = record["exo_cams"][1]
     last = record["frames"][-1]
     rewrite_video(synthetic_source / record["videos"][cam], raw / record["videos"][cam], frames=last)
-    with pytest.raises(VideoError, match=rf"ends after {last} frames: missing take '{record['take_uid']}', camera '{cam}', frame {last}"):
+    with pytest.raises(
+        VideoError, match=rf"ends after {last} frames: missing take '{record['take_uid']}', camera '{cam}', frame {last}"
+    ):
         run_extract(record, raw, tmp_path / "out")
     assert not (tmp_path / "out/annotation.json").exists() and not (tmp_path / "out/images").exists()
 
@@ -139,7 +153,7 @@ def faststart(path: Path) -> None:
     top = mp4.boxes(data)
     starts = [0] + [end for _, _, end in top[:-1]]
     k = next(i for i, b in enumerate(top) if b[0] == "moov")
-    moov = bytearray(data[starts[k]:top[k][2]])
+    moov = bytearray(data[starts[k] : top[k][2]])
 
     def shift(start: int, end: int) -> None:
         for kind, s, e in mp4.boxes(moov, start, end):
@@ -153,8 +167,8 @@ def faststart(path: Path) -> None:
 
     shift(top[k][1] - starts[k], len(moov))
     assert top[0][0] == "ftyp" and k > 1, [b[0] for b in top]
-    rest = b"".join(data[starts[i]:top[i][2]] for i in range(1, len(top)) if i != k)
-    path.write_bytes(data[:top[0][2]] + bytes(moov) + rest)
+    rest = b"".join(data[starts[i] : top[i][2]] for i in range(1, len(top)) if i != k)
+    path.write_bytes(data[: top[0][2]] + bytes(moov) + rest)
 
 
 def decode_all(path: Path) -> list[np.ndarray]:
@@ -189,7 +203,9 @@ def test_cut_video_with_its_index_in_front_stops_naming_take_camera_frame(record
     damaged = (np.abs(cut[last].astype(int) - original[last].astype(int)).max(axis=-1) > 40).mean()
     assert damaged > 0.001, damaged  # decoded pixel-identical when whole (above)
     record = {**record, "frames": sorted({f for f in record["frames"] if f < last} | {last})}
-    with pytest.raises(VideoError, match=rf"is truncated: .*take '{record['take_uid']}', camera '{cam}', frame {last} and after"):
+    with pytest.raises(
+        VideoError, match=rf"is truncated: .*take '{record['take_uid']}', camera '{cam}', frame {last} and after"
+    ):
         run_extract(record, raw, tmp_path / "out")
     assert not (tmp_path / "out/annotation.json").exists() and not (tmp_path / "out/images").exists()
 
@@ -257,8 +273,13 @@ def extract_process(record: dict, raw: Path, out: Path, tmp: Path) -> subprocess
     rec = tmp / f"record-{out.name}.json"
     rec.write_text(json.dumps(record))
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen([sys.executable, "-c", EXTRACT, str(rec), str(raw), str(out), json.dumps(FRAMES)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    return subprocess.Popen(
+        [sys.executable, "-c", EXTRACT, str(rec), str(raw), str(out), json.dumps(FRAMES)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
 
 
 def test_peak_memory_does_not_grow_with_take_length(records, synthetic_source, tmp_path):

@@ -22,8 +22,17 @@ from omama.io import FrameError
 from omama.proposals import load_proposals
 
 TINY = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64, "seed": 0}
-CFG = {"kind": "dinov2", "weights": "untrained", "tiny": TINY, "ego_grid": [4, 4], "exo_grid": [3, 5],
-       "batch_size": 2, "dtype": "float16", "compressor": "zstd", "compression_level": 3}
+CFG = {
+    "kind": "dinov2",
+    "weights": "untrained",
+    "tiny": TINY,
+    "ego_grid": [4, 4],
+    "exo_grid": [3, 5],
+    "batch_size": 2,
+    "dtype": "float16",
+    "compressor": "zstd",
+    "compression_level": 3,
+}
 EGO, EXO = "aria01_214-1", ["cam01", "cam02"]
 
 
@@ -35,8 +44,15 @@ def write_take(root: Path, frames=(0, 30, 60, 90, 120), take: str = "take-1") ->
         (root / "images" / cam).mkdir(parents=True, exist_ok=True)
         for f in frames:
             cv2.imwrite(str(root / "images" / cam / f"{f}.jpg"), rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
-    ann = {"take_uid": take, "take_name": "synthetic_take", "ego_cam": EGO, "exo_cams": EXO,
-           "image_size": {c: list(s) for c, s in sizes.items()}, "subsample_idx": list(frames), "masks": {}}
+    ann = {
+        "take_uid": take,
+        "take_name": "synthetic_take",
+        "ego_cam": EGO,
+        "exo_cams": EXO,
+        "image_size": {c: list(s) for c, s in sizes.items()},
+        "subsample_idx": list(frames),
+        "masks": {},
+    }
     (root / "annotation.json").write_text(json.dumps(ann))
     return root
 
@@ -79,8 +95,13 @@ def test_store_layout_attributes_and_values(tmp_path):
 def test_float32_uncompressed_and_small_shards(tmp_path):
     take = write_take(tmp_path / "frames")
     out = tmp_path / "t.zarr"
-    extract_features(annotation_json=take / "annotation.json", images_dir=take / "images", out_store=out, backbone_cfg={**CFG, "dtype": "float32", "compressor": "none"},
-                     shard_frames=3)  # batches of 2 straddle shards of 3
+    extract_features(
+        annotation_json=take / "annotation.json",
+        images_dir=take / "images",
+        out_store=out,
+        backbone_cfg={**CFG, "dtype": "float32", "compressor": "none"},
+        shard_frames=3,
+    )  # batches of 2 straddle shards of 3
     arr = zarr.open_group(out, mode="r")["cam01"]
     assert arr.dtype == np.float32 and arr.shards == (3, 32, 3, 5) and arr.compressors == ()
     bb, store = load_backbone(CFG), FeatureStore(out)
@@ -91,9 +112,18 @@ def test_float32_uncompressed_and_small_shards(tmp_path):
 
 def test_store_records_the_resize_mode_and_nearest_changes_the_features(tmp_path):
     take = write_take(tmp_path / "frames", frames=(0, 30))  # 48x48 / 36x64 frames, inputs 56x56 / 42x70
-    extract_features(annotation_json=take / "annotation.json", images_dir=take / "images", out_store=tmp_path / "b.zarr", backbone_cfg={**CFG, "dtype": "float32"})
-    extract_features(annotation_json=take / "annotation.json", images_dir=take / "images", out_store=tmp_path / "n.zarr",
-                     backbone_cfg={**CFG, "dtype": "float32", "resize": "nearest"})
+    extract_features(
+        annotation_json=take / "annotation.json",
+        images_dir=take / "images",
+        out_store=tmp_path / "b.zarr",
+        backbone_cfg={**CFG, "dtype": "float32"},
+    )
+    extract_features(
+        annotation_json=take / "annotation.json",
+        images_dir=take / "images",
+        out_store=tmp_path / "n.zarr",
+        backbone_cfg={**CFG, "dtype": "float32", "resize": "nearest"},
+    )
     b, n = FeatureStore(tmp_path / "b.zarr"), FeatureStore(tmp_path / "n.zarr")
     assert b.attrs["backbone"]["resize"] == "bilinear" and n.attrs["backbone"]["resize"] == "nearest"
     image = rgb(take / "images" / "cam01" / "30.jpg")
@@ -134,7 +164,7 @@ def writer_process(take: Path, out: Path, delay: float = 0.3, cfg: dict = CFG) -
         grids, sizes = {{"ego": (4, 4), "exo": (3, 5)}}, {{"ego": (56, 56), "exo": (42, 70)}}
         torch.manual_seed(0)
         bb = Backbone(SlowPatches(3, 8, 14, 14), 8, 14, grids, sizes, {{"kind": "test"}})
-        extract_features(annotation_json={str(take / 'annotation.json')!r}, images_dir={str(take / 'images')!r},
+        extract_features(annotation_json={str(take / "annotation.json")!r}, images_dir={str(take / "images")!r},
                          out_store={str(out)!r}, backbone_cfg={cfg!r}, backbone=bb)
     """)
     return subprocess.Popen([sys.executable, "-c", script], env={**os.environ, "OMP_NUM_THREADS": "1"})
@@ -164,7 +194,9 @@ def test_killed_extraction_leaves_nothing_that_looks_complete(tmp_path):
     (partial,) = (tmp_path / "out").glob(".tmp-*/take-1.zarr")
     with pytest.raises(ValueError, match="incomplete feature store"):
         FeatureStore(partial)
-    extract_features(annotation_json=take / "annotation.json", images_dir=take / "images", out_store=out, backbone_cfg=CFG)  # the re-run completes and tidies up
+    extract_features(
+        annotation_json=take / "annotation.json", images_dir=take / "images", out_store=out, backbone_cfg=CFG
+    )  # the re-run completes and tidies up
     assert FeatureStore(out).frames("cam02") == list(range(0, 300, 30))
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["take-1.zarr"]
 
@@ -201,9 +233,11 @@ def test_only_temporaries_of_dead_writers_are_removed(tmp_path):
     dead.wait()
     host = socket.gethostname()
     try:
-        keep = [out.parent / f".tmp-take-1.zarr-{host}-{live.pid}-abcd1234",  # a writer still running here
-                out.parent / f".tmp-take-1.zarr-otherhost-{dead.pid}-abcd1234",  # another host: cannot tell
-                out.parent / ".tmp-take-1.zarr-x1y2z3w4"]  # unknown owner
+        keep = [
+            out.parent / f".tmp-take-1.zarr-{host}-{live.pid}-abcd1234",  # a writer still running here
+            out.parent / f".tmp-take-1.zarr-otherhost-{dead.pid}-abcd1234",  # another host: cannot tell
+            out.parent / ".tmp-take-1.zarr-x1y2z3w4",
+        ]  # unknown owner
         gone = out.parent / f".tmp-take-1.zarr-{host}-{dead.pid}-abcd1234"
         for d in (*keep, gone):
             (d / "take-1.zarr").mkdir(parents=True)
@@ -246,12 +280,19 @@ def test_direct_shard_files_are_zarrs_own_bytes(tmp_path, compressor):
     arrays = {}
     for name in ("zarr", "direct"):
         g = zarr.open_group(tmp_path / f"{name}.zarr", mode="w", zarr_format=3)
-        arrays[name] = g.create_array("a", shape=data.shape, chunks=(1, 6, 3, 5), shards=(3, 6, 3, 5), dtype=data.dtype,
-                                      compressors=compressors(compressor, 3), fill_value=0)
+        arrays[name] = g.create_array(
+            "a",
+            shape=data.shape,
+            chunks=(1, 6, 3, 5),
+            shards=(3, 6, 3, 5),
+            dtype=data.dtype,
+            compressors=compressors(compressor, 3),
+            fill_value=0,
+        )
     arrays["zarr"][:] = data
     direct = RowArray(arrays["direct"], tmp_path / "direct.zarr" / "a")
     for i in (2, 0, 1):  # shards are independent files, written in any order (the writer pool)
-        direct.write_shard(i, data[3 * i:3 * i + 3])
+        direct.write_shard(i, data[3 * i : 3 * i + 3])
     for i in range(3):
         key = f"a/c/{i}/0/0/0"
         assert (tmp_path / "direct.zarr" / key).read_bytes() == (tmp_path / "zarr.zarr" / key).read_bytes()
@@ -263,8 +304,17 @@ def test_direct_shard_files_are_zarrs_own_bytes(tmp_path, compressor):
 def test_writer_pool_gives_the_single_writer_arrays(tmp_path):
     take = write_take(tmp_path / "frames", frames=tuple(range(0, 330, 30)))
     ann, images = take / "annotation.json", take / "images"
-    extract_features(annotation_json=ann, images_dir=images, out_store=tmp_path / "one.zarr", backbone_cfg=CFG, write_threads=1)
-    extract_features(annotation_json=ann, images_dir=images, out_store=tmp_path / "pool.zarr", backbone_cfg=CFG, write_threads=4, shard_frames=2)
+    extract_features(
+        annotation_json=ann, images_dir=images, out_store=tmp_path / "one.zarr", backbone_cfg=CFG, write_threads=1
+    )
+    extract_features(
+        annotation_json=ann,
+        images_dir=images,
+        out_store=tmp_path / "pool.zarr",
+        backbone_cfg=CFG,
+        write_threads=4,
+        shard_frames=2,
+    )
     one, pool = zarr.open_group(tmp_path / "one.zarr", mode="r"), zarr.open_group(tmp_path / "pool.zarr", mode="r")
     assert pool[EGO].shards == (2, 32, 4, 4) and one[EGO].shards == (11, 32, 4, 4)
     for cam in (EGO, *EXO):
@@ -274,8 +324,18 @@ def test_writer_pool_gives_the_single_writer_arrays(tmp_path):
 def test_int8_store_round_trips_within_its_stated_error(tmp_path):
     take = write_take(tmp_path / "frames")
     ann, images = take / "annotation.json", take / "images"
-    extract_features(annotation_json=ann, images_dir=images, out_store=tmp_path / "f32.zarr", backbone_cfg={**CFG, "dtype": "float32", "compressor": "none"})
-    extract_features(annotation_json=ann, images_dir=images, out_store=tmp_path / "i8.zarr", backbone_cfg={**CFG, "dtype": "int8", "compressor": "none"})
+    extract_features(
+        annotation_json=ann,
+        images_dir=images,
+        out_store=tmp_path / "f32.zarr",
+        backbone_cfg={**CFG, "dtype": "float32", "compressor": "none"},
+    )
+    extract_features(
+        annotation_json=ann,
+        images_dir=images,
+        out_store=tmp_path / "i8.zarr",
+        backbone_cfg={**CFG, "dtype": "int8", "compressor": "none"},
+    )
     exact, q = FeatureStore(tmp_path / "f32.zarr"), FeatureStore(tmp_path / "i8.zarr")
     assert q.attrs["dtype"] == "int8" and "max_error" in q.attrs["quantisation"]
     frames = [0, 30, 60, 90, 120]
@@ -287,8 +347,9 @@ def test_int8_store_round_trips_within_its_stated_error(tmp_path):
         err = np.abs(q.read_many(cam, frames) - x)
         assert np.all(err <= bound[..., None, None] * (1 + 1e-4) + 1e-6)
         assert err.max() > 0  # it is lossy: the test would notice a float store posing as int8
-    size = {n: sum(p.stat().st_size for p in (tmp_path / f"{n}.zarr" / EGO / "c").rglob("*") if p.is_file())
-            for n in ("f32", "i8")}
+    size = {
+        n: sum(p.stat().st_size for p in (tmp_path / f"{n}.zarr" / EGO / "c").rglob("*") if p.is_file()) for n in ("f32", "i8")
+    }
     assert size["i8"] < 0.3 * size["f32"]  # codes: a quarter of float32, half of float16 (+ the shard index)
 
 
@@ -321,8 +382,15 @@ def test_rules_write_store_and_proposals(tmp_path):
     cfg = tiny_config()
     cfg["backbones"]["tiny-dinov2"].update(ego_grid=[4, 4], exo_grid=[3, 5], tiny=TINY)
     write_take(tmp_path / "results" / "frames" / "take-1")
-    run_snakemake(tmp_path, cfg, "results/features/tiny-dinov2/take-1.zarr", "results/proposals/classical/take-1.parquet",
-                  "--allowed-rules", "features", "proposals")
+    run_snakemake(
+        tmp_path,
+        cfg,
+        "results/features/tiny-dinov2/take-1.zarr",
+        "results/proposals/classical/take-1.parquet",
+        "--allowed-rules",
+        "features",
+        "proposals",
+    )
     assert sorted(load_proposals(tmp_path / "results" / "proposals" / "classical" / "take-1.parquet")) == [0, 30, 60, 90, 120]
     store = FeatureStore(tmp_path / "results" / "features" / "tiny-dinov2" / "take-1.zarr")
     assert store.frames(EGO) == [0, 30, 60, 90, 120] and store.attrs["backbone"]["channels"] == 32

@@ -8,6 +8,7 @@ import re
 import sys
 
 from conftest import REPO
+
 from omama.layout import Layout, source_relations
 
 
@@ -42,14 +43,24 @@ def test_layout_and_report_inputs_import_no_heavy_library():
     assert out.strip() == "[]"
 
 
-HAND_MADE = re.compile(r'\{(?:RESULTS|LOGS|BENCH|ROBUST)\}/|/ "(?:frames|experiments|reference|splits|'
-                       r'proposals|features|index|benchmarks)"')
+HAND_MADE = re.compile(
+    r'\{(?:RESULTS|LOGS|BENCH|ROBUST)\}/|/ "(?:frames|experiments|reference|splits|'
+    r'proposals|features|index|benchmarks)"'
+)
 
 
 def test_no_results_path_is_built_by_hand():
     """Rule files, the report package and the report's fixtures take every results path from the layout."""
-    files = [REPO / "Snakefile", *sorted((REPO / "workflow/rules").glob("*.smk")),
-             *sorted((REPO / "omama/report").glob("*.py")), REPO / "tests/report_fixtures.py"]
-    found = [f"{f.relative_to(REPO)}:{i}: {line.strip()}" for f in files
-             for i, line in enumerate(f.read_text().splitlines(), 1) if HAND_MADE.search(line)]
+    files = [
+        REPO / "Snakefile",
+        *sorted((REPO / "workflow/rules").glob("*.smk")),
+        *sorted((REPO / "omama/report").glob("*.py")),
+        REPO / "tests/report_fixtures.py",
+    ]
+    found = [
+        f"{f.relative_to(REPO)}:{i}: {line.strip()}"
+        for f in files
+        for i, line in enumerate(f.read_text().splitlines(), 1)
+        if HAND_MADE.search(line)
+    ]
     assert found == []

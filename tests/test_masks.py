@@ -12,7 +12,14 @@ from hypothesis.extra.numpy import arrays
 from pycocotools import mask as mask_utils
 
 from omama.masks import (
-    MaskDecodeError, decode_rle, encode_lzstring, encode_rle, eval_size, lzstring_to_rle, resize_mask, rle_area,
+    MaskDecodeError,
+    decode_rle,
+    encode_lzstring,
+    encode_rle,
+    eval_size,
+    lzstring_to_rle,
+    resize_mask,
+    rle_area,
 )
 
 shapes = st.tuples(st.integers(1, 37), st.integers(1, 41))
@@ -101,8 +108,21 @@ def test_eval_size_of_square_frames_truncates_like_the_official_evaluator(side, 
     assert eval_size(side, side) == (expected, expected)
 
 
-@pytest.mark.parametrize("hw", [(540, 960), (960, 540), (2160, 3840), (448, 796), (72, 128), (1408, 1407),
-                                (1407, 1408), (333, 1999), (1999, 101), (288, 512)])
+@pytest.mark.parametrize(
+    "hw",
+    [
+        (540, 960),
+        (960, 540),
+        (2160, 3840),
+        (448, 796),
+        (72, 128),
+        (1408, 1407),
+        (1407, 1408),
+        (333, 1999),
+        (1999, 101),
+        (288, 512),
+    ],
+)
 def test_eval_size_of_non_square_frames_follows_the_official_formula(hw):
     assert eval_size(*hw) == official_eval_size(*hw)
     assert max(eval_size(*hw)) in (479, 480)

@@ -9,9 +9,9 @@ import sys
 import numpy as np
 import pytest
 import yaml
+from conftest import REPO, tiny_config
 from PIL import Image
 
-from conftest import REPO, tiny_config
 from omama.masks import decode_rle
 from omama.match import NotTrainedError, match
 
@@ -20,16 +20,45 @@ def test_untrained_experiment_names_missing_model_and_command(tmp_path):
     cfg = tmp_path / "my.yaml"
     cfg.write_text(yaml.safe_dump(tiny_config()))
     with pytest.raises(NotTrainedError) as e:
-        match(experiment="trained-frame", exo="x.jpg", mask="m.png", ego="y.jpg", out=tmp_path / "o.png",
-              results=tmp_path / "res", config=cfg)
+        match(
+            experiment="trained-frame",
+            exo="x.jpg",
+            mask="m.png",
+            ego="y.jpg",
+            out=tmp_path / "o.png",
+            results=tmp_path / "res",
+            config=cfg,
+        )
     model = tmp_path / "res" / "experiments" / "trained-frame" / "model.pt"
     assert f"{model} is missing" in str(e.value)
     assert f"snakemake --cores 4 --configfile {cfg} {model}" in str(e.value)
     with pytest.raises(ValueError, match="unknown experiment 'nope'"):
         match(experiment="nope", exo="x.jpg", mask="m.png", ego="y.jpg", out=tmp_path / "o.png", config=cfg)
-    proc = subprocess.run([sys.executable, "-m", "omama.match", "match", "--experiment", "trained-frame", "--exo", "x.jpg",
-                           "--mask", "m.png", "--ego", "y.jpg", "-o", str(tmp_path / "o.png"), "--config", str(cfg),
-                           "--results", str(tmp_path / "res")], capture_output=True, text=True, cwd=REPO)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "omama.match",
+            "match",
+            "--experiment",
+            "trained-frame",
+            "--exo",
+            "x.jpg",
+            "--mask",
+            "m.png",
+            "--ego",
+            "y.jpg",
+            "-o",
+            str(tmp_path / "o.png"),
+            "--config",
+            str(cfg),
+            "--results",
+            str(tmp_path / "res"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
     assert proc.returncode == 2 and "has no trained head yet" in proc.stderr and "Traceback" not in proc.stderr
 
 
@@ -40,10 +69,32 @@ def test_match_reproduces_the_pipelines_prediction_of_a_pair(tiny_run, tmp_path)
     obj = sorted(p.name.split(".")[0] for p in (pair / "masks").glob("*.exo.png"))[0]
     exo, ego = next(pair.glob("exo.*")), next(pair.glob("ego.*"))
     out = tmp_path / "out" / "ego_mask.png"
-    proc = subprocess.run([sys.executable, "-m", "omama.match", "match", "--experiment", "trained-frame",
-                           "--exo", str(exo), "--mask", str(pair / "masks" / f"{obj}.exo.png"), "--ego", str(ego),
-                           "-o", str(out), "--config", str(tiny_run / "test-config.yaml"), "--results", str(results)],
-                          capture_output=True, text=True, cwd=REPO, timeout=600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "omama.match",
+            "match",
+            "--experiment",
+            "trained-frame",
+            "--exo",
+            str(exo),
+            "--mask",
+            str(pair / "masks" / f"{obj}.exo.png"),
+            "--ego",
+            str(ego),
+            "-o",
+            str(out),
+            "--config",
+            str(tiny_run / "test-config.yaml"),
+            "--results",
+            str(results),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     printed = json.loads(proc.stdout.strip().splitlines()[-1])
     record = json.loads((tmp_path / "out" / "ego_mask.json").read_text())
@@ -54,8 +105,14 @@ def test_match_reproduces_the_pipelines_prediction_of_a_pair(tiny_run, tmp_path)
     ego_rgb = np.asarray(Image.open(ego).convert("RGB"))
     mask = np.asarray(Image.open(out)) > 0
     assert mask.shape == ego_rgb.shape[:2] and record["mask_pixels"] == mask.sum() > 0
-    expected = np.asarray(Image.fromarray(decode_rle(entry["pred_mask"]).astype(np.uint8)).resize(
-        (ego_rgb.shape[1], ego_rgb.shape[0]), Image.NEAREST)) > 0
+    expected = (
+        np.asarray(
+            Image.fromarray(decode_rle(entry["pred_mask"]).astype(np.uint8)).resize(
+                (ego_rgb.shape[1], ego_rgb.shape[0]), Image.NEAREST
+            )
+        )
+        > 0
+    )
     assert (mask == expected).mean() > 0.99
     overlay = np.asarray(Image.open(tmp_path / "out" / "ego_mask.overlay.png"))
     assert overlay.shape[0] == 360 and overlay.std() > 10

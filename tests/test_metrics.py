@@ -68,13 +68,22 @@ def test_submission_round_trip_matches_the_in_memory_scores(tmp_path):
     ego_native = {0: box((96, 96), 10, 40, 10, 40), 30: box((96, 96), 50, 90, 20, 70)}
     exo = {f: box((72, 128), 5, 30, 5, 30) for f in (0, 30, 60)}
     exo_other = {f: box((72, 128), 5, 30, 5, 30) for f in (0, 90)}
-    gt = {"version": "xx", "challenge": "correspondence", "annotations": {
-        "take-a": ann(
-            {"cup_0": {"aria01_214-1": {str(f): encode_rle(m) for f, m in ego_native.items()},
-                       "cam01": {str(f): encode_rle(m) for f, m in exo.items()},
-                       "cam02": {str(f): encode_rle(m) for f, m in exo_other.items()}}},
-            {"cup_0": {"aria01_214-1": [0, 30, 60], "cam01": [0, 30, 60], "cam02": [0, 90]}}),
-    }}
+    gt = {
+        "version": "xx",
+        "challenge": "correspondence",
+        "annotations": {
+            "take-a": ann(
+                {
+                    "cup_0": {
+                        "aria01_214-1": {str(f): encode_rle(m) for f, m in ego_native.items()},
+                        "cam01": {str(f): encode_rle(m) for f, m in exo.items()},
+                        "cam02": {str(f): encode_rle(m) for f, m in exo_other.items()},
+                    }
+                },
+                {"cup_0": {"aria01_214-1": [0, 30, 60], "cam01": [0, 30, 60], "cam02": [0, 90]}},
+            ),
+        },
+    }
     preds, expected = {}, []
     scored = [("cam01", 0), ("cam01", 30), ("cam01", 60), ("cam02", 0)]  # cam02 frame 90 is not ego-annotated
     for exo_cam, f in scored:
@@ -83,8 +92,13 @@ def test_submission_round_trip_matches_the_in_memory_scores(tmp_path):
         preds.setdefault(f"{exo_cam}_aria01_214-1", {})[str(f)] = {"pred_mask": encode_rle(pm), "confidence": conf}
         if f in ego_native:
             expected.append(score_masks(pm, resize_mask(ego_native[f], 480, 480)))
-    sub = {"exo-ego": {"version": "xx", "challenge": "correspondence",
-                       "results": {"take-a": {"masks": {"cup_0": preds}, "subsample_idx": [0, 30, 60]}}}}
+    sub = {
+        "exo-ego": {
+            "version": "xx",
+            "challenge": "correspondence",
+            "results": {"take-a": {"masks": {"cup_0": preds}, "subsample_idx": [0, 30, 60]}},
+        }
+    }
     write_json(tmp_path / "predictions.json", sub)
     write_json(tmp_path / "ground_truth.json", gt)
     metrics = evaluate(tmp_path / "predictions.json", tmp_path / "ground_truth.json")
@@ -102,8 +116,12 @@ def test_submission_round_trip_matches_the_in_memory_scores(tmp_path):
     with pytest.raises(KeyError, match="take 'take-a', object 'cup_0', camera 'cam01', frame '60'"):
         score_submission(sub, gt)
     sub["exo-ego"]["results"]["take-a"]["masks"]["cup_0"]["cam01_aria01_214-1"]["60"] = {
-        "pred_mask": encode_rle(np.zeros((96, 96), bool)), "confidence": 0.1}
-    sub["exo-ego"]["results"]["take-a"]["masks"]["cup_0"]["cam01_aria01_214-1"]["0"]["pred_mask"] = encode_rle(np.zeros((96, 96), bool))
+        "pred_mask": encode_rle(np.zeros((96, 96), bool)),
+        "confidence": 0.1,
+    }
+    sub["exo-ego"]["results"]["take-a"]["masks"]["cup_0"]["cam01_aria01_214-1"]["0"]["pred_mask"] = encode_rle(
+        np.zeros((96, 96), bool)
+    )
     with pytest.raises(ValueError, match=r"evaluation size is \(480, 480\)"):
         score_submission(sub, gt)
 
@@ -111,12 +129,15 @@ def test_submission_round_trip_matches_the_in_memory_scores(tmp_path):
 def test_existence_balanced_accuracy_over_all_scored_frames():
     import pandas as pd
 
-    frames = pd.DataFrame({
-        "ego_present": [True, True, False, False, True],
-        "pred_exists": [True, False, False, True, True],
-        "iou": [0.5, 0.0, np.nan, np.nan, 1.0], "shape": [1.0, 0.0, np.nan, np.nan, 1.0],
-        "location": [0.1, 0.2, np.nan, np.nan, 0.0],
-    })
+    frames = pd.DataFrame(
+        {
+            "ego_present": [True, True, False, False, True],
+            "pred_exists": [True, False, False, True, True],
+            "iou": [0.5, 0.0, np.nan, np.nan, 1.0],
+            "shape": [1.0, 0.0, np.nan, np.nan, 1.0],
+            "location": [0.1, 0.2, np.nan, np.nan, 0.0],
+        }
+    )
     m = summarise(frames)
     assert m["existence_balanced_acc"] == pytest.approx((2 / 3 + 1 / 2) / 2)
     assert m["iou"] == pytest.approx(0.5) and m["n_present"] == 3 and m["n_total"] == 5
@@ -140,20 +161,58 @@ def test_object_never_in_ego_is_in_the_written_ground_truth_and_counted_for_exis
 
     ego, exo, hw, frames = "aria01_214-1", "cam01", (64, 64), [0, 30]
     cup = {f: box(hw, 10 + f // 10, 30, 10, 40) for f in frames}
-    ann = {"take_uid": "take-a", "ego_cam": ego, "exo_cams": [exo], "native_size": {ego: list(hw), exo: [48, 80]},
-           "subsample_idx": frames,
-           "masks": {"cup_0": {ego: {str(f): encode_rle(m) for f, m in cup.items()},
-                               exo: {str(f): encode_rle(box((48, 80), 5, 20, 5, 20)) for f in frames}},
-                     # pen_0 is annotated in ego but never visible there: no ego masks at all
-                     "pen_0": {exo: {str(f): encode_rle(box((48, 80), 25, 40, 50, 70)) for f in frames}}},
-           "annotated_frames": {o: {ego: frames, exo: frames} for o in ("cup_0", "pen_0")}}
+    ann = {
+        "take_uid": "take-a",
+        "ego_cam": ego,
+        "exo_cams": [exo],
+        "native_size": {ego: list(hw), exo: [48, 80]},
+        "subsample_idx": frames,
+        "masks": {
+            "cup_0": {
+                ego: {str(f): encode_rle(m) for f, m in cup.items()},
+                exo: {str(f): encode_rle(box((48, 80), 5, 20, 5, 20)) for f in frames},
+            },
+            # pen_0 is annotated in ego but never visible there: no ego masks at all
+            "pen_0": {exo: {str(f): encode_rle(box((48, 80), 25, 40, 50, 70)) for f in frames}},
+        },
+        "annotated_frames": {o: {ego: frames, exo: frames} for o in ("cup_0", "pen_0")},
+    }
     write_json(tmp_path / "take-a" / "annotation.json", ann)
-    props = [{"frame": f, "proposal": 0, "height": hw[0], "width": hw[1], "counts": encode_rle(cup[f])["counts"],
-              "x": 10, "y": 10, "w": 30, "h": 20, "score": 1.0, "area": int(cup[f].sum())} for f in frames]
+    props = [
+        {
+            "frame": f,
+            "proposal": 0,
+            "height": hw[0],
+            "width": hw[1],
+            "counts": encode_rle(cup[f])["counts"],
+            "x": 10,
+            "y": 10,
+            "w": 30,
+            "h": 20,
+            "score": 1.0,
+            "area": int(cup[f].sum()),
+        }
+        for f in frames
+    ]
     write_parquet(tmp_path / "take-a.parquet", pd.DataFrame(props))
-    rows = pd.DataFrame([{"take_uid": "take-a", "object": o, "exo_cam": exo, "ego_cam": ego, "frame": f, "split": "test",
-                          "scenario": "s", "label": o[:-2], "ego_area": int(cup[f].sum()) if o == "cup_0" else 0,
-                          "ego_present": o == "cup_0"} for f in frames for o in ("cup_0", "pen_0")])
+    rows = pd.DataFrame(
+        [
+            {
+                "take_uid": "take-a",
+                "object": o,
+                "exo_cam": exo,
+                "ego_cam": ego,
+                "frame": f,
+                "split": "test",
+                "scenario": "s",
+                "label": o[:-2],
+                "ego_area": int(cup[f].sum()) if o == "cup_0" else 0,
+                "ego_present": o == "cup_0",
+            }
+            for f in frames
+            for o in ("cup_0", "pen_0")
+        ]
+    )
     corpus = Corpus([str(tmp_path / "take-a" / "annotation.json")], [str(tmp_path / "take-a.parquet")])
     sub, gt, samples = run_predictions(rows, corpus, ReferenceChooser("largest", direction="exo2ego"))
     assert gt["annotations"]["take-a"]["masks"]["pen_0"][ego] == {}  # the key is kept, with no masks
@@ -171,13 +230,28 @@ def test_object_without_an_ego_key_is_skipped_like_the_official_evaluator(caplog
     """An externally written ground truth without the ego key: the official evaluator skips the
     object; so does omama, and it says so."""
     ego = "aria01_214-1"
-    gt = {"annotations": {"take-a": ann(
-        {"cup_0": {ego: {"0": encode_rle(box((96, 96), 10, 40, 10, 40))}, "cam01": {"0": encode_rle(box((72, 128), 5, 30, 5, 30))}},
-         "pen_0": {"cam01": {"0": encode_rle(box((72, 128), 5, 30, 5, 30))}}},
-        {"cup_0": {ego: [0], "cam01": [0]}, "pen_0": {ego: [0], "cam01": [0]}})}}
+    gt = {
+        "annotations": {
+            "take-a": ann(
+                {
+                    "cup_0": {
+                        ego: {"0": encode_rle(box((96, 96), 10, 40, 10, 40))},
+                        "cam01": {"0": encode_rle(box((72, 128), 5, 30, 5, 30))},
+                    },
+                    "pen_0": {"cam01": {"0": encode_rle(box((72, 128), 5, 30, 5, 30))}},
+                },
+                {"cup_0": {ego: [0], "cam01": [0]}, "pen_0": {ego: [0], "cam01": [0]}},
+            )
+        }
+    }
     pred = {"pred_mask": encode_rle(box((480, 480), 0, 10, 0, 10)), "confidence": 0.9}
-    sub = {"exo-ego": {"results": {"take-a": {"masks": {o: {f"cam01_{ego}": {"0": pred}} for o in ("cup_0", "pen_0")},
-                                              "subsample_idx": [0]}}}}
+    sub = {
+        "exo-ego": {
+            "results": {
+                "take-a": {"masks": {o: {f"cam01_{ego}": {"0": pred}} for o in ("cup_0", "pen_0")}, "subsample_idx": [0]}
+            }
+        }
+    }
     with caplog.at_level("WARNING", logger="omama.metrics"):
         frames = score_submission(sub, gt)
     assert list(frames.object) == ["cup_0"]
@@ -230,6 +304,8 @@ def test_pipeline_files_are_what_the_official_evaluator_requires(tiny_run):
         again = evaluate(d / "predictions.json", d / "ground_truth.json")
         for k, v in again.items():
             assert v == metrics[k] or (isinstance(v, float) and math.isnan(v) and math.isnan(metrics[k])), (d, k)
+
+
 # ---------------------------------------------------------------------------- bootstrap intervals over takes
 
 
@@ -241,10 +317,18 @@ def frames_of(takes: dict[str, int], rng, absent: float = 0.3):
     for t, n in takes.items():
         present = rng.random(n) > absent
         iou_t = rng.random(n)
-        parts.append(pd.DataFrame({
-            "take_uid": t, "ego_present": present, "pred_exists": rng.random(n) > 0.4,
-            "iou": np.where(present, iou_t, np.nan), "shape": np.where(present, rng.random(n), np.nan),
-            "location": np.where(present, rng.random(n) * 0.3, np.nan)}))
+        parts.append(
+            pd.DataFrame(
+                {
+                    "take_uid": t,
+                    "ego_present": present,
+                    "pred_exists": rng.random(n) > 0.4,
+                    "iou": np.where(present, iou_t, np.nan),
+                    "shape": np.where(present, rng.random(n), np.nan),
+                    "location": np.where(present, rng.random(n) * 0.3, np.nan),
+                }
+            )
+        )
     return pd.concat(parts, ignore_index=True)
 
 
@@ -254,8 +338,16 @@ def test_bootstrap_resamples_takes_not_samples():
     # two takes of 200 present frames each, IoU constant 0 in one and 1 in the other: resampling takes can
     # draw take A twice (mean 0) or take B twice (mean 1), a quarter of the time each; resampling the 400
     # frames would give a narrow interval around 0.5
-    frames = pd.DataFrame({"take_uid": ["A"] * 200 + ["B"] * 200, "ego_present": True, "pred_exists": True,
-                           "iou": [0.0] * 200 + [1.0] * 200, "shape": 0.5, "location": 0.1})
+    frames = pd.DataFrame(
+        {
+            "take_uid": ["A"] * 200 + ["B"] * 200,
+            "ego_present": True,
+            "pred_exists": True,
+            "iou": [0.0] * 200 + [1.0] * 200,
+            "shape": 0.5,
+            "location": 0.1,
+        }
+    )
     m = summarise(frames, bootstrap=Bootstrap(resamples=1000, level=0.95, seed=0))
     assert m["iou"] == 0.5 and m["ci95"]["iou"] == [0.0, 1.0]
     assert m["ci95"]["shape_acc"] == [0.5, 0.5]

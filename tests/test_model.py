@@ -52,7 +52,9 @@ def test_official_checkpoint_loads_strictly_and_drives_the_forward(tmp_path):
     assert scores.shape == (2, 6)
 
     def attend(desc, grid, pos):  # the published block, written out once more
-        ln = lambda x, n: F.layer_norm(x, (768,), state[f"CROSS_context_attn.{n}.weight"], state[f"CROSS_context_attn.{n}.bias"])
+        ln = lambda x, n: F.layer_norm(
+            x, (768,), state[f"CROSS_context_attn.{n}.weight"], state[f"CROSS_context_attn.{n}.bias"]
+        )
         lin = lambda x, n: F.linear(x, state[f"CROSS_context_attn.{n}.weight"], state[f"CROSS_context_attn.{n}.bias"])
         tok = ln(grid.flatten(2).transpose(1, 2) + pos, "norm_input")
         d = ln(desc, "norm_input")

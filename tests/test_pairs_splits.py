@@ -8,8 +8,8 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-
 from data_fixtures import FRAMES, index
+
 from omama.extract import extract_take
 from omama.pairs import COLUMNS, NOT_IN_EGO, take_pairs, write_pairs
 from omama.splits import SUBSETS, split_pairs, write_split
@@ -22,7 +22,13 @@ def extracted(synthetic_source, tmp_path_factory):
     records = index(synthetic_source, out)
     paths = []
     for r in records:
-        extract_take(record=r, raw_root=synthetic_source, annotation_out=out / r["take_uid"] / "annotation.json", images_out=out / r["take_uid"] / "images", frames_cfg=FRAMES)
+        extract_take(
+            record=r,
+            raw_root=synthetic_source,
+            annotation_out=out / r["take_uid"] / "annotation.json",
+            images_out=out / r["take_uid"] / "images",
+            frames_cfg=FRAMES,
+        )
         paths.append(str(out / r["take_uid"] / "annotation.json"))
     return paths, str(out / "index/takes.json")
 
@@ -76,14 +82,31 @@ def fake_pairs(seed: int = 0, takes: int = 30) -> pd.DataFrame:
         for frame in range(0, 30 * int(rng.integers(3, 9)), 30):
             for k, label in enumerate(objs):
                 for cam in ("cam01", "cam02"):
-                    rows.append({"take_uid": f"t{t}", "take_name": f"take{t}", "scenario": f"s{t % 3}", "parent_scenario": "p",
-                                 "annotation_split": "train", "object": f"{label}_{k}", "label": label, "ego_cam": "aria01_214-1",
-                                 "exo_cam": cam, "frame": frame, "ego_present": bool(rng.random() < 0.7), "exo_area": 10, "ego_area": 5,
-                                 "direction": "exo2ego", "exo_present": True})
+                    rows.append(
+                        {
+                            "take_uid": f"t{t}",
+                            "take_name": f"take{t}",
+                            "scenario": f"s{t % 3}",
+                            "parent_scenario": "p",
+                            "annotation_split": "train",
+                            "object": f"{label}_{k}",
+                            "label": label,
+                            "ego_cam": "aria01_214-1",
+                            "exo_cam": cam,
+                            "frame": frame,
+                            "ego_present": bool(rng.random() < 0.7),
+                            "exo_area": 10,
+                            "ego_area": 5,
+                            "direction": "exo2ego",
+                            "exo_present": True,
+                        }
+                    )
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-@pytest.mark.parametrize("strategy,keys,tol", [("frame", ["take_uid", "frame"], 0.03), ("take", ["take_uid"], 0.06), ("object", ["label"], 0.1)])
+@pytest.mark.parametrize(
+    "strategy,keys,tol", [("frame", ["take_uid", "frame"], 0.03), ("take", ["take_uid"], 0.06), ("object", ["label"], 0.1)]
+)
 def test_split_guarantees(strategy, keys, tol):
     pairs = fake_pairs()
     ratios = [0.7, 0.15, 0.15]

@@ -9,9 +9,9 @@ import subprocess
 import sys
 
 import yaml
+from conftest import REPO
 from snakemake.utils import validate
 
-from conftest import REPO
 from omama.preflight import preflight
 
 REAL = REPO / "config.egoexo4d.yaml"
@@ -34,8 +34,20 @@ def bare_env(tmp_path) -> dict:
 
 
 def snakemake(tmp_path, *args):
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--configfile", str(REAL),
-           "--directory", str(tmp_path / "work"), "--cores", "1", *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(REPO / "Snakefile"),
+        "--configfile",
+        str(REAL),
+        "--directory",
+        str(tmp_path / "work"),
+        "--cores",
+        "1",
+        *args,
+    ]
     (tmp_path / "work").mkdir(exist_ok=True)
     return subprocess.run(cmd, capture_output=True, text=True, env=bare_env(tmp_path), timeout=300)
 

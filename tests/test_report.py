@@ -14,17 +14,28 @@ import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
-
-from omama.layout import Layout
-from omama.report import ReportParams, report_inputs
-from omama.config import entry
-from omama.report.build import write_report
 from report_fixtures import PAIRS, fabricate
 
-SECTIONS = ["summary", "metrics", "distributions", "breakdowns", "training", "overlays", "splits", "timing", "robustness",
-            "motorcycle"]
+from omama.config import entry
+from omama.layout import Layout
+from omama.report import ReportParams, report_inputs
+from omama.report.build import write_report
+
+SECTIONS = [
+    "summary",
+    "metrics",
+    "distributions",
+    "breakdowns",
+    "training",
+    "overlays",
+    "splits",
+    "timing",
+    "robustness",
+    "motorcycle",
+]
 EXPERIMENTS = {  # as the workflow passes them: with the schema's defaults
-    name: entry("experiments", x) for name, x in {
+    name: entry("experiments", x)
+    for name, x in {
         "untrained": {"backbone": "tiny", "proposer": "classical", "split": "frame", "init": "none", "train": None},
         "trained": {"backbone": "tiny", "proposer": "classical", "split": "object", "train": {"epochs": 2}},
     }.items()
@@ -54,19 +65,39 @@ def chromium(*args: str, profile: Path) -> subprocess.CompletedProcess:
     exe = shutil.which("chromium") or shutil.which("chromium-browser")
     if exe is None:
         pytest.fail("headless Chromium is needed for this test: apt-get install -y chromium")
-    cmd = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-           "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={profile}",
-           "--enable-logging=stderr", "--v=0", *args]
+    cmd = [
+        exe,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        f"--user-data-dir={profile}",
+        "--enable-logging=stderr",
+        "--v=0",
+        *args,
+    ]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
 
 
 def params(root: Path, **over) -> dict:
-    p = dict(results=str(root), source_kind="synthetic", experiments=EXPERIMENTS,
-             backbones={"tiny": {"kind": "dinov2", "weights": "untrained"}},
-             proposers={"classical": {"kind": "classical"}}, subsets=["test"], references=["random"],
-             compare=["untrained", "trained"], overlays=2, robustness_experiments=["untrained", "trained"],
-             robustness_enabled=True, motorcycle_enabled=True,
-             bootstrap={"resamples": 200, "level": 0.95, "seed": 0})
+    p = dict(
+        results=str(root),
+        source_kind="synthetic",
+        experiments=EXPERIMENTS,
+        backbones={"tiny": {"kind": "dinov2", "weights": "untrained"}},
+        proposers={"classical": {"kind": "classical"}},
+        subsets=["test"],
+        references=["random"],
+        compare=["untrained", "trained"],
+        overlays=2,
+        robustness_experiments=["untrained", "trained"],
+        robustness_enabled=True,
+        motorcycle_enabled=True,
+        bootstrap={"resamples": 200, "level": 0.95, "seed": 0},
+    )
     p.update(over)
     return p
 
@@ -156,8 +187,8 @@ def test_report_shows_every_metric_with_its_interval(report):
         assert f"{m['existence_balanced_acc']:.4f} " + (f"[{bal[0]:.3f}, {bal[1]:.3f}]" if bal else "[n/a]") in page
     # breakdown, presence and recall tables carry intervals too
     for title in ("By ego presence", "By object size", "By scenario", "Proposal recall"):
-        section = page[page.index(title):]
-        section = section[:section.index("</table>")]
+        section = page[page.index(title) :]
+        section = section[: section.index("</table>")]
         assert re.search(r"<td>\d\.\d{4} \[\d\.\d{3}, \d\.\d{3}\]</td>", section), title
     # same splits and samples: the paired comparison, with a verdict
     verdict = re.search(r'id="comparison-verdict">(.*?)</p>', page, re.S).group(1)
@@ -175,8 +206,9 @@ def test_comparison_of_different_sample_sets_is_unpaired(tmp_path):
     page = (root / "report.html").read_text()
     verdict = re.search(r'id="comparison-verdict">(.*?)</p>', page, re.S).group(1)
     assert "Unpaired comparison:" in verdict and "unpaired bootstrap interval" in verdict
-    assert re.search(r"interval \(each experiment's takes resampled independently\)\s+\[[-+]\d\.\d{4}, [-+]\d\.\d{4}\]",
-                     verdict)
+    assert re.search(
+        r"interval \(each experiment's takes resampled independently\)\s+\[[-+]\d\.\d{4}, [-+]\d\.\d{4}\]", verdict
+    )
     assert re.search(r"the difference is (not )?distinguishable from zero at 95 %", verdict)
 
 
@@ -187,8 +219,17 @@ def test_compare_iou_paired_interval_excludes_zero_for_a_consistent_gain():
 
     rng = np.random.default_rng(0)
     n = 240
-    a = pd.DataFrame({"take_uid": np.repeat([f"t{i}" for i in range(12)], n // 12), "object": "cup_0", "exo_cam": "cam01",
-                      "ego_cam": "aria01_214-1", "frame": np.arange(n), "ego_present": True, "iou": rng.random(n)})
+    a = pd.DataFrame(
+        {
+            "take_uid": np.repeat([f"t{i}" for i in range(12)], n // 12),
+            "object": "cup_0",
+            "exo_cam": "cam01",
+            "ego_cam": "aria01_214-1",
+            "frame": np.arange(n),
+            "ego_present": True,
+            "iou": rng.random(n),
+        }
+    )
     b = a.assign(iou=a.iou + 0.02)
     j = a.merge(b, on=SAMPLE_KEY, suffixes=("_a", "_b")).assign(delta=lambda d: d.iou_b - d.iou_a)
     c = compare_iou(a, b, j, Bootstrap(resamples=1000, level=0.95, seed=1))
@@ -201,8 +242,13 @@ def test_compare_iou_paired_interval_excludes_zero_for_a_consistent_gain():
 
 def test_screenshot_is_not_blank(report, tmp_path):
     shot = tmp_path / "shot.png"
-    chromium("--hide-scrollbars", "--window-size=1280,2400", f"--screenshot={shot}", (report / "report.html").as_uri(),
-             profile=tmp_path / "chrome")
+    chromium(
+        "--hide-scrollbars",
+        "--window-size=1280,2400",
+        f"--screenshot={shot}",
+        (report / "report.html").as_uri(),
+        profile=tmp_path / "chrome",
+    )
     img = np.asarray(Image.open(shot).convert("L"), dtype=float)
     assert img.shape == (2400, 1280) and img.std() > 20
 
@@ -213,8 +259,15 @@ def test_real_data_report_states_source_and_occlusion_stand_in(tmp_path):
     exps = {k: dict(v, backbone="dinov2-b") for k, v in EXPERIMENTS.items()}
     for t in takes:
         (root / "features" / "tiny" / f"{t}.zarr").rename(root / "features" / "tiny" / f"{t}.zarr.x")
-    render(root, takes, source_kind="egoexo", experiments=exps, robustness_enabled=False, motorcycle_enabled=False,
-                        backbones={"dinov2-b": {"kind": "dinov2", "weights": "facebook/dinov2-with-registers-base"}})
+    render(
+        root,
+        takes,
+        source_kind="egoexo",
+        experiments=exps,
+        robustness_enabled=False,
+        motorcycle_enabled=False,
+        backbones={"dinov2-b": {"kind": "dinov2", "weights": "facebook/dinov2-with-registers-base"}},
+    )
     html = (root / "report.html").read_text()
     assert "Data source:</b> egoexo" in html and "Data source: synthetic" not in html
     assert "Untrained:" not in html
@@ -305,8 +358,9 @@ def test_report_reads_only_its_declared_inputs(tmp_path):
     history = Layout(str(root)).history("trained")
     for kind, missing in (("history", history), ("images", Layout(str(root)).images(takes[0]))):
         with pytest.raises(ValueError, match=f"report would read {re.escape(missing)}.*does not declare"):
-            write_report(params=p, inputs={**inputs, kind: [f for f in inputs[kind] if f != missing]},
-                         out=str(root / "report.html"))
+            write_report(
+                params=p, inputs={**inputs, kind: [f for f in inputs[kind] if f != missing]}, out=str(root / "report.html")
+            )
         assert not (root / "report.html").exists()
     one = [f for f in inputs["benchmarks"] if f.endswith("features/tiny/take0.tsv")]
     write_report(params=p, inputs={**inputs, "benchmarks": one}, out=str(root / "report.html"))

@@ -16,13 +16,22 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import run_snakemake
 
 pytestmark = pytest.mark.slow
 
-UPSTREAM = {"synthesize", "take_index", "download", "extract", "pairs",
-            "robustness_photos", "robustness_index", "robustness_take", "robustness_pairs", "robustness_split"}
+UPSTREAM = {
+    "synthesize",
+    "take_index",
+    "download",
+    "extract",
+    "pairs",
+    "robustness_photos",
+    "robustness_index",
+    "robustness_take",
+    "robustness_pairs",
+    "robustness_split",
+}
 
 
 @dataclass
@@ -91,42 +100,66 @@ def assert_plan(plan: DryRun, params: set[str], runs: set[str], untouched: set[s
             assert job.reason.startswith("Input files updated by another job"), (job, plan.text[-3000:])
 
 
-@pytest.mark.parametrize("change", [
-    lambda c: c["split"].update(ratios=[0.6, 0.2, 0.2]),
-    lambda c: c["split"].update(seed=1),
-], ids=["ratios", "seed"])
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda c: c["split"].update(ratios=[0.6, 0.2, 0.2]),
+        lambda c: c["split"].update(seed=1),
+    ],
+    ids=["ratios", "seed"],
+)
 def test_split_change_reruns_split_and_below(finished, change):
     plan = dry_run(finished, change)
-    assert_plan(plan, params={"split"},
-                runs={"split", "train", "predict", "evaluate", "reference", "robustness_predict",
-                      "robustness_evaluate", "report"},
-                untouched=UPSTREAM | {"features", "proposals", "robustness_features", "robustness_proposals"})
+    assert_plan(
+        plan,
+        params={"split"},
+        runs={"split", "train", "predict", "evaluate", "reference", "robustness_predict", "robustness_evaluate", "report"},
+        untouched=UPSTREAM | {"features", "proposals", "robustness_features", "robustness_proposals"},
+    )
     assert [j.wildcards for j in plan.jobs if j.rule == "split"] == ["split=frame"]
 
 
 @pytest.mark.parametrize("setting", [{"dtype": "float32"}, {"resize": "nearest"}])
 def test_backbone_change_reruns_features_not_frames(finished, setting):
     plan = dry_run(finished, lambda c: c["backbones"]["tiny-dinov2"].update(setting))
-    assert_plan(plan, params={"features", "robustness_features"},
-                runs={"features", "robustness_features", "train", "predict", "evaluate", "robustness_predict",
-                      "robustness_evaluate", "report"},
-                untouched=UPSTREAM | {"proposals", "robustness_proposals", "split", "reference"})
+    assert_plan(
+        plan,
+        params={"features", "robustness_features"},
+        runs={
+            "features",
+            "robustness_features",
+            "train",
+            "predict",
+            "evaluate",
+            "robustness_predict",
+            "robustness_evaluate",
+            "report",
+        },
+        untouched=UPSTREAM | {"proposals", "robustness_proposals", "split", "reference"},
+    )
     assert sum(j.rule == "features" for j in plan.jobs) == finished[1]["synthetic"]["takes"]
 
 
 def test_training_change_reruns_that_experiment_only(finished):
     plan = dry_run(finished, lambda c: c["experiments"]["trained-frame"]["train"].update(lr=1.0e-4))
-    assert_plan(plan, params={"train"},
-                runs={"train", "predict", "evaluate", "robustness_predict", "robustness_evaluate", "report"},
-                untouched=UPSTREAM | {"features", "proposals", "split", "reference"})
+    assert_plan(
+        plan,
+        params={"train"},
+        runs={"train", "predict", "evaluate", "robustness_predict", "robustness_evaluate", "report"},
+        untouched=UPSTREAM | {"features", "proposals", "split", "reference"},
+    )
     exps = {j.wildcards for j in plan.jobs if j.rule not in {"report", "all"}}
     assert exps and all("exp=trained-frame" in w for w in exps), exps
 
 
 def test_report_option_reruns_report_only(finished):
     plan = dry_run(finished, lambda c: c["report"].update(overlays=2))
-    assert_plan(plan, params={"report"}, runs={"report"},
-                untouched=UPSTREAM | {"features", "proposals", "split", "train", "predict", "evaluate"})
+    assert_plan(
+        plan,
+        params={"report"},
+        runs={"report"},
+        untouched=UPSTREAM | {"features", "proposals", "split", "train", "predict", "evaluate"},
+    )
 
 
 def test_forcing_one_stage_after_a_code_change(finished):
@@ -144,7 +177,9 @@ def test_split_strategy_change_reruns_the_new_split_and_that_experiment(finished
     assert plan.reasons["output files have to be generated"] == {"split", "reference"}, plan.reasons
     assert [j.wildcards for j in plan.jobs if j.rule == "split"] == ["split=take"]
     assert all(j.reason.startswith("Missing output files") for j in plan.jobs if j.rule in {"split", "reference"})
-    assert {w for j in plan.jobs if j.rule == "reference" for w in j.wildcards.split(", ") if w.startswith("split=")} == {"split=take"}
+    assert {w for j in plan.jobs if j.rule == "reference" for w in j.wildcards.split(", ") if w.startswith("split=")} == {
+        "split=take"
+    }
     assert not plan.rules() & (UPSTREAM | {"features", "proposals", "robustness_features", "robustness_proposals"})
     exps = {j.wildcards for j in plan.jobs if j.rule in {"train", "predict", "evaluate"}}
     assert exps and all("exp=trained-frame" in w for w in exps), exps

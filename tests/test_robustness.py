@@ -25,13 +25,13 @@ def scene(h: int, w: int, boxes: list[tuple[int, int, int, int]], seed: int) -> 
     rng = np.random.default_rng(seed)
     img = (rng.integers(90, 140, (h, w, 3))).astype(np.uint8)
     for i, (y, x, bh, bw) in enumerate(boxes):
-        img[y:y + bh, x:x + bw] = [(220, 40, 40), (40, 60, 220), (40, 200, 60)][i % 3]
+        img[y : y + bh, x : x + bw] = [(220, 40, 40), (40, 60, 220), (40, 200, 60)][i % 3]
     return img
 
 
 def box(h: int, w: int, y: int, x: int, bh: int, bw: int) -> np.ndarray:
     m = np.zeros((h, w), bool)
-    m[y:y + bh, x:x + bw] = True
+    m[y : y + bh, x : x + bw] = True
     return m
 
 

@@ -15,11 +15,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-
 from conftest import REPO, tiny_config
+from slurm.cluster import SlurmCluster, missing_binaries
+
 from omama.features import FeatureStore
 from omama.takes import take_rank
-from slurm.cluster import SlurmCluster, missing_binaries
 
 needs_slurm = pytest.mark.skipif(
     bool(missing_binaries()),
@@ -32,8 +32,9 @@ def cluster_profile(dest: Path) -> Path:
     requests, quick status checks, and squeue for job states (no accounting database)."""
     cfg = yaml.safe_load((REPO / "profiles" / "slurm" / "config.v8+.yaml").read_text())
     cfg["default-resources"].update({"mem_mb": "1000 * attempt", "runtime": "30 * attempt"})
-    cfg.update({"slurm-init-seconds-before-status-checks": 1, "slurm-status-command": "squeue",
-                "slurm-keep-successful-logs": True})
+    cfg.update(
+        {"slurm-init-seconds-before-status-checks": 1, "slurm-status-command": "squeue", "slurm-keep-successful-logs": True}
+    )
     dest.mkdir(parents=True)
     (dest / "config.v8+.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     return dest
@@ -67,9 +68,24 @@ def test_pipeline_runs_through_sbatch_and_matches_local(cluster, tiny_run, tmp_p
     work.mkdir()
     (work / "config.yaml").write_text(yaml.safe_dump(cfg))
     env = {**cluster.env(), "OMAMA_SLURM_PARTITION": cluster.partition}
-    cmd = ["timeout", "-s", "KILL", "900", sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"),
-           "--directory", str(work), "--configfile", str(work / "config.yaml"),
-           "--profile", str(cluster_profile(tmp_path / "profile")), *targets]
+    cmd = [
+        "timeout",
+        "-s",
+        "KILL",
+        "900",
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(work),
+        "--configfile",
+        str(work / "config.yaml"),
+        "--profile",
+        str(cluster_profile(tmp_path / "profile")),
+        *targets,
+    ]
     start = time.monotonic()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO)
     print(f"SLURM run {time.monotonic() - start:.0f} s")
@@ -107,12 +123,16 @@ def test_pipeline_runs_through_sbatch_and_matches_local(cluster, tiny_run, tmp_p
         assert ours.keys() == theirs.keys() and ours
         for cam in ours:
             np.testing.assert_array_equal(ours[cam], theirs[cam], err_msg=f"take {t} camera {cam}")
-    assert not (work / "results" / "raw").exists() or not any((work / "results" / "raw").iterdir()), \
+    assert not (work / "results" / "raw").exists() or not any((work / "results" / "raw").iterdir()), (
         "raw videos (temp) were not deleted on the cluster"
+    )
 
 
-@pytest.mark.parametrize("env", [{"OMAMA_SLURM_PARTITION": "gpuq", "OMAMA_SLURM_ACCOUNT": "lab1"}, {}],
-                         ids=["partition-account", "cluster-defaults"])
+@pytest.mark.parametrize(
+    "env",
+    [{"OMAMA_SLURM_PARTITION": "gpuq", "OMAMA_SLURM_ACCOUNT": "lab1"}, {}],
+    ids=["partition-account", "cluster-defaults"],
+)
 def test_profile_sets_partition_account_and_gpu(tmp_path, env):
     """Dry run under profiles/slurm of a config that asks for cuda: the features job requests a
     GPU and the partition/account named in the environment (none when unset)."""
@@ -122,10 +142,26 @@ def test_profile_sets_partition_account_and_gpu(tmp_path, env):
     config.write_text(yaml.safe_dump(cfg))
     clean = {k: v for k, v in os.environ.items() if not k.startswith("OMAMA_SLURM_")}
     proc = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(tmp_path),
-         "--configfile", str(config), "--profile", str(REPO / "profiles" / "slurm"), "-n",
-         "results/features/tiny-dinov2/some-take.zarr"],
-        capture_output=True, text=True, env={**clean, **env}, cwd=REPO, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-s",
+            str(REPO / "Snakefile"),
+            "--directory",
+            str(tmp_path),
+            "--configfile",
+            str(config),
+            "--profile",
+            str(REPO / "profiles" / "slurm"),
+            "-n",
+            "results/features/tiny-dinov2/some-take.zarr",
+        ],
+        capture_output=True,
+        text=True,
+        env={**clean, **env},
+        cwd=REPO,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     resources = dict(re.findall(r"^rule (\w+):\n(?:    .*\n)*?    resources: (.*)$", proc.stdout, re.M))

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import boto3
 import pytest
-
 from conftest import run_snakemake, tiny_config
 from data_fixtures import SELECTION
+
 from omama.sources import DownloadError, download_take, fetch_metadata
 from omama.takes import build_index
 
@@ -39,18 +39,33 @@ def s3_server():
 def aws_profile(tmp_path, monkeypatch, s3_server):
     """A [default] profile with dummy keys pointing at the loopback S3, for this process and the client's."""
     cfg = tmp_path / "aws-config"
-    cfg.write_text(f"[default]\nregion = us-east-1\naws_access_key_id = testing\naws_secret_access_key = testing\n"
-                   f"endpoint_url = {s3_server}\n")
-    for var in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
-                "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
+    cfg.write_text(
+        f"[default]\nregion = us-east-1\naws_access_key_id = testing\naws_secret_access_key = testing\n"
+        f"endpoint_url = {s3_server}\n"
+    )
+    for var in (
+        "AWS_PROFILE",
+        "AWS_DEFAULT_PROFILE",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_ENDPOINT_URL",
+        "AWS_ENDPOINT_URL_S3",
+    ):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("AWS_CONFIG_FILE", str(cfg))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "aws-credentials"))
     return boto3.Session(profile_name="default").client("s3")
 
 
-def publish(client, source: Path, prefix: str, take_uids: list[str], unknown_size: set[str] = frozenset(),
-            not_uploaded: set[str] = frozenset()) -> None:
+def publish(
+    client,
+    source: Path,
+    prefix: str,
+    take_uids: list[str],
+    unknown_size: set[str] = frozenset(),
+    not_uploaded: set[str] = frozenset(),
+) -> None:
     """Upload takes of ``source`` as the release `prefix`/v2 with manifests for metadata, annotations and the 448-px part."""
     if BUCKET not in [b["Name"] for b in client.list_buckets()["Buckets"]]:
         client.create_bucket(Bucket=BUCKET)
@@ -64,14 +79,45 @@ def publish(client, source: Path, prefix: str, take_uids: list[str], unknown_siz
         client.put_object(Bucket=BUCKET, Key=f"{prefix}/v2/{part}/manifest.json", Body=json.dumps(entries).encode())
 
     def spec(source_path, rel, path, size_known=True):
-        return {"source_path": source_path, "relative_path": rel, "views": None, "universities": None,
-                "file_type": Path(rel).suffix[1:], "size": path.stat().st_size if size_known else None, "checksum": None}
+        return {
+            "source_path": source_path,
+            "relative_path": rel,
+            "views": None,
+            "universities": None,
+            "file_type": Path(rel).suffix[1:],
+            "size": path.stat().st_size if size_known else None,
+            "checksum": None,
+        }
 
-    manifest("metadata", [{"uid": "metadata", "paths": [spec(put("metadata/takes.json", source / "takes.json"), "takes.json", source / "takes.json")],
-                           "splits": None, "benchmarks": None}])
-    manifest("annotations", [{"uid": "annotations", "splits": None, "benchmarks": ["relations"], "paths": [
-        spec(put(f"annotations/relations_{s}.json", source / f"annotations/relations_{s}.json"), f"annotations/relations_{s}.json",
-             source / f"annotations/relations_{s}.json") for s in ("train", "val")]}])
+    manifest(
+        "metadata",
+        [
+            {
+                "uid": "metadata",
+                "paths": [spec(put("metadata/takes.json", source / "takes.json"), "takes.json", source / "takes.json")],
+                "splits": None,
+                "benchmarks": None,
+            }
+        ],
+    )
+    manifest(
+        "annotations",
+        [
+            {
+                "uid": "annotations",
+                "splits": None,
+                "benchmarks": ["relations"],
+                "paths": [
+                    spec(
+                        put(f"annotations/relations_{s}.json", source / f"annotations/relations_{s}.json"),
+                        f"annotations/relations_{s}.json",
+                        source / f"annotations/relations_{s}.json",
+                    )
+                    for s in ("train", "val")
+                ],
+            }
+        ],
+    )
     entries = []
     for take in json.loads((source / "takes.json").read_text()):
         if take["take_uid"] not in take_uids:
@@ -89,18 +135,33 @@ def publish(client, source: Path, prefix: str, take_uids: list[str], unknown_siz
 
 
 def egoexo_cfg(prefix: str) -> dict:
-    return {"part": PART, "release": "v2", "s3_profile": "default", "base_dir": f"s3://{BUCKET}/{prefix}/",
-            "retries": 0, "num_workers": 2}
+    return {
+        "part": PART,
+        "release": "v2",
+        "s3_profile": "default",
+        "base_dir": f"s3://{BUCKET}/{prefix}/",
+        "retries": 0,
+        "num_workers": 2,
+    }
 
 
-def test_missing_video_of_unknown_size_is_an_error_naming_take_and_camera_and_a_rerun_resumes(aws_profile, synthetic_source, tmp_path):
+def test_missing_video_of_unknown_size_is_an_error_naming_take_and_camera_and_a_rerun_resumes(
+    aws_profile, synthetic_source, tmp_path
+):
     take_uid = json.loads((synthetic_source / "takes.json").read_text())[1]["take_uid"]
     # cam02 is in the manifest with no size but was never uploaded: the client warns, skips it and exits 0.
     publish(aws_profile, synthetic_source, "missing", [take_uid], unknown_size={"cam02"}, not_uploaded={"cam02"})
     source = {"kind": "egoexo", "egoexo": egoexo_cfg("missing")}
     fetch_metadata(tmp_path / "source", source["egoexo"])
-    build_index(tmp_path / "source", SELECTION, tmp_path / "index/takes.json", tmp_path / "index/takes",
-                tmp_path / "index/summary.json", downscaled=True, manifest=tmp_path / "source/manifest.json")
+    build_index(
+        tmp_path / "source",
+        SELECTION,
+        tmp_path / "index/takes.json",
+        tmp_path / "index/takes",
+        tmp_path / "index/summary.json",
+        downscaled=True,
+        manifest=tmp_path / "source/manifest.json",
+    )
     record = json.loads((tmp_path / "index/takes" / f"{take_uid}.json").read_text())
     with pytest.raises(DownloadError, match=rf"take '{take_uid}'.*camera 'cam02'.*missing"):
         download_take(record, source, None, tmp_path / "raw" / take_uid)

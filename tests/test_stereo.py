@@ -7,13 +7,13 @@ import json
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from conftest import default_config, run_snakemake, tiny_config
+from PIL import Image
+from weights_fixtures import SHA
+
 from omama.features import FeatureStore
 from omama.robustness import convert_pair, list_pairs
 from omama.stereo import PAIRS, load_motorcycle, segment_objects, warp_labels, write_motorcycle_pairs
-from weights_fixtures import SHA
 
 
 def test_nearer_surface_wins_and_hidden_parts_disappear():
@@ -76,15 +76,20 @@ def test_pairs_are_a_robustness_folder(tmp_path):
     np.testing.assert_array_equal(exo_rl, np.asarray(Image.open(out / "left-right" / "ego.png")))
 
 
-
 @pytest.mark.slow
 def test_pretrained_backbone_and_motorcycle_pairs_end_to_end(fetched, tmp_path):
     """The workflow with the pretrained MobileNetV2 (weights from the session's torch cache) scores
     the motorcycle pairs: own results tree, reference predictors, own report section."""
     home, _ = fetched
     cfg = tiny_config(torch_home=str(home))
-    cfg["backbones"] = {"mobilenet-v2": {**default_config()["backbones"]["mobilenet-v2"], "ego_grid": [8, 8],
-                                         "exo_grid": [6, 10], "batch_size": 4}}
+    cfg["backbones"] = {
+        "mobilenet-v2": {
+            **default_config()["backbones"]["mobilenet-v2"],
+            "ego_grid": [8, 8],
+            "exo_grid": [6, 10],
+            "batch_size": 4,
+        }
+    }
     cfg["experiments"] = {k: {**cfg["experiments"][k], "backbone": "mobilenet-v2"} for k in ("untrained", "trained-frame")}
     cfg["evaluate"]["references"] = ["random", "largest"]
     cfg["robustness"].update(synthetic_pairs=0, motorcycle={"width": 160, "objects": 5})

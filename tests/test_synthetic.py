@@ -16,18 +16,27 @@ import lzstring
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import run_snakemake, tiny_config
 from PIL import Image, ImageOps
 from pycocotools import mask as mask_utils
 
-from conftest import run_snakemake, tiny_config
-from omama.synthetic import dataset as synthetic_dataset
 from omama.masks import encode_lzstring
+from omama.synthetic import dataset as synthetic_dataset
 from omama.synthetic.dataset import generate_dataset
 from omama.synthetic.photos import write_photo_pairs
 from omama.synthetic.scene import EGO_CAM, MIN_VISIBLE_PIXELS, TASKS, Take
 
-CFG = {"seed": 3, "takes": 3, "seconds": 2, "exo_cameras": 2, "ego_size": 64, "exo_size": [54, 96],
-       "objects": 4, "val_fraction": 0.34, "empty_takes": 1}
+CFG = {
+    "seed": 3,
+    "takes": 3,
+    "seconds": 2,
+    "exo_cameras": 2,
+    "ego_size": 64,
+    "exo_size": [54, 96],
+    "objects": 4,
+    "val_fraction": 0.34,
+    "empty_takes": 1,
+}
 SMALL = CFG | {"takes": 2, "seconds": 1}
 
 
@@ -78,7 +87,7 @@ def test_layout_and_fields(dataset):
         assert videos["aria01"]["rgb"]["relative_path"] == "frame_aligned_videos/aria01_214-1.mp4"
         exo = [c for c in videos if c != "aria01"]
         assert exo == [f"cam{i:02d}" for i in range(1, CFG["exo_cameras"] + 1)] and t["best_exo"] in exo
-        for cam, streams in videos.items():
+        for streams in videos.values():
             for stream in streams.values():
                 assert (dataset / t["root_dir"] / stream["relative_path"]).is_file() and stream["clip_uid"]
         r = rel[t["take_uid"]]
@@ -301,8 +310,7 @@ print(h.hexdigest())
 
 
 def run_python(code: str, env: dict) -> str:
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, **env})
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env={**os.environ, **env})
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc.stdout.strip()
 

@@ -31,17 +31,35 @@ EGO, EXO = "aria01_214-1", "cam01"
 EGO_HW, EXO_HW = (56, 56), (42, 70)
 FRAMES = [0, 30, 60, 90]
 COLOURS = {"cup_0": (230, 40, 40), "box_0": (40, 200, 60), "pen_0": (40, 60, 230)}
-BACKBONE = {"kind": "dinov2", "weights": "untrained", "ego_grid": [4, 4], "exo_grid": [3, 5], "batch_size": 4,
-            "dtype": "float32", "compressor": "none", "compression_level": 0,
-            "tiny": {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64, "seed": 0}}
+BACKBONE = {
+    "kind": "dinov2",
+    "weights": "untrained",
+    "ego_grid": [4, 4],
+    "exo_grid": [3, 5],
+    "batch_size": 4,
+    "dtype": "float32",
+    "compressor": "none",
+    "compression_level": 0,
+    "tiny": {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64, "seed": 0},
+}
 PROPOSER = {"kind": "classical"}
-TRAIN = {"epochs": 2, "lr": 1e-4, "lr_min": 1e-6, "batch_size": 4, "negatives": 7, "grad_clip": 1.0, "seed": 3,
-         "features": "pre-extracted", "workers": 0, "weight_decay": 0.01}
+TRAIN = {
+    "epochs": 2,
+    "lr": 1e-4,
+    "lr_min": 1e-6,
+    "batch_size": 4,
+    "negatives": 7,
+    "grad_clip": 1.0,
+    "seed": 3,
+    "features": "pre-extracted",
+    "workers": 0,
+    "weight_decay": 0.01,
+}
 
 
 def square(hw, x, y, s):
     m = np.zeros(hw, bool)
-    m[y:y + s, x:x + s] = True
+    m[y : y + s, x : x + s] = True
     return m
 
 
@@ -62,25 +80,70 @@ def make_take(root: Path, take: str, rng: np.random.Generator, empty_frame: int 
                 ego[em] = colour
                 masks[obj][EGO][str(f)] = encode_rle(em)
                 frame_props.append(em)
-            rows.append({"take_uid": take, "take_name": take, "scenario": "Synthetic", "parent_scenario": "Synthetic",
-                         "annotation_split": "train", "object": obj, "label": obj[:-2], "ego_cam": EGO, "exo_cam": EXO,
-                         "frame": f, "ego_present": present, "exo_area": int(xm.sum()), "ego_area": int(em.sum()) if present else 0})
-        frame_props += [square(EGO_HW, int(rng.integers(0, 40)), int(rng.integers(0, 40)), int(rng.integers(5, 15))) for _ in range(6)]
+            rows.append(
+                {
+                    "take_uid": take,
+                    "take_name": take,
+                    "scenario": "Synthetic",
+                    "parent_scenario": "Synthetic",
+                    "annotation_split": "train",
+                    "object": obj,
+                    "label": obj[:-2],
+                    "ego_cam": EGO,
+                    "exo_cam": EXO,
+                    "frame": f,
+                    "ego_present": present,
+                    "exo_area": int(xm.sum()),
+                    "ego_area": int(em.sum()) if present else 0,
+                }
+            )
+        frame_props += [
+            square(EGO_HW, int(rng.integers(0, 40)), int(rng.integers(0, 40)), int(rng.integers(5, 15))) for _ in range(6)
+        ]
         if f != empty_frame:
             for i, m in enumerate(frame_props):
                 x, y, w, h = mask_box(m)
-                props.append({"frame": f, "proposal": i, "height": EGO_HW[0], "width": EGO_HW[1], "counts": encode_rle(m)["counts"],
-                              "x": x, "y": y, "w": w, "h": h, "score": 1.0, "area": int(m.sum())})
+                props.append(
+                    {
+                        "frame": f,
+                        "proposal": i,
+                        "height": EGO_HW[0],
+                        "width": EGO_HW[1],
+                        "counts": encode_rle(m)["counts"],
+                        "x": x,
+                        "y": y,
+                        "w": w,
+                        "h": h,
+                        "score": 1.0,
+                        "area": int(m.sum()),
+                    }
+                )
         for cam, im in ((EGO, ego), (EXO, exo)):
             (images / cam).mkdir(parents=True, exist_ok=True)
             Image.fromarray(im).save(images / cam / f"{f}.jpg", quality=95)
-    annotation = {"take_uid": take, "take_name": take, "scenario": "Synthetic", "parent_scenario": "Synthetic",
-                  "ego_cam": EGO, "exo_cams": [EXO], "native_size": {EGO: list(EGO_HW), EXO: list(EXO_HW)},
-                  "image_size": {EGO: list(EGO_HW), EXO: list(EXO_HW)}, "subsample_idx": FRAMES, "masks": masks,
-                  "annotated_frames": {o: {EGO: FRAMES, EXO: FRAMES} for o in COLOURS}, "skipped": []}
+    annotation = {
+        "take_uid": take,
+        "take_name": take,
+        "scenario": "Synthetic",
+        "parent_scenario": "Synthetic",
+        "ego_cam": EGO,
+        "exo_cams": [EXO],
+        "native_size": {EGO: list(EGO_HW), EXO: list(EXO_HW)},
+        "image_size": {EGO: list(EGO_HW), EXO: list(EXO_HW)},
+        "subsample_idx": FRAMES,
+        "masks": masks,
+        "annotated_frames": {o: {EGO: FRAMES, EXO: FRAMES} for o in COLOURS},
+        "skipped": [],
+    }
     write_json(root / "frames" / take / "annotation.json", annotation)
     write_parquet(root / "proposals" / f"{take}.parquet", pd.DataFrame(props))
-    extract_features(annotation_json=root / "frames" / take / "annotation.json", images_dir=images, out_store=root / "features" / f"{take}.zarr", backbone_cfg=BACKBONE, workers=1)
+    extract_features(
+        annotation_json=root / "frames" / take / "annotation.json",
+        images_dir=images,
+        out_store=root / "features" / f"{take}.zarr",
+        backbone_cfg=BACKBONE,
+        workers=1,
+    )
     return rows
 
 
@@ -95,7 +158,8 @@ def world(tmp_path_factory) -> dict:
     df.loc[(df.take_uid == "take-b") & (df.frame == 90), "split"] = "train"
     write_parquet(root / "split.parquet", df)
     return {
-        "root": root, "split": root / "split.parquet",
+        "root": root,
+        "split": root / "split.parquet",
         "annotations": [str(root / "frames" / t / "annotation.json") for t in takes],
         "proposals": [str(root / "proposals" / f"{t}.parquet") for t in takes],
         "features": [str(root / "features" / f"{t}.zarr") for t in takes],
@@ -104,11 +168,22 @@ def world(tmp_path_factory) -> dict:
 
 
 def train(world, out: Path, cfg=TRAIN, init=None, stop=None):
-    return train_experiment(split_table=world["split"], annotations=world["annotations"], proposals=world["proposals"],
-                            features=world["features"], images=world["images"], train_cfg=cfg, backbone_cfg=BACKBONE,
-                            proposer_cfg=PROPOSER, init_path=init, model_out=out / "model.pt",
-                            history_out=out / "train" / "history.json", checkpoint_dir=out / "train" / "checkpoints",
-                            stop_after_epochs=stop, direction="exo2ego")
+    return train_experiment(
+        split_table=world["split"],
+        annotations=world["annotations"],
+        proposals=world["proposals"],
+        features=world["features"],
+        images=world["images"],
+        train_cfg=cfg,
+        backbone_cfg=BACKBONE,
+        proposer_cfg=PROPOSER,
+        init_path=init,
+        model_out=out / "model.pt",
+        history_out=out / "train" / "history.json",
+        checkpoint_dir=out / "train" / "checkpoints",
+        stop_after_epochs=stop,
+        direction="exo2ego",
+    )
 
 
 def test_killed_training_resumes_to_bit_identical_weights(world, tmp_path):
@@ -132,10 +207,21 @@ def test_killed_training_resumes_to_bit_identical_weights(world, tmp_path):
 
 def test_training_killed_with_sigkill_resumes_to_the_same_weights(world, tmp_path, caplog):
     cfg = {**TRAIN, "epochs": 4}
-    args = dict(split_table=str(world["split"]), annotations=world["annotations"], proposals=world["proposals"],
-                features=world["features"], images=None, train_cfg=cfg, backbone_cfg=BACKBONE, proposer_cfg=PROPOSER,
-                init_path=None, model_out=str(tmp_path / "cut/model.pt"),
-                history_out=str(tmp_path / "cut/train/history.json"), checkpoint_dir=str(tmp_path / "cut/train/checkpoints"), direction="exo2ego")
+    args = dict(
+        split_table=str(world["split"]),
+        annotations=world["annotations"],
+        proposals=world["proposals"],
+        features=world["features"],
+        images=None,
+        train_cfg=cfg,
+        backbone_cfg=BACKBONE,
+        proposer_cfg=PROPOSER,
+        init_path=None,
+        model_out=str(tmp_path / "cut/model.pt"),
+        history_out=str(tmp_path / "cut/train/history.json"),
+        checkpoint_dir=str(tmp_path / "cut/train/checkpoints"),
+        direction="exo2ego",
+    )
     script = f"import json; from omama.train import train_experiment; train_experiment(**json.loads({json.dumps(json.dumps(args))}))"
     proc = subprocess.Popen([sys.executable, "-c", script], env={**os.environ, "OMP_NUM_THREADS": "1"})
     last = tmp_path / "cut/train/checkpoints/last.pt"
@@ -174,12 +260,19 @@ def other_proposals(world, tmp: Path) -> dict:
 def other_features(world, tmp: Path) -> dict:
     """take-b's (validation) features re-extracted by a backbone with other weights."""
     tiny = {**BACKBONE, "tiny": {**BACKBONE["tiny"], "seed": 1}}
-    extract_features(annotation_json=world["annotations"][1], images_dir=world["images"][1], out_store=tmp / "take-b.zarr", backbone_cfg=tiny, workers=1)
+    extract_features(
+        annotation_json=world["annotations"][1],
+        images_dir=world["images"][1],
+        out_store=tmp / "take-b.zarr",
+        backbone_cfg=tiny,
+        workers=1,
+    )
     return {**world, "features": [world["features"][0], str(tmp / "take-b.zarr"), world["features"][2]]}
 
 
-@pytest.mark.parametrize("change", [swap_train_and_test, other_proposals, other_features],
-                         ids=["split rows", "proposals", "features"])
+@pytest.mark.parametrize(
+    "change", [swap_train_and_test, other_proposals, other_features], ids=["split rows", "proposals", "features"]
+)
 def test_a_finished_checkpoint_never_resumes_on_changed_inputs(world, tmp_path, caplog, change):
     """The checkpoint of a finished run survives in the experiment's folder; after an input
     changes, training starts over and equals a fresh run on the new inputs."""
@@ -203,11 +296,20 @@ def test_a_finished_checkpoint_never_resumes_on_changed_inputs(world, tmp_path, 
 def test_feature_stores_of_another_geometry_are_an_error_whichever_take_comes_first(world, tmp_path):
     """The geometry comes from every store, never from the first take's alone."""
     other = {**BACKBONE, "ego_grid": [2, 2]}
-    extract_features(annotation_json=world["annotations"][1], images_dir=world["images"][1], out_store=tmp_path / "take-b.zarr", backbone_cfg=other, workers=1)
+    extract_features(
+        annotation_json=world["annotations"][1],
+        images_dir=world["images"][1],
+        out_store=tmp_path / "take-b.zarr",
+        backbone_cfg=other,
+        workers=1,
+    )
     features = [world["features"][0], str(tmp_path / "take-b.zarr"), world["features"][2]]
     corpus = Corpus(world["annotations"], world["proposals"], features)
-    with pytest.raises(ValueError, match=r"different backbone geometries: takes \['take-a', 'take-c'\] have .*"
-                                         r"takes \['take-b'\] have .*grid=\{'ego': \(2, 2\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"different backbone geometries: takes \['take-a', 'take-c'\] have .*"
+        r"takes \['take-b'\] have .*grid=\{'ego': \(2, 2\)",
+    ):
         corpus.geometry()
 
 
@@ -236,10 +338,21 @@ def test_on_the_fly_features_equal_stored_float32_features(world):
 def test_predictions_round_trip_and_references(world, tmp_path):
     train(world, tmp_path / "exp", cfg={**TRAIN, "epochs": 1})
     out = tmp_path / "exp" / "test"
-    metrics = predict_experiment(split_table=world["split"], subset="test", annotations=world["annotations"], proposals=world["proposals"], features=world["features"], images=None,
-                                 model_path=tmp_path / "exp" / "model.pt", backbone_cfg=BACKBONE, mode="pre-extracted",
-                                 predictions_out=out / "predictions.json", ground_truth_out=out / "ground_truth.json", samples_out=out / "samples.parquet",
-                                 direction="exo2ego")
+    metrics = predict_experiment(
+        split_table=world["split"],
+        subset="test",
+        annotations=world["annotations"],
+        proposals=world["proposals"],
+        features=world["features"],
+        images=None,
+        model_path=tmp_path / "exp" / "model.pt",
+        backbone_cfg=BACKBONE,
+        mode="pre-extracted",
+        predictions_out=out / "predictions.json",
+        ground_truth_out=out / "ground_truth.json",
+        samples_out=out / "samples.parquet",
+        direction="exo2ego",
+    )
     samples = pd.read_parquet(out / "samples.parquet")
     assert len(samples) == len(subset_rows(world["split"], "test", direction="exo2ego")) == 12
     assert evaluate(out / "predictions.json", out / "ground_truth.json") == metrics == summarise(samples)
@@ -253,9 +366,17 @@ def test_predictions_round_trip_and_references(world, tmp_path):
     pred = sub["exo-ego"]["results"]["take-c"]["masks"]["cup_0"][f"{EXO}_{EGO}"]["0"]
     assert pred["pred_mask"]["size"] == [480, 480] and 0 < pred["confidence"] < 1
     for predictor in ("random", "largest", "nearest-position"):
-        m = predict_reference(split_table=world["split"], subset="test", annotations=world["annotations"], proposals=world["proposals"], predictor=predictor, seed=0,
-                              samples_out=tmp_path / predictor / "samples.parquet", metrics_out=tmp_path / predictor / "metrics.json",
-                              direction="exo2ego")
+        m = predict_reference(
+            split_table=world["split"],
+            subset="test",
+            annotations=world["annotations"],
+            proposals=world["proposals"],
+            predictor=predictor,
+            seed=0,
+            samples_out=tmp_path / predictor / "samples.parquet",
+            metrics_out=tmp_path / predictor / "metrics.json",
+            direction="exo2ego",
+        )
         # always "present" except the 3 samples of the frame without proposals: recall 8/11 and 0/1
         assert m["n_total"] == 12 and m["existence_balanced_acc"] == pytest.approx((8 / 11 + 0) / 2)
         assert json.loads((tmp_path / predictor / "metrics.json").read_text()) == m
@@ -267,7 +388,13 @@ def test_on_the_fly_matches_float16_stores_within_rounding(world, tmp_path):
     from omama.backbones import load_backbone
 
     ann = world["annotations"][0]
-    extract_features(annotation_json=ann, images_dir=world["images"][0], out_store=tmp_path / "take-a.zarr", backbone_cfg={**BACKBONE, "dtype": "float16"}, workers=1)
+    extract_features(
+        annotation_json=ann,
+        images_dir=world["images"][0],
+        out_store=tmp_path / "take-a.zarr",
+        backbone_cfg={**BACKBONE, "dtype": "float16"},
+        workers=1,
+    )
     corpus = Corpus([ann], [world["proposals"][0]], [str(tmp_path / "take-a.zarr")], [world["images"][0]])
     backbone = load_backbone(BACKBONE)
     geometry = corpus.geometry()

@@ -9,16 +9,25 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from weights_fixtures import FILE, SHA, block_sockets
 
 from omama.backbones import cut_at_stride, load_backbone
 from omama.features import FeatureStore, extract_features
 from omama.io import file_sha256 as sha256
 from omama.weights import WeightsError, checkpoint_dir, ensure_weights
 from tests.test_features import EGO, EXO, write_take
-from weights_fixtures import FILE, SHA, block_sockets
 
-PRETRAINED = {"kind": "torchvision", "architecture": "mobilenet_v2", "weights": "IMAGENET1K_V1", "stride": 16,
-              "ego_grid": [4, 4], "exo_grid": [3, 5], "batch_size": 2, "dtype": "float16", "compressor": "zstd"}
+PRETRAINED = {
+    "kind": "torchvision",
+    "architecture": "mobilenet_v2",
+    "weights": "IMAGENET1K_V1",
+    "stride": 16,
+    "ego_grid": [4, 4],
+    "exo_grid": [3, 5],
+    "batch_size": 2,
+    "dtype": "float16",
+    "compressor": "zstd",
+}
 
 
 @pytest.fixture
@@ -108,7 +117,13 @@ def test_resnet50_is_cut_at_the_stage_of_its_stride(stride, channels):
 def test_store_of_pretrained_backbone_equals_direct_features(offline_home, tmp_path):
     take = write_take(tmp_path / "frames", frames=(0, 30, 60))
     out = tmp_path / "features" / "take-1.zarr"
-    extract_features(annotation_json=take / "annotation.json", images_dir=take / "images", out_store=out, backbone_cfg=PRETRAINED, name="mobilenet")
+    extract_features(
+        annotation_json=take / "annotation.json",
+        images_dir=take / "images",
+        out_store=out,
+        backbone_cfg=PRETRAINED,
+        name="mobilenet",
+    )
     store = FeatureStore(out)
     assert store.attrs["backbone"]["weights_sha256"] == SHA
     assert store.attrs["backbone"]["weights_file"] == FILE

@@ -11,8 +11,14 @@ from omama.weights import PACKAGED, WeightsError, ensure_weights
 
 FILE = "mobilenet_v2-b0353104.pth"
 SHA = PACKAGED[FILE].sha256
-NETWORK_ERRORS = ("NewConnectionError", "Temporary failure in name resolution", "Network is unreachable",
-                  "Name or service not known", "ConnectTimeoutError", "No route to host")
+NETWORK_ERRORS = (
+    "NewConnectionError",
+    "Temporary failure in name resolution",
+    "Network is unreachable",
+    "Name or service not known",
+    "ConnectTimeoutError",
+    "No route to host",
+)
 
 
 def block_sockets(monkeypatch) -> list:

@@ -19,8 +19,17 @@ from omama.report.figures import breakdown_figure, delta_figure, iou_histogram, 
 from omama.report.inputs import Inputs, ReportParams, by_direction, takes_of
 from omama.report.overlays import Frames, overlay, pick_samples
 from omama.report.sections import compare_iou, metrics_table, proposal_recall, robustness_section, run_summary
-from omama.report.tables import (SAMPLE_KEY, benchmark_table, breakdown, html_table, json_tables, load_samples,
-                                 presence_table, size_bins, visibility_bins)
+from omama.report.tables import (
+    SAMPLE_KEY,
+    benchmark_table,
+    breakdown,
+    html_table,
+    json_tables,
+    load_samples,
+    presence_table,
+    size_bins,
+    visibility_bins,
+)
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +41,9 @@ def build_context(p: ReportParams, files: Inputs, takes: list[str], benchmarks: 
     split_tables = {s: pd.read_parquet(files.split(s)) for s in split_names}
     split_tables = {s: d[d["direction"] == "exo2ego"] for s, d in split_tables.items()}
     samples = {s: {e: load_samples(files.result("samples.parquet", e, s)) for e in p.experiments} for s in p.subsets}
-    preds = {s: {e: read_json(files.result("predictions.json", e, s), "predictions") for e in p.experiments}
-             for s in p.subsets}
+    preds = {
+        s: {e: read_json(files.result("predictions.json", e, s), "predictions") for e in p.experiments} for s in p.subsets
+    }
     frames = Frames(files)
     subset = p.subsets[-1] if "test" not in p.subsets else "test"
     main = samples[subset]
@@ -47,69 +57,147 @@ def build_context(p: ReportParams, files: Inputs, takes: list[str], benchmarks: 
         j = j[j.ego_present_a].assign(delta=lambda d: d.iou_b - d.iou_a)
         changes = j.reindex(j["delta"].abs().sort_values(ascending=False, kind="stable").index).head(p.overlays)
         comparison = {
-            "a": a, "b": b, "n": len(j), "n_total": len(main[a]),
+            "a": a,
+            "b": b,
+            "n": len(j),
+            "n_total": len(main[a]),
             "img": delta_figure(j["delta"].to_numpy(), a, b) if len(j) else None,
-            "better": int((j.delta > 0).sum()), "worse": int((j.delta < 0).sum()), "same": int((j.delta == 0).sum()),
+            "better": int((j.delta > 0).sum()),
+            "worse": int((j.delta < 0).sum()),
+            "same": int((j.delta == 0).sum()),
             "mean": f"{j.delta.mean():+.4f}" if len(j) else "–",
             **compare_iou(main[a], main[b], j, p.boot),
-            "overlays": [{
-                "img": overlay(frames, row, [preds[subset][a], preds[subset][b]]),
-                "caption": f"take {row.take_uid}, {row.object}, {row.exo_cam}→{row.ego_cam}, frame {row.frame}: "
-                           f"IoU {a} {row.iou_a:.3f} → {b} {row.iou_b:.3f} (Δ {row.delta:+.3f})",
-            } for row in changes.itertuples()],
+            "overlays": [
+                {
+                    "img": overlay(frames, row, [preds[subset][a], preds[subset][b]]),
+                    "caption": f"take {row.take_uid}, {row.object}, {row.exo_cam}→{row.ego_cam}, frame {row.frame}: "
+                    f"IoU {a} {row.iou_a:.3f} → {b} {row.iou_b:.3f} (Δ {row.delta:+.3f})",
+                }
+                for row in changes.itertuples()
+            ],
         }
 
     breakdowns = []
     presence = presence_table(main, p.boot)
-    breakdowns.append({"title": "By ego presence", "table": html_table(presence, index=False), "img": None,
-                       "note": "Absent objects have no IoU; existence is predicted as confidence > 0.5."})
+    breakdowns.append(
+        {
+            "title": "By ego presence",
+            "table": html_table(presence, index=False),
+            "img": None,
+            "note": "Absent objects have no IoU; existence is predicted as confidence > 0.5.",
+        }
+    )
     sized = size_bins(main)
     t, shown = breakdown(sized, "size_bin", p.boot)
-    breakdowns.append({"title": "By object size (ego mask area, native px, tertiles)", "table": html_table(shown),
-                       "img": breakdown_figure(t.drop(columns="n"), "IoU by ego object size"), "note": ""})
+    breakdowns.append(
+        {
+            "title": "By object size (ego mask area, native px, tertiles)",
+            "table": html_table(shown),
+            "img": breakdown_figure(t.drop(columns="n"), "IoU by ego object size"),
+            "note": "",
+        }
+    )
     if p.source_kind == "synthetic":
         t, shown = breakdown(visibility_bins(main, pd.read_parquet(files.visibility())), "occlusion", p.boot)
-        breakdowns.append({"title": "By occlusion (synthetic ground-truth visible fraction in ego)", "table": html_table(shown),
-                           "img": breakdown_figure(t.drop(columns="n"), "IoU by occlusion level"), "note": ""})
+        breakdowns.append(
+            {
+                "title": "By occlusion (synthetic ground-truth visible fraction in ego)",
+                "table": html_table(shown),
+                "img": breakdown_figure(t.drop(columns="n"), "IoU by occlusion level"),
+                "note": "",
+            }
+        )
     else:
-        breakdowns.append({"title": "By occlusion", "table": "", "img": None,
-                           "note": "Real data carries no occlusion ground truth; the size breakdown above (visible ego "
-                                   "mask area) stands in for it."})
+        breakdowns.append(
+            {
+                "title": "By occlusion",
+                "table": "",
+                "img": None,
+                "note": "Real data carries no occlusion ground truth; the size breakdown above (visible ego "
+                "mask area) stands in for it.",
+            }
+        )
     t, shown = breakdown(main, "scenario", p.boot)
-    breakdowns.append({"title": "By scenario", "table": html_table(shown),
-                       "img": breakdown_figure(t.drop(columns="n"), "IoU by scenario"), "note": ""})
+    breakdowns.append(
+        {
+            "title": "By scenario",
+            "table": html_table(shown),
+            "img": breakdown_figure(t.drop(columns="n"), "IoU by scenario"),
+            "note": "",
+        }
+    )
 
     training, epoch_times = [], []
     for name, x in p.experiments.items():
         if x.get("train"):
             h = read_json(files.history(name), "training history")
-            training.append({"name": name, "img": training_figure(name, h) if h else None,
-                             "table": html_table(pd.DataFrame(h), "{:.4g}", index=False)})
+            training.append(
+                {
+                    "name": name,
+                    "img": training_figure(name, h) if h else None,
+                    "table": html_table(pd.DataFrame(h), "{:.4g}", index=False),
+                }
+            )
             if h and "seconds" in h[0]:
                 sec = [e["seconds"] for e in h]
-                epoch_times.append({"experiment": name, "features": x["train"].get("features", "pre-extracted"),
-                                    "epochs": len(sec), "mean s/epoch": float(np.mean(sec)), "total s": float(np.sum(sec))})
+                epoch_times.append(
+                    {
+                        "experiment": name,
+                        "features": x["train"].get("features", "pre-extracted"),
+                        "epochs": len(sec),
+                        "mean s/epoch": float(np.mean(sec)),
+                        "total s": float(np.sum(sec)),
+                    }
+                )
 
     overlays = []
     for name in p.experiments:
         groups = pick_samples(main[name], p.overlays)
-        overlays.append({"name": name, "groups": [{
-            "label": g,
-            "items": [{"img": overlay(frames, row, [preds[subset][name]]),
-                       "caption": f"take {row.take_uid}, {row.object}, {row.exo_cam}→{row.ego_cam}, frame {row.frame}: "
-                                  f"IoU {row.iou:.3f}, confidence {row.confidence:.2f}"} for row in d.itertuples()],
-        } for g, d in groups.items()]})
+        overlays.append(
+            {
+                "name": name,
+                "groups": [
+                    {
+                        "label": g,
+                        "items": [
+                            {
+                                "img": overlay(frames, row, [preds[subset][name]]),
+                                "caption": f"take {row.take_uid}, {row.object}, {row.exo_cam}→{row.ego_cam}, frame {row.frame}: "
+                                f"IoU {row.iou:.3f}, confidence {row.confidence:.2f}",
+                            }
+                            for row in d.itertuples()
+                        ],
+                    }
+                    for g, d in groups.items()
+                ],
+            }
+        )
 
-    splits = [dict(zip(("rows", "tables"), json_tables(read_json(files.split_diagnostics(s), "split diagnostics"))), name=s)
-              for s in split_names]
+    splits = [
+        dict(zip(("rows", "tables"), json_tables(read_json(files.split_diagnostics(s), "split diagnostics"))), name=s)
+        for s in split_names
+    ]
 
     bench = benchmark_table(benchmarks, p.layout.benchmarks)
-    stages = (bench.groupby("stage").agg(jobs=("s", "size"), total_s=("s", "sum"), mean_s=("s", "mean"),
-                                         max_s=("s", "max"), max_rss_mb=("max_rss", "max"))
-              .reset_index().sort_values("total_s", ascending=False)) if len(bench) else pd.DataFrame()
+    stages = (
+        (
+            bench.groupby("stage")
+            .agg(
+                jobs=("s", "size"),
+                total_s=("s", "sum"),
+                mean_s=("s", "mean"),
+                max_s=("s", "max"),
+                max_rss_mb=("max_rss", "max"),
+            )
+            .reset_index()
+            .sort_values("total_s", ascending=False)
+        )
+        if len(bench)
+        else pd.DataFrame()
+    )
 
     return {
-        "generated": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "generated": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "summary": run_summary(p, files, takes, split_tables),
         "metrics": html_table(metrics_table(p, files, samples), index=False),
         "recall": html_table(proposal_recall(p, files, takes), index=False),
@@ -122,8 +210,11 @@ def build_context(p: ReportParams, files: Inputs, takes: list[str], benchmarks: 
         "epoch_times": html_table(pd.DataFrame(epoch_times), index=False, floatfmt="{:.2f}") if epoch_times else None,
         "overlays": overlays,
         "splits": splits,
-        "timing": {"table": html_table(stages, index=False, floatfmt="{:.2f}"),
-                   "img": timing_figure(stages) if len(stages) else None, "jobs": len(bench)},
+        "timing": {
+            "table": html_table(stages, index=False, floatfmt="{:.2f}"),
+            "img": timing_figure(stages) if len(stages) else None,
+            "jobs": len(bench),
+        },
         "robustness": robustness_section(p, files),
         "motorcycle": robustness_section(p, files, "motorcycle"),
         "existence": existence_section(files, p.experiments, subset, main, p.boot),
@@ -140,7 +231,8 @@ def write_report(*, params: dict, inputs: dict[str, list[str]], out: str) -> Non
     p = dataclasses.replace(p, experiments=by_direction(p.experiments, "exo2ego"))
     context = build_context(p, files, takes_of(inputs), inputs.get("benchmarks", [])) | {"directions": both}
     env = jinja2.Environment(
-        loader=jinja2.PackageLoader("omama.report", "templates"), autoescape=jinja2.select_autoescape(["html", "j2"]),
+        loader=jinja2.PackageLoader("omama.report", "templates"),
+        autoescape=jinja2.select_autoescape(["html", "j2"]),
         undefined=jinja2.StrictUndefined,
     )
     html = env.get_template("report.html.j2").render(**context)

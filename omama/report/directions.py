@@ -32,7 +32,9 @@ def section(files: Inputs, experiments: dict, subsets: list, references: list) -
                 for ref in references:
                     path = reference("metrics.json", split, proposer, s, ref)
                     m = read_json(path, "reference metrics")
-                    best_ref[split, proposer] = max(best_ref.get((split, proposer), 0.0), m["iou"] if m["iou"] == m["iou"] else 0.0)
+                    best_ref[split, proposer] = max(
+                        best_ref.get((split, proposer), 0.0), m["iou"] if m["iou"] == m["iou"] else 0.0
+                    )
                     rows.append(_row(direction, s, f"reference: {ref}", split, m, path))
             for name, x in exps.items():
                 path = files.result("metrics.json", name, s)
@@ -40,14 +42,26 @@ def section(files: Inputs, experiments: dict, subsets: list, references: list) -
                 rows.append(_row(direction, s, name, x["split"], m, path))
                 if direction == "ego2exo":
                     best = best_ref[x["split"], x["proposer"]]
-                    ratios.append({"experiment": name, "subset": s, "IoU": f"{m['iou']:.4f}",
-                                   "best reference IoU": f"{best:.4f}",
-                                   "ratio": f"{m['iou'] / best:.2f}×" if best > 0 else "–"})
+                    ratios.append(
+                        {
+                            "experiment": name,
+                            "subset": s,
+                            "IoU": f"{m['iou']:.4f}",
+                            "best reference IoU": f"{best:.4f}",
+                            "ratio": f"{m['iou'] / best:.2f}×" if best > 0 else "–",
+                        }
+                    )
     return {"table": html_table(pd.DataFrame(rows), index=False), "ratios": html_table(pd.DataFrame(ratios), index=False)}
 
 
 def _row(direction: str, subset: str, predictor: str, split: str, m: dict, path) -> dict:
     cells = metric_cells(m, path)
-    return {"direction": LABELS[direction], "subset": subset, "predictor": predictor, "split": split,
-            **{label: cells[key] for key, label in METRICS if key in SHOWN},
-            "n present": m.get("n_present"), "n total": m.get("n_total")}
+    return {
+        "direction": LABELS[direction],
+        "subset": subset,
+        "predictor": predictor,
+        "split": split,
+        **{label: cells[key] for key, label in METRICS if key in SHOWN},
+        "n present": m.get("n_present"),
+        "n total": m.get("n_total"),
+    }

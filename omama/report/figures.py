@@ -14,6 +14,7 @@ import pandas as pd  # noqa: E402
 
 from omama.report.overlays import png_data_uri  # noqa: E402
 
+
 def figure_uri(fig) -> str:
     """A matplotlib figure as an inline PNG; the figure is closed."""
     buf = io.BytesIO()
@@ -21,20 +22,28 @@ def figure_uri(fig) -> str:
     plt.close(fig)
     return png_data_uri(buf.getvalue())
 
+
 def iou_histogram(samples: dict[str, pd.DataFrame], subset: str) -> str:
     fig, ax = plt.subplots(figsize=(6.5, 3.2))
     bins = np.linspace(0, 1, 21)
     for name, df in samples.items():
         iou = df.loc[df.ego_present, "iou"]
         if len(iou):
-            ax.hist(iou, bins=bins, histtype="step", linewidth=1.8, weights=np.full(len(iou), 1 / len(iou)),
-                    label=f"{name} (n={len(iou)}, mean {iou.mean():.3f})")
+            ax.hist(
+                iou,
+                bins=bins,
+                histtype="step",
+                linewidth=1.8,
+                weights=np.full(len(iou), 1 / len(iou)),
+                label=f"{name} (n={len(iou)}, mean {iou.mean():.3f})",
+            )
     ax.set(xlabel="IoU (present objects)", ylabel="share of samples", title=f"IoU distribution, {subset}", xlim=(0, 1))
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8)
     else:
         ax.text(0.5, 0.5, "no sample with the object present in ego", ha="center", transform=ax.transAxes)
     return figure_uri(fig)
+
 
 def delta_figure(delta: np.ndarray, a: str, b: str) -> str:
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.2))
@@ -48,6 +57,7 @@ def delta_figure(delta: np.ndarray, a: str, b: str) -> str:
     ax2.set(xlabel="ΔIoU", ylabel="cumulative share", title="Cumulative distribution", xlim=(-1, 1), ylim=(0, 1))
     return figure_uri(fig)
 
+
 def breakdown_figure(table: pd.DataFrame, title: str) -> str:
     """Grouped bars: rows of ``table`` are groups, columns experiments (mean IoU)."""
     fig, ax = plt.subplots(figsize=(7, 3.0))
@@ -60,6 +70,7 @@ def breakdown_figure(table: pd.DataFrame, title: str) -> str:
     ax.legend(fontsize=8)
     return figure_uri(fig)
 
+
 def training_figure(name: str, history: list[dict]) -> str:
     h = pd.DataFrame(history)
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.0))
@@ -70,6 +81,7 @@ def training_figure(name: str, history: list[dict]) -> str:
     ax2.plot(h["epoch"], h["val_iou"], marker="o", color="tab:green")
     ax2.set(xlabel="epoch", ylabel="validation IoU", title=f"{name}: validation IoU", ylim=(0, 1))
     return figure_uri(fig)
+
 
 def timing_figure(stages: pd.DataFrame) -> str:
     fig, ax = plt.subplots(figsize=(7, 0.35 * len(stages) + 1.0))

@@ -4,9 +4,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
 
 from omama.layout import Layout
 
@@ -39,7 +39,7 @@ class ReportParams:
         return Bootstrap(**self.bootstrap)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ReportParams":
+    def from_dict(cls, d: dict) -> ReportParams:
         return cls(**d)
 
     @property
@@ -61,7 +61,7 @@ class Inputs:
         self.layout = layout
         self.declared = frozenset(os.path.normpath(f) for f in declared)
 
-    def photo_set(self, rset: str) -> "Inputs":
+    def photo_set(self, rset: str) -> Inputs:
         return Inputs(self.layout.photo_set(rset), self.declared)
 
     def has(self, path) -> bool:
@@ -94,8 +94,9 @@ def photo_set_inputs(p: ReportParams, rset: str, pairs: list[str]) -> dict[str, 
     }
 
 
-def report_inputs(p: ReportParams, takes: list[str], robustness_pairs: list[str] | None = None,
-                  motorcycle_pairs: list[str] | None = None) -> dict[str, list[str]]:
+def report_inputs(
+    p: ReportParams, takes: list[str], robustness_pairs: list[str] | None = None, motorcycle_pairs: list[str] | None = None
+) -> dict[str, list[str]]:
     """The result files the report reads, by kind (the report rule's inputs, less the jobs' timing
     files, which the rule adds as ``benchmarks``)."""
     r = p.layout
@@ -105,8 +106,14 @@ def report_inputs(p: ReportParams, takes: list[str], robustness_pairs: list[str]
         "samples": [r.result("samples.parquet", e, s) for e in exps for s in p.subsets],
         "predictions": [r.result("predictions.json", e, s) for e in exps for s in p.subsets],
         "history": [r.history(e) for e in exps if p.experiments[e].get("train")],
-        "references": sorted({r.reference("metrics.json", x["split"], x["proposer"], s, ref)
-                              for x in xs for s in p.subsets for ref in p.references}),
+        "references": sorted(
+            {
+                r.reference("metrics.json", x["split"], x["proposer"], s, ref)
+                for x in xs
+                for s in p.subsets
+                for ref in p.references
+            }
+        ),
         "splits": sorted({r.split_diagnostics(x["split"]) for x in xs}),
         "split_tables": sorted({r.split(x["split"]) for x in xs}),
         "recall": sorted({r.recall(x["proposer"], t) for x in xs for t in takes}),
@@ -116,9 +123,14 @@ def report_inputs(p: ReportParams, takes: list[str], robustness_pairs: list[str]
         "index": [r.index_summary()],
         "pairs": [r.pairs_summary()],
         "existence": [r.existence("calibration.json", e) for e, x in p.experiments.items() if x["existence"] == "head"],
-        "ego2exo_references": sorted({r.reference_ego2exo("metrics.json", x["split"], x["proposer"], s, ref)
-                                      for x in by_direction(p.experiments, "ego2exo").values()
-                                      for s in p.subsets for ref in p.references}),
+        "ego2exo_references": sorted(
+            {
+                r.reference_ego2exo("metrics.json", x["split"], x["proposer"], s, ref)
+                for x in by_direction(p.experiments, "ego2exo").values()
+                for s in p.subsets
+                for ref in p.references
+            }
+        ),
     }
     if p.source_kind == "synthetic":
         out["visibility"] = [r.visibility()]

@@ -16,13 +16,16 @@ from omama.report.tables import SAMPLE_KEY
 
 COLOURS = {"exo": (255, 140, 0), "gt": (0, 200, 80), "pred": (230, 30, 200), "pred2": (30, 140, 255)}
 
+
 def png_data_uri(data: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+
 
 def image_uri(rgb: np.ndarray) -> str:
     buf = io.BytesIO()
     Image.fromarray(rgb).save(buf, format="PNG", optimize=True)
     return png_data_uri(buf.getvalue())
+
 
 def blend(rgb: np.ndarray, mask: np.ndarray, colour: tuple[int, int, int], alpha: float = 0.5) -> np.ndarray:
     """Tint ``mask`` in ``colour`` and draw its outline, on a copy of ``rgb``."""
@@ -32,6 +35,7 @@ def blend(rgb: np.ndarray, mask: np.ndarray, colour: tuple[int, int, int], alpha
     out[edge] = colour
     return out.astype(np.uint8)
 
+
 def panel_row(panels: list[np.ndarray], height: int = 180) -> np.ndarray:
     """Resize panels to one height and place them side by side with a white gap."""
     scaled = []
@@ -40,6 +44,7 @@ def panel_row(panels: list[np.ndarray], height: int = 180) -> np.ndarray:
         scaled.append(np.asarray(Image.fromarray(p).resize((w, height), Image.BILINEAR)))
         scaled.append(np.full((height, 6, 3), 255, np.uint8))
     return np.concatenate(scaled[:-1], axis=1)
+
 
 class Frames:
     """Frames and ground truth of one results tree (main run or photo-pair set).
@@ -73,6 +78,7 @@ def predicted_mask(predictions: dict, row, shape: tuple[int, int]) -> np.ndarray
         return np.zeros(shape, bool)
     return resize_mask(decode_rle(entry["pred_mask"]), *shape)
 
+
 def overlay(frames: Frames, row, preds: list[dict]) -> str:
     """Exo image with the source mask, ego with ground truth, then ego with each prediction."""
     frame = int(row.frame)
@@ -86,13 +92,14 @@ def overlay(frames: Frames, row, preds: list[dict]) -> str:
         panels.append(blend(ego, predicted_mask(p, row, ego.shape[:2]), colour))
     return image_uri(panel_row(panels))
 
+
 def pick_samples(df: pd.DataFrame, n: int) -> dict[str, pd.DataFrame]:
     """Best, median and worst ``n`` present samples by IoU, disjoint (ties broken by the sample key)."""
     d = df[df.ego_present].sort_values(["iou", *SAMPLE_KEY], ascending=[False, True, True, True, True, True])
     if d.empty or n == 0:
         return {}
     best, rest = d.head(n), d.iloc[n:]
-    worst, rest = rest.tail(n).iloc[::-1], rest.iloc[:max(0, len(rest) - n)]
+    worst, rest = rest.tail(n).iloc[::-1], rest.iloc[: max(0, len(rest) - n)]
     mid = max(0, len(rest) // 2 - n // 2)
-    groups = {"best": best, "median": rest.iloc[mid:mid + n], "worst": worst}
+    groups = {"best": best, "median": rest.iloc[mid : mid + n], "worst": worst}
     return {k: v for k, v in groups.items() if len(v)}

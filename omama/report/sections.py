@@ -11,8 +11,17 @@ from omama.io import read_json
 from omama.metrics import Bootstrap, difference_interval, mean_interval
 from omama.report.inputs import Inputs, ReportParams
 from omama.report.overlays import Frames, overlay
-from omama.report.tables import (METRICS, SAMPLE_KEY, dict_rows, html_table, load_samples, mean_with_ci,
-                                 metric_cells, skip_counts)
+from omama.report.tables import (
+    METRICS,
+    SAMPLE_KEY,
+    dict_rows,
+    html_table,
+    load_samples,
+    mean_with_ci,
+    metric_cells,
+    skip_counts,
+)
+
 
 def run_summary(p: ReportParams, files: Inputs, takes: list[str], split_tables: dict[str, pd.DataFrame]) -> dict:
     skipped: dict[tuple[str, str], int] = {}
@@ -25,21 +34,32 @@ def run_summary(p: ReportParams, files: Inputs, takes: list[str], split_tables: 
     for split, df in split_tables.items():
         for part in ("train", "val", "test"):
             d = df[df["split"] == part]
-            counts.append({
-                "split strategy": split, "subset": part, "takes": d["take_uid"].nunique(),
-                "frames": len(d[["take_uid", "frame"]].drop_duplicates()),
-                "objects": len(d[["take_uid", "object"]].drop_duplicates()),
-                "object labels": d["label"].nunique(), "pairs": len(d), "ego present": int(d["ego_present"].sum()),
-            })
+            counts.append(
+                {
+                    "split strategy": split,
+                    "subset": part,
+                    "takes": d["take_uid"].nunique(),
+                    "frames": len(d[["take_uid", "frame"]].drop_duplicates()),
+                    "objects": len(d[["take_uid", "object"]].drop_duplicates()),
+                    "object labels": d["label"].nunique(),
+                    "pairs": len(d),
+                    "ego present": int(d["ego_present"].sum()),
+                }
+            )
     backbones = []
     for name in sorted({x["backbone"] for x in p.experiments.values()}):
         cfg = p.backbones[name]
         attrs = feature_attrs(files, name, takes)
         untrained = cfg.get("weights") == "untrained" or bool(attrs.get("untrained"))
-        backbones.append({
-            "name": name, "kind": cfg["kind"], "weights": cfg["weights"], "untrained": untrained,
-            "attrs": {k: v if isinstance(v, (str, int, float, bool)) else json.dumps(v) for k, v in attrs.items()},
-        })
+        backbones.append(
+            {
+                "name": name,
+                "kind": cfg["kind"],
+                "weights": cfg["weights"],
+                "untrained": untrained,
+                "attrs": {k: v if isinstance(v, (str, int, float, bool)) else json.dumps(v) for k, v in attrs.items()},
+            }
+        )
     proposers = [{"name": n, **p.proposers[n]} for n in sorted({x["proposer"] for x in p.experiments.values()})]
     index = read_json(files.index_summary(), "take index summary")
     pairs = read_json(files.pairs_summary(), "pairs summary")
@@ -56,6 +76,7 @@ def run_summary(p: ReportParams, files: Inputs, takes: list[str], split_tables: 
         "skipped": [{"stage": s, "reason": k, "count": v} for (s, k), v in sorted(skipped.items())],
     }
 
+
 def feature_attrs(files: Inputs, backbone: str, takes: list[str]) -> dict:
     """The backbone description recorded in the first feature store of a backbone."""
     from omama.features import FeatureStore
@@ -67,18 +88,25 @@ def feature_attrs(files: Inputs, backbone: str, takes: list[str]) -> dict:
             return {**attrs.get("backbone", {}), "store dtype": attrs.get("dtype")}
     return {}
 
+
 def proposal_recall(p: ReportParams, files: Inputs, takes: list[str]) -> pd.DataFrame:
     rows = []
     for name in sorted({x["proposer"] for x in p.experiments.values()}):
         parts = [pd.read_parquet(files.recall(name, t)).assign(take_uid=t) for t in takes]
         rec = pd.concat(parts) if parts else pd.DataFrame(columns=["take_uid", "best_iou", "n_proposals"])
         rec = rec.assign(**{f"r{q}": rec["best_iou"] >= q for q in (0.5, 0.75)})
-        rows.append({
-            "proposer": name, "ego masks": len(rec), "mean best IoU (ceiling)": mean_with_ci(rec, "best_iou", p.boot),
-            "recall@0.5": mean_with_ci(rec, "r0.5", p.boot), "recall@0.75": mean_with_ci(rec, "r0.75", p.boot),
-            "proposals per frame": rec["n_proposals"].mean(),
-        })
+        rows.append(
+            {
+                "proposer": name,
+                "ego masks": len(rec),
+                "mean best IoU (ceiling)": mean_with_ci(rec, "best_iou", p.boot),
+                "recall@0.5": mean_with_ci(rec, "r0.5", p.boot),
+                "recall@0.75": mean_with_ci(rec, "r0.75", p.boot),
+                "proposals per frame": rec["n_proposals"].mean(),
+            }
+        )
     return pd.DataFrame(rows)
+
 
 def metrics_table(p: ReportParams, files: Inputs, samples: dict) -> pd.DataFrame:
     rows = []
@@ -87,22 +115,39 @@ def metrics_table(p: ReportParams, files: Inputs, samples: dict) -> pd.DataFrame
             path = files.result("metrics.json", name, s)
             m = read_json(path, "metrics file")
             df = samples[s][name]
-            rows.append({
-                "subset": s, "predictor": name, "kind": "model", "split": x["split"], "backbone": x["backbone"],
-                **metric_cells(m, path), "n present": m.get("n_present"), "n total": m.get("n_total"),
-                "ceiling (best proposal IoU)": mean_with_ci(df[df.ego_present], "best_possible_iou", p.boot),
-            })
+            rows.append(
+                {
+                    "subset": s,
+                    "predictor": name,
+                    "kind": "model",
+                    "split": x["split"],
+                    "backbone": x["backbone"],
+                    **metric_cells(m, path),
+                    "n present": m.get("n_present"),
+                    "n total": m.get("n_total"),
+                    "ceiling (best proposal IoU)": mean_with_ci(df[df.ego_present], "best_possible_iou", p.boot),
+                }
+            )
         for split, proposer in sorted({(x["split"], x["proposer"]) for x in p.experiments.values()}):
             for ref in p.references:
                 path = files.reference("metrics.json", split, proposer, s, ref)
                 m = read_json(path, "reference metrics")
-                rows.append({
-                    "subset": s, "predictor": f"reference: {ref}", "kind": "reference", "split": split,
-                    "backbone": "–", **metric_cells(m, path), "n present": m.get("n_present"),
-                    "n total": m.get("n_total"), "ceiling (best proposal IoU)": "–",
-                })
+                rows.append(
+                    {
+                        "subset": s,
+                        "predictor": f"reference: {ref}",
+                        "kind": "reference",
+                        "split": split,
+                        "backbone": "–",
+                        **metric_cells(m, path),
+                        "n present": m.get("n_present"),
+                        "n total": m.get("n_total"),
+                        "ceiling (best proposal IoU)": "–",
+                    }
+                )
     df = pd.DataFrame(rows)
     return df.rename(columns=dict(METRICS))
+
 
 def robustness_section(p: ReportParams, files: Inputs, rset: str = "robustness") -> dict | None:
     """Per-pair results and overlays of a photo-pair set (its own results tree under R/{rset})."""
@@ -115,21 +160,33 @@ def robustness_section(p: ReportParams, files: Inputs, rset: str = "robustness")
     for name in p.robustness_experiments:
         path = rr.result("metrics.json", name, "test")
         m = read_json(path, "robustness metrics")
-        metrics.append({"experiment": name, **metric_cells(m, path), "n present": m.get("n_present"),
-                        "n total": m.get("n_total")})
+        metrics.append(
+            {"experiment": name, **metric_cells(m, path), "n present": m.get("n_present"), "n total": m.get("n_total")}
+        )
         df = load_samples(rr.result("samples.parquet", name, "test"))
         samples[name] = df
         preds[name] = read_json(rr.result("predictions.json", name, "test"), "robustness predictions")
         cols = df[["take_uid", "object", "ego_present", "iou", "confidence", "pred_exists"]].rename(
-            columns={"take_uid": "pair", "iou": f"IoU {name}", "confidence": f"confidence {name}",
-                     "pred_exists": f"predicted present {name}"})
+            columns={
+                "take_uid": "pair",
+                "iou": f"IoU {name}",
+                "confidence": f"confidence {name}",
+                "pred_exists": f"predicted present {name}",
+            }
+        )
         per_pair = cols if per_pair is None else per_pair.merge(cols, on=["pair", "object", "ego_present"], how="outer")
     for q in sorted({p.experiments[e]["proposer"] for e in p.robustness_experiments}):
         for ref in p.references:
             path = rr.reference("metrics.json", "take", q, "test", ref)
             m = read_json(path, "reference metrics")
-            metrics.append({"experiment": f"reference: {ref} ({q})", **metric_cells(m, path),
-                            "n present": m.get("n_present"), "n total": m.get("n_total")})
+            metrics.append(
+                {
+                    "experiment": f"reference: {ref} ({q})",
+                    **metric_cells(m, path),
+                    "n present": m.get("n_present"),
+                    "n total": m.get("n_total"),
+                }
+            )
     overlays = []
     first = samples[p.robustness_experiments[0]]
     indexed = {n: samples[n].set_index(SAMPLE_KEY) for n in p.robustness_experiments}
@@ -138,21 +195,32 @@ def robustness_section(p: ReportParams, files: Inputs, rset: str = "robustness")
         if row.ego_present:
             outcome = "IoU " + ", ".join(f"{n} {float(d.loc[key, 'iou']):.3f}" for n, d in indexed.items())
         else:
-            outcome = "; ".join(f"{n} says {'present' if d.loc[key, 'pred_exists'] else 'absent'} "
-                                f"(confidence {float(d.loc[key, 'confidence']):.2f})" for n, d in indexed.items())
-        overlays.append({
-            "img": overlay(frames, row, [preds[n] for n in p.robustness_experiments[:2]]),
-            "caption": f"pair {row.take_uid}, object {row.object} ({'present' if row.ego_present else 'absent'} in ego): {outcome}",
-        })
-    skipped = [{"pair": t["take_uid"], **s} for t in read_json(rr.index(), "robustness index")
-               for s in frames.annotation(t["take_uid"]).get("skipped", [])]
+            outcome = "; ".join(
+                f"{n} says {'present' if d.loc[key, 'pred_exists'] else 'absent'} "
+                f"(confidence {float(d.loc[key, 'confidence']):.2f})"
+                for n, d in indexed.items()
+            )
+        overlays.append(
+            {
+                "img": overlay(frames, row, [preds[n] for n in p.robustness_experiments[:2]]),
+                "caption": f"pair {row.take_uid}, object {row.object} ({'present' if row.ego_present else 'absent'} in ego): {outcome}",
+            }
+        )
+    skipped = [
+        {"pair": t["take_uid"], **s}
+        for t in read_json(rr.index(), "robustness index")
+        for s in frames.annotation(t["take_uid"]).get("skipped", [])
+    ]
     legend = " · ".join(f"{c} = prediction of {n}" for c, n in zip(("magenta", "blue"), p.robustness_experiments[:2]))
     return {
         "metrics": html_table(pd.DataFrame(metrics).rename(columns=dict(METRICS)), index=False),
         "pairs": html_table(per_pair.sort_values(["pair", "object"]), index=False, floatfmt="{:.3f}"),
-        "overlays": overlays, "legend": legend, "n_pairs": int(first["take_uid"].nunique()),
+        "overlays": overlays,
+        "legend": legend,
+        "n_pairs": int(first["take_uid"].nunique()),
         "skipped": html_table(pd.DataFrame(skipped), index=False) if skipped else None,
     }
+
 
 def compare_iou(a: pd.DataFrame, b: pd.DataFrame, joined: pd.DataFrame, boot: Bootstrap) -> dict:
     """The mean IoU difference b - a with its bootstrap interval over takes, and whether it excludes zero.
@@ -176,7 +244,12 @@ def compare_iou(a: pd.DataFrame, b: pd.DataFrame, joined: pd.DataFrame, boot: Bo
         distinct = ci[0] > 0 or ci[1] < 0
         verdict = f"the difference is {'' if distinct else 'not '}distinguishable from zero at {boot.percent}"
     return {
-        "paired": paired, "diff": "–" if diff is None else f"{diff:+.4f}",
-        "ci": "n/a" if ci is None else f"[{ci[0]:+.4f}, {ci[1]:+.4f}]", "verdict": verdict,
-        "n_a": len(pa), "n_b": len(pb), "takes_a": int(pa["take_uid"].nunique()), "takes_b": int(pb["take_uid"].nunique()),
+        "paired": paired,
+        "diff": "–" if diff is None else f"{diff:+.4f}",
+        "ci": "n/a" if ci is None else f"[{ci[0]:+.4f}, {ci[1]:+.4f}]",
+        "verdict": verdict,
+        "n_a": len(pa),
+        "n_b": len(pb),
+        "takes_a": int(pa["take_uid"].nunique()),
+        "takes_b": int(pb["take_uid"].nunique()),
     }

@@ -20,10 +20,12 @@ METRICS = [
     ("existence_balanced_acc", "Existence bal. acc ↑"),
 ]
 
+
 def load_samples(path: Path) -> pd.DataFrame:
     df = pd.read_parquet(path)
     df["ego_present"] = df["ego_present"].astype(bool)
     return df
+
 
 def with_ci(point, ci, fmt: str = "{:.4f}") -> str:
     """``0.5090 [0.470, 0.550]``: a metric and its confidence interval ([n/a] when undefined)."""
@@ -31,21 +33,23 @@ def with_ci(point, ci, fmt: str = "{:.4f}") -> str:
         return "–"
     return fmt.format(point) + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else " [n/a]")
 
+
 def mean_with_ci(d: pd.DataFrame, column: str, boot: Bootstrap) -> str:
     """The mean of ``column`` over the rows of ``d`` with its bootstrap interval over their takes."""
     v = d[column].astype(float)
     return with_ci(float(v.mean()) if len(v) else None, mean_interval(v, d["take_uid"], boot))
 
+
 def metric_cells(m: dict, path: Path) -> dict:
     """The report's metric columns of one metrics.json, each with its confidence interval."""
     if "bootstrap" not in m:
-        raise ValueError(f"metrics file {path} has no confidence intervals (written by an older omama: rerun its "
-                         f"evaluation)")
+        raise ValueError(f"metrics file {path} has no confidence intervals (written by an older omama: rerun its evaluation)")
     key = ci_key(m["bootstrap"]["level"])
     cis = m.get(key)
     if not isinstance(cis, dict):
         raise ValueError(f"metrics file {path} lacks {key!r} for its bootstrap level {m['bootstrap']['level']}")
     return {k: with_ci(m.get(k), cis.get(k)) if k in cis else m.get(k) for k, _ in METRICS}
+
 
 def breakdown(samples: dict[str, pd.DataFrame], column: str, boot: Bootstrap) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Mean IoU of present samples per value of ``column`` (rows) and experiment (columns), with counts:
@@ -65,21 +69,25 @@ def breakdown(samples: dict[str, pd.DataFrame], column: str, boot: Bootstrap) ->
     display.insert(0, "n", n)
     return table, display
 
+
 def presence_table(samples: dict[str, pd.DataFrame], boot: Bootstrap) -> pd.DataFrame:
     """Per experiment: how often existence is predicted right, for present and absent objects."""
     rows = []
     for name, df in samples.items():
         for present, d in df.groupby("ego_present"):
             d = d.assign(correct=d["pred_exists"].astype(bool) == bool(present))
-            rows.append({
-                "experiment": name,
-                "object in ego": "present" if present else "absent",
-                "n": len(d),
-                "existence correct": mean_with_ci(d, "correct", boot),
-                "mean IoU": mean_with_ci(d, "iou", boot) if present else "–",
-                "mean confidence": mean_with_ci(d, "confidence", boot),
-            })
+            rows.append(
+                {
+                    "experiment": name,
+                    "object in ego": "present" if present else "absent",
+                    "n": len(d),
+                    "existence correct": mean_with_ci(d, "correct", boot),
+                    "mean IoU": mean_with_ci(d, "iou", boot) if present else "–",
+                    "mean confidence": mean_with_ci(d, "confidence", boot),
+                }
+            )
     return pd.DataFrame(rows)
+
 
 def size_bins(samples: dict[str, pd.DataFrame], column: str = "ego_area", q: int = 3) -> dict[str, pd.DataFrame]:
     """Add a quantile bin label of ``column`` (over present samples of all experiments)."""
@@ -90,9 +98,8 @@ def size_bins(samples: dict[str, pd.DataFrame], column: str = "ego_area", q: int
         edges = np.unique(np.quantile(vals, np.linspace(0, 1, q + 1)))
         edges[0] -= 0.5
     labels = [f"{int(lo + 0.5 if i == 0 else lo)}–{int(hi)} px" for i, (lo, hi) in enumerate(zip(edges[:-1], edges[1:]))]
-    return {
-        name: df.assign(size_bin=pd.cut(df[column], edges, labels=labels)) for name, df in samples.items()
-    }
+    return {name: df.assign(size_bin=pd.cut(df[column], edges, labels=labels)) for name, df in samples.items()}
+
 
 def visibility_bins(samples: dict[str, pd.DataFrame], visibility: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """Join the synthetic ego ``visible_fraction`` and bin it into occlusion levels."""
@@ -105,6 +112,7 @@ def visibility_bins(samples: dict[str, pd.DataFrame], visibility: pd.DataFrame) 
         out[name] = d.assign(occlusion=pd.cut(d["visible_fraction"], edges, labels=labels))
     return out
 
+
 def benchmark_table(paths: list[str], bench_dir: str) -> pd.DataFrame:
     """Snakemake benchmark TSVs (``paths``, under ``bench_dir``), one row per job, with its stage (first folder)."""
     rows = []
@@ -116,19 +124,22 @@ def benchmark_table(paths: list[str], bench_dir: str) -> pd.DataFrame:
         if b.empty or "s" not in b.columns:
             raise ValueError(f"malformed benchmark file {path}: no 's' column")
         rel = path.relative_to(bench_dir)
-        rows.append({
-            "stage": rel.parts[0] if len(rel.parts) > 1 else rel.stem,
-            "job": str(rel.with_suffix("")),
-            "s": float(b["s"].mean()),
-            "max_rss": pd.to_numeric(b.get("max_rss", pd.Series([np.nan])), errors="coerce").max(),
-        })
+        rows.append(
+            {
+                "stage": rel.parts[0] if len(rel.parts) > 1 else rel.stem,
+                "job": str(rel.with_suffix("")),
+                "s": float(b["s"].mean()),
+                "max_rss": pd.to_numeric(b.get("max_rss", pd.Series([np.nan])), errors="coerce").max(),
+            }
+        )
     return pd.DataFrame(rows, columns=["stage", "job", "s", "max_rss"])
+
 
 def html_table(df: pd.DataFrame, floatfmt: str = "{:.4f}", index: bool = True) -> str:
     if df is None or df.empty:
         return "<p class='muted'>(no rows)</p>"
-    return df.to_html(index=index, float_format=lambda v: floatfmt.format(v), na_rep="–", border=0, classes="tbl",
-                      escape=True)
+    return df.to_html(index=index, float_format=lambda v: floatfmt.format(v), na_rep="–", border=0, classes="tbl", escape=True)
+
 
 def dict_rows(d: dict, prefix: str = "") -> list[tuple[str, str]]:
     """Flatten a nested JSON object into (dotted key, value) rows."""
@@ -143,6 +154,7 @@ def dict_rows(d: dict, prefix: str = "") -> list[tuple[str, str]]:
             rows.append((key, str(v)))
     return rows
 
+
 def json_tables(d: dict) -> tuple[list[tuple[str, str]], list[dict]]:
     """A diagnostics object as key/value rows (scalars) and tables (mappings of mappings or of lists)."""
     rows, tables = [], []
@@ -150,12 +162,17 @@ def json_tables(d: dict) -> tuple[list[tuple[str, str]], list[dict]]:
         if isinstance(v, dict) and v and all(isinstance(x, dict) for x in v.values()):
             tables.append({"title": k, "html": html_table(pd.DataFrame.from_dict(v, orient="index"), floatfmt="{:.4g}")})
         elif isinstance(v, dict) and v and all(isinstance(x, list) for x in v.values()):
-            t = pd.DataFrame({"count": {a: len(x) for a, x in v.items()},
-                              "items": {a: ", ".join(map(str, x[:12])) + (", …" if len(x) > 12 else "") for a, x in v.items()}})
+            t = pd.DataFrame(
+                {
+                    "count": {a: len(x) for a, x in v.items()},
+                    "items": {a: ", ".join(map(str, x[:12])) + (", …" if len(x) > 12 else "") for a, x in v.items()},
+                }
+            )
             tables.append({"title": k, "html": html_table(t)})
         else:
             rows.extend(dict_rows({k: v}))
     return rows, tables
+
 
 def skip_counts(d: dict) -> dict[str, int]:
     """Counted skips in a stage summary: its ``left_out`` / ``skipped`` mapping of reason -> count (or list)."""

@@ -39,6 +39,7 @@ DRAFT_SCALE = 0.5  # frames between annotated ones only fill the video: rendered
 PARENT_TASK = "Health"
 UNIVERSITY = "omama-synthetic"
 
+
 def _uid(rng: np.random.Generator) -> str:
     return str(uuid.UUID(bytes=rng.bytes(16), version=4))
 
@@ -55,7 +56,12 @@ def _write_take(take: Take, folder: Path) -> tuple[dict, list[dict]]:
         if not writer.isOpened():
             raise RuntimeError(f"cv2.VideoWriter (mp4v) cannot write {path}")
         for o in take.objects:
-            masks[o.name][cam] = {"annotation": {}, "annotation_metadata": {}, "annotation_fps": 1, "annotated_frames": list(take.annotated)}
+            masks[o.name][cam] = {
+                "annotation": {},
+                "annotation_metadata": {},
+                "annotation_fps": 1,
+                "annotated_frames": list(take.annotated),
+            }
         for f in range(take.frames):
             if f % FPS:
                 draft = take.render(cam, f, DRAFT_SCALE).rgb()
@@ -66,10 +72,22 @@ def _write_take(take: Take, folder: Path) -> tuple[dict, list[dict]]:
             for i, o in enumerate(take.objects):
                 mask = frame.ids == i + 1
                 area, alone = int(mask.sum()), frame.alone[i + 1]
-                rows.append({"object": o.name, "camera": cam, "frame": f,
-                             "visible_fraction": area / alone if alone else 0.0, "area": area})
+                rows.append(
+                    {
+                        "object": o.name,
+                        "camera": cam,
+                        "frame": f,
+                        "visible_fraction": area / alone if alone else 0.0,
+                        "area": area,
+                    }
+                )
                 if area >= MIN_VISIBLE_PIXELS:
-                    masks[o.name][cam]["annotation"][str(f)] = {"width": w, "height": h, "encodedMask": encode_lzstring(mask), "intSegClicks": {}}
+                    masks[o.name][cam]["annotation"][str(f)] = {
+                        "width": w,
+                        "height": h,
+                        "encodedMask": encode_lzstring(mask),
+                        "intSegClicks": {},
+                    }
         writer.release()
     return masks, rows
 
@@ -99,22 +117,41 @@ def generate_dataset(out_dir, cfg: dict) -> Path:
             masks, rows = _write_take(take, folder)
             area = {cam: sum(r["area"] for r in rows if r["camera"] == cam) for cam in take.exo}
             videos = {"aria01": {"rgb": {"relative_path": "frame_aligned_videos/aria01_214-1.mp4", "clip_uid": _uid(rng)}}}
-            videos |= {cam: {"0": {"relative_path": f"frame_aligned_videos/{cam}.mp4", "clip_uid": _uid(rng)}} for cam in take.exo}
-            takes.append({
-                "take_uid": uid, "take_name": name, "root_dir": f"takes/{name}", "task_name": take.task,
-                "parent_task_name": PARENT_TASK, "university_name": UNIVERSITY, "capture_uid": _uid(rng),
-                "duration_sec": float(take.frames / FPS), "best_exo": max(area, key=area.get),
-                "frame_aligned_videos": videos,
-            })
+            videos |= {
+                cam: {"0": {"relative_path": f"frame_aligned_videos/{cam}.mp4", "clip_uid": _uid(rng)}} for cam in take.exo
+            }
+            takes.append(
+                {
+                    "take_uid": uid,
+                    "take_name": name,
+                    "root_dir": f"takes/{name}",
+                    "task_name": take.task,
+                    "parent_task_name": PARENT_TASK,
+                    "university_name": UNIVERSITY,
+                    "capture_uid": _uid(rng),
+                    "duration_sec": float(take.frames / FPS),
+                    "best_exo": max(area, key=area.get),
+                    "frame_aligned_videos": videos,
+                }
+            )
             splits["val" if i in val else "train"][uid] = {
-                "take_name": name, "scenario": take.task,
+                "take_name": name,
+                "scenario": take.task,
                 "object_names": {"annotation": [], "annotation_metadata": {}, "annotation_fps": FPS},
                 "object_masks": masks if i < n else {},
             }
             if i < n:
                 visibility += [{"take_uid": uid, **r} for r in rows]
-            log.info("take %d/%d %s: %d objects%s, %d cameras, %d frames", i + 1, n + empty, name, len(take.objects),
-                     "" if i < n else " (object_masks left empty)", len(take.cameras), take.frames)
+            log.info(
+                "take %d/%d %s: %d objects%s, %d cameras, %d frames",
+                i + 1,
+                n + empty,
+                name,
+                len(take.objects),
+                "" if i < n else " (object_masks left empty)",
+                len(take.cameras),
+                take.frames,
+            )
         write_json(tmp / "takes.json", takes)
         for split, ann in splits.items():
             write_json(tmp / "annotations" / f"relations_{split}.json", {"annotations": ann})

@@ -63,8 +63,14 @@ def write_photo_pairs(out_dir, *, n: int, seed: int, exo_size, ego_size: int, jp
         tmp.mkdir()
         for i in range(n):
             h, w = exo_size
-            cfg = {"seed": seed, "seconds": 3, "objects": 4, "exo_cameras": 2, "ego_size": ego_size,
-                   "exo_size": [max(h, w), min(h, w)] if i == 0 else [h, w]}
+            cfg = {
+                "seed": seed,
+                "seconds": 3,
+                "objects": 4,
+                "exo_cameras": 2,
+                "ego_size": ego_size,
+                "exo_size": [max(h, w), min(h, w)] if i == 0 else [h, w],
+            }
             take = Take(cfg, 100_000 + i)
             frame = _photo_frame(take, want_absent=i == 1)
             pair = tmp / f"pair_{i:03d}"

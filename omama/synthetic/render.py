@@ -102,7 +102,7 @@ class Camera:
     rotation: np.ndarray
 
     @classmethod
-    def look_at(cls, position, target, width: int, height: int, fov_deg: float, roll: float = 0.0) -> "Camera":
+    def look_at(cls, position, target, width: int, height: int, fov_deg: float, roll: float = 0.0) -> Camera:
         """Camera at ``position`` looking at ``target``; ``fov_deg`` spans the longer image side."""
         position = np.asarray(position, float)
         forward = np.asarray(target, float) - position
@@ -116,7 +116,7 @@ class Camera:
         focal = 0.5 * max(width, height) * half_c / half_s
         return cls(width, height, float(focal), position, np.stack([right, down, forward], axis=1))
 
-    def scaled(self, factor: float) -> "Camera":
+    def scaled(self, factor: float) -> Camera:
         """The same view at ``factor`` times the resolution."""
         width, height = max(1, round(self.width * factor)), max(1, round(self.height * factor))
         return Camera(width, height, self.focal * width / self.width, self.position, self.rotation)
@@ -330,12 +330,20 @@ class Frame:
     def rgb(self) -> np.ndarray:
         return (np.clip(self.colour, 0, 1) * 255 + 0.5).astype(np.uint8)
 
-    def copy(self) -> "Frame":
+    def copy(self) -> Frame:
         return Frame(self.colour.copy(), self.depth.copy(), self.ids.copy(), dict(self.alone))
 
 
-ROOM_COLOURS = np.array([  # wall x (low, high), wall y (low, high), ceiling
-    [0.47, 0.5, 0.53], [0.61, 0.65, 0.68], [0.47, 0.45, 0.4], [0.62, 0.59, 0.53], [0.81, 0.81, 0.81]], F)
+ROOM_COLOURS = np.array(
+    [  # wall x (low, high), wall y (low, high), ceiling
+        [0.47, 0.5, 0.53],
+        [0.61, 0.65, 0.68],
+        [0.47, 0.45, 0.4],
+        [0.62, 0.59, 0.53],
+        [0.81, 0.81, 0.81],
+    ],
+    F,
+)
 FLOOR = Material((0.5, 0.45, 0.4), (0.32, 0.3, 0.27), "tiles", 0.4)
 
 
@@ -354,8 +362,13 @@ def room(origin: np.ndarray, d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return t, colour
 
 
-def render(camera: Camera, solids: dict[int, list[Solid]], base: Frame | None = None,
-           dirs: np.ndarray | None = None, count_alone: bool = True) -> Frame:
+def render(
+    camera: Camera,
+    solids: dict[int, list[Solid]],
+    base: Frame | None = None,
+    dirs: np.ndarray | None = None,
+    count_alone: bool = True,
+) -> Frame:
     """Ray-cast ``solids`` ({id: [Solid, ...]}) over ``base`` with a depth test; without a
     ``base``, the room (id 0) fills the pixels that no solid covers.
 

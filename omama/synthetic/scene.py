@@ -33,8 +33,16 @@ SHOULDERS = np.array([[0.19, -0.72, 0.22], [-0.19, -0.72, 0.22]])  # right, left
 REST = np.array([[0.2, -0.3, 0.07], [-0.2, -0.3, 0.07]])
 SKIN = Material((0.86, 0.64, 0.52), (0.8, 0.58, 0.47), "plain")
 PALETTE = [
-    (0.85, 0.15, 0.12), (0.12, 0.45, 0.85), (0.15, 0.65, 0.25), (0.95, 0.75, 0.1), (0.55, 0.2, 0.7),
-    (0.95, 0.45, 0.1), (0.1, 0.7, 0.7), (0.9, 0.3, 0.6), (0.25, 0.25, 0.3), (0.95, 0.95, 0.92),
+    (0.85, 0.15, 0.12),
+    (0.12, 0.45, 0.85),
+    (0.15, 0.65, 0.25),
+    (0.95, 0.75, 0.1),
+    (0.55, 0.2, 0.7),
+    (0.95, 0.45, 0.1),
+    (0.1, 0.7, 0.7),
+    (0.9, 0.3, 0.6),
+    (0.25, 0.25, 0.3),
+    (0.95, 0.95, 0.92),
 ]
 PATTERNS = ("plain", "stripes", "checks", "dots")
 OBJECT_SCALE = 1.4  # objects are a little larger than life so that they span a few feature patches
@@ -70,9 +78,16 @@ def _unit_parts(kind: str) -> tuple[list, float]:
     if kind == "oximeter":
         return [Box((-0.035, -0.025, 0), (0.035, 0.025, 0.04)), Sphere((0.035, 0, 0.02), 0.02)], 0.04
     if kind == "thermometer":
-        return [Box((-0.08, -0.014, 0), (0.06, 0.014, 0.022)), Cylinder((0.06, 0, 0.011), (0.1, 0, 0.011), 0.008, rounded=True)], 0.025
+        return [
+            Box((-0.08, -0.014, 0), (0.06, 0.014, 0.022)),
+            Cylinder((0.06, 0, 0.011), (0.1, 0, 0.011), 0.008, rounded=True),
+        ], 0.025
     if kind == "bottle":
-        return [Cylinder((0, 0, 0), (0, 0, 0.11), 0.036), Sphere((0, 0, 0.11), 0.036), Cylinder((0, 0, 0.13), (0, 0, 0.17), 0.014)], 0.17
+        return [
+            Cylinder((0, 0, 0), (0, 0, 0.11), 0.036),
+            Sphere((0, 0, 0.11), 0.036),
+            Cylinder((0, 0, 0.13), (0, 0, 0.17), 0.014),
+        ], 0.17
     if kind == "cup":
         return [Cylinder((0, 0, 0), (0, 0, 0.095), 0.042)], 0.1
     if kind == "ball":
@@ -84,8 +99,20 @@ def _unit_parts(kind: str) -> tuple[list, float]:
     raise KeyError(kind)
 
 
-KINDS = ["test tube", "swab/stick", "bowl", "test kit", "blood pressure monitor", "oximeter",
-         "thermometer", "bottle", "cup", "ball", "bandage", "mask"]
+KINDS = [
+    "test tube",
+    "swab/stick",
+    "bowl",
+    "test kit",
+    "blood pressure monitor",
+    "oximeter",
+    "thermometer",
+    "bottle",
+    "cup",
+    "ball",
+    "bandage",
+    "mask",
+]
 
 
 @dataclass
@@ -152,14 +179,23 @@ class Take:
         self.task = list(TASKS)[int(rng.integers(len(TASKS)))]
         self.objects = _choose_objects(rng, index, int(cfg["objects"]))
         self.table = [
-            Solid([Box((-TABLE_X, -TABLE_Y, -0.035), (TABLE_X, TABLE_Y, 0.0))],
-                  Material((0.62, 0.45, 0.3), (0.45, 0.3, 0.18), "wood", 0.004)),
-            Solid([Box((x - 0.03, y - 0.03, -0.76), (x + 0.03, y + 0.03, -0.035))
-                   for x in (-TABLE_X + 0.06, TABLE_X - 0.06) for y in (-TABLE_Y + 0.06, TABLE_Y - 0.06)],
-                  Material((0.35, 0.25, 0.17))),
+            Solid(
+                [Box((-TABLE_X, -TABLE_Y, -0.035), (TABLE_X, TABLE_Y, 0.0))],
+                Material((0.62, 0.45, 0.3), (0.45, 0.3, 0.18), "wood", 0.004),
+            ),
+            Solid(
+                [
+                    Box((x - 0.03, y - 0.03, -0.76), (x + 0.03, y + 0.03, -0.035))
+                    for x in (-TABLE_X + 0.06, TABLE_X - 0.06)
+                    for y in (-TABLE_Y + 0.06, TABLE_Y - 0.06)
+                ],
+                Material((0.35, 0.25, 0.17)),
+            ),
         ]
-        self.body = [Solid([Cylinder((0, -0.86, -0.35), (0, -0.86, 0.2), 0.17, rounded=True)], CLOTHES),
-                     Solid([Sphere(HEAD + [0, -0.06, 0.02], 0.1)], Material((0.25, 0.18, 0.12)))]
+        self.body = [
+            Solid([Cylinder((0, -0.86, -0.35), (0, -0.86, 0.2), 0.17, rounded=True)], CLOTHES),
+            Solid([Sphere(HEAD + [0, -0.06, 0.02], 0.1)], Material((0.25, 0.18, 0.12))),
+        ]
         self._motion(rng)
         self._head(rng)
         self.ego_size = int(cfg["ego_size"])
@@ -177,8 +213,12 @@ class Take:
         # A tall screen at the table's far edge: objects behind it are fully occluded in the exo
         # cameras that face it (the ego camera, behind the objects, sees past it).
         x = rng.uniform(-0.3, 0.3)
-        self.table.append(Solid([Box((x - SCREEN[0], 0.34 - SCREEN[1], 0.0), (x + SCREEN[0], 0.34 + SCREEN[1], SCREEN[2]))],
-                                Material((0.8, 0.8, 0.78), (0.7, 0.7, 0.68), "plain")))
+        self.table.append(
+            Solid(
+                [Box((x - SCREEN[0], 0.34 - SCREEN[1], 0.0), (x + SCREEN[0], 0.34 + SCREEN[1], SCREEN[2]))],
+                Material((0.8, 0.8, 0.78), (0.7, 0.7, 0.68), "plain"),
+            )
+        )
         self.cameras = [EGO_CAM, *self.exo]
         self._static: dict[tuple[str, float], tuple[Frame, np.ndarray]] = {}
         self._still: dict[tuple[str, float], tuple[tuple, Frame]] = {}
@@ -196,8 +236,9 @@ class Take:
             spots.append(_place(rng, spots))
             pos[:, i] = spots[-1]
         yaw = np.repeat(rng.uniform(0, np.pi, k)[None], n, 0)
-        wobble = np.stack([np.stack([sin(1.3 * t + h), 0.6 * sin(1.1 * t + h + 1), 0.4 * sin(0.9 * t + h + 2)], 1)
-                           for h in (0.0, 2.0)], 1)
+        wobble = np.stack(
+            [np.stack([sin(1.3 * t + h), 0.6 * sin(1.1 * t + h + 1), 0.4 * sin(0.9 * t + h + 2)], 1) for h in (0.0, 2.0)], 1
+        )
         wrist = REST[None] + 0.015 * wobble
         span = 2 * FPS
         free_at = np.zeros(k, int)
@@ -235,11 +276,15 @@ class Take:
         t = np.arange(n) / FPS
         focus = 0.6 * self.wrist.mean(1) + 0.4 * np.array([0.0, 0.05, 0.0])
         padded = np.pad(focus, ((7, 7), (0, 0)), mode="edge")  # a 15-frame moving mean, summed in a fixed order
-        focus = sum(padded[i:i + n] for i in range(15)) / 15
+        focus = sum(padded[i : i + n] for i in range(15)) / 15
         focus[:, 2] = 0.0
         self.head = HEAD + 0.02 * np.stack([sin(0.9 * t), sin(0.7 * t + 1), sin(1.1 * t + 2)], 1)
         seconds = n // FPS
-        glances = rng.choice(np.arange(1, seconds), size=min(max(1, seconds // 3), max(seconds - 1, 0)), replace=False) if seconds > 1 else []
+        glances = (
+            rng.choice(np.arange(1, seconds), size=min(max(1, seconds // 3), max(seconds - 1, 0)), replace=False)
+            if seconds > 1
+            else []
+        )
         turn = np.zeros(n)
         for s in glances:
             sign = 1 if rng.uniform() < 0.5 else -1
@@ -247,14 +292,18 @@ class Take:
         self.glances = sorted(int(s) * FPS for s in glances)
         gaze = focus - self.head
         s_, c = sin_cos(turn)
-        self.gaze = np.stack([c * gaze[:, 0] - s_ * gaze[:, 1], s_ * gaze[:, 0] + c * gaze[:, 1], gaze[:, 2] + 0.25 * np.abs(s_)], 1)
+        self.gaze = np.stack(
+            [c * gaze[:, 0] - s_ * gaze[:, 1], s_ * gaze[:, 0] + c * gaze[:, 1], gaze[:, 2] + 0.25 * np.abs(s_)], 1
+        )
         self.roll = 0.05 * sin(0.8 * t)
 
     # -- rendering
 
     def camera(self, cam: str, frame: int, scale: float = 1.0) -> Camera:
         if cam == EGO_CAM:
-            camera = Camera.look_at(self.head[frame], self.head[frame] + self.gaze[frame], self.ego_size, self.ego_size, EGO_FOV, self.roll[frame])
+            camera = Camera.look_at(
+                self.head[frame], self.head[frame] + self.gaze[frame], self.ego_size, self.ego_size, EGO_FOV, self.roll[frame]
+            )
         else:
             camera = self.exo[cam]
         return camera if scale == 1 else camera.scaled(scale)
@@ -262,8 +311,10 @@ class Take:
     def solids(self, frame: int, arms: bool = False) -> dict[int, list[Solid]]:
         """Moving solids at ``frame``: object i has id i + 1, the hands the ids after the objects
         (with the upper arms when ``arms``: they are behind the ego camera)."""
-        out = {i + 1: [Solid(o.parts, o.material, self.pos[frame, i], float(self.yaw[frame, i]))]
-               for i, o in enumerate(self.objects)}
+        out = {
+            i + 1: [Solid(o.parts, o.material, self.pos[frame, i], float(self.yaw[frame, i]))]
+            for i, o in enumerate(self.objects)
+        }
         for h in range(2):
             w = self.wrist[frame, h]
             back = SHOULDERS[h] - w
@@ -271,11 +322,16 @@ class Take:
             ahead = -back * np.array([1, 1, 0.2])
             ahead /= norm(ahead)
             palm = w + 0.05 * ahead
-            hand = [Solid([
-                Cylinder(w + 0.3 * back, w, 0.03, rounded=True),
-                Sphere(palm, 0.042),
-                Cylinder(palm, palm + 0.06 * ahead - [0, 0, 0.02], 0.022, rounded=True),
-            ], SKIN)]
+            hand = [
+                Solid(
+                    [
+                        Cylinder(w + 0.3 * back, w, 0.03, rounded=True),
+                        Sphere(palm, 0.042),
+                        Cylinder(palm, palm + 0.06 * ahead - [0, 0, 0.02], 0.022, rounded=True),
+                    ],
+                    SKIN,
+                )
+            ]
             if arms:
                 hand.append(Solid([Cylinder(SHOULDERS[h], w + 0.28 * back, 0.045, rounded=True)], CLOTHES))
             out[len(self.objects) + 1 + h] = hand
@@ -301,7 +357,10 @@ class Take:
         still = [i + 1 for i in range(len(self.objects)) if not self.carried[frame, i]]
         key = (cam, scale, tuple(still), self.pos[frame].tobytes(), self.yaw[frame].tobytes())
         if self._still.get((cam, scale), (None,))[0] != key:
-            self._still[cam, scale] = key, render(camera, {i: solids[i] for i in still}, base=base, dirs=dirs, count_alone=False)
+            self._still[cam, scale] = (
+                key,
+                render(camera, {i: solids[i] for i in still}, base=base, dirs=dirs, count_alone=False),
+            )
         moving = {i: v for i, v in solids.items() if i not in still}
         return render(camera, moving, base=self._still[cam, scale][1], dirs=dirs, count_alone=False)
 

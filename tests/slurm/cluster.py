@@ -88,11 +88,18 @@ class SlurmCluster:
             key.write_bytes(os.urandom(1024))
         os.chmod(key, 0o400)
         template = string.Template((HERE / "slurm.conf.in").read_text())
-        self.conf.write_text(template.substitute(
-            root=self.root, host=self.host, user=getpass.getuser(), cpus=self.cpus,
-            mem_mb=_memory_mb(), partition=self.partition,
-            ctld_port=_free_port(), slurmd_port=_free_port(),
-        ))
+        self.conf.write_text(
+            template.substitute(
+                root=self.root,
+                host=self.host,
+                user=getpass.getuser(),
+                cpus=self.cpus,
+                mem_mb=_memory_mb(),
+                partition=self.partition,
+                ctld_port=_free_port(),
+                slurmd_port=_free_port(),
+            )
+        )
 
     def _link_system_conf(self) -> None:
         if SYSTEM_CONF.is_symlink() and _abandoned(SYSTEM_CONF.resolve()):
@@ -115,7 +122,11 @@ class SlurmCluster:
     def _spawn(self, name: str, cmd: list[str]) -> None:
         log = open(self.root / "log" / f"{name}.out", "ab")
         self._procs[name] = subprocess.Popen(
-            cmd, stdout=log, stderr=subprocess.STDOUT, env=self.env(), start_new_session=True,
+            cmd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=self.env(),
+            start_new_session=True,
         )
         log.close()
 
@@ -133,7 +144,7 @@ class SlurmCluster:
     def _ok(self, *cmd: str) -> subprocess.CompletedProcess:
         return subprocess.run(cmd, env=self.env(), capture_output=True, text=True, timeout=30)
 
-    def start(self, timeout: float = 90) -> "SlurmCluster":
+    def start(self, timeout: float = 90) -> SlurmCluster:
         """Write the config, start the three daemons and wait until the node is idle."""
         missing = missing_binaries()
         if missing:
@@ -141,10 +152,19 @@ class SlurmCluster:
         self._write_files()
         self._link_system_conf()
         m = self.root / "munge"
-        self._spawn("munged", [
-            "munged", "--foreground", "--force", f"--socket={m}/munge.socket", f"--key-file={m}/munge.key",
-            f"--pid-file={m}/munged.pid", f"--log-file={m}/munged.log", f"--seed-file={m}/munged.seed",
-        ])
+        self._spawn(
+            "munged",
+            [
+                "munged",
+                "--foreground",
+                "--force",
+                f"--socket={m}/munge.socket",
+                f"--key-file={m}/munge.key",
+                f"--pid-file={m}/munged.pid",
+                f"--log-file={m}/munged.log",
+                f"--seed-file={m}/munged.seed",
+            ],
+        )
         self._wait("munged", lambda: (m / "munge.socket").exists(), timeout)
         self._spawn("slurmctld", ["slurmctld", "-D", "-i", "-f", str(self.conf)])
         self._wait("slurmctld", lambda: self._ok("scontrol", "ping").stdout.count("UP") > 0, timeout)
@@ -181,7 +201,7 @@ class SlurmCluster:
                 proc.wait(timeout=10)
         self._unlink_system_conf()
 
-    def __enter__(self) -> "SlurmCluster":
+    def __enter__(self) -> SlurmCluster:
         try:
             return self.start()
         except BaseException:

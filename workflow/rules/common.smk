@@ -44,10 +44,7 @@ def source_videos(wildcards):
     raw/ is temporary, so it cannot carry the change)."""
     if config["source"]["kind"] != "local":
         return []
-    return [
-        f"{SOURCE_ROOT}/{rel}"
-        for rel in index_records()[wildcards.take]["videos"].values()
-    ]
+    return [f"{SOURCE_ROOT}/{rel}" for rel in index_records()[wildcards.take]["videos"].values()]
 
 
 def take_record(wildcards):
@@ -58,9 +55,7 @@ def take_record(wildcards):
 
 def experiment(name):
     if name not in config["experiments"]:
-        raise ValueError(
-            f"unknown experiment {name!r}; known: {sorted(config['experiments'])}"
-        )
+        raise ValueError(f"unknown experiment {name!r}; known: {sorted(config['experiments'])}")
     return config["experiments"][name]
 
 
@@ -75,25 +70,23 @@ def trained(name):
 
 def backbone_config(name):
     if name not in config["backbones"]:
-        raise ValueError(
-            f"unknown backbone {name!r}; known: {sorted(config['backbones'])}"
-        )
+        raise ValueError(f"unknown backbone {name!r}; known: {sorted(config['backbones'])}")
     return config["backbones"][name]
 
 
 def proposer_config(name):
     if name not in config["proposers"]:
-        raise ValueError(
-            f"unknown proposer {name!r}; known: {sorted(config['proposers'])}"
-        )
+        raise ValueError(f"unknown proposer {name!r}; known: {sorted(config['proposers'])}")
     return config["proposers"][name]
 
 
 # The photo-pair sets are exo->ego only (they have no exo proposals).
 for _name in config["robustness"]["experiments"]:
     if direction(_name) != "exo2ego":
-        raise ValueError(f"robustness.experiments lists {_name!r}, an {direction(_name)} experiment; "
-                         f"the photo-pair sets are scored exo->ego only")
+        raise ValueError(
+            f"robustness.experiments lists {_name!r}, an {direction(_name)} experiment; "
+            f"the photo-pair sets are scored exo->ego only"
+        )
 
 
 # Features stage (features.smk): GPU reservation and per-take aggregates.
@@ -102,11 +95,7 @@ for _name in config["robustness"]["experiments"]:
 def weights_record(backbone):
     """The pretrained-weights record a torchvision backbone needs first (torch_weights rule); else none."""
     cfg = backbone_config(backbone)
-    return (
-        [L.weights(backbone)]
-        if cfg["kind"] == "torchvision" and cfg["weights"] != "untrained"
-        else []
-    )
+    return [L.weights(backbone)] if cfg["kind"] == "torchvision" and cfg["weights"] != "untrained" else []
 
 
 def gpus(cfg):
@@ -125,10 +114,7 @@ PHOTOS = config["robustness"]["path"] or L.photo_set("robustness").photos()
 ROBUSTNESS_ON = bool(config["robustness"]["experiments"]) and bool(
     config["robustness"]["path"] or config["robustness"]["synthetic_pairs"] > 0
 )
-MOTORCYCLE_ON = (
-    bool(config["robustness"]["experiments"])
-    and config["robustness"]["motorcycle"] is not None
-)
+MOTORCYCLE_ON = bool(config["robustness"]["experiments"]) and config["robustness"]["motorcycle"] is not None
 # Photo-pair sets, each with its own results tree R/{rset}/: name -> folder of pairs.
 PHOTO_SETS = {
     **({"robustness": PHOTOS} if ROBUSTNESS_ON else {}),
@@ -144,9 +130,7 @@ def pair_files(wildcards):
 
     if wildcards.rset != "robustness" or not config["robustness"]["path"]:
         return []
-    return sorted(
-        str(p) for p in Path(PHOTOS, wildcards.take).rglob("*") if p.is_file()
-    )
+    return sorted(str(p) for p in Path(PHOTOS, wildcards.take).rglob("*") if p.is_file())
 
 
 def robustness_pairs(rset="robustness"):
@@ -229,16 +213,12 @@ def job_benchmarks(takes, pairs):
         *bench("train", exp=list(exps)),
         *bench("predict", exp=list(exps), subset=subsets),
         *bench("evaluate", exp=list(exps), subset=subsets),
-        *bench(
-            "torch_weights", backbone=[b for b in used("backbone") if weights_record(b)]
-        ),
+        *bench("torch_weights", backbone=[b for b in used("backbone") if weights_record(b)]),
         *(bench("synthesize") if config["source"]["kind"] == "synthetic" else []),
         *(bench("fetch_metadata") if config["source"]["kind"] == "egoexo" else []),
     ]
     for x in {(e["split"], e["proposer"]) for e in exps.values()}:
-        files += bench(
-            "reference", split=x[0], proposer=x[1], subset=subsets, predictor=refs
-        )
+        files += bench("reference", split=x[0], proposer=x[1], subset=subsets, predictor=refs)
     robust = config["robustness"]["experiments"]
     stored = [e for e in robust if feature_mode(e) == "pre-extracted"]
     for rset, names in pairs.items():

@@ -2,27 +2,14 @@
 
 
 # The folder in the Ego-Exo4D layout that the take index reads, and the files it needs there.
-SOURCE_ROOT = {"synthetic": L.synthetic, "egoexo": L.source}.get(
-    config["source"]["kind"], config["source"]["path"]
-)
+SOURCE_ROOT = {"synthetic": L.synthetic, "egoexo": L.source}.get(config["source"]["kind"], config["source"]["path"])
 SOURCE_FILES = {
     "takes": layout.source_takes(SOURCE_ROOT),
-    **{
-        f"relations_{s}": layout.source_relations(SOURCE_ROOT, s)
-        for s in config["selection"]["annotation_splits"]
-    },
-    **(
-        {"manifest": layout.source_manifest(SOURCE_ROOT)}
-        if config["source"]["kind"] == "egoexo"
-        else {}
-    ),
+    **{f"relations_{s}": layout.source_relations(SOURCE_ROOT, s) for s in config["selection"]["annotation_splits"]},
+    **({"manifest": layout.source_manifest(SOURCE_ROOT)} if config["source"]["kind"] == "egoexo" else {}),
 }
 # egoexo: the configured part decides 448-px or full-resolution videos; a local folder uses what it holds.
-DOWNSCALED = (
-    config["source"]["egoexo"]["part"] == "downscaled_takes/448"
-    if config["source"]["kind"] == "egoexo"
-    else None
-)
+DOWNSCALED = config["source"]["egoexo"]["part"] == "downscaled_takes/448" if config["source"]["kind"] == "egoexo" else None
 
 
 # Downloads run on the submitting host (cluster nodes often have no internet) and are

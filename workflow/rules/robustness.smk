@@ -105,9 +105,7 @@ use rule proposals as robustness_proposals with:
 use rule pairs as robustness_pairs with:
     input:
         takes=PHOTO.index(),
-        annotations=lambda wc: take_files(
-            L.photo_set(wc.rset).annotation(), robustness_pairs(wc.rset)
-        ),
+        annotations=lambda wc: take_files(L.photo_set(wc.rset).annotation(), robustness_pairs(wc.rset)),
     output:
         pairs=PHOTO.pairs(),
         summary=PHOTO.pairs_summary(),
@@ -162,12 +160,8 @@ use rule evaluate as robustness_evaluate with:
 use rule reference as robustness_reference with:
     input:
         split=rules.robustness_split.output.split,
-        annotations=lambda wc: take_files(
-            L.photo_set(wc.rset).annotation(), robustness_pairs(wc.rset)
-        ),
-        proposals=lambda wc: take_files(
-            L.photo_set(wc.rset).proposals(wc.proposer), robustness_pairs(wc.rset)
-        ),
+        annotations=lambda wc: take_files(L.photo_set(wc.rset).annotation(), robustness_pairs(wc.rset)),
+        proposals=lambda wc: take_files(L.photo_set(wc.rset).proposals(wc.proposer), robustness_pairs(wc.rset)),
     output:
         samples=PHOTO.reference("samples.parquet"),
         metrics=PHOTO.reference("metrics.json"),

@@ -1,8 +1,10 @@
 """Bring one take's videos from the source into its raw folder."""
+
 from omama.io import read_json
 from omama.logs import log_to
 from omama.sources import download_take
 
 log_to(snakemake.log[0])
-download_take(read_json(snakemake.input.record, "take record"), snakemake.params.source, snakemake.params.root,
-              snakemake.output.raw)
+download_take(
+    read_json(snakemake.input.record, "take record"), snakemake.params.source, snakemake.params.root, snakemake.output.raw
+)

@@ -1,9 +1,15 @@
 """Dense backbone features of one take into its Zarr v3 store."""
+
 from omama.features import extract_features
 from omama.logs import log_to
 
 log_to(snakemake.log[0])
 cfg = snakemake.params.cfg
-extract_features(annotation_json=snakemake.input.annotation, images_dir=snakemake.input.images,
-                 out_store=snakemake.output.store, backbone_cfg=cfg, workers=snakemake.threads,
-                 name=snakemake.wildcards.backbone)
+extract_features(
+    annotation_json=snakemake.input.annotation,
+    images_dir=snakemake.input.images,
+    out_store=snakemake.output.store,
+    backbone_cfg=cfg,
+    workers=snakemake.threads,
+    name=snakemake.wildcards.backbone,
+)

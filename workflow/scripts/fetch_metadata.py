@@ -1,4 +1,5 @@
 """Fetch Ego-Exo4D metadata, annotations and the video part's manifest with the `egoexo` client."""
+
 from pathlib import Path
 
 from omama.logs import log_to

@@ -1,4 +1,5 @@
 """Write the Middlebury motorcycle photo pairs (masks carried by the true disparity) as a photo-pair folder."""
+
 from omama.logs import log_to
 from omama.stereo import write_motorcycle_pairs
 

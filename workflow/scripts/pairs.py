@@ -1,4 +1,5 @@
 """Build the exo->ego pairs table from every take's annotation."""
+
 from omama.logs import log_to
 from omama.pairs import write_pairs
 

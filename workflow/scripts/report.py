@@ -1,4 +1,5 @@
 """Render results/report.html from its declared inputs (every stage's results and timings)."""
+
 from omama.logs import log_to
 from omama.report.build import write_report
 

@@ -1,4 +1,5 @@
 """Check the robustness photo-pair folder and list its pairs as takes."""
+
 from omama.logs import log_to
 from omama.robustness import write_index
 

