@@ -22,6 +22,8 @@ import numpy as np
 import yaml
 from PIL import Image
 
+from omama.layout import Layout
+
 OBJECT = "object"
 PAIR = "pair"
 
@@ -45,18 +47,32 @@ def load_config(path: str | Path) -> dict:
         raise ValueError(f"{path}: {e}") from None
 
 
-def model_path(config: dict, experiment: str, results: str | Path | None, config_path: str | Path) -> Path:
-    """The experiment's trained head; a clear error naming the file and the snakemake command when missing."""
+def model_files(
+    config: dict, experiment: str, results: str | Path | None, config_path: str | Path
+) -> tuple[Path, Path | None]:
+    """The experiment's trained head and, with ``existence: head``, its calibration; a clear error naming
+    the file and the snakemake command when one is missing, or when the experiment is not exo->ego."""
     if experiment not in config["experiments"]:
         raise ValueError(f"unknown experiment {experiment!r} in {config_path}; known: {sorted(config['experiments'])}")
-    path = Path(results or config["results"]) / "experiments" / experiment / "model.pt"
-    if not path.is_file():
-        configfile = "" if Path(config_path).name == "config.yaml" else f" --configfile {shlex.quote(str(config_path))}"
-        raise NotTrainedError(
-            f"experiment {experiment!r} has no trained head yet: {path} is missing. Build it with:\n"
-            f"  snakemake --cores 4{configfile} {path}"
+    x = config["experiments"][experiment]
+    if x["direction"] != "exo2ego":
+        raise ValueError(
+            f"experiment {experiment!r} is {x['direction']}; omama match carries an exo mask into the "
+            "ego photo (exo2ego experiments only)"
         )
-    return path
+    layout = Layout(str(results or config["results"]))
+    if x["existence"] == "head":
+        files = Path(layout.existence("model.pt", experiment)), Path(layout.existence("calibration.json", experiment))
+    else:
+        files = Path(layout.model(experiment)), None
+    for path in filter(None, files):
+        if not path.is_file():
+            configfile = "" if Path(config_path).name == "config.yaml" else f" --configfile {shlex.quote(str(config_path))}"
+            raise NotTrainedError(
+                f"experiment {experiment!r} has no trained head yet: {path} is missing. Build it with:\n"
+                f"  snakemake --cores 4{configfile} {path}"
+            )
+    return files
 
 
 def match(
@@ -82,7 +98,7 @@ def match(
     from omama.splits import write_split
 
     cfg = load_config(config)
-    head = model_path(cfg, experiment, results, config)
+    head, calibration = model_files(cfg, experiment, results, config)
     if cfg["torch_home"]:  # the run's torchvision checkpoint cache, as the workflow sets it for its jobs
         os.environ["TORCH_HOME"] = os.path.abspath(cfg["torch_home"])
     x = cfg["experiments"][experiment]
@@ -135,6 +151,7 @@ def match(
             ground_truth_out=tmp / "ground_truth.json",
             samples_out=tmp / "samples.parquet",
             direction="exo2ego",
+            calibration=calibration,
         )
         result = read_json(pred_json, "predictions")["exo-ego"]["results"][PAIR]["masks"][OBJECT]
         entry = result[f"{CAMS['exo']}_{CAMS[EGO]}"][str(FRAME)]

@@ -34,6 +34,23 @@ def test_untrained_experiment_names_missing_model_and_command(tmp_path):
     assert f"snakemake --cores 4 --configfile {cfg} {model}" in str(e.value)
     with pytest.raises(ValueError, match="unknown experiment 'nope'"):
         match(experiment="nope", exo="x.jpg", mask="m.png", ego="y.jpg", out=tmp_path / "o.png", config=cfg)
+    # an existence-head experiment needs its calibrated head; an ego->exo one is refused
+    c = tiny_config()
+    c["experiments"]["head"] = {**c["experiments"]["trained-frame"], "existence": "head"}
+    c["experiments"]["e2x"] = {**c["experiments"]["trained-frame"], "direction": "ego2exo"}
+    cfg.write_text(yaml.safe_dump(c))
+    with pytest.raises(NotTrainedError, match=r"existence/model.pt is missing"):
+        match(
+            experiment="head",
+            exo="x.jpg",
+            mask="m.png",
+            ego="y.jpg",
+            out=tmp_path / "o.png",
+            results=tmp_path / "r",
+            config=cfg,
+        )
+    with pytest.raises(ValueError, match="'e2x' is ego2exo; omama match carries an exo mask"):
+        match(experiment="e2x", exo="x.jpg", mask="m.png", ego="y.jpg", out=tmp_path / "o.png", config=cfg)
     proc = subprocess.run(
         [
             sys.executable,
