@@ -32,7 +32,9 @@ def test_object_split_from_scratch(workdir):
     takes = json.loads((r / "index/takes.json").read_text())
     assert len(takes) == tiny_config()["synthetic"]["takes"]
     split = pd.read_parquet(r / "splits/object.parquet")
-    assert len(split) == json.loads((r / "pairs.json").read_text())["pairs"] > 0
+    counts = json.loads((r / "pairs.json").read_text())
+    assert (split.direction == "exo2ego").sum() == counts["pairs"] > 0  # one table holds both directions
+    assert (split.direction == "ego2exo").sum() == counts["ego2exo"]["pairs"] > 0
     diag = json.loads((r / "splits/object.json").read_text())
     assert diag["label_overlap"] == {"train-val": [], "train-test": [], "val-test": []}
     for t in takes:
