@@ -1,6 +1,8 @@
 # rules: features -- per (backbone, take) Zarr v3 feature store; per (proposer, take) ego mask proposals
 
 
+# Features and ego proposals first (priority): every training job waits on them, and training is
+# the long pole of a run; references, exo proposals and photo pairs fill the gaps.
 rule features:
     input:
         annotation=rules.extract.output.annotation,
@@ -12,6 +14,7 @@ rule features:
         L.log("features/{backbone}/{take}"),
     benchmark:
         L.benchmark("features/{backbone}/{take}")
+    priority: 2
     conda:
         CONDA_ENV
     threads: lambda wc: 8 if gpus(backbone_config(wc.backbone)) else 2
@@ -53,6 +56,7 @@ rule proposals:
         L.log("proposals/{proposer}/{take}"),
     benchmark:
         L.benchmark("proposals/{proposer}/{take}")
+    priority: 2
     conda:
         CONDA_ENV
     resources:
@@ -73,6 +77,7 @@ use rule proposals as exo_proposals with:
         L.log("proposals/{proposer}/exo/{take}"),
     benchmark:
         L.benchmark("proposals/{proposer}/exo/{take}")
+    priority: 0
     params:
         cfg=lambda wc: proposer_config(wc.proposer),
         view="exo",

@@ -12,6 +12,7 @@ rule train:
         L.log("train/{exp}"),
     benchmark:
         L.benchmark("train/{exp}")
+    priority: 1
     conda:
         CONDA_ENV
     threads: 2
