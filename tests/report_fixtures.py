@@ -89,10 +89,26 @@ def fabricate(
     vis = pairs[["take_uid", "object", "ego_cam", "frame"]].drop_duplicates().rename(columns={"ego_cam": "camera"})
     write_parquet(r.visibility(), vis.assign(visible_fraction=rng.uniform(0, 1, len(vis)), area=100))
     for name, x in experiments.items():
+        head = x.get("existence") == "head"
         for s in subsets:
-            write_experiment(lambda f: r.result(f, name, s), s, pairs, rng)
+            write_experiment(lambda f: r.result(f, name, s), s, pairs, rng, similarity=head)
             for ref in references:
                 write_experiment(lambda f: r.reference(f, x["split"], x["proposer"], s, ref), s, pairs, rng)
+                if x.get("direction") == "ego2exo":
+                    write_experiment(lambda f: r.reference_ego2exo(f, x["split"], x["proposer"], s, ref), s, pairs, rng)
+        if head:
+            validation = {
+                "fitted": True,
+                "n": 12,
+                "n_present": 8,
+                "n_absent": 4,
+                "balanced_accuracy": 0.9,
+                "balanced_accuracy_uncalibrated": 0.85,
+                "balanced_accuracy_similarity": 0.5,
+            }
+            write_json(
+                r.existence("calibration.json", name), {"scale": 0.5, "bias": 1.5, "boundary": -3.0, "validation": validation}
+            )
         if x.get("train"):
             write_json(
                 r.history(name),
@@ -183,9 +199,10 @@ def write_frames(
                 )
 
 
-def write_experiment(path, subset: str | None, pairs: pd.DataFrame, rng) -> None:
+def write_experiment(path, subset: str | None, pairs: pd.DataFrame, rng, similarity: bool = False) -> None:
     """Samples, predictions and metrics of a predictor on ``subset`` (None: every pair, as test);
-    ``path(name)``: where file ``name`` goes (``Layout.result`` or ``Layout.reference``)."""
+    ``path(name)``: where file ``name`` goes (``Layout.result`` or ``Layout.reference``); ``similarity``:
+    the samples of an existence-head experiment (with the published confidence beside the head's)."""
     s = pairs if subset is None else pairs[np.arange(len(pairs)) % 3 == 2]
     s = s.assign(split=subset or "test")
     n = len(s)
@@ -202,6 +219,8 @@ def write_experiment(path, subset: str | None, pairs: pd.DataFrame, rng) -> None
         best_possible_iou=np.maximum(iou, 0.8),
         n_candidates=7,
     )
+    if similarity:
+        samples = samples.assign(similarity=rng.uniform(0.5, 0.75, n))
     write_parquet(path("samples.parquet"), samples)
     results: dict = {}
     for r in samples.itertuples():

@@ -24,6 +24,8 @@ from omama.report.build import write_report
 SECTIONS = [
     "summary",
     "metrics",
+    "directions",
+    "existence",
     "distributions",
     "breakdowns",
     "training",
@@ -38,6 +40,21 @@ EXPERIMENTS = {  # as the workflow passes them: with the schema's defaults
     for name, x in {
         "untrained": {"backbone": "tiny", "proposer": "classical", "split": "frame", "init": "none", "train": None},
         "trained": {"backbone": "tiny", "proposer": "classical", "split": "object", "train": {"epochs": 2}},
+        "trained-head": {
+            "backbone": "tiny",
+            "proposer": "classical",
+            "split": "object",
+            "init": "experiment:trained",
+            "train": None,
+            "existence": "head",
+        },
+        "ego2exo": {
+            "backbone": "tiny",
+            "proposer": "classical",
+            "split": "frame",
+            "direction": "ego2exo",
+            "train": {"epochs": 2},
+        },
     }.items()
 }
 
@@ -177,7 +194,7 @@ def test_report_shows_every_metric_with_its_interval(report):
     page = (report / "report.html").read_text()
     assert "95 % confidence interval in brackets" in page and "resamples whole takes" in page
     paths = [report / "experiments" / e / "test" / "metrics.json" for e in EXPERIMENTS]
-    paths += [report / "robustness" / "experiments" / e / "test" / "metrics.json" for e in EXPERIMENTS]
+    paths += [report / "robustness" / "experiments" / e / "test" / "metrics.json" for e in ("untrained", "trained")]
     paths += list((report / "reference").rglob("metrics.json"))
     for path in paths:
         m = json.loads(path.read_text())
@@ -294,7 +311,7 @@ def test_report_without_present_samples_comparison_or_references(tmp_path):
         d.assign(ego_present=False, iou=np.nan).to_parquet(f)
     render(root, takes, robustness_enabled=False, motorcycle_enabled=False, compare=[], references=[])
     page = (root / "report.html").read_text()
-    assert page.count("No sample of this experiment has the object present in ego") == 2
+    assert page.count("No sample of this experiment has the object present in ego") == 3  # the exo->ego ones
     assert "Set <code>report.compare</code> to two experiments" in page and "reference:" not in page
 
 
@@ -302,7 +319,8 @@ def test_report_without_present_samples_comparison_or_references(tmp_path):
 def test_report_of_a_real_tiny_run(tiny_run, tmp_path):
     r = tiny_run / "results"
     probe, _ = browse(r / "report.html", tmp_path)
-    assert probe["sections"] == SECTIONS and probe["broken"] == [] and probe["errors"] == []
+    shown = [s for s in SECTIONS if s not in ("directions", "existence")]  # two exo->ego experiments, no head
+    assert probe["sections"] == shown and probe["broken"] == [] and probe["errors"] == []
     page = (r / "report.html").read_text()
     for e in ("untrained", "trained-frame"):
         m = json.loads((r / "robustness" / "experiments" / e / "test" / "metrics.json").read_text())

@@ -41,7 +41,7 @@ def section(files: Inputs, experiments: dict, subsets: list, references: list) -
                 m = read_json(path, "metrics file")
                 rows.append(_row(direction, s, name, x["split"], m, path))
                 if direction == "ego2exo":
-                    best = best_ref[x["split"], x["proposer"]]
+                    best = best_ref.get((x["split"], x["proposer"]), 0.0)  # no references configured: no ratio
                     ratios.append(
                         {
                             "experiment": name,
