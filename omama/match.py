@@ -115,9 +115,9 @@ def match(
                 raise FileNotFoundError(f"{view} photo {src} not found")
             shutil.copy(src, pair_dir / f"{view}{src.suffix.lower()}")
         shutil.copy(mask, pair_dir / "masks" / f"{OBJECT}.exo.png")
-        write_index(tmp / "photos", tmp / "index.json")
+        write_index(folder=tmp / "photos", out_takes=tmp / "index.json")
         frames = tmp / "frames" / PAIR
-        convert_pair(pair_dir, frames / "annotation.json", frames / "images")
+        convert_pair(pair_dir=pair_dir, annotation_out=frames / "annotation.json", images_out=frames / "images")
         store = tmp / "features" / f"{PAIR}.zarr"
         extract_features(
             annotation_json=frames / "annotation.json",
@@ -134,8 +134,20 @@ def match(
             out_recall=tmp / "proposals" / "recall.parquet",
             proposer_cfg=proposer_cfg,
         )
-        write_pairs([str(frames / "annotation.json")], tmp / "index.json", tmp / "pairs.parquet", tmp / "pairs.json")
-        write_split(tmp / "pairs.parquet", "take", [0, 0, 1], 0, tmp / "split.parquet", tmp / "split.json")
+        write_pairs(
+            annotation_paths=[str(frames / "annotation.json")],
+            takes_index=tmp / "index.json",
+            pairs_out=tmp / "pairs.parquet",
+            summary_out=tmp / "pairs.json",
+        )
+        write_split(
+            pairs_path=tmp / "pairs.parquet",
+            strategy="take",
+            ratios=[0, 0, 1],
+            seed=0,
+            split_out=tmp / "split.parquet",
+            diagnostics_out=tmp / "split.json",
+        )
         pred_json = tmp / "predictions.json"
         predict_experiment(
             split_table=tmp / "split.parquet",

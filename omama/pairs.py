@@ -174,7 +174,7 @@ def build_pairs(annotation_paths: list[str], takes_index: str) -> tuple[pd.DataF
     return df_all, summary
 
 
-def write_pairs(annotation_paths: list[str], takes_index: str, pairs_out: str, summary_out: str) -> dict:
+def write_pairs(*, annotation_paths: list[str], takes_index: str, pairs_out: str, summary_out: str) -> dict:
     """Build the pairs and write them (parquet) and their summary (JSON); returns the summary."""
     df, summary = build_pairs(annotation_paths, takes_index)
     write_parquet(pairs_out, df)

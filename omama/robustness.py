@@ -116,7 +116,7 @@ def take_record(pair: str) -> dict:
     }
 
 
-def write_index(folder: str | Path, out_takes: str | Path) -> list[str]:
+def write_index(*, folder: str | Path, out_takes: str | Path) -> list[str]:
     """Check the folder and write its take-index (list of records); returns the pair names."""
     pairs = list_pairs(folder)
     write_json(out_takes, [take_record(p) for p in pairs], indent=1)
@@ -124,7 +124,7 @@ def write_index(folder: str | Path, out_takes: str | Path) -> list[str]:
     return pairs
 
 
-def convert_pair(pair_dir: str | Path, annotation_out: str | Path, images_out: str | Path, jpeg_quality: int = 95) -> dict:
+def convert_pair(*, pair_dir: str | Path, annotation_out: str | Path, images_out: str | Path, jpeg_quality: int = 95) -> dict:
     """Write one pair as a take: ``images/{ego,exo}/0.jpg`` and ``annotation.json``; returns the annotation."""
     pair_dir = Path(pair_dir)
     pair = pair_dir.name

@@ -99,7 +99,7 @@ def fetch_manifest(part: str, cfg: dict, dest: str | os.PathLike) -> None:
             raise DownloadError(f"cannot read the manifest of part {part!r} at {url}: {e}") from e
 
 
-def fetch_metadata(out_dir: str | os.PathLike, cfg: dict) -> None:
+def fetch_metadata(*, out_dir: str | os.PathLike, cfg: dict) -> None:
     """Metadata and annotations (two client runs) plus the video part's manifest into ``out_dir``."""
     out_dir = Path(out_dir)
     for part, files in (("metadata", METADATA_FILES[:1]), ("annotations", METADATA_FILES[1:])):
@@ -148,7 +148,7 @@ def verify_videos(record: dict, root: str | os.PathLike) -> None:
         raise DownloadError(f"take {record['take_uid']!r} ({record['take_name']}): " + "; ".join(problems))
 
 
-def download_take(record: dict, source: dict, source_root: str | os.PathLike, out_dir: str | os.PathLike) -> None:
+def download_take(*, record: dict, source: dict, source_root: str | os.PathLike, out_dir: str | os.PathLike) -> None:
     """Bring one take's videos to ``out_dir/<relative path>`` (atomic, verified).
 
     ``source`` is config["source"]. ``egoexo``: the client downloads the take's part into a

@@ -118,13 +118,13 @@ def diagnostics(df: pd.DataFrame, strategy: str, ratios: list[float], seed: int)
 
 
 def write_split(
+    *,
     pairs_path: str,
     strategy: str,
     ratios: list[float],
     seed: int,
     split_out: str,
     diagnostics_out: str,
-    *,
     required: dict[str, list[str]] | None = None,
 ) -> dict:
     """Split the pairs table and write the assignment (parquet) and its diagnostics (JSON)."""

@@ -208,6 +208,7 @@ def write_if_changed(path: Path, obj) -> None:
 
 
 def build_index(
+    *,
     source_root: str | os.PathLike,
     selection: dict,
     takes_out: str | os.PathLike,

@@ -36,7 +36,11 @@ def index(source: Path, out: Path, **selection) -> list[dict]:
     from omama.takes import build_index
 
     lean = build_index(
-        source, {**SELECTION, **selection}, out / "index/takes.json", out / "index/takes", out / "index/summary.json"
+        source_root=source,
+        selection={**SELECTION, **selection},
+        takes_out=out / "index/takes.json",
+        records_dir=out / "index/takes",
+        summary_out=out / "index/summary.json",
     )
     return [json.loads((out / "index/takes" / f"{r['take_uid']}.json").read_text()) for r in lean]
 

@@ -33,7 +33,11 @@ SCHEMA = str(REPO / "workflow" / "schemas" / "config.schema.yaml")
 
 def run_index(source: Path, out: Path, **selection):
     return build_index(
-        source, {**SELECTION, **selection}, out / "index/takes.json", out / "index/takes", out / "index/summary.json"
+        source_root=source,
+        selection={**SELECTION, **selection},
+        takes_out=out / "index/takes.json",
+        records_dir=out / "index/takes",
+        summary_out=out / "index/summary.json",
     )
 
 
@@ -158,23 +162,23 @@ def test_split_that_leaves_an_evaluated_subset_empty_names_experiment_split_and_
     assert required == {"test": ["trained-take"], "train": ["trained-take"]}
     with pytest.raises(ValueError, match=r"split 'take' leaves subset 'test' empty.*experiment\(s\) \['trained-take'\]"):
         write_split(
-            tmp_path / "pairs.parquet",
-            "take",
-            [0.7, 0.15, 0.15],
-            0,
-            tmp_path / "take.parquet",
-            tmp_path / "take.json",
+            pairs_path=tmp_path / "pairs.parquet",
+            strategy="take",
+            ratios=[0.7, 0.15, 0.15],
+            seed=0,
+            split_out=tmp_path / "take.parquet",
+            diagnostics_out=tmp_path / "take.json",
             required=required,
         )
     assert not (tmp_path / "take.parquet").exists()
     # Nobody needs val: an empty val is fine, and the split is written.
     write_split(
-        tmp_path / "pairs.parquet",
-        "take",
-        [0.7, 0.15, 0.15],
-        0,
-        tmp_path / "take.parquet",
-        tmp_path / "take.json",
+        pairs_path=tmp_path / "pairs.parquet",
+        strategy="take",
+        ratios=[0.7, 0.15, 0.15],
+        seed=0,
+        split_out=tmp_path / "take.parquet",
+        diagnostics_out=tmp_path / "take.json",
         required={"train": ["x"]},
     )
     assert set(pd.read_parquet(tmp_path / "take.parquet")["split"]) == {"train"}
@@ -418,7 +422,9 @@ def test_empty_exo_masks_are_counted_skips_not_pairs(synthetic_source, tmp_path)
         )
         paths.append(out / "annotation.json")
     takes = str(tmp_path / "out/index/takes.json")
-    before = write_pairs(paths, takes, tmp_path / "p0.parquet", tmp_path / "p0.json")
+    before = write_pairs(
+        annotation_paths=paths, takes_index=takes, pairs_out=tmp_path / "p0.parquet", summary_out=tmp_path / "p0.json"
+    )
     a = json.loads(paths[0].read_text())
     emptied = 0
     for per_cam in a["masks"].values():
@@ -427,7 +433,9 @@ def test_empty_exo_masks_are_counted_skips_not_pairs(synthetic_source, tmp_path)
                 per_cam[cam][key] = encode_rle(np.zeros(rle["size"], bool))
                 emptied += 1
     paths[0].write_text(json.dumps(a))
-    summary = write_pairs(paths, takes, tmp_path / "p1.parquet", tmp_path / "p1.json")
+    summary = write_pairs(
+        annotation_paths=paths, takes_index=takes, pairs_out=tmp_path / "p1.parquet", summary_out=tmp_path / "p1.json"
+    )
     df = pd.read_parquet(tmp_path / "p1.parquet")
     assert (df.loc[df["direction"] == "exo2ego", "exo_area"] > 0).all()
     assert summary["skipped"][EMPTY_EXO] == emptied > 0
@@ -452,7 +460,9 @@ def test_empty_ego_masks_stay_present_and_are_counted(extracted_one):
     rle = a["masks"][obj][a["ego_cam"]][key]
     a["masks"][obj][a["ego_cam"]][key] = encode_rle(np.zeros(rle["size"], bool))
     path.write_text(json.dumps(a))
-    summary = write_pairs([path], takes, tmp_path / "p.parquet", tmp_path / "p.json")
+    summary = write_pairs(
+        annotation_paths=[path], takes_index=takes, pairs_out=tmp_path / "p.parquet", summary_out=tmp_path / "p.json"
+    )
     df = pd.read_parquet(tmp_path / "p.parquet")
     rows = df[(df["object"] == obj) & (df["frame"] == int(key))]
     assert len(rows) and rows["ego_present"].all() and (rows["ego_area"] == 0).all()

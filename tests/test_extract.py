@@ -135,7 +135,7 @@ def rewrite_video(src: Path, dest: Path, frames: int | None = None, repeat: int 
 def test_truncated_video_names_camera_and_missing_frame(records, synthetic_source, tmp_path):
     record = records[0]
     raw = tmp_path / "raw"
-    download_take(record, {"kind": "local"}, synthetic_source, raw)
+    download_take(record=record, source={"kind": "local"}, source_root=synthetic_source, out_dir=raw)
     cam = record["exo_cams"][1]
     last = record["frames"][-1]
     rewrite_video(synthetic_source / record["videos"][cam], raw / record["videos"][cam], frames=last)
@@ -185,7 +185,7 @@ def test_cut_video_with_its_index_in_front_stops_naming_take_camera_frame(record
     cut as a damaged image without an error; extraction must stop and name take, camera, frame."""
     record = records[0]
     raw = tmp_path / "raw"
-    download_take(record, {"kind": "local"}, synthetic_source, raw)
+    download_take(record=record, source={"kind": "local"}, source_root=synthetic_source, out_dir=raw)
     cam = record["exo_cams"][0]
     video = raw / record["videos"][cam]
     original = decode_all(video)

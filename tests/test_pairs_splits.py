@@ -35,7 +35,9 @@ def extracted(synthetic_source, tmp_path_factory):
 
 def test_pairs_table(extracted, tmp_path):
     paths, takes = extracted
-    summary = write_pairs(paths, takes, tmp_path / "pairs.parquet", tmp_path / "pairs.json")
+    summary = write_pairs(
+        annotation_paths=paths, takes_index=takes, pairs_out=tmp_path / "pairs.parquet", summary_out=tmp_path / "pairs.json"
+    )
     both = pd.read_parquet(tmp_path / "pairs.parquet")
     assert list(both.columns) == COLUMNS and set(both["direction"]) == {"exo2ego", "ego2exo"}
     df, e2x = (both[both["direction"] == d] for d in ("exo2ego", "ego2exo"))
@@ -123,11 +125,25 @@ def test_object_split_has_no_shared_label_and_diagnostics_show_it(tmp_path):
     pairs = fake_pairs()
     pairs.to_parquet(tmp_path / "pairs.parquet")
     ratios = [0.6, 0.2, 0.2]
-    obj = write_split(tmp_path / "pairs.parquet", "object", ratios, 0, tmp_path / "object.parquet", tmp_path / "object.json")
+    obj = write_split(
+        pairs_path=tmp_path / "pairs.parquet",
+        strategy="object",
+        ratios=ratios,
+        seed=0,
+        split_out=tmp_path / "object.parquet",
+        diagnostics_out=tmp_path / "object.json",
+    )
     assert obj["label_overlap"] == {"train-val": [], "train-test": [], "val-test": []}
     assert sum(c["pairs"] for c in obj["counts"].values()) == len(pairs)
     assert json.loads((tmp_path / "object.json").read_text()) == obj
-    frame = write_split(tmp_path / "pairs.parquet", "frame", ratios, 0, tmp_path / "frame.parquet", tmp_path / "frame.json")
+    frame = write_split(
+        pairs_path=tmp_path / "pairs.parquet",
+        strategy="frame",
+        ratios=ratios,
+        seed=0,
+        split_out=tmp_path / "frame.parquet",
+        diagnostics_out=tmp_path / "frame.json",
+    )
     assert frame["label_overlap"]["train-test"]  # frame-level splits share labels: what the diagnostics are for
     assert set(frame["per_scenario"]) == {"s0", "s1", "s2"}
     assert sum(v["present"] + v["absent"] for v in frame["per_ego_presence"].values()) == len(pairs)

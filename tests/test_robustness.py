@@ -76,7 +76,11 @@ def make_photo_pairs(root) -> None:
 
 def test_portrait_photo_is_turned_upright_and_its_mask_kept(tmp_path):
     make_photo_pairs(tmp_path / "photos")
-    ann = convert_pair(tmp_path / "photos" / "portrait", tmp_path / "out" / "annotation.json", tmp_path / "out" / "images")
+    ann = convert_pair(
+        pair_dir=tmp_path / "photos" / "portrait",
+        annotation_out=tmp_path / "out" / "annotation.json",
+        images_out=tmp_path / "out" / "images",
+    )
     assert ann["native_size"] == {"aria_ego": [112, 64], "exo": [72, 128]}
     ego = np.asarray(Image.open(tmp_path / "out" / "images" / "aria_ego" / "0.jpg"))
     assert ego.shape == (112, 64, 3)
@@ -89,7 +93,9 @@ def test_portrait_photo_is_turned_upright_and_its_mask_kept(tmp_path):
 
 def test_absent_objects_have_no_ego_mask_but_are_annotated(tmp_path):
     make_photo_pairs(tmp_path / "photos")
-    ann = convert_pair(tmp_path / "photos" / "absent", tmp_path / "a.json", tmp_path / "img")
+    ann = convert_pair(
+        pair_dir=tmp_path / "photos" / "absent", annotation_out=tmp_path / "a.json", images_out=tmp_path / "img"
+    )
     assert set(ann["masks"]) == {"key_0", "pen_1", "cup_2"}
     assert "aria_ego" not in ann["masks"]["key_0"] and "aria_ego" not in ann["masks"]["pen_1"]
     assert "aria_ego" in ann["masks"]["cup_2"]
@@ -101,7 +107,9 @@ def test_mask_of_the_wrong_size_names_pair_object_and_view(tmp_path):
     # a mask drawn on the stored (sideways) photo instead of the displayed one
     save_mask(tmp_path / "photos" / "portrait" / "masks" / "bottle_0.ego.png", np.ones((64, 112), bool))
     with pytest.raises(PhotoPairError, match=r"pair 'portrait', object 'bottle_0', view 'ego'.*EXIF"):
-        convert_pair(tmp_path / "photos" / "portrait", tmp_path / "a.json", tmp_path / "img")
+        convert_pair(
+            pair_dir=tmp_path / "photos" / "portrait", annotation_out=tmp_path / "a.json", images_out=tmp_path / "img"
+        )
 
 
 def test_pair_without_ego_photo_is_a_clear_error(tmp_path):
@@ -114,10 +122,12 @@ def test_pair_without_ego_photo_is_a_clear_error(tmp_path):
 def test_ego_mask_without_exo_mask_is_counted_as_skipped(tmp_path):
     make_photo_pairs(tmp_path / "photos")
     save_mask(tmp_path / "photos" / "kitchen" / "masks" / "spoon_2.ego.png", box(96, 96, 0, 0, 8, 8))
-    ann = convert_pair(tmp_path / "photos" / "kitchen", tmp_path / "a.json", tmp_path / "img")
+    ann = convert_pair(
+        pair_dir=tmp_path / "photos" / "kitchen", annotation_out=tmp_path / "a.json", images_out=tmp_path / "img"
+    )
     assert "spoon_2" not in ann["masks"]
     assert ann["skipped"] == [{"object": "spoon_2", "camera": "exo", "frame": 0, "reason": "no exo mask"}]
-    assert write_index(tmp_path / "photos", tmp_path / "takes.json") == ["absent", "kitchen", "portrait"]
+    assert write_index(folder=tmp_path / "photos", out_takes=tmp_path / "takes.json") == ["absent", "kitchen", "portrait"]
 
 
 @pytest.mark.slow

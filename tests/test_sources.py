@@ -152,33 +152,33 @@ def test_missing_video_of_unknown_size_is_an_error_naming_take_and_camera_and_a_
     # cam02 is in the manifest with no size but was never uploaded: the client warns, skips it and exits 0.
     publish(aws_profile, synthetic_source, "missing", [take_uid], unknown_size={"cam02"}, not_uploaded={"cam02"})
     source = {"kind": "egoexo", "egoexo": egoexo_cfg("missing")}
-    fetch_metadata(tmp_path / "source", source["egoexo"])
+    fetch_metadata(out_dir=tmp_path / "source", cfg=source["egoexo"])
     build_index(
-        tmp_path / "source",
-        SELECTION,
-        tmp_path / "index/takes.json",
-        tmp_path / "index/takes",
-        tmp_path / "index/summary.json",
+        source_root=tmp_path / "source",
+        selection=SELECTION,
+        takes_out=tmp_path / "index/takes.json",
+        records_dir=tmp_path / "index/takes",
+        summary_out=tmp_path / "index/summary.json",
         downscaled=True,
         manifest=tmp_path / "source/manifest.json",
     )
     record = json.loads((tmp_path / "index/takes" / f"{take_uid}.json").read_text())
     with pytest.raises(DownloadError, match=rf"take '{take_uid}'.*camera 'cam02'.*missing"):
-        download_take(record, source, None, tmp_path / "raw" / take_uid)
+        download_take(record=record, source=source, source_root=None, out_dir=tmp_path / "raw" / take_uid)
     assert not (tmp_path / "raw" / take_uid).exists()
     # What did arrive stays in the staging folder: once the object is there, a rerun resumes.
     arrived = tmp_path / "raw" / f".{take_uid}.partial" / record["videos"]["cam01"]
     before = arrived.stat().st_mtime_ns
     local = synthetic_source / record["videos"]["cam02"].replace("downscaled/448/", "")
     aws_profile.upload_file(str(local), BUCKET, f"missing/v2/{PART}/{take_uid}/cam02.mp4")
-    download_take(record, source, None, tmp_path / "raw" / take_uid)
+    download_take(record=record, source=source, source_root=None, out_dir=tmp_path / "raw" / take_uid)
     assert (tmp_path / "raw" / take_uid / record["videos"]["cam02"]).read_bytes() == local.read_bytes()
     assert (tmp_path / "raw" / take_uid / record["videos"]["cam01"]).stat().st_mtime_ns == before  # not fetched again
 
 
 def test_wrong_credentials_fail_with_the_clients_reason(aws_profile, tmp_path):
     with pytest.raises(DownloadError, match="exited with 1"):
-        fetch_metadata(tmp_path / "source", egoexo_cfg("no-such-release"))
+        fetch_metadata(out_dir=tmp_path / "source", cfg=egoexo_cfg("no-such-release"))
 
 
 @pytest.mark.slow

@@ -58,10 +58,16 @@ def test_pairs_are_a_robustness_folder(tmp_path):
     out = tmp_path / "photos"
     names = write_motorcycle_pairs(out, width=200, objects=6)
     assert names == [p[0] for p in PAIRS] and sorted(names) == list_pairs(out)
-    full = convert_pair(out / "left-right", tmp_path / "lr" / "annotation.json", tmp_path / "lr" / "images")
+    full = convert_pair(
+        pair_dir=out / "left-right", annotation_out=tmp_path / "lr" / "annotation.json", images_out=tmp_path / "lr" / "images"
+    )
     assert full["native_size"] == {"aria_ego": [135, 200], "exo": [135, 200]}
     assert all("aria_ego" in m for m in full["masks"].values()), "every object is visible in the full right photo"
-    crop = convert_pair(out / "left-right-crop-a", tmp_path / "c" / "annotation.json", tmp_path / "c" / "images")
+    crop = convert_pair(
+        pair_dir=out / "left-right-crop-a",
+        annotation_out=tmp_path / "c" / "annotation.json",
+        images_out=tmp_path / "c" / "images",
+    )
     assert crop["native_size"]["aria_ego"] == [135, 124]
     objects = sorted(full["masks"])
     ego = {o: np.asarray(Image.open(out / "left-right" / "masks" / f"{o}.ego.png")) > 0 for o in objects}

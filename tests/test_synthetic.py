@@ -180,7 +180,13 @@ def test_empty_take_is_counted_and_skipped_by_the_take_index(dataset, tmp_path):
     from omama.takes import build_index
 
     selection = {"scenarios": [], "take_limit": None, "frame_fraction": 1.0, "annotation_splits": ["train", "val"], "seed": 0}
-    records = build_index(dataset, selection, tmp_path / "takes.json", tmp_path / "records", tmp_path / "summary.json")
+    records = build_index(
+        source_root=dataset,
+        selection=selection,
+        takes_out=tmp_path / "takes.json",
+        records_dir=tmp_path / "records",
+        summary_out=tmp_path / "summary.json",
+    )
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert len(records) == CFG["takes"]
     assert summary["left_out"] == {"empty object_masks": CFG["empty_takes"]}

@@ -6,5 +6,8 @@ from omama.sources import download_take
 
 log_to(snakemake.log[0])
 download_take(
-    read_json(snakemake.input.record, "take record"), snakemake.params.source, snakemake.params.root, snakemake.output.raw
+    record=read_json(snakemake.input.record, "take record"),
+    source=snakemake.params.source,
+    source_root=snakemake.params.root,
+    out_dir=snakemake.output.raw,
 )

@@ -4,4 +4,9 @@ from omama.logs import log_to
 from omama.pairs import write_pairs
 
 log_to(snakemake.log[0])
-write_pairs(list(snakemake.input.annotations), snakemake.input.takes, snakemake.output.pairs, snakemake.output.summary)
+write_pairs(
+    annotation_paths=list(snakemake.input.annotations),
+    takes_index=snakemake.input.takes,
+    pairs_out=snakemake.output.pairs,
+    summary_out=snakemake.output.summary,
+)

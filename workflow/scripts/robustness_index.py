@@ -4,4 +4,4 @@ from omama.logs import log_to
 from omama.robustness import write_index
 
 log_to(snakemake.log[0])
-write_index(snakemake.input.photos, snakemake.output.takes)
+write_index(folder=snakemake.input.photos, out_takes=snakemake.output.takes)

@@ -7,8 +7,8 @@ from omama.robustness import convert_pair
 
 log_to(snakemake.log[0])
 convert_pair(
-    Path(snakemake.input.photos) / snakemake.wildcards.take,
-    snakemake.output.annotation,
-    snakemake.output.images,
-    snakemake.params.jpeg_quality,
+    pair_dir=Path(snakemake.input.photos) / snakemake.wildcards.take,
+    annotation_out=snakemake.output.annotation,
+    images_out=snakemake.output.images,
+    jpeg_quality=snakemake.params.jpeg_quality,
 )

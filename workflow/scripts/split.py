@@ -12,11 +12,11 @@ required = (
     else None
 )  # the robustness set puts every pair in test
 write_split(
-    snakemake.input.pairs,
-    snakemake.wildcards.split,
-    snakemake.params.ratios,
-    snakemake.params.seed,
-    snakemake.output.split,
-    snakemake.output.diagnostics,
+    pairs_path=snakemake.input.pairs,
+    strategy=snakemake.wildcards.split,
+    ratios=snakemake.params.ratios,
+    seed=snakemake.params.seed,
+    split_out=snakemake.output.split,
+    diagnostics_out=snakemake.output.diagnostics,
     required=required,
 )

@@ -5,11 +5,11 @@ from omama.takes import build_index
 
 log_to(snakemake.log[0])
 build_index(
-    snakemake.params.root,
-    snakemake.params.selection,
-    snakemake.output.takes,
-    snakemake.params.records,
-    snakemake.output.summary,
+    source_root=snakemake.params.root,
+    selection=snakemake.params.selection,
+    takes_out=snakemake.output.takes,
+    records_dir=snakemake.params.records,
+    summary_out=snakemake.output.summary,
     downscaled=snakemake.params.downscaled,
     manifest=snakemake.input.get("manifest"),
 )
