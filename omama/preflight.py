@@ -55,9 +55,21 @@ def preflight(config: dict) -> list[str]:
     problems += results_problems(config.get("results", "results"))
     problems += split_problems(config)
     problems += robustness_problems(config.get("robustness", {}), config["experiments"])
-    for name in config.get("report", {}).get("compare", []):
-        if name not in config["experiments"]:
-            problems.append(f"report.compare names experiment {name!r}, which is not under experiments:")
+    problems += compare_problems(config["report"]["compare"], config["experiments"])
+    return problems
+
+
+def compare_problems(pairs: list, experiments: dict) -> list[str]:
+    """Each ``report.compare`` pair names two experiments of the same direction."""
+    problems = []
+    for a, b in pairs:
+        unknown = [n for n in (a, b) if n not in experiments]
+        problems += [f"report.compare names experiment {n!r}, which is not under experiments:" for n in unknown]
+        if not unknown and experiments[a]["direction"] != experiments[b]["direction"]:
+            problems.append(
+                f"report.compare pair [{a}, {b}] mixes directions ({experiments[a]['direction']} vs "
+                f"{experiments[b]['direction']}): their samples are not comparable"
+            )
     return problems
 
 

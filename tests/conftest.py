@@ -40,7 +40,7 @@ def tiny_config(**overrides) -> dict:
     for e in cfg["experiments"].values():
         e["backbone"] = "tiny-dinov2"
     cfg["robustness"].update(motorcycle=None, experiments=["untrained", "trained-frame"])
-    cfg["report"]["compare"] = ["untrained", "trained-frame"]
+    cfg["report"]["compare"] = [["untrained", "trained-frame"]]
     cfg.update(copy.deepcopy(overrides))
     return cfg
 
@@ -88,7 +88,7 @@ def tiny_run(tmp_path_factory) -> Path:
     cfg["experiments"] = {k: cfg["experiments"][k] for k in ("untrained", "trained-frame")}
     cfg["evaluate"]["references"] = ["random"]
     cfg["robustness"].update(path=None, synthetic_pairs=2, experiments=["untrained", "trained-frame"])
-    cfg["report"]["compare"] = ["untrained", "trained-frame"]
+    cfg["report"]["compare"] = [["untrained", "trained-frame"]]
     workdir = tmp_path_factory.mktemp("tiny-run")
     run_snakemake(workdir, cfg)
     return workdir

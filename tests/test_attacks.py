@@ -340,6 +340,20 @@ def test_a_real_run_with_an_init_cycle_stops_before_any_job_naming_it(tmp_path):
     assert not (tmp_path / "results").exists()
 
 
+def test_report_compare_pairs_are_checked_before_any_job():
+    cfg = validated(default_config())
+    cfg["report"]["compare"] = [["control-frame", "nope"], ["trained-frame", "trained-ego2exo"]]
+    problems = preflight(cfg)
+    assert problems == [
+        "report.compare names experiment 'nope', which is not under experiments:",
+        "report.compare pair [trained-frame, trained-ego2exo] mixes directions (exo2ego vs ego2exo): their samples are "
+        "not comparable",
+    ]
+    cfg["report"]["compare"] = [["control-frame", "trained-frame", "trained-object"]]
+    with pytest.raises(Exception, match="compare"):
+        validated(cfg)
+
+
 # ---------------------------------------------------------------- 10: results at the root
 
 

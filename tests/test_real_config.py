@@ -121,4 +121,5 @@ def test_preflight_is_clean_once_credentials_and_weights_are_there(tmp_path, mon
 def test_default_config_has_no_preflight_problems():
     with open(REPO / "config.yaml") as f:
         cfg = yaml.safe_load(f)
+    validate(cfg, str(REPO / "workflow" / "schemas" / "config.schema.yaml"))  # fills the defaults, as the workflow does
     assert preflight(cfg) == []

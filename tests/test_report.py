@@ -108,7 +108,7 @@ def params(root: Path, **over) -> dict:
         proposers={"classical": {"kind": "classical"}},
         subsets=["test"],
         references=["random"],
-        compare=["untrained", "trained"],
+        compare=[["untrained", "trained"]],
         overlays=2,
         robustness_experiments=["untrained", "trained"],
         robustness_enabled=True,
@@ -182,7 +182,13 @@ def test_report_shows_the_results_numbers_and_provenance(report):
         ref = json.loads((report / rset / "reference" / "take" / "classical" / "test" / "random" / "metrics.json").read_text())
         assert f"{m['iou']:.4f}" in html and f"{ref['iou']:.4f}" in html
     assert "Real photographs (Middlebury motorcycle stereo pair)" in html
-    assert html.count("reference: random (classical)") == 2
+    # each set: a metrics row for the reference, and one paired-difference row per experiment against it
+    assert html.count("reference: random (classical)") == 6
+    for rset in ("robustness", "motorcycle"):
+        a, b = (pd.read_parquet(report / rset / "experiments" / e / "test" / "samples.parquet") for e in ("untrained", "trained"))
+        j = a[a.ego_present].merge(b, on=["take_uid", "object", "exo_cam", "ego_cam", "frame"])
+        assert f"<td>trained − untrained</td>\n      <td>{(j.iou_y - j.iou_x).mean():+.4f}</td>" in html
+    assert html.count("<td>trained − reference: random (classical)</td>") == 2
 
 
 def shown_with_ci(m: dict, key: str) -> str:
@@ -208,7 +214,7 @@ def test_report_shows_every_metric_with_its_interval(report):
         section = section[: section.index("</table>")]
         assert re.search(r"<td>\d\.\d{4} \[\d\.\d{3}, \d\.\d{3}\]</td>", section), title
     # same splits and samples: the paired comparison, with a verdict
-    verdict = re.search(r'id="comparison-verdict">(.*?)</p>', page, re.S).group(1)
+    verdict = re.search(r'id="comparison-verdict-1">(.*?)</p>', page, re.S).group(1)
     assert "Paired comparison" in verdict and "paired bootstrap interval over takes [" in verdict
     assert re.search(r"the difference is (not )?distinguishable from zero at 95 %", verdict)
 
@@ -221,7 +227,7 @@ def test_comparison_of_different_sample_sets_is_unpaired(tmp_path):
     d[d.take_uid != takes[0]].to_parquet(f)  # as if another split had scored only some of the takes
     render(root, takes, robustness_enabled=False, motorcycle_enabled=False)
     page = (root / "report.html").read_text()
-    verdict = re.search(r'id="comparison-verdict">(.*?)</p>', page, re.S).group(1)
+    verdict = re.search(r'id="comparison-verdict-1">(.*?)</p>', page, re.S).group(1)
     assert "Unpaired comparison:" in verdict and "unpaired bootstrap interval" in verdict
     assert re.search(
         r"interval \(each experiment's takes resampled independently\)\s+\[[-+]\d\.\d{4}, [-+]\d\.\d{4}\]", verdict
@@ -312,7 +318,7 @@ def test_report_without_present_samples_comparison_or_references(tmp_path):
     render(root, takes, robustness_enabled=False, motorcycle_enabled=False, compare=[], references=[])
     page = (root / "report.html").read_text()
     assert page.count("No sample of this experiment has the object present in ego") == 3  # the exo->ego ones
-    assert "Set <code>report.compare</code> to two experiments" in page and "reference:" not in page
+    assert "Set <code>report.compare</code> to pairs of experiments" in page and "reference:" not in page
 
 
 @pytest.mark.slow
@@ -347,7 +353,7 @@ def test_report_of_a_real_tiny_run(tiny_run, tmp_path):
         if m["ci95"]["iou"] is not None:
             assert shown_with_ci(m, "iou") in page, path
     assert sum(json.loads(p.read_text())["ci95"]["iou"] is not None for p in paths) >= 2
-    verdict = re.search(r'id="comparison-verdict">(.*?)</p>', page, re.S).group(1)
+    verdict = re.search(r'id="comparison-verdict-1">(.*?)</p>', page, re.S).group(1)
     assert re.search(r"the difference is (not )?distinguishable from zero at 95 %|cannot be compared", verdict)
 
 

@@ -34,6 +34,34 @@ from omama.report.tables import (
 log = logging.getLogger(__name__)
 
 
+def comparison(main: dict, preds: dict, frames: Frames, a: str, b: str, p: ReportParams) -> dict:
+    """Per-sample IoU differences ``b - a`` on the main subset: counts, the figure, the bootstrap
+    verdict (``compare_iou``) and overlays of the largest changes."""
+    j = main[a].merge(main[b], on=SAMPLE_KEY, suffixes=("_a", "_b"))
+    j = j[j.ego_present_a].assign(delta=lambda d: d.iou_b - d.iou_a)
+    changes = j.reindex(j["delta"].abs().sort_values(ascending=False, kind="stable").index).head(p.overlays)
+    return {
+        "a": a,
+        "b": b,
+        "n": len(j),
+        "n_total": len(main[a]),
+        "img": delta_figure(j["delta"].to_numpy(), a, b) if len(j) else None,
+        "better": int((j.delta > 0).sum()),
+        "worse": int((j.delta < 0).sum()),
+        "same": int((j.delta == 0).sum()),
+        "mean": f"{j.delta.mean():+.4f}" if len(j) else "–",
+        **compare_iou(main[a], main[b], j, p.boot),
+        "overlays": [
+            {
+                "img": overlay(frames, row, [preds[a], preds[b]]),
+                "caption": f"take {row.take_uid}, {row.object}, {row.exo_cam}→{row.ego_cam}, frame {row.frame}: "
+                f"IoU {a} {row.iou_a:.3f} → {b} {row.iou_b:.3f} (Δ {row.delta:+.3f})",
+            }
+            for row in changes.itertuples()
+        ],
+    }
+
+
 def build_context(p: ReportParams, files: Inputs, takes: list[str], benchmarks: list[str]) -> dict:
     """The template's context: every section, read from the declared ``files`` (``benchmarks``: the
     declared timing files of the jobs behind the results)."""
@@ -50,32 +78,7 @@ def build_context(p: ReportParams, files: Inputs, takes: list[str], benchmarks: 
 
     distributions = [{"subset": s, "img": iou_histogram(samples[s], s)} for s in p.subsets]
 
-    comparison = None
-    if len(p.compare) == 2:
-        a, b = p.compare
-        j = main[a].merge(main[b], on=SAMPLE_KEY, suffixes=("_a", "_b"))
-        j = j[j.ego_present_a].assign(delta=lambda d: d.iou_b - d.iou_a)
-        changes = j.reindex(j["delta"].abs().sort_values(ascending=False, kind="stable").index).head(p.overlays)
-        comparison = {
-            "a": a,
-            "b": b,
-            "n": len(j),
-            "n_total": len(main[a]),
-            "img": delta_figure(j["delta"].to_numpy(), a, b) if len(j) else None,
-            "better": int((j.delta > 0).sum()),
-            "worse": int((j.delta < 0).sum()),
-            "same": int((j.delta == 0).sum()),
-            "mean": f"{j.delta.mean():+.4f}" if len(j) else "–",
-            **compare_iou(main[a], main[b], j, p.boot),
-            "overlays": [
-                {
-                    "img": overlay(frames, row, [preds[subset][a], preds[subset][b]]),
-                    "caption": f"take {row.take_uid}, {row.object}, {row.exo_cam}→{row.ego_cam}, frame {row.frame}: "
-                    f"IoU {a} {row.iou_a:.3f} → {b} {row.iou_b:.3f} (Δ {row.delta:+.3f})",
-                }
-                for row in changes.itertuples()
-            ],
-        }
+    comparisons = [comparison(main, preds[subset], frames, a, b, p) for a, b in p.compare]
 
     breakdowns = []
     presence = presence_table(main, p.boot)
@@ -204,7 +207,7 @@ def build_context(p: ReportParams, files: Inputs, takes: list[str], benchmarks: 
         "main_subset": subset,
         "bootstrap": {"percent": p.boot.percent, "resamples": p.boot.resamples, "seed": p.boot.seed},
         "distributions": distributions,
-        "comparison": comparison,
+        "comparisons": comparisons,
         "breakdowns": breakdowns,
         "training": training,
         "epoch_times": html_table(pd.DataFrame(epoch_times), index=False, floatfmt="{:.2f}") if epoch_times else None,

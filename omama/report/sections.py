@@ -212,14 +212,42 @@ def robustness_section(p: ReportParams, files: Inputs, rset: str = "robustness")
         for s in frames.annotation(t["take_uid"]).get("skipped", [])
     ]
     legend = " · ".join(f"{c} = prediction of {n}" for c, n in zip(("magenta", "blue"), p.robustness_experiments[:2]))
+    references = {
+        f"reference: {ref} ({q})": load_samples(rr.reference("samples.parquet", "take", q, "test", ref))
+        for q in sorted({p.experiments[e]["proposer"] for e in p.robustness_experiments})
+        for ref in p.references
+    }
+    base, *others = p.robustness_experiments
+    pairs = [(base, b) for b in others] + [(r, e) for e in p.robustness_experiments for r in references]
     return {
         "metrics": html_table(pd.DataFrame(metrics).rename(columns=dict(METRICS)), index=False),
+        "differences": html_table(paired_differences(pairs, {**samples, **references}, p.boot), index=False),
         "pairs": html_table(per_pair.sort_values(["pair", "object"]), index=False, floatfmt="{:.3f}"),
         "overlays": overlays,
         "legend": legend,
         "n_pairs": int(first["take_uid"].nunique()),
         "skipped": html_table(pd.DataFrame(skipped), index=False) if skipped else None,
     }
+
+
+def paired_differences(pairs: list[tuple[str, str]], samples: dict[str, pd.DataFrame], boot: Bootstrap) -> pd.DataFrame:
+    """One row per pair (a, b): mean IoU difference b - a over the samples both score, with its
+    bootstrap interval over takes and the verdict (``compare_iou``)."""
+    rows = []
+    for a, b in pairs:
+        j = samples[a].merge(samples[b], on=SAMPLE_KEY, suffixes=("_a", "_b"))
+        j = j[j.ego_present_a].assign(delta=lambda d: d.iou_b - d.iou_a)
+        c = compare_iou(samples[a], samples[b], j, boot)
+        rows.append(
+            {
+                "b − a": f"{b} − {a}",
+                "ΔIoU": c["diff"],
+                f"{boot.percent} interval ({'paired' if c['paired'] else 'unpaired'})": c["ci"],
+                "b better / worse / equal": f"{int((j.delta > 0).sum())} / {int((j.delta < 0).sum())} / {int((j.delta == 0).sum())}",
+                "verdict": c["verdict"],
+            }
+        )
+    return pd.DataFrame(rows)
 
 
 def compare_iou(a: pd.DataFrame, b: pd.DataFrame, joined: pd.DataFrame, boot: Bootstrap) -> dict:

@@ -19,6 +19,11 @@ _TAKES = {}
 if config["torch_home"]:
     os.environ.update(TORCH_HOME=os.path.abspath(config["torch_home"]))
 
+# Waiting OpenMP threads (torch, numpy) sleep instead of spinning: jobs share the cores, and the
+# spinning threads of one job take them from the others (two trainings side by side on 2 cores
+# ran 2.7x slower: benchmarks/omp_wait.py). A value the user exported wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 
 def index_records():
     """Lean records of the takes chosen by the take index, by uid (evaluates the checkpoint;
