@@ -118,28 +118,33 @@ def ego_camera(cams, **context) -> str | None:
 
 
 def score_submission(predictions: dict, ground_truth: dict) -> pd.DataFrame:
-    """One row per scored frame of either direction's submission (see ``score_exoego`` and ``score_egoexo``)."""
-    if "ego-exo" in predictions:
-        return score_egoexo(predictions, ground_truth)
-    return score_exoego(predictions, ground_truth)
+    """One row per scored frame of either direction's submission (see ``score_direction``)."""
+    return score_direction(predictions, ground_truth, "ego2exo" if "ego-exo" in predictions else "exo2ego")
 
 
-def score_egoexo(predictions: dict, ground_truth: dict) -> pd.DataFrame:
-    """One row per scored ego->exo frame, as ``evaluate_egoexo.py`` scores them.
+def score_direction(predictions: dict, ground_truth: dict, direction: str) -> pd.DataFrame:
+    """One row per scored frame, as the official evaluator of ``direction`` scores them
+    (``evaluate_exoego.py``, ``evaluate_egoexo.py``).
 
     For each object with an ego (aria) camera key, each other (exo) camera key and each frame
-    with an ego mask: the frame is scored when it is among the exo camera's annotated frames;
-    the object is present (``exo_present``) when the exo camera has a mask there. A present
-    frame's GT is resized to the evaluation size (longer side 480, nearest) and the predicted
-    mask (a padded square, see :mod:`omama.direction`) has the padding removed by the official
-    ``remove_pad`` rule before IoU, boundary F and location are computed. A prediction exists
-    when its confidence is above 0.5.
-    """
-    from omama.direction import remove_pad
+    with a source mask (exo->ego: the exo camera's; ego->exo: the ego camera's), the frame is
+    scored when it is among the destination camera's annotated frames, and the object is present
+    in the destination (column ``ego_present`` / ``exo_present``) when that camera has a mask there.
+    A present frame's GT is its mask at the evaluation size (longer side 480, nearest); an ego->exo
+    prediction (a padded square, see :mod:`omama.direction`) loses its padding by the official
+    ``remove_pad`` rule first. A prediction exists when its confidence is above 0.5.
 
-    if "results" not in predictions["ego-exo"]:
-        raise ValueError("predictions lack the 'ego-exo' -> 'results' entry of the submission format")
-    results = predictions["ego-exo"]["results"]
+    Like the official evaluators, an object whose ground-truth masks lack an ego camera key is
+    skipped (its frames would count as absent); skipped objects are logged and listed in the
+    result's ``attrs["skipped_objects"]``. Ground truth written by this pipeline always has the
+    key, with no masks when the object never appears in ego.
+    """
+    from omama.direction import Direction, remove_pad
+
+    d = Direction(direction)
+    if d.submission_key not in predictions or "results" not in predictions[d.submission_key]:
+        raise ValueError(f"predictions lack the {d.submission_key!r} -> 'results' entry of the submission format")
+    results = predictions[d.submission_key]["results"]
     rows, skipped = [], []
     for take, ann in ground_truth["annotations"].items():
         if take not in results:
@@ -149,19 +154,20 @@ def score_egoexo(predictions: dict, ground_truth: dict) -> pd.DataFrame:
             if ego is None:
                 skipped.append(where(take=take, obj=obj))
                 continue
-            for exo, exo_masks in cams.items():
+            for exo in cams:
                 if exo == ego:
                     continue
+                src, dst = (exo, ego) if direction == "exo2ego" else (ego, exo)
                 try:
-                    annotated = {int(f) for f in ann["annotated_frames"][obj][exo]}
+                    annotated = {int(f) for f in ann["annotated_frames"][obj][dst]}
                 except KeyError:
-                    raise KeyError(f"ground truth lacks annotated_frames of {where(take=take, obj=obj, cam=exo)}") from None
-                for frame in cams[ego]:
+                    raise KeyError(f"ground truth lacks annotated_frames of {where(take=take, obj=obj, cam=dst)}") from None
+                for frame in cams[src]:
                     if int(frame) not in annotated:
                         continue
                     ctx = dict(take=take, obj=obj, cam=exo, frame=frame)
                     try:
-                        pred = results[take]["masks"][obj][f"{ego}_{exo}"][str(frame)]
+                        pred = results[take]["masks"][obj][d.mask_key(ego, exo)][str(frame)]
                     except KeyError:
                         raise KeyError(f"submission lacks a prediction for {where(**ctx)}") from None
                     confidence = float(pred["confidence"])
@@ -171,108 +177,22 @@ def score_egoexo(predictions: dict, ground_truth: dict) -> pd.DataFrame:
                         exo_cam=exo,
                         ego_cam=ego,
                         frame=int(frame),
-                        exo_present=frame in exo_masks,
+                        **{d.present: frame in cams[dst]},
                         confidence=confidence,
                         pred_exists=confidence > 0.5,
                         iou=np.nan,
                         shape=np.nan,
                         location=np.nan,
                     )
-                    if row["exo_present"]:
-                        gt = eval_mask(exo_masks[frame])
-                        pm = remove_pad(decode_rle(pred["pred_mask"]), gt.shape)
-                        if pm.shape != gt.shape:
-                            raise ValueError(
-                                f"predicted mask without its padding is {pm.shape}, the evaluation size is "
-                                f"{gt.shape}, for {where(**ctx)}"
-                            )
-                        row["iou"], row["shape"], row["location"] = score_masks(pm, gt)
-                    rows.append(row)
-    if skipped:
-        log.warning(
-            "%d object(s) skipped, no ego camera key in their ground-truth masks: %s", len(skipped), "; ".join(skipped)
-        )
-    columns = [
-        "take_uid",
-        "object",
-        "exo_cam",
-        "ego_cam",
-        "frame",
-        "exo_present",
-        "confidence",
-        "pred_exists",
-        "iou",
-        "shape",
-        "location",
-    ]
-    frames = pd.DataFrame(rows, columns=columns)
-    frames.attrs["skipped_objects"] = skipped
-    return frames
-
-
-def present(frames: pd.DataFrame) -> pd.Series:
-    """Whether the destination view has the object, per scored frame (``exo_present`` in ego->exo tables)."""
-    return frames["exo_present" if "exo_present" in frames.columns else "ego_present"].astype(bool)
-
-
-def score_exoego(predictions: dict, ground_truth: dict) -> pd.DataFrame:
-    """One row per scored frame (official rule: exo mask exists and the frame is ego-annotated).
-
-    Like the official evaluator, an object whose ground-truth masks lack an ego camera key
-    is skipped (its frames would count as absent); skipped objects are logged and listed in
-    the result's ``attrs["skipped_objects"]``. Ground truth written by this pipeline always
-    has the key, with no masks when the object never appears in ego.
-    """
-    if "exo-ego" not in predictions or "results" not in predictions["exo-ego"]:
-        raise ValueError("predictions lack the 'exo-ego' -> 'results' entry of the submission format")
-    results = predictions["exo-ego"]["results"]
-    rows, skipped = [], []
-    for take, ann in ground_truth["annotations"].items():
-        if take not in results:
-            raise KeyError(f"submission lacks {where(take=take)}")
-        for obj, cams in ann["masks"].items():
-            ego = ego_camera(cams, take=take, obj=obj)
-            if ego is None:
-                skipped.append(where(take=take, obj=obj))
-                continue
-            try:
-                annotated = {int(f) for f in ann["annotated_frames"][obj][ego]}
-            except KeyError:
-                raise KeyError(
-                    f"ground truth lacks annotated_frames of the ego camera for {where(take=take, obj=obj, cam=ego)}"
-                ) from None
-            ego_masks = cams[ego]
-            for exo, frames in cams.items():
-                if exo == ego:
-                    continue
-                for frame in frames:
-                    if int(frame) not in annotated:
-                        continue
-                    ctx = dict(take=take, obj=obj, cam=exo, frame=frame)
-                    try:
-                        pred = results[take]["masks"][obj][f"{exo}_{ego}"][str(frame)]
-                    except KeyError:
-                        raise KeyError(f"submission lacks a prediction for {where(**ctx)}") from None
-                    confidence = float(pred["confidence"])
-                    row = dict(
-                        take_uid=take,
-                        object=obj,
-                        exo_cam=exo,
-                        ego_cam=ego,
-                        frame=int(frame),
-                        ego_present=frame in ego_masks,
-                        confidence=confidence,
-                        pred_exists=confidence > 0.5,
-                        iou=np.nan,
-                        shape=np.nan,
-                        location=np.nan,
-                    )
-                    if row["ego_present"]:
-                        gt = eval_mask(ego_masks[frame])
+                    if row[d.present]:
+                        gt = eval_mask(cams[dst][frame])
                         pm = decode_rle(pred["pred_mask"])
+                        if direction == "ego2exo":
+                            pm = remove_pad(pm, gt.shape)
                         if pm.shape != gt.shape:
                             raise ValueError(
-                                f"predicted mask is {pm.shape}, the evaluation size is {gt.shape}, for {where(**ctx)}"
+                                f"predicted mask{' without its padding' if direction == 'ego2exo' else ''} is {pm.shape}, "
+                                f"the evaluation size is {gt.shape}, for {where(**ctx)}"
                             )
                         row["iou"], row["shape"], row["location"] = score_masks(pm, gt)
                     rows.append(row)
@@ -282,22 +202,15 @@ def score_exoego(predictions: dict, ground_truth: dict) -> pd.DataFrame:
             len(skipped),
             "; ".join(skipped),
         )
-    columns = [
-        "take_uid",
-        "object",
-        "exo_cam",
-        "ego_cam",
-        "frame",
-        "ego_present",
-        "confidence",
-        "pred_exists",
-        "iou",
-        "shape",
-        "location",
-    ]
-    frames = pd.DataFrame(rows, columns=columns)
+    columns = ["take_uid", "object", "exo_cam", "ego_cam", "frame", d.present, "confidence", "pred_exists"]
+    frames = pd.DataFrame(rows, columns=columns + ["iou", "shape", "location"])
     frames.attrs["skipped_objects"] = skipped
     return frames
+
+
+def present(frames: pd.DataFrame) -> pd.Series:
+    """Whether the destination view has the object, per scored frame (``exo_present`` in ego->exo tables)."""
+    return frames["exo_present" if "exo_present" in frames.columns else "ego_present"].astype(bool)
 
 
 def ci_key(level: float) -> str:
