@@ -12,6 +12,7 @@ from collections import Counter
 
 import pandas as pd
 
+from omama.direction import Direction
 from omama.io import read_json, write_json, write_parquet
 from omama.masks import rle_area
 
@@ -44,29 +45,38 @@ def object_label(name: str) -> str:
     return re.sub(r"_\d+$", "", name)
 
 
-def take_pairs(annotation: dict, annotation_split: str) -> tuple[list[dict], Counter]:
-    """Pairs of one take's annotation.json, and the counts of exo masks left out (by reason).
+# What a direction's pairs leave out: a source mask at a frame the destination camera did not annotate
+# (nobody looked there, so "no mask" would be a false "absent"); an empty source mask (nothing to describe).
+LEFT_OUT = {"exo2ego": (NOT_IN_EGO, EMPTY_EXO), "ego2exo": (NOT_IN_EXO, EMPTY_EGO)}
 
-    A pair needs the frame to be in the ego camera's annotated frames: otherwise nobody looked
-    at the ego view and "no ego mask" would be a false "absent". It also needs a non-empty exo
-    mask: an empty one gives the model nothing to describe, so it is no query.
-    """
+
+def take_pairs(annotation: dict, annotation_split: str, *, direction: str = "exo2ego") -> tuple[list[dict], Counter]:
+    """Pairs of one take's annotation.json in ``direction``, and the counts of source masks left out
+    (by reason, ``LEFT_OUT``): for each object, exo camera and frame with a non-empty source mask
+    (exo->ego: the exo camera's; ego->exo: the ego camera's) that the destination camera annotated.
+    The destination mask may be missing: the object is absent there."""
+    d = Direction(direction)
+    not_annotated, empty = LEFT_OUT[direction]
     rows, skipped = [], Counter()
     ego = annotation["ego_cam"]
     for obj, per_cam in sorted(annotation["masks"].items()):
-        ego_masks = per_cam.get(ego, {})
-        ego_frames = set(annotation["annotated_frames"].get(obj, {}).get(ego, []))
         for exo in annotation["exo_cams"]:
-            for key, rle in sorted(per_cam.get(exo, {}).items(), key=lambda kv: int(kv[0])):
+            cams = {"ego": ego, "exo": exo}
+            src, dst = cams[d.src_view], cams[d.dst_view]
+            dst_frames = set(annotation["annotated_frames"].get(obj, {}).get(dst, []))
+            dst_masks = per_cam.get(dst, {})
+            for key, rle in sorted(per_cam.get(src, {}).items(), key=lambda kv: int(kv[0])):
                 frame = int(key)
-                if frame not in ego_frames:
-                    skipped[NOT_IN_EGO] += 1
+                if frame not in dst_frames:
+                    skipped[not_annotated] += 1
                     continue
-                exo_area = rle_area(rle)
-                if exo_area == 0:
-                    skipped[EMPTY_EXO] += 1
+                src_area = rle_area(rle)
+                if src_area == 0:
+                    skipped[empty] += 1
                     continue
-                ego_rle = ego_masks.get(key)
+                dst_rle = dst_masks.get(key)
+                area = {d.src_view: src_area, d.dst_view: rle_area(dst_rle) if dst_rle is not None else 0}
+                present = {d.src_view: True, d.dst_view: dst_rle is not None}
                 rows.append(
                     {
                         "take_uid": annotation["take_uid"],
@@ -79,52 +89,11 @@ def take_pairs(annotation: dict, annotation_split: str) -> tuple[list[dict], Cou
                         "ego_cam": ego,
                         "exo_cam": exo,
                         "frame": frame,
-                        "ego_present": ego_rle is not None,
-                        "exo_area": exo_area,
-                        "ego_area": rle_area(ego_rle) if ego_rle is not None else 0,
-                        "direction": "exo2ego",
-                        "exo_present": True,
-                    }
-                )
-    return rows, skipped
-
-
-def take_pairs_ego2exo(annotation: dict, annotation_split: str) -> tuple[list[dict], Counter]:
-    """Ego->exo pairs of one take: a non-empty ego mask at a frame the exo camera annotated, for
-    each exo camera (the exo mask may be missing: the object is absent there)."""
-    rows, skipped = [], Counter()
-    ego = annotation["ego_cam"]
-    for obj, per_cam in sorted(annotation["masks"].items()):
-        for exo in annotation["exo_cams"]:
-            exo_frames = set(annotation["annotated_frames"].get(obj, {}).get(exo, []))
-            exo_masks = per_cam.get(exo, {})
-            for key, rle in sorted(per_cam.get(ego, {}).items(), key=lambda kv: int(kv[0])):
-                frame = int(key)
-                if frame not in exo_frames:
-                    skipped[NOT_IN_EXO] += 1
-                    continue
-                ego_area = rle_area(rle)
-                if ego_area == 0:
-                    skipped[EMPTY_EGO] += 1
-                    continue
-                exo_rle = exo_masks.get(key)
-                rows.append(
-                    {
-                        "take_uid": annotation["take_uid"],
-                        "take_name": annotation["take_name"],
-                        "scenario": annotation["scenario"],
-                        "parent_scenario": annotation["parent_scenario"],
-                        "annotation_split": annotation_split,
-                        "object": obj,
-                        "label": object_label(obj),
-                        "ego_cam": ego,
-                        "exo_cam": exo,
-                        "frame": frame,
-                        "ego_present": True,
-                        "exo_area": rle_area(exo_rle) if exo_rle is not None else 0,
-                        "ego_area": ego_area,
-                        "direction": "ego2exo",
-                        "exo_present": exo_rle is not None,
+                        "ego_present": present["ego"],
+                        "exo_area": area["exo"],
+                        "ego_area": area["ego"],
+                        "direction": direction,
+                        "exo_present": present["exo"],
                     }
                 )
     return rows, skipped
@@ -139,8 +108,8 @@ def build_pairs(annotation_paths: list[str], takes_index: str) -> tuple[pd.DataF
     for path in sorted(annotation_paths):
         annotation = read_json(path, "annotation")
         split = splits[annotation["take_uid"]]
-        take_rows, take_skipped = take_pairs(annotation, split)
-        e2x_rows, e2x_skipped = take_pairs_ego2exo(annotation, split)
+        take_rows, take_skipped = take_pairs(annotation, split, direction="exo2ego")
+        e2x_rows, e2x_skipped = take_pairs(annotation, split, direction="ego2exo")
         rows += take_rows + e2x_rows
         skipped.update(take_skipped)
         skipped_e2x.update(e2x_skipped)

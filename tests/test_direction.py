@@ -16,7 +16,7 @@ from omama.direction import Direction, pad_square, remove_pad
 from omama.io import write_json, write_parquet
 from omama.masks import decode_rle, encode_rle
 from omama.metrics import evaluate, score_submission
-from omama.pairs import take_pairs_ego2exo
+from omama.pairs import take_pairs
 from omama.predict import ReferenceChooser, run_predictions
 from omama.takedata import Corpus
 
@@ -156,7 +156,7 @@ def small_take(tmp_path: Path) -> tuple[dict, pd.DataFrame, Corpus]:
         tmp_path / "take-a.parquet",
         pd.DataFrame(columns=["frame", "proposal", "height", "width", "counts", "x", "y", "w", "h", "score", "area"]),
     )
-    pairs, _ = take_pairs_ego2exo(ann, "train")
+    pairs, _ = take_pairs(ann, "train", direction="ego2exo")
     split = pd.DataFrame(pairs).assign(split="test")
     corpus = Corpus(
         [str(tmp_path / "take-a" / "annotation.json")],
