@@ -185,7 +185,9 @@ def test_report_shows_the_results_numbers_and_provenance(report):
     # each set: a metrics row for the reference, and one paired-difference row per experiment against it
     assert html.count("reference: random (classical)") == 6
     for rset in ("robustness", "motorcycle"):
-        a, b = (pd.read_parquet(report / rset / "experiments" / e / "test" / "samples.parquet") for e in ("untrained", "trained"))
+        a, b = (
+            pd.read_parquet(report / rset / "experiments" / e / "test" / "samples.parquet") for e in ("untrained", "trained")
+        )
         j = a[a.ego_present].merge(b, on=["take_uid", "object", "exo_cam", "ego_cam", "frame"])
         assert f"<td>trained − untrained</td>\n      <td>{(j.iou_y - j.iou_x).mean():+.4f}</td>" in html
     assert html.count("<td>trained − reference: random (classical)</td>") == 2

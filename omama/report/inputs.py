@@ -90,7 +90,10 @@ def photo_set_inputs(p: ReportParams, rset: str, pairs: list[str]) -> dict[str, 
     return {
         rset: [r.result(f, e, "test") for e in p.robustness_experiments for f in RESULTS_FILES],
         f"{rset}_references": [
-            r.reference(f, "take", q, "test", ref) for f in ("metrics.json", "samples.parquet") for q in proposers for ref in p.references
+            r.reference(f, "take", q, "test", ref)
+            for f in ("metrics.json", "samples.parquet")
+            for q in proposers
+            for ref in p.references
         ],
         f"{rset}_frames": [r.index()] + [r.annotation(t) for t in pairs] + [r.images(t) for t in pairs],
     }
