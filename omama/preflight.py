@@ -1,6 +1,7 @@
 """Checks a config before a run: credentials, weights files and folders it needs.
 
-``preflight(config)`` returns one plain sentence per problem (what is missing, where it is
+``preflight(config)`` takes the validated config (the schema's defaults filled, as the Snakefile
+does first) and returns one plain sentence per problem (what is missing, where it is
 configured and how to fix it). The Snakefile prints them at parse time, so a dry run lists
 them as warnings and still shows the planned jobs; a real run stops before its first job.
 """
@@ -48,13 +49,13 @@ def preflight(config: dict) -> list[str]:
                 )
     inits: dict[str, list[str]] = {}
     for name, x in config["experiments"].items():
-        inits.setdefault(x.get("init", "none"), []).append(name)
+        inits.setdefault(x["init"], []).append(name)
     for init, names in inits.items():
         problems += init_problems(names, init, config["experiments"])
     problems += init_cycles(config["experiments"])
-    problems += results_problems(config.get("results", "results"))
+    problems += results_problems(config["results"])
     problems += split_problems(config)
-    problems += robustness_problems(config.get("robustness", {}), config["experiments"])
+    problems += robustness_problems(config["robustness"], config["experiments"])
     problems += compare_problems(config["report"]["compare"], config["experiments"])
     return problems
 
@@ -93,7 +94,7 @@ def source_problems(source: dict) -> list[str]:
     problems = []
     if importlib.util.find_spec("ego4d") is None:
         problems.append("source.kind egoexo needs the official download client: pip install ego4d")
-    problems += aws_problems(source.get("egoexo", {}).get("s3_profile", "default"))
+    problems += aws_problems(source["egoexo"]["s3_profile"])
     return problems
 
 
@@ -211,9 +212,9 @@ def init_problems(names: list[str], init: str, experiments: dict) -> list[str]:
 def init_cycles(experiments: dict) -> list[str]:
     """Experiments whose initial weights come, through ``init: experiment:<name>``, from themselves."""
     parent = {
-        n: x.get("init", "none").split(":", 1)[1]
+        n: x["init"].split(":", 1)[1]
         for n, x in experiments.items()
-        if x.get("init", "none").startswith("experiment:")
+        if x["init"].startswith("experiment:")
     }
     problems, reported = [], set()
     for start in sorted(parent):
@@ -268,7 +269,7 @@ def robustness_problems(cfg: dict, experiments: dict) -> list[str]:
             f"robustness.path {path!r} does not exist: put the photo pairs there "
             f"(<pair>/exo.jpg, <pair>/ego.jpg, <pair>/masks/<object>.exo.png and .ego.png) or set it to null"
         )
-    for name in cfg.get("experiments", []):
+    for name in cfg["experiments"]:
         if name not in experiments:
             problems.append(f"robustness.experiments names {name!r}, which is not under experiments:")
     return problems
