@@ -272,6 +272,11 @@ def robustness_problems(cfg: dict, experiments: dict) -> list[str]:
     for name in cfg["experiments"]:
         if name not in experiments:
             problems.append(f"robustness.experiments names {name!r}, which is not under experiments:")
+        elif experiments[name]["direction"] != "exo2ego":
+            problems.append(
+                f"robustness.experiments names {name!r}, an {experiments[name]['direction']} experiment: the photo-pair "
+                f"sets are scored exo->ego only"
+            )
     return problems
 
 

@@ -340,7 +340,7 @@ def test_a_real_run_with_an_init_cycle_stops_before_any_job_naming_it(tmp_path):
     assert not (tmp_path / "results").exists()
 
 
-def test_report_compare_pairs_are_checked_before_any_job():
+def test_report_compare_pairs_and_photo_set_experiments_are_checked_before_any_job():
     cfg = validated(default_config())
     cfg["report"]["compare"] = [["control-frame", "nope"], ["trained-frame", "trained-ego2exo"]]
     problems = preflight(cfg)
@@ -348,6 +348,11 @@ def test_report_compare_pairs_are_checked_before_any_job():
         "report.compare names experiment 'nope', which is not under experiments:",
         "report.compare pair [trained-frame, trained-ego2exo] mixes directions (exo2ego vs ego2exo): their samples are "
         "not comparable",
+    ]
+    cfg["report"]["compare"] = []
+    cfg["robustness"]["experiments"] = ["trained-ego2exo"]
+    assert preflight(cfg) == [
+        "robustness.experiments names 'trained-ego2exo', an ego2exo experiment: the photo-pair sets are scored exo->ego only"
     ]
     cfg["report"]["compare"] = [["control-frame", "trained-frame", "trained-object"]]
     with pytest.raises(Exception, match="compare"):

@@ -170,7 +170,8 @@ def bootstrap_config():
 
 
 def robustness_model_inputs(wc):
-    """What ``predict`` reads for an experiment on the robustness set (its head from the main run)."""
+    """What ``predict`` reads for an experiment on a photo-pair set: its inputs there, and its head
+    from the main run (with an existence head, that head and its calibration)."""
     return {
         **model_inputs(
             wc,
@@ -178,7 +179,7 @@ def robustness_model_inputs(wc):
             takes=robustness_pairs(wc.rset),
             split="take",
         ),
-        "model": L.model(wc.exp),
+        **predicted_model(wc),
     }
 
 
