@@ -234,6 +234,7 @@ class SAMProposer:
         # The predictor Ultralytics' own SAM class picks for the file (SAM2Predictor for sam2*).
         kind = SAM2Predictor if "sam2" in path.stem else Predictor
         self.predictor = kind(overrides=dict(model=str(path), imgsz=imgsz, device=device, conf=0.0, verbose=False, save=False))
+        self.predictor.setup_model(verbose=False)  # the checkpoint loads now (its errors surface here), quietly
         self.generate = dict(
             points_stride=points_per_side,
             points_batch_size=self.POINTS_BATCH,
