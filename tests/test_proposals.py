@@ -366,3 +366,15 @@ def test_sam_proposer_weights_are_fetched_before_its_proposals(tmp_path):
     for rule, body in jobs:
         if rule.endswith("proposals"):
             assert "results/weights/proposers/mobile-sam.json" in body, body
+
+
+def test_preflight_names_a_missing_sam_checkpoint(tmp_path):
+    from omama.config import entry
+    from omama.preflight import proposer_problems
+
+    assert proposer_problems("m", entry("proposers", {"kind": "sam"})) == [], "mobile_sam.pt is fetched by its stage"
+    path = tmp_path / "sam_b.pt"
+    (problem,) = proposer_problems("m", entry("proposers", {"kind": "sam", "weights": str(path)}))
+    assert f"proposers.m.weights '{path}' does not exist" in problem and "proposer_weights" in problem
+    path.write_bytes(b"a checkpoint")
+    assert proposer_problems("m", entry("proposers", {"kind": "sam", "weights": str(path)})) == []
