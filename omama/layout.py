@@ -16,6 +16,7 @@ the same call for an output pattern (``L.annotation()``) that code uses for one 
     {root}/pairs.parquet, pairs.json              one row per (take, object, exo cam, frame); counts + skips
     {root}/splits/{split}.parquet + .json         split assignment + diagnostics; split in frame|take|object
     {root}/weights/{backbone}.json                torchvision backbones: checkpoint file, SHA-256, origin
+    {root}/weights/proposers/{proposer}.json      sam proposers with a packaged checkpoint: the same record
     {root}/features/{backbone}/{take}.zarr        Zarr v3 store, one array per camera
     {root}/proposals/{proposer}/{take}.parquet    ego proposals (COCO RLE, box, score) + {take}.recall.parquet
     {root}/proposals/{proposer}/exo/{take}.parquet  exo proposals (ego2exo experiments), per camera + recall
@@ -123,6 +124,10 @@ class Layout:
     # features and proposals
     def weights(self, backbone: str = "{backbone}") -> str:
         return f"{self.root}/weights/{backbone}.json"
+
+    def proposer_weights(self, proposer: str = "{proposer}") -> str:
+        """The record of a sam proposer's packaged checkpoint, fetched into the weights cache."""
+        return f"{self.root}/weights/proposers/{proposer}.json"
 
     def features(self, backbone: str = "{backbone}", take: str = "{take}") -> str:
         return f"{self.root}/features/{backbone}/{take}.zarr"

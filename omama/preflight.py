@@ -176,6 +176,16 @@ def hf_token() -> bool:
 
 
 def proposer_problems(name: str, cfg: dict) -> list[str]:
+    if cfg["kind"] == "sam":
+        from omama.weights import PACKAGED  # imports torch: only for sam proposers
+
+        weights = cfg["weights"]
+        if weights in PACKAGED or Path(weights).expanduser().is_file():
+            return []  # a packaged file is fetched by the proposer_weights job
+        return [
+            f"proposers.{name}.weights {weights!r} does not exist: use {sorted(PACKAGED)} (fetched by the "
+            f"proposer_weights stage) or put a SAM checkpoint there (sam_b.pt, sam2_t.pt, ...)"
+        ]
     if cfg["kind"] != "fastsam":
         return []
     weights = cfg.get("weights")

@@ -1,7 +1,10 @@
 """Class-agnostic mask proposals for the ego (or exo) frames of a take, and their recall.
 
-Two proposers (``config["proposers"][name]["kind"]``):
+Three proposers (``config["proposers"][name]["kind"]``):
 - ``fastsam``: Ultralytics FastSAM in segment-everything mode, every mask kept.
+- ``sam``: a SAM-family checkpoint (MobileSAM by default; SAM, SAM 2) through Ultralytics' SAM
+  predictor, segment everything over a point grid; the masks filtered by area and de-duplicated
+  by mask IoU like the classical ones; a mask's score is SAM's predicted IoU.
 - ``classical``: no weights; Felzenszwalb graph segmentation of the frame at several scales,
   both on RGB and on shading-free chromaticity, borders snapped to image edges by a
   watershed, split into connected components, filtered
@@ -109,6 +112,20 @@ def mask_iou(a: list[dict], b: list[dict]) -> np.ndarray:
     return np.asarray(mask_utils.iou(a, b, [0] * len(b)), dtype=np.float64).reshape(len(a), len(b))
 
 
+def large_enough(rle: dict, min_px: float, total: int) -> bool:
+    """A proposal covers at least ``min_px`` pixels and not the whole frame (``total`` pixels)."""
+    return min_px <= mask_utils.area(rle) < total
+
+
+def distinct(order, iou: np.ndarray, max_iou: float) -> list[int]:
+    """Indices in ``order`` (best first), each dropped when its IoU with one already kept reaches ``max_iou``."""
+    keep: list[int] = []
+    for i in order:
+        if not keep or iou[i, keep].max() < max_iou:
+            keep.append(int(i))
+    return keep
+
+
 def snap_to_edges(labels: np.ndarray, edges: np.ndarray, margin: int = 2) -> np.ndarray:
     """Re-grow segments from their interiors by watershed on the edge map.
 
@@ -146,7 +163,7 @@ class ClassicalProposer:
             regions = measure_label(labels + 1, background=0, connectivity=1)
             for k in range(1, regions.max() + 1):
                 r = _rles([regions == k])[0]
-                if min_px <= mask_utils.area(r) < H * W:
+                if large_enough(r, min_px, H * W):
                     rles.append(r)
                     runs.append(run)
         if not rles:
@@ -156,10 +173,7 @@ class ClassicalProposer:
         same = iou >= self.max_iou
         stability = np.array([len(np.unique(runs[row])) for row in same], dtype=np.float32) / (2 * len(self.scales))
         areas = np.array([mask_utils.area(r) for r in rles])
-        keep: list[int] = []
-        for i in np.lexsort((-areas, -stability)):
-            if not keep or iou[i, keep].max() < self.max_iou:
-                keep.append(int(i))
+        keep = distinct(np.lexsort((-areas, -stability)), iou, self.max_iou)
         return mask_utils.decode([rles[i] for i in keep]).transpose(2, 0, 1).astype(bool), stability[keep]
 
 
@@ -187,6 +201,68 @@ class FastSAMProposer:
         return data.cpu().numpy() > 0.5, result.boxes.conf.cpu().numpy().astype(np.float32)
 
 
+class SAMProposer:
+    """A SAM-family checkpoint (MobileSAM, SAM, SAM 2) through Ultralytics' SAM predictor, segment
+    everything over a ``points_per_side``² grid; masks at the image size, filtered by ``min_area``
+    and de-duplicated by mask IoU (``max_iou``) like the classical proposer; score = predicted IoU."""
+
+    POINTS_BATCH = 64
+
+    def __init__(
+        self,
+        *,
+        weights: str,
+        device: str,
+        imgsz: int,
+        points_per_side: int,
+        pred_iou: float,
+        stability: float,
+        min_area: float,
+        max_iou: float,
+    ):
+        from ultralytics.models.sam import Predictor, SAM2Predictor
+        from ultralytics.models.sam.build import sam_model_map
+
+        from omama.weights import resolve_weights
+
+        path = resolve_weights(weights=weights)
+        if not any(path.name.endswith(k) for k in sam_model_map):
+            raise ValueError(
+                f"SAM weights {path}: Ultralytics builds a SAM model from the file name, which must end with "
+                f"one of {sorted(sam_model_map)}"
+            )
+        # The predictor Ultralytics' own SAM class picks for the file (SAM2Predictor for sam2*).
+        kind = SAM2Predictor if "sam2" in path.stem else Predictor
+        self.predictor = kind(overrides=dict(model=str(path), imgsz=imgsz, device=device, conf=0.0, verbose=False, save=False))
+        self.predictor.setup_model(verbose=False)  # the checkpoint loads now (its errors surface here), quietly
+        self.generate = dict(
+            points_stride=points_per_side,
+            points_batch_size=self.POINTS_BATCH,
+            conf_thres=pred_iou,
+            stability_score_thresh=stability,
+        )
+        self.min_area, self.max_iou = float(min_area), float(max_iou)
+
+    def __call__(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """uint8 RGB (H, W, 3) -> bool masks (N, H, W), scores (N,)."""
+        H, W = image.shape[:2]
+        result = self.predictor(source=np.ascontiguousarray(image[..., ::-1]), **self.generate)[0]
+        if result.masks is None or len(result.masks) == 0:
+            return np.zeros((0, H, W), bool), np.zeros(0, np.float32)
+        masks = result.masks.data.cpu().numpy() > 0.5
+        if masks.shape[1:] != (H, W):
+            raise RuntimeError(f"SAM predictor returned masks of {masks.shape[1:]} for a {H}x{W} frame")
+        scores = result.boxes.conf.cpu().numpy().astype(np.float32)
+        rles = _rles(masks)
+        ok = [i for i, r in enumerate(rles) if large_enough(r, self.min_area * H * W, H * W)]
+        if not ok:
+            return np.zeros((0, H, W), bool), np.zeros(0, np.float32)
+        rles, masks, scores = [rles[i] for i in ok], masks[ok], scores[ok]
+        areas = np.array([mask_utils.area(r) for r in rles])
+        keep = distinct(np.lexsort((-areas, -scores)), mask_iou(rles, rles), self.max_iou)
+        return masks[keep], scores[keep]
+
+
 def make_proposer(cfg: dict, device: str | None = None):
     """The proposer a ``config["proposers"][name]`` entry describes (on ``device``, default its own)."""
     from omama.config import entry
@@ -207,7 +283,10 @@ def make_proposer(cfg: dict, device: str | None = None):
             iou=cfg["iou"],
             retina_masks=cfg["retina_masks"],
         )
-    raise ValueError(f"unknown proposer kind {kind!r}; use classical or fastsam")
+    if kind == "sam":
+        keys = ("weights", "imgsz", "points_per_side", "pred_iou", "stability", "min_area", "max_iou")
+        return SAMProposer(device=device, **{k: cfg[k] for k in keys})
+    raise ValueError(f"unknown proposer kind {kind!r}; use classical, fastsam or sam")
 
 
 def _propose_camera(annotation: dict, images_dir, cam: str, frames: list[int], proposer) -> tuple[list, list, tuple | None]:

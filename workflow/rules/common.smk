@@ -103,6 +103,16 @@ def weights_record(backbone):
     return [L.weights(backbone)] if cfg["kind"] == "torchvision" and cfg["weights"] != "untrained" else []
 
 
+def proposer_weights_record(proposer):
+    """The checkpoint record a sam proposer with a packaged checkpoint needs first (proposer_weights rule); else none."""
+    cfg = proposer_config(proposer)
+    if cfg["kind"] != "sam":
+        return []
+    from omama.weights import PACKAGED  # imports torch: only for sam proposers
+
+    return [L.proposer_weights(proposer)] if cfg["weights"] in PACKAGED else []
+
+
 def gpus(cfg):
     """GPUs a job reserves: 1 when its config entry asks for cuda."""
     return 1 if cfg["device"] == "cuda" else 0
@@ -220,6 +230,7 @@ def job_benchmarks(takes, pairs):
         *bench("predict", exp=list(exps), subset=subsets),
         *bench("evaluate", exp=list(exps), subset=subsets),
         *bench("torch_weights", backbone=[b for b in used("backbone") if weights_record(b)]),
+        *bench("proposer_weights", proposer=[p for p in used("proposer") if proposer_weights_record(p)]),
         *(bench("synthesize") if config["source"]["kind"] == "synthetic" else []),
         *(bench("fetch_metadata") if config["source"]["kind"] == "egoexo" else []),
     ]

