@@ -221,11 +221,7 @@ def init_problems(names: list[str], init: str, experiments: dict) -> list[str]:
 
 def init_cycles(experiments: dict) -> list[str]:
     """Experiments whose initial weights come, through ``init: experiment:<name>``, from themselves."""
-    parent = {
-        n: x["init"].split(":", 1)[1]
-        for n, x in experiments.items()
-        if x["init"].startswith("experiment:")
-    }
+    parent = {n: x["init"].split(":", 1)[1] for n, x in experiments.items() if x["init"].startswith("experiment:")}
     problems, reported = [], set()
     for start in sorted(parent):
         chain = [start]
