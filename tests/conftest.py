@@ -37,6 +37,7 @@ def tiny_config(**overrides) -> dict:
     # (the pretrained backbone and the motorcycle pairs run end to end in test_stereo.py).
     cfg["backbones"] = {"tiny-dinov2": cfg["backbones"]["tiny-dinov2"]}
     cfg["experiments"].pop("control-frame")
+    cfg["experiments"].pop("control-object")
     for e in cfg["experiments"].values():
         e["backbone"] = "tiny-dinov2"
     cfg["robustness"].update(motorcycle=None, experiments=["untrained", "trained-frame"])

@@ -212,7 +212,7 @@ def test_workflow_trains_the_existence_head_after_the_matching_head_and_reports_
         "existence": "head",
     }
     cfg["evaluate"]["references"] = ["random"]
-    cfg["robustness"].update(synthetic_pairs=0, experiments=[])
+    cfg["robustness"].update(synthetic_pairs=2, experiments=["trained-frame", "trained-frame-head"])
     cfg["report"]["compare"] = []
     run_snakemake(tmp_path, cfg)
     r = tmp_path / "results" / "experiments"
@@ -240,6 +240,11 @@ def test_workflow_trains_the_existence_head_after_the_matching_head_and_reports_
     samples = pd.read_parquet(r / "trained-frame-head" / "test" / "samples.parquet")
     assert sorted(samples.similarity) == sorted(p["confidence"] for p in sim.values())
     assert sorted(samples.confidence) == sorted(p["confidence"] for p in head.values())
+    # the photo-pair set predicts with the same trained existence head and calibration
+    photo = tmp_path / "results" / "robustness" / "experiments"
+    p_sim, p_head = (pd.read_parquet(photo / e / "test" / "samples.parquet") for e in ("trained-frame", "trained-frame-head"))
+    assert "similarity" not in p_sim and (p_head["chosen"] == p_sim["chosen"]).all()
+    assert (p_head["similarity"] == p_sim["confidence"]).all() and (p_head["confidence"] != p_sim["confidence"]).all()
     report = (tmp_path / "results" / "report.html").read_text()
     assert '<section id="existence">' in report and "Calibration, trained-frame-head" not in report  # titles live in the PNG
     assert report.count("<td>trained-frame-head</td>") >= 3  # metrics row + the existence rows (head, similarity)
