@@ -21,7 +21,7 @@ if config["torch_home"]:
 
 # Waiting OpenMP threads (torch, numpy) sleep instead of spinning: jobs share the cores, and the
 # spinning threads of one job take them from the others (two trainings side by side on 2 cores
-# ran 2.7x slower: benchmarks/omp_wait.py). A value the user exported wins.
+# ran 2.7x slower; benchmarks/omp_wait.py, RESULTS.md). A value the user exported wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
