@@ -61,16 +61,18 @@ def preflight(config: dict) -> list[str]:
 
 
 def compare_problems(pairs: list, experiments: dict) -> list[str]:
-    """Each ``report.compare`` pair names two experiments of the same direction."""
+    """Each ``report.compare`` pair names two exo->ego experiments (the report's per-sample sections
+    are exo->ego; ego->exo experiments have their own section)."""
     problems = []
-    for a, b in pairs:
-        unknown = [n for n in (a, b) if n not in experiments]
-        problems += [f"report.compare names experiment {n!r}, which is not under experiments:" for n in unknown]
-        if not unknown and experiments[a]["direction"] != experiments[b]["direction"]:
-            problems.append(
-                f"report.compare pair [{a}, {b}] mixes directions ({experiments[a]['direction']} vs "
-                f"{experiments[b]['direction']}): their samples are not comparable"
-            )
+    for pair in pairs:
+        for n in pair:
+            if n not in experiments:
+                problems.append(f"report.compare names experiment {n!r}, which is not under experiments:")
+            elif experiments[n]["direction"] != "exo2ego":
+                problems.append(
+                    f"report.compare pair {list(pair)} names {n!r}, an {experiments[n]['direction']} experiment: pairs "
+                    f"compare exo->ego experiments (ego->exo ones are in the report's both-directions section)"
+                )
     return problems
 
 

@@ -346,8 +346,8 @@ def test_report_compare_pairs_and_photo_set_experiments_are_checked_before_any_j
     problems = preflight(cfg)
     assert problems == [
         "report.compare names experiment 'nope', which is not under experiments:",
-        "report.compare pair [trained-frame, trained-ego2exo] mixes directions (exo2ego vs ego2exo): their samples are "
-        "not comparable",
+        "report.compare pair ['trained-frame', 'trained-ego2exo'] names 'trained-ego2exo', an ego2exo experiment: pairs "
+        "compare exo->ego experiments (ego->exo ones are in the report's both-directions section)",
     ]
     cfg["report"]["compare"] = []
     cfg["robustness"]["experiments"] = ["trained-ego2exo"]

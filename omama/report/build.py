@@ -18,9 +18,8 @@ from omama.report.existence import existence_section
 from omama.report.figures import breakdown_figure, delta_figure, iou_histogram, timing_figure, training_figure
 from omama.report.inputs import Inputs, ReportParams, by_direction, takes_of
 from omama.report.overlays import Frames, overlay, pick_samples
-from omama.report.sections import compare_iou, metrics_table, proposal_recall, robustness_section, run_summary
+from omama.report.sections import compare_iou, metrics_table, paired_deltas, proposal_recall, robustness_section, run_summary
 from omama.report.tables import (
-    SAMPLE_KEY,
     benchmark_table,
     breakdown,
     html_table,
@@ -37,8 +36,7 @@ log = logging.getLogger(__name__)
 def comparison(main: dict, preds: dict, frames: Frames, a: str, b: str, p: ReportParams) -> dict:
     """Per-sample IoU differences ``b - a`` on the main subset: counts, the figure, the bootstrap
     verdict (``compare_iou``) and overlays of the largest changes."""
-    j = main[a].merge(main[b], on=SAMPLE_KEY, suffixes=("_a", "_b"))
-    j = j[j.ego_present_a].assign(delta=lambda d: d.iou_b - d.iou_a)
+    j = paired_deltas(main[a], main[b])
     changes = j.reindex(j["delta"].abs().sort_values(ascending=False, kind="stable").index).head(p.overlays)
     return {
         "a": a,

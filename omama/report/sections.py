@@ -8,7 +8,7 @@ import json
 import pandas as pd
 
 from omama.io import read_json
-from omama.metrics import Bootstrap, difference_interval, mean_interval
+from omama.metrics import Bootstrap, difference_interval, mean_interval, present
 from omama.report.inputs import Inputs, ReportParams
 from omama.report.overlays import Frames, overlay
 from omama.report.tables import (
@@ -235,8 +235,7 @@ def paired_differences(pairs: list[tuple[str, str]], samples: dict[str, pd.DataF
     bootstrap interval over takes and the verdict (``compare_iou``)."""
     rows = []
     for a, b in pairs:
-        j = samples[a].merge(samples[b], on=SAMPLE_KEY, suffixes=("_a", "_b"))
-        j = j[j.ego_present_a].assign(delta=lambda d: d.iou_b - d.iou_a)
+        j = paired_deltas(samples[a], samples[b])
         c = compare_iou(samples[a], samples[b], j, boot)
         rows.append(
             {
@@ -250,6 +249,13 @@ def paired_differences(pairs: list[tuple[str, str]], samples: dict[str, pd.DataF
     return pd.DataFrame(rows)
 
 
+def paired_deltas(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
+    """The samples both tables score, where ``a`` has the object present in the destination view
+    (ego, or exo for ego->exo), joined (columns suffixed ``_a`` / ``_b``), with ``delta`` = IoU b - a."""
+    j = a[present(a)].merge(b, on=SAMPLE_KEY, suffixes=("_a", "_b"))
+    return j.assign(delta=j["iou_b"] - j["iou_a"])
+
+
 def compare_iou(a: pd.DataFrame, b: pd.DataFrame, joined: pd.DataFrame, boot: Bootstrap) -> dict:
     """The mean IoU difference b - a with its bootstrap interval over takes, and whether it excludes zero.
 
@@ -259,7 +265,7 @@ def compare_iou(a: pd.DataFrame, b: pd.DataFrame, joined: pd.DataFrame, boot: Bo
     takes drawn independently.
     """
     paired = set(map(tuple, a[SAMPLE_KEY].to_numpy().tolist())) == set(map(tuple, b[SAMPLE_KEY].to_numpy().tolist()))
-    pa, pb = a[a.ego_present], b[b.ego_present]
+    pa, pb = a[present(a)], b[present(b)]
     if paired:
         diff = float(joined["delta"].mean()) if len(joined) else None
         ci = mean_interval(joined["delta"], joined["take_uid"], boot) if len(joined) else None
@@ -267,7 +273,7 @@ def compare_iou(a: pd.DataFrame, b: pd.DataFrame, joined: pd.DataFrame, boot: Bo
         diff = float(pb["iou"].mean() - pa["iou"].mean()) if len(pa) and len(pb) else None
         ci = difference_interval(pa["iou"], pa["take_uid"], pb["iou"], pb["take_uid"], boot) if diff is not None else None
     if ci is None:
-        verdict = "cannot be compared: an experiment has no sample with the object present in ego"
+        verdict = "cannot be compared: an experiment has no sample with the object present in the destination view"
     else:
         distinct = ci[0] > 0 or ci[1] < 0
         verdict = f"the difference is {'' if distinct else 'not '}distinguishable from zero at {boot.percent}"
