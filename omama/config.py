@@ -15,7 +15,8 @@ from pathlib import Path
 import yaml
 from jsonschema import Draft202012Validator, ValidationError, validators
 
-SCHEMA = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
+# workflow/schemas/config.schema.yaml, through a link in the package (a wheel holds the file itself)
+SCHEMA = Path(__file__).with_name("config.schema.yaml")
 # Entries of these sections: where their schema sits in the config schema.
 ENTRIES = {
     "backbones": ("properties", "backbones", "additionalProperties"),

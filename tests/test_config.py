@@ -4,6 +4,11 @@ workflow use the same filling, and the README's config reference is generated fr
 from __future__ import annotations
 
 import copy
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
 
 import pytest
 import yaml
@@ -77,3 +82,23 @@ def test_omama_match_reads_its_config_through_the_schema(tmp_path):
     path.write_text(yaml.safe_dump(cfg))
     with pytest.raises(ValueError, match=r"config.yaml.*proposers/classical/kind"):
         load_config(path)
+
+
+def test_a_wheel_carries_the_schema_and_its_config_code_finds_it(tmp_path):
+    """Not only an editable install: a built wheel holds the schema (the package's link to
+    workflow/schemas/config.schema.yaml, resolved) and omama.config reads it from there."""
+    src = tmp_path / "src"
+    for part in ("omama", "workflow/schemas"):
+        shutil.copytree(REPO / part, src / part, symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
+    for f in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / f, src / f)
+    cmd = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", str(src), "-w", str(tmp_path)]
+    subprocess.run(cmd, check=True, capture_output=True, timeout=300)
+    (wheel,) = tmp_path.glob("omama-*.whl")
+    with zipfile.ZipFile(wheel) as z:
+        assert z.read("omama/config.schema.yaml") == (REPO / "workflow" / "schemas" / "config.schema.yaml").read_bytes()
+        z.extractall(tmp_path / "site")
+    code = "import omama.config as c; print(c.SCHEMA); print(sorted(c.schema()['properties'])[:2])"
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "site")}
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True, check=True).stdout
+    assert out.splitlines() == [str(tmp_path / "site" / "omama" / "config.schema.yaml"), "['backbones', 'evaluate']"]
