@@ -85,7 +85,14 @@ def fabricate(
             "skipped_takes": [{"take_uid": "t-empty", "take_name": "empty_1", "reason": "empty object_masks"}],
         },
     )
-    write_json(r.pairs_summary(), {"pairs": len(pairs), "skipped": {"frame not annotated in ego": 2}})
+    write_json(
+        r.pairs_summary(),
+        {
+            "pairs": len(pairs),
+            "skipped": {"frame not annotated in ego": 2},
+            "ego2exo": {"pairs": 0, "skipped": {"ego mask at a frame not annotated in the exo camera": 3}},
+        },
+    )
     vis = pairs[["take_uid", "object", "ego_cam", "frame"]].drop_duplicates().rename(columns={"ego_cam": "camera"})
     write_parquet(r.visibility(), vis.assign(visible_fraction=rng.uniform(0, 1, len(vis)), area=100))
     for name, x in experiments.items():

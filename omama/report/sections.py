@@ -63,7 +63,7 @@ def run_summary(p: ReportParams, files: Inputs, takes: list[str], split_tables: 
     proposers = [{"name": n, **p.proposers[n]} for n in sorted({x["proposer"] for x in p.experiments.values()})]
     index = read_json(files.index_summary(), "take index summary")
     pairs = read_json(files.pairs_summary(), "pairs summary")
-    for source, d in (("take index", index), ("pairs", pairs)):
+    for source, d in (("take index", index), ("pairs", pairs), ("pairs, ego->exo", pairs.get("ego2exo", {}))):
         for k, v in skip_counts(d).items():
             skipped[(source, k)] = skipped.get((source, k), 0) + v
     return {
