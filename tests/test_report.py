@@ -173,7 +173,9 @@ def test_report_shows_the_results_numbers_and_provenance(report):
     assert "official Ego-Exo4D correspondence challenge evaluator protocol" in html
     assert "Data source: synthetic." in html and "Untrained:" in html
     assert "undecodable mask" in html and "empty object_masks" in html  # counted skips from the stages
-    assert re.search(r"<td>pairs, ego-&gt;exo</td>\s*<td>ego mask at a frame not annotated in the exo camera</td>\s*<td>3</td>", html)
+    assert re.search(
+        r"<td>pairs, ego-&gt;exo</td>\s*<td>ego mask at a frame not annotated in the exo camera</td>\s*<td>3</td>", html
+    )
     assert "reference: random" in html and "ceiling (best proposal IoU)" in html
     assert "By occlusion (synthetic ground-truth visible fraction in ego)" in html
     assert "pair pairB, object cup_1 (absent in ego): untrained says" in html
