@@ -63,16 +63,25 @@ def preflight(config: dict) -> list[str]:
 def compare_problems(pairs: list, experiments: dict) -> list[str]:
     """Each ``report.compare`` pair names two exo->ego experiments (the report's per-sample sections
     are exo->ego; ego->exo experiments have their own section)."""
+    why = "pairs compare exo->ego experiments (ego->exo ones are in the report's both-directions section)"
+    return [
+        problem
+        for pair in pairs
+        for problem in exo2ego_problems(
+            pair, experiments, unknown="report.compare names experiment", where=f"report.compare pair {list(pair)}", why=why
+        )
+    ]
+
+
+def exo2ego_problems(names, experiments: dict, *, unknown: str, where: str, why: str) -> list[str]:
+    """A problem for each of ``names`` that is no experiment (the message starts with ``unknown``) or
+    not an exo->ego one (``where`` names the setting, ``why`` says what needs exo->ego)."""
     problems = []
-    for pair in pairs:
-        for n in pair:
-            if n not in experiments:
-                problems.append(f"report.compare names experiment {n!r}, which is not under experiments:")
-            elif experiments[n]["direction"] != "exo2ego":
-                problems.append(
-                    f"report.compare pair {list(pair)} names {n!r}, an {experiments[n]['direction']} experiment: pairs "
-                    f"compare exo->ego experiments (ego->exo ones are in the report's both-directions section)"
-                )
+    for n in names:
+        if n not in experiments:
+            problems.append(f"{unknown} {n!r}, which is not under experiments:")
+        elif experiments[n]["direction"] != "exo2ego":
+            problems.append(f"{where} names {n!r}, an {experiments[n]['direction']} experiment: {why}")
     return problems
 
 
@@ -277,14 +286,13 @@ def robustness_problems(cfg: dict, experiments: dict) -> list[str]:
             f"robustness.path {path!r} does not exist: put the photo pairs there "
             f"(<pair>/exo.jpg, <pair>/ego.jpg, <pair>/masks/<object>.exo.png and .ego.png) or set it to null"
         )
-    for name in cfg["experiments"]:
-        if name not in experiments:
-            problems.append(f"robustness.experiments names {name!r}, which is not under experiments:")
-        elif experiments[name]["direction"] != "exo2ego":
-            problems.append(
-                f"robustness.experiments names {name!r}, an {experiments[name]['direction']} experiment: the photo-pair "
-                f"sets are scored exo->ego only"
-            )
+    problems += exo2ego_problems(
+        cfg["experiments"],
+        experiments,
+        unknown="robustness.experiments names",
+        where="robustness.experiments",
+        why="the photo-pair sets are scored exo->ego only",
+    )
     return problems
 
 
