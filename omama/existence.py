@@ -262,21 +262,22 @@ def train_existence(
     training rows of ``split_table``, fits the calibration on its validation rows, and writes
     ``model_out`` (the whole head, released names), ``calibration_out`` (scale, bias, boundary,
     validation balanced accuracy, counts) and ``history_out``. Returns the calibration record."""
-    from omama.experiment import build_head, setup
+    from omama.experiment import trained_head
     from omama.predict import ModelChooser
     from omama.takedata import subset_rows
 
-    s = setup(
+    s, head = trained_head(
         annotations=annotations,
         proposals=proposals,
         features=features,
         images=images,
         backbone_cfg=backbone_cfg,
-        on_the_fly=mode == "on-the-fly",
+        mode=mode,
+        model_path=model_path,
+        direction=direction,
         exo_proposals=exo_proposals,
     )
     device, corpus = s.device, s.corpus
-    head = build_head(s.geometry, model_path, direction=direction).to(device).eval()
     frozen = {k: v.clone() for k, v in head.state_dict().items() if not k.startswith("mlp_visible.")}
     chooser = ModelChooser(head, s, direction=direction)
     rows, val_rows = (subset_rows(split_table, part, direction=direction) for part in ("train", "val"))

@@ -59,3 +59,20 @@ def build_head(geometry: Geometry, weights=None, seed: int = INIT_SEED, *, direc
     if weights:
         load_checkpoint(head, weights)
     return head
+
+
+def trained_head(
+    *, annotations, proposals, features, images, backbone_cfg: dict, mode: str, model_path, direction: str, exo_proposals=None
+) -> tuple[Setup, MatchingHead]:
+    """The ``setup`` of an experiment's inputs (``mode``: pre-extracted | on-the-fly) and its head with
+    the weights of ``model_path``, on the device, in eval mode."""
+    s = setup(
+        annotations=annotations,
+        proposals=proposals,
+        features=features,
+        images=images,
+        backbone_cfg=backbone_cfg,
+        on_the_fly=mode == "on-the-fly",
+        exo_proposals=exo_proposals,
+    )
+    return s, build_head(s.geometry, model_path, direction=direction).to(s.device).eval()

@@ -19,7 +19,7 @@ from tqdm import tqdm
 from omama.dataset import batch_features, feature_inputs
 from omama.direction import Direction, pad_square
 from omama.existence import Calibration
-from omama.experiment import Setup, build_head, setup
+from omama.experiment import Setup, trained_head
 from omama.io import write_json, write_parquet
 from omama.masks import encode_rle, eval_size
 from omama.metrics import Bootstrap, score_submission, summarise
@@ -264,16 +264,17 @@ def predict_experiment(
     trained ``mlp_visible``) the confidence is the calibrated presence probability, and the samples
     gain a ``similarity`` column: the published confidence (sigmoid of the best cosine)."""
     rows = evaluated_rows(split_table, subset, direction=direction)
-    s = setup(
+    s, head = trained_head(
         annotations=annotations,
         proposals=proposals,
         features=features,
         images=images,
         backbone_cfg=backbone_cfg,
-        on_the_fly=mode == "on-the-fly",
+        mode=mode,
+        model_path=model_path,
+        direction=direction,
         exo_proposals=exo_proposals,
     )
-    head = build_head(s.geometry, model_path, direction=direction).to(s.device).eval()
     existence = None if calibration is None else Calibration.load(calibration)
     chooser = ModelChooser(head, s, existence, direction=direction)
     sub, gt, samples = run_predictions(rows, s.corpus, chooser, desc=f"predict {subset}")
