@@ -88,25 +88,28 @@ def build_context(p: ReportParams, files: Inputs, takes: list[str], benchmarks: 
             "note": "Absent objects have no IoU; existence is predicted as confidence > 0.5.",
         }
     )
-    sized = size_bins(main)
-    t, shown = breakdown(sized, "size_bin", p.boot)
-    breakdowns.append(
-        {
-            "title": "By object size (ego mask area, native px, tertiles)",
+
+    def binned(title: str, samples: dict, column: str, figure_title: str) -> dict:
+        t, shown = breakdown(samples, column, p.boot)
+        return {
+            "title": title,
             "table": html_table(shown),
-            "img": breakdown_figure(t.drop(columns="n"), "IoU by ego object size"),
+            "img": breakdown_figure(t.drop(columns="n"), figure_title),
             "note": "",
         }
+
+    breakdowns.append(
+        binned("By object size (ego mask area, native px, tertiles)", size_bins(main), "size_bin", "IoU by ego object size")
     )
     if p.source_kind == "synthetic":
-        t, shown = breakdown(visibility_bins(main, pd.read_parquet(files.visibility())), "occlusion", p.boot)
+        occlusion = visibility_bins(main, pd.read_parquet(files.visibility()))
         breakdowns.append(
-            {
-                "title": "By occlusion (synthetic ground-truth visible fraction in ego)",
-                "table": html_table(shown),
-                "img": breakdown_figure(t.drop(columns="n"), "IoU by occlusion level"),
-                "note": "",
-            }
+            binned(
+                "By occlusion (synthetic ground-truth visible fraction in ego)",
+                occlusion,
+                "occlusion",
+                "IoU by occlusion level",
+            )
         )
     else:
         breakdowns.append(
@@ -118,15 +121,7 @@ def build_context(p: ReportParams, files: Inputs, takes: list[str], benchmarks: 
                 "mask area) stands in for it.",
             }
         )
-    t, shown = breakdown(main, "scenario", p.boot)
-    breakdowns.append(
-        {
-            "title": "By scenario",
-            "table": html_table(shown),
-            "img": breakdown_figure(t.drop(columns="n"), "IoU by scenario"),
-            "note": "",
-        }
-    )
+    breakdowns.append(binned("By scenario", main, "scenario", "IoU by scenario"))
 
     training, epoch_times = [], []
     for name, x in p.experiments.items():
