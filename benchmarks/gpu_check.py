@@ -1,7 +1,8 @@
 """One GPU check, one run: DINOv2 ViT-B/14-reg (random weights) frames/s against its FLOP floor, end to end
 with Zarr writes; one training iteration at the official grids from stores; the training loader's
-batches/s; FastSAM-x (YOLOv8x-seg architecture, untrained) ms per 1024-px frame. Prints a Markdown
-section for benchmarks/RESULTS.md naming the device.
+batches/s; the torchvision backbones (MobileNetV2, ResNet-50 at stride 16, untrained) frames/s;
+FastSAM-x (YOLOv8x-seg architecture, untrained) ms per 1024-px frame. Prints a Markdown section for
+benchmarks/RESULTS.md naming the device.
 
 Usage (GPU machine, via benchmarks/gpu_check.sh):  PYTHONPATH=. python benchmarks/gpu_check.py
 Smoke test (CPU, tiny sizes, < 2 min):            PYTHONPATH=. python benchmarks/gpu_check.py --smoke
@@ -68,6 +69,31 @@ def network_fps(bb, view: str, batch: int, reps: int, device: torch.device) -> f
     H, W = bb.input_size(view)
     x = torch.randint(0, 256, (batch, H, W, 3), dtype=torch.uint8)
     return batch / timed_ms(lambda: bb.encode(bb.normalize(x), view), reps, device) * 1e3
+
+
+def torchvision_rows(args, device: torch.device) -> list[str]:
+    """Table rows: network frames/s of the ``torchvision`` backbone kind (weights do not change the
+    cost, so untrained), at the Ego-Exo4D-sized grids of stride 16 (ego 704x704, exo 544x960)."""
+    rows = []
+    for arch in ("mobilenet_v2", "resnet50"):
+        cfg = {
+            "kind": "torchvision",
+            "architecture": arch,
+            "weights": "untrained",
+            "stride": 16,
+            "ego_grid": [3, 3] if args.smoke else [44, 44],
+            "exo_grid": [2, 4] if args.smoke else [34, 60],
+            "batch_size": args.batch,
+            "device": device.type,
+        }
+        bb = load_backbone(cfg, device)
+        fps = {view: network_fps(bb, view, args.batch, args.reps, device) for view in ("ego", "exo")}
+        (eh, ew), (xh, xw) = bb.input_size("ego"), bb.input_size("exo")
+        rows.append(
+            f"| {arch} | {bb.channels} | {eh}x{ew} | {fps['ego']:.1f} | {xh}x{xw} | {fps['exo']:.1f} | "
+            f"{bb.describe()['autocast']} |"
+        )
+    return rows
 
 
 def write_take(root: Path, cams: dict, n: int) -> Path:
@@ -243,6 +269,11 @@ def main() -> None:
                 f"{loader_batches_per_s(store, args, workers):.1f} |"
             )
         print()
+    print(
+        "| torchvision backbone (stride 16, untrained) | channels | ego input | ego frames/s | exo input | exo frames/s | autocast |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    print("\n".join(torchvision_rows(args, device)) + "\n")
     ms, params = fastsam_ms(args, device)
     print(
         f"FastSAM-x architecture (YOLOv8x-seg, 1 class, untrained, {params / 1e6:.1f} M parameters"

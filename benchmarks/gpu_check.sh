@@ -11,7 +11,8 @@
 #   pip download -d wheels --no-deps --python-version 3.11 --only-binary=:all: \
 #       --platform manylinux2014_x86_64 --platform manylinux_2_28_x86_64 \
 #       zarr numcodecs donfig google-crc32c typing-extensions packaging pyyaml tqdm pillow \
-#       ultralytics ultralytics-thop ultralytics-platform torchvision==<the host torch's> \
+#       jsonschema jsonschema-specifications referencing rpds-py rfc3339-validator jsonpointer \
+#       pycocotools lzstring future ultralytics ultralytics-thop ultralytics-platform torchvision==<the host torch's> \
 #       matplotlib contourpy cycler fonttools kiwisolver pyparsing python-dateutil six \
 #       scipy psutil polars polars-runtime-32 requests urllib3 idna certifi charset-normalizer nvidia-ml-py
 #
@@ -19,16 +20,18 @@
 # --smoke runs it on CPU at tiny sizes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}  # GPU images often have python3 and no plain python
 if [[ -n "${OMAMA_WHEELS:-}" ]]; then
-    pip install --quiet --no-index --find-links "$OMAMA_WHEELS" --no-deps "$OMAMA_WHEELS"/*.whl
+    "$PY" -m pip install --quiet --no-index --find-links "$OMAMA_WHEELS" --no-deps "$OMAMA_WHEELS"/*.whl
 fi
-python - <<'PY'
+"$PY" - <<'PY'
 import importlib, sys
-missing = [m for m in ("zarr", "numcodecs", "donfig", "google_crc32c", "yaml", "tqdm", "PIL", "ultralytics", "torchvision")
+modules = ("zarr", "numcodecs", "donfig", "google_crc32c", "yaml", "tqdm", "PIL", "jsonschema", "pycocotools", "lzstring")
+missing = [m for m in (*modules, "ultralytics", "torchvision")
            if importlib.util.find_spec(m) is None]
 if missing:
     sys.exit(f"missing modules {missing}: set OMAMA_WHEELS to a folder of wheels (see the top of benchmarks/gpu_check.sh)")
 PY
-pip install --quiet --no-deps --no-build-isolation -e .
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # omama from this checkout, no install step
 export YOLO_OFFLINE=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
-timeout 480 python benchmarks/gpu_check.py "$@"
+timeout 480 "$PY" benchmarks/gpu_check.py "$@"

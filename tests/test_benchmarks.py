@@ -27,6 +27,8 @@ def test_gpu_check_smoke_mode_runs_every_part():
         "| ego + exo 36x64 JPEG | zstd | 8 |",
         "Training iteration from the store",
         "| 4 exo + 4 ego frames per batch | 1 |",
+        "| mobilenet_v2 | 96 | 48x48 |",
+        "| resnet50 | 1024 | 48x48 |",
         "FastSAM-x architecture (YOLOv8x-seg, 1 class, untrained, 71.8 M",
     ):
         assert part in text, part
