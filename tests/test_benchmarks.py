@@ -33,3 +33,24 @@ def test_gpu_check_smoke_mode_runs_every_part():
     ):
         assert part in text, part
     assert subprocess.run(["bash", "-n", "benchmarks/gpu_check.sh"], cwd=REPO).returncode == 0
+
+
+@pytest.mark.slow
+def test_extract_parts_smoke_mode_times_both_decoders():
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "2", "TQDM_DISABLE": "1"}
+    out = subprocess.run(
+        [sys.executable, "benchmarks/extract_parts.py", "--smoke", "--threads", "1", "2"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "Pillow and OpenCV decode identical pixels: True" in out.stdout
+    for part in (
+        "| decode, OpenCV, 1 / 2 threads |",
+        "| network path, copy back: pinned |",
+        "| extract_features, Pillow, 1 / 2 threads |",
+    ):
+        assert part in out.stdout, part
