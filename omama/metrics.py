@@ -130,16 +130,16 @@ def score_direction(predictions: dict, ground_truth: dict, direction: str) -> pd
     with a source mask (exo->ego: the exo camera's; ego->exo: the ego camera's), the frame is
     scored when it is among the destination camera's annotated frames, and the object is present
     in the destination (column ``ego_present`` / ``exo_present``) when that camera has a mask there.
-    A present frame's GT is its mask at the evaluation size (longer side 480, nearest); an ego->exo
-    prediction (a padded square, see :mod:`omama.direction`) loses its padding by the official
-    ``remove_pad`` rule first. A prediction exists when its confidence is above 0.5.
+    A present frame's GT is its mask at the evaluation size (longer side 480, nearest), and the
+    prediction must have that size in both directions (see :mod:`omama.direction`). A prediction
+    exists when its confidence is above 0.5.
 
     Like the official evaluators, an object whose ground-truth masks lack an ego camera key is
     skipped (its frames would count as absent); skipped objects are logged and listed in the
     result's ``attrs["skipped_objects"]``. Ground truth written by this pipeline always has the
     key, with no masks when the object never appears in ego.
     """
-    from omama.direction import Direction, remove_pad
+    from omama.direction import Direction
 
     d = Direction(direction)
     if d.submission_key not in predictions or "results" not in predictions[d.submission_key]:
@@ -187,12 +187,10 @@ def score_direction(predictions: dict, ground_truth: dict, direction: str) -> pd
                     if row[d.present]:
                         gt = eval_mask(cams[dst][frame])
                         pm = decode_rle(pred["pred_mask"])
-                        if direction == "ego2exo":
-                            pm = remove_pad(pm, gt.shape)
                         if pm.shape != gt.shape:
                             raise ValueError(
-                                f"predicted mask{' without its padding' if direction == 'ego2exo' else ''} is {pm.shape}, "
-                                f"the evaluation size is {gt.shape}, for {where(**ctx)}"
+                                f"predicted mask is {pm.shape}, the evaluation size is {gt.shape} (unpadded), "
+                                f"for {where(**ctx)}"
                             )
                         row["iou"], row["shape"], row["location"] = score_masks(pm, gt)
                     rows.append(row)

@@ -17,7 +17,7 @@ import torch
 from tqdm import tqdm
 
 from omama.dataset import batch_features, feature_inputs
-from omama.direction import Direction, pad_square
+from omama.direction import Direction
 from omama.existence import Calibration
 from omama.experiment import Setup, trained_head
 from omama.io import write_json, write_parquet
@@ -168,8 +168,6 @@ def run_predictions(rows: pd.DataFrame, corpus: Corpus, chooser, desc: str = "pr
         )
         for r, src_cam, i, c in zip(g.itertuples(), g[d.src_col], idx, conf):
             pred = cands[i] if i >= 0 else np.zeros(size, bool)
-            if d.name == "ego2exo":
-                pred = pad_square(pred)
             res["masks"].setdefault(r.object, {}).setdefault(d.mask_key(r.ego_cam, r.exo_cam), {})[str(frame)] = {
                 "pred_mask": encode_rle(pred),
                 "confidence": float(c),

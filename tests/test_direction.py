@@ -1,4 +1,4 @@
-"""The ego->exo direction: padded-square submission geometry, evaluate_egoexo scoring, the ego-exo
+"""The ego->exo direction: unpadded submission geometry, evaluate_egoexo scoring, the ego-exo
 submission format, pairs of both directions, and a tiny end-to-end run."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from omama.direction import Direction, pad_square, remove_pad
+from omama.direction import Direction
 from omama.io import write_json, write_parquet
 from omama.masks import decode_rle, encode_rle
 from omama.metrics import evaluate, score_submission
@@ -27,24 +27,6 @@ def box(shape, y0, y1, x0, x1) -> np.ndarray:
     m = np.zeros(shape, bool)
     m[y0:y1, x0:x1] = True
     return m
-
-
-def test_padding_is_what_the_official_remove_pad_removes():
-    rng = np.random.default_rng(0)
-    for h, w in ((270, 480), (480, 270), (300, 480)):
-        m = rng.random((h, w)) > 0.5
-        sq = pad_square(m)
-        assert sq.shape == (max(h, w),) * 2
-        np.testing.assert_array_equal(remove_pad(sq, (h, w)), m)
-    # from the definition: a 480x480 prediction for a 270x480 frame loses (480 - 270) // 2 = 105 rows at each end
-    sq = np.zeros((480, 480), bool)
-    sq[105, 7] = sq[374, 9] = sq[104, 0] = sq[375, 0] = True
-    out = remove_pad(sq, (270, 480))
-    assert out.shape == (270, 480) and out[0, 7] and out[269, 9] and out.sum() == 2
-    # the official img[d:-d] quirk: nothing to remove gives an empty image, so padding refuses such sizes
-    assert remove_pad(np.ones((4, 8), bool), (4, 8)).shape == (0, 8)
-    with pytest.raises(ValueError, match="remove_pad"):
-        pad_square(np.ones((269, 480), bool))
 
 
 def egoexo_files(tmp_path: Path):
@@ -63,11 +45,11 @@ def egoexo_files(tmp_path: Path):
             }
         },
     }
-    pred_eval = box((270, 480), 70, 140, 100, 260)  # at the evaluation size, then padded
+    pred_eval = box((270, 480), 70, 140, 100, 260)  # at the evaluation size, unpadded
     preds = {
-        "0": {"pred_mask": encode_rle(pad_square(pred_eval)), "confidence": 0.9},
-        "30": {"pred_mask": encode_rle(pad_square(pred_eval)), "confidence": 0.2},
-        "60": {"pred_mask": encode_rle(pad_square(pred_eval)), "confidence": 0.9},
+        "0": {"pred_mask": encode_rle(pred_eval), "confidence": 0.9},
+        "30": {"pred_mask": encode_rle(pred_eval), "confidence": 0.2},
+        "60": {"pred_mask": encode_rle(pred_eval), "confidence": 0.9},
     }
     sub = {
         "ego-exo": {
@@ -83,9 +65,9 @@ def egoexo_files(tmp_path: Path):
 
 def test_egoexo_metrics_equal_a_computation_from_the_spec(tmp_path):
     gt_exo, pred_eval = egoexo_files(tmp_path)
-    # the spec: GT resized (nearest) to longer side 480 = 270x480; prediction unpadded (105 rows each end)
+    # the spec: GT resized (nearest) to longer side 480 = 270x480; the prediction at that size as it stands
     gt480 = cv2.resize(gt_exo.astype(np.uint8), (480, 270), interpolation=cv2.INTER_NEAREST).astype(bool)
-    pred480 = pad_square(pred_eval)[105:375]
+    pred480 = pred_eval
     iou = (gt480 & pred480).sum() / (gt480 | pred480).sum()
     ys, xs = np.nonzero(gt480)
     py, px = np.nonzero(pred480)
@@ -100,12 +82,15 @@ def test_egoexo_metrics_equal_a_computation_from_the_spec(tmp_path):
     assert list(frames["exo_present"]) == [True, False] and list(frames["frame"]) == [0, 30]
 
 
-def test_egoexo_unpadded_prediction_is_a_named_error(tmp_path):
-    egoexo_files(tmp_path)
+def test_egoexo_padded_square_prediction_is_a_named_error(tmp_path):
+    """The earlier evaluator's 480x480 padded squares no longer pass: the official evaluator would fail on them."""
+    _, pred_eval = egoexo_files(tmp_path)
+    square = np.zeros((480, 480), bool)
+    square[105:375] = pred_eval
     sub = json.loads((tmp_path / "pred.json").read_text())
-    sub["ego-exo"]["results"]["t"]["masks"]["cup_0"][f"{EGO}_{EXO}"]["0"]["pred_mask"] = encode_rle(np.zeros((270, 480), bool))
+    sub["ego-exo"]["results"]["t"]["masks"]["cup_0"][f"{EGO}_{EXO}"]["0"]["pred_mask"] = encode_rle(square)
     write_json(tmp_path / "pred.json", sub)
-    with pytest.raises(ValueError, match=r"without its padding.*cup_0.*cam01"):
+    with pytest.raises(ValueError, match=r"\(480, 480\), the evaluation size is \(270, 480\).*cup_0.*cam01"):
         evaluate(tmp_path / "pred.json", tmp_path / "gt.json")
 
 
@@ -184,7 +169,8 @@ def test_ego2exo_pairs_submission_keys_and_frames(tmp_path):
         "0",
         "30",
     ]
-    assert all(p["pred_mask"]["size"] == [480, 480] for per in masks.values() for p in per.values())
+    # exo frames of 90x160 are evaluated at 270x480: the predictions have that size, unpadded
+    assert all(p["pred_mask"]["size"] == [270, 480] for per in masks.values() for p in per.values())
     # the ground truth in the ego-exo layout: the ego (source) masks, the exo masks, both cameras' annotated frames
     g = gt["annotations"]["take-a"]
     assert sorted(g["masks"]["cup_0"][EGO], key=int) == ["0", "30", "60"]
