@@ -16,6 +16,12 @@ from omama.masks import decode_rle
 from omama.match import NotTrainedError, match
 
 
+def omama_match(*args, timeout: float = 300) -> subprocess.CompletedProcess:
+    """The console command ``omama match ARGS`` (as ``python -m omama.match match``), from the repo root."""
+    cmd = [sys.executable, "-m", "omama.match", "match", *map(str, args)]
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=timeout)
+
+
 def test_untrained_experiment_names_missing_model_and_command(tmp_path):
     cfg = tmp_path / "my.yaml"
     cfg.write_text(yaml.safe_dump(tiny_config()))
@@ -51,31 +57,10 @@ def test_untrained_experiment_names_missing_model_and_command(tmp_path):
         )
     with pytest.raises(ValueError, match="'e2x' is ego2exo; omama match carries an exo mask"):
         match(experiment="e2x", exo="x.jpg", mask="m.png", ego="y.jpg", out=tmp_path / "o.png", config=cfg)
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "omama.match",
-            "match",
-            "--experiment",
-            "trained-frame",
-            "--exo",
-            "x.jpg",
-            "--mask",
-            "m.png",
-            "--ego",
-            "y.jpg",
-            "-o",
-            str(tmp_path / "o.png"),
-            "--config",
-            str(cfg),
-            "--results",
-            str(tmp_path / "res"),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-    )
+    proc = omama_match(
+        "--experiment", "trained-frame", "--exo", "x.jpg", "--mask", "m.png", "--ego", "y.jpg",
+        "-o", tmp_path / "o.png", "--config", cfg, "--results", tmp_path / "res",
+    )  # fmt: skip
     assert proc.returncode == 2 and "has no trained head yet" in proc.stderr and "Traceback" not in proc.stderr
 
 
@@ -86,32 +71,10 @@ def test_match_reproduces_the_pipelines_prediction_of_a_pair(tiny_run, tmp_path)
     obj = sorted(p.name.split(".")[0] for p in (pair / "masks").glob("*.exo.png"))[0]
     exo, ego = next(pair.glob("exo.*")), next(pair.glob("ego.*"))
     out = tmp_path / "out" / "ego_mask.png"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "omama.match",
-            "match",
-            "--experiment",
-            "trained-frame",
-            "--exo",
-            str(exo),
-            "--mask",
-            str(pair / "masks" / f"{obj}.exo.png"),
-            "--ego",
-            str(ego),
-            "-o",
-            str(out),
-            "--config",
-            str(tiny_run / "test-config.yaml"),
-            "--results",
-            str(results),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=600,
-    )
+    proc = omama_match(
+        "--experiment", "trained-frame", "--exo", exo, "--mask", pair / "masks" / f"{obj}.exo.png", "--ego", ego,
+        "-o", out, "--config", tiny_run / "test-config.yaml", "--results", results, timeout=600,
+    )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     printed = json.loads(proc.stdout.strip().splitlines()[-1])
     record = json.loads((tmp_path / "out" / "ego_mask.json").read_text())
