@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from gpu_check import SMOKE, VIT_B, sync, write_take
+from gpu_check import sync, vit_config, write_take
 from PIL import Image
 
 import omama.features as features
@@ -101,17 +101,7 @@ def main() -> None:
     args = ap.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() and not args.smoke else "cpu")
     n, size = (16, 56) if args.smoke else (args.frames, 704)
-    cfg = {
-        "kind": "dinov2",
-        "weights": "untrained",
-        "tiny": SMOKE if args.smoke else VIT_B,
-        "ego_grid": [4, 4] if args.smoke else [50, 50],
-        "exo_grid": [3, 5] if args.smoke else [38, 68],
-        "batch_size": 4 if args.smoke else 32,
-        "dtype": "float16",
-        "device": device.type,
-        "compressor": "none",
-    }
+    cfg = {**vit_config(smoke=args.smoke, batch=4 if args.smoke else 32, device=device), "compressor": "none"}
     bb = load_backbone(cfg, device)
     card = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU (smoke)"
     with tempfile.TemporaryDirectory() as tmp:

@@ -41,6 +41,21 @@ PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}  # dense bf16
 EGO_CAM, EXO_CAM = "aria01_214-1", "cam01"  # the camera names store_io.FeatureBatches reads
 
 
+def vit_config(*, smoke: bool, batch: int, device: torch.device) -> dict:
+    """The backbone entry of the measurements: ViT-B/14-reg (random weights) at the official grids, or
+    the tiny network at tiny grids for ``--smoke``."""
+    return {
+        "kind": "dinov2",
+        "weights": "untrained",
+        "tiny": SMOKE if smoke else VIT_B,
+        "ego_grid": [4, 4] if smoke else [50, 50],
+        "exo_grid": [3, 5] if smoke else [38, 68],
+        "batch_size": batch,
+        "dtype": "float16",
+        "device": device.type,
+    }
+
+
 def vit_gflop(tokens: int, patches: int, patch: int, d: int, layers: int, mlp: int) -> float:
     """Multiply-adds x 2 of one frame: patch embedding, QKV/proj/MLP matmuls, attention scores and mix."""
     per_layer = 2 * tokens * (4 * d * d + 2 * d * mlp) + 4 * tokens * tokens * d
@@ -193,16 +208,7 @@ def main() -> None:
     if args.smoke:
         args.frames, args.batch, args.reps, args.train_batch, args.loader_batches = 4, 2, 1, 4, 2
         args.sam_size, args.loader_workers = 64, 1
-    cfg = {
-        "kind": "dinov2",
-        "weights": "untrained",
-        "tiny": SMOKE if args.smoke else VIT_B,
-        "ego_grid": [4, 4] if args.smoke else [50, 50],
-        "exo_grid": [3, 5] if args.smoke else [38, 68],
-        "batch_size": args.batch,
-        "dtype": "float16",
-        "device": device.type,
-    }
+    cfg = vit_config(smoke=args.smoke, batch=args.batch, device=device)
     bb = load_backbone(cfg, device)
     card = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU (smoke)"
     peak = next((v for k, v in PEAK_TFLOPS.items() if k in card), None)

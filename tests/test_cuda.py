@@ -12,19 +12,11 @@ from omama.backbones import load_backbone
 from omama.features import FeatureStore, extract_features
 from omama.model import MatchingHead, matching_loss, score_candidates
 from tests.test_features import CFG, EGO, EXO, rgb, write_take
+from tests.test_weights import PRETRAINED
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
-MOBILENET = {
-    "kind": "torchvision",
-    "architecture": "mobilenet_v2",
-    "weights": "untrained",
-    "stride": 16,
-    "ego_grid": [3, 3],
-    "exo_grid": [2, 4],
-    "batch_size": 2,
-    "dtype": "float16",
-}
+MOBILENET = {**PRETRAINED, "weights": "untrained"}  # weights do not matter here; no download
 BACKBONES = pytest.mark.parametrize("cfg", [CFG, MOBILENET], ids=["tiny-dinov2", "mobilenet_v2"])
 
 
