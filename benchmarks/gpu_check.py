@@ -30,7 +30,7 @@ from store_io import FeatureBatches  # benchmarks/: the loader's feature part
 from train_iteration import random_masks
 
 from omama.backbones import load_backbone
-from omama.dataset import batch_features, read_stored_batch
+from omama.dataset import Prefetched, batch_features, read_stored_batch
 from omama.features import FeatureStore, extract_features
 from omama.model import MatchingHead, matching_loss, score_candidates
 
@@ -124,9 +124,10 @@ def write_take(root: Path, cams: dict, n: int) -> Path:
     return root
 
 
-def training_iteration(store: FeatureStore, bb, args, device: torch.device) -> tuple[float, float]:
-    """(ms of one training iteration from the store, ms of its store read): batch of args.train_batch
-    samples, 32 candidates, features read as float16 and made float32 on the device."""
+def training_iteration(store: FeatureStore, bb, args, device: torch.device) -> tuple[float, float, float]:
+    """(ms of one training iteration from the store, ms of its store read, ms of an iteration whose
+    next batch is read in a background thread meanwhile): batch of args.train_batch samples, 32
+    candidates, features read as float16 and made float32 on the device."""
     rng = np.random.default_rng(0)
     head = MatchingHead(src_grid=bb.grid("exo"), dst_grid=bb.grid("ego"), in_channels=bb.channels).to(device)
     opt = torch.optim.AdamW(head.parameters(), lr=8e-5)
@@ -144,14 +145,26 @@ def training_iteration(store: FeatureStore, bb, args, device: torch.device) -> t
             batch[f"{key}_feat"] = torch.from_numpy(values).pin_memory() if device.type == "cuda" else torch.from_numpy(values)
         return batch
 
-    def step():
-        src, dst = batch_features(read(), device=device)
+    def step(batch=None):
+        src, dst = batch_features(batch or read(), device=device)
         loss = matching_loss(score_candidates(head, src, dst, src_masks, cand), target, visible)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        return loss.item()  # the training loop's own synchronisation
 
-    return timed_ms(step, args.reps, device), timed_ms(read, args.reps, device)
+    def prefetched() -> float:
+        """ms per step when the next batch is read by omama.dataset.Prefetched (workers: 0) meanwhile."""
+        batches = iter(Prefetched((read() for _ in range(args.reps + 1)), depth=2))
+        step(next(batches))  # warm-up; the queue fills meanwhile
+        sync(device)
+        t = time.perf_counter()
+        for batch in batches:
+            step(batch)
+        sync(device)
+        return 1e3 * (time.perf_counter() - t) / args.reps
+
+    return timed_ms(step, args.reps, device), timed_ms(read, args.reps, device), prefetched()
 
 
 def loader_batches_per_s(store: FeatureStore, args, workers: int) -> float:
@@ -261,12 +274,13 @@ def main() -> None:
                 print(f"| {name} | {comp} | {n} | {n / (time.perf_counter() - t):.1f} |")
         print()
         store = FeatureStore(Path(tmp) / f"both-{args.compressors.split(',')[0]}.zarr")
-        step_ms, read_ms = training_iteration(store, bb, args, device)
+        step_ms, read_ms, prefetched_ms = training_iteration(store, bb, args, device)
         print(
             f"Training iteration from the store (grids ego {bb.grid('ego')} / exo {bb.grid('exo')}, batch "
             f"{args.train_batch}, 32 candidates, float16 features made float32 on the device; AdamW step): "
-            f"**{step_ms:.1f} ms** median, of which the synchronous store read {read_ms:.1f} ms "
-            f"(target <= 60 ms; the review: 242 ms on a T4).\n"
+            f"**{step_ms:.1f} ms** median, of which the synchronous store read {read_ms:.1f} ms; "
+            f"**{prefetched_ms:.1f} ms** with the next batch read meanwhile in a background thread "
+            f"(omama.dataset.Prefetched, the loader of `workers: 0`) (target <= 60 ms; the review: 242 ms on a T4).\n"
         )
         print("| training loader, feature batches | workers | batches/s |\n|---|---|---|")
         for workers in sorted({0, args.loader_workers}):

@@ -6,6 +6,9 @@ Masks reach the descriptors at the backbone's input resolution of their view.
 
 from __future__ import annotations
 
+import queue
+import threading
+
 import numpy as np
 import pandas as pd
 import torch
@@ -153,9 +156,10 @@ def epoch_batches(rows: pd.DataFrame, batch_size: int, seed: int, epoch: int, or
 
 def training_loader(
     dataset: TrainingSet, batches: list[list[int]], workers: int, device: torch.device, prefetch: int = 2
-) -> torch.utils.data.DataLoader:
-    """Batches built whole by ``TrainingSet.__getitems__`` in ``workers`` processes, pinned for a GPU."""
-    return torch.utils.data.DataLoader(
+) -> torch.utils.data.DataLoader | Prefetched:
+    """Batches built whole by ``TrainingSet.__getitems__``, pinned for a GPU: in ``workers`` processes,
+    or with ``workers: 0`` in one background thread of this process, ``prefetch`` batches ahead."""
+    loader = torch.utils.data.DataLoader(
         dataset,
         batch_sampler=batches,
         num_workers=workers,
@@ -164,6 +168,62 @@ def training_loader(
         prefetch_factor=prefetch if workers else None,
         persistent_workers=False,
     )
+    return loader if workers else Prefetched(loader, prefetch)
+
+
+class Prefetched:
+    """Iterates ``loader`` in a background thread, up to ``depth`` items ahead, in the same order.
+
+    A batch of stored features is mostly memory copies out of the feature stores, which NumPy makes
+    without holding the GIL, so reading the next batch overlaps the training step on the GPU (at the
+    official grids a batch holds 184 MB of float16 features; benchmarks/RESULTS.md). Worker processes
+    would have to copy each batch once more between processes. An error raised while building a
+    batch is raised again, unchanged, by the iterating thread.
+    """
+
+    def __init__(self, loader, depth: int = 2):
+        self.loader, self.depth = loader, max(1, int(depth))
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self):
+        items: queue.Queue = queue.Queue(maxsize=self.depth)
+        stop = threading.Event()
+
+        def produce() -> None:
+            try:
+                for item in self.loader:
+                    while not stop.is_set():
+                        try:
+                            items.put(("item", item), timeout=0.1)
+                            break
+                        except queue.Full:
+                            continue
+                    if stop.is_set():
+                        return
+                items.put(("end", None))
+            except BaseException as e:  # handed to the consumer, which raises it
+                items.put(("error", e))
+
+        worker = threading.Thread(target=produce, name="omama-prefetch", daemon=True)
+        worker.start()
+        try:
+            while True:
+                kind, item = items.get()
+                if kind == "end":
+                    return
+                if kind == "error":
+                    raise item
+                yield item
+        finally:  # the consumer stopped early, finished, or failed: end the producer too
+            stop.set()
+            while worker.is_alive():
+                try:
+                    items.get(timeout=0.1)
+                except queue.Empty:
+                    pass
+            worker.join()
 
 
 def collate(items) -> dict:

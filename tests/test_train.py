@@ -449,6 +449,35 @@ def test_workflow_retrains_from_scratch_after_a_split_or_proposer_change(tmp_pat
         assert model.read_bytes() == retrained, "the retrained model is not what a fresh run gives"
 
 
+def test_prefetched_batches_keep_their_order_errors_and_stop_with_the_consumer():
+    import threading
+
+    from omama.dataset import Prefetched
+    from omama.io import FrameError
+
+    built = []
+
+    def batches():
+        for i in range(6):
+            built.append(i)
+            if i == 4:
+                raise FrameError("cannot decode frame image for take 't', camera 'c', frame 120")
+            yield i
+
+    got = []
+    with pytest.raises(FrameError, match="take 't', camera 'c', frame 120"):  # the producer's own error
+        for b in Prefetched(batches(), depth=2):
+            got.append(b)
+    assert got == [0, 1, 2, 3]
+    assert list(Prefetched(range(7), depth=3)) == list(range(7)) and len(Prefetched(range(7))) == 7
+    built.clear()
+    for b in Prefetched(batches(), depth=1):  # the consumer stops early: nothing keeps running
+        if b == 1:
+            break
+    assert built[:2] == [0, 1] and len(built) <= 4
+    assert not [t for t in threading.enumerate() if t.name == "omama-prefetch"]
+
+
 def test_loader_batches_are_the_same_with_worker_processes_and_orders_cover_every_row(world):
     from omama.dataset import epoch_batches, training_loader
 
