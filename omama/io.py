@@ -42,7 +42,10 @@ def load_frame(path, take: str, cam: str, frame: int):
     path = Path(path)
     if not path.is_file():
         raise FrameError(f"missing frame image for {where(take, cam=cam, frame=frame)}: {path}")
-    data = np.fromfile(path, np.uint8)
+    try:
+        data = np.fromfile(path, np.uint8)
+    except OSError as e:
+        raise FrameError(f"cannot read frame image for {where(take, cam=cam, frame=frame)}: {path}: {e}") from e
     image = cv2.imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION) if data.size else None
     raw = data.tobytes()
     if image is None:
