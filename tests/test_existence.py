@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from test_model import official_state
-from test_train import BACKBONE, EGO, EXO, TRAIN, train, world  # noqa: F401  (world: the tiny training world fixture)
+from test_train import BACKBONE, EGO, EXO, TRAIN, predict, train, world  # noqa: F401  (world: the tiny training world fixture)
 
 from omama.existence import (
     Calibration,
@@ -27,7 +27,7 @@ from omama.existence import (
 from omama.experiment import build_head, setup
 from omama.masks import decode_rle
 from omama.model import PRESENT, MatchingHead, load_checkpoint
-from omama.predict import ModelChooser, predict_experiment
+from omama.predict import ModelChooser
 from omama.takedata import subset_rows
 
 EXISTENCE = {"epochs": 40, "lr": 1e-3, "batch_size": 8, "weight_decay": 0.0, "seed": 0, "mismatches": 1}
@@ -141,28 +141,13 @@ def test_existence_head_predictions_keep_masks_and_carry_the_calibrated_confiden
     assert set(matching) == set(trained)
     assert all(torch.equal(matching[k], v) != k.startswith("mlp_visible.") for k, v in trained.items())
 
-    def predict(name, model, calibration=None):
+    def predicted(name, model, calibration=None):
         out = tmp_path / name
-        metrics = predict_experiment(
-            split_table=world["split"],
-            subset="test",
-            annotations=world["annotations"],
-            proposals=world["proposals"],
-            features=world["features"],
-            images=None,
-            model_path=model,
-            backbone_cfg=BACKBONE,
-            mode="pre-extracted",
-            predictions_out=out / "predictions.json",
-            ground_truth_out=out / "ground_truth.json",
-            samples_out=out / "samples.parquet",
-            calibration=calibration,
-            direction="exo2ego",
-        )
+        metrics = predict(world, model, out, calibration)
         return metrics, pd.read_parquet(out / "samples.parquet"), json.loads((out / "predictions.json").read_text())
 
-    m_sim, s_sim, _ = predict("similarity", exp / "model.pt")
-    m_head, s_head, sub = predict("head", ex / "model.pt", ex / "calibration.json")
+    m_sim, s_sim, _ = predicted("similarity", exp / "model.pt")
+    m_head, s_head, sub = predicted("head", ex / "model.pt", ex / "calibration.json")
     assert "similarity" not in s_sim and len(s_head) == len(subset_rows(world["split"], "test", direction="exo2ego")) == 12
     for col in ("chosen", "iou", "shape", "location", "ego_present"):  # the frozen matching head chooses the masks
         pd.testing.assert_series_equal(s_head[col], s_sim[col])

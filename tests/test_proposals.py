@@ -93,16 +93,21 @@ def test_classical_recall_on_synthetic_frames():
     assert ious.mean() > 0.6 and (ious > 0.5).mean() >= 0.6, ious
 
 
-def test_propose_take_tables_and_loader(tmp_path):
-    root, ann = synthetic_take(tmp_path / "frames")
-    out, rec = tmp_path / "p" / "synthetic-0.parquet", tmp_path / "p" / "synthetic-0.recall.parquet"
+def propose(root: Path, out: Path, recall: Path, **proposer) -> None:
+    """propose_take on a synthetic take written at ``root``, with the proposer entry ``proposer``."""
     propose_take(
         annotation_json=root / "annotation.json",
         images_dir=root / "images",
         out_proposals=out,
-        out_recall=rec,
-        proposer_cfg={"kind": "classical"},
+        out_recall=recall,
+        proposer_cfg=proposer,
     )
+
+
+def test_propose_take_tables_and_loader(tmp_path):
+    root, ann = synthetic_take(tmp_path / "frames")
+    out, rec = tmp_path / "p" / "synthetic-0.parquet", tmp_path / "p" / "synthetic-0.recall.parquet"
+    propose(root, out, rec, kind="classical")
     df = pd.read_parquet(out)
     assert list(df.columns) == ["frame", "proposal", "height", "width", "counts", "x", "y", "w", "h", "score", "area"]
     assert (df["height"] == 128).all() and (df["width"] == 128).all()
@@ -128,13 +133,7 @@ def test_propose_take_tables_and_loader(tmp_path):
 def test_zero_proposals_are_handled(tmp_path):
     root, ann = synthetic_take(tmp_path / "frames", n_frames=1)
     out, rec = tmp_path / "p.parquet", tmp_path / "r.parquet"
-    propose_take(
-        annotation_json=root / "annotation.json",
-        images_dir=root / "images",
-        out_proposals=out,
-        out_recall=rec,
-        proposer_cfg={"kind": "classical", "min_area": 1.0},
-    )
+    propose(root, out, rec, kind="classical", min_area=1.0)
     props = load_proposals(out)
     (frame,) = ann["subsample_idx"]
     assert len(props[frame]) == 0 and props[frame].masks().shape == (0, 128, 128)
@@ -167,13 +166,7 @@ def test_fastsam_checkpoint_segment_everything(tiny_fastsam):
 def test_fastsam_take_and_missing_weights(tmp_path, tiny_fastsam):
     root, ann = synthetic_take(tmp_path / "frames", n_frames=1)
     out, rec = tmp_path / "p.parquet", tmp_path / "r.parquet"
-    propose_take(
-        annotation_json=root / "annotation.json",
-        images_dir=root / "images",
-        out_proposals=out,
-        out_recall=rec,
-        proposer_cfg={"kind": "fastsam", "weights": str(tiny_fastsam), "imgsz": 64, "conf": 0.0},
-    )
+    propose(root, out, rec, kind="fastsam", weights=str(tiny_fastsam), imgsz=64, conf=0.0)
     (ps,) = load_proposals(out).values()
     assert len(ps) > 0 and ps.masks().shape[1:] == (128, 128)
     with pytest.raises(FileNotFoundError, match="FastSAM weights not found"):
@@ -185,13 +178,7 @@ def test_missing_ego_frame_is_named(tmp_path):
     f = ann["subsample_idx"][1]
     (root / "images" / ann["ego_cam"] / f"{f}.jpg").unlink()
     with pytest.raises(ValueError, match=f"take 'synthetic-0', camera 'aria01_214-1', frame {f}"):
-        propose_take(
-            annotation_json=root / "annotation.json",
-            images_dir=root / "images",
-            out_proposals=tmp_path / "p.parquet",
-            out_recall=tmp_path / "r.parquet",
-            proposer_cfg={"kind": "classical"},
-        )
+        propose(root, tmp_path / "p.parquet", tmp_path / "r.parquet", kind="classical")
     assert not (tmp_path / "p.parquet").exists()
 
 
@@ -199,13 +186,7 @@ def test_a_frame_mixing_mask_sizes_is_an_error(tmp_path):
     """A frame's size comes from all its proposals, not from the first one read."""
     root, ann = synthetic_take(tmp_path / "frames")
     out = tmp_path / "p" / "synthetic-0.parquet"
-    propose_take(
-        annotation_json=root / "annotation.json",
-        images_dir=root / "images",
-        out_proposals=out,
-        out_recall=tmp_path / "p" / "r.parquet",
-        proposer_cfg={"kind": "classical"},
-    )
+    propose(root, out, tmp_path / "p" / "r.parquet", kind="classical")
     df = pd.read_parquet(out)
     frame = int(df.frame.iloc[0])
     small = encode_rle(np.ones((64, 64), bool))
@@ -295,13 +276,7 @@ def test_sam_take_tables_and_weights_errors(tmp_path, tiny_mobile_sam, monkeypat
 
     root, ann = synthetic_take(tmp_path / "frames", n_frames=1)
     out, rec = tmp_path / "p.parquet", tmp_path / "r.parquet"
-    propose_take(
-        annotation_json=root / "annotation.json",
-        images_dir=root / "images",
-        out_proposals=out,
-        out_recall=rec,
-        proposer_cfg={**SAM_FAST, "weights": str(tiny_mobile_sam), "min_area": 0.0},
-    )
+    propose(root, out, rec, **{**SAM_FAST, "weights": str(tiny_mobile_sam), "min_area": 0.0})
     (ps,) = load_proposals(out).values()
     assert len(ps) >= 1 and ps.masks().shape[1:] == (128, 128) and pd.read_parquet(out).attrs["proposer"] == "sam"
     assert len(pd.read_parquet(rec)) > 0

@@ -186,6 +186,26 @@ def train(world, out: Path, cfg=TRAIN, init=None, stop=None):
     )
 
 
+def predict(world, model: Path, out: Path, calibration=None) -> dict:
+    """predict_experiment on the world's test rows (pre-extracted features) into ``out``; its metrics."""
+    return predict_experiment(
+        split_table=world["split"],
+        subset="test",
+        annotations=world["annotations"],
+        proposals=world["proposals"],
+        features=world["features"],
+        images=None,
+        model_path=model,
+        backbone_cfg=BACKBONE,
+        mode="pre-extracted",
+        predictions_out=out / "predictions.json",
+        ground_truth_out=out / "ground_truth.json",
+        samples_out=out / "samples.parquet",
+        calibration=calibration,
+        direction="exo2ego",
+    )
+
+
 def test_killed_training_resumes_to_bit_identical_weights(world, tmp_path):
     full = train(world, tmp_path / "full")
     assert [h["epoch"] for h in full] == [1, 2] and all(np.isfinite(h["train_loss"]) for h in full)
@@ -338,21 +358,7 @@ def test_on_the_fly_features_equal_stored_float32_features(world):
 def test_predictions_round_trip_and_references(world, tmp_path):
     train(world, tmp_path / "exp", cfg={**TRAIN, "epochs": 1})
     out = tmp_path / "exp" / "test"
-    metrics = predict_experiment(
-        split_table=world["split"],
-        subset="test",
-        annotations=world["annotations"],
-        proposals=world["proposals"],
-        features=world["features"],
-        images=None,
-        model_path=tmp_path / "exp" / "model.pt",
-        backbone_cfg=BACKBONE,
-        mode="pre-extracted",
-        predictions_out=out / "predictions.json",
-        ground_truth_out=out / "ground_truth.json",
-        samples_out=out / "samples.parquet",
-        direction="exo2ego",
-    )
+    metrics = predict(world, tmp_path / "exp" / "model.pt", out)
     samples = pd.read_parquet(out / "samples.parquet")
     assert len(samples) == len(subset_rows(world["split"], "test", direction="exo2ego")) == 12
     assert evaluate(out / "predictions.json", out / "ground_truth.json") == metrics == summarise(samples)
