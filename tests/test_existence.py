@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from test_model import official_state
-from test_train import BACKBONE, EGO, EXO, TRAIN, predict, train, world  # noqa: F401  (world: the tiny training world fixture)
+from test_train import BACKBONE, EGO, EXO, TRAIN, inputs, predict, train, world  # noqa: F401  (world: the tiny training world fixture)
 
 from omama.existence import (
     Calibration,
@@ -119,10 +119,7 @@ def test_existence_head_predictions_keep_masks_and_carry_the_calibrated_confiden
     exp, ex = tmp_path / "exp", tmp_path / "exp" / "existence"
     record = train_existence(
         split_table=world["split"],
-        annotations=world["annotations"],
-        proposals=world["proposals"],
-        features=world["features"],
-        images=None,
+        **inputs(world),
         model_path=exp / "model.pt",
         backbone_cfg=BACKBONE,
         mode="pre-extracted",
@@ -160,14 +157,7 @@ def test_existence_head_predictions_keep_masks_and_carry_the_calibrated_confiden
     # the confidence is the calibrated mlp_visible probability of the chosen candidate
     cal = Calibration.load(ex / "calibration.json")
     assert cal.scale == record["scale"] and cal.bias == record["bias"]
-    s = setup(
-        annotations=world["annotations"],
-        proposals=world["proposals"],
-        features=world["features"],
-        images=None,
-        backbone_cfg=BACKBONE,
-        on_the_fly=False,
-    )
+    s = setup(**inputs(world), backbone_cfg=BACKBONE, on_the_fly=False)
     head = build_head(s.geometry, ex / "model.pt", direction="exo2ego").eval()
     pairs = collect_pairs(
         ModelChooser(head, s, direction="exo2ego"), subset_rows(world["split"], "test", direction="exo2ego"), s.corpus

@@ -167,13 +167,15 @@ def world(tmp_path_factory) -> dict:
     }
 
 
+def inputs(world, images=None) -> dict:
+    """The world's data as the stages' keyword arguments (annotations, proposals, features, images)."""
+    return dict(annotations=world["annotations"], proposals=world["proposals"], features=world["features"], images=images)
+
+
 def train(world, out: Path, cfg=TRAIN, init=None, stop=None):
     return train_experiment(
         split_table=world["split"],
-        annotations=world["annotations"],
-        proposals=world["proposals"],
-        features=world["features"],
-        images=world["images"],
+        **inputs(world, world["images"]),
         train_cfg=cfg,
         backbone_cfg=BACKBONE,
         proposer_cfg=PROPOSER,
@@ -191,10 +193,7 @@ def predict(world, model: Path, out: Path, calibration=None) -> dict:
     return predict_experiment(
         split_table=world["split"],
         subset="test",
-        annotations=world["annotations"],
-        proposals=world["proposals"],
-        features=world["features"],
-        images=None,
+        **inputs(world),
         model_path=model,
         backbone_cfg=BACKBONE,
         mode="pre-extracted",
@@ -229,10 +228,7 @@ def test_training_killed_with_sigkill_resumes_to_the_same_weights(world, tmp_pat
     cfg = {**TRAIN, "epochs": 4}
     args = dict(
         split_table=str(world["split"]),
-        annotations=world["annotations"],
-        proposals=world["proposals"],
-        features=world["features"],
-        images=None,
+        **inputs(world),
         train_cfg=cfg,
         backbone_cfg=BACKBONE,
         proposer_cfg=PROPOSER,
