@@ -18,7 +18,15 @@ from omama.report.existence import existence_section
 from omama.report.figures import breakdown_figure, delta_figure, iou_histogram, timing_figure, training_figure
 from omama.report.inputs import Inputs, ReportParams, by_direction, takes_of
 from omama.report.overlays import Frames, overlay, pick_samples
-from omama.report.sections import compare_iou, metrics_table, paired_deltas, proposal_recall, robustness_section, run_summary
+from omama.report.sections import (
+    change_counts,
+    compare_iou,
+    metrics_table,
+    paired_deltas,
+    proposal_recall,
+    robustness_section,
+    run_summary,
+)
 from omama.report.tables import (
     benchmark_table,
     breakdown,
@@ -44,9 +52,7 @@ def comparison(main: dict, preds: dict, frames: Frames, a: str, b: str, p: Repor
         "n": len(j),
         "n_total": len(main[a]),
         "img": delta_figure(j["delta"].to_numpy(), a, b) if len(j) else None,
-        "better": int((j.delta > 0).sum()),
-        "worse": int((j.delta < 0).sum()),
-        "same": int((j.delta == 0).sum()),
+        **change_counts(j),
         "mean": f"{j.delta.mean():+.4f}" if len(j) else "–",
         **compare_iou(main[a], main[b], j, p.boot),
         "overlays": [

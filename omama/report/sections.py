@@ -242,11 +242,17 @@ def paired_differences(pairs: list[tuple[str, str]], samples: dict[str, pd.DataF
                 "b − a": f"{b} − {a}",
                 "ΔIoU": c["diff"],
                 f"{boot.percent} interval ({'paired' if c['paired'] else 'unpaired'})": c["ci"],
-                "b better / worse / equal": f"{int((j.delta > 0).sum())} / {int((j.delta < 0).sum())} / {int((j.delta == 0).sum())}",
+                "b better / worse / equal": " / ".join(str(n) for n in change_counts(j).values()),
                 "verdict": c["verdict"],
             }
         )
     return pd.DataFrame(rows)
+
+
+def change_counts(joined: pd.DataFrame) -> dict[str, int]:
+    """How many of the ``paired_deltas`` samples b scores better, worse and the same as a."""
+    d = joined["delta"]
+    return {"better": int((d > 0).sum()), "worse": int((d < 0).sum()), "same": int((d == 0).sum())}
 
 
 def paired_deltas(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
