@@ -10,7 +10,12 @@ left pixel reaches (seen only by the right camera) belong to no object.
 
 Pairs use both directions (left as exo, right as ego, and the reverse) and crops of the ego
 photo, in the robustness set's folder layout (``omama.robustness``), so an object can be
-partly or wholly outside the ego view.
+partly or wholly outside the ego view. The rectified pairs differ only by a horizontal shift,
+which leaves a matcher little to get wrong; the *moved-camera* pairs (``views``) show the ego
+photo as a camera that also turned, tilted and came closer would: the other view resampled
+through a known, seeded homography (``moved_camera``) into a square ego frame. Their masks go
+through the same homography (nearest neighbour); outside the source photo the frame is black
+and belongs to no object.
 """
 
 from __future__ import annotations
@@ -110,8 +115,43 @@ def segment_objects(image: np.ndarray, disp: np.ndarray, n: int, min_area: float
     return labels
 
 
-def write_motorcycle_pairs(out_dir: str | Path, *, width: int = 300, objects: int = 6) -> list[str]:
-    """Write the motorcycle pairs (``PAIRS``) in the robustness folder layout; returns the pair names."""
+def write_pair(
+    folder: Path, exo: np.ndarray, ego: np.ndarray, exo_labels: np.ndarray, ego_labels: np.ndarray, names: list[str]
+) -> None:
+    """One pair folder: both photos, each object's exo mask and (where it is visible) its ego mask."""
+    (folder / "masks").mkdir(parents=True)
+    Image.fromarray(exo).save(folder / "exo.png")
+    Image.fromarray(ego).save(folder / "ego.png")
+    for i, name in enumerate(names, start=1):
+        Image.fromarray(((exo_labels == i) * 255).astype(np.uint8)).save(folder / "masks" / f"{name}.exo.png")
+        if (ego_labels == i).any():
+            Image.fromarray(((ego_labels == i) * 255).astype(np.uint8)).save(folder / "masks" / f"{name}.ego.png")
+
+
+def moved_camera(rng: np.random.Generator, shape: tuple[int, int], side: int) -> np.ndarray:
+    """Homography from a (h, w) photo to a ``side`` x ``side`` frame of a moved camera.
+
+    The frame shows a square region of 35-70 % of the photo's height squared, rotated by up to
+    30 degrees, its corners displaced by about 5 % of its side (a tilt): the camera turned,
+    rolled and moved closer.
+    """
+    h, w = shape
+    half = h * np.sqrt(rng.uniform(0.35, 0.7)) / 2
+    centre = rng.uniform([half, half], [w - half, h - half])
+    a = np.deg2rad(rng.uniform(-30, 30))
+    rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+    square = np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]]) * half
+    quad = square @ rot.T + centre + rng.normal(0, 0.1 * half, (4, 2))
+    frame = np.array([[0, 0], [side, 0], [side, side], [0, side]])
+    return cv2.getPerspectiveTransform(quad.astype(np.float32), frame.astype(np.float32))
+
+
+def write_motorcycle_pairs(
+    out_dir: str | Path, *, width: int = 300, objects: int = 6, views: int = 0, seed: int = 0
+) -> list[str]:
+    """Write the motorcycle pairs in the robustness folder layout: ``PAIRS``, then ``views``
+    moved-camera pairs (``view-{i}``, directions alternating, homographies seeded by ``seed``);
+    returns the pair names."""
     left, right, disp = load_motorcycle(width)
     labels = {"left": segment_objects(left, disp, objects)}
     labels["right"] = warp_labels(labels["left"], disp)
@@ -122,16 +162,19 @@ def write_motorcycle_pairs(out_dir: str | Path, *, width: int = 300, objects: in
     names = [f"segment_{i}" for i in range(1, k + 1)]
     with atomic_path(out_dir) as tmp:
         for pair, exo, ego, (x0, x1) in PAIRS:
-            d = tmp / pair / "masks"
-            d.mkdir(parents=True)
             a, b = round(x0 * width), round(x1 * width)
-            Image.fromarray(images[exo]).save(tmp / pair / "exo.png")
-            Image.fromarray(images[ego][:, a:b]).save(tmp / pair / "ego.png")
-            for i, name in enumerate(names, start=1):
-                Image.fromarray(((labels[exo] == i) * 255).astype(np.uint8)).save(d / f"{name}.exo.png")
-                ego_mask = labels[ego][:, a:b] == i
-                if ego_mask.any():
-                    Image.fromarray((ego_mask * 255).astype(np.uint8)).save(d / f"{name}.ego.png")
+            write_pair(tmp / pair, images[exo], images[ego][:, a:b], labels[exo], labels[ego][:, a:b], names)
             log.info("pair %s: exo %s, ego %s columns %d..%d", pair, exo, ego, a, b)
-    log.info("%d motorcycle pairs with %d objects at %dx%d -> %s", len(PAIRS), k, width, left.shape[0], out_dir)
-    return [p[0] for p in PAIRS]
+        rng = np.random.default_rng(seed)
+        side = left.shape[0]
+        for i in range(views):
+            exo, ego = ("left", "right") if i % 2 == 0 else ("right", "left")
+            h = moved_camera(rng, left.shape[:2], side)
+            frame = cv2.warpPerspective(images[ego], h, (side, side), flags=cv2.INTER_LINEAR, borderValue=0)
+            ego_labels = cv2.warpPerspective(
+                labels[ego].astype(np.uint16), h, (side, side), flags=cv2.INTER_NEAREST, borderValue=0
+            )
+            write_pair(tmp / f"view-{i}", images[exo], frame, labels[exo], ego_labels, names)
+            log.info("pair view-%d: exo %s, ego %s through homography %s", i, exo, ego, np.round(h, 4).tolist())
+    log.info("%d motorcycle pairs with %d objects at %dx%d -> %s", len(PAIRS) + views, k, width, left.shape[0], out_dir)
+    return [p[0] for p in PAIRS] + [f"view-{i}" for i in range(views)]

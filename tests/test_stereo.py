@@ -82,6 +82,39 @@ def test_pairs_are_a_robustness_folder(tmp_path):
     np.testing.assert_array_equal(exo_rl, np.asarray(Image.open(out / "left-right" / "ego.png")))
 
 
+def test_moved_camera_views_carry_the_masks_with_the_photo(tmp_path):
+    """A moved-camera pair shows the other view turned and closer; every object's ego mask covers the
+    same surface (same colours) as in that view, never the black outside the photo; seeded."""
+    out = tmp_path / "photos"
+    names = write_motorcycle_pairs(out, width=200, objects=6, views=2, seed=3)
+    assert names == [p[0] for p in PAIRS] + ["view-0", "view-1"]
+    masks = lambda pair, view: {  # noqa: E731
+        p.name.split(".")[0]: np.asarray(Image.open(p)) > 0 for p in sorted((out / pair / "masks").glob(f"*.{view}.png"))
+    }
+    for view, rectified in (("view-0", "left-right"), ("view-1", "right-left")):  # same exo photo, same ego camera
+        ego = np.asarray(Image.open(out / view / "ego.png")).astype(float)
+        assert ego.shape == (135, 135, 3)
+        np.testing.assert_array_equal(Image.open(out / view / "exo.png"), Image.open(out / rectified / "exo.png"))
+        source = np.asarray(Image.open(out / rectified / "ego.png")).astype(float)
+        outside = ego.sum(-1) == 0
+        moved, full = masks(view, "ego"), masks(rectified, "ego")
+        assert len(moved) >= 2 and outside.any(), "the view is a turned, partial look at the photo"
+        for obj, m in moved.items():
+            assert (m & outside).mean() < 0.02 * m.mean() + 1e-9, f"{view} {obj}: mask on the black outside the photo"
+            if m.sum() >= 100:  # the surface's colour survives resampling
+                diff = np.abs(ego[m].mean(0) - source[full[obj]].mean(0)).max()
+                assert diff < 20, f"{view} {obj}: mean colour differs by {diff:.1f}"
+        assert not any(np.array_equal(m, full[o][: m.shape[0], : m.shape[1]]) for o, m in moved.items())
+    again = tmp_path / "again"
+    write_motorcycle_pairs(again, width=200, objects=6, views=2, seed=3)
+    np.testing.assert_array_equal(Image.open(again / "view-1" / "ego.png"), Image.open(out / "view-1" / "ego.png"))
+    other = tmp_path / "other"
+    write_motorcycle_pairs(other, width=200, objects=6, views=1, seed=4)
+    assert not np.array_equal(
+        np.asarray(Image.open(other / "view-0" / "ego.png")), np.asarray(Image.open(out / "view-0" / "ego.png"))
+    )
+
+
 @pytest.mark.slow
 def test_pretrained_backbone_and_motorcycle_pairs_end_to_end(fetched, tmp_path):
     """The workflow with the pretrained MobileNetV2 (weights from the session's torch cache) scores
@@ -98,12 +131,12 @@ def test_pretrained_backbone_and_motorcycle_pairs_end_to_end(fetched, tmp_path):
     }
     cfg["experiments"] = {k: {**cfg["experiments"][k], "backbone": "mobilenet-v2"} for k in ("untrained", "trained-frame")}
     cfg["evaluate"]["references"] = ["random", "largest"]
-    cfg["robustness"].update(synthetic_pairs=0, motorcycle={"width": 160, "objects": 5})
+    cfg["robustness"].update(synthetic_pairs=0, motorcycle={"width": 160, "objects": 5, "views": 1})
     run_snakemake(tmp_path, cfg)
     r = tmp_path / "results"
     record = json.loads((r / "weights" / "mobilenet-v2.json").read_text())
     assert record["source"] == "cache" and record["sha256"] == SHA
-    assert list_pairs(r / "motorcycle" / "photos") == sorted(p[0] for p in PAIRS)
+    assert list_pairs(r / "motorcycle" / "photos") == sorted([p[0] for p in PAIRS] + ["view-0"])
     store = FeatureStore(r / "motorcycle" / "features" / "mobilenet-v2" / "left-right.zarr")
     assert store.attrs["backbone"]["weights_sha256"] == SHA and store.attrs["backbone"]["channels"] == 96
     page = (r / "report.html").read_text()
