@@ -162,6 +162,8 @@ def run_predictions(rows: pd.DataFrame, corpus: Corpus, chooser, desc: str = "pr
         else:
             idx, conf = np.full(len(g), -1), np.zeros(len(g))
         cands = td.proposal_masks(frame, size, dst_cam)
+        flat = cands.reshape(n, size[0] * size[1])
+        areas = flat.sum(1)
         res = results.setdefault(take, {"masks": {}, "subsample_idx": td.annotation["subsample_idx"]})
         ann = annotations.setdefault(
             take, {"masks": {}, "subsample_idx": td.annotation["subsample_idx"], "annotated_frames": {}}
@@ -182,10 +184,10 @@ def run_predictions(rows: pd.DataFrame, corpus: Corpus, chooser, desc: str = "pr
             if dst_rle is not None:
                 dst_masks[str(frame)] = dst_rle
                 gt = td.mask(r.object, dst_cam, frame, size)
-                if n:
-                    inter = (cands & gt).reshape(n, -1).sum(1)
-                    union = (cands | gt).reshape(n, -1).sum(1)
-                    best = float((inter / (union + 1e-7)).max())
+                if n:  # intersections over the ground truth's pixels only: the same integers, far fewer
+                    inside = gt.ravel()
+                    inter = flat[:, inside].sum(1)
+                    best = float((inter / (areas + inside.sum() - inter + 1e-7)).max())
                 else:
                     best = 0.0
             af = td.annotation["annotated_frames"][r.object]
