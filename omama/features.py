@@ -129,12 +129,16 @@ def store_problems(path, group: zarr.Group) -> list[str]:
         return [f"group attributes {missing} missing"]
     frames, dtype, d = list(a["frames"]), np.dtype(a["dtype"]), a["backbone"]
     problems = []
-    arrays = dict(group.arrays())
+
+    def stored(name):  # by name: listing the group warns about Snakemake's .snakemake_timestamp file
+        member = group.get(name)
+        return member if isinstance(member, zarr.Array) else None
+
     for cam in a["cameras"]:
-        if cam not in arrays:
+        arr = stored(cam)
+        if arr is None:
             problems.append(f"array of camera {cam!r} missing")
             continue
-        arr = arrays[cam]
         view = arr.attrs.get("view")
         if view not in ("ego", "exo"):
             problems.append(f"camera {cam!r}: view {view!r} is not ego/exo")
@@ -148,7 +152,7 @@ def store_problems(path, group: zarr.Group) -> list[str]:
             continue
         needed = [(arr, cam)]
         if dtype == np.int8:
-            dq = arrays.get(f"{cam}{DEQUANT}")
+            dq = stored(f"{cam}{DEQUANT}")
             if dq is None or tuple(dq.shape) != (len(frames), 2, want[1]):
                 problems.append(f"camera {cam!r}: int8 scale/offset array {cam}{DEQUANT} missing or misshapen")
                 continue
