@@ -4,7 +4,8 @@ Three proposers (``config["proposers"][name]["kind"]``):
 - ``fastsam``: Ultralytics FastSAM in segment-everything mode, every mask kept.
 - ``sam``: a SAM-family checkpoint (MobileSAM by default; SAM, SAM 2) through Ultralytics' SAM
   predictor, segment everything over a point grid; the masks filtered by area and de-duplicated
-  by mask IoU like the classical ones; a mask's score is SAM's predicted IoU.
+  by mask IoU like the classical ones; a mask's score is SAM's predicted IoU (a regression
+  output, not clipped: it can exceed 1; scores only order the masks for de-duplication).
 - ``classical``: no weights; Felzenszwalb graph segmentation of the frame at several scales,
   both on RGB and on shading-free chromaticity, borders snapped to image edges by a
   watershed, split into connected components, filtered
