@@ -88,9 +88,10 @@ def test_moved_camera_views_carry_the_masks_with_the_photo(tmp_path):
     out = tmp_path / "photos"
     names = write_motorcycle_pairs(out, width=200, objects=6, views=2, seed=3)
     assert names == [p[0] for p in PAIRS] + ["view-0", "view-1"]
-    masks = lambda pair, view: {  # noqa: E731
-        p.name.split(".")[0]: np.asarray(Image.open(p)) > 0 for p in sorted((out / pair / "masks").glob(f"*.{view}.png"))
-    }
+
+    def masks(pair, view):
+        return {p.name.split(".")[0]: np.asarray(Image.open(p)) > 0 for p in (out / pair / "masks").glob(f"*.{view}.png")}
+
     for view, rectified in (("view-0", "left-right"), ("view-1", "right-left")):  # same exo photo, same ego camera
         ego = np.asarray(Image.open(out / view / "ego.png")).astype(float)
         assert ego.shape == (135, 135, 3)
