@@ -34,9 +34,10 @@ wildcard_constraints:
     backbone=r"[^/]+",
     proposer=r"[^/]+",
     exp=r"[^/]+",
-    split=r"frame|take|object",
+    split=r"frame|take|object|official",
     subset=r"train|val|test",
     predictor=r"[^/]+",
+    name=r"[^/]+",
 
 
 include: "workflow/rules/common.smk"

@@ -23,6 +23,8 @@ ENTRIES = {
     "proposers": ("properties", "proposers", "additionalProperties"),
     "experiments": ("properties", "experiments", "additionalProperties"),
     "train": ("definitions", "train"),
+    "synthetic": ("properties", "synthetic"),
+    "selection": ("properties", "selection"),
 }
 
 

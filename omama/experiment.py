@@ -14,7 +14,7 @@ import torch
 
 from omama.config import entry
 from omama.direction import Direction
-from omama.model import MatchingHead, load_checkpoint
+from omama.model import CosineMatcher, MatchingHead, load_checkpoint
 from omama.takedata import Corpus, Geometry
 
 INIT_SEED = 42  # seeds the initial weights of a head that is not trained (train: null); train.seed otherwise
@@ -62,10 +62,21 @@ def build_head(geometry: Geometry, weights=None, seed: int = INIT_SEED, *, direc
 
 
 def trained_head(
-    *, annotations, proposals, features, images, backbone_cfg: dict, mode: str, model_path, direction: str, exo_proposals=None
-) -> tuple[Setup, MatchingHead]:
+    *,
+    annotations,
+    proposals,
+    features,
+    images,
+    backbone_cfg: dict,
+    mode: str,
+    model_path,
+    direction: str,
+    exo_proposals=None,
+    matcher: str = "omama",
+) -> tuple[Setup, MatchingHead | CosineMatcher]:
     """The ``setup`` of an experiment's inputs (``mode``: pre-extracted | on-the-fly) and its head with
-    the weights of ``model_path``, on the device, in eval mode."""
+    the weights of ``model_path``, on the device, in eval mode (``matcher: cosine``: the training-free
+    matcher, which has no weights)."""
     s = setup(
         annotations=annotations,
         proposals=proposals,
@@ -75,4 +86,6 @@ def trained_head(
         on_the_fly=mode == "on-the-fly",
         exo_proposals=exo_proposals,
     )
+    if matcher == "cosine":
+        return s, CosineMatcher().eval()
     return s, build_head(s.geometry, model_path, direction=direction).to(s.device).eval()

@@ -222,6 +222,8 @@ def extract_take(
         "masks": masks,
         "annotated_frames": annotated,
         "skipped": skipped,
+        # views whose masks the relations file withholds (scored by the challenge server): no mask there means unknown
+        **({"withheld": record["withheld"]} if record.get("withheld") else {}),
     }
     write_json(annotation_out, annotation)
     log.info(

@@ -14,7 +14,7 @@ the same call for an output pattern (``L.annotation()``) that code uses for one 
     {root}/raw/{take}/...                         downloaded videos, temporary: deleted after extraction
     {root}/frames/{take}/images/{cam}/{frame}.jpg processed frames; {root}/frames/{take}/annotation.json
     {root}/pairs.parquet, pairs.json              one row per (take, object, exo cam, frame); counts + skips
-    {root}/splits/{split}.parquet + .json         split assignment + diagnostics; split in frame|take|object
+    {root}/splits/{split}.parquet + .json         split assignment + diagnostics; split in frame|take|object|official
     {root}/weights/{backbone}.json                torchvision backbones: checkpoint file, SHA-256, origin
     {root}/weights/proposers/{proposer}.json      sam proposers with a packaged checkpoint: the same record
     {root}/features/{backbone}/{take}.zarr        Zarr v3 store, one array per camera
@@ -25,6 +25,7 @@ the same call for an output pattern (``L.annotation()``) that code uses for one 
     {root}/experiments/{exp}/{subset}/...         predictions.json, ground_truth.json, samples.parquet, metrics.json
     {root}/reference/{split}/{proposer}/{subset}/{predictor}/{samples.parquet,metrics.json}
     {root}/reference/ego2exo/{split}/...          the same for the ego->exo direction (exo proposals)
+    {root}/submission/{name}.json                 challenge submission: exo-ego and/or ego-exo blocks of test predictions
     {root}/{robustness,motorcycle}/...            photo-pair sets: the same stages (photos/ when generated)
     {root}/report.html
     {root}/logs/..., {root}/benchmarks/...        one log and one benchmark (timing) file per job
@@ -187,6 +188,10 @@ class Layout:
     ) -> str:
         """One file of a reference predictor in the ego->exo direction (on the exo proposals)."""
         return self.reference(name, f"ego2exo/{split}", proposer, subset, predictor)
+
+    def submission(self, name: str = "{name}") -> str:
+        """A challenge submission file (config ``submissions``): the one JSON the challenge server takes."""
+        return f"{self.root}/submission/{name}.json"
 
     # report, logs, benchmarks
     def report(self) -> str:

@@ -49,7 +49,7 @@ def load_config(path: str | Path) -> dict:
 
 def model_files(
     config: dict, experiment: str, results: str | Path | None, config_path: str | Path
-) -> tuple[Path, Path | None]:
+) -> tuple[Path | None, Path | None]:
     """The experiment's trained head and, with ``existence: head``, its calibration; a clear error naming
     the file and the snakemake command when one is missing, or when the experiment is not exo->ego."""
     if experiment not in config["experiments"]:
@@ -61,6 +61,8 @@ def model_files(
             "ego photo (exo2ego experiments only)"
         )
     layout = Layout(str(results or config["results"]))
+    if x["matcher"] == "cosine":
+        return None, None  # the training-free matcher has no weights
     if x["existence"] == "head":
         files = Path(layout.existence("model.pt", experiment)), Path(layout.existence("calibration.json", experiment))
     else:
@@ -164,6 +166,7 @@ def match(
             samples_out=tmp / "samples.parquet",
             direction="exo2ego",
             calibration=calibration,
+            matcher=x["matcher"],
         )
         result = read_json(pred_json, "predictions")["exo-ego"]["results"][PAIR]["masks"][OBJECT]
         entry = result[f"{CAMS['exo']}_{CAMS[EGO]}"][str(FRAME)]
@@ -173,7 +176,7 @@ def match(
     confidence = float(entry["confidence"])
     record = {
         "experiment": experiment,
-        "model": str(head),
+        "model": str(head) if head else f"none (matcher {x['matcher']})",
         "exo": str(exo),
         "mask": str(mask),
         "ego": str(ego),

@@ -322,11 +322,42 @@ def summarise(frames: pd.DataFrame, *, bootstrap: Bootstrap | None = None) -> di
     }
 
 
+SERVER_SCORED = "the annotations withhold the destination masks of these takes: scored by the challenge server"
+
+
+def predict_only(predictions: dict, ground_truth: dict) -> dict | None:
+    """The predictions of takes the ground truth does not hold (their destination masks are withheld):
+    ``{"takes": n, "predictions": n, "note": ...}``, or None when every predicted take is scored."""
+    (block,) = predictions.values()
+    takes = sorted(set(block["results"]) - set(ground_truth["annotations"]))
+    if not takes:
+        return None
+    n = sum(len(f) for t in takes for per_pair in block["results"][t]["masks"].values() for f in per_pair.values())
+    return predict_only_record(len(takes), n)
+
+
+def predict_only_record(takes: int, predictions: int) -> dict:
+    return {"takes": takes, "predictions": predictions, "note": SERVER_SCORED}
+
+
+def unscored_metrics(takes: int, predictions: int) -> dict:
+    """metrics.json of a subset none of whose predictions can be scored here: no metric, only the counts."""
+    return {"scored": False, "protocol": PROTOCOL, "predict_only": predict_only_record(takes, predictions)}
+
+
 def evaluate(predictions_path, ground_truth_path, *, bootstrap: Bootstrap | None = None) -> dict:
-    """Score an official submission file against an official ground-truth file."""
+    """Score an official submission file against an official ground-truth file. Predictions of takes
+    without ground truth (predict-only: destination masks withheld) are counted under ``predict_only``;
+    when no take is scored, no metric is computed and ``scored`` is false."""
     predictions = read_json(predictions_path, "predictions (submission) file")
     ground_truth = read_json(ground_truth_path, "ground-truth file")
-    return summarise(score_submission(predictions, ground_truth), bootstrap=bootstrap)
+    unscored = predict_only(predictions, ground_truth)
+    if not ground_truth["annotations"]:
+        if unscored is None:
+            raise ValueError(f"{ground_truth_path} holds no take and {predictions_path} no prediction: nothing to score")
+        return unscored_metrics(unscored["takes"], unscored["predictions"])
+    metrics = summarise(score_submission(predictions, ground_truth), bootstrap=bootstrap)
+    return metrics if unscored is None else {**metrics, "predict_only": unscored}
 
 
 def write_metrics(predictions_path, ground_truth_path, metrics_out, *, bootstrap: Bootstrap | None = None) -> dict:

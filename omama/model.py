@@ -135,6 +135,21 @@ class MatchingHead(nn.Module):
         return self.mlp_visible(torch.cat([src_embedding, best_embedding], dim=-1))
 
 
+class CosineMatcher(nn.Module):
+    """The training-free matcher (``matcher: cosine``): no weights; a candidate's score is the cosine of
+    its descriptor [mask | context] pooled from the raw backbone features with the source's, exactly
+    the head's input without any projection. Same interface as ``MatchingHead`` for prediction."""
+
+    def project(self, features: torch.Tensor) -> torch.Tensor:
+        return features
+
+    def embeddings(
+        self, src_desc: torch.Tensor, src_grid: torch.Tensor, dst_desc: torch.Tensor, dst_grid: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """L2-normalised descriptors: source (B, 1, 2C) and candidates (B, N, 2C); the grids are unused."""
+        return F.normalize(src_desc[:, None], p=2, dim=-1), F.normalize(dst_desc, p=2, dim=-1)
+
+
 def matching_loss(
     scores: torch.Tensor, target: torch.Tensor, visible: torch.Tensor, valid: torch.Tensor | None = None
 ) -> torch.Tensor:

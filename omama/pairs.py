@@ -32,12 +32,14 @@ COLUMNS = [
     "ego_area",
     "direction",
     "exo_present",
+    "scored",
 ]
 NOT_IN_EGO = "exo mask at a frame not annotated in the ego camera"
 MASK_SKIPPED = "mask skipped at extraction (listed in annotation.json)"
 EMPTY_EXO = "empty exo mask (no source object to match)"
 NOT_IN_EXO = "ego mask at a frame not annotated in the exo camera"
 EMPTY_EGO = "empty ego mask (no source object to match)"
+SOURCE_WITHHELD = "source masks withheld in the annotations (object x camera pairs)"
 
 
 def object_label(name: str) -> str:
@@ -54,20 +56,28 @@ def take_pairs(annotation: dict, annotation_split: str, *, direction: str = "exo
     """Pairs of one take's annotation.json in ``direction``, and the counts of source masks left out
     (by reason, ``LEFT_OUT``): for each object, exo camera and frame with a non-empty source mask
     (exo->ego: the exo camera's; ego->exo: the ego camera's) that the destination camera annotated.
-    The destination mask may be missing: the object is absent there."""
+    The destination mask may be missing: the object is absent there. Where the annotations withhold
+    the destination view's masks (``annotation["withheld"]``, a test release scored by the challenge
+    server), the rows are predict-only: ``scored`` False, presence unknown (stored as absent), and
+    every source frame is kept when the withheld camera lists no annotated frames."""
     d = Direction(direction)
     not_annotated, empty = LEFT_OUT[direction]
     rows, skipped = [], Counter()
     ego = annotation["ego_cam"]
+    withheld = set(annotation.get("withheld", []))
+    scored = d.dst_view not in withheld
     for obj, per_cam in sorted(annotation["masks"].items()):
         for exo in annotation["exo_cams"]:
             cams = {"ego": ego, "exo": exo}
             src, dst = cams[d.src_view], cams[d.dst_view]
+            if d.src_view in withheld:
+                skipped[SOURCE_WITHHELD] += 1
+                continue
             dst_frames = set(annotation["annotated_frames"].get(obj, {}).get(dst, []))
             dst_masks = per_cam.get(dst, {})
             for key, rle in sorted(per_cam.get(src, {}).items(), key=lambda kv: int(kv[0])):
                 frame = int(key)
-                if frame not in dst_frames:
+                if frame not in dst_frames and (scored or dst_frames):
                     skipped[not_annotated] += 1
                     continue
                 src_area = rle_area(rle)
@@ -94,6 +104,7 @@ def take_pairs(annotation: dict, annotation_split: str, *, direction: str = "exo
                         "ego_area": area["ego"],
                         "direction": direction,
                         "exo_present": present["exo"],
+                        "scored": scored,
                     }
                 )
     return rows, skipped
@@ -115,7 +126,7 @@ def build_pairs(annotation_paths: list[str], takes_index: str) -> tuple[pd.DataF
         skipped_e2x.update(e2x_skipped)
         skipped[MASK_SKIPPED] += len(annotation.get("skipped", []))
     df = pd.DataFrame(rows, columns=COLUMNS).astype(
-        {"frame": "int64", "ego_present": "bool", "exo_area": "int64", "ego_area": "int64", "exo_present": "bool"}
+        {"frame": "int64", "ego_present": "bool", "exo_area": "int64", "ego_area": "int64", "exo_present": "bool", "scored": "bool"}
     )
     df = df.sort_values(
         ["direction", "take_uid", "object", "exo_cam", "frame"], ascending=[False, True, True, True, True], kind="stable"
@@ -127,15 +138,17 @@ def build_pairs(annotation_paths: list[str], takes_index: str) -> tuple[pd.DataF
         "takes": int(df["take_uid"].nunique()),
         "objects": int(df.groupby("take_uid")["object"].nunique().sum()),
         "labels": int(df["label"].nunique()),
-        "ego_present": int(df["ego_present"].sum()),
-        "ego_absent": int((~df["ego_present"]).sum()),
+        "ego_present": int((df["scored"] & df["ego_present"]).sum()),
+        "ego_absent": int((df["scored"] & ~df["ego_present"]).sum()),
+        "predict_only": int((~df["scored"]).sum()),  # destination masks withheld: scored by the challenge server
         # An empty ego mask is a mask: present, as the official evaluator counts it (its key exists).
         "ego_present_empty_mask": int((df["ego_present"] & (df["ego_area"] == 0)).sum()),
         "skipped": dict(sorted(skipped.items())),
         "ego2exo": {
             "pairs": len(e2x),
-            "exo_present": int(e2x["exo_present"].sum()),
-            "exo_absent": int((~e2x["exo_present"]).sum()),
+            "exo_present": int((e2x["scored"] & e2x["exo_present"]).sum()),
+            "exo_absent": int((e2x["scored"] & ~e2x["exo_present"]).sum()),
+            "predict_only": int((~e2x["scored"]).sum()),
             "exo_present_empty_mask": int((e2x["exo_present"] & (e2x["exo_area"] == 0)).sum()),
             "skipped": dict(sorted(skipped_e2x.items())),
         },

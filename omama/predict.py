@@ -22,7 +22,7 @@ from omama.existence import Calibration
 from omama.experiment import Setup, trained_head
 from omama.io import write_json, write_parquet
 from omama.masks import encode_rle, eval_size
-from omama.metrics import Bootstrap, score_submission, summarise
+from omama.metrics import Bootstrap, predict_only_record, score_submission, summarise, unscored_metrics
 from omama.model import MatchingHead, candidate_embeddings
 from omama.negatives import centroids
 from omama.takedata import Corpus, TakeData, subset_rows
@@ -85,7 +85,7 @@ class ModelChooser:
             **feature_inputs(s.corpus, "dst", takes[:1], [dst_cam], [frame], s.stored),
         }
         src_feat, dst_feat = batch_features(batch, s.backbone)
-        device = next(self.head.parameters()).device
+        device = s.device
         with torch.no_grad():
             q, t = candidate_embeddings(
                 self.head, src_feat.to(device), dst_feat.to(device), src_masks.to(device), cand.to(device)
@@ -146,10 +146,13 @@ def run_predictions(rows: pd.DataFrame, corpus: Corpus, chooser, desc: str = "pr
     The ground truth holds, per object, the source masks of the rows and the destination masks
     at those frames, and the annotated frames of both cameras: exactly what the official
     evaluator of the direction reads (the destination camera's key is kept even without masks,
-    since the evaluator iterates over the keys it finds).
+    since the evaluator iterates over the keys it finds). Predict-only rows (``scored`` False: the
+    annotations withhold the destination masks) are predicted but left out of the ground truth and
+    the samples: only the challenge server can score them.
     """
     d = chooser.direction
     results, annotations, extra = {}, {}, []
+    scored = rows["scored"] if "scored" in rows else pd.Series(True, index=rows.index)
     groups = rows.groupby(["take_uid", d.dst_col, "frame"], sort=False)
     for (take, dst_cam, frame), g in tqdm(groups, desc=desc, mininterval=5):
         td = corpus[take]
@@ -165,15 +168,17 @@ def run_predictions(rows: pd.DataFrame, corpus: Corpus, chooser, desc: str = "pr
         flat = cands.reshape(n, size[0] * size[1])
         areas = flat.sum(1)
         res = results.setdefault(take, {"masks": {}, "subsample_idx": td.annotation["subsample_idx"]})
-        ann = annotations.setdefault(
-            take, {"masks": {}, "subsample_idx": td.annotation["subsample_idx"], "annotated_frames": {}}
-        )
-        for r, src_cam, i, c in zip(g.itertuples(), g[d.src_col], idx, conf):
+        for r, src_cam, i, c, known in zip(g.itertuples(), g[d.src_col], idx, conf, scored[g.index]):
             pred = cands[i] if i >= 0 else np.zeros(size, bool)
             res["masks"].setdefault(r.object, {}).setdefault(d.mask_key(r.ego_cam, r.exo_cam), {})[str(frame)] = {
                 "pred_mask": encode_rle(pred),
                 "confidence": float(c),
             }
+            if not known:
+                continue
+            ann = annotations.setdefault(
+                take, {"masks": {}, "subsample_idx": td.annotation["subsample_idx"], "annotated_frames": {}}
+            )
             gt_cams = ann["masks"].setdefault(r.object, {})
             gt_cams.setdefault(src_cam, {})[str(frame)] = td.rle(r.object, src_cam, frame)
             dst_rle = td.rle(r.object, dst_cam, frame)
@@ -207,8 +212,9 @@ def run_predictions(rows: pd.DataFrame, corpus: Corpus, chooser, desc: str = "pr
     submission = {d.submission_key: {"version": "xx", "challenge": "correspondence", "results": results}}
     ground_truth = {"version": "xx", "challenge": "correspondence", "annotations": annotations}
     frames = score_submission(submission, ground_truth)
+    rows = rows[scored]
     if len(frames) != len(rows):
-        raise AssertionError(f"{len(frames)} scored frames for {len(rows)} split rows")
+        raise AssertionError(f"{len(frames)} scored frames for {len(rows)} scored split rows")
     keys = ["take_uid", "object", "exo_cam", "frame"]
     info = rows[
         keys + ["split", "scenario", "label", "ego_area", *(["exo_area"] if d.name == "ego2exo" else []), d.present]
@@ -257,8 +263,10 @@ def predict_experiment(
     direction: str,
     exo_proposals=None,
     calibration=None,
+    matcher: str = "omama",
 ) -> dict:
-    """Predict ``subset`` with a trained head; write the submission, ground truth and samples.
+    """Predict ``subset`` with a trained head (``matcher: cosine``: the training-free matcher,
+    ``model_path`` None); write the submission, ground truth and samples.
 
     With ``calibration`` (the existence head's calibration.json; ``model_path`` then holds the
     trained ``mlp_visible``) the confidence is the calibrated presence probability, and the samples
@@ -274,6 +282,7 @@ def predict_experiment(
         model_path=model_path,
         direction=direction,
         exo_proposals=exo_proposals,
+        matcher=matcher,
     )
     existence = None if calibration is None else Calibration.load(calibration)
     chooser = ModelChooser(head, s, existence, direction=direction)
@@ -285,7 +294,13 @@ def predict_experiment(
     write_json(ground_truth_out, gt)
     write_parquet(samples_out, samples)
     metrics = summarise(samples)
-    log.info("%s: %d samples, IoU %.4f", subset, len(samples), metrics["iou"])
+    log.info(
+        "%s: %d scored samples, IoU %.4f; %d predict-only (destination masks withheld)",
+        subset,
+        len(samples),
+        metrics["iou"],
+        len(rows) - len(samples),
+    )
     return metrics
 
 
@@ -308,7 +323,13 @@ def predict_reference(
     corpus = Corpus(annotations, proposals, exo_proposals=exo_proposals)
     chooser = ReferenceChooser(predictor, seed, direction=direction)
     _, _, samples = run_predictions(rows, corpus, chooser, desc=f"{predictor} {subset}")
-    metrics = summarise(samples, bootstrap=bootstrap)
+    unscored = rows[~rows["scored"]] if "scored" in rows else rows.iloc[:0]
+    if samples.empty:
+        metrics = unscored_metrics(unscored["take_uid"].nunique(), len(unscored))
+    else:
+        metrics = summarise(samples, bootstrap=bootstrap)
+        if len(unscored):
+            metrics["predict_only"] = predict_only_record(unscored["take_uid"].nunique(), len(unscored))
     write_parquet(samples_out, samples)
     write_json(metrics_out, metrics, indent=1)
     return metrics

@@ -37,7 +37,7 @@ def schema_problem(config: dict, schema_path: str | os.PathLike) -> str:
 
 def preflight(config: dict) -> list[str]:
     """Every problem that would stop a real run of ``config`` (an empty list when none)."""
-    problems = source_problems(config["source"])
+    problems = source_problems(config["source"], config["selection"]["annotation_splits"])
     used = config["experiments"].values()
     for key, section, check in (("backbone", "backbones", backbone_problems), ("proposer", "proposers", proposer_problems)):
         for name in sorted({x[key] for x in used}):
@@ -57,6 +57,29 @@ def preflight(config: dict) -> list[str]:
     problems += split_problems(config)
     problems += robustness_problems(config["robustness"], config["experiments"])
     problems += compare_problems(config["report"]["compare"], config["experiments"])
+    problems += submission_problems(config)
+    return problems
+
+
+def submission_problems(config: dict) -> list[str]:
+    """Each ``submissions`` entry names an experiment of each direction it fills, on the official
+    split (the server scores the test takes of relations_test.json), predicted on test."""
+    problems = []
+    experiments = config["experiments"]
+    for name, blocks in config["submissions"].items():
+        for direction, exp in blocks.items():
+            where = f"submissions.{name}.{direction}"
+            if exp not in experiments:
+                problems.append(f"{where} names experiment {exp!r}, which is not under experiments:")
+            elif experiments[exp]["direction"] != direction:
+                problems.append(f"{where} names {exp!r}, an {experiments[exp]['direction']} experiment")
+            elif experiments[exp]["split"] != "official":
+                problems.append(
+                    f"{where} names {exp!r}, whose split is {experiments[exp]['split']!r}: the challenge server scores "
+                    f"the test takes of relations_test.json, so a submission needs split: official"
+                )
+        if blocks and "test" not in config["evaluate"]["subsets"]:
+            problems.append(f"submissions.{name} needs test predictions: add test to evaluate.subsets")
     return problems
 
 
@@ -85,7 +108,7 @@ def exo2ego_problems(names, experiments: dict, *, unknown: str, where: str, why:
     return problems
 
 
-def source_problems(source: dict) -> list[str]:
+def source_problems(source: dict, annotation_splits: list[str]) -> list[str]:
     kind = source["kind"]
     if kind == "synthetic":
         return []
@@ -93,7 +116,7 @@ def source_problems(source: dict) -> list[str]:
         root = Path(source["path"])
         missing = [
             f
-            for f in ("takes.json", "annotations/relations_train.json", "annotations/relations_val.json")
+            for f in ("takes.json", *(f"annotations/relations_{s}.json" for s in annotation_splits))
             if not (root / f).is_file()
         ]
         if not root.is_dir():
@@ -260,13 +283,25 @@ def split_problems(config: dict) -> list[str]:
     from omama.splits import SUBSETS, required_subsets
 
     ratios = config["split"]["ratios"]
+    strategies = {x["split"] for x in config["experiments"].values()}
+    problems = []
+    if "official" in strategies:
+        files = config["selection"]["annotation_splits"]
+        for subset, names in sorted(required_subsets(config["experiments"], config["evaluate"]["subsets"], "official").items()):
+            if subset not in files:
+                problems.append(
+                    f"experiment(s) {sorted(names)} use split official and need its {subset!r} takes, which come from "
+                    f"relations_{subset}.json: add {subset} to selection.annotation_splits"
+                )
+    strategies.discard("official")  # it takes no ratios
+    if not strategies:
+        return problems
     if abs(sum(ratios) - 1) > 1e-6:
-        return [f"split.ratios {ratios} sum to {sum(ratios):g}, not 1: give the train, val and test shares of the pairs"]
+        return problems + [f"split.ratios {ratios} sum to {sum(ratios):g}, not 1: give the train, val and test shares of the pairs"]
     needed: dict[str, list[str]] = {}
-    for strategy in {x["split"] for x in config["experiments"].values()}:
+    for strategy in strategies:
         for subset, names in required_subsets(config["experiments"], config["evaluate"]["subsets"], strategy).items():
             needed.setdefault(subset, []).extend(names)
-    problems = []
     for subset, names in sorted(needed.items()):
         if ratios[SUBSETS.index(subset)] == 0:
             evaluated = subset in config["evaluate"]["subsets"]

@@ -21,7 +21,6 @@ log = logging.getLogger(__name__)
 # The public release's bucket: the default of the `egoexo` command.
 EGOEXO_BASE_DIR = "s3://ego4d-consortium-sharing/egoexo-public/"
 EGOEXO_CLIENT = [sys.executable, "-m", "ego4d.egoexo.download.cli"]
-METADATA_FILES = ("takes.json", "annotations/relations_train.json", "annotations/relations_val.json")
 
 
 class DownloadError(RuntimeError):
@@ -99,10 +98,12 @@ def fetch_manifest(part: str, cfg: dict, dest: str | os.PathLike) -> None:
             raise DownloadError(f"cannot read the manifest of part {part!r} at {url}: {e}") from e
 
 
-def fetch_metadata(*, out_dir: str | os.PathLike, cfg: dict) -> None:
-    """Metadata and annotations (two client runs) plus the video part's manifest into ``out_dir``."""
+def fetch_metadata(*, out_dir: str | os.PathLike, cfg: dict, splits=("train", "val")) -> None:
+    """Metadata and annotations (two client runs) plus the video part's manifest into ``out_dir``;
+    ``splits``: the relations_{split}.json files that must arrive (selection.annotation_splits)."""
     out_dir = Path(out_dir)
-    for part, files in (("metadata", METADATA_FILES[:1]), ("annotations", METADATA_FILES[1:])):
+    relations = tuple(f"annotations/relations_{s}.json" for s in splits)
+    for part, files in (("metadata", ("takes.json",)), ("annotations", relations)):
 
         def check(files=files, part=part):
             missing = [f for f in files if not (out_dir / f).is_file() or (out_dir / f).stat().st_size == 0]
@@ -153,9 +154,22 @@ def download_take(*, record: dict, source: dict, source_root: str | os.PathLike,
 
     ``source`` is config["source"]. ``egoexo``: the client downloads the take's part into a
     staging folder kept across kills (the client resumes), then it is verified and renamed.
-    ``local``/``synthetic``: the videos are copied (the source stays intact).
+    ``local``/``synthetic``: the videos are copied (the source stays intact). A take that still
+    fails after the retries is an error naming it and the setting that leaves it out.
     """
-    out_dir = Path(out_dir)
+    try:
+        fetch_take(record, source, source_root, Path(out_dir))
+    except DownloadError as e:
+        uid = record["take_uid"]
+        raise DownloadError(
+            f"{e}\ntake {uid!r} ({record['take_name']}) could not be fetched"
+            f"{' after ' + str(source['egoexo']['retries']) + ' retries' if source['kind'] == 'egoexo' else ''}; "
+            f"to run without it, leave it out in the config:\n  selection:\n    exclude_takes: [{uid}]"
+        ) from e
+
+
+def fetch_take(record: dict, source: dict, source_root, out_dir: Path) -> None:
+    """``download_take`` without the hint."""
     if source["kind"] == "egoexo":
         cfg = source["egoexo"]
         staging = out_dir.parent / f".{out_dir.name}.partial"

@@ -1,4 +1,5 @@
-"""Train/val/test splits of the pairs at frame, take or object-label level, with diagnostics."""
+"""Train/val/test splits of the pairs at frame, take or object-label level, or the challenge's own
+take split (``official``: a take's subset is the relations file it came from), with diagnostics."""
 
 from __future__ import annotations
 
@@ -15,6 +16,9 @@ GROUP_KEYS = {
     "take": ["take_uid"],
     "object": ["label"],  # no object label is shared between splits
 }
+OFFICIAL = "official"  # the subset is the take's annotation file: relations_{train,val,test}.json
+STRATEGIES = (*GROUP_KEYS, OFFICIAL)
+PREDICT_ONLY = "predict-only rows (destination masks withheld), outside the official split's test subset"
 
 
 def required_subsets(experiments: dict, evaluated: list[str], strategy: str) -> dict[str, list[str]]:
@@ -60,35 +64,60 @@ def split_pairs(
 ) -> pd.DataFrame:
     """The pairs with a "split" column in train/val/test.
 
+    ``official``: each row's subset is its take's annotation file (``annotation_split``); nothing is
+    drawn. Predict-only rows (``scored`` False: the destination masks are withheld) belong to the
+    official split's test subset only; the other strategies leave them out (``diagnostics`` counts them).
     ``required`` (subset -> experiments needing it) makes an empty needed subset an error.
     """
-    if strategy not in GROUP_KEYS:
-        raise ValueError(f"unknown split strategy {strategy!r}; known: {sorted(GROUP_KEYS)}")
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown split strategy {strategy!r}; known: {sorted(STRATEGIES)}")
     if pairs.empty:
         raise ValueError("no pairs to split: pairs.json counts every exo mask left out, by reason")
-    keys = GROUP_KEYS[strategy]
-    sizes = pairs.groupby(keys, sort=True).size()
-    split = assign_groups(sizes, ratios, seed).rename("split")
-    for subset, names in sorted((required or {}).items()):
-        if not (split == subset).any():
+    if strategy == OFFICIAL:
+        out = pairs.assign(split=pairs["annotation_split"])
+        bad = out[~out["scored"] & (out["split"] != "test")]
+        if len(bad):
             raise ValueError(
-                f"split {strategy!r} leaves subset {subset!r} empty ({len(sizes)} group(s) of {'/'.join(keys)} for "
-                f"ratios {list(ratios)}), but experiment(s) {names} need it: select more takes (selection.take_limit), "
-                f"use a finer split or change split.ratios"
+                f"takes {sorted(bad['take_uid'].unique())} of relations_{{train,val}}.json withhold their destination "
+                f"masks: only takes of relations_test.json can be predict-only (scored by the challenge server)"
             )
-    return pairs.join(split, on=keys)
+        empty = lambda subset: (
+            f"the official split has no {subset!r} rows: no selected take comes from relations_{subset}.json "
+            f"(selection.annotation_splits, scenarios, take_limit, exclude_takes, or takes skipped by the take index)"
+        )
+    else:
+        scored = pairs[pairs["scored"]] if "scored" in pairs else pairs
+        if scored.empty:
+            raise ValueError(f"no scored pairs to split with {strategy!r}: every row is predict-only (destination masks withheld)")
+        keys = GROUP_KEYS[strategy]
+        sizes = scored.groupby(keys, sort=True).size()
+        out = scored.join(assign_groups(sizes, ratios, seed).rename("split"), on=keys)
+        empty = lambda subset: (
+            f"split {strategy!r} leaves subset {subset!r} empty ({len(sizes)} group(s) of {'/'.join(keys)} for "
+            f"ratios {list(ratios)})"
+        )
+    for subset, names in sorted((required or {}).items()):
+        if not (out["split"] == subset).any():
+            raise ValueError(
+                f"{empty(subset)}, but experiment(s) {names} need it: select more takes (selection.take_limit), "
+                f"use another split or change split.ratios"
+            )
+    return out
 
 
-def diagnostics(df: pd.DataFrame, strategy: str, ratios: list[float], seed: int) -> dict:
+def diagnostics(df: pd.DataFrame, strategy: str, ratios: list[float] | None, seed: int | None, left_out: int = 0) -> dict:
     """Counts per split, per scenario and per ego presence, and object-label overlap between splits
-    (of the exo2ego pairs), and the ego2exo pairs per split and exo presence."""
+    (of the exo2ego pairs), the ego2exo pairs per split and exo presence, the predict-only rows per
+    split, and the rows ``left_out`` of the split (predict-only rows outside the official split)."""
     e2x = df[df["direction"] == "ego2exo"] if "direction" in df else pd.DataFrame({"split": [], "exo_present": []})
+    scored = df["scored"] if "scored" in df else pd.Series(True, index=df.index)
+    unscored = df[~scored]
     df = df[df["direction"] == "exo2ego"] if "direction" in df else df
     per = {s: df[df["split"] == s] for s in SUBSETS}
     labels = {s: set(d["label"]) for s, d in per.items()}
     return {
         "strategy": strategy,
-        "ratios": list(ratios),
+        "ratios": None if ratios is None else list(ratios),
         "seed": seed,
         "pairs": len(df),
         "counts": {
@@ -114,6 +143,8 @@ def diagnostics(df: pd.DataFrame, strategy: str, ratios: list[float], seed: int)
             s: {"pairs": int((e2x["split"] == s).sum()), "exo_present": int(((e2x["split"] == s) & e2x["exo_present"]).sum())}
             for s in SUBSETS
         },
+        "predict_only": {s: int((unscored["split"] == s).sum()) for s in SUBSETS},
+        "left_out": {PREDICT_ONLY: left_out} if left_out else {},
     }
 
 
@@ -128,8 +159,11 @@ def write_split(
     required: dict[str, list[str]] | None = None,
 ) -> dict:
     """Split the pairs table and write the assignment (parquet) and its diagnostics (JSON)."""
-    df = split_pairs(pd.read_parquet(pairs_path), strategy, ratios, seed, required)
-    diag = diagnostics(df, strategy, ratios, seed)
+    pairs = pd.read_parquet(pairs_path)
+    df = split_pairs(pairs, strategy, ratios, seed, required)
+    if strategy == OFFICIAL:
+        ratios = seed = None  # nothing is drawn
+    diag = diagnostics(df, strategy, ratios, seed, left_out=len(pairs) - len(df))
     write_parquet(split_out, df)
     write_json(diagnostics_out, diag, indent=1)
     return diag

@@ -24,8 +24,12 @@ from omama.sources import manifest_sizes
 
 log = logging.getLogger(__name__)
 
-ANNOTATION_SPLITS = ("train", "val")  # Ego-Exo4D annotation files: annotations/relations_{split}.json
+ANNOTATION_SPLITS = ("train", "val", "test")  # Ego-Exo4D annotation files: annotations/relations_{split}.json
 DOWNSCALED = "downscaled/448"
+# Takes left out before their videos are fetched (reasons in index/summary.json and the report's skip table).
+NOT_IN_RELEASE = "not in the release (no videos in the part's manifest)"
+MISSING_LOCALLY = "videos missing in the local copy"
+EXCLUDED = "excluded by selection.exclude_takes"
 
 
 def is_ego(cam: str) -> bool:
@@ -49,6 +53,38 @@ def cameras(take_uid: str, object_masks: dict) -> tuple[str, list[str]]:
     if len(egos) != 1:
         raise ValueError(f"take {take_uid!r}: expected exactly one ego (aria) camera, found {egos}")
     return egos[0], sorted(cams - set(egos))
+
+
+def withheld_views(take_uid: str, object_masks: dict, path) -> list[str]:
+    """The views (ego, exo) whose masks a relations file withholds for this take: every camera entry of
+    the view keeps its ``annotated_frames`` but has no ``annotation`` (a test release scored by the
+    challenge server). ``annotation: {}`` is not withholding: that camera looked and never saw the object.
+    A view with masks for some entries and none for others is an error naming the take."""
+    out = []
+    for view in ("ego", "exo"):
+        has = {
+            "annotation" in ann
+            for per_cam in object_masks.values()
+            for cam, ann in per_cam.items()
+            if is_ego(cam) == (view == "ego") and isinstance(ann, dict)
+        }
+        if has == {True, False}:
+            raise ValueError(
+                f"take {take_uid!r} in {path}: some {view} camera entries have masks ('annotation') and others "
+                f"withhold them; a take's {view} masks are either all given or all withheld"
+            )
+        if has == {False}:
+            out.append(view)
+    return out
+
+
+def missing_videos(take_uid: str, videos: dict[str, str], root: Path, sizes: dict | None) -> str | None:
+    """Why the source lacks a take's videos, or None: with a release manifest (``sizes``: take uid ->
+    relative path -> size), a video it does not list; otherwise a video file missing under ``root``."""
+    if sizes is not None:
+        listed = sizes.get(take_uid, {})
+        return None if all(p in listed for p in videos.values()) else NOT_IN_RELEASE
+    return None if all((root / p).is_file() for p in videos.values()) else MISSING_LOCALLY
 
 
 def annotated_frames(take_uid: str, object_masks: dict) -> list[int]:
@@ -220,11 +256,17 @@ def build_index(
     """Select takes and write their records; returns the lean records written to ``takes_out``.
 
     ``selection`` is config["selection"]: scenarios (parent or fine-grained names),
-    annotation_splits, take_limit (seeded), frame_fraction (seeded), seed.
+    annotation_splits, exclude_takes, take_limit (seeded), frame_fraction (seeded), seed. A take
+    whose videos the source does not have (``manifest`` of the release, else the files under
+    ``source_root``) is left out and counted, never a failed job.
     """
+    from omama.config import entry
+
+    selection = entry("selection", selection)  # the schema's defaults
     root = Path(source_root)
     meta = load_takes(root / "takes.json")
-    sizes = manifest_sizes(manifest) if manifest else {}
+    sizes = manifest_sizes(manifest) if manifest else None
+    excluded = set(selection["exclude_takes"])
     seed = int(selection["seed"])
     limit = selection["take_limit"]
     scenarios = selection["scenarios"]
@@ -257,6 +299,9 @@ def build_index(
                 raise ValueError(f"malformed annotation of take {uid!r} in {path}: expected an object")
             take = meta.get(uid)
             name = ann.get("take_name")
+            if uid in excluded:
+                skip(uid, EXCLUDED, name)
+                continue
             if take is None:
                 skip(uid, "not in takes.json", name)
                 continue
@@ -274,13 +319,18 @@ def build_index(
                 skip(uid, "empty object_masks", take["take_name"])
                 continue
             ego, exos = cameras(uid, masks)
+            withheld = withheld_views(uid, masks, path)
             try:
                 videos = video_paths(take, [ego, *exos], root, downscaled)
             except KeyError as e:
                 skip(uid, f"camera {e.args[0]} has no video in takes.json", take["take_name"])
                 continue
+            missing = missing_videos(uid, videos, root, sizes)
+            if missing:
+                skip(uid, missing, take["take_name"])
+                continue
             frames = choose_frames(uid, annotated_frames(uid, masks), float(selection["frame_fraction"]), seed)
-            take_sizes = sizes.get(uid, {})
+            take_sizes = (sizes or {}).get(uid, {})
             record = {
                 "take_uid": uid,
                 "take_name": take["take_name"],
@@ -293,6 +343,7 @@ def build_index(
                 "video_sizes": {c: take_sizes.get(p) for c, p in videos.items()},
                 "frames": frames,
                 "object_masks": masks,
+                **({"withheld": withheld} if withheld else {}),
             }
             if limit is None:
                 write_if_changed(records_dir / f"{uid}.json", record)

@@ -26,6 +26,7 @@ from omama.report.sections import (
     proposal_recall,
     robustness_section,
     run_summary,
+    submission_section,
 )
 from omama.report.tables import (
     benchmark_table,
@@ -69,6 +70,7 @@ def comparison(main: dict, preds: dict, frames: Frames, a: str, b: str, p: Repor
 def build_context(p: ReportParams, files: Inputs, takes: list[str], benchmarks: list[str]) -> dict:
     """The template's context: every section, read from the declared ``files`` (``benchmarks``: the
     declared timing files of the jobs behind the results)."""
+    all_experiments, submissions = p.experiments, p.submissions
     split_names = sorted({x["split"] for x in p.experiments.values()})
     split_tables = {s: pd.read_parquet(files.split(s)) for s in split_names}
     split_tables = {s: d[d["direction"] == "exo2ego"] for s, d in split_tables.items()}
@@ -78,11 +80,14 @@ def build_context(p: ReportParams, files: Inputs, takes: list[str], benchmarks: 
     }
     frames = Frames(files)
     subset = p.subsets[-1] if "test" not in p.subsets else "test"
-    main = samples[subset]
+    # The sections that read samples show the experiments the main subset scores (not a predict-only one).
+    unscored = [e for e in p.experiments if samples[subset][e].empty]
+    p = dataclasses.replace(p, experiments={e: x for e, x in p.experiments.items() if e not in unscored})
+    main = {e: samples[subset][e] for e in p.experiments}
 
-    distributions = [{"subset": s, "img": iou_histogram(samples[s], s)} for s in p.subsets]
+    distributions = [{"subset": s, "img": iou_histogram({e: samples[s][e] for e in p.experiments}, s)} for s in p.subsets]
 
-    comparisons = [comparison(main, preds[subset], frames, a, b, p) for a, b in p.compare]
+    comparisons = [comparison(main, preds[subset], frames, a, b, p) for a, b in p.compare if a in main and b in main]
 
     breakdowns = []
     presence = presence_table(main, p.boot)
@@ -201,7 +206,9 @@ def build_context(p: ReportParams, files: Inputs, takes: list[str], benchmarks: 
     return {
         "generated": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "summary": run_summary(p, files, takes, split_tables),
-        "metrics": html_table(metrics_table(p, files, samples), index=False),
+        "metrics": html_table(metrics_table(dataclasses.replace(p, experiments=all_experiments), files, samples), index=False),
+        "unscored": unscored,
+        "submissions": submission_section(files, submissions),
         "recall": html_table(proposal_recall(p, files, takes), index=False),
         "main_subset": subset,
         "bootstrap": {"percent": p.boot.percent, "resamples": p.boot.resamples, "seed": p.boot.seed},

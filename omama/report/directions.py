@@ -32,15 +32,14 @@ def section(files: Inputs, experiments: dict, subsets: list, references: list) -
                 for ref in references:
                     path = reference("metrics.json", split, proposer, s, ref)
                     m = read_json(path, "reference metrics")
-                    best_ref[split, proposer] = max(
-                        best_ref.get((split, proposer), 0.0), m["iou"] if m["iou"] == m["iou"] else 0.0
-                    )
+                    iou = m.get("iou")
+                    best_ref[split, proposer] = max(best_ref.get((split, proposer), 0.0), iou if iou == iou and iou else 0.0)
                     rows.append(_row(direction, s, f"reference: {ref}", split, m, path))
             for name, x in exps.items():
                 path = files.result("metrics.json", name, s)
                 m = read_json(path, "metrics file")
                 rows.append(_row(direction, s, name, x["split"], m, path))
-                if direction == "ego2exo":
+                if direction == "ego2exo" and m.get("scored", True):
                     best = best_ref.get((x["split"], x["proposer"]), 0.0)  # no references configured: no ratio
                     ratios.append(
                         {

@@ -30,6 +30,7 @@ class ReportParams:
     robustness_enabled: bool = False
     motorcycle_enabled: bool = False
     bootstrap: dict = field(default_factory=dict)  # Bootstrap settings: resamples, level, seed
+    submissions: dict = field(default_factory=dict)  # config submissions: name -> {direction: experiment}
 
     @property
     def boot(self):
@@ -125,7 +126,8 @@ def report_inputs(
         "features": sorted({r.features(x["backbone"], t) for x in xs for t in takes}),
         "annotations": [r.annotation(t) for t in takes],
         "images": [r.images(t) for t in takes],
-        "index": [r.index_summary()],
+        "index": [r.index_summary(), r.index()],
+        "submissions": [r.submission(n) for n in p.submissions],
         "pairs": [r.pairs_summary()],
         "existence": [r.existence("calibration.json", e) for e, x in p.experiments.items() if x["existence"] == "head"],
         "ego2exo_references": sorted(

@@ -119,12 +119,12 @@ def metrics_table(p: ReportParams, files: Inputs, samples: dict) -> pd.DataFrame
                 {
                     "subset": s,
                     "predictor": name,
-                    "kind": "model",
+                    "kind": "model" if x["matcher"] == "omama" else "training-free (cosine)",
                     "split": x["split"],
                     "backbone": x["backbone"],
                     **metric_cells(m, path),
                     "n present": m.get("n_present"),
-                    "n total": m.get("n_total"),
+                    "n total": m.get("n_total", m.get("predict_only", {}).get("predictions")),
                     "ceiling (best proposal IoU)": mean_with_ci(df[df.ego_present], "best_possible_iou", p.boot),
                 }
             )
@@ -293,3 +293,28 @@ def compare_iou(a: pd.DataFrame, b: pd.DataFrame, joined: pd.DataFrame, boot: Bo
         "takes_a": int(pa["take_uid"].nunique()),
         "takes_b": int(pb["take_uid"].nunique()),
     }
+
+
+def submission_section(files: Inputs, submissions: dict) -> list[dict]:
+    """Per challenge submission file: its blocks, with the takes and predictions each holds, against
+    the test takes the take index selected (a take left out there is missing from the file too)."""
+    out = []
+    for name, blocks in submissions.items():
+        path = files.submission(name)
+        sub = read_json(path, "submission")
+        test = [t["take_uid"] for t in read_json(files.index(), "take index") if t["annotation_split"] == "test"]
+        rows = [
+            {
+                "block": key,
+                "experiment": blocks[direction],
+                "takes": len(sub[key]["results"]),
+                "test takes selected": len(test),
+                "predictions": sum(
+                    len(f) for t in sub[key]["results"].values() for per_pair in t["masks"].values() for f in per_pair.values()
+                ),
+            }
+            for direction, key in (("exo2ego", "exo-ego"), ("ego2exo", "ego-exo"))
+            if direction in blocks
+        ]
+        out.append({"name": name, "path": str(path), "table": html_table(pd.DataFrame(rows), index=False)})
+    return out

@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from omama.config import entry
 from omama.io import atomic_path, write_json, write_parquet
 from omama.masks import encode_lzstring
 from omama.synthetic.scene import EGO_CAM, FPS, MIN_VISIBLE_PIXELS, TASKS, Take
@@ -92,22 +93,41 @@ def _write_take(take: Take, folder: Path) -> tuple[dict, list[dict]]:
     return masks, rows
 
 
+def withhold(object_masks: dict, view: str) -> dict:
+    """``object_masks`` with the masks of ``view`` (ego or exo) withheld: its camera entries keep their
+    annotated frames but lose their ``annotation``, as in a test release scored by the challenge server."""
+    return {
+        obj: {cam: ({k: v for k, v in ann.items() if k != "annotation"} if (EGO_CAM == cam) == (view == "ego") else ann)
+              for cam, ann in per_cam.items()}
+        for obj, per_cam in object_masks.items()
+    }
+
+
 def generate_dataset(out_dir, cfg: dict) -> Path:
     """Write a synthetic dataset in the Ego-Exo4D layout into ``out_dir`` (replaced atomically).
 
     ``cfg`` is ``config["synthetic"]``: seed, takes, seconds, exo_cameras, ego_size,
-    exo_size [h, w], objects, val_fraction, empty_takes. Same ``cfg`` -> byte-identical JSON
-    and masks. After the ``takes`` annotated takes come ``empty_takes`` takes (in the train
-    split) with videos but an empty ``object_masks`` (nobody annotated them), which the take
-    index must count and skip.
+    exo_size [h, w], objects, val_fraction, test_fraction, withhold_test, empty_takes. Same ``cfg``
+    -> byte-identical JSON and masks. The annotated takes are shared out between
+    relations_{train,val,test}.json; the test takes are drawn from those not in val with a stream
+    of their own, so the val takes (and every take's uid and pixels) do not depend on
+    ``test_fraction``. ``withhold_test`` (ego, exo or none) writes the test takes as the challenge
+    has at times released them: that view's camera entries keep their ``annotated_frames`` but have
+    no ``annotation`` (its masks are scored by the server). After the ``takes`` annotated takes come
+    ``empty_takes`` takes (in the train split) with videos but an empty ``object_masks`` (nobody
+    annotated them), which the take index must count and skip.
     Beside the official files, ``visibility.parquet`` holds one row per (take, object,
     camera, annotated frame): take_uid, object, camera, frame, visible_fraction, area.
     """
+    cfg = entry("synthetic", cfg)  # the schema's defaults
     out_dir = Path(out_dir)
     rng = np.random.default_rng([int(cfg["seed"]), 1_000_003])
     n, empty = int(cfg["takes"]), int(cfg["empty_takes"])
     val = set(rng.permutation(n)[: min(n, round(n * float(cfg["val_fraction"])))].tolist())
-    takes, splits, visibility = [], {"train": {}, "val": {}}, []
+    rest = [i for i in range(n) if i not in val]
+    order = np.random.default_rng([int(cfg["seed"]), 1_000_033]).permutation(len(rest))
+    test = {rest[j] for j in order[: min(len(rest), round(n * float(cfg["test_fraction"])))]}
+    takes, splits, visibility = [], {"train": {}, "val": {}, "test": {}}, []
     with atomic_path(out_dir) as tmp:
         for i in tqdm(range(n + empty), desc="synthetic takes", mininterval=5):
             take = Take(cfg, i)
@@ -134,7 +154,10 @@ def generate_dataset(out_dir, cfg: dict) -> Path:
                     "frame_aligned_videos": videos,
                 }
             )
-            splits["val" if i in val else "train"][uid] = {
+            split = "val" if i in val else "test" if i in test else "train"
+            if split == "test" and cfg["withhold_test"] != "none":
+                masks = withhold(masks, cfg["withhold_test"])
+            splits[split][uid] = {
                 "take_name": name,
                 "scenario": take.task,
                 "object_names": {"annotation": [], "annotation_metadata": {}, "annotation_fps": FPS},

@@ -73,6 +73,11 @@ def trained(name):
     return experiment(name)["train"] is not None
 
 
+def has_head(name):
+    """Whether an experiment has head weights (model.pt): every matcher but the training-free cosine one."""
+    return experiment(name)["matcher"] == "omama"
+
+
 def backbone_config(name):
     if name not in config["backbones"]:
         raise ValueError(f"unknown backbone {name!r}; known: {sorted(config['backbones'])}")
@@ -171,6 +176,7 @@ def report_params():
         robustness_enabled=ROBUSTNESS_ON,
         bootstrap=bootstrap_config(),
         motorcycle_enabled=MOTORCYCLE_ON,
+        submissions=config["submissions"],
     )
 
 
@@ -226,7 +232,9 @@ def job_benchmarks(takes, pairs):
         *bench("split", split=used("split")),
         *bench("features", backbone=used("backbone"), take=takes),
         *bench("proposals", proposer=used("proposer"), take=takes),
-        *bench("train", exp=list(exps)),
+        *bench("train", exp=[e for e in exps if has_head(e)]),
+        *bench("train_existence", exp=[e for e, x in exps.items() if x["existence"] == "head"]),
+        *bench("submission", name=list(config["submissions"])),
         *bench("predict", exp=list(exps), subset=subsets),
         *bench("evaluate", exp=list(exps), subset=subsets),
         *bench("torch_weights", backbone=[b for b in used("backbone") if weights_record(b)]),
@@ -333,7 +341,14 @@ def predicted_model(wc):
     existence MLP and the calibration of its confidence."""
     if experiment(wc.exp)["existence"] == "head":
         return {"model": L.existence("model.pt", wc.exp), "calibration": L.existence("calibration.json", wc.exp)}
-    return {"model": L.model(wc.exp)}
+    return {"model": L.model(wc.exp)} if has_head(wc.exp) else {}
+
+
+def submission_inputs(wc):
+    """The test predictions of the experiments a challenge submission names, by direction."""
+    if wc.name not in config["submissions"]:
+        raise ValueError(f"unknown submission {wc.name!r}; known: {sorted(config['submissions'])}")
+    return {d: L.result("predictions.json", exp, "test") for d, exp in config["submissions"][wc.name].items()}
 
 
 def experiment_gpus(wc):

@@ -17,8 +17,7 @@ DOWNSCALED = config["source"]["egoexo"]["part"] == "downscaled_takes/448" if con
 rule fetch_metadata:
     output:
         takes=layout.source_takes(L.source),
-        relations_train=layout.source_relations(L.source, "train"),
-        relations_val=layout.source_relations(L.source, "val"),
+        **{f"relations_{s}": layout.source_relations(L.source, s) for s in config["selection"]["annotation_splits"]},
         manifest=layout.source_manifest(L.source),
     log:
         L.log("fetch_metadata"),
@@ -31,6 +30,7 @@ rule fetch_metadata:
         downloads=1,
     params:
         cfg=config["source"]["egoexo"],
+        splits=config["selection"]["annotation_splits"],
     script:
         "../scripts/fetch_metadata.py"
 
@@ -129,7 +129,8 @@ rule split:
     conda:
         CONDA_ENV
     params:
-        ratios=config["split"]["ratios"],
-        seed=config["split"]["seed"],
+        # the official split draws nothing: changing the ratios or the seed does not redo it
+        ratios=lambda wc: None if wc.split == "official" else config["split"]["ratios"],
+        seed=lambda wc: None if wc.split == "official" else config["split"]["seed"],
     script:
         "../scripts/split.py"

@@ -76,6 +76,7 @@ rule predict:
         backbone=lambda wc: backbone_config(experiment(wc.exp)["backbone"]),
         mode=lambda wc: feature_mode(wc.exp),
         direction=lambda wc: direction(wc.exp),
+        matcher=lambda wc: experiment(wc.exp)["matcher"],
     script:
         "../scripts/predict.py"
 
@@ -138,3 +139,19 @@ use rule reference as reference_ego2exo with:
         seed=config["evaluate"]["seed"],
         bootstrap=bootstrap_config(),
         direction="ego2exo",
+
+
+# The one file the challenge server takes: the exo-ego and/or ego-exo blocks of the named experiments' test predictions.
+rule submission:
+    input:
+        unpack(submission_inputs),
+    output:
+        submission=L.submission(),
+    log:
+        L.log("submission/{name}"),
+    benchmark:
+        L.benchmark("submission/{name}")
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/submission.py"

@@ -6,4 +6,4 @@ from omama.logs import log_to
 from omama.sources import fetch_metadata
 
 log_to(snakemake.log[0])
-fetch_metadata(out_dir=Path(snakemake.output.takes).parent, cfg=snakemake.params.cfg)
+fetch_metadata(out_dir=Path(snakemake.output.takes).parent, cfg=snakemake.params.cfg, splits=snakemake.params.splits)

@@ -15,7 +15,7 @@ predict_experiment(
     proposals=inp.proposals,
     features=getattr(inp, "features", None),
     images=getattr(inp, "images", None),
-    model_path=inp.model,
+    model_path=getattr(inp, "model", None),
     backbone_cfg=snakemake.params.backbone,
     mode=snakemake.params.mode,
     predictions_out=out.predictions,
@@ -24,4 +24,5 @@ predict_experiment(
     calibration=getattr(inp, "calibration", None),
     direction=snakemake.params.direction,
     exo_proposals=getattr(inp, "exo_proposals", None),
+    matcher=snakemake.params.matcher,
 )
