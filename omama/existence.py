@@ -29,9 +29,9 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from scipy.optimize import minimize
-from sklearn.metrics import balanced_accuracy_score
 
 from omama.io import atomic_path, read_json, write_json
+from omama.metrics import balanced_accuracy_score
 from omama.model import PRESENT, MatchingHead
 
 log = logging.getLogger(__name__)

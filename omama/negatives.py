@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.spatial import Delaunay, QhullError
 
 POSITIVE = -1
 PADDING = -2
@@ -48,6 +47,8 @@ def delaunay_neighbours(points: np.ndarray, vertex: int, order: int = 2) -> set[
     """
     if len(points) < 3:
         return set()
+    from scipy.spatial import Delaunay, QhullError  # here: importing it costs every prediction job a second
+
     try:
         indptr, indices = Delaunay(points).vertex_neighbor_vertices
     except (QhullError, ValueError):

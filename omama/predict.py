@@ -219,7 +219,8 @@ def run_predictions(rows: pd.DataFrame, corpus: Corpus, chooser, desc: str = "pr
     info = rows[
         keys + ["split", "scenario", "label", "ego_area", *(["exo_area"] if d.name == "ego2exo" else []), d.present]
     ].rename(columns={d.present: "split_present"})
-    samples = frames.merge(pd.DataFrame(extra), on=keys).merge(info, on=keys)
+    extra = pd.DataFrame(extra, columns=[*keys, "chosen", "best_possible_iou", "n_candidates"])
+    samples = frames.merge(extra, on=keys).merge(info, on=keys)
     if (samples["split_present"] != samples[d.present]).any():
         raise AssertionError(f"{d.dst_view} presence in the split table disagrees with the ground truth")
     none = int((samples["n_candidates"] == 0).sum())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -421,3 +422,23 @@ def test_difference_intervals_paired_and_unpaired():
     lo_u, hi_u = difference_interval(a, takes, b, takes, boot)
     assert lo_u < 0 < hi_u  # unpaired: the spread of IoU between samples swamps 0.02
     assert mean_interval([], [], boot) is None
+
+
+def test_written_out_disk_and_balanced_accuracy_equal_the_libraries_the_evaluator_calls():
+    """The official evaluators call scikit-image's disk and scikit-learn's balanced_accuracy_score; ours
+    are written out (cheaper imports) and must agree on every input, one-class truths included."""
+    from skimage.morphology import disk as skimage_disk
+    from sklearn.metrics import balanced_accuracy_score as sklearn_bal
+
+    from omama.metrics import balanced_accuracy_score, disk
+
+    for r in range(0, 12):
+        assert np.array_equal(disk(r), skimage_disk(r))
+    rng = np.random.default_rng(0)
+    for n in (1, 2, 5, 40):
+        for p in (0.0, 0.3, 1.0):
+            y = rng.random(n) < p
+            pred = rng.random(n) < 0.5
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # scikit-learn warns on a class missing from y_true
+                assert balanced_accuracy_score(y, pred) == pytest.approx(sklearn_bal(y, pred), abs=1e-12)

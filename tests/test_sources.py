@@ -12,7 +12,7 @@ from conftest import run_snakemake, tiny_config
 from data_fixtures import SELECTION
 
 from omama.sources import DownloadError, download_take, fetch_metadata
-from omama.takes import build_index
+from omama.takes import EXCLUDED, NOT_IN_RELEASE, build_index
 
 BUCKET = "egoexo-test"
 PART = "downscaled_takes/448"
@@ -174,6 +174,46 @@ def test_missing_video_of_unknown_size_is_an_error_naming_take_and_camera_and_a_
     download_take(record=record, source=source, source_root=None, out_dir=tmp_path / "raw" / take_uid)
     assert (tmp_path / "raw" / take_uid / record["videos"]["cam02"]).read_bytes() == local.read_bytes()
     assert (tmp_path / "raw" / take_uid / record["videos"]["cam01"]).stat().st_mtime_ns == before  # not fetched again
+
+
+def test_take_missing_from_the_release_is_a_counted_skip_and_a_failed_download_names_the_take(
+    aws_profile, synthetic_source, tmp_path
+):
+    takes = [t["take_uid"] for t in json.loads((synthetic_source / "takes.json").read_text())]
+    annotated = set(json.loads((synthetic_source / "annotations/relations_train.json").read_text())["annotations"])
+    annotated |= set(json.loads((synthetic_source / "annotations/relations_val.json").read_text())["annotations"])
+    withheld, broken, *published = [t for t in takes if t in annotated]
+    # `withheld` is in no manifest (not in the release); `broken` is listed with its size but cam01 never uploaded
+    publish(aws_profile, synthetic_source, "release", [broken, *published], not_uploaded={"cam01"})
+    source = {"kind": "egoexo", "egoexo": egoexo_cfg("release")}
+    fetch_metadata(out_dir=tmp_path / "source", cfg=source["egoexo"])
+    lean = build_index(
+        source_root=tmp_path / "source",
+        selection=SELECTION,
+        takes_out=tmp_path / "index/takes.json",
+        records_dir=tmp_path / "index/takes",
+        summary_out=tmp_path / "index/summary.json",
+        downscaled=True,
+        manifest=tmp_path / "source/manifest.json",
+    )
+    assert withheld not in {r["take_uid"] for r in lean} and broken in {r["take_uid"] for r in lean}
+    summary = json.loads((tmp_path / "index/summary.json").read_text())
+    assert summary["left_out"][NOT_IN_RELEASE] == 1
+    assert {s["take_uid"]: s["reason"] for s in summary["skipped_takes"]}[withheld] == NOT_IN_RELEASE
+    record = json.loads((tmp_path / "index/takes" / f"{broken}.json").read_text())
+    with pytest.raises(DownloadError, match=rf"(?s)take '{broken}'.*selection:\n    exclude_takes: \[{broken}\]"):
+        download_take(record=record, source=source, source_root=None, out_dir=tmp_path / "raw" / broken)
+    # the line the error gives leaves the take out: a counted skip
+    build_index(
+        source_root=tmp_path / "source",
+        selection={**SELECTION, "exclude_takes": [broken]},
+        takes_out=tmp_path / "index/takes.json",
+        records_dir=tmp_path / "index2/takes",
+        summary_out=tmp_path / "index/summary.json",
+        downscaled=True,
+        manifest=tmp_path / "source/manifest.json",
+    )
+    assert json.loads((tmp_path / "index/summary.json").read_text())["left_out"][EXCLUDED] == 1
 
 
 def test_wrong_credentials_fail_with_the_clients_reason(aws_profile, tmp_path):

@@ -67,28 +67,8 @@ def comparison(main: dict, preds: dict, frames: Frames, a: str, b: str, p: Repor
     }
 
 
-def build_context(p: ReportParams, files: Inputs, takes: list[str], benchmarks: list[str]) -> dict:
-    """The template's context: every section, read from the declared ``files`` (``benchmarks``: the
-    declared timing files of the jobs behind the results)."""
-    all_experiments, submissions = p.experiments, p.submissions
-    split_names = sorted({x["split"] for x in p.experiments.values()})
-    split_tables = {s: pd.read_parquet(files.split(s)) for s in split_names}
-    split_tables = {s: d[d["direction"] == "exo2ego"] for s, d in split_tables.items()}
-    samples = {s: {e: load_samples(files.result("samples.parquet", e, s)) for e in p.experiments} for s in p.subsets}
-    preds = {
-        s: {e: read_json(files.result("predictions.json", e, s), "predictions") for e in p.experiments} for s in p.subsets
-    }
-    frames = Frames(files)
-    subset = p.subsets[-1] if "test" not in p.subsets else "test"
-    # The sections that read samples show the experiments the main subset scores (not a predict-only one).
-    unscored = [e for e in p.experiments if samples[subset][e].empty]
-    p = dataclasses.replace(p, experiments={e: x for e, x in p.experiments.items() if e not in unscored})
-    main = {e: samples[subset][e] for e in p.experiments}
-
-    distributions = [{"subset": s, "img": iou_histogram({e: samples[s][e] for e in p.experiments}, s)} for s in p.subsets]
-
-    comparisons = [comparison(main, preds[subset], frames, a, b, p) for a, b in p.compare if a in main and b in main]
-
+def breakdown_sections(p: ReportParams, files: Inputs, main: dict) -> list[dict]:
+    """The main subset's breakdowns (ego presence, object size, occlusion, scenario) of the scored experiments."""
     breakdowns = []
     presence = presence_table(main, p.boot)
     breakdowns.append(
@@ -133,6 +113,34 @@ def build_context(p: ReportParams, files: Inputs, takes: list[str], benchmarks: 
             }
         )
     breakdowns.append(binned("By scenario", main, "scenario", "IoU by scenario"))
+    return breakdowns
+
+
+def build_context(p: ReportParams, files: Inputs, takes: list[str], benchmarks: list[str]) -> dict:
+    """The template's context: every section, read from the declared ``files`` (``benchmarks``: the
+    declared timing files of the jobs behind the results)."""
+    all_experiments, submissions = p.experiments, p.submissions
+    split_names = sorted({x["split"] for x in p.experiments.values()})
+    split_tables = {s: pd.read_parquet(files.split(s)) for s in split_names}
+    split_tables = {s: d[d["direction"] == "exo2ego"] for s, d in split_tables.items()}
+    samples = {s: {e: load_samples(files.result("samples.parquet", e, s)) for e in p.experiments} for s in p.subsets}
+    preds = {
+        s: {e: read_json(files.result("predictions.json", e, s), "predictions") for e in p.experiments} for s in p.subsets
+    }
+    frames = Frames(files)
+    subset = p.subsets[-1] if "test" not in p.subsets else "test"
+    # The sections that read samples show the experiments the main subset scores (not a predict-only one).
+    unscored = [e for e in p.experiments if samples[subset][e].empty]
+    p = dataclasses.replace(p, experiments={e: x for e, x in p.experiments.items() if e not in unscored})
+    main = {e: samples[subset][e] for e in p.experiments}
+
+    distributions = [
+        {"subset": s, "img": iou_histogram({e: samples[s][e] for e in p.experiments}, s)} for s in p.subsets if main
+    ]
+
+    comparisons = [comparison(main, preds[subset], frames, a, b, p) for a, b in p.compare if a in main and b in main]
+
+    breakdowns = breakdown_sections(p, files, main) if main else []
 
     training, epoch_times = [], []
     for name, x in p.experiments.items():

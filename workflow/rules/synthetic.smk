@@ -8,6 +8,7 @@ if config["source"]["kind"] == "synthetic":
             takes=layout.source_takes(L.synthetic),
             train=layout.source_relations(L.synthetic, "train"),
             val=layout.source_relations(L.synthetic, "val"),
+            test=layout.source_relations(L.synthetic, "test"),
             visibility=L.visibility(),
             videos=directory(L.synthetic_videos()),
         log:
