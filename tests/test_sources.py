@@ -113,7 +113,8 @@ def publish(
                         f"annotations/relations_{s}.json",
                         source / f"annotations/relations_{s}.json",
                     )
-                    for s in ("train", "val")
+                    for s in ("train", "val", "test")
+                    if (source / f"annotations/relations_{s}.json").is_file()
                 ],
             }
         ],
@@ -231,7 +232,7 @@ def test_workflow_on_the_egoexo_source(aws_profile, synthetic_source, tmp_path):
     cfg["selection"]["take_limit"] = 1
     run_snakemake(tmp_path, cfg, "results/pairs.parquet")
     r = tmp_path / "results"
-    for f in ("takes.json", "annotations/relations_train.json", "annotations/relations_val.json"):
+    for f in ("takes.json", *(f"annotations/relations_{s}.json" for s in cfg["selection"]["annotation_splits"])):
         assert (r / "source" / f).read_bytes() == (synthetic_source / f).read_bytes(), f
     assert {e["uid"] for e in json.loads((r / "source/manifest.json").read_text())} == set(takes)
     (take,) = json.loads((r / "index/takes.json").read_text())
