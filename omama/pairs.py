@@ -126,7 +126,14 @@ def build_pairs(annotation_paths: list[str], takes_index: str) -> tuple[pd.DataF
         skipped_e2x.update(e2x_skipped)
         skipped[MASK_SKIPPED] += len(annotation.get("skipped", []))
     df = pd.DataFrame(rows, columns=COLUMNS).astype(
-        {"frame": "int64", "ego_present": "bool", "exo_area": "int64", "ego_area": "int64", "exo_present": "bool", "scored": "bool"}
+        {
+            "frame": "int64",
+            "ego_present": "bool",
+            "exo_area": "int64",
+            "ego_area": "int64",
+            "exo_present": "bool",
+            "scored": "bool",
+        }
     )
     df = df.sort_values(
         ["direction", "take_uid", "object", "exo_cam", "frame"], ascending=[False, True, True, True, True], kind="stable"

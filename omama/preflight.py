@@ -287,7 +287,9 @@ def split_problems(config: dict) -> list[str]:
     problems = []
     if "official" in strategies:
         files = config["selection"]["annotation_splits"]
-        for subset, names in sorted(required_subsets(config["experiments"], config["evaluate"]["subsets"], "official").items()):
+        for subset, names in sorted(
+            required_subsets(config["experiments"], config["evaluate"]["subsets"], "official").items()
+        ):
             if subset not in files:
                 problems.append(
                     f"experiment(s) {sorted(names)} use split official and need its {subset!r} takes, which come from "
@@ -297,7 +299,9 @@ def split_problems(config: dict) -> list[str]:
     if not strategies:
         return problems
     if abs(sum(ratios) - 1) > 1e-6:
-        return problems + [f"split.ratios {ratios} sum to {sum(ratios):g}, not 1: give the train, val and test shares of the pairs"]
+        return problems + [
+            f"split.ratios {ratios} sum to {sum(ratios):g}, not 1: give the train, val and test shares of the pairs"
+        ]
     needed: dict[str, list[str]] = {}
     for strategy in strategies:
         for subset, names in required_subsets(config["experiments"], config["evaluate"]["subsets"], strategy).items():

@@ -88,7 +88,9 @@ def split_pairs(
     else:
         scored = pairs[pairs["scored"]] if "scored" in pairs else pairs
         if scored.empty:
-            raise ValueError(f"no scored pairs to split with {strategy!r}: every row is predict-only (destination masks withheld)")
+            raise ValueError(
+                f"no scored pairs to split with {strategy!r}: every row is predict-only (destination masks withheld)"
+            )
         keys = GROUP_KEYS[strategy]
         sizes = scored.groupby(keys, sort=True).size()
         out = scored.join(assign_groups(sizes, ratios, seed).rename("split"), on=keys)

@@ -75,7 +75,12 @@ def pairs_of(source: Path, out: Path) -> pd.DataFrame:
             frames_cfg=FRAMES,
         )
         paths.append(str(out / r["take_uid"] / "annotation.json"))
-    write_pairs(annotation_paths=paths, takes_index=out / "index/takes.json", pairs_out=out / "pairs.parquet", summary_out=out / "pairs.json")
+    write_pairs(
+        annotation_paths=paths,
+        takes_index=out / "index/takes.json",
+        pairs_out=out / "pairs.parquet",
+        summary_out=out / "pairs.json",
+    )
     return pd.read_parquet(out / "pairs.parquet")
 
 
@@ -211,7 +216,16 @@ def test_submission_combines_blocks_as_the_challenge_script_and_either_alone(tmp
         "exo-ego": {
             "version": "xx",
             "challenge": "correspondence",
-            "results": {"t": {"masks": {"cup_0": {"cam01_aria01_214-1": {"0": {"pred_mask": {"size": [1, 1], "counts": "1"}, "confidence": 0.3}}}}, "subsample_idx": [0]}},
+            "results": {
+                "t": {
+                    "masks": {
+                        "cup_0": {
+                            "cam01_aria01_214-1": {"0": {"pred_mask": {"size": [1, 1], "counts": "1"}, "confidence": 0.3}}
+                        }
+                    },
+                    "subsample_idx": [0],
+                }
+            },
         }
     }
     (tmp_path / "exoego.json").write_text(json.dumps(exoego))

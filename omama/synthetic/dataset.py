@@ -97,8 +97,10 @@ def withhold(object_masks: dict, view: str) -> dict:
     """``object_masks`` with the masks of ``view`` (ego or exo) withheld: its camera entries keep their
     annotated frames but lose their ``annotation``, as in a test release scored by the challenge server."""
     return {
-        obj: {cam: ({k: v for k, v in ann.items() if k != "annotation"} if (EGO_CAM == cam) == (view == "ego") else ann)
-              for cam, ann in per_cam.items()}
+        obj: {
+            cam: ({k: v for k, v in ann.items() if k != "annotation"} if (EGO_CAM == cam) == (view == "ego") else ann)
+            for cam, ann in per_cam.items()
+        }
         for obj, per_cam in object_masks.items()
     }
 
