@@ -30,7 +30,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from omama.masks import encode_lzstring  # noqa: E402
+from omama.data.masks import encode_lzstring  # noqa: E402
 
 EGO = "aria01_214-1"
 EXOS = ["cam01", "cam02", "cam03"]

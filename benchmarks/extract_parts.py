@@ -20,8 +20,8 @@ import torch
 from gpu_check import sync, vit_config, write_take
 from PIL import Image
 
-import omama.features as features
-from omama.backbones import load_backbone
+import omama.features.store as features
+from omama.features.backbones import load_backbone
 from omama.io import load_frame
 
 CAM = "aria01_214-1"

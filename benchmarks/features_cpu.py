@@ -19,8 +19,8 @@ import numpy as np
 import torch
 import yaml
 
-from omama.backbones import load_backbone
-from omama.features import extract_features
+from omama.features.backbones import load_backbone
+from omama.features.store import extract_features
 
 REPO = Path(__file__).resolve().parents[1]
 

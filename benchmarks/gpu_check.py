@@ -29,10 +29,10 @@ import torch
 from store_io import FeatureBatches  # benchmarks/: the loader's feature part
 from train_iteration import random_masks
 
-from omama.backbones import load_backbone
-from omama.dataset import Prefetched, batch_features, read_stored_batch
-from omama.features import FeatureStore, extract_features
-from omama.model import MatchingHead, matching_loss, score_candidates
+from omama.features.backbones import load_backbone
+from omama.features.store import FeatureStore, extract_features
+from omama.model.batches import Prefetched, batch_features, read_stored_batch
+from omama.model.head import MatchingHead, matching_loss, score_candidates
 
 VIT_B = {"hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12, "intermediate_size": 3072, "seed": 0}
 SMOKE = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64, "seed": 0}
@@ -154,7 +154,7 @@ def training_iteration(store: FeatureStore, bb, args, device: torch.device) -> t
         return loss.item()  # the training loop's own synchronisation
 
     def prefetched() -> float:
-        """ms per step when the next batch is read by omama.dataset.Prefetched (workers: 0) meanwhile."""
+        """ms per step when the next batch is read by omama.model.batches.Prefetched (workers: 0) meanwhile."""
         batches = iter(Prefetched((read() for _ in range(args.reps + 1)), depth=2))
         step(next(batches))  # warm-up; the queue fills meanwhile
         sync(device)
@@ -280,7 +280,7 @@ def main() -> None:
             f"{args.train_batch}, 32 candidates, float16 features made float32 on the device; AdamW step): "
             f"**{step_ms:.1f} ms** median, of which the synchronous store read {read_ms:.1f} ms; "
             f"**{prefetched_ms:.1f} ms** with the next batch read meanwhile in a background thread "
-            f"(omama.dataset.Prefetched, the loader of `workers: 0`) (target <= 60 ms; the review: 242 ms on a T4).\n"
+            f"(omama.model.batches.Prefetched, the loader of `workers: 0`) (target <= 60 ms; the review: 242 ms on a T4).\n"
         )
         print("| training loader, feature batches | workers | batches/s |\n|---|---|---|")
         for workers in sorted({0, args.loader_workers}):

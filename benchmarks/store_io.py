@@ -1,5 +1,5 @@
 """Feature-store I/O against a plain file of the same bytes, in one run: writes (before = zarr's own
-writer, one shard per call on one thread, as extract_features did; after = omama.shards whole-shard
+writer, one shard per call on one thread, as extract_features did; after = omama.features.shards whole-shard
 writes from a thread pool) and batch reads (before = one zarr call per frame; after = one
 RowArray.read per batch; reference = np.load(mmap) fancy indexing), per codec.
 
@@ -31,10 +31,10 @@ import numpy as np
 import torch
 import zarr
 
-from omama.backbones import Backbone
-from omama.dataset import read_stored_batch
-from omama.features import FeatureStore, compressors, extract_features
-from omama.shards import RowArray
+from omama.features.backbones import Backbone
+from omama.features.shards import RowArray
+from omama.features.store import FeatureStore, compressors, extract_features
+from omama.model.batches import read_stored_batch
 
 SHAPE = (768, 50, 50)
 
@@ -169,7 +169,7 @@ def main() -> None:
                     return work
 
                 t, ratio = paired(direct, write_plain, a.repeats)
-                rows.append(("after: omama.shards writer pool", codec, threads, mib / t, ratio, du(path)))
+                rows.append(("after: omama.features.shards writer pool", codec, threads, mib / t, ratio, du(path)))
             arr = zarr.open_group(path, mode="r")["cam"]
             assert np.array_equal(arr[:], data), codec
         print("## store_io.py: feature-store writes and reads vs a plain file\n")

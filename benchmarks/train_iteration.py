@@ -20,10 +20,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from omama.backbones import load_backbone
-from omama.descriptors import describe
-from omama.masks import mask_box, resize_mask
-from omama.model import MatchingHead, matching_loss, score_candidates
+from omama.data.masks import mask_box, resize_mask
+from omama.features.backbones import load_backbone
+from omama.model.descriptors import describe
+from omama.model.head import MatchingHead, matching_loss, score_candidates
 
 ARCHS = {
     "base": {"hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12, "intermediate_size": 3072, "seed": 0},

@@ -90,14 +90,14 @@ def match(
 ) -> dict:
     """Predict the ego mask of the object ``mask`` marks in ``exo``; write ``out`` (0/255 PNG at the ego
     photo's displayed size), ``<out stem>.overlay.png`` and ``<out stem>.json``; returns the JSON record."""
-    from omama.features import extract_features
+    from omama.data.masks import decode_rle
+    from omama.data.pairs import write_pairs
+    from omama.data.photos import CAMS, EGO, FRAME, convert_pair, load_photo, write_index
+    from omama.data.splits import write_split
+    from omama.evaluation.predict import predict_experiment
+    from omama.features.store import extract_features
     from omama.io import read_json, write_json
-    from omama.masks import decode_rle
-    from omama.pairs import write_pairs
-    from omama.predict import predict_experiment
-    from omama.proposals import propose_take
-    from omama.robustness import CAMS, EGO, FRAME, convert_pair, load_photo, write_index
-    from omama.splits import write_split
+    from omama.proposals.proposers import propose_take
 
     cfg = load_config(config)
     head, calibration = model_files(cfg, experiment, results, config)
@@ -195,8 +195,8 @@ def match(
 
 def write_overlay(exo: Path, mask: Path, ego_rgb: np.ndarray, pred: np.ndarray, path: Path) -> None:
     """exo photo with the source mask | ego photo with the prediction (the report's colours)."""
+    from omama.data.photos import EXO, load_mask, load_photo
     from omama.report.overlays import COLOURS, blend, panel_row
-    from omama.robustness import EXO, load_mask, load_photo
 
     exo_rgb = load_photo(exo, PAIR, EXO)
     src = load_mask(mask, exo_rgb.shape[:2], PAIR, OBJECT, EXO)

@@ -280,7 +280,7 @@ def results_problems(results: str) -> list[str]:
 
 def split_problems(config: dict) -> list[str]:
     """Split ratios must sum to 1, and no subset an experiment needs may have ratio 0."""
-    from omama.splits import SUBSETS, required_subsets
+    from omama.data.splits import SUBSETS, required_subsets
 
     ratios = config["split"]["ratios"]
     strategies = {x["split"] for x in config["experiments"].values()}

@@ -26,7 +26,10 @@ def default_config() -> dict:
 def tiny_config(**overrides) -> dict:
     """The default config shrunk to seconds of work; ``overrides`` replace top-level keys."""
     cfg = default_config()
-    cfg["synthetic"].update(takes=3, seconds=3, ego_size=96, exo_size=[72, 128], objects=3)
+    # No relations_test.json: the official split and its test file have their own tests (test_protocol.py).
+    cfg["synthetic"].update(takes=3, seconds=3, ego_size=96, exo_size=[72, 128], objects=3, val_fraction=0.34, test_fraction=0.0)
+    cfg["selection"]["annotation_splits"] = ["train", "val"]
+    cfg["split"]["ratios"] = [0.7, 0.15, 0.15]
     for b in cfg["backbones"].values():
         b.update(ego_grid=[8, 8], exo_grid=[6, 10], batch_size=4)
     for e in cfg["experiments"].values():
@@ -40,6 +43,7 @@ def tiny_config(**overrides) -> dict:
     # the official-split pair and the submission have their own end-to-end tests (test_protocol.py)
     cfg["experiments"].pop("trained-official")
     cfg["experiments"].pop("cosine-official")
+    cfg["experiments"]["trained-ego2exo"]["split"] = "frame"
     cfg["submissions"] = {}
     for e in cfg["experiments"].values():
         e["backbone"] = "tiny-dinov2"

@@ -33,7 +33,7 @@ def copy_source(src: Path, dest: Path) -> Path:
 
 def index(source: Path, out: Path, **selection) -> list[dict]:
     """Run the take index on ``source`` into ``out``; return the full per-take records."""
-    from omama.takes import build_index
+    from omama.data.takes import build_index
 
     lean = build_index(
         source_root=source,

@@ -9,11 +9,11 @@ import pandas as pd
 import zarr
 from PIL import Image
 
+from omama.data.masks import encode_rle, eval_size, resize_mask
+from omama.data.splits import diagnostics
+from omama.evaluation.metrics import Bootstrap, summarise
 from omama.io import write_json, write_parquet
 from omama.layout import Layout
-from omama.masks import encode_rle, eval_size, resize_mask
-from omama.metrics import Bootstrap, summarise
-from omama.splits import diagnostics
 
 EGO, EXOS = "aria01_214-1", ["cam01", "cam02"]
 EGO_HW, EXO_HW = (48, 48), (36, 64)

@@ -20,13 +20,13 @@ from data_fixtures import FRAMES, SELECTION, copy_source, index
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from omama.extract import extract_take
-from omama.masks import encode_rle
-from omama.pairs import write_pairs
+from omama.data.extract import extract_take
+from omama.data.masks import encode_rle
+from omama.data.pairs import write_pairs
+from omama.data.splits import write_split
+from omama.data.takes import build_index
 from omama.preflight import preflight
 from omama.report.tables import skip_counts
-from omama.splits import write_split
-from omama.takes import build_index
 
 SCHEMA = str(REPO / "workflow" / "schemas" / "config.schema.yaml")
 
@@ -111,7 +111,7 @@ def test_take_listed_twice_in_one_relations_file_is_an_error(synthetic_source, t
 
 
 def test_malformed_manifest_names_file_and_entry(tmp_path):
-    from omama.sources import manifest_sizes
+    from omama.data.sources import manifest_sizes
 
     (tmp_path / "manifest.json").write_text(json.dumps([{"uid": "a", "paths": []}, {"uid": "b"}]))
     with pytest.raises(
@@ -141,18 +141,18 @@ def test_zero_ratio_of_an_evaluated_subset_is_a_preflight_problem_naming_experim
     problems = preflight(cfg)
     assert len(problems) == 1, problems
     assert "split.ratios gives subset 'test' ratio 0" in problems[0]
-    for name in cfg["experiments"]:
-        assert repr(name) in problems[0]
+    for name, x in cfg["experiments"].items():  # the official split takes its subsets from the annotation files
+        assert (repr(name) in problems[0]) == (x["split"] != "official")
     cfg["split"]["ratios"] = [0, 0.5, 0.5]  # trained experiments need train pairs
     (p,) = preflight(cfg)
-    trained = sorted(n for n, x in cfg["experiments"].items() if x["train"])
+    trained = sorted(n for n, x in cfg["experiments"].items() if x["train"] and x["split"] != "official")
     assert "subset 'train' ratio 0" in p and all(repr(n) in p for n in trained)
 
 
 def test_split_that_leaves_an_evaluated_subset_empty_names_experiment_split_and_subset(tmp_path):
     from test_pairs_splits import fake_pairs
 
-    from omama.splits import required_subsets
+    from omama.data.splits import required_subsets
 
     fake_pairs(takes=1).to_parquet(tmp_path / "pairs.parquet")  # take_limit: 1 with a take split
     cfg = default_config()
@@ -202,7 +202,7 @@ def test_take_limit_one_with_a_take_split_stops_at_the_split(tmp_path):
 def test_predict_on_an_empty_subset_names_it(tmp_path):
     from test_pairs_splits import fake_pairs
 
-    from omama.predict import predict_reference
+    from omama.evaluation.predict import predict_reference
 
     df = fake_pairs(takes=1).assign(split="train")
     df.to_parquet(tmp_path / "split.parquet")
@@ -299,7 +299,7 @@ def test_config_names_that_would_be_paths_are_rejected_by_the_schema(section, na
 
 
 def test_robustness_pair_names_are_checked(tmp_path):
-    from omama.robustness import PhotoPairError, list_pairs
+    from omama.data.photos import PhotoPairError, list_pairs
 
     (tmp_path / "photos" / "bad\nname").mkdir(parents=True)
     with pytest.raises(PhotoPairError, match="pair 'bad\\\\nname'.*not a safe name"):
@@ -426,7 +426,7 @@ def extracted_one(synthetic_source, tmp_path):
 
 
 def test_empty_exo_masks_are_counted_skips_not_pairs(synthetic_source, tmp_path):
-    from omama.pairs import EMPTY_EXO
+    from omama.data.pairs import EMPTY_EXO
 
     records = index(synthetic_source, tmp_path / "out")
     paths = []
@@ -505,7 +505,7 @@ def tiny_disk(tmp_path):
 def test_full_disk_on_torch_save_says_so(tiny_disk):
     import torch
 
-    from omama.train import save_state
+    from omama.model.train import save_state
 
     with pytest.raises(OSError, match=rf"no space left on device at {tiny_disk}/last.pt") as e:
         save_state(tiny_disk / "last.pt", {"w": torch.zeros(1_000_000)})
@@ -595,7 +595,7 @@ def test_split_ratios_must_sum_to_one():
     cfg["split"]["ratios"] = [1, 1, 1]
     (p,) = preflight(cfg)
     assert "split.ratios [1, 1, 1] sum to 3, not 1" in p
-    from omama.splits import assign_groups
+    from omama.data.splits import assign_groups
 
     with pytest.raises(ValueError, match="sum to 3, not 1"):
         assign_groups(pd.Series([1, 2, 3]), [1, 1, 1], 0)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from omama.backbones import load_backbone
+from omama.features.backbones import load_backbone
 
 TINY = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64, "seed": 0}
 GRIDS = {"ego_grid": [4, 4], "exo_grid": [3, 5]}

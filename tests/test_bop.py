@@ -1,4 +1,4 @@
-"""BOP scenewise datasets as takes of image pairs (omama.bop) and the synthetic BOP writer (omama.synthetic.bop)."""
+"""BOP scenewise datasets as takes of image pairs (omama.data.bop) and the synthetic BOP writer (omama.synthetic.bop)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from omama import bop
-from omama.masks import decode_rle
-from omama.pairs import take_pairs
+from omama.data import bop
+from omama.data.masks import decode_rle
+from omama.data.pairs import take_pairs
 from omama.synthetic.bop import SyntheticScene, write_dataset
 
 H, W = 12, 16

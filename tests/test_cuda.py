@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from omama.backbones import load_backbone
-from omama.features import FeatureStore, extract_features
-from omama.model import MatchingHead, matching_loss, score_candidates
+from omama.features.backbones import load_backbone
+from omama.features.store import FeatureStore, extract_features
+from omama.model.head import MatchingHead, matching_loss, score_candidates
 from tests.test_features import CFG, EGO, EXO, rgb, write_take
 from tests.test_weights import PRETRAINED
 

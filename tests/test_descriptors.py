@@ -6,8 +6,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from omama.descriptors import context_boxes, describe, mask_boxes
-from omama.masks import mask_box
+from omama.data.masks import mask_box
+from omama.model.descriptors import context_boxes, describe, mask_boxes
 
 
 def loop_descriptors(features: torch.Tensor, masks: np.ndarray) -> torch.Tensor:

@@ -12,13 +12,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from omama.data.masks import decode_rle, encode_rle
+from omama.data.pairs import take_pairs
 from omama.direction import Direction
+from omama.evaluation.metrics import evaluate, score_submission
+from omama.evaluation.predict import ReferenceChooser, run_predictions
 from omama.io import write_json, write_parquet
-from omama.masks import decode_rle, encode_rle
-from omama.metrics import evaluate, score_submission
-from omama.pairs import take_pairs
-from omama.predict import ReferenceChooser, run_predictions
-from omama.takedata import Corpus
+from omama.model.takedata import Corpus
 
 EGO, EXO, EXO2 = "aria01_214-1", "cam01", "cam02"
 

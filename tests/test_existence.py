@@ -12,7 +12,9 @@ import torch.nn.functional as F
 from test_model import official_state
 from test_train import BACKBONE, EGO, EXO, TRAIN, inputs, predict, train, world  # noqa: F401  (world: the tiny training world fixture)
 
-from omama.existence import (
+from omama.data.masks import decode_rle
+from omama.evaluation.predict import ModelChooser
+from omama.model.existence import (
     Calibration,
     balanced_accuracy,
     class_weights,
@@ -24,11 +26,9 @@ from omama.existence import (
     visibility_loss,
     with_mismatches,
 )
-from omama.experiment import build_head, setup
-from omama.masks import decode_rle
-from omama.model import PRESENT, MatchingHead, load_checkpoint
-from omama.predict import ModelChooser
-from omama.takedata import subset_rows
+from omama.model.head import PRESENT, MatchingHead, load_checkpoint
+from omama.model.setup import build_head, setup
+from omama.model.takedata import subset_rows
 
 EXISTENCE = {"epochs": 40, "lr": 1e-3, "batch_size": 8, "weight_decay": 0.0, "seed": 0, "mismatches": 1}
 

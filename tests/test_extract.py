@@ -17,11 +17,11 @@ import pytest
 from conftest import REPO
 from data_fixtures import FRAMES, copy_source, first_mask, index, with_mask_entry
 
-from omama import mp4
-from omama.extract import VideoError, extract_take
-from omama.masks import MaskDecodeError, decode_rle
-from omama.pairs import build_pairs
-from omama.sources import download_take
+from omama.data import mp4
+from omama.data.extract import VideoError, extract_take
+from omama.data.masks import MaskDecodeError, decode_rle
+from omama.data.pairs import build_pairs
+from omama.data.sources import download_take
 
 
 @pytest.fixture(scope="module")
@@ -261,7 +261,7 @@ def long_take(record, source: Path, dest: Path, repeat: int) -> tuple[dict, Path
 
 EXTRACT = """
 import json, resource, sys
-from omama.extract import extract_take
+from omama.data.extract import extract_take
 record, raw, out = json.load(open(sys.argv[1])), sys.argv[2], sys.argv[3]
 extract_take(record=record, raw_root=raw, annotation_out=out + "/annotation.json", images_out=out + "/images",
              frames_cfg=json.loads(sys.argv[4]))

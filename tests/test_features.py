@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 import zarr
 
-from omama.backbones import load_backbone
-from omama.features import FeatureStore, StoreError, extract_features
+from omama.features.backbones import load_backbone
+from omama.features.store import FeatureStore, StoreError, extract_features
 from omama.io import FrameError
-from omama.proposals import load_proposals
+from omama.proposals.proposers import load_proposals
 
 TINY = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64, "seed": 0}
 CFG = {
@@ -157,8 +157,8 @@ def writer_process(take: Path, out: Path, delay: float = 0.3, cfg: dict = CFG) -
     script = textwrap.dedent(f"""
         import time
         import torch
-        from omama.backbones import Backbone
-        from omama.features import extract_features
+        from omama.features.backbones import Backbone
+        from omama.features.store import extract_features
 
         class SlowPatches(torch.nn.Conv2d):
             def forward(self, x):
@@ -277,8 +277,8 @@ def test_killed_writer_beside_a_live_one_leaves_no_complete_looking_store(tmp_pa
 
 @pytest.mark.parametrize("compressor", ["none", "zstd", "lz4", "blosc"])
 def test_direct_shard_files_are_zarrs_own_bytes(tmp_path, compressor):
-    from omama.features import compressors
-    from omama.shards import RowArray
+    from omama.features.shards import RowArray
+    from omama.features.store import compressors
 
     data = np.random.default_rng(0).standard_normal((7, 6, 3, 5)).astype(np.float16)
     arrays = {}

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from pycocotools import mask as mask_utils
 
-from omama.masks import (
+from omama.data.masks import (
     MaskDecodeError,
     decode_rle,
     encode_lzstring,
@@ -139,8 +139,8 @@ def test_eval_size_agrees_with_the_official_formula_for_every_square_size():
 @pytest.mark.parametrize("hw", [(288, 288), (704, 704), (540, 960), (448, 796)])
 def test_masks_reach_the_evaluation_size_by_cv2_nearest(hw):
     """Ground truth and predictions are resized with cv2 INTER_NEAREST to the official size."""
-    from omama.metrics import eval_mask
-    from omama.proposals import ProposalSet
+    from omama.evaluation.metrics import eval_mask
+    from omama.proposals.proposers import ProposalSet
 
     rng = np.random.default_rng(hw[0])
     m = rng.random(hw) > 0.6

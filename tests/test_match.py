@@ -12,7 +12,7 @@ import yaml
 from conftest import REPO, tiny_config
 from PIL import Image
 
-from omama.masks import decode_rle
+from omama.data.masks import decode_rle
 from omama.match import NotTrainedError, match
 
 

@@ -8,9 +8,8 @@ import warnings
 import numpy as np
 import pytest
 
-from omama.io import write_json
-from omama.masks import encode_rle, resize_mask
-from omama.metrics import (
+from omama.data.masks import encode_rle, resize_mask
+from omama.evaluation.metrics import (
     Bootstrap,
     boundary_f,
     boundary_map,
@@ -21,6 +20,7 @@ from omama.metrics import (
     score_submission,
     summarise,
 )
+from omama.io import write_json
 
 
 def box(shape, y0, y1, x0, x1):
@@ -156,9 +156,9 @@ def test_object_never_in_ego_is_in_the_written_ground_truth_and_counted_for_exis
     the official evaluator skips objects without it, so absent frames vanished from existence."""
     import pandas as pd
 
+    from omama.evaluation.predict import ReferenceChooser, run_predictions
     from omama.io import write_parquet
-    from omama.predict import ReferenceChooser, run_predictions
-    from omama.takedata import Corpus
+    from omama.model.takedata import Corpus
 
     ego, exo, hw, frames = "aria01_214-1", "cam01", (64, 64), [0, 30]
     cup = {f: box(hw, 10 + f // 10, 30, 10, 40) for f in frames}
@@ -253,7 +253,7 @@ def test_object_without_an_ego_key_is_skipped_like_the_official_evaluator(caplog
             }
         }
     }
-    with caplog.at_level("WARNING", logger="omama.metrics"):
+    with caplog.at_level("WARNING", logger="omama.evaluation.metrics"):
         frames = score_submission(sub, gt)
     assert list(frames.object) == ["cup_0"]
     assert frames.attrs["skipped_objects"] == ["take 'take-a', object 'pen_0'"]
@@ -270,7 +270,7 @@ def test_pipeline_files_are_what_the_official_evaluator_requires(tiny_run):
 
     from test_masks import official_eval_size  # the evaluator's formula, written in the test
 
-    from omama.masks import decode_rle
+    from omama.data.masks import decode_rle
 
     results = tiny_run / "results"
     dirs = sorted(p.parent for p in results.rglob("predictions.json"))
@@ -365,7 +365,7 @@ def test_each_resample_is_the_point_estimate_of_the_drawn_takes_with_duplicates(
     import pandas as pd
     from sklearn.metrics import balanced_accuracy_score
 
-    from omama.metrics import resample_metrics
+    from omama.evaluation.metrics import resample_metrics
 
     rng = np.random.default_rng(1)
     frames = frames_of({f"t{i:02d}": int(rng.integers(1, 40)) for i in range(12)}, rng)
@@ -410,7 +410,7 @@ def test_bootstrap_is_deterministic_given_the_seed_and_fast():
 
 
 def test_difference_intervals_paired_and_unpaired():
-    from omama.metrics import difference_interval, mean_interval
+    from omama.evaluation.metrics import difference_interval, mean_interval
 
     rng = np.random.default_rng(4)
     takes = np.repeat([f"t{i}" for i in range(20)], 15)
@@ -430,7 +430,7 @@ def test_written_out_disk_and_balanced_accuracy_equal_the_libraries_the_evaluato
     from skimage.morphology import disk as skimage_disk
     from sklearn.metrics import balanced_accuracy_score as sklearn_bal
 
-    from omama.metrics import balanced_accuracy_score, disk
+    from omama.evaluation.metrics import balanced_accuracy_score, disk
 
     for r in range(0, 12):
         assert np.array_equal(disk(r), skimage_disk(r))

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from omama.model import MatchingHead, count_parameters, load_checkpoint, matching_loss
+from omama.model.head import MatchingHead, count_parameters, load_checkpoint, matching_loss
 
 
 def official_state(dst_rows: int, src_rows: int) -> dict:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from omama.masks import mask_box
-from omama.negatives import PADDING, POSITIVE, candidate_set, delaunay_neighbours, hard_negatives
+from omama.data.masks import mask_box
+from omama.model.negatives import PADDING, POSITIVE, candidate_set, delaunay_neighbours, hard_negatives
 
 
 def square_masks(centres, size=64, half=2) -> np.ndarray:

@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 from data_fixtures import FRAMES, index
 
-from omama.extract import extract_take
-from omama.pairs import COLUMNS, NOT_IN_EGO, take_pairs, write_pairs
-from omama.splits import SUBSETS, split_pairs, write_split
+from omama.data.extract import extract_take
+from omama.data.pairs import COLUMNS, NOT_IN_EGO, take_pairs, write_pairs
+from omama.data.splits import SUBSETS, split_pairs, write_split
 
 
 @pytest.fixture(scope="module")
@@ -101,6 +101,7 @@ def fake_pairs(seed: int = 0, takes: int = 30) -> pd.DataFrame:
                             "ego_area": 5,
                             "direction": "exo2ego",
                             "exo_present": True,
+                            "scored": True,
                         }
                     )
     return pd.DataFrame(rows, columns=COLUMNS)

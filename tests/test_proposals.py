@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from omama.masks import decode_rle, encode_rle, mask_box
-from omama.proposals import distinct, load_proposals, make_proposer, mask_iou, propose_take
+from omama.data.masks import decode_rle, encode_rle, mask_box
+from omama.proposals.proposers import distinct, load_proposals, make_proposer, mask_iou, propose_take
 
 SYNTH = {"seed": 0, "seconds": 3, "objects": 4, "ego_size": 128, "exo_size": [72, 128], "exo_cameras": 2}
 
@@ -199,7 +199,7 @@ def test_a_frame_mixing_mask_sizes_is_an_error(tmp_path):
 
 def test_distinct_keeps_the_first_of_near_duplicates():
     """The de-duplication the classical and sam proposers share: best first, drops IoU >= max_iou."""
-    from omama.proposals import _rles
+    from omama.proposals.proposers import _rles
 
     a = np.zeros((20, 20), bool)
     a[2:12, 2:12] = True

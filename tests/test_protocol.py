@@ -16,15 +16,15 @@ import torch
 from conftest import run_snakemake, tiny_config
 from data_fixtures import FRAMES, SELECTION
 
-from omama.descriptors import describe
-from omama.extract import extract_take
-from omama.metrics import evaluate, score_direction
-from omama.model import CosineMatcher, candidate_embeddings
-from omama.pairs import write_pairs
-from omama.splits import split_pairs, write_split
-from omama.submission import build_submission
+from omama.data.extract import extract_take
+from omama.data.pairs import write_pairs
+from omama.data.splits import split_pairs, write_split
+from omama.data.takes import EXCLUDED, MISSING_LOCALLY, build_index
+from omama.evaluation.metrics import evaluate, score_direction
+from omama.evaluation.submission import build_submission
+from omama.model.descriptors import describe
+from omama.model.head import CosineMatcher, candidate_embeddings
 from omama.synthetic.dataset import generate_dataset
-from omama.takes import EXCLUDED, MISSING_LOCALLY, build_index
 
 SYNTHETIC = tiny_config()["synthetic"] | {"takes": 4, "seconds": 2, "val_fraction": 0.25, "test_fraction": 0.25}
 

@@ -241,7 +241,7 @@ def test_comparison_of_different_sample_sets_is_unpaired(tmp_path):
 
 
 def test_compare_iou_paired_interval_excludes_zero_for_a_consistent_gain():
-    from omama.metrics import Bootstrap
+    from omama.evaluation.metrics import Bootstrap
     from omama.report.sections import compare_iou
     from omama.report.tables import SAMPLE_KEY
 

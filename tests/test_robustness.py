@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from omama.masks import decode_rle
-from omama.robustness import PhotoPairError, convert_pair, list_pairs, write_index
+from omama.data.masks import decode_rle
+from omama.data.photos import PhotoPairError, convert_pair, list_pairs, write_index
 
 ORIENTATION = 0x0112
 

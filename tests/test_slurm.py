@@ -18,8 +18,8 @@ import yaml
 from conftest import REPO, tiny_config
 from slurm.cluster import SlurmCluster, missing_binaries
 
-from omama.features import FeatureStore
-from omama.takes import take_rank
+from omama.data.takes import take_rank
+from omama.features.store import FeatureStore
 
 needs_slurm = pytest.mark.skipif(
     bool(missing_binaries()),

@@ -11,8 +11,8 @@ import pytest
 from conftest import run_snakemake, tiny_config
 from data_fixtures import SELECTION
 
-from omama.sources import DownloadError, download_take, fetch_metadata
-from omama.takes import EXCLUDED, NOT_IN_RELEASE, build_index
+from omama.data.sources import DownloadError, download_take, fetch_metadata
+from omama.data.takes import EXCLUDED, NOT_IN_RELEASE, build_index
 
 BUCKET = "egoexo-test"
 PART = "downscaled_takes/448"

@@ -11,9 +11,9 @@ from conftest import default_config, run_snakemake, tiny_config
 from PIL import Image
 from weights_fixtures import SHA
 
-from omama.features import FeatureStore
-from omama.robustness import convert_pair, list_pairs
-from omama.stereo import PAIRS, load_motorcycle, segment_objects, warp_labels, write_motorcycle_pairs
+from omama.data.photos import convert_pair, list_pairs
+from omama.data.stereo import PAIRS, load_motorcycle, segment_objects, warp_labels, write_motorcycle_pairs
+from omama.features.store import FeatureStore
 
 
 def test_nearer_surface_wins_and_hidden_parts_disappear():

@@ -20,7 +20,7 @@ from conftest import run_snakemake, tiny_config
 from PIL import Image, ImageOps
 from pycocotools import mask as mask_utils
 
-from omama.masks import encode_lzstring
+from omama.data.masks import encode_lzstring
 from omama.synthetic import dataset as synthetic_dataset
 from omama.synthetic.dataset import generate_dataset
 from omama.synthetic.photos import write_photo_pairs
@@ -177,7 +177,7 @@ def test_absences_in_both_directions_in_realistic_proportions():
 
 
 def test_empty_take_is_counted_and_skipped_by_the_take_index(dataset, tmp_path):
-    from omama.takes import build_index
+    from omama.data.takes import build_index
 
     selection = {"scenarios": [], "take_limit": None, "frame_fraction": 1.0, "annotation_splits": ["train", "val"], "seed": 0}
     records = build_index(

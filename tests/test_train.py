@@ -17,15 +17,15 @@ import pytest
 import torch
 from PIL import Image
 
-from omama.dataset import TrainingSet, batch_features, collate
-from omama.features import extract_features
+from omama.data.masks import encode_rle, mask_box
+from omama.evaluation.metrics import evaluate, summarise
+from omama.evaluation.predict import predict_experiment, predict_reference
+from omama.features.store import extract_features
 from omama.io import write_json, write_parquet
-from omama.masks import encode_rle, mask_box
-from omama.metrics import evaluate, summarise
-from omama.model import score_candidates
-from omama.predict import predict_experiment, predict_reference
-from omama.takedata import Corpus, Geometry, subset_rows
-from omama.train import train_experiment
+from omama.model.batches import TrainingSet, batch_features, collate
+from omama.model.head import score_candidates
+from omama.model.takedata import Corpus, Geometry, subset_rows
+from omama.model.train import train_experiment
 
 EGO, EXO = "aria01_214-1", "cam01"
 EGO_HW, EXO_HW = (56, 56), (42, 70)
@@ -238,7 +238,7 @@ def test_training_killed_with_sigkill_resumes_to_the_same_weights(world, tmp_pat
         checkpoint_dir=str(tmp_path / "cut/train/checkpoints"),
         direction="exo2ego",
     )
-    script = f"import json; from omama.train import train_experiment; train_experiment(**json.loads({json.dumps(json.dumps(args))}))"
+    script = f"import json; from omama.model.train import train_experiment; train_experiment(**json.loads({json.dumps(json.dumps(args))}))"
     proc = subprocess.Popen([sys.executable, "-c", script], env={**os.environ, "OMP_NUM_THREADS": "1"})
     last = tmp_path / "cut/train/checkpoints/last.pt"
     deadline = time.monotonic() + 300
@@ -247,7 +247,7 @@ def test_training_killed_with_sigkill_resumes_to_the_same_weights(world, tmp_pat
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert last.exists() and not (tmp_path / "cut/model.pt").exists(), "the run was not cut mid-training"
-    with caplog.at_level("INFO", logger="omama.train"):
+    with caplog.at_level("INFO", logger="omama.model.train"):
         train(world, tmp_path / "cut", cfg=cfg)
     assert "resuming after epoch" in caplog.text
     train(world, tmp_path / "full", cfg=cfg)
@@ -295,7 +295,7 @@ def test_a_finished_checkpoint_never_resumes_on_changed_inputs(world, tmp_path, 
     train(world, tmp_path / "exp")
     before = torch.load(tmp_path / "exp/model.pt", weights_only=True)
     changed = change(world, tmp_path)
-    with caplog.at_level("INFO", logger="omama.train"):
+    with caplog.at_level("INFO", logger="omama.model.train"):
         train(changed, tmp_path / "exp")
     assert "training from scratch" in caplog.text and "resuming" not in caplog.text
     train(changed, tmp_path / "fresh")
@@ -304,7 +304,7 @@ def test_a_finished_checkpoint_never_resumes_on_changed_inputs(world, tmp_path, 
     assert all(torch.equal(after[k], fresh[k]) for k in fresh)
     assert not all(torch.equal(after[k], before[k]) for k in before)
     caplog.clear()
-    with caplog.at_level("INFO", logger="omama.train"):
+    with caplog.at_level("INFO", logger="omama.model.train"):
         train(changed, tmp_path / "exp")  # unchanged since: the finished checkpoint is reused
     assert "resuming after epoch 2" in caplog.text
 
@@ -331,7 +331,7 @@ def test_feature_stores_of_another_geometry_are_an_error_whichever_take_comes_fi
 
 def test_on_the_fly_features_equal_stored_float32_features(world):
     corpus = Corpus(world["annotations"], world["proposals"], world["features"], world["images"])
-    from omama.backbones import load_backbone
+    from omama.features.backbones import load_backbone
 
     backbone = load_backbone(BACKBONE)
     geometry = Geometry.from_description(backbone.describe())
@@ -343,7 +343,7 @@ def test_on_the_fly_features_equal_stored_float32_features(world):
     b1, b2 = collate([stored[i] for i in idx]), collate([live[i] for i in idx])
     (s1, d1), (s2, d2) = batch_features(b1), batch_features(b2, backbone)
     assert torch.equal(s1, s2) and torch.equal(d1, d2)
-    from omama.experiment import build_head
+    from omama.model.setup import build_head
 
     head = build_head(geometry, seed=0, direction="exo2ego")
     sc1 = score_candidates(head, s1, d1, b1["src_mask"], b1["cand_masks"])
@@ -387,7 +387,7 @@ def test_predictions_round_trip_and_references(world, tmp_path):
 
 
 def test_on_the_fly_matches_float16_stores_within_rounding(world, tmp_path):
-    from omama.backbones import load_backbone
+    from omama.features.backbones import load_backbone
 
     ann = world["annotations"][0]
     extract_features(
@@ -408,7 +408,7 @@ def test_on_the_fly_matches_float16_stores_within_rounding(world, tmp_path):
     (s1, d1), (s2, d2) = batch_features(b1), batch_features(b2, backbone)
     assert not torch.equal(d1, d2)
     torch.testing.assert_close(d1, d2, rtol=2**-10, atol=1e-4)
-    from omama.experiment import build_head
+    from omama.model.setup import build_head
 
     head = build_head(geometry, seed=0, direction="exo2ego")
     sc1 = score_candidates(head, s1, d1, b1["src_mask"], b1["cand_masks"])
@@ -454,8 +454,8 @@ def test_workflow_retrains_from_scratch_after_a_split_or_proposer_change(tmp_pat
 def test_prefetched_batches_keep_their_order_errors_and_stop_with_the_consumer():
     import threading
 
-    from omama.dataset import Prefetched
     from omama.io import FrameError
+    from omama.model.batches import Prefetched
 
     built = []
 
@@ -481,7 +481,7 @@ def test_prefetched_batches_keep_their_order_errors_and_stop_with_the_consumer()
 
 
 def test_loader_batches_are_the_same_with_worker_processes_and_orders_cover_every_row(world):
-    from omama.dataset import epoch_batches, training_loader
+    from omama.model.batches import epoch_batches, training_loader
 
     corpus = Corpus(world["annotations"], world["proposals"], world["features"])
     rows = subset_rows(world["split"], "train", direction="exo2ego")

@@ -11,8 +11,8 @@ import pytest
 import torch
 from weights_fixtures import FILE, SHA, block_sockets
 
-from omama.backbones import cut_at_stride, load_backbone
-from omama.features import FeatureStore, extract_features
+from omama.features.backbones import cut_at_stride, load_backbone
+from omama.features.store import FeatureStore, extract_features
 from omama.io import file_sha256 as sha256
 from omama.weights import WeightsError, checkpoint_dir, ensure_weights
 from tests.test_features import EGO, EXO, write_take

@@ -14,8 +14,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from omama.evaluation.metrics import Bootstrap, confidence_intervals
 from omama.io import read_json
-from omama.metrics import Bootstrap, confidence_intervals
 from omama.report.figures import figure_uri
 from omama.report.inputs import Inputs
 from omama.report.tables import html_table, with_ci

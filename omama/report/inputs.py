@@ -34,8 +34,8 @@ class ReportParams:
 
     @property
     def boot(self):
-        """The ``omama.metrics.Bootstrap`` of these settings (imported here: the rule files import this module)."""
-        from omama.metrics import Bootstrap
+        """The ``omama.evaluation.metrics.Bootstrap`` of these settings (imported here: the rule files import this module)."""
+        from omama.evaluation.metrics import Bootstrap
 
         return Bootstrap(**self.bootstrap)
 

@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from omama.data.masks import decode_rle, resize_mask
 from omama.io import load_frame, read_json
-from omama.masks import decode_rle, resize_mask
 from omama.report.tables import SAMPLE_KEY
 
 COLOURS = {"exo": (255, 140, 0), "gt": (0, 200, 80), "pred": (230, 30, 200), "pred2": (30, 140, 255)}

@@ -7,8 +7,8 @@ import json
 
 import pandas as pd
 
+from omama.evaluation.metrics import Bootstrap, difference_interval, mean_interval, present
 from omama.io import read_json
-from omama.metrics import Bootstrap, difference_interval, mean_interval, present
 from omama.report.inputs import Inputs, ReportParams
 from omama.report.overlays import Frames, overlay
 from omama.report.tables import (
@@ -79,7 +79,7 @@ def run_summary(p: ReportParams, files: Inputs, takes: list[str], split_tables: 
 
 def feature_attrs(files: Inputs, backbone: str, takes: list[str]) -> dict:
     """The backbone description recorded in the first feature store of a backbone."""
-    from omama.features import FeatureStore
+    from omama.features.store import FeatureStore
 
     for t in takes:
         path = files.features(backbone, t)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from omama.metrics import Bootstrap, ci_key, mean_interval
+from omama.evaluation.metrics import Bootstrap, ci_key, mean_interval
 
 SAMPLE_KEY = ["take_uid", "object", "exo_cam", "ego_cam", "frame"]
 

@@ -1,4 +1,4 @@
-"""Synthetic scenes written in the BOP scenewise format (see :mod:`omama.bop` for the format).
+"""Synthetic scenes written in the BOP scenewise format (see :mod:`omama.data.bop` for the format).
 
 A scene is one synthetic tabletop (the objects, table and screen of a :class:`omama.synthetic.scene.Take`,
 at rest: the take's first frame, no hands or body) seen by one camera moving along an arc around the table
@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from omama.bop import synthetic_settings
+from omama.data.bop import synthetic_settings
 from omama.io import atomic_path, write_image, write_json
 from omama.synthetic.render import Camera, Frame, Solid, dot, norm, radians, render, rot_z, sin_cos
 from omama.synthetic.scene import KINDS, Take
@@ -215,7 +215,7 @@ def _write_scene(scene: SyntheticScene, folder: Path, n: int, suffix: str) -> No
 
 def write_dataset(out_dir: str | Path, cfg: dict | None = None) -> Path:
     """Write a synthetic BOP dataset into ``out_dir`` (replaced atomically); ``cfg``: the settings
-    (``omama.bop.SYNTHETIC_DEFAULTS``: seed, scenes, images, image_size, objects, split, image_format)."""
+    (``omama.data.bop.SYNTHETIC_DEFAULTS``: seed, scenes, images, image_size, objects, split, image_format)."""
     s = synthetic_settings(cfg)
     out_dir = Path(out_dir)
     models = {}

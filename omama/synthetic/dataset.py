@@ -29,8 +29,8 @@ import pandas as pd
 from tqdm import tqdm
 
 from omama.config import entry
+from omama.data.masks import encode_lzstring
 from omama.io import atomic_path, write_json, write_parquet
-from omama.masks import encode_lzstring
 from omama.synthetic.scene import EGO_CAM, FPS, MIN_VISIBLE_PIXELS, TASKS, Take
 
 log = logging.getLogger(__name__)

@@ -1,8 +1,8 @@
 """Bring one take's videos from the source into its raw folder."""
 
+from omama.data.sources import download_take
 from omama.io import read_json
 from omama.logs import log_to
-from omama.sources import download_take
 
 log_to(snakemake.log[0])
 download_take(

@@ -1,7 +1,7 @@
 """Score a submission file against its ground-truth file with the official metrics."""
 
+from omama.evaluation.metrics import Bootstrap, write_metrics
 from omama.logs import log_to
-from omama.metrics import Bootstrap, write_metrics
 
 log_to(snakemake.log[0])
 write_metrics(

@@ -1,6 +1,6 @@
 """Decode one take's annotated frames and masks."""
 
-from omama.extract import extract_take
+from omama.data.extract import extract_take
 from omama.io import read_json
 from omama.logs import log_to
 

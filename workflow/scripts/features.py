@@ -1,6 +1,6 @@
 """Dense backbone features of one take into its Zarr v3 store."""
 
-from omama.features import extract_features
+from omama.features.store import extract_features
 from omama.logs import log_to
 
 log_to(snakemake.log[0])

@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
+from omama.data.sources import fetch_metadata
 from omama.logs import log_to
-from omama.sources import fetch_metadata
 
 log_to(snakemake.log[0])
 fetch_metadata(out_dir=Path(snakemake.output.takes).parent, cfg=snakemake.params.cfg, splits=snakemake.params.splits)

@@ -1,7 +1,7 @@
 """Build the exo->ego pairs table from every take's annotation."""
 
+from omama.data.pairs import write_pairs
 from omama.logs import log_to
-from omama.pairs import write_pairs
 
 log_to(snakemake.log[0])
 write_pairs(

@@ -2,8 +2,8 @@
 
 import torch
 
+from omama.evaluation.predict import predict_experiment
 from omama.logs import log_to
-from omama.predict import predict_experiment
 
 log_to(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)

@@ -1,8 +1,8 @@
 """A reference predictor (random, largest, nearest-position) on the experiments' candidates."""
 
+from omama.evaluation.metrics import Bootstrap
+from omama.evaluation.predict import predict_reference
 from omama.logs import log_to
-from omama.metrics import Bootstrap
-from omama.predict import predict_reference
 
 log_to(snakemake.log[0])
 w = snakemake.wildcards

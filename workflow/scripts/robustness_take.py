@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
+from omama.data.photos import convert_pair
 from omama.logs import log_to
-from omama.robustness import convert_pair
 
 log_to(snakemake.log[0])
 convert_pair(

@@ -1,7 +1,7 @@
 """Assign the pairs to train/val/test and write the split diagnostics."""
 
+from omama.data.splits import required_subsets, write_split
 from omama.logs import log_to
-from omama.splits import required_subsets, write_split
 
 log_to(snakemake.log[0])
 # Read from the config, not params: naming the experiments in an error must not re-run the split.

@@ -1,7 +1,7 @@
 """Select takes from the source and write the take index."""
 
+from omama.data.takes import build_index
 from omama.logs import log_to
-from omama.takes import build_index
 
 log_to(snakemake.log[0])
 build_index(

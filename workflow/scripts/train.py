@@ -3,7 +3,7 @@
 import torch
 
 from omama.logs import log_to
-from omama.train import train_experiment
+from omama.model.train import train_experiment
 
 log_to(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)

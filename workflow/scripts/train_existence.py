@@ -2,8 +2,8 @@
 
 import torch
 
-from omama.existence import train_existence
 from omama.logs import log_to
+from omama.model.existence import train_existence
 
 log_to(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)

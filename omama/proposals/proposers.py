@@ -12,7 +12,7 @@ Three proposers (``config["proposers"][name]["kind"]``):
   by area and de-duplicated by mask IoU. A mask's score is its stability: the share of the
   segmentations that produce it (IoU >= ``max_iou``).
 
-Outputs are COCO RLE (``omama.masks``), never dense arrays.
+Outputs are COCO RLE (``omama.data.masks``), never dense arrays.
 """
 
 from __future__ import annotations
@@ -30,9 +30,9 @@ from skimage.measure import label as measure_label
 from skimage.segmentation import felzenszwalb, find_boundaries, watershed
 from tqdm import tqdm
 
-from omama.backbones import check_device
+from omama.data.masks import decode_rle, encode_rle, mask_box, resize_mask
+from omama.features.backbones import check_device
 from omama.io import load_frame, read_json, write_parquet
-from omama.masks import decode_rle, encode_rle, mask_box, resize_mask
 
 log = logging.getLogger(__name__)
 

@@ -15,10 +15,10 @@ from pathlib import Path
 import cv2
 from tqdm import tqdm
 
-from omama import mp4
+from omama.data import mp4
+from omama.data.masks import MaskDecodeError, lzstring_to_rle
+from omama.data.takes import frame_int, is_ego
 from omama.io import atomic_path, remove_abandoned, where, write_image, write_json
-from omama.masks import MaskDecodeError, lzstring_to_rle
-from omama.takes import frame_int, is_ego
 
 log = logging.getLogger(__name__)
 

@@ -12,9 +12,9 @@ from collections import Counter
 
 import pandas as pd
 
+from omama.data.masks import rle_area
 from omama.direction import Direction
 from omama.io import read_json, write_json, write_parquet
-from omama.masks import rle_area
 
 COLUMNS = [
     "take_uid",

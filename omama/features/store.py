@@ -21,10 +21,10 @@ import zarr
 from tqdm import tqdm
 from zarr.codecs import BloscCodec, ZstdCodec
 
-from omama.backbones import Backbone, load_backbone
 from omama.config import entry
+from omama.features.backbones import Backbone, load_backbone
+from omama.features.shards import LayoutError, RowArray
 from omama.io import FrameError, atomic_path, load_frame, read_json, remove_abandoned, where
-from omama.shards import LayoutError, RowArray
 
 log = logging.getLogger(__name__)
 

@@ -219,7 +219,7 @@ def candidate_embeddings(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Projected descriptors of the sources (B, 1, D) and of the candidates (B, N, D) from raw
     backbone features and masks at input resolution (arguments as in ``score_candidates``)."""
-    from omama.descriptors import describe
+    from omama.model.descriptors import describe
 
     src = head.project(src_feat)
     dst = head.project(dst_feat)

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
+from omama.data.masks import encode_rle
 from omama.io import atomic_path, safe_name, write_json
-from omama.masks import encode_rle
 
 log = logging.getLogger(__name__)
 

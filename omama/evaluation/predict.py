@@ -3,7 +3,7 @@ ego->exo: ``ego-exo``, see :mod:`omama.direction`), and the reference predictors
 
 Every proposal of the destination frame is a candidate; the best cosine wins and its sigmoid is the
 confidence (``existence: similarity``; with ``existence: head`` the confidence is the calibrated
-presence probability of the visibility MLP, see ``omama.existence``). A frame without proposals predicts an empty mask with confidence 0
+presence probability of the visibility MLP, see ``omama.model.existence``). A frame without proposals predicts an empty mask with confidence 0
 (``n_candidates == 0`` in samples.parquet).
 """
 
@@ -16,16 +16,16 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from omama.dataset import batch_features, feature_inputs
+from omama.data.masks import encode_rle, eval_size
 from omama.direction import Direction
-from omama.existence import Calibration
-from omama.experiment import Setup, trained_head
+from omama.evaluation.metrics import Bootstrap, predict_only_record, score_submission, summarise, unscored_metrics
 from omama.io import write_json, write_parquet
-from omama.masks import encode_rle, eval_size
-from omama.metrics import Bootstrap, predict_only_record, score_submission, summarise, unscored_metrics
-from omama.model import MatchingHead, candidate_embeddings
-from omama.negatives import centroids
-from omama.takedata import Corpus, TakeData, subset_rows
+from omama.model.batches import batch_features, feature_inputs
+from omama.model.existence import Calibration
+from omama.model.head import MatchingHead, candidate_embeddings
+from omama.model.negatives import centroids
+from omama.model.setup import Setup, trained_head
+from omama.model.takedata import Corpus, TakeData, subset_rows
 
 log = logging.getLogger(__name__)
 

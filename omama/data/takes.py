@@ -19,8 +19,8 @@ from pathlib import Path, PurePosixPath
 import ijson
 import numpy as np
 
+from omama.data.sources import manifest_sizes
 from omama.io import atomic_path, read_json, safe_name, where, write_json
-from omama.sources import manifest_sizes
 
 log = logging.getLogger(__name__)
 

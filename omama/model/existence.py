@@ -30,9 +30,9 @@ import torch
 import torch.nn.functional as F
 from scipy.optimize import minimize
 
+from omama.evaluation.metrics import balanced_accuracy_score
 from omama.io import atomic_path, read_json, write_json
-from omama.metrics import balanced_accuracy_score
-from omama.model import PRESENT, MatchingHead
+from omama.model.head import PRESENT, MatchingHead
 
 log = logging.getLogger(__name__)
 
@@ -262,9 +262,9 @@ def train_existence(
     training rows of ``split_table``, fits the calibration on its validation rows, and writes
     ``model_out`` (the whole head, released names), ``calibration_out`` (scale, bias, boundary,
     validation balanced accuracy, counts) and ``history_out``. Returns the calibration record."""
-    from omama.experiment import trained_head
-    from omama.predict import ModelChooser
-    from omama.takedata import subset_rows
+    from omama.evaluation.predict import ModelChooser
+    from omama.model.setup import trained_head
+    from omama.model.takedata import subset_rows
 
     s, head = trained_head(
         annotations=annotations,

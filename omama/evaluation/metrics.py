@@ -24,8 +24,8 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from omama.data.masks import decode_rle, eval_size, resize_mask
 from omama.io import read_json, where, write_json
-from omama.masks import decode_rle, eval_size, resize_mask
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ import torch
 
 from omama.config import entry
 from omama.direction import Direction
-from omama.model import CosineMatcher, MatchingHead, load_checkpoint
-from omama.takedata import Corpus, Geometry
+from omama.model.head import CosineMatcher, MatchingHead, load_checkpoint
+from omama.model.takedata import Corpus, Geometry
 
 INIT_SEED = 42  # seeds the initial weights of a head that is not trained (train: null); train.seed otherwise
 
@@ -25,7 +25,7 @@ class Setup:
     device: torch.device
     corpus: Corpus
     geometry: Geometry
-    backbone: object | None  # omama.backbones.Backbone for on-the-fly features; None: read the stores
+    backbone: object | None  # omama.features.backbones.Backbone for on-the-fly features; None: read the stores
 
     @property
     def stored(self) -> bool:
@@ -40,7 +40,7 @@ def setup(*, annotations, proposals, features, images, backbone_cfg: dict, on_th
     corpus = Corpus(annotations, proposals, features, images, exo_proposals)
     if not on_the_fly:
         return Setup(device, corpus, corpus.geometry(), None)
-    from omama.backbones import load_backbone  # heavy: only when features are computed here
+    from omama.features.backbones import load_backbone  # heavy: only when features are computed here
 
     backbone = load_backbone(backbone_cfg, device)
     return Setup(device, corpus, Geometry.from_description(backbone.describe()), backbone)

@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from omama.data.masks import decode_rle, resize_mask
 from omama.direction import Direction
-from omama.features import FeatureStore
+from omama.features.store import FeatureStore
 from omama.io import load_frame, read_json, where
-from omama.masks import decode_rle, resize_mask
-from omama.proposals import ProposalSet, load_camera_proposals, load_proposals
+from omama.proposals.proposers import ProposalSet, load_camera_proposals, load_proposals
 
 VIEWS = ("ego", "exo")
 

@@ -13,12 +13,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from omama.descriptors import mask_boxes
 from omama.direction import Direction
-from omama.features import dequantise
+from omama.features.store import dequantise
 from omama.io import where
-from omama.negatives import PADDING, POSITIVE, candidate_set
-from omama.takedata import Corpus, Geometry
+from omama.model.descriptors import mask_boxes
+from omama.model.negatives import PADDING, POSITIVE, candidate_set
+from omama.model.takedata import Corpus, Geometry
 
 
 class TrainingSet(torch.utils.data.Dataset):

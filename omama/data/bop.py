@@ -40,8 +40,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from omama.data.masks import encode_rle
 from omama.io import atomic_path, load_frame, read_json, safe_name, write_image, write_json
-from omama.masks import encode_rle
 
 log = logging.getLogger(__name__)
 
@@ -340,7 +340,7 @@ def convert_scene(
     *, record: dict, root: str | Path, annotation_out: str | Path, images_out: str | Path, jpeg_quality: int
 ) -> dict:
     """Write one scene's take: ``images/<cam>/<frame>.jpg`` (3-channel, native size) and ``annotation.json``
-    (the layout of ``omama.extract.extract_take``); returns the annotation.
+    (the layout of ``omama.data.extract.extract_take``); returns the annotation.
 
     Masks are plain COCO RLE at native size, only where the object is present; every object keeps both camera
     keys ({} where it is never present) and both cameras list every frame in annotated_frames. Absences are

@@ -20,13 +20,13 @@ import torch
 from tqdm import tqdm
 
 from omama.config import entry
-from omama.dataset import TrainingSet, batch_features, epoch_batches, training_loader
-from omama.experiment import INIT_SEED, Setup, build_head, setup
+from omama.evaluation.metrics import summarise
+from omama.evaluation.predict import ModelChooser, run_predictions
 from omama.io import atomic_path, file_sha256, save_torch, write_json
-from omama.metrics import summarise
-from omama.model import MatchingHead, matching_loss, score_candidates
-from omama.predict import ModelChooser, run_predictions
-from omama.takedata import Corpus, subset_rows
+from omama.model.batches import TrainingSet, batch_features, epoch_batches, training_loader
+from omama.model.head import MatchingHead, matching_loss, score_candidates
+from omama.model.setup import INIT_SEED, Setup, build_head, setup
+from omama.model.takedata import Corpus, subset_rows
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""Evaluation: predictions in the official format, the official metrics, the challenge submission."""

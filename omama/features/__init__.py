@@ -1,0 +1,1 @@
+"""Backbone features: the frozen networks (backbone kinds) and the per-take Zarr feature stores."""

@@ -1,0 +1,1 @@
+"""The matching model: O-MaMa's head and descriptors, training batches, training, and the existence head."""

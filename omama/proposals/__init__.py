@@ -1,0 +1,1 @@
+"""Mask proposals: the proposer kinds and the per-take proposal tables."""
