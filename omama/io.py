@@ -8,6 +8,7 @@ import hashlib
 import io
 import json
 import logging
+import math
 import os
 import re
 import shutil
@@ -168,10 +169,23 @@ def atomic_path(path: str | os.PathLike):
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def finite(obj):
+    """``obj`` with every non-finite float (NaN, inf: an undefined figure) replaced by None, which JSON
+    writes as ``null`` (strict JSON has no NaN); dicts, lists and tuples are walked."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite(v) for v in obj]
+    return obj
+
+
 def write_json(path, obj, indent: int | None = None) -> None:
+    """Strict JSON, written atomically: an undefined figure (NaN, inf) is ``null``."""
     with atomic_path(path) as tmp:
         with open(tmp, "w") as f:
-            json.dump(obj, f, indent=indent)
+            json.dump(finite(obj), f, indent=indent, allow_nan=False)
 
 
 def read_json(path, what: str = "JSON file"):
