@@ -29,33 +29,45 @@ class FrameError(ValueError):
     """A frame image is missing or cannot be decoded; the message names take, camera and frame."""
 
 
-def load_frame(path, take: str, cam: str, frame: int):
-    """Decode one frame image (JPEG) to uint8 HxWx3 RGB (numpy), with an error naming take, camera and frame.
+def read_image(path, flags: int, what: str, error: type[Exception] = ValueError):
+    """Decode an image file with OpenCV (``flags``: cv2.IMREAD_*), or raise ``error`` naming ``what`` and the file.
 
-    OpenCV's decoder: libjpeg-turbo like Pillow's, the same pixels (tests/test_io.py checks the JPEG
-    variants against Pillow), and it holds no GIL for the whole decode, so the extraction's decoding
-    threads keep up with a GPU. The EXIF orientation is ignored, as Pillow's ``Image.open`` does. A
-    JPEG cut short (no end-of-image marker after its last scan) is an error, not a partly grey frame.
+    Every format OpenCV reads is accepted. A JPEG cut short (no end-of-image marker after its last
+    scan) is an error, not a partly grey image (OpenCV 4 decodes it with a warning only).
     """
     import cv2
     import numpy as np
 
     path = Path(path)
     if not path.is_file():
-        raise FrameError(f"missing frame image for {where(take, cam=cam, frame=frame)}: {path}")
+        raise error(f"missing {what}: {path}")
     try:
         data = np.fromfile(path, np.uint8)
     except OSError as e:
-        raise FrameError(f"cannot read frame image for {where(take, cam=cam, frame=frame)}: {path}: {e}") from e
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION) if data.size else None
+        raise error(f"cannot read {what}: {path}: {e}") from e
+    image = cv2.imdecode(data, flags) if data.size else None
     raw = data.tobytes()
     if image is None:
         problem = "not an image OpenCV can decode"
     elif raw[:2] == b"\xff\xd8" and raw.rfind(b"\xff\xd9") < raw.rfind(b"\xff\xda"):
         problem = "truncated JPEG (no end-of-image marker after the last scan)"
     else:
-        return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-    raise FrameError(f"cannot decode frame image for {where(take, cam=cam, frame=frame)}: {path}: {problem}")
+        return image
+    raise error(f"cannot decode {what}: {path}: {problem}")
+
+
+def load_frame(path, take: str, cam: str, frame: int):
+    """Decode one frame image (JPEG) to uint8 HxWx3 RGB (numpy), with an error naming take, camera and frame.
+
+    OpenCV's decoder: libjpeg-turbo like Pillow's, the same pixels (tests/test_io.py checks the JPEG
+    variants against Pillow), and it holds no GIL for the whole decode, so the extraction's decoding
+    threads keep up with a GPU. The EXIF orientation is ignored, as Pillow's ``Image.open`` does.
+    """
+    import cv2
+
+    what = f"frame image for {where(take, cam=cam, frame=frame)}"
+    image = read_image(path, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION, what, FrameError)
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 def _owner_tag() -> str:

@@ -1,9 +1,11 @@
 """One photo pair, one command: ``omama match`` runs an exo photo + object mask and an ego photo
 through a trained experiment (its backbone, proposer and head) and writes the predicted ego mask.
 
-It is the robustness path on a one-pair folder: ``convert_pair`` -> ``extract_features`` ->
+It is the robustness path on a one-pair take: ``convert_files`` -> ``extract_features`` ->
 ``propose_take`` -> ``write_pairs`` -> ``write_split`` -> ``predict_experiment``, in a temporary
-folder, with the experiment's ``model.pt`` from a pipeline run.
+folder, with the experiment's ``model.pt`` from a pipeline run. Every argument is checked before
+anything is computed (``check_arguments``): the photos and the mask decode, the device exists, and
+the three outputs can be written and are none of the inputs.
 """
 
 from __future__ import annotations
@@ -12,12 +14,10 @@ import argparse
 import json
 import os
 import shlex
-import shutil
 import sys
 import tempfile
 from pathlib import Path
 
-import cv2
 import numpy as np
 import yaml
 from PIL import Image
@@ -30,6 +30,10 @@ PAIR = "pair"
 
 class NotTrainedError(FileNotFoundError):
     """The experiment's model.pt is missing; the message names it and the command that builds it."""
+
+
+class ArgumentError(ValueError):
+    """An argument of ``omama match`` cannot work; the message names it and the user's path."""
 
 
 def load_config(path: str | Path) -> dict:
@@ -75,6 +79,63 @@ def model_files(
     return files
 
 
+def outputs(out: str | Path) -> dict[str, Path]:
+    """The files ``omama match`` writes: the ego mask ``out``, ``<stem>.overlay.png`` and ``<stem>.json``."""
+    out = Path(out)
+    return {"-o": out, "overlay": out.with_name(out.stem + ".overlay.png"), "record": out.with_name(out.stem + ".json")}
+
+
+def same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name one file: the same resolved path, or (hard links) the same inode."""
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def cannot_write(folder: Path) -> str | None:
+    """Why no file can be created in ``folder`` (None when one can; the folder is created if missing)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            return None
+    except OSError as e:
+        return f"{e.strerror or e} ({e.filename or folder})"
+
+
+def check_arguments(*, inputs: dict[str, Path], out: str | Path, device: str) -> dict[str, Path]:
+    """Every problem with the arguments, before anything is computed: the outputs (their folder
+    writable, the mask's suffix an image format, none of them a folder or an input) and the device.
+    Returns the outputs (see ``outputs``)."""
+    from omama.backbones import check_device
+
+    files = outputs(out)
+    problems = []
+    suffix = files["-o"].suffix.lower()
+    if suffix not in Image.registered_extensions() or Image.registered_extensions()[suffix] not in Image.SAVE:
+        problems.append(f"-o {out}: give the mask a file name with an image suffix such as .png (not {suffix or 'none'!r})")
+    for name, path in files.items():
+        if path.is_dir():
+            problems.append(f"{name} {path} is a folder; give a file name")
+        for what, src in inputs.items():
+            if src is not None and same_file(path, src):
+                problems.append(f"{name} {path} is the {what} {src}: it would be overwritten; write elsewhere")
+    if same_file(files["-o"], files["record"]):
+        problems.append(f"-o {out}: the mask and its record {files['record']} would be one file")
+    why = None if problems else cannot_write(files["-o"].parent)
+    if why:
+        problems.append(f"-o {out}: cannot write in {files['-o'].parent}: {why}")
+    try:
+        check_device(device)
+    except RuntimeError as e:
+        problems.append(f"--device {device}: {e}")
+    if problems:
+        raise ArgumentError("; ".join(problems))
+    return files
+
+
 def match(
     *,
     experiment: str,
@@ -86,38 +147,51 @@ def match(
     config: str | Path = "config.yaml",
     device: str | None = None,
 ) -> dict:
-    """Predict the ego mask of the object ``mask`` marks in ``exo``; write ``out`` (0/255 PNG at the ego
-    photo's displayed size), ``<out stem>.overlay.png`` and ``<out stem>.json``; returns the JSON record."""
+    """Predict the ego mask of the object ``mask`` marks in ``exo``; write ``out`` (0/255 image at the ego
+    photo's displayed size), ``<out stem>.overlay.png`` and ``<out stem>.json``; returns the JSON record.
+
+    The photos are processed at the run's working size (``robustness.max_side``), the mask is written at
+    the ego photo's own size."""
+    import cv2
+
     from omama.features import extract_features
-    from omama.io import read_json, write_json
+    from omama.io import atomic_path, read_json, write_json
     from omama.masks import decode_rle
     from omama.pairs import write_pairs
     from omama.predict import predict_experiment
     from omama.proposals import propose_take
-    from omama.robustness import CAMS, EGO, FRAME, convert_pair, load_photo, write_index
+    from omama.robustness import CAMS, EGO, EXO, FRAME, convert_files, load_photo, take_record
     from omama.splits import write_split
 
     cfg = load_config(config)
     head, calibration = model_files(cfg, experiment, results, config)
-    if cfg["torch_home"]:  # the run's torchvision checkpoint cache, as the workflow sets it for its jobs
-        os.environ["TORCH_HOME"] = os.path.abspath(cfg["torch_home"])
     x = cfg["experiments"][experiment]
     backbone_cfg, proposer_cfg = dict(cfg["backbones"][x["backbone"]]), dict(cfg["proposers"][x["proposer"]])
     if device:
         backbone_cfg["device"] = proposer_cfg["device"] = device
-    out = Path(out)
+    sources = {"exo photo": Path(exo), "mask": Path(mask), "ego photo": Path(ego)}
+    for what, path in sources.items():
+        if not path.is_file():
+            raise FileNotFoundError(f"{what} {path} not found")
+    files = check_arguments(
+        inputs={**sources, "config": Path(config), "trained head": head, "calibration": calibration},
+        out=out,
+        device=backbone_cfg["device"],
+    )
+    if cfg["torch_home"]:  # the run's torchvision checkpoint cache, as the workflow sets it for its jobs
+        os.environ["TORCH_HOME"] = os.path.abspath(cfg["torch_home"])
     with tempfile.TemporaryDirectory(prefix="omama-match-") as tmp:
         tmp = Path(tmp)
-        pair_dir = tmp / "photos" / PAIR
-        (pair_dir / "masks").mkdir(parents=True)
-        for view, src in (("exo", Path(exo)), ("ego", Path(ego))):
-            if not src.is_file():
-                raise FileNotFoundError(f"{view} photo {src} not found")
-            shutil.copy(src, pair_dir / f"{view}{src.suffix.lower()}")
-        shutil.copy(mask, pair_dir / "masks" / f"{OBJECT}.exo.png")
-        write_index(folder=tmp / "photos", out_takes=tmp / "index.json")
         frames = tmp / "frames" / PAIR
-        convert_pair(pair_dir=pair_dir, annotation_out=frames / "annotation.json", images_out=frames / "images")
+        convert_files(
+            pair=PAIR,
+            photos={EXO: Path(exo), EGO: Path(ego)},
+            masks={OBJECT: {EXO: Path(mask)}},
+            annotation_out=frames / "annotation.json",
+            images_out=frames / "images",
+            max_side=cfg["robustness"]["max_side"],
+        )
+        write_json(tmp / "index.json", [take_record(PAIR)])
         store = tmp / "features" / f"{PAIR}.zarr"
         extract_features(
             annotation_json=frames / "annotation.json",
@@ -166,7 +240,7 @@ def match(
             calibration=calibration,
         )
         result = read_json(pred_json, "predictions")["exo-ego"]["results"][PAIR]["masks"][OBJECT]
-        entry = result[f"{CAMS['exo']}_{CAMS[EGO]}"][str(FRAME)]
+        entry = result[f"{CAMS[EXO]}_{CAMS[EGO]}"][str(FRAME)]
     ego_rgb = load_photo(Path(ego), PAIR, EGO)
     pred = decode_rle(entry["pred_mask"]).astype(np.uint8)
     pred = cv2.resize(pred, (ego_rgb.shape[1], ego_rgb.shape[0]), interpolation=cv2.INTER_NEAREST).astype(bool)
@@ -180,26 +254,35 @@ def match(
         "confidence": confidence,
         "present": confidence > 0.5,
         "mask_pixels": int(pred.sum()),
-        "ego_mask": str(out),
-        "overlay": str(out.with_name(out.stem + ".overlay.png")),
+        "ego_mask": str(files["-o"]),
+        "overlay": str(files["overlay"]),
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(pred.astype(np.uint8) * 255).save(out)
-    write_overlay(Path(exo), Path(mask), ego_rgb, pred, Path(record["overlay"]))
-    write_json(out.with_name(out.stem + ".json"), record, indent=1)
+    with atomic_path(files["-o"]) as tmp:
+        Image.fromarray(pred.astype(np.uint8) * 255).save(tmp, format=Image.registered_extensions()[files["-o"].suffix.lower()])
+    write_overlay(Path(exo), Path(mask), ego_rgb, pred, files["overlay"])
+    write_json(files["record"], record, indent=1)
     return record
 
 
-def write_overlay(exo: Path, mask: Path, ego_rgb: np.ndarray, pred: np.ndarray, path: Path) -> None:
-    """exo photo with the source mask | ego photo with the prediction (the report's colours)."""
+def write_overlay(exo: Path, mask: Path, ego_rgb: np.ndarray, pred: np.ndarray, path: Path, height: int = 360) -> None:
+    """exo photo with the source mask | ego photo with the prediction (the report's colours), ``height`` px
+    tall (each photo is scaled down before it is tinted, so a large photo costs little)."""
+    import cv2
+
+    from omama.io import atomic_path
     from omama.report.overlays import COLOURS, blend, panel_row
     from omama.robustness import EXO, load_mask, load_photo
 
+    def shown(rgb, m):
+        w = max(1, round(rgb.shape[1] * height / rgb.shape[0]))
+        small = cv2.resize(rgb, (w, height), interpolation=cv2.INTER_AREA)
+        return small, cv2.resize(m.astype(np.uint8), (w, height), interpolation=cv2.INTER_NEAREST).astype(bool)
+
     exo_rgb = load_photo(exo, PAIR, EXO)
     src = load_mask(mask, exo_rgb.shape[:2], PAIR, OBJECT, EXO)
-    Image.fromarray(panel_row([blend(exo_rgb, src, COLOURS["exo"]), blend(ego_rgb, pred, COLOURS["pred"])], height=360)).save(
-        path
-    )
+    panels = [blend(*shown(exo_rgb, src), COLOURS["exo"]), blend(*shown(ego_rgb, pred), COLOURS["pred"])]
+    with atomic_path(path) as tmp:
+        Image.fromarray(panel_row(panels, height=height)).save(tmp, format="PNG")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -207,16 +290,14 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     m = sub.add_parser("match", help="predict the ego mask of one exo object mask with a trained experiment")
     m.add_argument("--experiment", required=True, help="experiment name in the config (its model.pt must exist)")
-    m.add_argument("--exo", required=True, help="exo photo (jpg/png)")
-    m.add_argument("--mask", required=True, help="object mask on the exo photo (png, white = object)")
-    m.add_argument("--ego", required=True, help="ego photo (jpg/png)")
+    m.add_argument("--exo", required=True, help="exo photo (any format OpenCV reads: jpg, png, bmp, tiff, webp, ...)")
+    m.add_argument("--mask", required=True, help="object mask on the exo photo (white = object, or the alpha channel)")
+    m.add_argument("--ego", required=True, help="ego photo (any format OpenCV reads)")
     m.add_argument("-o", "--out", required=True, help="predicted ego mask (png); .overlay.png and .json beside it")
     m.add_argument("--results", default=None, help="results folder of the pipeline run (default: the config's)")
     m.add_argument("--config", default="config.yaml", help="pipeline config (default config.yaml)")
-    m.add_argument("--device", default=None, help="cpu or cuda (default: the config's)")
+    m.add_argument("--device", default=None, choices=("cpu", "cuda"), help="cpu or cuda (default: the config's)")
     args = parser.parse_args(argv)
-    from omama.weights import WeightsError
-
     try:
         r = match(
             experiment=args.experiment,
@@ -228,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
             config=args.config,
             device=args.device,
         )
-    except (FileNotFoundError, ValueError, WeightsError) as e:
+    except (OSError, ValueError, RuntimeError) as e:  # WeightsError is a RuntimeError; every message names the file
         print(f"omama match: {e}", file=sys.stderr)
         return 2
     print(json.dumps({k: r[k] for k in ("confidence", "present", "mask_pixels", "ego_mask", "overlay")}))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -57,3 +58,265 @@ def test_metrics_of_a_set_without_present_objects_are_strict_json_with_null(tmp_
     # every JSON output goes through the same writer: no figure is ever NaN or inf on disk
     write_json(tmp_path / "x.json", {"a": [1.0, float("nan")], "b": {"c": float("inf")}, "d": np.float64("nan")})
     assert strict_json(tmp_path / "x.json") == {"a": [1.0, None], "b": {"c": None}, "d": None}
+
+
+# ---------------------------------------------------------------- omama match: a tiny trained experiment
+
+
+@pytest.fixture
+def experiment(tmp_path):
+    """(config path, results folder, pair folder) of a config whose ``untrained`` experiment has its
+    head (seeded initial weights of the real MatchingHead, as ``train: null`` writes it) on the
+    untrained tiny backbone, and a photo pair (exo.jpg, ego.png, masks) to match."""
+    import torch
+    import yaml
+    from conftest import tiny_config
+    from test_robustness import make_photo_pairs
+
+    from omama.backbones import load_backbone
+    from omama.experiment import build_head
+    from omama.layout import Layout
+    from omama.takedata import Geometry
+
+    cfg = tiny_config(results=str(tmp_path / "results"))
+    cfg["experiments"] = {"untrained": cfg["experiments"]["untrained"]}
+    cfg["robustness"].update(experiments=["untrained"])
+    cfg["report"]["compare"] = []
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    geometry = Geometry.from_description(load_backbone(cfg["backbones"]["tiny-dinov2"]).describe())
+    model = Path(Layout(cfg["results"]).model("untrained"))
+    model.parent.mkdir(parents=True)
+    torch.save(build_head(geometry, direction="exo2ego").state_dict(), model)
+    make_photo_pairs(tmp_path / "photos")
+    return tmp_path / "config.yaml", Path(cfg["results"]), tmp_path / "photos" / "kitchen"
+
+
+def run_match(config, pair, out, *extra, exo=None, mask=None, ego=None):
+    """``omama match`` in this process: (exit status, stderr); the experiment is ``untrained``."""
+    import contextlib
+    import io
+
+    from omama.match import main
+
+    err = io.StringIO()
+    args = ["match", "--experiment", "untrained", "--config", str(config), "-o", str(out), *map(str, extra)]
+    args += ["--exo", str(exo or pair / "exo.jpg"), "--mask", str(mask or pair / "masks" / "mug_0.exo.png")]
+    args += ["--ego", str(ego or pair / "ego.png")]
+    with contextlib.redirect_stderr(err):
+        status = main(args)
+    return status, err.getvalue()
+
+
+def snapshot(folder: Path) -> dict:
+    return {p: p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+# ---------------------------------------------------------------- 1: omama match overwrites its inputs
+
+
+@pytest.mark.parametrize(
+    "out,inputs,message",
+    [
+        ("ego.png", {}, "-o {pair}/ego.png is the ego photo"),
+        ("exo.jpg", {}, "-o {pair}/exo.jpg is the exo photo"),
+        ("masks/mug_0.exo.png", {}, "-o {pair}/masks/mug_0.exo.png is the mask"),
+        ("res.png", {"ego": "res.overlay.png"}, "overlay {pair}/res.overlay.png is the ego photo"),
+        ("res.png", {"exo": "res.json"}, "record {pair}/res.json is the exo photo"),
+        ("link.png", {"ego": "ego.png"}, "-o {pair}/link.png is the ego photo"),  # a hard link to the ego photo
+    ],
+)
+def test_match_never_writes_over_its_inputs(experiment, out, inputs, message):
+    config, results, pair = experiment
+    for view, name in inputs.items():  # an input under the name one of the outputs would take
+        if name != "ego.png":
+            (pair / name).write_bytes((pair / f"{view}.{'png' if view == 'ego' else 'jpg'}").read_bytes())
+    if out == "link.png":
+        (pair / "link.png").hardlink_to(pair / "ego.png")
+    paths = {k: pair / v for k, v in inputs.items()}
+    before = snapshot(pair)
+    status, err = run_match(config, pair, pair / out, **paths)
+    assert status == 2 and message.format(pair=pair) in err and "would be overwritten" in err, err
+    assert snapshot(pair) == before  # nothing written, nothing replaced
+
+
+# ---------------------------------------------------------------- 9: omama match checks every argument first
+
+
+@pytest.fixture
+def read_only_folder(tmp_path):
+    """A folder no one can write in: a read-only tmpfs when root (root ignores permission bits), else mode 0o555."""
+    import os
+    import subprocess
+
+    d = tmp_path / "ro"
+    d.mkdir()
+    if os.geteuid() == 0:
+        if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1M", "tmpfs", str(d)], capture_output=True).returncode:
+            pytest.skip("cannot mount a read-only tmpfs here")
+        yield d
+        subprocess.run(["umount", "--lazy", str(d)], check=True)
+    else:
+        d.chmod(0o555)
+        yield d
+        d.chmod(0o755)
+
+
+def spoil_head(results: Path) -> None:
+    """Replace the trained head by bytes no loader accepts: an argument error that is reported instead of a
+    model error was found before anything was computed."""
+    (results / "experiments" / "untrained" / "model.pt").write_bytes(b"not a checkpoint")
+
+
+@pytest.mark.parametrize(
+    "out,message",
+    [
+        ("ego_mask", "-o {tmp}/ego_mask: give the mask a file name with an image suffix such as .png (not 'none')"),
+        ("ego_mask.json", "-o {tmp}/ego_mask.json: the mask and its record {tmp}/ego_mask.json would be one file"),
+        ("folder.png", "-o {tmp}/folder.png is a folder; give a file name"),
+    ],
+)
+def test_match_refuses_a_bad_output_before_computing(experiment, tmp_path, out, message):
+    config, results, pair = experiment
+    (tmp_path / "folder.png").mkdir()
+    spoil_head(results)
+    status, err = run_match(config, pair, tmp_path / out)
+    assert status == 2 and message.format(tmp=tmp_path) in err, err
+
+
+def test_match_in_a_read_only_folder_or_on_a_missing_device_is_a_clear_error(experiment, read_only_folder):
+    import torch
+
+    config, results, pair = experiment
+    spoil_head(results)
+    status, err = run_match(config, pair, read_only_folder / "sub" / "m.png")
+    assert status == 2 and f"-o {read_only_folder}/sub/m.png: cannot write in {read_only_folder}/sub" in err, err
+    assert "Read-only file system" in err or "Permission denied" in err, err
+    if not torch.cuda.is_available():
+        status, err = run_match(config, pair, pair.parent / "m.png", "--device", "cuda")
+        assert status == 2 and "--device cuda: device 'cuda' requested" in err and "no CUDA device" in err, err
+
+
+def test_match_errors_name_the_users_files(experiment, tmp_path):
+    from test_robustness import box, save_mask
+
+    config, results, pair = experiment
+    save_mask(tmp_path / "small.png", box(20, 20, 0, 0, 5, 5))  # not the exo photo's size
+    status, err = run_match(config, pair, tmp_path / "m.png", mask=tmp_path / "small.png")
+    assert status == 2 and f"mask {tmp_path}/small.png is 20x20 (WxH) but the exo photo is 128x72" in err, err
+    (tmp_path / "broken.jpg").write_bytes((pair / "exo.jpg").read_bytes()[:300])
+    status, err = run_match(config, pair, tmp_path / "m.png", exo=tmp_path / "broken.jpg")
+    assert status == 2 and f"cannot decode exo photo of pair 'pair': {tmp_path}/broken.jpg" in err, err
+    assert "omama-match-" not in err
+    status, err = run_match(config, pair, tmp_path / "m.png", ego=tmp_path / "nope.png")
+    assert status == 2 and f"ego photo {tmp_path}/nope.png not found" in err, err
+
+
+def test_match_accepts_any_format_opencv_reads(experiment, tmp_path):
+    import cv2
+
+    config, results, pair = experiment
+    inputs = {}
+    for name, src, ext in (("exo", "exo.jpg", ".bmp"), ("ego", "ego.png", ".tiff"), ("mask", "masks/mug_0.exo.png", ".webp")):
+        image = cv2.imread(str(pair / src), cv2.IMREAD_UNCHANGED)
+        inputs[name] = tmp_path / f"{name}{ext}"
+        assert cv2.imwrite(str(inputs[name]), image, [cv2.IMWRITE_WEBP_QUALITY, 101] if ext == ".webp" else [])
+    status, err = run_match(config, pair, tmp_path / "out" / "m.bmp", **inputs)
+    assert status == 0, err
+    mask = cv2.imread(str(tmp_path / "out" / "m.bmp"), cv2.IMREAD_UNCHANGED)
+    assert mask.shape == (96, 96) and set(np.unique(mask)) <= {0, 255}
+    record = json.loads((tmp_path / "out" / "m.json").read_text())
+    assert record["mask_pixels"] == int((mask > 0).sum()) and record["ego"] == str(inputs["ego"])
+    assert (tmp_path / "out" / "m.overlay.png").is_file()
+
+
+# ---------------------------------------------------------------- 4: a mask in the alpha channel
+
+
+def test_a_mask_in_the_alpha_channel_is_read_from_it(tmp_path):
+    from PIL import Image
+    from test_robustness import box
+
+    from omama.robustness import PhotoPairError, load_mask
+
+    obj = box(72, 128, 10, 20, 20, 24)
+    rgba = np.zeros((72, 128, 4), np.uint8)
+    rgba[..., :3] = 255  # white everywhere: read by its colours this is the whole photo
+    rgba[..., 3] = obj * 255
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "alpha.png")
+    np.testing.assert_array_equal(load_mask(tmp_path / "alpha.png", (72, 128), "p", "o", "exo"), obj)
+    rgba[..., :3] = obj[..., None] * 255  # colours and alpha agree: either way the same mask
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "both.png")
+    np.testing.assert_array_equal(load_mask(tmp_path / "both.png", (72, 128), "p", "o", "exo"), obj)
+    palette = Image.fromarray(obj.astype(np.uint8), "P")  # index 0 transparent, 1 opaque, one colour
+    palette.putpalette([0, 0, 0, 0, 0, 0])
+    palette.save(tmp_path / "palette.png", transparency=0)
+    np.testing.assert_array_equal(load_mask(tmp_path / "palette.png", (72, 128), "p", "o", "exo"), obj)
+    rgba[..., :3] = (~obj)[..., None] * 255  # alpha marks the object, the colours its complement
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "ambiguous.png")
+    with pytest.raises(PhotoPairError, match=r"pair 'p', object 'o', view 'exo': mask .*ambiguous.png is ambiguous"):
+        load_mask(tmp_path / "ambiguous.png", (72, 128), "p", "o", "exo")
+    rgba[..., 3] = 255  # opaque: the colours are the mask, as before
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "opaque.png")
+    np.testing.assert_array_equal(load_mask(tmp_path / "opaque.png", (72, 128), "p", "o", "exo"), ~obj)
+
+
+# ---------------------------------------------------------------- 10: hidden files in a photo pair
+
+
+def test_hidden_files_in_a_photo_pair_are_ignored(tmp_path, caplog):
+    from test_robustness import make_photo_pairs
+
+    from omama.robustness import convert_pair, list_pairs
+
+    make_photo_pairs(tmp_path / "photos")
+    kitchen = tmp_path / "photos" / "kitchen"
+    for junk in (kitchen / "masks" / ".DS_Store", kitchen / ".DS_Store", tmp_path / "photos" / ".DS_Store"):
+        junk.write_bytes(b"\x00\x00\x00\x01Bud1")
+    (kitchen / "masks" / "._mug_0.exo.png").write_bytes(b"\x00\x05\x16\x07")  # an AppleDouble sidecar
+    (tmp_path / "photos" / ".hidden-pair").mkdir()
+    caplog.set_level("INFO")
+    assert list_pairs(tmp_path / "photos") == ["absent", "kitchen", "portrait"]
+    ann = convert_pair(pair_dir=kitchen, annotation_out=tmp_path / "a.json", images_out=tmp_path / "img")
+    assert sorted(ann["masks"]) == ["mug_0", "plate_1"]
+    assert "2 hidden file(s) in masks/ ignored" in caplog.text  # counted, not silently dropped
+
+
+# ---------------------------------------------------------------- 3: large photos
+
+
+def test_large_photos_are_processed_on_a_bounded_working_copy(experiment, tmp_path):
+    """A 12 MP pair: proposals and features see copies at most robustness.max_side (480) px long, the
+    masks stay at the photos' size for scoring, and omama match writes its mask at the ego photo's size."""
+    import pandas as pd
+    from PIL import Image
+    from test_robustness import box, save_mask, scene
+
+    from omama.masks import decode_rle
+    from omama.proposals import propose_take
+    from omama.robustness import convert_pair
+
+    config, results, _ = experiment
+    pair = tmp_path / "big"
+    (pair / "masks").mkdir(parents=True)
+    Image.fromarray(scene(3000, 4000, [(500, 800, 900, 1200)], 0)).save(pair / "exo.jpg", quality=90)
+    Image.fromarray(scene(4000, 3000, [(1500, 600, 1000, 1400)], 1)).save(pair / "ego.jpg", quality=90)
+    save_mask(pair / "masks" / "box.exo.png", box(3000, 4000, 500, 800, 900, 1200))
+    save_mask(pair / "masks" / "box.ego.png", box(4000, 3000, 1500, 600, 1000, 1400))
+    out = tmp_path / "take"
+    ann = convert_pair(pair_dir=pair, annotation_out=out / "annotation.json", images_out=out / "images", max_side=480)
+    assert ann["native_size"] == {"aria_ego": [4000, 3000], "exo": [3000, 4000]}
+    assert ann["image_size"] == {"aria_ego": [480, 360], "exo": [360, 480]}
+    assert Image.open(out / "images" / "aria_ego" / "0.jpg").size == (360, 480)
+    assert decode_rle(ann["masks"]["box"]["aria_ego"]["0"]).shape == (4000, 3000)  # scored at the photo's size
+    propose_take(
+        annotation_json=out / "annotation.json",
+        images_dir=out / "images",
+        out_proposals=out / "p.parquet",
+        out_recall=out / "r.parquet",
+        proposer_cfg=default_config()["proposers"]["classical"],
+    )
+    props = pd.read_parquet(out / "p.parquet")
+    assert len(props) and set(zip(props.height, props.width)) == {(480, 360)}
+    status, err = run_match(config, pair, tmp_path / "m.png", mask=pair / "masks" / "box.exo.png", ego=pair / "ego.jpg")
+    assert status == 0, err
+    assert Image.open(tmp_path / "m.png").size == (3000, 4000)

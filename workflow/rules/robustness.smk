@@ -72,6 +72,7 @@ rule robustness_take:
         CONDA_ENV
     params:
         jpeg_quality=config["frames"]["jpeg_quality"],
+        max_side=config["robustness"]["max_side"],
     script:
         "../scripts/robustness_take.py"
 
