@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from omama.io import load_torch
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 VIEWS = ("ego", "exo")
@@ -298,7 +300,7 @@ def _load_resnet(cfg: dict) -> tuple[nn.Module, int, int, dict]:
         if weights.startswith(("http://", "https://")):
             state = torch.hub.load_state_dict_from_url(weights, map_location="cpu", check_hash=False)
         elif Path(weights).is_file():
-            state = torch.load(weights, map_location="cpu", weights_only=True)
+            state = load_torch(weights, map_location="cpu", weights_only=True)
         else:
             raise FileNotFoundError(f"resnet50-dino weights {weights!r} is neither a URL nor a file")
         state = {k: v for k, v in state.items() if not k.startswith("fc.")}

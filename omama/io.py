@@ -243,5 +243,39 @@ def write_image(path, image, params=()) -> None:
 
 
 def write_parquet(path, df) -> None:
+    """A table, atomically, every data page with its CRC32 (``read_parquet`` checks them)."""
     with atomic_path(path) as tmp:
-        df.to_parquet(tmp, index=False)
+        df.to_parquet(tmp, index=False, write_page_checksum=True)
+
+
+def read_parquet(path):
+    """A table written by ``write_parquet``, every page checked against its CRC32: a damaged file is an
+    error naming it, not a silently changed table."""
+    import pandas as pd
+
+    try:
+        return pd.read_parquet(path, page_checksum_verification=True)
+    except FileNotFoundError:
+        raise
+    except OSError as e:  # pyarrow reports damage (a checksum mismatch, a broken footer) as OSError
+        raise ValueError(f"cannot read table {path}: {e}; delete it and re-run the stage that writes it") from e
+
+
+def load_torch(path, **kwargs):
+    """``torch.load`` after checking every record of the file against its CRC32 (torch writes them and
+    never checks them on load): a damaged checkpoint is an error naming it, not other weights."""
+    import zipfile
+
+    import torch
+
+    if zipfile.is_zipfile(path):  # the legacy (pre-1.6) format carries no checksums
+        try:
+            with zipfile.ZipFile(path) as z:
+                bad = z.testzip()
+        except (zipfile.BadZipFile, OSError) as e:
+            bad = str(e)
+        if bad:
+            raise ValueError(
+                f"damaged file {path}: {bad} does not match its CRC32; delete it and re-run the stage that writes it"
+            )
+    return torch.load(path, **kwargs)

@@ -258,7 +258,9 @@ def match(
         "overlay": str(files["overlay"]),
     }
     with atomic_path(files["-o"]) as tmp:
-        Image.fromarray(pred.astype(np.uint8) * 255).save(tmp, format=Image.registered_extensions()[files["-o"].suffix.lower()])
+        Image.fromarray(pred.astype(np.uint8) * 255).save(
+            tmp, format=Image.registered_extensions()[files["-o"].suffix.lower()]
+        )
     write_overlay(Path(exo), Path(mask), ego_rgb, pred, files["overlay"])
     write_json(files["record"], record, indent=1)
     return record

@@ -31,7 +31,7 @@ from skimage.segmentation import felzenszwalb, find_boundaries, watershed
 from tqdm import tqdm
 
 from omama.backbones import check_device
-from omama.io import load_frame, read_json, write_parquet
+from omama.io import load_frame, read_json, read_parquet, write_parquet
 from omama.masks import decode_rle, encode_rle, mask_box, resize_mask
 
 log = logging.getLogger(__name__)
@@ -65,13 +65,13 @@ class ProposalSet:
 
 def load_proposals(path) -> dict[int, ProposalSet]:
     """``{frame: ProposalSet}`` of an ego proposals parquet; processed frames without proposals map to empty sets."""
-    df = pd.read_parquet(path)
+    df = read_parquet(path)
     return _by_frame(df, df.attrs.get("image_size"), df.attrs.get("frames", []), path)
 
 
 def load_camera_proposals(path) -> dict[str, dict[int, ProposalSet]]:
     """``{camera: {frame: ProposalSet}}`` of an exo proposals parquet (``view="exo"``)."""
-    df = pd.read_parquet(path)
+    df = read_parquet(path)
     if "camera" not in df.columns or "cameras" not in df.attrs:
         raise ValueError(f"proposals file {path} is not a per-camera (exo) proposals file")
     return {

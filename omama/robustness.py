@@ -103,7 +103,9 @@ def pair_masks(pair_dir: Path) -> dict[str, dict[str, Path]]:
                 f"<object>.ego.png, or another image format OpenCV reads)"
             )
         if view in out.get(stem, {}):
-            raise PhotoPairError(f"pair {pair_dir.name!r}: two {view} masks of object {stem!r}: {out[stem][view].name}, {p.name}")
+            raise PhotoPairError(
+                f"pair {pair_dir.name!r}: two {view} masks of object {stem!r}: {out[stem][view].name}, {p.name}"
+            )
         out.setdefault(stem, {})[view] = p
     return out
 

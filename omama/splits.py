@@ -7,7 +7,7 @@ from itertools import combinations
 import numpy as np
 import pandas as pd
 
-from omama.io import write_json, write_parquet
+from omama.io import read_parquet, write_json, write_parquet
 
 SUBSETS = ("train", "val", "test")  # the parts a split assigns every pair to
 GROUP_KEYS = {
@@ -128,7 +128,7 @@ def write_split(
     required: dict[str, list[str]] | None = None,
 ) -> dict:
     """Split the pairs table and write the assignment (parquet) and its diagnostics (JSON)."""
-    df = split_pairs(pd.read_parquet(pairs_path), strategy, ratios, seed, required)
+    df = split_pairs(read_parquet(pairs_path), strategy, ratios, seed, required)
     diag = diagnostics(df, strategy, ratios, seed)
     write_parquet(split_out, df)
     write_json(diagnostics_out, diag, indent=1)

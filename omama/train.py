@@ -22,7 +22,7 @@ from tqdm import tqdm
 from omama.config import entry
 from omama.dataset import TrainingSet, batch_features, epoch_batches, training_loader
 from omama.experiment import INIT_SEED, Setup, build_head, setup
-from omama.io import atomic_path, file_sha256, save_torch, write_json
+from omama.io import atomic_path, file_sha256, load_torch, save_torch, write_json
 from omama.metrics import summarise
 from omama.model import MatchingHead, matching_loss, score_candidates
 from omama.predict import ModelChooser, run_predictions
@@ -163,7 +163,7 @@ def train_experiment(
     history, best_iou, best_state, start = [], -math.inf, None, 0
     last = Path(checkpoint_dir) / "last.pt"
     if last.is_file():
-        ck = torch.load(last, map_location=device, weights_only=False)
+        ck = load_torch(last, map_location=device, weights_only=False)
         old = ck.get("fingerprint") if isinstance(ck.get("fingerprint"), dict) else {}
         changed = fingerprint_changes(old, fingerprint)
         if not changed:

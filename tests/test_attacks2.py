@@ -7,7 +7,6 @@ siblings of its class found since; the section titles carry the defect's number 
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import numpy as np
@@ -320,3 +319,128 @@ def test_large_photos_are_processed_on_a_bounded_working_copy(experiment, tmp_pa
     status, err = run_match(config, pair, tmp_path / "m.png", mask=pair / "masks" / "box.exo.png", ego=pair / "ego.jpg")
     assert status == 0, err
     assert Image.open(tmp_path / "m.png").size == (3000, 4000)
+
+
+# ---------------------------------------------------------------- 5: damaged feature chunks
+
+
+@pytest.mark.parametrize("compressor,dtype", [("none", "float16"), ("zstd", "float16"), ("lz4", "int8")])
+def test_a_flipped_byte_in_a_feature_chunk_is_reported_naming_store_camera_and_frame(tmp_path, compressor, dtype):
+    import zarr
+    from test_features import CFG, EGO, write_take
+
+    from omama.features import FeatureStore, StoreError, extract_features
+
+    take = write_take(tmp_path / "frames")
+    out = tmp_path / "take-1.zarr"
+    cfg = {**CFG, "compressor": compressor, "dtype": dtype}
+    extract_features(annotation_json=take / "annotation.json", images_dir=take / "images", out_store=out, backbone_cfg=cfg)
+    store = FeatureStore(out)
+    values, _ = store.read_stored(EGO, store.frames(EGO))
+    plain = zarr.open_group(out, mode="r")  # plain zarr reads the store, checksums and all
+    np.testing.assert_array_equal(plain[EGO][:], values)
+    assert [c.to_dict()["name"] for c in plain[EGO].compressors][-1] == "crc32c"
+
+    shard = out / EGO / "c" / "0" / "0" / "0" / "0"
+    data = bytearray(shard.read_bytes())
+    index = np.frombuffer(bytes(data[-(16 * 5 + 4) : -4]), "<u8").reshape(-1, 2)
+    offset, size = (int(v) for v in index[2])  # the third row of the shard: frame 60
+    for i in range(offset + size // 2, offset + size // 2 + 15):  # XOR 15 bytes inside the chunk's data
+        data[i] ^= 0x5A
+    shard.write_bytes(bytes(data))
+    store = FeatureStore(out)  # the shard index is intact: the store opens ...
+    np.testing.assert_array_equal(store.read_stored(EGO, [0, 30, 90])[0], values[[0, 1, 3]])  # ... other frames read
+    with pytest.raises(StoreError, match=rf"damaged feature store {out}: camera '{EGO}', frame 60 \(take 'take-1'\)"):
+        store.read(EGO, 60)
+    with pytest.raises(ValueError, match="checksum"):  # and plain zarr refuses the chunk too
+        zarr.open_group(out, mode="r")[EGO][2]
+
+
+# ---------------------------------------------------------------- 6: non-finite features
+
+
+@pytest.mark.parametrize(
+    "dtype,tamper,message",
+    [
+        (
+            "float16",
+            "nan",
+            "non-finite features \\(NaN or inf\\) from the backbone for take 'take-1', camera 'aria01_214-1', frame 0",
+        ),
+        ("int8", "nan", "non-finite features .* camera 'aria01_214-1', frame 0 \\(2 of the batch's 2 frames\\)"),
+        ("float16", "huge", "frame 0 .*beyond the range of the store's float16 \\(use dtype: float32\\)"),
+    ],
+)
+def test_non_finite_features_stop_the_extraction_naming_the_frame(tmp_path, dtype, tamper, message):
+    import torch
+    from test_features import CFG, write_take
+
+    from omama.backbones import load_backbone
+    from omama.features import FeatureError, extract_features
+
+    take = write_take(tmp_path / "frames")
+    cfg = {**CFG, "dtype": dtype}
+    backbone = load_backbone(cfg)
+    norm = backbone.network.model.layernorm  # the final LayerNorm of the (tampered) weights
+    with torch.no_grad():
+        norm.weight[0] = float("nan") if tamper == "nan" else 1e6
+    out = tmp_path / "take-1.zarr"
+    with pytest.raises(FeatureError, match=message):
+        extract_features(
+            annotation_json=take / "annotation.json",
+            images_dir=take / "images",
+            out_store=out,
+            backbone_cfg=cfg,
+            backbone=backbone,
+        )
+    assert not out.exists() and not list(tmp_path.glob(".tmp-*"))  # nothing that looks like a store
+    if tamper == "huge":  # float32 holds the values: the same backbone is stored
+        extract_features(
+            annotation_json=take / "annotation.json",
+            images_dir=take / "images",
+            out_store=out,
+            backbone_cfg={**cfg, "dtype": "float32"},
+            backbone=backbone,
+        )
+
+
+def flip(path: Path, needle: bytes) -> None:
+    """XOR the first occurrence of ``needle`` in a file's bytes (a damaged disk block, a bad copy)."""
+    data = bytearray(path.read_bytes())
+    at = data.find(needle)
+    assert at >= 0
+    data[at] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def test_damaged_tables_and_checkpoints_are_errors_naming_the_file(tmp_path):
+    """Siblings of the unchecked feature chunks: parquet tables and torch checkpoints carry CRC32s
+    that their readers never checked."""
+    import torch
+
+    from omama.io import write_parquet
+    from omama.model import MatchingHead, load_checkpoint
+
+    from test_pairs_splits import fake_pairs
+
+    table = tmp_path / "pairs.parquet"
+    pairs = fake_pairs(takes=4)
+    pairs["score"] = np.random.default_rng(0).random(len(pairs))  # incompressible: stored as they are
+    write_parquet(table, pairs)
+    flip(table, pairs["score"].to_numpy()[len(pairs) // 2].tobytes())
+    from omama.splits import write_split
+
+    with pytest.raises(ValueError, match=rf"cannot read table {table}: .*CRC"):
+        write_split(
+            pairs_path=table,
+            strategy="frame",
+            ratios=[1, 0, 0],
+            seed=0,
+            split_out=tmp_path / "s.parquet",
+            diagnostics_out=tmp_path / "s.json",
+        )
+    head = MatchingHead(src_grid=(4, 4), dst_grid=(3, 5), in_channels=8)
+    torch.save(head.state_dict(), tmp_path / "model.pt")
+    flip(tmp_path / "model.pt", head.state_dict()["projection.weight"].numpy().tobytes()[:64])
+    with pytest.raises(ValueError, match=rf"damaged file {tmp_path}/model.pt: .* does not match its CRC32"):
+        load_checkpoint(MatchingHead(src_grid=(4, 4), dst_grid=(3, 5), in_channels=8), tmp_path / "model.pt")

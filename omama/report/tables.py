@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from omama.io import read_parquet
 from omama.metrics import Bootstrap, ci_key, mean_interval
 
 SAMPLE_KEY = ["take_uid", "object", "exo_cam", "ego_cam", "frame"]
@@ -22,7 +23,7 @@ METRICS = [
 
 
 def load_samples(path: Path) -> pd.DataFrame:
-    df = pd.read_parquet(path)
+    df = read_parquet(path)
     df["ego_present"] = df["ego_present"].astype(bool)
     return df
 
