@@ -187,6 +187,11 @@ def train_experiment(
             src_feat, dst_feat = batch_features(batch, backbone, device)  # float32 made on the device
             scores = score_candidates(head, src_feat, dst_feat, batch["src_mask"].to(device), batch["cand_masks"].to(device))
             loss = matching_loss(scores, batch["target"].to(device), batch["visible"].to(device), batch["valid"].to(device))
+            if not torch.isfinite(loss):
+                raise ValueError(
+                    f"training loss is {loss.item()} at epoch {epoch + 1}, batch {len(losses) + 1}: the features or the "
+                    f"head's weights (initial weights: {init_path or 'seeded'}) hold NaN or inf; nothing of this epoch was saved"
+                )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if tc["grad_clip"]:
