@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import default_config
-from test_train import world as world_fixture  # noqa: F401 (registers the fixture "world")
 
 from omama.io import write_json
 from omama.masks import encode_rle
@@ -444,24 +443,3 @@ def test_damaged_tables_and_checkpoints_are_errors_naming_the_file(tmp_path):
     flip(tmp_path / "model.pt", head.state_dict()["projection.weight"].numpy().tobytes()[:64])
     with pytest.raises(ValueError, match=rf"damaged file {tmp_path}/model.pt: .* does not match its CRC32"):
         load_checkpoint(MatchingHead(src_grid=(4, 4), dst_grid=(3, 5), in_channels=8), tmp_path / "model.pt")
-
-
-def test_nan_weights_stop_training_and_prediction_naming_where(world, tmp_path):
-    """Siblings of the non-finite features: a head whose weights hold NaN (tampered initial weights) trained
-    and predicted silently, NaN confidences and all."""
-    import torch
-    from test_train import predict, train
-
-    from omama.experiment import build_head
-    from omama.takedata import Corpus
-
-    geometry = Corpus(world["annotations"], world["proposals"], world["features"]).geometry()
-    state = build_head(geometry, direction="exo2ego").state_dict()
-    state["projection.weight"][0, 0] = float("nan")
-    torch.save(state, tmp_path / "nan.pt")
-    with pytest.raises(ValueError, match=rf"training loss is nan at epoch 1, batch 1: .*initial weights: {tmp_path}/nan.pt"):
-        train(world, tmp_path / "t", init=tmp_path / "nan.pt")
-    assert not (tmp_path / "t" / "model.pt").exists()
-    with pytest.raises(ValueError, match=r"non-finite matching scores \(NaN or inf\) for take 'take-c', camera"):
-        predict(world, tmp_path / "nan.pt", tmp_path / "p")
-    assert not (tmp_path / "p" / "predictions.json").exists()
