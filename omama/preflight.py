@@ -53,6 +53,7 @@ def preflight(config: dict) -> list[str]:
     for init, names in inits.items():
         problems += init_problems(names, init, config["experiments"])
     problems += init_cycles(config["experiments"])
+    problems += schedule_problems(config["experiments"])
     problems += results_problems(config["results"])
     problems += split_problems(config)
     problems += robustness_problems(config["robustness"], config["experiments"])
@@ -145,7 +146,33 @@ def local_path(weights: str) -> bool:
     )
 
 
+def schedule_problems(experiments: dict) -> list[str]:
+    """The cosine schedule runs from ``lr`` down to ``lr_min``: a larger ``lr_min`` would raise the rate."""
+    return [
+        f"experiments.{name}.train.lr_min {x['train']['lr_min']:g} is larger than lr {x['train']['lr']:g}: the cosine "
+        f"schedule would raise the learning rate instead of lowering it; give lr_min <= lr"
+        for name, x in experiments.items()
+        if x["train"] is not None and x["train"]["lr_min"] > x["train"]["lr"]
+    ]
+
+
+def network_problems(name: str, cfg: dict) -> list[str]:
+    """An untrained transformer whose width does not split into its attention heads (the schema checks
+    which implementation can load which kind)."""
+    tiny = cfg["tiny"]
+    if cfg["kind"] in ("dinov2", "dinov3") and cfg["weights"] == "untrained" and tiny["hidden_size"] % tiny["num_attention_heads"]:
+        return [
+            f"backbones.{name}.tiny.hidden_size {tiny['hidden_size']} is not a multiple of num_attention_heads "
+            f"{tiny['num_attention_heads']}: each attention head gets an equal share of the channels"
+        ]
+    return []
+
+
 def backbone_problems(name: str, cfg: dict) -> list[str]:
+    return network_problems(name, cfg) + weights_problems(name, cfg)
+
+
+def weights_problems(name: str, cfg: dict) -> list[str]:
     weights = cfg["weights"]
     if cfg["kind"] == "torchvision":
         # A torchvision weights name (IMAGENET1K_V1): checked by the torch_weights job, the first one

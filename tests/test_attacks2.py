@@ -443,3 +443,33 @@ def test_damaged_tables_and_checkpoints_are_errors_naming_the_file(tmp_path):
     flip(tmp_path / "model.pt", head.state_dict()["projection.weight"].numpy().tobytes()[:64])
     with pytest.raises(ValueError, match=rf"damaged file {tmp_path}/model.pt: .* does not match its CRC32"):
         load_checkpoint(MatchingHead(src_grid=(4, 4), dst_grid=(3, 5), in_channels=8), tmp_path / "model.pt")
+
+
+# ---------------------------------------------------------------- 8: settings that contradict each other
+
+
+def test_settings_that_contradict_each_other_are_refused_naming_the_key():
+    import copy
+
+    from conftest import REPO
+
+    from omama.config import validate
+    from omama.preflight import preflight, schema_problem
+
+    cfg = default_config()
+    cfg["experiments"]["trained-frame"]["train"].update(lr=1.0e-4, lr_min=1.0e-2)
+    (p,) = preflight(validate(copy.deepcopy(cfg)))
+    assert p.startswith("experiments.trained-frame.train.lr_min 0.01 is larger than lr 0.0001: the cosine schedule")
+    # siblings: an untrained transformer whose width does not split into its heads (the job failed inside
+    # transformers), an implementation that cannot load the kind (the job failed when it loaded the network)
+    cfg = default_config()
+    cfg["backbones"]["tiny-dinov2"]["tiny"].update(hidden_size=96, num_attention_heads=5)
+    (p,) = preflight(validate(copy.deepcopy(cfg)))
+    assert p.startswith("backbones.tiny-dinov2.tiny.hidden_size 96 is not a multiple of num_attention_heads 5")
+    cfg = default_config()
+    cfg["backbones"]["mobilenet-v2"]["implementation"] = "transformers"
+    problem = schema_problem(cfg, REPO / "workflow" / "schemas" / "config.schema.yaml")
+    assert problem.startswith(
+        "config error at backbones.mobilenet-v2.implementation: 'transformers' is not one of ['torchvision']"
+    )
+    assert preflight(validate(default_config())) == []
