@@ -356,15 +356,13 @@ def load_backbone(cfg: dict, device: str | torch.device | None = None) -> Backbo
     kind, weights = cfg["kind"], cfg["weights"]
     device = check_device(device or cfg["device"])
     impl = cfg["implementation"]
-    loaders = {
+    loaders = {  # the schema allows exactly these pairs
         ("dinov2", "transformers"): _load_transformers,
         ("dinov3", "transformers"): _load_transformers,
         ("dinov2", "torchhub"): _load_torchhub,
         ("resnet50-dino", "torchvision"): _load_resnet,
         ("torchvision", "torchvision"): _load_torchvision,
     }
-    if (kind, impl) not in loaders:
-        raise ValueError(f"unsupported backbone kind/implementation {kind!r}/{impl!r}; supported: {sorted(loaders)}")
     network, channels, patch, info = loaders[kind, impl](cfg)
     grids = _grids(cfg)
     if kind == "resnet50-dino":
