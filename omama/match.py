@@ -154,6 +154,7 @@ def match(
     the ego photo's own size."""
     import cv2
 
+    from omama.config import apply_environment
     from omama.features import extract_features
     from omama.io import atomic_path, read_json, write_json
     from omama.masks import decode_rle
@@ -162,6 +163,7 @@ def match(
     from omama.proposals import propose_take
     from omama.robustness import CAMS, EGO, EXO, FRAME, convert_files, load_photo, take_record
     from omama.splits import write_split
+    from omama.weights import network_timeout
 
     cfg = load_config(config)
     head, calibration = model_files(cfg, experiment, results, config)
@@ -178,9 +180,8 @@ def match(
         out=out,
         device=backbone_cfg["device"],
     )
-    if cfg["torch_home"]:  # the run's torchvision checkpoint cache, as the workflow sets it for its jobs
-        os.environ["TORCH_HOME"] = os.path.abspath(cfg["torch_home"])
-    with tempfile.TemporaryDirectory(prefix="omama-match-") as tmp:
+    apply_environment(cfg)  # the run's weights cache and network timeouts, as its jobs get them
+    with network_timeout(cfg["network_timeout"]), tempfile.TemporaryDirectory(prefix="omama-match-") as tmp:
         tmp = Path(tmp)
         frames = tmp / "frames" / PAIR
         convert_files(

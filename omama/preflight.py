@@ -160,7 +160,11 @@ def network_problems(name: str, cfg: dict) -> list[str]:
     """An untrained transformer whose width does not split into its attention heads (the schema checks
     which implementation can load which kind)."""
     tiny = cfg["tiny"]
-    if cfg["kind"] in ("dinov2", "dinov3") and cfg["weights"] == "untrained" and tiny["hidden_size"] % tiny["num_attention_heads"]:
+    if (
+        cfg["kind"] in ("dinov2", "dinov3")
+        and cfg["weights"] == "untrained"
+        and tiny["hidden_size"] % tiny["num_attention_heads"]
+    ):
         return [
             f"backbones.{name}.tiny.hidden_size {tiny['hidden_size']} is not a multiple of num_attention_heads "
             f"{tiny['num_attention_heads']}: each attention head gets an equal share of the channels"

