@@ -604,3 +604,34 @@ def test_a_copied_results_folder_reruns_what_a_config_change_affects(tmp_path):
     changed["split"]["seed"] = 7
     run_snakemake(tmp_path / "b", changed, target)  # made with seed 7 now ...
     assert {j.rule for j in plan(lambda c: None).jobs} == {"split"}  # ... so the original config re-runs the split
+
+
+# ---------------------------------------------------------------- 7: settings that cannot fit in memory
+
+
+def test_grids_and_batches_that_cannot_fit_in_memory_are_refused_naming_the_key():
+    import copy
+
+    from omama.config import validate
+    from omama.preflight import memory_problems, preflight
+
+    cfg = default_config()
+    cfg["backbones"]["mobilenet-v2"]["ego_grid"] = [400, 400]  # 6400x6400 px frames: the job passed 10 GB in 34 s
+    problems = preflight(validate(copy.deepcopy(cfg)))
+    assert any(
+        p.startswith("backbones.mobilenet-v2: a features job needs about 79.1 GB (8 frames of 6400x6400 px")
+        and "lower backbones.mobilenet-v2.ego_grid or batch_size" in p
+        for p in problems
+    ), problems
+    assert any(p.startswith("experiments.trained-frame.train: a training step needs about 294.0 GB") for p in problems)
+    cfg["job_memory_gb"] = 100  # the machines that run the jobs have more: the features fit there, training does not
+    assert [p.split(":")[0] for p in memory_problems(validate(copy.deepcopy(cfg)))] == [
+        "experiments.trained-frame.train",
+        "experiments.trained-object.train",  # (trained-ego2exo's candidates are exo frames, 192x336 px)
+    ]
+    cfg = default_config()
+    cfg["robustness"]["max_side"] = 8000  # an 8000-px working copy: 38 GB in the classical proposer
+    cfg["job_memory_gb"] = 16
+    (p,) = memory_problems(validate(cfg))
+    assert p.startswith("robustness.max_side 8000: proposals on a 8000x8000 working copy need about 36.8 GB")
+    assert memory_problems(validate(default_config())) == []
