@@ -136,80 +136,126 @@ def check_arguments(*, inputs: dict[str, Path], out: str | Path, device: str) ->
     return files
 
 
-def match(
-    *,
-    experiment: str,
-    exo: str | Path,
-    mask: str | Path,
-    ego: str | Path,
-    out: str | Path,
-    results: str | Path | None = None,
-    config: str | Path = "config.yaml",
-    device: str | None = None,
-) -> dict:
-    """Predict the ego mask of the object ``mask`` marks in ``exo``; write ``out`` (0/255 image at the ego
-    photo's displayed size), ``<out stem>.overlay.png`` and ``<out stem>.json``; returns the JSON record.
+class Matcher:
+    """``omama match`` with one experiment: its backbone and proposer are loaded on the first pair and kept,
+    so one instance matches any number of pairs (``matcher(exo=..., mask=..., ego=..., out=...)``)."""
 
-    The photos are processed at the run's working size (``robustness.max_side``), the mask is written at
-    the ego photo's own size."""
-    import cv2
-    import torch
+    def __init__(self, *, experiment: str, results: str | Path | None = None, config: str | Path = "config.yaml", device=None):
+        from omama.config import apply_environment
 
-    from omama.config import apply_environment
-    from omama.features import extract_features
-    from omama.io import atomic_path, read_json, write_json
-    from omama.masks import decode_rle
-    from omama.pairs import write_pairs
-    from omama.predict import predict_experiment
-    from omama.proposals import propose_take
-    from omama.robustness import CAMS, EGO, EXO, FRAME, convert_files, load_photo, take_record
-    from omama.splits import write_split
-    from omama.weights import network_timeout
+        self.experiment, self.config_path = experiment, Path(config)
+        self.cfg = load_config(config)
+        self.head, self.calibration = model_files(self.cfg, experiment, results, config)
+        x = self.cfg["experiments"][experiment]
+        self.backbone_cfg = dict(self.cfg["backbones"][x["backbone"]])
+        self.proposer_cfg = dict(self.cfg["proposers"][x["proposer"]])
+        if device:
+            self.backbone_cfg["device"] = self.proposer_cfg["device"] = device
+        apply_environment(self.cfg)  # the run's weights cache, network timeouts and OpenMP waiting, as its jobs
+        self._networks = None
 
-    cfg = load_config(config)
-    head, calibration = model_files(cfg, experiment, results, config)
-    x = cfg["experiments"][experiment]
-    backbone_cfg, proposer_cfg = dict(cfg["backbones"][x["backbone"]]), dict(cfg["proposers"][x["proposer"]])
-    if device:
-        backbone_cfg["device"] = proposer_cfg["device"] = device
-    sources = {"exo photo": Path(exo), "mask": Path(mask), "ego photo": Path(ego)}
-    for what, path in sources.items():
-        if not path.is_file():
-            raise FileNotFoundError(f"{what} {path} not found")
-    files = check_arguments(
-        inputs={**sources, "config": Path(config), "trained head": head, "calibration": calibration},
-        out=out,
-        device=backbone_cfg["device"],
-    )
-    apply_environment(cfg)  # the run's weights cache and network timeouts, as its jobs get them
-    torch.set_num_threads(cfg["compute_threads"])  # the run's numbers: its jobs' thread count
-    with network_timeout(cfg["network_timeout"]), tempfile.TemporaryDirectory(prefix="omama-match-") as tmp:
-        tmp = Path(tmp)
+    def networks(self):
+        """(backbone, proposer), loaded once."""
+        if self._networks is None:
+            import torch
+
+            from omama.backbones import load_backbone
+            from omama.proposals import make_proposer
+            from omama.weights import network_timeout
+
+            torch.set_num_threads(self.cfg["compute_threads"])  # the run's numbers: its jobs' thread count
+            with network_timeout(self.cfg["network_timeout"]):
+                threads = self.cfg["compute_threads"]
+                self._networks = load_backbone(self.backbone_cfg), make_proposer(self.proposer_cfg, threads=threads)
+        return self._networks
+
+    def __call__(self, *, exo: str | Path, mask: str | Path, ego: str | Path, out: str | Path) -> dict:
+        """Predict the ego mask of the object ``mask`` marks in ``exo``; write ``out`` (0/255 image at the ego
+        photo's displayed size), ``<out stem>.overlay.png`` and ``<out stem>.json``; returns the JSON record.
+
+        Every argument is checked first. The photos are processed at the run's working size
+        (``robustness.max_side``), the mask is written at the ego photo's own size."""
+        import cv2
+
+        from omama.io import atomic_path, read_json, write_json
+        from omama.masks import decode_rle
+        from omama.robustness import CAMS, EGO, EXO, FRAME, load_photo
+
+        sources = {"exo photo": Path(exo), "mask": Path(mask), "ego photo": Path(ego)}
+        for what, path in sources.items():
+            if not path.is_file():
+                raise FileNotFoundError(f"{what} {path} not found")
+        files = check_arguments(
+            inputs={**sources, "config": self.config_path, "trained head": self.head, "calibration": self.calibration},
+            out=out,
+            device=self.backbone_cfg["device"],
+        )
+        with tempfile.TemporaryDirectory(prefix="omama-match-") as tmp:
+            predictions = self.predict(Path(tmp), Path(exo), Path(mask), Path(ego))
+            entry = read_json(predictions, "predictions")["exo-ego"]["results"][PAIR]["masks"][OBJECT]
+            entry = entry[f"{CAMS[EXO]}_{CAMS[EGO]}"][str(FRAME)]
+        ego_rgb = load_photo(Path(ego), PAIR, EGO)
+        pred = decode_rle(entry["pred_mask"]).astype(np.uint8)
+        pred = cv2.resize(pred, (ego_rgb.shape[1], ego_rgb.shape[0]), interpolation=cv2.INTER_NEAREST).astype(bool)
+        confidence = float(entry["confidence"])
+        record = {
+            "experiment": self.experiment,
+            "model": str(self.head),
+            "exo": str(exo),
+            "mask": str(mask),
+            "ego": str(ego),
+            "confidence": confidence,
+            "present": confidence > 0.5,
+            "mask_pixels": int(pred.sum()),
+            "ego_mask": str(files["-o"]),
+            "overlay": str(files["overlay"]),
+        }
+        with atomic_path(files["-o"]) as tmp:
+            Image.fromarray(pred.astype(np.uint8) * 255).save(
+                tmp, format=Image.registered_extensions()[files["-o"].suffix.lower()]
+            )
+        write_overlay(Path(exo), Path(mask), ego_rgb, pred, files["overlay"])
+        write_json(files["record"], record, indent=1)
+        return record
+
+    def predict(self, tmp: Path, exo: Path, mask: Path, ego: Path) -> Path:
+        """The pair as a one-frame take in ``tmp`` through features, proposals, pairs, split and prediction;
+        the predictions file."""
+        from omama.features import extract_features
+        from omama.io import write_json
+        from omama.pairs import write_pairs
+        from omama.predict import predict_experiment
+        from omama.proposals import propose_take
+        from omama.robustness import EGO, EXO, convert_files, take_record
+        from omama.splits import write_split
+
         frames = tmp / "frames" / PAIR
         convert_files(
             pair=PAIR,
-            photos={EXO: Path(exo), EGO: Path(ego)},
-            masks={OBJECT: {EXO: Path(mask)}},
+            photos={EXO: exo, EGO: ego},
+            masks={OBJECT: {EXO: mask}},
             annotation_out=frames / "annotation.json",
             images_out=frames / "images",
-            max_side=cfg["robustness"]["max_side"],
+            max_side=self.cfg["robustness"]["max_side"],
         )
         write_json(tmp / "index.json", [take_record(PAIR)])
-        store = tmp / "features" / f"{PAIR}.zarr"
+        backbone, proposer = self.networks()
+        store, proposals = tmp / "features" / f"{PAIR}.zarr", tmp / "proposals" / f"{PAIR}.parquet"
         extract_features(
             annotation_json=frames / "annotation.json",
             images_dir=frames / "images",
             out_store=store,
-            backbone_cfg=backbone_cfg,
-            name=x["backbone"],
+            backbone_cfg=self.backbone_cfg,
+            backbone=backbone,
+            name=self.cfg["experiments"][self.experiment]["backbone"],
         )
-        proposals = tmp / "proposals" / f"{PAIR}.parquet"
         propose_take(
             annotation_json=frames / "annotation.json",
             images_dir=frames / "images",
             out_proposals=proposals,
             out_recall=tmp / "proposals" / "recall.parquet",
-            proposer_cfg=proposer_cfg,
+            proposer_cfg=self.proposer_cfg,
+            proposer=proposer,
         )
         write_pairs(
             annotation_paths=[str(frames / "annotation.json")],
@@ -225,7 +271,6 @@ def match(
             split_out=tmp / "split.parquet",
             diagnostics_out=tmp / "split.json",
         )
-        pred_json = tmp / "predictions.json"
         predict_experiment(
             split_table=tmp / "split.parquet",
             subset="test",
@@ -233,40 +278,31 @@ def match(
             proposals=[str(proposals)],
             features=[str(store)],
             images=None,
-            model_path=head,
-            backbone_cfg=backbone_cfg,
+            model_path=self.head,
+            backbone_cfg=self.backbone_cfg,
             mode="pre-extracted",
-            predictions_out=pred_json,
+            predictions_out=tmp / "predictions.json",
             ground_truth_out=tmp / "ground_truth.json",
             samples_out=tmp / "samples.parquet",
             direction="exo2ego",
-            calibration=calibration,
+            calibration=self.calibration,
         )
-        result = read_json(pred_json, "predictions")["exo-ego"]["results"][PAIR]["masks"][OBJECT]
-        entry = result[f"{CAMS[EXO]}_{CAMS[EGO]}"][str(FRAME)]
-    ego_rgb = load_photo(Path(ego), PAIR, EGO)
-    pred = decode_rle(entry["pred_mask"]).astype(np.uint8)
-    pred = cv2.resize(pred, (ego_rgb.shape[1], ego_rgb.shape[0]), interpolation=cv2.INTER_NEAREST).astype(bool)
-    confidence = float(entry["confidence"])
-    record = {
-        "experiment": experiment,
-        "model": str(head),
-        "exo": str(exo),
-        "mask": str(mask),
-        "ego": str(ego),
-        "confidence": confidence,
-        "present": confidence > 0.5,
-        "mask_pixels": int(pred.sum()),
-        "ego_mask": str(files["-o"]),
-        "overlay": str(files["overlay"]),
-    }
-    with atomic_path(files["-o"]) as tmp:
-        Image.fromarray(pred.astype(np.uint8) * 255).save(
-            tmp, format=Image.registered_extensions()[files["-o"].suffix.lower()]
-        )
-    write_overlay(Path(exo), Path(mask), ego_rgb, pred, files["overlay"])
-    write_json(files["record"], record, indent=1)
-    return record
+        return tmp / "predictions.json"
+
+
+def match(
+    *,
+    experiment: str,
+    exo: str | Path,
+    mask: str | Path,
+    ego: str | Path,
+    out: str | Path,
+    results: str | Path | None = None,
+    config: str | Path = "config.yaml",
+    device: str | None = None,
+) -> dict:
+    """One pair through a ``Matcher`` (see there); returns the JSON record."""
+    return Matcher(experiment=experiment, results=results, config=config, device=device)(exo=exo, mask=mask, ego=ego, out=out)
 
 
 def write_overlay(exo: Path, mask: Path, ego_rgb: np.ndarray, pred: np.ndarray, path: Path, height: int = 360) -> None:

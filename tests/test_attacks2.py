@@ -635,3 +635,17 @@ def test_grids_and_batches_that_cannot_fit_in_memory_are_refused_naming_the_key(
     (p,) = memory_problems(validate(cfg))
     assert p.startswith("robustness.max_side 8000: proposals on a 8000x8000 working copy need about 36.8 GB")
     assert memory_problems(validate(default_config())) == []
+
+
+def test_the_classical_proposer_gives_the_same_proposals_on_any_number_of_threads():
+    """omama match segments on compute_threads threads (the six segmentations are independent): the same
+    masks and scores as on one."""
+    import cv2
+    from skimage import data
+
+    from omama.proposals import make_proposer
+
+    image = cv2.resize(data.astronaut(), (160, 120), interpolation=cv2.INTER_AREA)
+    cfg = default_config()["proposers"]["classical"]
+    (m1, s1), (m2, s2) = (make_proposer(cfg, threads=n)(image) for n in (1, 2))
+    assert len(m1) > 10 and np.array_equal(m1, m2) and np.array_equal(s1, s2)

@@ -17,17 +17,13 @@ CONDA_ENV = "../../envs/omama.yaml"
 
 _TAKES = {}
 
-# torchvision's checkpoint cache and the Hugging Face hub's timeouts for every job (jobs inherit the
-# environment, on SLURM too).
+# torchvision's checkpoint cache, the Hugging Face hub's timeouts and sleeping OpenMP threads for every
+# job (jobs inherit the environment, on SLURM too).
 omama.config.apply_environment(config)
 
 # Threads of every numeric job: fixed by the config, so that the numbers do not depend on --cores.
 COMPUTE_THREADS = config["compute_threads"]
 
-# Waiting OpenMP threads (torch, numpy) sleep instead of spinning: jobs share the cores, and the
-# spinning threads of one job take them from the others (two trainings side by side on 2 cores
-# ran 2.7x slower; benchmarks/omp_wait.py, RESULTS.md). A value the user exported wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def settings(unit, params):
