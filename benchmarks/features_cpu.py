@@ -1,6 +1,7 @@
 """Feature extraction on this CPU: frames/s of the default backbone (store I/O: benchmarks/store_io.py).
 
 Usage: OMP_NUM_THREADS=2 PYTHONPATH=. python benchmarks/features_cpu.py [--frames 16]
+       PYTHONPATH=. python benchmarks/features_cpu.py --smoke   # 2 frames, untrained weights: checks it runs
 Prints a Markdown section for benchmarks/RESULTS.md.
 """
 
@@ -50,10 +51,10 @@ def write_take(root: Path, n: int, ego: tuple[int, int], exo: tuple[int, int]) -
     return root
 
 
-def extraction(tmp: Path, n: int) -> dict:
+def extraction(tmp: Path, n: int, untrained: bool = False) -> dict:
     cfg = yaml.safe_load(open(REPO / "config.yaml"))
     name = next(iter(cfg["backbones"]))
-    bcfg = cfg["backbones"][name]
+    bcfg = {**cfg["backbones"][name], **({"weights": "untrained"} if untrained else {})}
     syn = cfg["synthetic"]
     take = write_take(tmp / "take", n, (syn["ego_size"], syn["ego_size"]), tuple(syn["exo_size"]))
     bb = load_backbone(bcfg)
@@ -87,10 +88,13 @@ def extraction(tmp: Path, n: int) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--frames", type=int, default=16, help="frames per camera of the extraction take")
+    ap.add_argument("--smoke", action="store_true", help="2 frames, the same network untrained (no weights file)")
     args = ap.parse_args()
+    if args.smoke:
+        args.frames = 2
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        ex = extraction(tmp, args.frames)
+        ex = extraction(tmp, args.frames, untrained=args.smoke)
     d = ex["describe"]
     print("## features_cpu.py: feature extraction on CPU\n")
     print(f"Device: {cpu_model()}. Command: `PYTHONPATH=. python benchmarks/features_cpu.py --frames {args.frames}`.\n")

@@ -7,6 +7,7 @@ torch threads. The setting must be in the environment before the OpenMP runtime 
 measurement starts fresh processes. One run, ratios within the run.
 
     PYTHONPATH=. python benchmarks/omp_wait.py [--jobs 2] [--threads 2] [--iterations 6]
+    PYTHONPATH=. python benchmarks/omp_wait.py --smoke     # one iteration of a small batch: checks it runs
 """
 
 from __future__ import annotations
@@ -25,22 +26,23 @@ torch.set_num_threads({threads})
 torch.manual_seed(0)
 head = MatchingHead((12, 21), (16, 16), in_channels=1280)
 opt = torch.optim.AdamW(head.parameters(), lr=1e-4)
-src, dst = torch.randn(24, 1280, 12, 21), torch.randn(24, 1280, 16, 16)
-src_m = torch.rand(24, 1, 192, 336) > 0.9
-cand = torch.rand(24, 32, 256, 256) > 0.9
-target, visible = torch.zeros(24, dtype=torch.long), torch.ones(24)
+B = {batch}
+src, dst = torch.randn(B, 1280, 12, 21), torch.randn(B, 1280, 16, 16)
+src_m = torch.rand(B, 1, 192, 336) > 0.9
+cand = torch.rand(B, 32, 256, 256) > 0.9
+target, visible = torch.zeros(B, dtype=torch.long), torch.ones(B)
 for _ in range({iterations}):
     loss = matching_loss(score_candidates(head, src, dst, src_m, cand), target, visible)
     opt.zero_grad(); loss.backward(); opt.step()
 """
 
 
-def run(jobs: int, threads: int, iterations: int, policy: str | None) -> float:
+def run(jobs: int, threads: int, iterations: int, policy: str | None, batch: int = 24) -> float:
     """Seconds until ``jobs`` simultaneous processes have all finished."""
     env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
     if policy:
         env["OMP_WAIT_POLICY"] = policy
-    code = WORK.format(threads=threads, iterations=iterations)
+    code = WORK.format(threads=threads, iterations=iterations, batch=batch)
     t0 = time.perf_counter()
     procs = [subprocess.Popen([sys.executable, "-c", code], env=env) for _ in range(jobs)]
     if any(p.wait() for p in procs):
@@ -53,12 +55,16 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--iterations", type=int, default=6)
+    ap.add_argument("--batch", type=int, default=24)
+    ap.add_argument("--smoke", action="store_true", help="one iteration of a batch of 2: checks that it runs")
     a = ap.parse_args()
+    if a.smoke:
+        a.jobs, a.iterations, a.batch = 1, 1, 2
     print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}")
     rows = []
-    for jobs in (1, a.jobs):
-        spin = run(jobs, a.threads, a.iterations, None)
-        sleep = run(jobs, a.threads, a.iterations, "PASSIVE")
+    for jobs in sorted({1, a.jobs}):
+        spin = run(jobs, a.threads, a.iterations, None, a.batch)
+        sleep = run(jobs, a.threads, a.iterations, "PASSIVE", a.batch)
         rows.append((jobs, spin, sleep))
     print(f"| jobs side by side x {a.threads} threads | default (spin) s | PASSIVE s | default / PASSIVE |")
     print("|---|---|---|---|")

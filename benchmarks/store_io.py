@@ -12,6 +12,7 @@ Then the training loader's feature reads (whole batches per store, float16) agai
 gathers of the same bytes, with and without worker processes.
 
     OMP_NUM_THREADS=1 PYTHONPATH=. python benchmarks/store_io.py [--frames 64] [--threads 1 2 4] [--fsync]
+    PYTHONPATH=. python benchmarks/store_io.py --smoke     # tiny sizes: checks that every part runs
 """
 
 from __future__ import annotations
@@ -112,7 +113,11 @@ def main() -> None:
     ap.add_argument("--loader-frames", type=int, default=32)
     ap.add_argument("--workers", type=int, nargs="+", default=[0, 2], help="loader worker processes to time")
     ap.add_argument("--dir", default=None, help="scratch directory (default: a temporary one beside the repo)")
+    ap.add_argument("--smoke", action="store_true", help="a few frames, one repeat: checks that every part runs")
     a = ap.parse_args()
+    if a.smoke:
+        a.frames, a.shard, a.threads, a.codecs, a.batch, a.repeats = 4, 2, [2], ["none", "zstd"], 2, 1
+        a.loader_takes, a.loader_frames, a.workers = 1, 4, [0]
     data = feature_like(a.frames)
     mib = data.nbytes / 2**20
     root = Path(tempfile.mkdtemp(prefix=".store_io-", dir=a.dir or Path(__file__).resolve().parents[1]))
@@ -259,7 +264,15 @@ def loader(root: Path, a) -> None:
             annotation_json=take / "annotation.json",
             images_dir=take / "images",
             out_store=root / f"take{t}.zarr",
-            backbone_cfg={"dtype": "float16", "compressor": "none", "batch_size": 8},
+            backbone_cfg={
+                "kind": "dinov2",  # the store records the stand-in's own description; these are its settings
+                "weights": "untrained",
+                "ego_grid": list(grids["ego"]),
+                "exo_grid": list(grids["exo"]),
+                "dtype": "float16",
+                "compressor": "none",
+                "batch_size": 8,
+            },
             backbone=bb,
         )
         stores[f"take{t}"] = FeatureStore(root / f"take{t}.zarr")
@@ -267,7 +280,8 @@ def loader(root: Path, a) -> None:
             np.save(root / f"take{t}-{cam}.npy", stores[f"take{t}"].read_stored(cam, range(a.loader_frames))[0])
             npys[f"take{t}", cam] = np.load(root / f"take{t}-{cam}.npy", mmap_mode="r")
     samples = [(f"take{t}", f) for t in range(a.loader_takes) for f in range(a.loader_frames)]
-    batches = [b.tolist() for b in np.array_split(np.random.default_rng(2).permutation(len(samples)), len(samples) // a.batch)]
+    parts = max(1, len(samples) // a.batch)
+    batches = [b.tolist() for b in np.array_split(np.random.default_rng(2).permutation(len(samples)), parts)]
     mb = sum(len(b) for b in batches) * (768 * (2500 + 38 * 68) * 2) / 2**20
 
     def mmap_epoch():

@@ -8,6 +8,7 @@ its grids default to the shipped config's 16x16 (ego) / 12x21 (exo) because the 
 (700x700 ego input, 50x50 grid, 768 channels).
 
     PYTHONPATH=. python benchmarks/train_iteration.py [--arch base|tiny] [--repeats 3] [--threads 2]
+    PYTHONPATH=. python benchmarks/train_iteration.py --smoke     # tiny sizes: checks that it runs
 """
 
 from __future__ import annotations
@@ -42,19 +43,24 @@ def random_masks(rng, b, n, H, W) -> torch.Tensor:
 
 
 def loop_pooling(features: torch.Tensor, masks: np.ndarray) -> torch.Tensor:
-    """The official style: one mask at a time (resize, mean under mask, mean in context box)."""
+    """The official style, one mask at a time: the grid upsampled to (H/4, W/4), the mean under the mask
+    resized there (nearest), and the mean in the context box: the mask's box in the published convention
+    (w = xmax - xmin, no +1), grown by 100 px, clamped to the image, divided by 4, at least one cell."""
     B, N, H, W = masks.shape
-    grid = F.interpolate(features, size=(H // 4, W // 4), mode="bilinear", align_corners=False)
+    gh, gw = H // 4, W // 4
+    grid = F.interpolate(features, size=(gh, gw), mode="bilinear", align_corners=False)
     out = torch.zeros(B, N, 2 * features.shape[1])
     for b in range(B):
         for n in range(N):
             m = masks[b, n]
-            small = torch.from_numpy(resize_mask(m, H // 4, W // 4))
+            small = torch.from_numpy(resize_mask(m, gh, gw))
             if small.any():
                 out[b, n, : features.shape[1]] = grid[b][:, small].mean(1)
-            x, y, w, h = mask_box(m)
-            x0, y0 = max(x - 100, 0) // 4, max(y - 100, 0) // 4
+            x, y, w, h = mask_box(m)  # inclusive: xmax - xmin + 1
+            w, h = max(w - 1, 0), max(h - 1, 0)
+            x0, y0 = min(max(x - 100, 0), W) // 4, min(max(y - 100, 0), H) // 4
             x1, y1 = max(min(x + w + 100, W) // 4, x0 + 1), max(min(y + h + 100, H) // 4, y0 + 1)
+            x0, y0, x1, y1 = min(x0, gw - 1), min(y0, gh - 1), min(x1, gw), min(y1, gh)
             out[b, n, features.shape[1] :] = grid[b][:, y0:y1, x0:x1].mean((1, 2))
     return out
 
@@ -79,7 +85,11 @@ def main() -> None:
     ap.add_argument("--candidates", type=int, default=32)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
+    ap.add_argument("--pool-batch", type=int, default=None, help="samples of the pooling comparison (default --batch)")
+    ap.add_argument("--smoke", action="store_true", help="tiny network, grids and batches, one repeat")
     a = ap.parse_args()
+    if a.smoke:
+        a.arch, a.ego_grid, a.exo_grid, a.batch, a.candidates, a.repeats, a.pool_batch = "tiny", [4, 4], [3, 5], 2, 4, 1, 1
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
@@ -113,8 +123,9 @@ def main() -> None:
     t_pre = timed(pre_extracted, a.repeats)
     t_fly = timed(on_the_fly, 1, warmup=False)  # the pre-extracted runs warmed the head up
 
-    feats = torch.randn(a.batch, 768, 50, 50)
-    masks = random_masks(rng, a.batch, a.candidates, 700, 700)
+    pool_batch = a.pool_batch or a.batch
+    feats = torch.randn(pool_batch, 768, 50, 50)
+    masks = random_masks(rng, pool_batch, a.candidates, 700, 700)
     np_masks = masks.numpy()
     with torch.no_grad():
         t_vec = timed(lambda: describe(feats, masks), a.repeats)
@@ -132,7 +143,7 @@ def main() -> None:
     print(f"training iteration, on the fly:    {t_fly * 1e3:.0f} ms")
     print(f"on-the-fly / pre-extracted: {t_fly / t_pre:.1f}x")
     print(
-        f"pooling {a.batch}x{a.candidates} masks at 700x700 (50x50x768 grid): vectorised {t_vec * 1e3:.0f} ms, "
+        f"pooling {pool_batch}x{a.candidates} masks at 700x700 (50x50x768 grid): vectorised {t_vec * 1e3:.0f} ms, "
         f"per-mask loop {t_loop * 1e3:.0f} ms, ratio {t_loop / t_vec:.1f}x (max abs difference {err:.1e})"
     )
 

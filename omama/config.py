@@ -73,6 +73,23 @@ def entry(section: str, cfg: dict) -> dict:
     return _fill(copy.deepcopy(cfg), sub, f"{section} entry {cfg!r}")
 
 
+def apply_environment(config: dict, environ=None) -> None:
+    """Set what every job of a run (and ``omama match``) takes from the config through the environment:
+    ``TORCH_HOME`` (``torch_home``: torchvision's checkpoint cache), the Hugging Face hub's timeouts
+    (``network_timeout``) and ``OMP_WAIT_POLICY=PASSIVE``; a value you exported yourself wins (but
+    ``torch_home``). Waiting OpenMP threads (torch, numpy) then sleep instead of spinning: jobs share the
+    cores, and the spinning threads of one job take them from the others (two trainings side by side on 2
+    cores ran 2.7x slower; benchmarks/omp_wait.py, RESULTS.md). Before torch is imported: OpenMP reads it once."""
+    import os
+
+    environ = os.environ if environ is None else environ
+    if config["torch_home"]:
+        environ["TORCH_HOME"] = os.path.abspath(config["torch_home"])
+    for var in ("HF_HUB_DOWNLOAD_TIMEOUT", "HF_HUB_ETAG_TIMEOUT"):
+        environ.setdefault(var, f"{config['network_timeout']:g}")
+    environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
 def _default(prop: dict) -> str | None:
     if "default" not in prop:
         return None

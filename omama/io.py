@@ -8,6 +8,7 @@ import hashlib
 import io
 import json
 import logging
+import math
 import os
 import re
 import shutil
@@ -28,33 +29,45 @@ class FrameError(ValueError):
     """A frame image is missing or cannot be decoded; the message names take, camera and frame."""
 
 
-def load_frame(path, take: str, cam: str, frame: int):
-    """Decode one frame image (JPEG) to uint8 HxWx3 RGB (numpy), with an error naming take, camera and frame.
+def read_image(path, flags: int, what: str, error: type[Exception] = ValueError):
+    """Decode an image file with OpenCV (``flags``: cv2.IMREAD_*), or raise ``error`` naming ``what`` and the file.
 
-    OpenCV's decoder: libjpeg-turbo like Pillow's, the same pixels (tests/test_io.py checks the JPEG
-    variants against Pillow), and it holds no GIL for the whole decode, so the extraction's decoding
-    threads keep up with a GPU. The EXIF orientation is ignored, as Pillow's ``Image.open`` does. A
-    JPEG cut short (no end-of-image marker after its last scan) is an error, not a partly grey frame.
+    Every format OpenCV reads is accepted. A JPEG cut short (no end-of-image marker after its last
+    scan) is an error, not a partly grey image (OpenCV 4 decodes it with a warning only).
     """
     import cv2
     import numpy as np
 
     path = Path(path)
     if not path.is_file():
-        raise FrameError(f"missing frame image for {where(take, cam=cam, frame=frame)}: {path}")
+        raise error(f"missing {what}: {path}")
     try:
         data = np.fromfile(path, np.uint8)
     except OSError as e:
-        raise FrameError(f"cannot read frame image for {where(take, cam=cam, frame=frame)}: {path}: {e}") from e
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION) if data.size else None
+        raise error(f"cannot read {what}: {path}: {e}") from e
+    image = cv2.imdecode(data, flags) if data.size else None
     raw = data.tobytes()
     if image is None:
         problem = "not an image OpenCV can decode"
     elif raw[:2] == b"\xff\xd8" and raw.rfind(b"\xff\xd9") < raw.rfind(b"\xff\xda"):
         problem = "truncated JPEG (no end-of-image marker after the last scan)"
     else:
-        return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-    raise FrameError(f"cannot decode frame image for {where(take, cam=cam, frame=frame)}: {path}: {problem}")
+        return image
+    raise error(f"cannot decode {what}: {path}: {problem}")
+
+
+def load_frame(path, take: str, cam: str, frame: int):
+    """Decode one frame image (JPEG) to uint8 HxWx3 RGB (numpy), with an error naming take, camera and frame.
+
+    OpenCV's decoder: libjpeg-turbo like Pillow's, the same pixels (tests/test_io.py checks the JPEG
+    variants against Pillow), and it holds no GIL for the whole decode, so the extraction's decoding
+    threads keep up with a GPU. The EXIF orientation is ignored, as Pillow's ``Image.open`` does.
+    """
+    import cv2
+
+    what = f"frame image for {where(take, cam=cam, frame=frame)}"
+    image = read_image(path, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION, what, FrameError)
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 def _owner_tag() -> str:
@@ -168,10 +181,53 @@ def atomic_path(path: str | os.PathLike):
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def finite(obj):
+    """``obj`` with every non-finite float (NaN, inf: an undefined figure) replaced by None, which JSON
+    writes as ``null`` (strict JSON has no NaN); dicts, lists and tuples are walked."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite(v) for v in obj]
+    return obj
+
+
 def write_json(path, obj, indent: int | None = None) -> None:
+    """Strict JSON, written atomically: an undefined figure (NaN, inf) is ``null``."""
     with atomic_path(path) as tmp:
         with open(tmp, "w") as f:
-            json.dump(obj, f, indent=indent)
+            json.dump(finite(obj), f, indent=indent, allow_nan=False)
+
+
+_RECORDS: dict[tuple[str, str], str] = {}  # (record path, text) -> the path returned for them in this process
+
+
+def write_record(path, value, *, preview: bool = False) -> str:
+    """A settings record: ``value`` as canonical JSON at ``path``, rewritten (atomically, with a new time)
+    only when it differs from the file, so a job reading it as an input re-runs exactly when its settings
+    change (Snakemake compares times). A new record is dated to the epoch: it never makes outputs that
+    already exist look older than their settings. With ``preview`` (a dry run) a changed record stays as it
+    is, the outputs' settings; the new one goes to ``.preview/`` beside it, with the current time, and its
+    path is returned instead, so the plan shows the re-run and a reverted config re-runs nothing. Returns
+    the path the job reads."""
+    text = json.dumps(finite(value), sort_keys=True, indent=1, default=str) + "\n"
+    key = (str(path), text)
+    if key not in _RECORDS:
+        path = Path(path)
+        try:
+            old = path.read_text()
+        except FileNotFoundError:
+            old = None
+        if old is not None and old != text and preview:
+            path = path.parent / ".preview" / path.name
+        if old != text:
+            with atomic_path(path) as tmp:
+                tmp.write_text(text)
+            if old is None:
+                os.utime(path, (0, 0))
+        _RECORDS[key] = str(path)
+    return _RECORDS[key]
 
 
 def read_json(path, what: str = "JSON file"):
@@ -217,5 +273,39 @@ def write_image(path, image, params=()) -> None:
 
 
 def write_parquet(path, df) -> None:
+    """A table, atomically, every data page with its CRC32 (``read_parquet`` checks them)."""
     with atomic_path(path) as tmp:
-        df.to_parquet(tmp, index=False)
+        df.to_parquet(tmp, index=False, write_page_checksum=True)
+
+
+def read_parquet(path):
+    """A table written by ``write_parquet``, every page checked against its CRC32: a damaged file is an
+    error naming it, not a silently changed table."""
+    import pandas as pd
+
+    try:
+        return pd.read_parquet(path, page_checksum_verification=True)
+    except FileNotFoundError:
+        raise
+    except OSError as e:  # pyarrow reports damage (a checksum mismatch, a broken footer) as OSError
+        raise ValueError(f"cannot read table {path}: {e}; delete it and re-run the stage that writes it") from e
+
+
+def load_torch(path, **kwargs):
+    """``torch.load`` after checking every record of the file against its CRC32 (torch writes them and
+    never checks them on load): a damaged checkpoint is an error naming it, not other weights."""
+    import zipfile
+
+    import torch
+
+    if zipfile.is_zipfile(path):  # the legacy (pre-1.6) format carries no checksums
+        try:
+            with zipfile.ZipFile(path) as z:
+                bad = z.testzip()
+        except (zipfile.BadZipFile, OSError) as e:
+            bad = str(e)
+        if bad:
+            raise ValueError(
+                f"damaged file {path}: {bad} does not match its CRC32; delete it and re-run the stage that writes it"
+            )
+    return torch.load(path, **kwargs)

@@ -1,9 +1,11 @@
 """One photo pair, one command: ``omama match`` runs an exo photo + object mask and an ego photo
 through a trained experiment (its backbone, proposer and head) and writes the predicted ego mask.
 
-It is the robustness path on a one-pair folder: ``convert_pair`` -> ``extract_features`` ->
+It is the robustness path on a one-pair take: ``convert_files`` -> ``extract_features`` ->
 ``propose_take`` -> ``write_pairs`` -> ``write_split`` -> ``predict_experiment``, in a temporary
-folder, with the experiment's ``model.pt`` from a pipeline run.
+folder, with the experiment's ``model.pt`` from a pipeline run. Every argument is checked before
+anything is computed (``check_arguments``): the photos and the mask decode, the device exists, and
+the three outputs can be written and are none of the inputs.
 """
 
 from __future__ import annotations
@@ -12,12 +14,10 @@ import argparse
 import json
 import os
 import shlex
-import shutil
 import sys
 import tempfile
 from pathlib import Path
 
-import cv2
 import numpy as np
 import yaml
 from PIL import Image
@@ -30,6 +30,10 @@ PAIR = "pair"
 
 class NotTrainedError(FileNotFoundError):
     """The experiment's model.pt is missing; the message names it and the command that builds it."""
+
+
+class ArgumentError(ValueError):
+    """An argument of ``omama match`` cannot work; the message names it and the user's path."""
 
 
 def load_config(path: str | Path) -> dict:
@@ -77,64 +81,183 @@ def model_files(
     return files
 
 
-def match(
-    *,
-    experiment: str,
-    exo: str | Path,
-    mask: str | Path,
-    ego: str | Path,
-    out: str | Path,
-    results: str | Path | None = None,
-    config: str | Path = "config.yaml",
-    device: str | None = None,
-) -> dict:
-    """Predict the ego mask of the object ``mask`` marks in ``exo``; write ``out`` (0/255 PNG at the ego
-    photo's displayed size), ``<out stem>.overlay.png`` and ``<out stem>.json``; returns the JSON record."""
-    from omama.data.masks import decode_rle
-    from omama.data.pairs import write_pairs
-    from omama.data.photos import CAMS, EGO, FRAME, convert_pair, load_photo, write_index
-    from omama.data.splits import write_split
-    from omama.evaluation.predict import predict_experiment
-    from omama.features.store import extract_features
-    from omama.io import read_json, write_json
-    from omama.proposals.proposers import propose_take
-
-    cfg = load_config(config)
-    head, calibration = model_files(cfg, experiment, results, config)
-    if cfg["torch_home"]:  # the run's torchvision checkpoint cache, as the workflow sets it for its jobs
-        os.environ["TORCH_HOME"] = os.path.abspath(cfg["torch_home"])
-    x = cfg["experiments"][experiment]
-    backbone_cfg, proposer_cfg = dict(cfg["backbones"][x["backbone"]]), dict(cfg["proposers"][x["proposer"]])
-    if device:
-        backbone_cfg["device"] = proposer_cfg["device"] = device
+def outputs(out: str | Path) -> dict[str, Path]:
+    """The files ``omama match`` writes: the ego mask ``out``, ``<stem>.overlay.png`` and ``<stem>.json``."""
     out = Path(out)
-    with tempfile.TemporaryDirectory(prefix="omama-match-") as tmp:
-        tmp = Path(tmp)
-        pair_dir = tmp / "photos" / PAIR
-        (pair_dir / "masks").mkdir(parents=True)
-        for view, src in (("exo", Path(exo)), ("ego", Path(ego))):
-            if not src.is_file():
-                raise FileNotFoundError(f"{view} photo {src} not found")
-            shutil.copy(src, pair_dir / f"{view}{src.suffix.lower()}")
-        shutil.copy(mask, pair_dir / "masks" / f"{OBJECT}.exo.png")
-        write_index(folder=tmp / "photos", out_takes=tmp / "index.json")
+    return {"-o": out, "overlay": out.with_name(out.stem + ".overlay.png"), "record": out.with_name(out.stem + ".json")}
+
+
+def same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name one file: the same resolved path, or (hard links) the same inode."""
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def cannot_write(folder: Path) -> str | None:
+    """Why no file can be created in ``folder`` (None when one can; the folder is created if missing)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            return None
+    except OSError as e:
+        return f"{e.strerror or e} ({e.filename or folder})"
+
+
+def check_arguments(*, inputs: dict[str, Path], out: str | Path, device: str) -> dict[str, Path]:
+    """Every problem with the arguments, before anything is computed: the outputs (their folder
+    writable, the mask's suffix an image format, none of them a folder or an input) and the device.
+    Returns the outputs (see ``outputs``)."""
+    from omama.features.backbones import check_device
+
+    files = outputs(out)
+    problems = []
+    suffix = files["-o"].suffix.lower()
+    if suffix not in Image.registered_extensions() or Image.registered_extensions()[suffix] not in Image.SAVE:
+        problems.append(f"-o {out}: give the mask a file name with an image suffix such as .png (not {suffix or 'none'!r})")
+    for name, path in files.items():
+        if path.is_dir():
+            problems.append(f"{name} {path} is a folder; give a file name")
+        for what, src in inputs.items():
+            if src is not None and same_file(path, src):
+                problems.append(f"{name} {path} is the {what} {src}: it would be overwritten; write elsewhere")
+    if same_file(files["-o"], files["record"]):
+        problems.append(f"-o {out}: the mask and its record {files['record']} would be one file")
+    why = None if problems else cannot_write(files["-o"].parent)
+    if why:
+        problems.append(f"-o {out}: cannot write in {files['-o'].parent}: {why}")
+    try:
+        check_device(device)
+    except RuntimeError as e:
+        problems.append(f"--device {device}: {e}")
+    if problems:
+        raise ArgumentError("; ".join(problems))
+    return files
+
+
+class Matcher:
+    """``omama match`` with one experiment: its backbone and proposer are loaded on the first pair and kept,
+    so one instance matches any number of pairs (``matcher(exo=..., mask=..., ego=..., out=...)``)."""
+
+    def __init__(self, *, experiment: str, results: str | Path | None = None, config: str | Path = "config.yaml", device=None):
+        from omama.config import apply_environment
+
+        self.experiment, self.config_path = experiment, Path(config)
+        self.cfg = load_config(config)
+        self.head, self.calibration = model_files(self.cfg, experiment, results, config)
+        x = self.cfg["experiments"][experiment]
+        self.backbone_cfg = dict(self.cfg["backbones"][x["backbone"]])
+        self.proposer_cfg = dict(self.cfg["proposers"][x["proposer"]])
+        if device:
+            self.backbone_cfg["device"] = self.proposer_cfg["device"] = device
+        apply_environment(self.cfg)  # the run's weights cache, network timeouts and OpenMP waiting, as its jobs
+        self._networks = None
+
+    def networks(self):
+        """(backbone, proposer), loaded once."""
+        if self._networks is None:
+            import torch
+
+            from omama.features.backbones import load_backbone
+            from omama.proposals.proposers import make_proposer
+            from omama.weights import network_timeout
+
+            torch.set_num_threads(self.cfg["compute_threads"])  # the run's numbers: its jobs' thread count
+            with network_timeout(self.cfg["network_timeout"]):
+                threads = self.cfg["compute_threads"]
+                self._networks = load_backbone(self.backbone_cfg), make_proposer(self.proposer_cfg, threads=threads)
+        return self._networks
+
+    def __call__(self, *, exo: str | Path, mask: str | Path, ego: str | Path, out: str | Path) -> dict:
+        """Predict the ego mask of the object ``mask`` marks in ``exo``; write ``out`` (0/255 image at the ego
+        photo's displayed size), ``<out stem>.overlay.png`` and ``<out stem>.json``; returns the JSON record.
+
+        Every argument is checked first. The photos are processed at the run's working size
+        (``robustness.max_side``), the mask is written at the ego photo's own size."""
+        import cv2
+
+        from omama.data.masks import decode_rle
+        from omama.data.photos import CAMS, EGO, EXO, FRAME, load_photo
+        from omama.io import atomic_path, read_json, write_json
+
+        sources = {"exo photo": Path(exo), "mask": Path(mask), "ego photo": Path(ego)}
+        for what, path in sources.items():
+            if not path.is_file():
+                raise FileNotFoundError(f"{what} {path} not found")
+        files = check_arguments(
+            inputs={**sources, "config": self.config_path, "trained head": self.head, "calibration": self.calibration},
+            out=out,
+            device=self.backbone_cfg["device"],
+        )
+        with tempfile.TemporaryDirectory(prefix="omama-match-") as tmp:
+            predictions = self.predict(Path(tmp), Path(exo), Path(mask), Path(ego))
+            entry = read_json(predictions, "predictions")["exo-ego"]["results"][PAIR]["masks"][OBJECT]
+            entry = entry[f"{CAMS[EXO]}_{CAMS[EGO]}"][str(FRAME)]
+        ego_rgb = load_photo(Path(ego), PAIR, EGO)
+        pred = decode_rle(entry["pred_mask"]).astype(np.uint8)
+        pred = cv2.resize(pred, (ego_rgb.shape[1], ego_rgb.shape[0]), interpolation=cv2.INTER_NEAREST).astype(bool)
+        confidence = float(entry["confidence"])
+        record = {
+            "experiment": self.experiment,
+            "model": str(self.head) if self.head else "none (the training-free cosine matcher)",
+            "exo": str(exo),
+            "mask": str(mask),
+            "ego": str(ego),
+            "confidence": confidence,
+            "present": confidence > 0.5,
+            "mask_pixels": int(pred.sum()),
+            "ego_mask": str(files["-o"]),
+            "overlay": str(files["overlay"]),
+        }
+        with atomic_path(files["-o"]) as tmp:
+            Image.fromarray(pred.astype(np.uint8) * 255).save(
+                tmp, format=Image.registered_extensions()[files["-o"].suffix.lower()]
+            )
+        write_overlay(Path(exo), Path(mask), ego_rgb, pred, files["overlay"])
+        write_json(files["record"], record, indent=1)
+        return record
+
+    def predict(self, tmp: Path, exo: Path, mask: Path, ego: Path) -> Path:
+        """The pair as a one-frame take in ``tmp`` through features, proposals, pairs, split and prediction;
+        the predictions file."""
+        from omama.data.pairs import write_pairs
+        from omama.data.photos import EGO, EXO, convert_files, take_record
+        from omama.data.splits import write_split
+        from omama.evaluation.predict import predict_experiment
+        from omama.features.store import extract_features
+        from omama.io import write_json
+        from omama.proposals.proposers import propose_take
+
         frames = tmp / "frames" / PAIR
-        convert_pair(pair_dir=pair_dir, annotation_out=frames / "annotation.json", images_out=frames / "images")
-        store = tmp / "features" / f"{PAIR}.zarr"
+        convert_files(
+            pair=PAIR,
+            photos={EXO: exo, EGO: ego},
+            masks={OBJECT: {EXO: mask}},
+            annotation_out=frames / "annotation.json",
+            images_out=frames / "images",
+            max_side=self.cfg["robustness"]["max_side"],
+        )
+        write_json(tmp / "index.json", [take_record(PAIR)])
+        backbone, proposer = self.networks()
+        store, proposals = tmp / "features" / f"{PAIR}.zarr", tmp / "proposals" / f"{PAIR}.parquet"
         extract_features(
             annotation_json=frames / "annotation.json",
             images_dir=frames / "images",
             out_store=store,
-            backbone_cfg=backbone_cfg,
-            name=x["backbone"],
+            backbone_cfg=self.backbone_cfg,
+            backbone=backbone,
+            name=self.cfg["experiments"][self.experiment]["backbone"],
         )
-        proposals = tmp / "proposals" / f"{PAIR}.parquet"
         propose_take(
             annotation_json=frames / "annotation.json",
             images_dir=frames / "images",
             out_proposals=proposals,
             out_recall=tmp / "proposals" / "recall.parquet",
-            proposer_cfg=proposer_cfg,
+            proposer_cfg=self.proposer_cfg,
+            proposer=proposer,
         )
         write_pairs(
             annotation_paths=[str(frames / "annotation.json")],
@@ -150,7 +273,6 @@ def match(
             split_out=tmp / "split.parquet",
             diagnostics_out=tmp / "split.json",
         )
-        pred_json = tmp / "predictions.json"
         predict_experiment(
             split_table=tmp / "split.parquet",
             subset="test",
@@ -158,51 +280,53 @@ def match(
             proposals=[str(proposals)],
             features=[str(store)],
             images=None,
-            model_path=head,
-            backbone_cfg=backbone_cfg,
+            model_path=self.head,
+            backbone_cfg=self.backbone_cfg,
             mode="pre-extracted",
-            predictions_out=pred_json,
+            predictions_out=tmp / "predictions.json",
             ground_truth_out=tmp / "ground_truth.json",
             samples_out=tmp / "samples.parquet",
             direction="exo2ego",
-            calibration=calibration,
-            matcher=x["matcher"],
+            calibration=self.calibration,
+            matcher=self.cfg["experiments"][self.experiment]["matcher"],
         )
-        result = read_json(pred_json, "predictions")["exo-ego"]["results"][PAIR]["masks"][OBJECT]
-        entry = result[f"{CAMS['exo']}_{CAMS[EGO]}"][str(FRAME)]
-    ego_rgb = load_photo(Path(ego), PAIR, EGO)
-    pred = decode_rle(entry["pred_mask"]).astype(np.uint8)
-    pred = cv2.resize(pred, (ego_rgb.shape[1], ego_rgb.shape[0]), interpolation=cv2.INTER_NEAREST).astype(bool)
-    confidence = float(entry["confidence"])
-    record = {
-        "experiment": experiment,
-        "model": str(head) if head else f"none (matcher {x['matcher']})",
-        "exo": str(exo),
-        "mask": str(mask),
-        "ego": str(ego),
-        "confidence": confidence,
-        "present": confidence > 0.5,
-        "mask_pixels": int(pred.sum()),
-        "ego_mask": str(out),
-        "overlay": str(out.with_name(out.stem + ".overlay.png")),
-    }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(pred.astype(np.uint8) * 255).save(out)
-    write_overlay(Path(exo), Path(mask), ego_rgb, pred, Path(record["overlay"]))
-    write_json(out.with_name(out.stem + ".json"), record, indent=1)
-    return record
+        return tmp / "predictions.json"
 
 
-def write_overlay(exo: Path, mask: Path, ego_rgb: np.ndarray, pred: np.ndarray, path: Path) -> None:
-    """exo photo with the source mask | ego photo with the prediction (the report's colours)."""
+def match(
+    *,
+    experiment: str,
+    exo: str | Path,
+    mask: str | Path,
+    ego: str | Path,
+    out: str | Path,
+    results: str | Path | None = None,
+    config: str | Path = "config.yaml",
+    device: str | None = None,
+) -> dict:
+    """One pair through a ``Matcher`` (see there); returns the JSON record."""
+    return Matcher(experiment=experiment, results=results, config=config, device=device)(exo=exo, mask=mask, ego=ego, out=out)
+
+
+def write_overlay(exo: Path, mask: Path, ego_rgb: np.ndarray, pred: np.ndarray, path: Path, height: int = 360) -> None:
+    """exo photo with the source mask | ego photo with the prediction (the report's colours), ``height`` px
+    tall (each photo is scaled down before it is tinted, so a large photo costs little)."""
+    import cv2
+
     from omama.data.photos import EXO, load_mask, load_photo
+    from omama.io import atomic_path
     from omama.report.overlays import COLOURS, blend, panel_row
+
+    def shown(rgb, m):
+        w = max(1, round(rgb.shape[1] * height / rgb.shape[0]))
+        small = cv2.resize(rgb, (w, height), interpolation=cv2.INTER_AREA)
+        return small, cv2.resize(m.astype(np.uint8), (w, height), interpolation=cv2.INTER_NEAREST).astype(bool)
 
     exo_rgb = load_photo(exo, PAIR, EXO)
     src = load_mask(mask, exo_rgb.shape[:2], PAIR, OBJECT, EXO)
-    Image.fromarray(panel_row([blend(exo_rgb, src, COLOURS["exo"]), blend(ego_rgb, pred, COLOURS["pred"])], height=360)).save(
-        path
-    )
+    panels = [blend(*shown(exo_rgb, src), COLOURS["exo"]), blend(*shown(ego_rgb, pred), COLOURS["pred"])]
+    with atomic_path(path) as tmp:
+        Image.fromarray(panel_row(panels, height=height)).save(tmp, format="PNG")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -210,16 +334,14 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     m = sub.add_parser("match", help="predict the ego mask of one exo object mask with a trained experiment")
     m.add_argument("--experiment", required=True, help="experiment name in the config (its model.pt must exist)")
-    m.add_argument("--exo", required=True, help="exo photo (jpg/png)")
-    m.add_argument("--mask", required=True, help="object mask on the exo photo (png, white = object)")
-    m.add_argument("--ego", required=True, help="ego photo (jpg/png)")
+    m.add_argument("--exo", required=True, help="exo photo (any format OpenCV reads: jpg, png, bmp, tiff, webp, ...)")
+    m.add_argument("--mask", required=True, help="object mask on the exo photo (white = object, or the alpha channel)")
+    m.add_argument("--ego", required=True, help="ego photo (any format OpenCV reads)")
     m.add_argument("-o", "--out", required=True, help="predicted ego mask (png); .overlay.png and .json beside it")
     m.add_argument("--results", default=None, help="results folder of the pipeline run (default: the config's)")
     m.add_argument("--config", default="config.yaml", help="pipeline config (default config.yaml)")
-    m.add_argument("--device", default=None, help="cpu or cuda (default: the config's)")
+    m.add_argument("--device", default=None, choices=("cpu", "cuda"), help="cpu or cuda (default: the config's)")
     args = parser.parse_args(argv)
-    from omama.weights import WeightsError
-
     try:
         r = match(
             experiment=args.experiment,
@@ -231,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
             config=args.config,
             device=args.device,
         )
-    except (FileNotFoundError, ValueError, WeightsError) as e:
+    except (OSError, ValueError, RuntimeError) as e:  # WeightsError is a RuntimeError; every message names the file
         print(f"omama match: {e}", file=sys.stderr)
         return 2
     print(json.dumps({k: r[k] for k in ("confidence", "present", "mask_pixels", "ego_mask", "overlay")}))

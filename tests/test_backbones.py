@@ -147,7 +147,7 @@ def test_bad_config_and_view_are_named():
     cfg = {"kind": "dinov2", "weights": "untrained", "tiny": TINY, **GRIDS}
     with pytest.raises(ValueError, match="view"):
         load_backbone(cfg).features(frames(1), "top")
-    with pytest.raises(ValueError, match="unsupported backbone"):
+    with pytest.raises(ValueError, match=r"at implementation: 'torchhub' is not one of \['transformers'\]"):
         load_backbone({**cfg, "kind": "dinov3", "implementation": "torchhub"})
     with pytest.raises(FileNotFoundError, match="no-such-dir"):
         load_backbone({**cfg, "weights": "/no-such-dir"})

@@ -98,9 +98,12 @@ def test_a_wheel_carries_the_schema_and_its_config_code_finds_it(tmp_path):
     with zipfile.ZipFile(wheel) as z:
         assert z.read("omama/config.schema.yaml") == (REPO / "workflow" / "schemas" / "config.schema.yaml").read_bytes()
         z.extractall(tmp_path / "site")
-    code = "import omama.config as c; print(c.SCHEMA); print(sorted(c.schema()['properties'])[:2])"
+    code = "import omama.config as c; print(c.SCHEMA); print(sorted(c.schema()['properties'])[:3])"
     env = {**os.environ, "PYTHONPATH": str(tmp_path / "site")}
     out = subprocess.run(
         [sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True, check=True
     ).stdout
-    assert out.splitlines() == [str(tmp_path / "site" / "omama" / "config.schema.yaml"), "['backbones', 'evaluate']"]
+    assert out.splitlines() == [
+        str(tmp_path / "site" / "omama" / "config.schema.yaml"),
+        "['backbones', 'compute_threads', 'evaluate']",
+    ]

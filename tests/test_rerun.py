@@ -3,8 +3,8 @@
 The session's finished tiny run (conftest ``tiny_run``: report.html done) is the base; each test
 changes one setting and reads ``snakemake -n``: the jobs it would run, each job's reason, and the
 reasons summary. Config reaches rules only through ``params:``, so a changed setting shows up as
-"Params have changed" on the stage that owns it; everything downstream re-runs because its input
-is updated, and nothing upstream re-runs.
+"Params have changed" on the stage that owns it (and its settings record, results/params/, as an
+updated input); everything downstream re-runs because its input is updated, and nothing upstream re-runs.
 """
 
 from __future__ import annotations
@@ -51,7 +51,8 @@ class DryRun:
         return {j.rule for j in self.jobs}
 
     def params_changed(self) -> set[str]:
-        return {j.rule for j in self.jobs if j.reason.startswith("Params have changed")}
+        """Rules whose own settings changed: Snakemake's params, and the settings record the job reads."""
+        return {j.rule for j in self.jobs if "Params have changed" in j.reason}
 
 
 def parse_dry_run(text: str) -> DryRun:

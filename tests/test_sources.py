@@ -153,7 +153,7 @@ def test_missing_video_of_unknown_size_is_an_error_naming_take_and_camera_and_a_
     # cam02 is in the manifest with no size but was never uploaded: the client warns, skips it and exits 0.
     publish(aws_profile, synthetic_source, "missing", [take_uid], unknown_size={"cam02"}, not_uploaded={"cam02"})
     source = {"kind": "egoexo", "egoexo": egoexo_cfg("missing")}
-    fetch_metadata(out_dir=tmp_path / "source", cfg=source["egoexo"])
+    fetch_metadata(out_dir=tmp_path / "source", cfg=source["egoexo"], timeout=30)
     build_index(
         source_root=tmp_path / "source",
         selection=SELECTION,
@@ -219,7 +219,7 @@ def test_take_missing_from_the_release_is_a_counted_skip_and_a_failed_download_n
 
 def test_wrong_credentials_fail_with_the_clients_reason(aws_profile, tmp_path):
     with pytest.raises(DownloadError, match="exited with 1"):
-        fetch_metadata(out_dir=tmp_path / "source", cfg=egoexo_cfg("no-such-release"))
+        fetch_metadata(out_dir=tmp_path / "source", cfg=egoexo_cfg("no-such-release"), timeout=30)
 
 
 @pytest.mark.slow

@@ -504,3 +504,23 @@ def test_loader_batches_are_the_same_with_worker_processes_and_orders_cover_ever
     assert sum(a != b for a, b in zip(flat, flat[1:])) == rows.take_uid.nunique() - 1  # each take's rows together
     with pytest.raises(ValueError, match="unknown batch order"):
         epoch_batches(rows, 5, 3, 1, "sorted")
+
+
+def test_nan_weights_stop_training_and_prediction_naming_where(world, tmp_path):
+    """Issue 24, siblings of defect 6 (non-finite features): a head whose weights hold NaN (tampered initial weights) trained
+    and predicted silently, NaN confidences and all."""
+    import torch
+
+    from omama.model.setup import build_head
+    from omama.model.takedata import Corpus
+
+    geometry = Corpus(world["annotations"], world["proposals"], world["features"]).geometry()
+    state = build_head(geometry, direction="exo2ego").state_dict()
+    state["projection.weight"][0, 0] = float("nan")
+    torch.save(state, tmp_path / "nan.pt")
+    with pytest.raises(ValueError, match=rf"training loss is nan at epoch 1, batch 1: .*initial weights: {tmp_path}/nan.pt"):
+        train(world, tmp_path / "t", init=tmp_path / "nan.pt")
+    assert not (tmp_path / "t" / "model.pt").exists()
+    with pytest.raises(ValueError, match=r"non-finite matching scores \(NaN or inf\) for take 'take-c', camera"):
+        predict(world, tmp_path / "nan.pt", tmp_path / "p")
+    assert not (tmp_path / "p" / "predictions.json").exists()

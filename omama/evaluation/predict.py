@@ -19,7 +19,7 @@ from tqdm import tqdm
 from omama.data.masks import encode_rle, eval_size
 from omama.direction import Direction
 from omama.evaluation.metrics import Bootstrap, predict_only_record, score_submission, summarise, unscored_metrics
-from omama.io import write_json, write_parquet
+from omama.io import where, write_json, write_parquet
 from omama.model.batches import batch_features, feature_inputs
 from omama.model.existence import Calibration
 from omama.model.head import MatchingHead, candidate_embeddings
@@ -90,7 +90,13 @@ class ModelChooser:
             q, t = candidate_embeddings(
                 self.head, src_feat.to(device), dst_feat.to(device), src_masks.to(device), cand.to(device)
             )
-        return (q * t).sum(-1), q[:, 0], t
+        scores = (q * t).sum(-1)
+        if not torch.isfinite(scores).all():
+            raise ValueError(
+                f"non-finite matching scores (NaN or inf) for {where(td.take, cam=dst_cam, frame=frame)}: the head's "
+                "weights or the features hold NaN or inf"
+            )
+        return scores, q[:, 0], t
 
     def __call__(self, td: TakeData, rows: pd.DataFrame, frame: int) -> tuple[np.ndarray, np.ndarray]:
         scores, q, t = self.match(td, rows, frame)

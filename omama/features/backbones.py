@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from omama.io import load_torch
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 VIEWS = ("ego", "exo")
@@ -295,10 +297,12 @@ def _load_resnet(cfg: dict) -> tuple[nn.Module, int, int, dict]:
             resnet = torchvision.models.resnet50(weights=None)
     else:
         resnet = torchvision.models.resnet50(weights=None)
-        if weights.startswith(("http://", "https://")):
-            state = torch.hub.load_state_dict_from_url(weights, map_location="cpu", check_hash=False)
+        if weights.startswith(("http://", "https://")):  # fetched by the torch_weights stage
+            from omama.weights import cached_url
+
+            state = load_torch(cached_url(weights), map_location="cpu", weights_only=True)
         elif Path(weights).is_file():
-            state = torch.load(weights, map_location="cpu", weights_only=True)
+            state = load_torch(weights, map_location="cpu", weights_only=True)
         else:
             raise FileNotFoundError(f"resnet50-dino weights {weights!r} is neither a URL nor a file")
         state = {k: v for k, v in state.items() if not k.startswith("fc.")}
@@ -354,15 +358,13 @@ def load_backbone(cfg: dict, device: str | torch.device | None = None) -> Backbo
     kind, weights = cfg["kind"], cfg["weights"]
     device = check_device(device or cfg["device"])
     impl = cfg["implementation"]
-    loaders = {
+    loaders = {  # the schema allows exactly these pairs
         ("dinov2", "transformers"): _load_transformers,
         ("dinov3", "transformers"): _load_transformers,
         ("dinov2", "torchhub"): _load_torchhub,
         ("resnet50-dino", "torchvision"): _load_resnet,
         ("torchvision", "torchvision"): _load_torchvision,
     }
-    if (kind, impl) not in loaders:
-        raise ValueError(f"unsupported backbone kind/implementation {kind!r}/{impl!r}; supported: {sorted(loaders)}")
     network, channels, patch, info = loaders[kind, impl](cfg)
     grids = _grids(cfg)
     if kind == "resnet50-dino":

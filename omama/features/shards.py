@@ -1,8 +1,9 @@
 """Whole-shard writes and batched row reads of the feature stores' Zarr v3 arrays, without zarr's per-call cost.
 
 The arrays are what ``zarr`` creates with ``chunks=(1, ...)`` and ``shards=(S, ...)``: codec
-``sharding_indexed`` with inner codecs ``bytes`` (little endian) plus at most one compressor,
-index codecs ``bytes`` + ``crc32c`` at the end of the shard. Shard ``i`` (rows ``[iS, iS+S)``) is the
+``sharding_indexed`` with inner codecs ``bytes`` (little endian), at most one compressor and
+``crc32c`` (every chunk carries the CRC32C of its encoded bytes, checked on every read), index
+codecs ``bytes`` + ``crc32c`` at the end of the shard. Shard ``i`` (rows ``[iS, iS+S)``) is the
 file ``{array}/c/{i}/0/.../0``: the encoded rows back to back, then the index, an (offset, nbytes)
 uint64 pair per row (2**64-1 for a row past the array's end), then its CRC32C. zarr reads these
 files as its own (tests compare them byte for byte with zarr's writer); this module only avoids
@@ -20,7 +21,7 @@ import google_crc32c
 import numcodecs
 import numpy as np
 import zarr
-from zarr.codecs import BloscCodec, BytesCodec, ShardingCodec, ZstdCodec
+from zarr.codecs import BloscCodec, BytesCodec, Crc32cCodec, ShardingCodec, ZstdCodec
 
 EMPTY = 2**64 - 1
 _SHUFFLE = {
@@ -32,6 +33,19 @@ _SHUFFLE = {
 
 class LayoutError(ValueError):
     """An array is not in the one-row-per-chunk sharded layout this module reads and writes."""
+
+
+class ChunkError(ValueError):
+    """A chunk's bytes do not match its CRC32C: the data was damaged after it was written (``row``: which)."""
+
+    def __init__(self, message: str, row: int):
+        super().__init__(message)
+        self.row = row
+
+
+def checksum(data) -> bytes:
+    """The CRC32C of ``data`` as the crc32c codec stores it (4 bytes, little endian)."""
+    return np.uint32(google_crc32c.value(data)).tobytes()
 
 
 def _numcodec(codec):
@@ -59,13 +73,16 @@ class RowArray:
         if (
             tuple(sharding.chunk_shape) != (1, *self.shape[1:])
             or sharding.index_location.value != "end"
-            or not inner
+            or len(inner) not in (2, 3)
             or not isinstance(inner[0], BytesCodec)
-            or len(inner) > 2
+            or not isinstance(inner[-1], Crc32cCodec)
             or (inner[0].endian is not None and inner[0].endian.value != "little")
         ):
-            raise LayoutError(f"{self.path}: not one little-endian row per chunk with the index at the end")
-        self.codec = _numcodec(inner[1]) if len(inner) == 2 else None
+            raise LayoutError(
+                f"{self.path}: not one little-endian row per chunk with a CRC32C per chunk and the index at the end "
+                f"(codecs {inner}; a store written before chunks carried checksums must be extracted again)"
+            )
+        self.codec = _numcodec(inner[1]) if len(inner) == 3 else None
         self.rows_per_shard = int(array.shards[0])
         self.row_bytes = int(np.prod(self.shape[1:], dtype=np.int64)) * self.dtype.itemsize
         self.nshards = -(-self.shape[0] // self.rows_per_shard)
@@ -83,14 +100,18 @@ class RowArray:
     # --- writing -------------------------------------------------------------------------
 
     def write_shard(self, i: int, rows: np.ndarray) -> None:
-        """Encode and write the rows of shard ``i`` (all of them: a shard is written once)."""
+        """Encode and write the rows of shard ``i`` (all of them: a shard is written once), each chunk
+        followed by its CRC32C."""
         n = min(self.rows_per_shard, self.shape[0] - i * self.rows_per_shard)
         if rows.shape != (n, *self.shape[1:]):
             raise ValueError(f"{self.path}: shard {i} needs rows of shape {(n, *self.shape[1:])}, got {rows.shape}")
         rows = np.ascontiguousarray(rows, dtype=self.dtype)
-        parts = [memoryview(r).cast("B") if self.codec is None else self.codec.encode(r) for r in rows]
+        encoded = [
+            r.reshape(-1).view(np.uint8) if self.codec is None else np.frombuffer(self.codec.encode(r), np.uint8) for r in rows
+        ]
+        parts = [part for data in encoded for part in (memoryview(data), checksum(data))]
         index = np.full((self.rows_per_shard, 2), EMPTY, dtype="<u8")
-        sizes = np.array([len(p) for p in parts], dtype=np.uint64)
+        sizes = np.array([len(data) + 4 for data in encoded], dtype=np.uint64)
         index[:n, 1] = sizes
         index[:n, 0] = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.uint64)
         tail = index.tobytes()
@@ -134,6 +155,16 @@ class RowArray:
             self._maps[i] = np.memmap(self.shard_file(i), np.uint8, mode="r")
         return self._maps[i]
 
+    def _verified(self, chunk: np.ndarray, row: int) -> np.ndarray:
+        """A chunk's encoded bytes without its CRC32C, after checking them against it."""
+        if len(chunk) < 4 or checksum(chunk[:-4]) != chunk[-4:].tobytes():
+            raise ChunkError(
+                f"row {row} of {self.path} does not match its checksum (chunk CRC32C in shard "
+                f"{self.shard_file(row // self.rows_per_shard)}): the file was damaged after it was written",
+                row,
+            )
+        return chunk[:-4]
+
     def read(self, rows, out: np.ndarray | None = None, at=None) -> np.ndarray:
         """Rows ``rows`` (any order, repeats allowed) as an array (len(rows), ...) of the stored dtype;
         or into ``out[at[k]]`` (a C-contiguous array of that dtype) for each ``rows[k]``."""
@@ -155,13 +186,13 @@ class RowArray:
                     off, nb = idx[rows[w] - shard * self.rows_per_shard]
                     if off == EMPTY:  # a chunk zarr skipped because it held only the fill value
                         out[at[w]] = 0
-                    elif nb != self.row_bytes or off + nb > len(mm) - 16 * self.rows_per_shard - 4:
+                    elif nb != self.row_bytes + 4 or off + nb > len(mm) - 16 * self.rows_per_shard - 4:
                         raise ValueError(
                             f"bad row entry ({off}, {nb}) in shard {self.shard_file(int(shard))}; "
                             f"delete the store and re-run its extraction"
                         )
                     else:
-                        flat[at[w]] = mm[int(off) : int(off + nb)]
+                        flat[at[w]] = self._verified(mm[int(off) : int(off + nb)], int(rows[w]))
                 continue
             fd = os.open(self.shard_file(int(shard)), os.O_RDONLY)
             try:
@@ -182,12 +213,12 @@ class RowArray:
                         out[at[want[j]]] = 0
                         j += 1
                         continue
-                    buf = os.pread(fd, int(stop - start), int(start))
-                    got = len(buf)
-                    for w, (off, nb) in zip(want[j:k], entries[j:k]):
-                        flat[at[w]] = np.frombuffer(self.codec.decode(buf[int(off - start) : int(off - start + nb)]), np.uint8)
-                    if got != stop - start:
+                    buf = np.frombuffer(os.pread(fd, int(stop - start), int(start)), np.uint8)
+                    if len(buf) != stop - start:
                         raise ValueError(f"truncated shard {self.shard_file(int(shard))}; delete the store and re-run")
+                    for w, (off, nb) in zip(want[j:k], entries[j:k]):
+                        chunk = self._verified(buf[int(off - start) : int(off - start + nb)], int(rows[w]))
+                        flat[at[w]] = np.frombuffer(self.codec.decode(chunk), np.uint8)
                     j = k
             finally:
                 os.close(fd)

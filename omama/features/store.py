@@ -1,7 +1,8 @@
 """Pre-extracted backbone features: one chunked, sharded Zarr v3 store per (backbone, take).
 
 Layout of ``R/features/{backbone}/{take}.zarr``: a group with one array per camera,
-shape (frames, C, h, w), one frame per chunk, many frames per shard file. Group attrs
+shape (frames, C, h, w), one frame per chunk (with its CRC32C: a damaged chunk is reported with its
+camera and frame, never read), many frames per shard file. Group attrs
 record the backbone (``describe()``), the store dtype, ``take_uid`` and, written last,
 ``complete: true``; each array's attrs hold its ``view`` and ``frames`` (the frame index
 of each row).
@@ -19,11 +20,11 @@ import numpy as np
 import torch
 import zarr
 from tqdm import tqdm
-from zarr.codecs import BloscCodec, ZstdCodec
+from zarr.codecs import BloscCodec, Crc32cCodec, ZstdCodec
 
 from omama.config import entry
 from omama.features.backbones import Backbone, load_backbone
-from omama.features.shards import LayoutError, RowArray
+from omama.features.shards import ChunkError, LayoutError, RowArray
 from omama.io import FrameError, atomic_path, load_frame, read_json, remove_abandoned, where
 
 log = logging.getLogger(__name__)
@@ -42,16 +43,17 @@ def take_frames(annotation: dict) -> tuple[list[str], dict[str, str], list[int]]
 
 
 def compressors(name: str, level: int) -> list:
-    """Zarr v3 codecs for a config ``compressor`` name (``lz4``: blosc-lz4 with byte shuffle)."""
-    if name == "zstd":
-        return [ZstdCodec(level=level)]
-    if name == "blosc":
-        return [BloscCodec(cname="zstd", clevel=min(level, 9), shuffle="bitshuffle")]
-    if name == "lz4":
-        return [BloscCodec(cname="lz4", clevel=min(max(level, 1), 9), shuffle="shuffle")]
-    if name == "none":
-        return []
-    raise ValueError(f"unknown compressor {name!r}; use zstd, blosc, lz4 or none")
+    """The Zarr v3 bytes-to-bytes codecs of a feature array for a config ``compressor`` name (``lz4``:
+    blosc-lz4 with byte shuffle), then ``crc32c``: every chunk carries its checksum, checked on every read."""
+    codecs = {
+        "zstd": [ZstdCodec(level=level)],
+        "blosc": [BloscCodec(cname="zstd", clevel=min(level, 9), shuffle="bitshuffle")],
+        "lz4": [BloscCodec(cname="lz4", clevel=min(max(level, 1), 9), shuffle="shuffle")],
+        "none": [],
+    }
+    if name not in codecs:
+        raise ValueError(f"unknown compressor {name!r}; use zstd, blosc, lz4 or none")
+    return [*codecs[name], Crc32cCodec()]
 
 
 def to_host(tensors: list[torch.Tensor]) -> tuple[list[torch.Tensor], torch.cuda.Event | None]:
@@ -115,6 +117,26 @@ class ShardBuffer:
             if self.filled == n_shard:
                 self.inflight.append(self.pool.submit(self.rows.write_shard, self.shard, self.buffer))
                 self.shard, self.filled, self.buffer = self.shard + 1, 0, None
+
+
+class FeatureError(ValueError):
+    """A backbone gave features that cannot be stored (NaN, inf); the message names take, camera and frame."""
+
+
+def check_finite(rows: list[torch.Tensor], dtype: np.dtype, take: str, cam: str, frames: list[int]) -> None:
+    """Refuse a batch whose stored values (float16/32 features, or int8's scale and offset, which a NaN or
+    inf feature makes non-finite) are not all finite, naming the first such frame."""
+    for values in rows:
+        if values.dtype.is_floating_point:
+            bad = (~torch.isfinite(values)).flatten(1).any(dim=1).nonzero().flatten().tolist()
+            if bad:
+                beyond = (
+                    f", or beyond the range of the store's {dtype.name} (use dtype: float32)" if dtype == np.float16 else ""
+                )
+                raise FeatureError(
+                    f"non-finite features (NaN or inf) from the backbone for {where(take, cam=cam, frame=frames[bad[0]])}"
+                    f" ({len(bad)} of the batch's {len(frames)} frames{beyond}); nothing was stored"
+                )
 
 
 class StoreError(ValueError):
@@ -253,7 +275,9 @@ def extract_features(
             shard = max(1, min(shard_frames, len(frames), SHARD_BYTES // (int(np.prod(shape[1:])) * dtype.itemsize)))
             parts = [(c, shape, dtype, codecs)]
             if dtype == np.int8:
-                parts.append((f"{c}{DEQUANT}", (len(frames), 2, backbone.channels), np.dtype(np.float32), []))
+                parts.append(
+                    (f"{c}{DEQUANT}", (len(frames), 2, backbone.channels), np.dtype(np.float32), compressors("none", 0))
+                )
             sinks[c] = []
             for key, shp, dt, cod in parts:
                 array = group.create_array(
@@ -267,33 +291,34 @@ def extract_features(
                     attributes={"view": views[c], "frames": frames},
                 )
                 sinks[c].append(ShardBuffer(RowArray(array, tmp / key), writers, inflight))
-        pending: deque[tuple[str, list[Future]]] = deque()
+        pending: deque[tuple[str, list[int], list[Future]]] = deque()
         todo = iter(batches)
 
         def prefetch() -> None:
             for cam, chunk in itertools.islice(todo, 1):
-                pending.append((cam, [decoders.submit(decode, cam, f) for f in chunk]))
+                pending.append((cam, chunk, [decoders.submit(decode, cam, f) for f in chunk]))
 
         for _ in range(PREFETCH_BATCHES):
             prefetch()
         with tqdm(total=len(frames) * len(cams), desc=f"features {take}", mininterval=5) as bar:
             out_dtype = torch.float16 if dtype == np.float16 else torch.float32
-            waiting: deque[tuple[str, list[torch.Tensor], torch.cuda.Event | None]] = deque()
+            waiting: deque[tuple[str, list[int], list[torch.Tensor], torch.cuda.Event | None]] = deque()
             while pending or waiting:
                 if pending:
-                    cam, futures = pending.popleft()
+                    cam, chunk, futures = pending.popleft()
                     prefetch()
                     batch = torch.from_numpy(np.stack([f.result() for f in futures]))
                     if backbone.device.type == "cuda":
                         batch = batch.pin_memory()
                     feats = backbone.encode(backbone.normalize(batch), views[cam])
                     outs = list(quantise(feats)) if dtype == np.int8 else [feats.to(out_dtype)]
-                    waiting.append((cam, *to_host(outs)))
+                    waiting.append((cam, chunk, *to_host(outs)))
                     bar.update(len(futures))
                 if len(waiting) > 1 or not pending:
-                    done_cam, rows, ready = waiting.popleft()
+                    done_cam, done_frames, rows, ready = waiting.popleft()
                     if ready is not None:
                         ready.synchronize()
+                    check_finite(rows, dtype, take, done_cam, done_frames)
                     for sink, values in zip(sinks[done_cam], rows):
                         sink.add(values.numpy())
                 while len(inflight) > 2 * write_threads:
@@ -357,8 +382,16 @@ class FeatureStore:
             )
         index = [rows[int(f)] for f in frames]
         values_out, dequant_out = out or (None, None)
-        dequant = self._dequant[cam].read(index, dequant_out, at) if self._dequant else None
-        return self._direct[cam].read(index, values_out, at), dequant
+        try:
+            dequant = self._dequant[cam].read(index, dequant_out, at) if self._dequant else None
+            return self._direct[cam].read(index, values_out, at), dequant
+        except ChunkError as e:
+            frame = self._arrays[cam].attrs["frames"][e.row]
+            raise StoreError(
+                f"damaged feature store {self.path}: camera {cam!r}, frame {frame} (take "
+                f"{self.attrs.get('take_uid')!r}): {e}. Delete the store and extract it again "
+                f"(snakemake ... -R features, or remove the directory)"
+            ) from e
 
     def stored_shape(self, cam: str) -> tuple[tuple, np.dtype, tuple | None]:
         """(row shape, dtype, dequant row shape or None) of a camera's stored features."""

@@ -218,6 +218,11 @@ def train_visibility(
         for i in range(0, len(xe), batch_size):
             idx = order[i : i + batch_size].to(xe.device)
             loss = visibility_loss(head, xe[idx], ye[idx], weights)
+            if not torch.isfinite(loss):
+                raise ValueError(
+                    f"existence training loss is {loss.item()} at epoch {epoch + 1}: the matching head or the features "
+                    "hold NaN or inf"
+                )
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -9,6 +9,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from omama.io import load_torch
+
 log = logging.getLogger(__name__)
 
 DIM = 768
@@ -172,7 +174,7 @@ def count_parameters(model: nn.Module) -> int:
 def load_checkpoint(model: nn.Module, path: str | Path) -> nn.Module:
     """Load a plain state dict strictly; any missing, unexpected or mis-shaped tensor is an error."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = load_torch(path, map_location="cpu", weights_only=True)
     except FileNotFoundError as e:
         raise FileNotFoundError(f"missing checkpoint: {path}") from e
     except Exception as e:

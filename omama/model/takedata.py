@@ -16,7 +16,7 @@ import pandas as pd
 from omama.data.masks import decode_rle, resize_mask
 from omama.direction import Direction
 from omama.features.store import FeatureStore
-from omama.io import load_frame, read_json, where
+from omama.io import load_frame, read_json, read_parquet, where
 from omama.proposals.proposers import ProposalSet, load_camera_proposals, load_proposals
 
 VIEWS = ("ego", "exo")
@@ -168,7 +168,7 @@ class Corpus:
 def subset_rows(split_table, subset: str, *, direction: str) -> pd.DataFrame:
     """Rows of a split table (path or frame) of ``direction`` assigned to ``subset``, in a fixed
     order (a table without a direction column holds exo2ego rows)."""
-    df = pd.read_parquet(split_table) if not isinstance(split_table, pd.DataFrame) else split_table
+    df = read_parquet(split_table) if not isinstance(split_table, pd.DataFrame) else split_table
     Direction(direction)
     keep = (df["split"] == subset) & ((df["direction"] == direction) if "direction" in df else direction == "exo2ego")
     rows = df[keep].sort_values(["take_uid", "frame", "object", "exo_cam"], kind="stable")

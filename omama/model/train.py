@@ -22,7 +22,7 @@ from tqdm import tqdm
 from omama.config import entry
 from omama.evaluation.metrics import summarise
 from omama.evaluation.predict import ModelChooser, run_predictions
-from omama.io import atomic_path, file_sha256, save_torch, write_json
+from omama.io import atomic_path, file_sha256, load_torch, save_torch, write_json
 from omama.model.batches import TrainingSet, batch_features, epoch_batches, training_loader
 from omama.model.head import MatchingHead, matching_loss, score_candidates
 from omama.model.setup import INIT_SEED, Setup, build_head, setup
@@ -163,7 +163,7 @@ def train_experiment(
     history, best_iou, best_state, start = [], -math.inf, None, 0
     last = Path(checkpoint_dir) / "last.pt"
     if last.is_file():
-        ck = torch.load(last, map_location=device, weights_only=False)
+        ck = load_torch(last, map_location=device, weights_only=False)
         old = ck.get("fingerprint") if isinstance(ck.get("fingerprint"), dict) else {}
         changed = fingerprint_changes(old, fingerprint)
         if not changed:
@@ -187,6 +187,11 @@ def train_experiment(
             src_feat, dst_feat = batch_features(batch, backbone, device)  # float32 made on the device
             scores = score_candidates(head, src_feat, dst_feat, batch["src_mask"].to(device), batch["cand_masks"].to(device))
             loss = matching_loss(scores, batch["target"].to(device), batch["visible"].to(device), batch["valid"].to(device))
+            if not torch.isfinite(loss):
+                raise ValueError(
+                    f"training loss is {loss.item()} at epoch {epoch + 1}, batch {len(losses) + 1}: the features or the "
+                    f"head's weights (initial weights: {init_path or 'seeded'}) hold NaN or inf; nothing of this epoch was saved"
+                )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if tc["grad_clip"]:

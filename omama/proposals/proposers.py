@@ -18,6 +18,7 @@ Outputs are COCO RLE (``omama.data.masks``), never dense arrays.
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,7 +33,7 @@ from tqdm import tqdm
 
 from omama.data.masks import decode_rle, encode_rle, mask_box, resize_mask
 from omama.features.backbones import check_device
-from omama.io import load_frame, read_json, write_parquet
+from omama.io import load_frame, read_json, read_parquet, write_parquet
 
 log = logging.getLogger(__name__)
 
@@ -65,13 +66,13 @@ class ProposalSet:
 
 def load_proposals(path) -> dict[int, ProposalSet]:
     """``{frame: ProposalSet}`` of an ego proposals parquet; processed frames without proposals map to empty sets."""
-    df = pd.read_parquet(path)
+    df = read_parquet(path)
     return _by_frame(df, df.attrs.get("image_size"), df.attrs.get("frames", []), path)
 
 
 def load_camera_proposals(path) -> dict[str, dict[int, ProposalSet]]:
     """``{camera: {frame: ProposalSet}}`` of an exo proposals parquet (``view="exo"``)."""
-    df = pd.read_parquet(path)
+    df = read_parquet(path)
     if "camera" not in df.columns or "cameras" not in df.attrs:
         raise ValueError(f"proposals file {path} is not a per-camera (exo) proposals file")
     return {
@@ -138,10 +139,12 @@ def snap_to_edges(labels: np.ndarray, edges: np.ndarray, margin: int = 2) -> np.
 
 
 class ClassicalProposer:
-    """Weights-free multi-scale Felzenszwalb proposals (see the module docstring)."""
+    """Weights-free multi-scale Felzenszwalb proposals (see the module docstring). The segmentations are
+    independent: ``threads`` of them run at once (scikit-image releases the GIL), with the same result."""
 
-    def __init__(self, *, scales, min_area: float, max_iou: float):
+    def __init__(self, *, scales, min_area: float, max_iou: float, threads: int = 1):
         self.scales, self.min_area, self.max_iou = list(scales), float(min_area), float(max_iou)
+        self.threads = max(1, int(threads))
 
     def segmentations(self, image: np.ndarray) -> list[np.ndarray]:
         """One integer label map per (scale, colour space), boundaries snapped to edges."""
@@ -149,11 +152,16 @@ class ClassicalProposer:
         chroma = rgb / np.maximum(rgb.sum(axis=2, keepdims=True), 1e-3)
         k = FELZENSZWALB_K * max(image.shape[:2]) / 224
         min_size = max(4, int(self.min_area * image.shape[0] * image.shape[1] / 2))
-        out = []
+
+        def segment(im, edges, s):
+            return snap_to_edges(felzenszwalb(im, scale=k * s, sigma=0.8, min_size=min_size), edges)
+
+        runs = []
         for im in (rgb, chroma):
             edges = np.max([sobel(im[..., c]) for c in range(3)], axis=0)
-            out += [snap_to_edges(felzenszwalb(im, scale=k * s, sigma=0.8, min_size=min_size), edges) for s in self.scales]
-        return out
+            runs += [(im, edges, s) for s in self.scales]
+        with ThreadPoolExecutor(self.threads) as pool:
+            return list(pool.map(lambda run: segment(*run), runs))
 
     def __call__(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """uint8 RGB (H, W, 3) -> bool masks (N, H, W), scores (N,)."""
@@ -264,15 +272,16 @@ class SAMProposer:
         return masks[keep], scores[keep]
 
 
-def make_proposer(cfg: dict, device: str | None = None):
-    """The proposer a ``config["proposers"][name]`` entry describes (on ``device``, default its own)."""
+def make_proposer(cfg: dict, device: str | None = None, threads: int = 1):
+    """The proposer a ``config["proposers"][name]`` entry describes (on ``device``, default its own; the
+    classical one segments with ``threads`` threads, which changes nothing but its speed)."""
     from omama.config import entry
 
     cfg = entry("proposers", cfg)  # the schema's defaults
     kind, device = cfg["kind"], device or cfg["device"]
     check_device(device)
     if kind == "classical":
-        return ClassicalProposer(scales=cfg["scales"], min_area=cfg["min_area"], max_iou=cfg["max_iou"])
+        return ClassicalProposer(scales=cfg["scales"], min_area=cfg["min_area"], max_iou=cfg["max_iou"], threads=threads)
     if kind == "fastsam":
         if not cfg.get("weights"):
             raise ValueError("proposer kind fastsam needs weights: path to FastSAM-x.pt or FastSAM-s.pt")
@@ -336,7 +345,15 @@ RECALL_TYPES = {"frame": "int64", "gt_area": "int64", "best_iou": "float64", "n_
 
 
 def propose_take(
-    *, annotation_json, images_dir, out_proposals, out_recall, proposer_cfg: dict, device: str | None = None, view: str = "ego"
+    *,
+    annotation_json,
+    images_dir,
+    out_proposals,
+    out_recall,
+    proposer_cfg: dict,
+    device: str | None = None,
+    view: str = "ego",
+    proposer=None,
 ) -> dict:
     """Proposals for every frame in ``subsample_idx`` of one take's ego camera (``view="ego"``) or
     of each of its exo cameras (``view="exo"``, for the ego->exo direction), and their recall of
@@ -353,7 +370,7 @@ def propose_take(
     annotation = read_json(annotation_json, "annotation")
     take = annotation["take_uid"]
     frames = sorted(int(f) for f in annotation["subsample_idx"])
-    proposer = make_proposer(proposer_cfg, device)
+    proposer = proposer or make_proposer(proposer_cfg, device)  # an already built one (omama match keeps it)
     cams = [annotation["ego_cam"]] if view == "ego" else list(annotation["exo_cams"])
     tables, recalls, attrs = [], [], {}
     for cam in cams:

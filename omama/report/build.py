@@ -12,7 +12,7 @@ import jinja2
 import numpy as np
 import pandas as pd
 
-from omama.io import atomic_path, read_json
+from omama.io import atomic_path, read_json, read_parquet
 from omama.report import directions
 from omama.report.existence import existence_section
 from omama.report.figures import breakdown_figure, delta_figure, iou_histogram, timing_figure, training_figure
@@ -93,7 +93,7 @@ def breakdown_sections(p: ReportParams, files: Inputs, main: dict) -> list[dict]
         binned("By object size (ego mask area, native px, tertiles)", size_bins(main), "size_bin", "IoU by ego object size")
     )
     if p.source_kind == "synthetic":
-        occlusion = visibility_bins(main, pd.read_parquet(files.visibility()))
+        occlusion = visibility_bins(main, read_parquet(files.visibility()))
         breakdowns.append(
             binned(
                 "By occlusion (synthetic ground-truth visible fraction in ego)",
@@ -121,7 +121,7 @@ def build_context(p: ReportParams, files: Inputs, takes: list[str], benchmarks: 
     declared timing files of the jobs behind the results)."""
     all_experiments, submissions = p.experiments, p.submissions
     split_names = sorted({x["split"] for x in p.experiments.values()})
-    split_tables = {s: pd.read_parquet(files.split(s)) for s in split_names}
+    split_tables = {s: read_parquet(files.split(s)) for s in split_names}
     split_tables = {s: d[d["direction"] == "exo2ego"] for s, d in split_tables.items()}
     samples = {s: {e: load_samples(files.result("samples.parquet", e, s)) for e in p.experiments} for s in p.subsets}
     preds = {

@@ -11,7 +11,7 @@ import pandas as pd
 
 from omama.io import read_json
 from omama.report.inputs import Inputs, by_direction
-from omama.report.tables import METRICS, html_table, metric_cells
+from omama.report.tables import METRICS, defined, html_table, metric_cells
 
 SHOWN = ("iou", "shape_acc", "location_score", "existence_balanced_acc")
 LABELS = {"exo2ego": "exo→ego", "ego2exo": "ego→exo"}
@@ -32,8 +32,8 @@ def section(files: Inputs, experiments: dict, subsets: list, references: list) -
                 for ref in references:
                     path = reference("metrics.json", split, proposer, s, ref)
                     m = read_json(path, "reference metrics")
-                    iou = m.get("iou")
-                    best_ref[split, proposer] = max(best_ref.get((split, proposer), 0.0), iou if iou == iou and iou else 0.0)
+                    iou = defined(m.get("iou"))
+                    best_ref[split, proposer] = max(best_ref.get((split, proposer), 0.0), iou or 0.0)
                     rows.append(_row(direction, s, f"reference: {ref}", split, m, path))
             for name, x in exps.items():
                 path = files.result("metrics.json", name, s)
@@ -41,13 +41,14 @@ def section(files: Inputs, experiments: dict, subsets: list, references: list) -
                 rows.append(_row(direction, s, name, x["split"], m, path))
                 if direction == "ego2exo" and m.get("scored", True):
                     best = best_ref.get((x["split"], x["proposer"]), 0.0)  # no references configured: no ratio
+                    iou = defined(m["iou"])  # None: no present sample
                     ratios.append(
                         {
                             "experiment": name,
                             "subset": s,
-                            "IoU": f"{m['iou']:.4f}",
+                            "IoU": "–" if iou is None else f"{iou:.4f}",
                             "best reference IoU": f"{best:.4f}",
-                            "ratio": f"{m['iou'] / best:.2f}×" if best > 0 else "–",
+                            "ratio": f"{iou / best:.2f}×" if best > 0 and iou is not None else "–",
                         }
                     )
     return {"table": html_table(pd.DataFrame(rows), index=False), "ratios": html_table(pd.DataFrame(ratios), index=False)}

@@ -8,7 +8,7 @@ import json
 import pandas as pd
 
 from omama.evaluation.metrics import Bootstrap, difference_interval, mean_interval, present
-from omama.io import read_json
+from omama.io import read_json, read_parquet
 from omama.report.inputs import Inputs, ReportParams
 from omama.report.overlays import Frames, overlay
 from omama.report.tables import (
@@ -92,7 +92,7 @@ def feature_attrs(files: Inputs, backbone: str, takes: list[str]) -> dict:
 def proposal_recall(p: ReportParams, files: Inputs, takes: list[str]) -> pd.DataFrame:
     rows = []
     for name in sorted({x["proposer"] for x in p.experiments.values()}):
-        parts = [pd.read_parquet(files.recall(name, t)).assign(take_uid=t) for t in takes]
+        parts = [read_parquet(files.recall(name, t)).assign(take_uid=t) for t in takes]
         rec = pd.concat(parts) if parts else pd.DataFrame(columns=["take_uid", "best_iou", "n_proposals"])
         rec = rec.assign(**{f"r{q}": rec["best_iou"] >= q for q in (0.5, 0.75)})
         rows.append(

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from omama.evaluation.metrics import Bootstrap, ci_key, mean_interval
+from omama.io import read_parquet
 
 SAMPLE_KEY = ["take_uid", "object", "exo_cam", "ego_cam", "frame"]
 
@@ -22,14 +23,19 @@ METRICS = [
 
 
 def load_samples(path: Path) -> pd.DataFrame:
-    df = pd.read_parquet(path)
+    df = read_parquet(path)
     df["ego_present"] = df["ego_present"].astype(bool)
     return df
 
 
+def defined(figure) -> float | None:
+    """A metric as a float, None when undefined (``null`` in metrics.json; NaN in files of older versions)."""
+    return None if figure is None or not np.isfinite(figure) else float(figure)
+
+
 def with_ci(point, ci, fmt: str = "{:.4f}") -> str:
     """``0.5090 [0.470, 0.550]``: a metric and its confidence interval ([n/a] when undefined)."""
-    if point is None or not np.isfinite(point):
+    if defined(point) is None:
         return "–"
     return fmt.format(point) + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else " [n/a]")
 

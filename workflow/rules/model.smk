@@ -2,9 +2,37 @@
 # reference predictors per (split, proposer, subset, predictor).
 
 
+# Each rule's settings: its params, and the settings record its jobs read (common.smk: settings).
+TRAIN = dict(
+    experiment=lambda wc: matching_settings(wc.exp),
+    backbone=lambda wc: backbone_config(experiment(wc.exp)["backbone"]),
+    proposer=lambda wc: proposer_config(experiment(wc.exp)["proposer"]),
+    checkpoints=lambda wc: L.checkpoints(wc.exp),
+    direction=lambda wc: direction(wc.exp),
+    threads=COMPUTE_THREADS,
+)
+TRAIN_EXISTENCE = dict(
+    backbone=lambda wc: backbone_config(experiment(wc.exp)["backbone"]),
+    mode=lambda wc: feature_mode(wc.exp),
+    settings=lambda wc: experiment(wc.exp)["existence_train"],
+    direction=lambda wc: direction(wc.exp),
+    threads=COMPUTE_THREADS,
+)
+PREDICT = dict(
+    backbone=lambda wc: backbone_config(experiment(wc.exp)["backbone"]),
+    mode=lambda wc: feature_mode(wc.exp),
+    direction=lambda wc: direction(wc.exp),
+    matcher=lambda wc: experiment(wc.exp)["matcher"],
+    threads=COMPUTE_THREADS,
+)
+EVALUATE = dict(bootstrap=bootstrap_config())
+REFERENCE = dict(seed=config["evaluate"]["seed"], bootstrap=bootstrap_config())
+
+
 rule train:
     input:
         unpack(train_inputs),
+        settings=settings("train/{exp}", TRAIN),
     output:
         model=L.model(),
         history=L.history(),
@@ -15,15 +43,11 @@ rule train:
     priority: 1
     conda:
         CONDA_ENV
-    threads: 2
+    threads: COMPUTE_THREADS
     resources:
         gpu=experiment_gpus,
     params:
-        experiment=lambda wc: matching_settings(wc.exp),
-        backbone=lambda wc: backbone_config(experiment(wc.exp)["backbone"]),
-        proposer=lambda wc: proposer_config(experiment(wc.exp)["proposer"]),
-        checkpoints=lambda wc: L.checkpoints(wc.exp),
-        direction=lambda wc: direction(wc.exp),
+        **TRAIN,
     script:
         "../scripts/train.py"
 
@@ -33,6 +57,7 @@ rule train_existence:
     input:
         unpack(model_inputs),
         model=rules.train.output.model,
+        settings=settings("train_existence/{exp}", TRAIN_EXISTENCE),
     output:
         model=L.existence("model.pt"),
         calibration=L.existence("calibration.json"),
@@ -43,14 +68,11 @@ rule train_existence:
         L.benchmark("train_existence/{exp}")
     conda:
         CONDA_ENV
-    threads: 2
+    threads: COMPUTE_THREADS
     resources:
         gpu=experiment_gpus,
     params:
-        backbone=lambda wc: backbone_config(experiment(wc.exp)["backbone"]),
-        mode=lambda wc: feature_mode(wc.exp),
-        settings=lambda wc: experiment(wc.exp)["existence_train"],
-        direction=lambda wc: direction(wc.exp),
+        **TRAIN_EXISTENCE,
     script:
         "../scripts/train_existence.py"
 
@@ -59,6 +81,7 @@ rule predict:
     input:
         unpack(model_inputs),
         unpack(predicted_model),
+        settings=settings("predict/{exp}", PREDICT),
     output:
         predictions=L.result("predictions.json"),
         ground_truth=L.result("ground_truth.json"),
@@ -69,14 +92,11 @@ rule predict:
         L.benchmark("predict/{exp}/{subset}")
     conda:
         CONDA_ENV
-    threads: 2
+    threads: COMPUTE_THREADS
     resources:
         gpu=experiment_gpus,
     params:
-        backbone=lambda wc: backbone_config(experiment(wc.exp)["backbone"]),
-        mode=lambda wc: feature_mode(wc.exp),
-        direction=lambda wc: direction(wc.exp),
-        matcher=lambda wc: experiment(wc.exp)["matcher"],
+        **PREDICT,
     script:
         "../scripts/predict.py"
 
@@ -85,6 +105,7 @@ rule evaluate:
     input:
         predictions=rules.predict.output.predictions,
         ground_truth=rules.predict.output.ground_truth,
+        settings=settings("evaluate", EVALUATE),
     output:
         metrics=L.result("metrics.json"),
     log:
@@ -94,7 +115,7 @@ rule evaluate:
     conda:
         CONDA_ENV
     params:
-        bootstrap=bootstrap_config(),
+        **EVALUATE,
     script:
         "../scripts/evaluate.py"
 
@@ -104,6 +125,7 @@ rule reference:
         split=rules.split.output.split,
         annotations=lambda wc: take_files(L.annotation()),
         proposals=lambda wc: all_proposals(wc.proposer),
+        settings=settings("reference", REFERENCE),
     output:
         samples=L.reference("samples.parquet"),
         metrics=L.reference("metrics.json"),
@@ -114,8 +136,7 @@ rule reference:
     conda:
         CONDA_ENV
     params:
-        seed=config["evaluate"]["seed"],
-        bootstrap=bootstrap_config(),
+        **REFERENCE,
         direction="exo2ego",
     script:
         "../scripts/reference.py"
@@ -128,6 +149,7 @@ use rule reference as reference_ego2exo with:
         annotations=lambda wc: take_files(L.annotation()),
         proposals=lambda wc: all_proposals(wc.proposer),
         exo_proposals=lambda wc: take_files(L.exo_proposals(wc.proposer)),
+        settings=settings("reference", REFERENCE),
     output:
         samples=L.reference_ego2exo("samples.parquet"),
         metrics=L.reference_ego2exo("metrics.json"),
@@ -136,8 +158,7 @@ use rule reference as reference_ego2exo with:
     benchmark:
         L.benchmark("reference/ego2exo/{split}/{proposer}/{subset}/{predictor}")
     params:
-        seed=config["evaluate"]["seed"],
-        bootstrap=bootstrap_config(),
+        **REFERENCE,
         direction="ego2exo",
 
 

@@ -2,9 +2,13 @@
 # (omama.report.report_inputs: results, photo-pair sets, and the timing files of the jobs behind them).
 
 
+REPORT = dict(report=report_params())
+
+
 rule report:
     input:
         unpack(report_files),
+        settings=settings("report", REPORT),
     output:
         html=L.report(),
     log:
@@ -14,6 +18,6 @@ rule report:
     conda:
         CONDA_ENV
     params:
-        report=report_params(),
+        **REPORT,
     script:
         "../scripts/report.py"

@@ -7,7 +7,19 @@ wildcard_constraints:
     rset=r"robustness|motorcycle",
 
 
+# Each rule's settings: its params, and the settings record its jobs read (common.smk: settings).
+ROBUSTNESS_PHOTOS = dict(
+    n=config["robustness"]["synthetic_pairs"],
+    photos=config["robustness"]["synthetic_photos"],
+    seed=config["synthetic"]["seed"],
+)
+MOTORCYCLE_PHOTOS = dict(cfg=config["robustness"]["motorcycle"])
+ROBUSTNESS_TAKE = dict(jpeg_quality=config["frames"]["jpeg_quality"], max_side=config["robustness"]["max_side"])
+
+
 rule robustness_photos:
+    input:
+        settings=settings("robustness_photos", ROBUSTNESS_PHOTOS),
     output:
         photos=directory(L.photo_set("robustness").photos()),
     log:
@@ -17,9 +29,7 @@ rule robustness_photos:
     conda:
         CONDA_ENV
     params:
-        n=config["robustness"]["synthetic_pairs"],
-        photos=config["robustness"]["synthetic_photos"],
-        seed=config["synthetic"]["seed"],
+        **ROBUSTNESS_PHOTOS,
     script:
         "../scripts/robustness_photos.py"
 
@@ -27,6 +37,8 @@ rule robustness_photos:
 # Real photographs: the Middlebury motorcycle stereo pair (shipped with scikit-image), masks
 # carried between the views by the true disparity.
 rule motorcycle_photos:
+    input:
+        settings=settings("motorcycle_photos", MOTORCYCLE_PHOTOS),
     output:
         photos=directory(L.photo_set("motorcycle").photos()),
     log:
@@ -36,7 +48,7 @@ rule motorcycle_photos:
     conda:
         CONDA_ENV
     params:
-        cfg=config["robustness"]["motorcycle"],
+        **MOTORCYCLE_PHOTOS,
     script:
         "../scripts/motorcycle_photos.py"
 
@@ -61,6 +73,7 @@ rule robustness_take:
         photos=lambda wc: PHOTO_SETS[wc.rset],
         pair=pair_files,
         takes=PHOTO.index(),
+        settings=settings("robustness_take", ROBUSTNESS_TAKE),
     output:
         annotation=PHOTO.annotation(),
         images=directory(PHOTO.images()),
@@ -71,7 +84,7 @@ rule robustness_take:
     conda:
         CONDA_ENV
     params:
-        jpeg_quality=config["frames"]["jpeg_quality"],
+        **ROBUSTNESS_TAKE,
     script:
         "../scripts/robustness_take.py"
 
@@ -81,6 +94,7 @@ use rule features as robustness_features with:
         annotation=rules.robustness_take.output.annotation,
         images=rules.robustness_take.output.images,
         weights=lambda wc: weights_record(wc.backbone),
+        settings=settings("features/{backbone}", FEATURES),
     output:
         store=directory(PHOTO.features()),
     log:
@@ -94,6 +108,7 @@ use rule proposals as robustness_proposals with:
         annotation=rules.robustness_take.output.annotation,
         images=rules.robustness_take.output.images,
         weights=lambda wc: proposer_weights_record(wc.proposer),
+        settings=settings("proposals/{proposer}", PROPOSER),
     output:
         proposals=PHOTO.proposals(),
         recall=PHOTO.recall(),
@@ -135,6 +150,7 @@ use rule split as robustness_split with:
 use rule predict as robustness_predict with:
     input:
         unpack(robustness_model_inputs),
+        settings=settings("predict/{exp}", PREDICT),
     output:
         predictions=PHOTO.result("predictions.json"),
         ground_truth=PHOTO.result("ground_truth.json"),
@@ -149,6 +165,7 @@ use rule evaluate as robustness_evaluate with:
     input:
         predictions=rules.robustness_predict.output.predictions,
         ground_truth=rules.robustness_predict.output.ground_truth,
+        settings=settings("evaluate", EVALUATE),
     output:
         metrics=PHOTO.result("metrics.json"),
     log:
@@ -163,6 +180,7 @@ use rule reference as robustness_reference with:
         split=rules.robustness_split.output.split,
         annotations=lambda wc: take_files(L.photo_set(wc.rset).annotation(), robustness_pairs(wc.rset)),
         proposals=lambda wc: take_files(L.photo_set(wc.rset).proposals(wc.proposer), robustness_pairs(wc.rset)),
+        settings=settings("reference", REFERENCE),
     output:
         samples=PHOTO.reference("samples.parquet"),
         metrics=PHOTO.reference("metrics.json"),

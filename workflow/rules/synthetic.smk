@@ -1,9 +1,14 @@
 # rules: synthetic — the embedded default source, generated in the Ego-Exo4D layout.
 
 
+SYNTHESIZE = dict(cfg=config["synthetic"])  # its params and its settings record (common.smk: settings)
+
+
 if config["source"]["kind"] == "synthetic":
 
     rule synthesize:
+        input:
+            settings=settings("synthesize", SYNTHESIZE),
         output:
             takes=layout.source_takes(L.synthetic),
             train=layout.source_relations(L.synthetic, "train"),
@@ -18,6 +23,6 @@ if config["source"]["kind"] == "synthetic":
         conda:
             CONDA_ENV
         params:
-            cfg=config["synthetic"],
+            **SYNTHESIZE,
         script:
             "../scripts/synthesize.py"

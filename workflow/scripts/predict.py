@@ -6,7 +6,7 @@ from omama.evaluation.predict import predict_experiment
 from omama.logs import log_to
 
 log_to(snakemake.log[0])
-torch.set_num_threads(snakemake.threads)
+torch.set_num_threads(snakemake.params.threads)  # config compute_threads, whatever --cores is
 inp, out = snakemake.input, snakemake.output
 predict_experiment(
     split_table=inp.split,

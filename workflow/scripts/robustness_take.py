@@ -11,4 +11,5 @@ convert_pair(
     annotation_out=snakemake.output.annotation,
     images_out=snakemake.output.images,
     jpeg_quality=snakemake.params.jpeg_quality,
+    max_side=snakemake.params.max_side,
 )

@@ -6,7 +6,7 @@ from omama.logs import log_to
 from omama.model.existence import train_existence
 
 log_to(snakemake.log[0])
-torch.set_num_threads(snakemake.threads)
+torch.set_num_threads(snakemake.params.threads)  # config compute_threads, whatever --cores is
 inp, out = snakemake.input, snakemake.output
 train_existence(
     split_table=inp.split,

@@ -1,0 +1,169 @@
+"""One experiment as the config defines it, resolved once, and the files it reads.
+
+``Experiment.resolve(config, name)`` takes the validated config (the schema's defaults filled) and
+gathers everything an experiment is: its dataset and the datasets it is evaluated on, its backbone and
+proposer entries, split, direction, matcher, initial weights, training, existence head, temporal memory
+and adaptation; what follows from them (the feature mode, whether it has head weights, which split it
+uses on each dataset) is decided here and nowhere else. ``Inputs`` holds the files one stage of it
+reads, built from ``snakemake.input`` (``Inputs.of``) or from the results layout (``Inputs.from_layout``,
+for code run outside the workflow such as ``omama match``). Light: no numpy or torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+from omama.direction import Direction
+
+ALL = "all"  # the split of a dataset an experiment is evaluated on but not trained on: every row is a test row
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    dataset: str
+    evaluate_on: tuple[str, ...]
+    backbone_name: str
+    backbone: dict
+    proposer_name: str
+    proposer: dict
+    split: str
+    direction: str
+    matcher: str
+    init: str
+    train: dict | None
+    existence: str
+    existence_train: dict
+    temporal: str = "none"
+    temporal_memory: dict = field(default_factory=dict)
+    adapt: str = "none"
+    adaptation: dict = field(default_factory=dict)
+
+    @classmethod
+    def resolve(cls, config: dict, name: str) -> Experiment:
+        """The experiment ``name`` of a validated config; an unknown name, backbone, proposer or dataset
+        is an error naming the key."""
+        experiments = config["experiments"]
+        if name not in experiments:
+            raise ValueError(f"unknown experiment {name!r}; known: {sorted(experiments)}")
+        x = experiments[name]
+        where = f"experiments.{name}"
+        for key, section in (("backbone", "backbones"), ("proposer", "proposers"), ("dataset", "datasets")):
+            if x[key] not in config[section]:
+                raise ValueError(
+                    f"{where}.{key} names {x[key]!r}, which is not under {section}: (known: {sorted(config[section])})"
+                )
+        evaluate_on = tuple(x["evaluate_on"] or [x["dataset"]])
+        for d in evaluate_on:
+            if d not in config["datasets"]:
+                raise ValueError(
+                    f"{where}.evaluate_on names {d!r}, which is not under datasets: (known: {sorted(config['datasets'])})"
+                )
+        own = {f.name for f in fields(cls)} - {"name", "backbone_name", "proposer_name", "evaluate_on"}
+        return cls(
+            name=name,
+            evaluate_on=evaluate_on,
+            backbone_name=x["backbone"],
+            proposer_name=x["proposer"],
+            **{k: v for k, v in x.items() if k in own and k not in ("backbone", "proposer")},
+            backbone=config["backbones"][x["backbone"]],
+            proposer=config["proposers"][x["proposer"]],
+        )
+
+    # -- what follows from the settings, decided here once
+
+    @property
+    def trained(self) -> bool:
+        return self.train is not None
+
+    @property
+    def has_head(self) -> bool:
+        """Whether it has head weights (model.pt): every matcher but the training-free cosine one."""
+        return self.matcher == "omama"
+
+    @property
+    def feature_mode(self) -> str:
+        """pre-extracted (the feature stores) or on-the-fly (the frozen backbone on the frames): the training
+        setting; an experiment that is not trained reads the stores."""
+        return self.train["features"] if self.train else "pre-extracted"
+
+    @property
+    def on_the_fly(self) -> bool:
+        return self.feature_mode == "on-the-fly"
+
+    @property
+    def init_experiment(self) -> str | None:
+        """The experiment whose model.pt it starts from (``init: experiment:<name>``), else None."""
+        return self.init.split(":", 1)[1] if self.init.startswith("experiment:") else None
+
+    @property
+    def init_path(self) -> str | None:
+        """A state dict file it starts from, else None."""
+        return None if self.init == "none" or self.init_experiment else self.init
+
+    @property
+    def way(self) -> Direction:
+        return Direction(self.direction)
+
+    def split_on(self, dataset: str) -> str:
+        """The split it uses on ``dataset``: its own on its dataset; every row a test row on another."""
+        return self.split if dataset == self.dataset else ALL
+
+    def subsets_on(self, dataset: str, evaluated: list[str]) -> list[str]:
+        """The subsets it is predicted and scored on, on ``dataset``: ``evaluate.subsets`` on its own dataset,
+        test on another."""
+        return list(evaluated) if dataset == self.dataset else ["test"]
+
+    def settings(self, stage: str) -> dict:
+        """The settings a stage depends on (a rule's params, so that changing one setting re-runs only the
+        stages that read it): ``train`` the matching head's; ``existence`` its existence head's too;
+        ``predict`` everything that shapes a prediction."""
+        d = asdict(self)
+        matching = {k: d[k] for k in ("dataset", "backbone", "proposer", "split", "direction", "matcher", "init", "train")}
+        if stage == "train":
+            return matching
+        if stage == "existence":
+            return {**matching, "existence": self.existence, "existence_train": self.existence_train}
+        if stage == "predict":
+            return {k: v for k, v in d.items() if k not in ("name", "evaluate_on", "existence_train", "train")}
+        raise ValueError(f"unknown stage {stage!r}")
+
+
+def experiments(config: dict) -> dict[str, Experiment]:
+    """Every experiment of a validated config, resolved."""
+    return {name: Experiment.resolve(config, name) for name in config["experiments"]}
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """The files one stage of an experiment reads on one dataset (each optional per stage)."""
+
+    split: str | None = None
+    annotations: tuple[str, ...] = ()
+    proposals: tuple[str, ...] = ()
+    features: tuple[str, ...] | None = None
+    images: tuple[str, ...] | None = None
+    exo_proposals: tuple[str, ...] | None = None
+    model: str | None = None
+    calibration: str | None = None
+    init: str | None = None
+    temporal: str | None = None
+
+    @classmethod
+    def of(cls, snakemake_input) -> Inputs:
+        """From a job's ``snakemake.input`` (named inputs; absent names stay None)."""
+        get = lambda k: getattr(snakemake_input, k, None)
+        many = lambda k: None if get(k) is None else tuple(map(str, get(k)))
+        one = lambda k: None if get(k) is None or not len(get(k)) else str(get(k))
+        return cls(
+            split=one("split"),
+            annotations=many("annotations") or (),
+            proposals=many("proposals") or (),
+            features=many("features"),
+            images=many("images"),
+            exo_proposals=many("exo_proposals"),
+            model=one("model"),
+            calibration=one("calibration"),
+            init=one("init"),
+            temporal=one("temporal"),
+        )
