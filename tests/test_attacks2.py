@@ -627,7 +627,8 @@ def test_grids_and_batches_that_cannot_fit_in_memory_are_refused_naming_the_key(
     cfg["job_memory_gb"] = 100  # the machines that run the jobs have more: the features fit there, training does not
     assert [p.split(":")[0] for p in memory_problems(validate(copy.deepcopy(cfg)))] == [
         "experiments.trained-frame.train",
-        "experiments.trained-object.train",  # (trained-ego2exo's candidates are exo frames, 192x336 px)
+        "experiments.trained-object.train",
+        "experiments.trained-official.train",  # (trained-ego2exo's candidates are exo frames, 192x336 px)
     ]
     cfg = default_config()
     cfg["robustness"]["max_side"] = 8000  # an 8000-px working copy: 38 GB in the classical proposer

@@ -187,7 +187,7 @@ def test_take_missing_from_the_release_is_a_counted_skip_and_a_failed_download_n
     # `withheld` is in no manifest (not in the release); `broken` is listed with its size but cam01 never uploaded
     publish(aws_profile, synthetic_source, "release", [broken, *published], not_uploaded={"cam01"})
     source = {"kind": "egoexo", "egoexo": egoexo_cfg("release")}
-    fetch_metadata(out_dir=tmp_path / "source", cfg=source["egoexo"])
+    fetch_metadata(out_dir=tmp_path / "source", cfg=source["egoexo"], timeout=30)
     lean = build_index(
         source_root=tmp_path / "source",
         selection=SELECTION,
