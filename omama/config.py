@@ -1,9 +1,11 @@
-"""The config schema (workflow/schemas/config.schema.yaml) as the one source of defaults.
+"""The config schema (workflow/schemas/config.schema.yaml plus each kind's fragment) as the one source of defaults.
 
-``validate`` fills a whole config the way Snakemake's ``validate`` does for the workflow (omama
-never imports snakemake); ``entry`` fills one entry (a backbone, a proposer, training settings)
-for code called outside the workflow; ``reference`` writes the README's config reference
-(``python -m omama.config``).
+``validate`` checks a whole config and fills every default (the Snakefile calls it first; omama never
+imports snakemake): the main schema holds what every dataset, backbone and proposer has; each entry's kind
+(``omama.registry``: built-in kinds and the config's ``plugins``) adds its own settings, validated together
+with those, so an unknown key is an error there too. ``entry`` fills one entry (a dataset, a backbone, a
+proposer, an experiment, training settings) for code called outside the workflow; ``reference`` writes the
+README's config reference (``python -m omama.config``), kinds included.
 """
 
 from __future__ import annotations
@@ -13,25 +15,37 @@ import functools
 from pathlib import Path
 
 import yaml
-from jsonschema import Draft202012Validator, ValidationError, validators
+from jsonschema import Draft202012Validator, validators
+from jsonschema.exceptions import best_match
 
 # workflow/schemas/config.schema.yaml, through a link in the package (a wheel holds the file itself)
 SCHEMA = Path(__file__).with_name("config.schema.yaml")
 # Entries of these sections: where their schema sits in the config schema.
 ENTRIES = {
+    "datasets": ("properties", "datasets", "additionalProperties"),
     "backbones": ("properties", "backbones", "additionalProperties"),
     "proposers": ("properties", "proposers", "additionalProperties"),
     "experiments": ("properties", "experiments", "additionalProperties"),
     "train": ("definitions", "train"),
-    "synthetic": ("properties", "synthetic"),
-    "selection": ("properties", "selection"),
 }
+KINDED = ("datasets", "backbones", "proposers")  # sections whose entries have a kind with settings of its own
+
+
+class ConfigError(ValueError):
+    """A config that breaks the schema; the message names the key, the rule and what the key is for."""
 
 
 @functools.cache
 def schema() -> dict:
     with open(SCHEMA) as f:
         return yaml.safe_load(f)
+
+
+def registry(section: str):
+    """The kinds of a kinded section (``omama.registry``)."""
+    from omama import registry as r
+
+    return {"datasets": r.DATASETS, "backbones": r.BACKBONES, "proposers": r.PROPOSERS}[section]
 
 
 def _set_defaults(validate_properties):
@@ -50,27 +64,64 @@ _Filling = validators.extend(
 )
 
 
-def _fill(instance, sub: dict, what: str):
-    try:
-        _Filling({**sub, "definitions": schema()["definitions"]}).validate(instance)
-    except ValidationError as e:
-        where = "/".join(map(str, e.absolute_path)) or "(top level)"
-        raise ValueError(f"invalid {what} at {where}: {e.message}") from None
+def _fill(instance, sub: dict, where: str):
+    """Validate ``instance`` against ``sub`` and fill its defaults; a ConfigError naming the key (``where`` is
+    the path of ``instance`` in the config), the rule and what the key is for."""
+    validator = _Filling({**sub, "definitions": schema()["definitions"]})
+    error = best_match(validator.iter_errors(instance))
+    if error is not None:
+        key = ".".join(filter(None, [where, *map(str, error.absolute_path)])) or "(top level)"
+        about = error.schema.get("description") if isinstance(error.schema, dict) else None
+        raise ConfigError(f"config error at {key}: {error.message}" + (f" ({about})" if about else ""))
     return instance
 
 
-def validate(config: dict) -> dict:
-    """Check ``config`` against the schema and fill every default in place; returns it."""
-    return _fill(config, schema(), "config")
-
-
-def entry(section: str, cfg: dict) -> dict:
-    """A copy of one ``section`` entry ("backbones", "proposers", "experiments", "train"), checked, with its
-    defaults."""
+def entry_schema(section: str, kind: str | None = None) -> dict:
+    """The schema of one entry of ``section``: for a kinded section, the settings every entry has and those of
+    ``kind``, nothing else allowed."""
     sub = schema()
     for key in ENTRIES[section]:
         sub = sub[key]
-    return _fill(copy.deepcopy(cfg), sub, f"{section} entry {cfg!r}")
+    if section not in KINDED:
+        return sub
+    fragment = registry(section).get(kind).schema
+    return {
+        **{k: v for k, v in fragment.items() if k != "properties"},
+        "type": "object",
+        "additionalProperties": False,
+        "required": sorted({*sub.get("required", []), *fragment.get("required", [])}),
+        "properties": {**sub["properties"], **fragment.get("properties", {})},
+    }
+
+
+def validate(config: dict) -> dict:
+    """Check ``config`` against the schema and fill every default in place (each kinded entry with its kind's
+    settings, after importing the config's ``plugins``); returns it. A ConfigError names the key."""
+    from omama.registry import use_plugins
+
+    _fill(config, schema(), "")
+    use_plugins(config["plugins"])
+    for section in KINDED:
+        for name, cfg in config[section].items():
+            where = f"{section}.{name}"
+            try:
+                sub = entry_schema(section, cfg["kind"])
+            except ValueError as e:
+                raise ConfigError(f"config error at {where}.kind: {e}") from None
+            _fill(cfg, sub, where)
+    return config
+
+
+def entry(section: str, cfg: dict) -> dict:
+    """A copy of one ``section`` entry ("datasets", "backbones", "proposers", "experiments", "train"), checked,
+    with its defaults (its kind's too)."""
+    cfg = copy.deepcopy(cfg)
+    kind = cfg.get("kind") if section in KINDED and isinstance(cfg, dict) else None
+    try:
+        sub = entry_schema(section, kind)
+    except ValueError as e:
+        raise ConfigError(f"invalid {section} entry {cfg!r}: {e}") from None
+    return _fill(cfg, sub, f"{section} entry")
 
 
 def apply_environment(config: dict, environ=None) -> None:
@@ -88,6 +139,13 @@ def apply_environment(config: dict, environ=None) -> None:
     for var in ("HF_HUB_DOWNLOAD_TIMEOUT", "HF_HUB_ETAG_TIMEOUT"):
         environ.setdefault(var, f"{config['network_timeout']:g}")
     environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+def kind_setting(section: str, kind: str, key: str, value):
+    """A copy of one setting ``key`` of a ``kind`` entry of ``section`` (``synthetic`` of a synthetic dataset),
+    checked, with its defaults: for code called with that setting alone."""
+    sub = entry_schema(section, kind)["properties"][key]
+    return _fill(copy.deepcopy(value), sub, f"{section} entry (kind {kind}).{key}")
 
 
 def _default(prop: dict) -> str | None:
@@ -129,10 +187,18 @@ def _conditional(sub: dict) -> dict:
 
 
 def reference() -> str:
-    """The README's config reference: one row per key (``a.b``; ``<name>`` for named entries)."""
+    """The README's config reference: one row per key (``a.b``; ``<name>`` for named entries), then the
+    settings each built-in kind adds (``datasets.<name>.synthetic.takes`` with kind synthetic)."""
     s = schema()
     lines = ["| key | default | meaning |", "| --- | --- | --- |"]
-    return "\n".join(lines + _rows(s["properties"], "", s["definitions"], {})) + "\n"
+    rows = _rows(s["properties"], "", s["definitions"], {})
+    for section in KINDED:
+        for kind, k in registry(section).items():
+            props = k.schema.get("properties", {})
+            rows += [
+                r.replace(" | ", f" (kind {kind}) | ", 1) for r in _rows(props, f"{section}.<name>.", s["definitions"], {})
+            ]
+    return "\n".join(lines + rows) + "\n"
 
 
 BEGIN = "<!-- config reference: generated from the schema by `python -m omama.config --readme README.md` -->"

@@ -20,24 +20,23 @@ ALL = "all"  # the split of a dataset an experiment is evaluated on but not trai
 
 @dataclass(frozen=True)
 class Experiment:
+    """An experiment's settings (the schema's defaults filled); a stage gets the part it reads
+    (``settings(stage)``) and rebuilds it with ``Experiment(name=..., **settings)``."""
+
     name: str
-    dataset: str
-    evaluate_on: tuple[str, ...]
-    backbone_name: str
-    backbone: dict
-    proposer_name: str
-    proposer: dict
-    split: str
-    direction: str
-    matcher: str
-    init: str
-    train: dict | None
-    existence: str
-    existence_train: dict
-    temporal: str = "none"
-    temporal_memory: dict = field(default_factory=dict)
-    adapt: str = "none"
-    adaptation: dict = field(default_factory=dict)
+    dataset: str = ""
+    evaluate_on: tuple[str, ...] = ()
+    backbone_name: str = ""
+    backbone: dict = field(default_factory=dict)
+    proposer_name: str = ""
+    proposer: dict = field(default_factory=dict)
+    split: str = ""
+    direction: str = "exo2ego"
+    matcher: str = "omama"
+    init: str = "none"
+    train: dict | None = None
+    existence: str = "similarity"
+    existence_train: dict = field(default_factory=dict)
 
     @classmethod
     def resolve(cls, config: dict, name: str) -> Experiment:
@@ -114,19 +113,45 @@ class Experiment:
         test on another."""
         return list(evaluated) if dataset == self.dataset else ["test"]
 
+    STAGES = {
+        # the matching head's settings
+        "train": (
+            "dataset",
+            "backbone_name",
+            "backbone",
+            "proposer_name",
+            "proposer",
+            "split",
+            "direction",
+            "matcher",
+            "init",
+            "train",
+        ),
+        # and its existence head's
+        "existence": ("existence", "existence_train"),
+        # what shapes a prediction, given the trained heads
+        "predict": ("existence",),
+        # what the report shows
+        "report": ("evaluate_on", "existence"),
+    }
+
     def settings(self, stage: str) -> dict:
-        """The settings a stage depends on (a rule's params, so that changing one setting re-runs only the
-        stages that read it): ``train`` the matching head's; ``existence`` its existence head's too;
-        ``predict`` everything that shapes a prediction."""
+        """The settings a stage reads (a rule's params, so that changing one re-runs only the stages that read
+        it): ``train`` the matching head's; ``existence`` its existence head's too; ``predict`` those that
+        shape a prediction; ``report`` what the report shows. Plain values (lists for tuples)."""
+        if stage not in self.STAGES:
+            raise ValueError(f"unknown stage {stage!r}; known: {sorted(self.STAGES)}")
+        keys = {*self.STAGES["train"], *self.STAGES[stage]}
+        if stage in ("predict", "report"):
+            keys -= {"existence_train"}
         d = asdict(self)
-        matching = {k: d[k] for k in ("dataset", "backbone", "proposer", "split", "direction", "matcher", "init", "train")}
-        if stage == "train":
-            return matching
-        if stage == "existence":
-            return {**matching, "existence": self.existence, "existence_train": self.existence_train}
-        if stage == "predict":
-            return {k: v for k, v in d.items() if k not in ("name", "evaluate_on", "existence_train", "train")}
-        raise ValueError(f"unknown stage {stage!r}")
+        return {k: list(d[k]) if isinstance(d[k], tuple) else d[k] for k in sorted(keys)}
+
+    @classmethod
+    def of(cls, name: str, settings: dict) -> Experiment:
+        """The experiment a stage's ``settings`` describe (``settings(stage)``); the settings it was not given
+        keep their neutral defaults."""
+        return cls(name=name, **{k: tuple(v) if k == "evaluate_on" else v for k, v in settings.items()})
 
 
 def experiments(config: dict) -> dict[str, Experiment]:

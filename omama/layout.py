@@ -1,42 +1,36 @@
 """The results layout: every path the workflow writes, in one place (light: no numpy, torch or matplotlib).
 
-``Layout(root)`` names the files of one results tree: the main run (``root`` = config["results"]) or a
-photo-pair set (``Layout(root).photo_set("robustness")``: the same stages under ``root/robustness``).
-Every method's wildcard arguments default to Snakemake's ``{name}`` placeholders, so the rule files use
-the same call for an output pattern (``L.annotation()``) that code uses for one file
-(``L.annotation("take1")``).
+``Layout(root)`` names the files of one results tree; ``Layout(root).data(name)`` those of one dataset in it.
+Every method's wildcard arguments default to Snakemake's ``{name}`` placeholders, so the rule files use the
+same call for an output pattern (``D.annotation()``) that code uses for one file (``L.data("tabletop")
+.annotation("take1")``).
 
-    {root}/synthetic/...                          synthetic source (Ego-Exo4D layout) + visibility.parquet
-    {root}/source/{takes.json,annotations/}       metadata + annotations (egoexo source) + manifest.json
-    {root}/index/takes.json                       checkpoint: selected takes (records without masks)
-    {root}/index/summary.json                     takes left out of the index, counted by reason
-    {root}/index/takes/{take}.json                one take's record + its raw (LZString) annotation
-    {root}/raw/{take}/...                         downloaded videos, temporary: deleted after extraction
-    {root}/frames/{take}/images/{cam}/{frame}.jpg processed frames; {root}/frames/{take}/annotation.json
-    {root}/pairs.parquet, pairs.json              one row per (take, object, exo cam, frame); counts + skips
-    {root}/splits/{split}.parquet + .json         split assignment + diagnostics; split in frame|take|object|official
-    {root}/weights/{backbone}.json                torchvision backbones: checkpoint file, SHA-256, origin
-    {root}/weights/proposers/{proposer}.json      sam proposers with a packaged checkpoint: the same record
-    {root}/features/{backbone}/{take}.zarr        Zarr v3 store, one array per camera
-    {root}/proposals/{proposer}/{take}.parquet    ego proposals (COCO RLE, box, score) + {take}.recall.parquet
-    {root}/proposals/{proposer}/exo/{take}.parquet  exo proposals (ego2exo experiments), per camera + recall
-    {root}/experiments/{exp}/train/...            checkpoints/, history.json; {root}/experiments/{exp}/model.pt
-    {root}/experiments/{exp}/existence/...        existence: head -- model.pt (+ trained mlp_visible), calibration.json, history.json
-    {root}/experiments/{exp}/{subset}/...         predictions.json, ground_truth.json, samples.parquet, metrics.json
-    {root}/reference/{split}/{proposer}/{subset}/{predictor}/{samples.parquet,metrics.json}
-    {root}/reference/ego2exo/{split}/...          the same for the ego->exo direction (exo proposals)
-    {root}/submission/{name}.json                 challenge submission: exo-ego and/or ego-exo blocks of test predictions
-    {root}/{robustness,motorcycle}/...            photo-pair sets: the same stages (photos/ when generated)
-    {root}/report.html
-    {root}/logs/..., {root}/benchmarks/...        one log and one benchmark (timing) file per job
-    {root}/params/{rule}/....json                the settings each stage's outputs were made with (see ``params``)
+    {root}/datasets/{dataset}/source/...            a prepared source: generated takes or photos, downloaded
+                                                    metadata (+ visibility.parquet of synthetic takes)
+    {root}/datasets/{dataset}/index/takes.json      checkpoint: selected takes (records without masks)
+    {root}/datasets/{dataset}/index/summary.json    takes left out of the index, counted by reason
+    {root}/datasets/{dataset}/index/takes/{take}.json   one take's record (+ its raw annotation)
+    {root}/datasets/{dataset}/raw/{take}/...        downloaded videos, temporary: deleted after extraction
+    {root}/datasets/{dataset}/frames/{take}/images/{cam}/{frame}.jpg, annotation.json   the per-take layout
+    {root}/datasets/{dataset}/pairs.parquet, pairs.json   one row per (take, object, exo cam, frame); counts
+    {root}/datasets/{dataset}/splits/{split}.parquet + .json   split assignment + diagnostics
+    {root}/datasets/{dataset}/features/{backbone}/{take}.zarr   Zarr v3 store, one array per camera
+    {root}/datasets/{dataset}/proposals/{proposer}/{take}.parquet   ego proposals + {take}.recall.parquet
+    {root}/datasets/{dataset}/proposals/{proposer}/exo/{take}.parquet   exo proposals (ego2exo experiments)
+    {root}/datasets/{dataset}/reference/{split}/{proposer}/{subset}/{predictor}/{samples.parquet,metrics.json}
+    {root}/datasets/{dataset}/reference/ego2exo/{split}/...   the same in the ego->exo direction
+    {root}/weights/{backbone}.json, weights/proposers/{proposer}.json   pretrained files fetched: SHA-256, origin
+    {root}/experiments/{exp}/model.pt, train/{history.json,checkpoints/}   the matching head
+    {root}/experiments/{exp}/existence/...          existence: head -- model.pt, calibration.json, history.json
+    {root}/experiments/{exp}/{dataset}/{subset}/... predictions.json, ground_truth.json, samples.parquet, metrics.json
+    {root}/submission/{name}.json                   challenge submission: exo-ego and/or ego-exo blocks
+    {root}/timing.parquet, report.html
+    {root}/logs/{rule}/..., benchmarks/{rule}/..., params/{rule}/...   per job: log, timing, settings record
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-PHOTO_SETS = ("robustness", "motorcycle")
 
 
 def source_takes(source: str) -> str:
@@ -45,7 +39,7 @@ def source_takes(source: str) -> str:
 
 
 def source_relations(source: str, part: str = "{part}") -> str:
-    """The relation annotations of one annotation split (train, val) of a source folder."""
+    """The relation annotations of one annotation split (train, val, test) of a source folder."""
     return f"{source}/annotations/relations_{part}.json"
 
 
@@ -54,36 +48,26 @@ def source_manifest(source: str) -> str:
     return f"{source}/manifest.json"
 
 
+def frame_file(frame: int | str) -> str:
+    """The file name of one frame's image, in ``images/<cam>/`` (the one place it is written)."""
+    return f"{frame}.jpg"
+
+
 @dataclass(frozen=True)
-class Layout:
-    """The paths of one results tree under ``root``."""
+class DataLayout:
+    """The paths of one dataset's tree, ``root`` = ``{results}/datasets/{dataset}``."""
 
     root: str
 
-    def photo_set(self, rset: str = "{rset}") -> Layout:
-        """The results tree of a photo-pair set (robustness, motorcycle), its pairs run as one-frame takes."""
-        return Layout(f"{self.root}/{rset}")
-
-    # sources
-    @property
-    def synthetic(self) -> str:
-        return f"{self.root}/synthetic"
-
-    @property
+    # source and take index
     def source(self) -> str:
+        """The prepared source (kinds that generate or download it first)."""
         return f"{self.root}/source"
 
-    def synthetic_videos(self) -> str:
-        return f"{self.synthetic}/takes"
-
     def visibility(self) -> str:
-        return f"{self.synthetic}/visibility.parquet"
+        """Ground-truth visibility of generated takes (synthetic kind)."""
+        return f"{self.source()}/visibility.parquet"
 
-    def photos(self) -> str:
-        """Generated photo pairs of a photo-pair set (a user folder replaces them for the robustness set)."""
-        return f"{self.root}/photos"
-
-    # data
     def index(self) -> str:
         return f"{self.root}/index/takes.json"
 
@@ -96,6 +80,7 @@ class Layout:
     def take_record(self, take: str = "{take}") -> str:
         return f"{self.take_records()}/{take}.json"
 
+    # per take
     def raw(self, take: str = "{take}") -> str:
         return f"{self.root}/raw/{take}"
 
@@ -109,8 +94,9 @@ class Layout:
         return f"{self.frames(take)}/images"
 
     def image(self, take: str, cam: str, frame: int | str) -> str:
-        return f"{self.images(take)}/{cam}/{frame}.jpg"
+        return f"{self.images(take)}/{cam}/{frame_file(frame)}"
 
+    # pairs and splits
     def pairs(self) -> str:
         return f"{self.root}/pairs.parquet"
 
@@ -124,13 +110,6 @@ class Layout:
         return f"{self.root}/splits/{split}.json"
 
     # features and proposals
-    def weights(self, backbone: str = "{backbone}") -> str:
-        return f"{self.root}/weights/{backbone}.json"
-
-    def proposer_weights(self, proposer: str = "{proposer}") -> str:
-        """The record of a sam proposer's packaged checkpoint, fetched into the weights cache."""
-        return f"{self.root}/weights/proposers/{proposer}.json"
-
     def features(self, backbone: str = "{backbone}", take: str = "{take}") -> str:
         return f"{self.root}/features/{backbone}/{take}.zarr"
 
@@ -146,7 +125,40 @@ class Layout:
     def exo_recall(self, proposer: str = "{proposer}", take: str = "{take}") -> str:
         return f"{self.root}/proposals/{proposer}/exo/{take}.recall.parquet"
 
-    # model
+    # reference predictors
+    def reference(
+        self,
+        name: str,
+        split: str = "{split}",
+        proposer: str = "{proposer}",
+        subset: str = "{subset}",
+        predictor: str = "{predictor}",
+        direction: str = "exo2ego",
+    ) -> str:
+        """One file (samples.parquet, metrics.json) of a reference predictor (ego->exo ones on the exo proposals)."""
+        where = split if direction == "exo2ego" else f"ego2exo/{split}"
+        return f"{self.root}/reference/{where}/{proposer}/{subset}/{predictor}/{name}"
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The paths of one results tree under ``root``."""
+
+    root: str
+
+    def data(self, dataset: str = "{dataset}") -> DataLayout:
+        """The tree of one dataset."""
+        return DataLayout(f"{self.root}/datasets/{dataset}")
+
+    # weights
+    def weights(self, backbone: str = "{backbone}") -> str:
+        return f"{self.root}/weights/{backbone}.json"
+
+    def proposer_weights(self, proposer: str = "{proposer}") -> str:
+        """The record of a proposer's checkpoint, fetched into the weights cache."""
+        return f"{self.root}/weights/proposers/{proposer}.json"
+
+    # experiments
     def experiment(self, exp: str = "{exp}") -> str:
         return f"{self.root}/experiments/{exp}"
 
@@ -163,38 +175,20 @@ class Layout:
         """One file of an experiment's existence head: model.pt, calibration.json or history.json."""
         return f"{self.experiment(exp)}/existence/{name}"
 
-    def result(self, name: str, exp: str = "{exp}", subset: str = "{subset}") -> str:
-        """One evaluated file of an experiment on a subset: predictions.json, ground_truth.json,
+    def result(self, name: str, exp: str = "{exp}", dataset: str = "{dataset}", subset: str = "{subset}") -> str:
+        """One evaluated file of an experiment on a dataset's subset: predictions.json, ground_truth.json,
         samples.parquet or metrics.json."""
-        return f"{self.experiment(exp)}/{subset}/{name}"
-
-    def reference(
-        self,
-        name: str,
-        split: str = "{split}",
-        proposer: str = "{proposer}",
-        subset: str = "{subset}",
-        predictor: str = "{predictor}",
-    ) -> str:
-        """One file (samples.parquet, metrics.json) of a reference predictor."""
-        return f"{self.root}/reference/{split}/{proposer}/{subset}/{predictor}/{name}"
-
-    def reference_ego2exo(
-        self,
-        name: str,
-        split: str = "{split}",
-        proposer: str = "{proposer}",
-        subset: str = "{subset}",
-        predictor: str = "{predictor}",
-    ) -> str:
-        """One file of a reference predictor in the ego->exo direction (on the exo proposals)."""
-        return self.reference(name, f"ego2exo/{split}", proposer, subset, predictor)
+        return f"{self.experiment(exp)}/{dataset}/{subset}/{name}"
 
     def submission(self, name: str = "{name}") -> str:
         """A challenge submission file (config ``submissions``): the one JSON the challenge server takes."""
         return f"{self.root}/submission/{name}.json"
 
-    # report, logs, benchmarks
+    # report, jobs
+    def timing(self) -> str:
+        """Every job's timing (its benchmark file), for the report."""
+        return f"{self.root}/timing.parquet"
+
     def report(self) -> str:
         return f"{self.root}/report.html"
 
@@ -206,13 +200,18 @@ class Layout:
     def benchmarks(self) -> str:
         return f"{self.root}/benchmarks"
 
-    def log(self, job: str) -> str:
-        """The log of one job, ``job`` a path such as ``features/{backbone}/{take}``."""
-        return f"{self.logs}/{job}.log"
+    def job(self, rule: str, *wildcards: str) -> str:
+        """One job of ``rule`` by its wildcards (their ``{name}`` placeholders): ``features/{dataset}/...``, the
+        name its log, timing and settings record share."""
+        return "/".join([rule, *(f"{{{w}}}" for w in wildcards)])
 
-    def benchmark(self, job: str) -> str:
-        """The benchmark (timing) file of one job; its first folder names the stage in the report."""
-        return f"{self.benchmarks}/{job}.tsv"
+    def log(self, rule: str, *wildcards: str) -> str:
+        """The log of one job of ``rule`` (see ``job``)."""
+        return f"{self.logs}/{self.job(rule, *wildcards)}.log"
+
+    def benchmark(self, rule: str, *wildcards: str) -> str:
+        """The benchmark (timing) file of one job of ``rule``; its first folder names the rule in the report."""
+        return f"{self.benchmarks}/{self.job(rule, *wildcards)}.tsv"
 
     def params(self, unit: str) -> str:
         """The settings record of a stage's jobs, ``unit`` such as ``features/{backbone}``: the settings its

@@ -26,30 +26,29 @@ def default_config() -> dict:
 def tiny_config(**overrides) -> dict:
     """The default config shrunk to seconds of work; ``overrides`` replace top-level keys."""
     cfg = default_config()
+    tabletop = cfg["datasets"]["tabletop"]
     # No relations_test.json: the official split and its test file have their own tests (test_protocol.py).
-    cfg["synthetic"].update(
+    tabletop["synthetic"].update(
         takes=3, seconds=3, ego_size=96, exo_size=[72, 128], objects=3, val_fraction=0.34, test_fraction=0.0
     )
-    cfg["selection"]["annotation_splits"] = ["train", "val"]
-    cfg["split"]["ratios"] = [0.7, 0.15, 0.15]
-    for b in cfg["backbones"].values():
-        b.update(ego_grid=[8, 8], exo_grid=[6, 10], batch_size=4)
-    for e in cfg["experiments"].values():
-        if e.get("train"):
-            e["train"].update(epochs=2, batch_size=8)
-    cfg["robustness"]["synthetic_pairs"] = 2
-    # Offline and small: every experiment on the untrained control backbone, no motorcycle pairs
-    # (the pretrained backbone and the motorcycle pairs run end to end in test_stereo.py).
+    tabletop["selection"]["annotation_splits"] = ["train", "val"]
+    tabletop["split"]["ratios"] = [0.7, 0.15, 0.15]
+    # Offline and small: generated photo pairs instead of the motorcycle pairs and the BOP scenes (which run end
+    # to end in test_stereo.py and test_bop.py), and every experiment on the untrained control backbone.
+    cfg["datasets"] = {"tabletop": tabletop, "photos": {"kind": "photos", "synthetic_pairs": 2}}
     cfg["backbones"] = {"tiny-dinov2": cfg["backbones"]["tiny-dinov2"]}
-    cfg["experiments"].pop("control-frame")
-    # the official-split pair and the submission have their own end-to-end tests (test_protocol.py)
-    cfg["experiments"].pop("trained-official")
-    cfg["experiments"].pop("cosine-official")
+    cfg["backbones"]["tiny-dinov2"].update(ego_grid=[8, 8], exo_grid=[6, 10], batch_size=4)
+    for name in ("control-frame", "trained-official", "cosine-official"):  # the official pair: test_protocol.py
+        cfg["experiments"].pop(name)
     cfg["experiments"]["trained-ego2exo"]["split"] = "frame"
     cfg["submissions"] = {}
     for e in cfg["experiments"].values():
         e["backbone"] = "tiny-dinov2"
-    cfg["robustness"].update(motorcycle=None, experiments=["untrained", "trained-frame"])
+        if e.get("evaluate_on"):
+            e["evaluate_on"] = ["tabletop", "photos"]
+        if e.get("train"):
+            e["train"].update(epochs=2, batch_size=8)
+    cfg["experiments"]["cosine"]["evaluate_on"] = cfg["experiments"]["trained-frame-head"]["evaluate_on"] = None
     cfg["report"]["compare"] = [["untrained", "trained-frame"]]
     cfg.update(copy.deepcopy(overrides))
     return cfg

@@ -26,8 +26,10 @@ Both views are fully annotated: an instance is present in a view when its mask i
 ``visib_fract`` >= ``min_visib_fract``; otherwise it is absent there (no mask, frame still annotated),
 also when the image's list does not name it at all.
 
-The settings' defaults live in ``DEFAULTS`` (reader) and ``SYNTHETIC_DEFAULTS`` (the synthetic writer,
-:mod:`omama.synthetic.bop`) until they move into the config schema.
+The settings and their defaults are those of the dataset kind ``bop`` (``omama.data.kinds.Bop.schema``):
+HANDAL-X's pairing rule is the default (``gap`` 100, ``stride`` 1: ObjectRelator's
+``datasets/build_handal.py``, kept by CCMP's ``SegSwap/build_handal.py``, pairs frame i with frame i + 100 of
+the naturally sorted rgb/ files).
 """
 
 from __future__ import annotations
@@ -45,28 +47,6 @@ from omama.io import atomic_path, load_frame, read_json, safe_name, write_image,
 
 log = logging.getLogger(__name__)
 
-# The one place of the settings' defaults (to move into the config schema).
-DEFAULTS = {
-    "dataset": None,  # scenario name of the takes; None = the dataset folder's name (e.g. "handal")
-    # Pairing: image i with the image `gap` positions later in the scene's sorted image ids. 100 is HANDAL-X's
-    # rule (ObjectRelator's datasets/build_handal.py, kept by CCMP's SegSwap/build_handal.py: frame i with
-    # frame i + 100 of the naturally sorted rgb/ files, every i).
-    "gap": 100,
-    "stride": 1,  # first images of the pairs every `stride` positions (HANDAL-X: 1)
-    "max_pairs": None,  # at most this many pairs per scene, spread evenly over its pairs; None = all
-    "min_visib_fract": 0.0,  # present in a view: non-empty mask and visib_fract >= this (BOP's own evaluation uses 0.1)
-    "masks": "mask_visib",  # mask folder: mask_visib (visible part) or mask (whole silhouette, what HANDAL-X's builders read)
-    "labels": {},  # {obj_id: name}: object labels instead of obj_<obj_id:06d>
-}
-SYNTHETIC_DEFAULTS = {
-    "seed": 0,
-    "scenes": 3,
-    "images": 10,  # images per scene, each from a new camera pose
-    "image_size": 224,  # side of the square images (px)
-    "objects": 5,  # objects on the table per scene
-    "split": "test",
-    "image_format": "png",  # png or jpg (HANDAL's rgb/ images are jpg)
-}
 CAMS = ("aria_a", "view_b")  # the first and the second image of a pair
 PARENT_SCENARIO = "BOP"
 IMAGE_FOLDERS = ("rgb", "gray")  # in this order of preference
@@ -92,50 +72,26 @@ def _where(scene=None, image=None, gt=None) -> str:
     return ", ".join(parts)
 
 
-def _merge(cfg: dict | None, defaults: dict, what: str) -> dict:
-    """``cfg`` over ``defaults``; an unknown key is a ValueError."""
-    cfg = dict(cfg or {})
-    unknown = sorted(set(cfg) - set(defaults))
-    if unknown:
-        raise ValueError(f"unknown {what} setting(s) {unknown}; known: {sorted(defaults)}")
-    return {**defaults, **cfg}
-
-
-def _positive(s: dict, keys: list[str], what: str) -> None:
-    for key in keys:
-        if not isinstance(s[key], int) or isinstance(s[key], bool) or s[key] < 1:
-            raise ValueError(f"{what} setting {key} must be an integer >= 1, got {s[key]!r}")
-
-
 def settings(cfg: dict | None = None) -> dict:
-    """The reader settings: ``cfg`` over ``DEFAULTS``, checked (a ValueError names the setting); ``labels``
-    keys become ints."""
-    s = _merge(cfg, DEFAULTS, "BOP")
-    _positive(s, ["gap", "stride"] + (["max_pairs"] if s["max_pairs"] is not None else []), "BOP")
-    if not 0.0 <= float(s["min_visib_fract"]) <= 1.0:
-        raise ValueError(f"BOP setting min_visib_fract must lie in [0, 1], got {s['min_visib_fract']!r}")
-    if s["masks"] not in MASK_FOLDERS:
-        raise ValueError(f"BOP setting masks must be one of {MASK_FOLDERS}, got {s['masks']!r}")
+    """The reader's settings: a ``datasets.<name>`` entry of kind bop (or some of its keys) with the kind's
+    defaults (``omama.data.kinds.Bop.schema``), checked; ``labels`` keys become ints, and each label must be
+    its own."""
+    from omama.config import entry
+
+    s = entry("datasets", {**(cfg or {}), "kind": "bop"})
     try:
-        s["labels"] = {int(k): v for k, v in dict(s["labels"]).items()}
-    except (TypeError, ValueError) as e:
+        s["labels"] = {int(k): v for k, v in s["labels"].items()}
+    except ValueError as e:
         raise ValueError(f"BOP setting labels must map obj_id (integer) to a name, got {s['labels']!r}") from e
-    names = list(s["labels"].values())
-    if not all(isinstance(n, str) and n for n in names) or len(set(names)) != len(names):
-        raise ValueError(f"BOP setting labels must give each obj_id its own non-empty name, got {s['labels']!r}")
+    if len(set(s["labels"].values())) != len(s["labels"]):
+        raise ValueError(f"BOP setting labels must give each obj_id its own name, got {s['labels']!r}")
     return s
 
 
 def synthetic_settings(cfg: dict | None = None) -> dict:
-    """The synthetic writer's settings: ``cfg`` over ``SYNTHETIC_DEFAULTS``, checked."""
-    s = _merge(cfg, SYNTHETIC_DEFAULTS, "synthetic BOP")
-    _positive(s, ["scenes", "images", "image_size", "objects"], "synthetic BOP")
-    if s["images"] < 2:
-        raise ValueError(f"synthetic BOP setting images must be >= 2 (a pair needs two), got {s['images']}")
-    if s["image_format"] not in ("png", "jpg"):
-        raise ValueError(f"synthetic BOP setting image_format must be png or jpg, got {s['image_format']!r}")
-    safe_name(s["split"], "synthetic BOP split")
-    return s
+    """The synthetic writer's settings (``synthetic`` of a kind-bop entry, and its ``bop_split``), checked."""
+    s = settings({"synthetic": {k: v for k, v in (cfg or {}).items() if k != "split"}})
+    return {**s["synthetic"], "split": safe_name((cfg or {}).get("split", s["bop_split"]), "synthetic BOP split")}
 
 
 def label(obj_id: int, labels: dict) -> str:
@@ -270,7 +226,7 @@ def _size(path: Path, scene: str, im: int) -> list[int]:
 
 
 def scene_record(root: str | Path, split: str, scene: str, cfg: dict | None = None) -> dict:
-    """The take-index record of one scene (``cfg``: the reader settings, see ``DEFAULTS``).
+    """The take-index record of one scene (``cfg``: the reader settings, see ``settings``).
 
     Fields: take_uid ``<split>_<scene>``, take_name, scenario (the dataset name), parent_scenario,
     annotation_split (the split's name before any ``_<type>``: test_primesense -> test), ego_cam, exo_cams,
@@ -296,7 +252,7 @@ def scene_record(root: str | Path, split: str, scene: str, cfg: dict | None = No
         )
     skipped = {UNPAIRED: len(sc.images) - len(paired), UNLISTED: sc.unlisted}
     take_uid = safe_name(f"{split}_{scene}", "take uid", f"BOP split {split!r}, scene {scene!r}")
-    dataset = s["dataset"] or root.resolve().name
+    dataset = s["scenario"] or root.resolve().name
     return {
         "take_uid": take_uid,
         "take_name": f"{dataset}_{take_uid}",

@@ -195,3 +195,30 @@ def fetch_take(record: dict, source: dict, source_root, out_dir: Path) -> None:
         verify_videos(
             {**record, "video_sizes": {c: (Path(source_root) / r).stat().st_size for c, r in record["videos"].items()}}, tmp
         )
+
+
+def aws_problems(profile: str, key: str) -> list[str]:
+    """Whether the AWS profile the `egoexo` client will use has credentials (files and env only, no network)."""
+    import botocore.exceptions
+    import botocore.session
+
+    files = (
+        os.environ.get("AWS_SHARED_CREDENTIALS_FILE", "~/.aws/credentials"),
+        os.environ.get("AWS_CONFIG_FILE", "~/.aws/config"),
+    )
+    where = " or ".join(files)
+    try:
+        profiles = botocore.session.Session(profile="default").full_config.get("profiles", {})
+    except botocore.exceptions.BotoCoreError as e:
+        return [f"{key} {profile!r}: the AWS configuration in {where} cannot be read: {e}"]
+    keys = ("aws_access_key_id", "credential_process", "sso_session", "sso_start_url", "role_arn", "web_identity_token_file")
+    if any(k in profiles.get(profile, {}) for k in keys):
+        return []
+    if profile == "default" and os.environ.get("AWS_ACCESS_KEY_ID") and os.environ.get("AWS_SECRET_ACCESS_KEY"):
+        return []
+    state = "has no credentials" if profile in profiles else "is not defined"
+    return [
+        f"{key} {profile!r}: the AWS profile {state} in {where}. Ego-Exo4D needs a signed "
+        f"licence (https://ego4ddataset.com/egoexo-license/); configure the keys it gives you with "
+        f"`aws configure --profile {profile}` (they expire after about 14 days)"
+    ]

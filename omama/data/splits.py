@@ -17,19 +17,22 @@ GROUP_KEYS = {
     "object": ["label"],  # no object label is shared between splits
 }
 OFFICIAL = "official"  # the subset is the take's annotation file: relations_{train,val,test}.json
-STRATEGIES = (*GROUP_KEYS, OFFICIAL)
+ALL = "all"  # every row a test row: a dataset an experiment is evaluated on but not trained on
+STRATEGIES = (*GROUP_KEYS, OFFICIAL, ALL)
 PREDICT_ONLY = "predict-only rows (destination masks withheld), outside the official split's test subset"
 
 
-def required_subsets(experiments: dict, evaluated: list[str], strategy: str) -> dict[str, list[str]]:
-    """subset -> the experiments (with split ``strategy``) that need it non-empty: every evaluated
-    subset, and train for trained experiments and for those with ``existence: head`` (trained too)."""
+def required_subsets(experiments: dict, evaluated: list[str], dataset: str, strategy: str) -> dict[str, list[str]]:
+    """subset -> the experiments (``omama.experiment.Experiment`` by name) that use split ``strategy`` on
+    ``dataset`` and need the subset non-empty: the subsets they are scored on there, and train when they are
+    trained there (the existence head too)."""
     out: dict[str, list[str]] = {}
     for name, x in sorted(experiments.items()):
-        if x["split"] != strategy:
+        if dataset not in (x.dataset, *x.evaluate_on) or x.split_on(dataset) != strategy:
             continue
-        trains = x.get("train") is not None or x.get("existence") == "head"
-        for subset in [*evaluated, *(["train"] if trains else [])]:
+        trains = dataset == x.dataset and (x.trained or x.existence == "head")
+        scored = x.subsets_on(dataset, evaluated) if dataset in x.evaluate_on else []
+        for subset in [*scored, *(["train"] if trains else [])]:
             if name not in out.setdefault(subset, []):
                 out[subset].append(name)
     return out
@@ -64,8 +67,8 @@ def split_pairs(
 ) -> pd.DataFrame:
     """The pairs with a "split" column in train/val/test.
 
-    ``official``: each row's subset is its take's annotation file (``annotation_split``); nothing is
-    drawn. Predict-only rows (``scored`` False: the destination masks are withheld) belong to the
+    ``official``: each row's subset is its take's annotation file (``annotation_split``); ``all``: every
+    row is a test row (a dataset an experiment is only evaluated on); neither draws anything. Predict-only rows (``scored`` False: the destination masks are withheld) belong to the
     official split's test subset only; the other strategies leave them out (``diagnostics`` counts them).
     ``required`` (subset -> experiments needing it) makes an empty needed subset an error.
     """
@@ -73,7 +76,10 @@ def split_pairs(
         raise ValueError(f"unknown split strategy {strategy!r}; known: {sorted(STRATEGIES)}")
     if pairs.empty:
         raise ValueError("no pairs to split: pairs.json counts every exo mask left out, by reason")
-    if strategy == OFFICIAL:
+    if strategy == ALL:
+        out = pairs.assign(split="test")
+        empty = lambda subset: f"split 'all' puts every row in test, so it has no {subset!r} rows"
+    elif strategy == OFFICIAL:
         out = pairs.assign(split=pairs["annotation_split"])
         bad = out[~out["scored"] & (out["split"] != "test")]
         if len(bad):
@@ -163,7 +169,7 @@ def write_split(
     """Split the pairs table and write the assignment (parquet) and its diagnostics (JSON)."""
     pairs = read_parquet(pairs_path)
     df = split_pairs(pairs, strategy, ratios, seed, required)
-    if strategy == OFFICIAL:
+    if strategy in (OFFICIAL, ALL):
         ratios = seed = None  # nothing is drawn
     diag = diagnostics(df, strategy, ratios, seed, left_out=len(pairs) - len(df))
     write_parquet(split_out, df)

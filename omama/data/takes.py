@@ -260,9 +260,9 @@ def build_index(
     whose videos the source does not have (``manifest`` of the release, else the files under
     ``source_root``) is left out and counted, never a failed job.
     """
-    from omama.config import entry
+    from omama.config import kind_setting
 
-    selection = entry("selection", selection)  # the schema's defaults
+    selection = kind_setting("datasets", "local", "selection", selection)  # the schema's defaults
     root = Path(source_root)
     meta = load_takes(root / "takes.json")
     sizes = manifest_sizes(manifest) if manifest else None

@@ -13,18 +13,17 @@ import logging
 
 import numpy as np
 import pandas as pd
-import torch
 from tqdm import tqdm
 
 from omama.data.masks import encode_rle, eval_size
 from omama.direction import Direction
 from omama.evaluation.metrics import Bootstrap, predict_only_record, score_submission, summarise, unscored_metrics
-from omama.io import where, write_json, write_parquet
-from omama.model.batches import batch_features, feature_inputs
-from omama.model.existence import Calibration
-from omama.model.head import MatchingHead, candidate_embeddings
+from omama.experiment import Experiment, Inputs
+from omama.io import write_json, write_parquet
+from omama.model.calibration import Calibration
+from omama.model.choose import ModelChooser
 from omama.model.negatives import centroids
-from omama.model.setup import Setup, trained_head
+from omama.model.setup import trained_head
 from omama.model.takedata import Corpus, TakeData, subset_rows
 
 log = logging.getLogger(__name__)
@@ -50,65 +49,6 @@ SAMPLE_COLUMNS = [
     "label",
     "ego_area",
 ]
-
-
-class ModelChooser:
-    """Scores every proposal of a frame for each source mask of that frame with the head.
-
-
-    The confidence is the sigmoid of the best cosine (``existence`` None: the published rule) or, with
-    an existence ``Calibration``, the calibrated ``mlp_visible`` presence probability; the sigmoid of
-    the best cosine is then kept in ``self.similarity`` by (take, object, exo camera, frame).
-    """
-
-    def __init__(self, head: MatchingHead, setup: Setup, existence: Calibration | None = None, *, direction: str):
-        self.head, self.setup, self.existence = head, setup, existence
-        self.direction = Direction(direction)
-        self.similarity: dict[tuple, float] = {}
-
-    def match(self, td: TakeData, rows: pd.DataFrame, frame: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Cosine scores (B, N) of the frame's proposals for each row, and the projected descriptors
-        of the sources (B, D) and of the candidates (B, N, D)."""
-        s, d = self.setup, self.direction
-        src_size = s.geometry.input_size[d.src_view]
-        dst_cam = rows[d.dst_col].iloc[0]
-        cand = torch.from_numpy(td.proposal_masks(frame, s.geometry.input_size[d.dst_view], dst_cam))[None]
-        src_masks = torch.stack(
-            [
-                torch.from_numpy(td.source_mask(r.object, c, frame, src_size))[None]
-                for r, c in zip(rows.itertuples(), rows[d.src_col])
-            ]
-        )
-        takes = rows.take_uid.tolist()
-        batch = {
-            **feature_inputs(s.corpus, "src", takes, rows[d.src_col].tolist(), [frame] * len(rows), s.stored),
-            **feature_inputs(s.corpus, "dst", takes[:1], [dst_cam], [frame], s.stored),
-        }
-        src_feat, dst_feat = batch_features(batch, s.backbone)
-        device = s.device
-        with torch.no_grad():
-            q, t = candidate_embeddings(
-                self.head, src_feat.to(device), dst_feat.to(device), src_masks.to(device), cand.to(device)
-            )
-        scores = (q * t).sum(-1)
-        if not torch.isfinite(scores).all():
-            raise ValueError(
-                f"non-finite matching scores (NaN or inf) for {where(td.take, cam=dst_cam, frame=frame)}: the head's "
-                "weights or the features hold NaN or inf"
-            )
-        return scores, q[:, 0], t
-
-    def __call__(self, td: TakeData, rows: pd.DataFrame, frame: int) -> tuple[np.ndarray, np.ndarray]:
-        scores, q, t = self.match(td, rows, frame)
-        best, idx = scores.max(dim=1)
-        similarity = torch.sigmoid(best).cpu().numpy()
-        if self.existence is None:
-            return idx.cpu().numpy(), similarity
-        with torch.no_grad():
-            conf = self.existence.probability(self.head.visibility(q, t[torch.arange(len(rows)), idx]))
-        for r, sim in zip(rows.itertuples(), similarity):
-            self.similarity[(td.take, r.object, r.exo_cam, int(frame))] = float(sim)
-        return idx.cpu().numpy(), conf.cpu().numpy()
 
 
 class ReferenceChooser:
@@ -254,43 +194,17 @@ def evaluated_rows(split_table, subset: str, *, direction: str) -> pd.DataFrame:
 
 
 def predict_experiment(
-    *,
-    split_table,
-    subset: str,
-    annotations,
-    proposals,
-    features,
-    images,
-    model_path,
-    backbone_cfg: dict,
-    mode: str,
-    predictions_out,
-    ground_truth_out,
-    samples_out,
-    direction: str,
-    exo_proposals=None,
-    calibration=None,
-    matcher: str = "omama",
+    experiment: Experiment, inputs: Inputs, *, subset: str, predictions_out, ground_truth_out, samples_out
 ) -> dict:
-    """Predict ``subset`` with a trained head (``matcher: cosine``: the training-free matcher,
-    ``model_path`` None); write the submission, ground truth and samples.
+    """Predict ``subset`` of ``inputs.split`` with the experiment's head (``matcher: cosine``: the training-free
+    matcher, no weights); write the submission, ground truth and samples.
 
-    With ``calibration`` (the existence head's calibration.json; ``model_path`` then holds the
-    trained ``mlp_visible``) the confidence is the calibrated presence probability, and the samples
-    gain a ``similarity`` column: the published confidence (sigmoid of the best cosine)."""
-    rows = evaluated_rows(split_table, subset, direction=direction)
-    s, head = trained_head(
-        annotations=annotations,
-        proposals=proposals,
-        features=features,
-        images=images,
-        backbone_cfg=backbone_cfg,
-        mode=mode,
-        model_path=model_path,
-        direction=direction,
-        exo_proposals=exo_proposals,
-        matcher=matcher,
-    )
+    With ``inputs.calibration`` (the existence head's calibration.json; ``inputs.model`` then holds the trained
+    ``mlp_visible``) the confidence is the calibrated presence probability, and the samples gain a
+    ``similarity`` column: the published confidence (sigmoid of the best cosine)."""
+    direction, calibration = experiment.direction, inputs.calibration
+    rows = evaluated_rows(inputs.split, subset, direction=direction)
+    s, head = trained_head(experiment, inputs)
     existence = None if calibration is None else Calibration.load(calibration)
     chooser = ModelChooser(head, s, existence, direction=direction)
     sub, gt, samples = run_predictions(rows, s.corpus, chooser, desc=f"predict {subset}")

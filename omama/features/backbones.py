@@ -11,7 +11,6 @@ torchvision's own pretrained weights, see ``omama.weights``).
 from __future__ import annotations
 
 import contextlib
-import math
 from pathlib import Path
 
 import cv2
@@ -241,7 +240,7 @@ def _tiny_transformers_config(kind: str, tiny: dict):
     return DINOv3ViTConfig(**arch, patch_size=16, num_register_tokens=4)
 
 
-def _load_transformers(cfg: dict) -> tuple[nn.Module, int, int, dict]:
+def load_transformers(cfg: dict) -> tuple[nn.Module, int, int, dict]:
     from transformers import AutoModel
 
     kind, weights = cfg["kind"], cfg["weights"]
@@ -277,7 +276,7 @@ def _load_transformers(cfg: dict) -> tuple[nn.Module, int, int, dict]:
     return TransformerTokens(model, patch, prefix), config.hidden_size, patch, info
 
 
-def _load_torchhub(cfg: dict) -> tuple[nn.Module, int, int, dict]:
+def load_torchhub(cfg: dict) -> tuple[nn.Module, int, int, dict]:
     repo, entry = cfg["hub_repo"], cfg["weights"]
     if entry == "untrained":
         raise ValueError("implementation torchhub needs weights = a hub entry such as 'dinov2_vitb14_reg'")
@@ -288,7 +287,7 @@ def _load_torchhub(cfg: dict) -> tuple[nn.Module, int, int, dict]:
     return HubTokens(model, patch), model.embed_dim, patch, info
 
 
-def _load_resnet(cfg: dict) -> tuple[nn.Module, int, int, dict]:
+def load_resnet(cfg: dict) -> tuple[nn.Module, int, int, dict]:
     import torchvision
 
     weights = cfg["weights"]
@@ -318,7 +317,7 @@ def _load_resnet(cfg: dict) -> tuple[nn.Module, int, int, dict]:
     return ResNetTrunk(resnet), 2048, RESNET_STRIDE // 2, info
 
 
-def _load_torchvision(cfg: dict) -> tuple[nn.Module, int, int, dict]:
+def load_torchvision(cfg: dict) -> tuple[nn.Module, int, int, dict]:
     """Any torchvision classifier (``architecture``) as a dense extractor at ``stride``; weights
     ``untrained`` (seeded) or a torchvision weights name such as IMAGENET1K_V1 (checked file)."""
     import torchvision
@@ -345,31 +344,32 @@ def _load_torchvision(cfg: dict) -> tuple[nn.Module, int, int, dict]:
     return trunk, channels, stride, info
 
 
-def load_backbone(cfg: dict, device: str | torch.device | None = None) -> Backbone:
-    """Build the frozen backbone a ``config["backbones"][name]`` entry describes.
+def build(cfg: dict, device, network: nn.Module, channels: int, patch: int, info: dict) -> Backbone:
+    """The ``Backbone`` of a loaded ``network`` (``channels`` per cell, ``patch`` input pixels per cell): its grids
+    from the entry, its input size from its kind (``BackboneKind.input_size``), its description for the stores."""
+    from omama.registry import BACKBONES
 
-    Input size = grid * patch for the ViTs (DINOv2 50x50 -> 700x700); for ResNet-50 the
-    input is sized so its stride-32 map is about half the grid (50x50 -> 800x800 -> 25x25,
-    pooled up to 50x50), as in the review; for kind ``torchvision`` it is grid * stride (no pooling).
-    """
-    from omama.config import entry
-
-    cfg = entry("backbones", cfg)  # the schema's defaults
-    kind, weights = cfg["kind"], cfg["weights"]
-    device = check_device(device or cfg["device"])
-    impl = cfg["implementation"]
-    loaders = {  # the schema allows exactly these pairs
-        ("dinov2", "transformers"): _load_transformers,
-        ("dinov3", "transformers"): _load_transformers,
-        ("dinov2", "torchhub"): _load_torchhub,
-        ("resnet50-dino", "torchvision"): _load_resnet,
-        ("torchvision", "torchvision"): _load_torchvision,
-    }
-    network, channels, patch, info = loaders[kind, impl](cfg)
+    kind = BACKBONES.get(cfg["kind"])
     grids = _grids(cfg)
-    if kind == "resnet50-dino":
-        inputs = {v: tuple(math.ceil(n / 2) * RESNET_STRIDE for n in g) for v, g in grids.items()}
-    else:
-        inputs = {v: tuple(n * patch for n in g) for v, g in grids.items()}
-    info = {"kind": kind, "implementation": impl, "weights": weights, "untrained": weights == "untrained", **info}
-    return Backbone(network, channels, patch, grids, inputs, info, device, resize=cfg["resize"])
+    inputs = {v: kind.input_size(cfg, v) for v in VIEWS}
+    info = {
+        "kind": cfg["kind"],
+        "implementation": cfg.get("implementation"),
+        "weights": cfg["weights"],
+        "untrained": cfg["weights"] == "untrained",
+        **info,
+    }
+    return Backbone(network, channels, patch, grids, inputs, info, check_device(device or cfg["device"]), resize=cfg["resize"])
+
+
+def load_backbone(cfg: dict, device: str | torch.device | None = None) -> Backbone:
+    """Build the frozen backbone a ``config["backbones"][name]`` entry describes, through its kind
+    (``omama.features.kinds``, or a plug-in's). Input size = grid * patch for the ViTs (DINOv2 50x50 ->
+    700x700); for ResNet-50 the input is sized so its stride-32 map is about half the grid (50x50 ->
+    800x800 -> 25x25, pooled up to 50x50), as in the review; for kind ``torchvision`` grid * stride."""
+    from omama.config import entry
+    from omama.registry import BACKBONES
+
+    cfg = entry("backbones", cfg)  # the schema's defaults (its kind's too)
+    check_device(device or cfg["device"])
+    return BACKBONES.get(cfg["kind"]).load(cfg, device)

@@ -22,86 +22,22 @@ from __future__ import annotations
 
 import copy
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from scipy.optimize import minimize
 
 from omama.evaluation.metrics import balanced_accuracy_score
-from omama.io import atomic_path, read_json, write_json
+from omama.experiment import Experiment, Inputs
+from omama.io import atomic_path, write_json
+from omama.model.calibration import Calibration, fit_calibration
 from omama.model.head import PRESENT, MatchingHead
 
 log = logging.getLogger(__name__)
 
 MODES = ("similarity", "head")
-L2_SCALE = 1e-3  # penalty on the calibration's scale (keeps a separable validation set finite)
-
-
-@dataclass(frozen=True)
-class Calibration:
-    """confidence = sigmoid(scale * (logit_present - logit_absent) + bias)."""
-
-    scale: float = 1.0
-    bias: float = 0.0
-
-    @property
-    def boundary(self) -> float:
-        """The logit difference at which the confidence is 0.5."""
-        return -self.bias / self.scale
-
-    def probability(self, logits: torch.Tensor) -> torch.Tensor:
-        """Calibrated presence probabilities of ``mlp_visible`` logits (..., 2)."""
-        d = logits[..., PRESENT] - logits[..., 1 - PRESENT]
-        return torch.sigmoid(self.scale * d + self.bias)
-
-    @classmethod
-    def load(cls, path) -> Calibration:
-        d = read_json(path, "existence calibration")
-        try:
-            return cls(scale=float(d["scale"]), bias=float(d["bias"]))
-        except (KeyError, TypeError) as e:
-            raise ValueError(f"{path} lacks the calibration's scale and bias: {e}") from None
-
-
-def balanced_nll(params: np.ndarray, d: np.ndarray, present: np.ndarray, weights: np.ndarray) -> tuple[float, np.ndarray]:
-    """Class-weighted logistic loss of (scale, bias) and its gradient."""
-    scale, bias = params
-    z = scale * d + bias
-    sign = np.where(present, 1.0, -1.0)
-    loss = float((weights * np.logaddexp(0.0, -sign * z)).sum() + 0.5 * L2_SCALE * scale**2)
-    g = weights * -sign / (1.0 + np.exp(np.clip(sign * z, -500, 500)))  # d loss / d z
-    return loss, np.array([(g * d).sum() + L2_SCALE * scale, g.sum()])
-
-
-def fit_calibration(logit_diff, present) -> tuple[Calibration, dict]:
-    """(Calibration, info) fitted on validation logit differences and true presence.
-
-    Needs both classes; otherwise the identity calibration is returned with ``info["fitted"]`` False
-    and the reason (the head's own 0.5 boundary is then used as it is)."""
-    d = np.asarray(logit_diff, float)
-    y = np.asarray(present, bool)
-    n_present, n_absent = int(y.sum()), int((~y).sum())
-    info = {"n": len(y), "n_present": n_present, "n_absent": n_absent}
-    if n_present == 0 or n_absent == 0:
-        reason = f"validation holds {n_present} present and {n_absent} absent samples: both classes are needed"
-        log.warning("existence calibration not fitted: %s; using the identity", reason)
-        return Calibration(), {**info, "fitted": False, "reason": reason}
-    weights = np.where(y, 0.5 / n_present, 0.5 / n_absent)
-    res = minimize(
-        balanced_nll,
-        np.array([1.0, 0.0]),
-        args=(d, y, weights),
-        jac=True,
-        method="L-BFGS-B",
-        bounds=[(1e-6, None), (None, None)],
-    )
-    if not res.success:
-        log.warning("existence calibration: optimiser stopped early (%s)", res.message)
-    cal = Calibration(scale=float(res.x[0]), bias=float(res.x[1]))
-    return cal, {**info, "fitted": True, "balanced_nll": float(res.fun)}
 
 
 def balanced_accuracy(present, predicted) -> float | None:
@@ -244,44 +180,19 @@ def logit_difference(head: MatchingHead, x: torch.Tensor) -> np.ndarray:
     return (z[:, PRESENT] - z[:, 1 - PRESENT]).cpu().numpy()
 
 
-def train_existence(
-    *,
-    split_table,
-    annotations,
-    proposals,
-    features,
-    images,
-    model_path,
-    backbone_cfg: dict,
-    mode: str,
-    settings: dict,
-    model_out,
-    calibration_out,
-    history_out,
-    direction: str,
-    exo_proposals=None,
-) -> dict:
+def train_existence(experiment: Experiment, inputs: Inputs, *, model_out, calibration_out, history_out) -> dict:
     """Train an experiment's existence head after its matching head, and calibrate it.
 
-    Reads the experiment's ``model_path`` (the matching head, frozen), trains ``mlp_visible`` on the
-    training rows of ``split_table``, fits the calibration on its validation rows, and writes
-    ``model_out`` (the whole head, released names), ``calibration_out`` (scale, bias, boundary,
-    validation balanced accuracy, counts) and ``history_out``. Returns the calibration record."""
-    from omama.evaluation.predict import ModelChooser
+    Reads the experiment's matching head (``inputs.model``, frozen), trains ``mlp_visible`` on the training
+    rows of ``inputs.split``, fits the calibration on its validation rows, and writes ``model_out`` (the whole
+    head, released names), ``calibration_out`` (scale, bias, boundary, validation balanced accuracy, counts)
+    and ``history_out``. Returns the calibration record."""
+    from omama.model.choose import ModelChooser
     from omama.model.setup import trained_head
     from omama.model.takedata import subset_rows
 
-    s, head = trained_head(
-        annotations=annotations,
-        proposals=proposals,
-        features=features,
-        images=images,
-        backbone_cfg=backbone_cfg,
-        mode=mode,
-        model_path=model_path,
-        direction=direction,
-        exo_proposals=exo_proposals,
-    )
+    split_table, settings, direction = inputs.split, experiment.existence_train, experiment.direction
+    s, head = trained_head(experiment, inputs)
     device, corpus = s.device, s.corpus
     frozen = {k: v.clone() for k, v in head.state_dict().items() if not k.startswith("mlp_visible.")}
     chooser = ModelChooser(head, s, direction=direction)

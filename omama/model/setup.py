@@ -1,9 +1,9 @@
-"""What training and prediction of one experiment share: the device, the takes, the feature
-source and the geometry it implies, and the matching head built for that geometry.
+"""What training and prediction of one experiment share: the device, the takes, the feature source and the
+geometry it implies, and the matching head built for that geometry.
 
-Whether features come from the take's stores or from the frozen backbone on frame images
-("pre-extracted" or "on-the-fly") is decided here, once: ``Setup.backbone`` is None for stored
-features; the dataset and the predictor follow it.
+The feature mode (the stores, or the frozen backbone on the frames) is the experiment's
+(``omama.experiment.Experiment.feature_mode``): ``Setup.backbone`` is None for stored features; the
+training batches and the predictor follow it.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import torch
 
-from omama.config import entry
 from omama.direction import Direction
+from omama.experiment import Experiment, Inputs
 from omama.model.head import CosineMatcher, MatchingHead, load_checkpoint
 from omama.model.takedata import Corpus, Geometry
 
@@ -32,17 +32,16 @@ class Setup:
         return self.backbone is None
 
 
-def setup(*, annotations, proposals, features, images, backbone_cfg: dict, on_the_fly: bool, exo_proposals=None) -> Setup:
-    """The device, the takes' data (with the exo proposals for ego2exo), and the backbone (on the fly)
-    or the stores' geometry (stored)."""
-    backbone_cfg = entry("backbones", backbone_cfg)  # the schema's defaults
-    device = torch.device(backbone_cfg["device"])
-    corpus = Corpus(annotations, proposals, features, images, exo_proposals)
-    if not on_the_fly:
+def setup(experiment: Experiment, inputs: Inputs) -> Setup:
+    """The device, the takes' data (with the exo proposals for ego2exo), and the backbone (on the fly) or the
+    stores' geometry (stored)."""
+    device = torch.device(experiment.backbone["device"])
+    corpus = Corpus(inputs.annotations, inputs.proposals, inputs.features, inputs.images, inputs.exo_proposals)
+    if not experiment.on_the_fly:
         return Setup(device, corpus, corpus.geometry(), None)
     from omama.features.backbones import load_backbone  # heavy: only when features are computed here
 
-    backbone = load_backbone(backbone_cfg, device)
+    backbone = load_backbone(experiment.backbone, device)
     return Setup(device, corpus, Geometry.from_description(backbone.describe()), backbone)
 
 
@@ -61,31 +60,10 @@ def build_head(geometry: Geometry, weights=None, seed: int = INIT_SEED, *, direc
     return head
 
 
-def trained_head(
-    *,
-    annotations,
-    proposals,
-    features,
-    images,
-    backbone_cfg: dict,
-    mode: str,
-    model_path,
-    direction: str,
-    exo_proposals=None,
-    matcher: str = "omama",
-) -> tuple[Setup, MatchingHead | CosineMatcher]:
-    """The ``setup`` of an experiment's inputs (``mode``: pre-extracted | on-the-fly) and its head with
-    the weights of ``model_path``, on the device, in eval mode (``matcher: cosine``: the training-free
-    matcher, which has no weights)."""
-    s = setup(
-        annotations=annotations,
-        proposals=proposals,
-        features=features,
-        images=images,
-        backbone_cfg=backbone_cfg,
-        on_the_fly=mode == "on-the-fly",
-        exo_proposals=exo_proposals,
-    )
-    if matcher == "cosine":
+def trained_head(experiment: Experiment, inputs: Inputs) -> tuple[Setup, MatchingHead | CosineMatcher]:
+    """The ``setup`` of an experiment's inputs and its head with the weights of ``inputs.model``, on the
+    device, in eval mode (``matcher: cosine``: the training-free matcher, which has no weights)."""
+    s = setup(experiment, inputs)
+    if experiment.matcher == "cosine":
         return s, CosineMatcher().eval()
-    return s, build_head(s.geometry, model_path, direction=direction).to(s.device).eval()
+    return s, build_head(s.geometry, inputs.model, direction=experiment.direction).to(s.device).eval()

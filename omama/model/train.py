@@ -19,11 +19,12 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from omama.config import entry
 from omama.evaluation.metrics import summarise
-from omama.evaluation.predict import ModelChooser, run_predictions
+from omama.evaluation.predict import run_predictions
+from omama.experiment import Experiment, Inputs
 from omama.io import atomic_path, file_sha256, load_torch, save_torch, write_json
 from omama.model.batches import TrainingSet, batch_features, epoch_batches, training_loader
+from omama.model.choose import ModelChooser
 from omama.model.head import MatchingHead, matching_loss, score_candidates
 from omama.model.setup import INIT_SEED, Setup, build_head, setup
 from omama.model.takedata import Corpus, subset_rows
@@ -100,24 +101,10 @@ def fingerprint_changes(old: dict, new: dict) -> list[str]:
 
 
 def train_experiment(
-    *,
-    split_table,
-    annotations,
-    proposals,
-    features,
-    images,
-    train_cfg: dict | None,
-    backbone_cfg: dict,
-    proposer_cfg: dict | None,
-    init_path,
-    model_out,
-    history_out,
-    checkpoint_dir,
-    stop_after_epochs: int | None = None,
-    direction: str,
-    exo_proposals=None,
+    experiment: Experiment, inputs: Inputs, *, model_out, history_out, checkpoint_dir, stop_after_epochs: int | None = None
 ) -> list[dict] | None:
-    """Train one experiment (or, with ``train_cfg`` None, write its initial weights as the model).
+    """Train one experiment's matching head on ``inputs`` (its dataset's split table, takes and features),
+    or, with ``train: null``, write its initial weights as the model.
 
     Writes ``model_out`` (best-validation-IoU weights; the last epoch's when there is no
     validation data) and ``history_out``; resumes from ``checkpoint_dir/last.pt`` only when its
@@ -125,16 +112,8 @@ def train_experiment(
     from scratch. ``stop_after_epochs`` ends this call after that many epochs, leaving a
     resumable checkpoint (returns None then).
     """
-    tc = None if train_cfg is None else entry("train", train_cfg)  # the schema's defaults
-    s = setup(
-        annotations=annotations,
-        proposals=proposals,
-        features=features,
-        images=images,
-        backbone_cfg=backbone_cfg,
-        on_the_fly=tc is not None and tc["features"] == "on-the-fly",
-        exo_proposals=exo_proposals,
-    )
+    tc, direction, split_table, init_path = experiment.train, experiment.direction, inputs.split, inputs.init
+    s = setup(experiment, inputs)
     device, corpus, geometry, backbone = s.device, s.corpus, s.geometry, s.backbone
     head = build_head(geometry, init_path, INIT_SEED if tc is None else tc["seed"], direction=direction).to(device)
     if tc is None:
@@ -153,7 +132,7 @@ def train_experiment(
     optimizer = torch.optim.AdamW(head.parameters(), lr=tc["lr"], weight_decay=tc["weight_decay"])
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=tc["epochs"] * steps, eta_min=tc["lr_min"])
     fingerprint = training_fingerprint(
-        settings={"train": tc, "backbone": backbone_cfg, "proposer": proposer_cfg, "direction": direction},
+        settings={"train": tc, "backbone": experiment.backbone, "proposer": experiment.proposer, "direction": direction},
         rows=rows,
         val_rows=val_rows,
         corpus=corpus,

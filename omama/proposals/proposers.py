@@ -273,30 +273,16 @@ class SAMProposer:
 
 
 def make_proposer(cfg: dict, device: str | None = None, threads: int = 1):
-    """The proposer a ``config["proposers"][name]`` entry describes (on ``device``, default its own; the
-    classical one segments with ``threads`` threads, which changes nothing but its speed)."""
+    """The proposer a ``config["proposers"][name]`` entry describes, through its kind (``omama.proposals.kinds``,
+    or a plug-in's), on ``device`` (default its own); the classical one segments with ``threads`` threads,
+    which changes nothing but its speed."""
     from omama.config import entry
+    from omama.registry import PROPOSERS
 
-    cfg = entry("proposers", cfg)  # the schema's defaults
-    kind, device = cfg["kind"], device or cfg["device"]
+    cfg = entry("proposers", cfg)  # the schema's defaults (its kind's too)
+    device = device or cfg["device"]
     check_device(device)
-    if kind == "classical":
-        return ClassicalProposer(scales=cfg["scales"], min_area=cfg["min_area"], max_iou=cfg["max_iou"], threads=threads)
-    if kind == "fastsam":
-        if not cfg.get("weights"):
-            raise ValueError("proposer kind fastsam needs weights: path to FastSAM-x.pt or FastSAM-s.pt")
-        return FastSAMProposer(
-            cfg["weights"],
-            device=device,
-            imgsz=cfg["imgsz"],
-            conf=cfg["conf"],
-            iou=cfg["iou"],
-            retina_masks=cfg["retina_masks"],
-        )
-    if kind == "sam":
-        keys = ("weights", "imgsz", "points_per_side", "pred_iou", "stability", "min_area", "max_iou")
-        return SAMProposer(device=device, **{k: cfg[k] for k in keys})
-    raise ValueError(f"unknown proposer kind {kind!r}; use classical, fastsam or sam")
+    return PROPOSERS.get(cfg["kind"]).load(cfg, device, threads)
 
 
 def _propose_camera(annotation: dict, images_dir, cam: str, frames: list[int], proposer) -> tuple[list, list, tuple | None]:

@@ -24,12 +24,11 @@ from omama.report.sections import (
     metrics_table,
     paired_deltas,
     proposal_recall,
-    robustness_section,
     run_summary,
+    scored_only_section,
     submission_section,
 )
 from omama.report.tables import (
-    benchmark_table,
     breakdown,
     html_table,
     json_tables,
@@ -67,7 +66,7 @@ def comparison(main: dict, preds: dict, frames: Frames, a: str, b: str, p: Repor
     }
 
 
-def breakdown_sections(p: ReportParams, files: Inputs, main: dict) -> list[dict]:
+def breakdown_sections(p: ReportParams, files: Inputs, main: dict, visibility: bool) -> list[dict]:
     """The main subset's breakdowns (ego presence, object size, occlusion, scenario) of the scored experiments."""
     breakdowns = []
     presence = presence_table(main, p.boot)
@@ -92,7 +91,7 @@ def breakdown_sections(p: ReportParams, files: Inputs, main: dict) -> list[dict]
     breakdowns.append(
         binned("By object size (ego mask area, native px, tertiles)", size_bins(main), "size_bin", "IoU by ego object size")
     )
-    if p.source_kind == "synthetic":
+    if visibility:
         occlusion = visibility_bins(main, read_parquet(files.visibility()))
         breakdowns.append(
             binned(
@@ -108,7 +107,7 @@ def breakdown_sections(p: ReportParams, files: Inputs, main: dict) -> list[dict]
                 "title": "By occlusion",
                 "table": "",
                 "img": None,
-                "note": "Real data carries no occlusion ground truth; the size breakdown above (visible ego "
+                "note": "This dataset carries no occlusion ground truth; the size breakdown above (visible ego "
                 "mask area) stands in for it.",
             }
         )
@@ -116,54 +115,48 @@ def breakdown_sections(p: ReportParams, files: Inputs, main: dict) -> list[dict]
     return breakdowns
 
 
-def build_context(p: ReportParams, files: Inputs, takes: list[str], benchmarks: list[str]) -> dict:
-    """The template's context: every section, read from the declared ``files`` (``benchmarks``: the
-    declared timing files of the jobs behind the results)."""
-    all_experiments, submissions = p.experiments, p.submissions
+def dataset_context(p: ReportParams, root: Inputs, dataset: str, takes: list[str]) -> dict:
+    """The sections of a dataset some experiment trains on: run summary, metrics (both directions), existence,
+    distributions and comparisons, breakdowns, overlays and split diagnostics of the experiments scored there.
+    An experiment's ``split`` below is the one it uses on this dataset."""
+    files = root.data(dataset)
+    here = {
+        n: {**x, "split": p.experiment(n).split_on(dataset), "subsets": p.subsets_on(dataset, n)}
+        for n, x in p.evaluated_on(dataset).items()
+    }
+    both = directions.section(files, here, p.subsets, p.references)
+    # the rest reads exo->ego samples
+    p = dataclasses.replace(p, experiments=by_direction(here, "exo2ego"))
     split_names = sorted({x["split"] for x in p.experiments.values()})
     split_tables = {s: read_parquet(files.split(s)) for s in split_names}
     split_tables = {s: d[d["direction"] == "exo2ego"] for s, d in split_tables.items()}
-    samples = {s: {e: load_samples(files.result("samples.parquet", e, s)) for e in p.experiments} for s in p.subsets}
+    samples = {
+        s: {e: load_samples(files.result("samples.parquet", e, s)) for e, x in p.experiments.items() if s in x["subsets"]}
+        for s in p.subsets
+    }
     preds = {
-        s: {e: read_json(files.result("predictions.json", e, s), "predictions") for e in p.experiments} for s in p.subsets
+        s: {
+            e: read_json(files.result("predictions.json", e, s), "predictions")
+            for e, x in p.experiments.items()
+            if s in x["subsets"]
+        }
+        for s in p.subsets
     }
     frames = Frames(files)
     subset = p.subsets[-1] if "test" not in p.subsets else "test"
     # The sections that read samples show the experiments the main subset scores (not a predict-only one).
-    unscored = [e for e in p.experiments if samples[subset][e].empty]
+    unscored = [e for e in samples[subset] if samples[subset][e].empty]
+    all_experiments = p.experiments
     p = dataclasses.replace(p, experiments={e: x for e, x in p.experiments.items() if e not in unscored})
     main = {e: samples[subset][e] for e in p.experiments}
 
     distributions = [
-        {"subset": s, "img": iou_histogram({e: samples[s][e] for e in p.experiments}, s)} for s in p.subsets if main
+        {"subset": s, "img": iou_histogram({e: df for e, df in samples[s].items() if e in p.experiments}, s)}
+        for s in p.subsets
+        if main
     ]
-
     comparisons = [comparison(main, preds[subset], frames, a, b, p) for a, b in p.compare if a in main and b in main]
-
-    breakdowns = breakdown_sections(p, files, main) if main else []
-
-    training, epoch_times = [], []
-    for name, x in p.experiments.items():
-        if x.get("train"):
-            h = read_json(files.history(name), "training history")
-            training.append(
-                {
-                    "name": name,
-                    "img": training_figure(name, h) if h else None,
-                    "table": html_table(pd.DataFrame(h), "{:.4g}", index=False),
-                }
-            )
-            if h and "seconds" in h[0]:
-                sec = [e["seconds"] for e in h]
-                epoch_times.append(
-                    {
-                        "experiment": name,
-                        "features": x["train"].get("features", "pre-extracted"),
-                        "epochs": len(sec),
-                        "mean s/epoch": float(np.mean(sec)),
-                        "total s": float(np.sum(sec)),
-                    }
-                )
+    breakdowns = breakdown_sections(p, files, main, dataset in p.visibility) if main else []
 
     overlays = []
     for name in p.experiments:
@@ -192,61 +185,106 @@ def build_context(p: ReportParams, files: Inputs, takes: list[str], benchmarks: 
         dict(zip(("rows", "tables"), json_tables(read_json(files.split_diagnostics(s), "split diagnostics"))), name=s)
         for s in split_names
     ]
-
-    bench = benchmark_table(benchmarks, p.layout.benchmarks)
-    stages = (
-        (
-            bench.groupby("stage")
-            .agg(
-                jobs=("s", "size"),
-                total_s=("s", "sum"),
-                mean_s=("s", "mean"),
-                max_s=("s", "max"),
-                max_rss_mb=("max_rss", "max"),
-            )
-            .reset_index()
-            .sort_values("total_s", ascending=False)
-        )
-        if len(bench)
-        else pd.DataFrame()
-    )
-
     return {
-        "generated": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "summary": run_summary(p, files, takes, split_tables),
+        "name": dataset,
+        "summary": run_summary(p, files, dataset, takes, split_tables),
         "metrics": html_table(metrics_table(dataclasses.replace(p, experiments=all_experiments), files, samples), index=False),
         "unscored": unscored,
-        "submissions": submission_section(files, submissions),
         "recall": html_table(proposal_recall(p, files, takes), index=False),
         "main_subset": subset,
-        "bootstrap": {"percent": p.boot.percent, "resamples": p.boot.resamples, "seed": p.boot.seed},
+        "directions": both,
         "distributions": distributions,
         "comparisons": comparisons,
         "breakdowns": breakdowns,
-        "training": training,
-        "epoch_times": html_table(pd.DataFrame(epoch_times), index=False, floatfmt="{:.2f}") if epoch_times else None,
         "overlays": overlays,
         "splits": splits,
-        "timing": {
-            "table": html_table(stages, index=False, floatfmt="{:.2f}"),
-            "img": timing_figure(stages) if len(stages) else None,
-            "jobs": len(bench),
-        },
-        "robustness": robustness_section(p, files),
-        "motorcycle": robustness_section(p, files, "motorcycle"),
-        "existence": existence_section(files, p.experiments, subset, main, p.boot),
+        "existence": existence_section(root, p.experiments, subset, main, p.boot),
+    }
+
+
+def training_section(p: ReportParams, files: Inputs) -> tuple[list[dict], str | None]:
+    """Each trained experiment's training curve and history, and the time per epoch."""
+    training, epoch_times = [], []
+    for name, x in p.experiments.items():
+        if not x["train"]:
+            continue
+        h = read_json(files.history(name), "training history")
+        training.append(
+            {
+                "name": name,
+                "img": training_figure(name, h) if h else None,
+                "table": html_table(pd.DataFrame(h), "{:.4g}", index=False),
+            }
+        )
+        if h and "seconds" in h[0]:
+            sec = [e["seconds"] for e in h]
+            epoch_times.append(
+                {
+                    "experiment": name,
+                    "features": x["train"]["features"],
+                    "epochs": len(sec),
+                    "mean s/epoch": float(np.mean(sec)),
+                    "total s": float(np.sum(sec)),
+                }
+            )
+    return training, html_table(pd.DataFrame(epoch_times), index=False, floatfmt="{:.2f}") if epoch_times else None
+
+
+def timing_section(files: Inputs) -> dict:
+    """Jobs per rule: count, total, mean and longest wall seconds, peak memory, CPU seconds."""
+    jobs = read_parquet(files.timing())
+    rules = (
+        jobs.groupby("rule")
+        .agg(
+            jobs=("s", "size"),
+            total_s=("s", "sum"),
+            mean_s=("s", "mean"),
+            max_s=("s", "max"),
+            cpu_s=("cpu", "sum"),
+            max_rss_mb=("max_rss", "max"),
+        )
+        .reset_index()
+        .sort_values("total_s", ascending=False)
+        if len(jobs)
+        else pd.DataFrame()
+    )
+    return {
+        "table": html_table(rules, index=False, floatfmt="{:.2f}"),
+        "img": timing_figure(rules.rename(columns={"rule": "stage"})) if len(rules) else None,
+        "jobs": len(jobs),
+    }
+
+
+def build_context(p: ReportParams, files: Inputs, takes: dict[str, list[str]]) -> dict:
+    """The template's context: every section, read from the declared ``files`` (``takes``: each dataset's)."""
+    trained_on = p.trained_on()
+    scored_only = [d for d in p.datasets_used() if d not in trained_on]
+    training, epoch_times = training_section(p, files)
+    e2e = by_direction(p.experiments, "exo2ego")
+    return {
+        "generated": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "bootstrap": {"percent": p.boot.percent, "resamples": p.boot.resamples, "seed": p.boot.seed},
+        "datasets": [dataset_context(p, files, d, takes[d]) for d in trained_on],
+        "scored_only": [
+            scored_only_section(
+                dataclasses.replace(p, experiments=by_direction(p.evaluated_on(d), "exo2ego")), files.data(d), d
+            )
+            for d in scored_only
+            if by_direction(p.evaluated_on(d), "exo2ego") and e2e
+        ],
+        "training": training,
+        "epoch_times": epoch_times,
+        "submissions": submission_section(p, files),
+        "timing": timing_section(files),
     }
 
 
 def write_report(*, params: dict, inputs: dict[str, list[str]], out: str) -> None:
-    """Render ``report.html`` from the report rule's declared ``inputs`` (by kind, as ``report_inputs``
-    lists them, plus ``benchmarks``) and its settings ``params`` (see ``ReportParams``)."""
+    """Render ``report.html`` from the report rule's declared ``inputs`` (by kind, as ``report_inputs`` lists
+    them, plus ``timing``) and its settings ``params`` (see ``ReportParams``)."""
     p = ReportParams.from_dict(params)
     files = Inputs(p.layout, [f for paths in inputs.values() for f in paths])
-    both = directions.section(files, p.experiments, p.subsets, p.references)
-    # the rest of the report reads exo->ego samples
-    p = dataclasses.replace(p, experiments=by_direction(p.experiments, "exo2ego"))
-    context = build_context(p, files, takes_of(inputs), inputs.get("benchmarks", [])) | {"directions": both}
+    context = build_context(p, files, takes_of(inputs))
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("omama.report", "templates"),
         autoescape=jinja2.select_autoescape(["html", "j2"]),

@@ -24,13 +24,12 @@ def section(files: Inputs, experiments: dict, subsets: list, references: list) -
         return None
     rows, ratios = [], []
     for direction in ("exo2ego", "ego2exo"):
-        exps = by_direction(experiments, direction)
         for s in subsets:
+            exps = {n: x for n, x in by_direction(experiments, direction).items() if s in x["subsets"]}
             best_ref: dict[tuple, float] = {}
-            for split, proposer in sorted({(x["split"], x["proposer"]) for x in exps.values()}):
-                reference = files.reference_ego2exo if direction == "ego2exo" else files.reference
+            for split, proposer in sorted({(x["split"], x["proposer_name"]) for x in exps.values()}):
                 for ref in references:
-                    path = reference("metrics.json", split, proposer, s, ref)
+                    path = files.reference("metrics.json", split, proposer, s, ref, direction)
                     m = read_json(path, "reference metrics")
                     iou = defined(m.get("iou"))
                     best_ref[split, proposer] = max(best_ref.get((split, proposer), 0.0), iou or 0.0)
@@ -40,7 +39,7 @@ def section(files: Inputs, experiments: dict, subsets: list, references: list) -
                 m = read_json(path, "metrics file")
                 rows.append(_row(direction, s, name, x["split"], m, path))
                 if direction == "ego2exo" and m.get("scored", True):
-                    best = best_ref.get((x["split"], x["proposer"]), 0.0)  # no references configured: no ratio
+                    best = best_ref.get((x["split"], x["proposer_name"]), 0.0)  # no references configured: no ratio
                     iou = defined(m["iou"])  # None: no present sample
                     ratios.append(
                         {

@@ -23,7 +23,7 @@ from omama.report.tables import (
 )
 
 
-def run_summary(p: ReportParams, files: Inputs, takes: list[str], split_tables: dict[str, pd.DataFrame]) -> dict:
+def run_summary(p: ReportParams, files: Inputs, dataset: str, takes: list[str], split_tables: dict[str, pd.DataFrame]) -> dict:
     skipped: dict[tuple[str, str], int] = {}
     for t in takes:
         ann = read_json(files.annotation(t), "annotation file")
@@ -47,7 +47,7 @@ def run_summary(p: ReportParams, files: Inputs, takes: list[str], split_tables: 
                 }
             )
     backbones = []
-    for name in sorted({x["backbone"] for x in p.experiments.values()}):
+    for name in sorted({x["backbone_name"] for x in p.experiments.values()}):
         cfg = p.backbones[name]
         attrs = feature_attrs(files, name, takes)
         untrained = cfg.get("weights") == "untrained" or bool(attrs.get("untrained"))
@@ -60,14 +60,14 @@ def run_summary(p: ReportParams, files: Inputs, takes: list[str], split_tables: 
                 "attrs": {k: v if isinstance(v, (str, int, float, bool)) else json.dumps(v) for k, v in attrs.items()},
             }
         )
-    proposers = [{"name": n, **p.proposers[n]} for n in sorted({x["proposer"] for x in p.experiments.values()})]
+    proposers = [{"name": n, **p.proposers[n]} for n in sorted({x["proposer_name"] for x in p.experiments.values()})]
     index = read_json(files.index_summary(), "take index summary")
     pairs = read_json(files.pairs_summary(), "pairs summary")
     for source, d in (("take index", index), ("pairs", pairs), ("pairs, ego->exo", pairs.get("ego2exo", {}))):
         for k, v in skip_counts(d).items():
             skipped[(source, k)] = skipped.get((source, k), 0) + v
     return {
-        "source_kind": p.source_kind,
+        "kind": p.datasets[dataset]["kind"],
         "counts": html_table(pd.DataFrame(counts), index=False),
         "backbones": backbones,
         "proposers": proposers,
@@ -91,7 +91,7 @@ def feature_attrs(files: Inputs, backbone: str, takes: list[str]) -> dict:
 
 def proposal_recall(p: ReportParams, files: Inputs, takes: list[str]) -> pd.DataFrame:
     rows = []
-    for name in sorted({x["proposer"] for x in p.experiments.values()}):
+    for name in sorted({x["proposer_name"] for x in p.experiments.values()}):
         parts = [read_parquet(files.recall(name, t)).assign(take_uid=t) for t in takes]
         rec = pd.concat(parts) if parts else pd.DataFrame(columns=["take_uid", "best_iou", "n_proposals"])
         rec = rec.assign(**{f"r{q}": rec["best_iou"] >= q for q in (0.5, 0.75)})
@@ -111,7 +111,8 @@ def proposal_recall(p: ReportParams, files: Inputs, takes: list[str]) -> pd.Data
 def metrics_table(p: ReportParams, files: Inputs, samples: dict) -> pd.DataFrame:
     rows = []
     for s in p.subsets:
-        for name, x in p.experiments.items():
+        scored = {n: x for n, x in p.experiments.items() if s in x["subsets"]}
+        for name, x in scored.items():
             path = files.result("metrics.json", name, s)
             m = read_json(path, "metrics file")
             df = samples[s][name]
@@ -121,14 +122,14 @@ def metrics_table(p: ReportParams, files: Inputs, samples: dict) -> pd.DataFrame
                     "predictor": name,
                     "kind": "model" if x["matcher"] == "omama" else "training-free (cosine)",
                     "split": x["split"],
-                    "backbone": x["backbone"],
+                    "backbone": x["backbone_name"],
                     **metric_cells(m, path),
                     "n present": m.get("n_present"),
                     "n total": m.get("n_total", m.get("predict_only", {}).get("predictions")),
                     "ceiling (best proposal IoU)": mean_with_ci(df[df.ego_present], "best_possible_iou", p.boot),
                 }
             )
-        for split, proposer in sorted({(x["split"], x["proposer"]) for x in p.experiments.values()}):
+        for split, proposer in sorted({(x["split"], x["proposer_name"]) for x in scored.values()}):
             for ref in p.references:
                 path = files.reference("metrics.json", split, proposer, s, ref)
                 m = read_json(path, "reference metrics")
@@ -149,35 +150,35 @@ def metrics_table(p: ReportParams, files: Inputs, samples: dict) -> pd.DataFrame
     return df.rename(columns=dict(METRICS))
 
 
-def robustness_section(p: ReportParams, files: Inputs, rset: str = "robustness") -> dict | None:
-    """Per-pair results and overlays of a photo-pair set (its own results tree under R/{rset})."""
-    enabled = p.motorcycle_enabled if rset == "motorcycle" else p.robustness_enabled
-    if not enabled or not p.robustness_experiments:
-        return None
-    rr = files.photo_set(rset)
-    frames = Frames(rr)
+def scored_only_section(p: ReportParams, files: Inputs, dataset: str) -> dict:
+    """A dataset experiments are only scored on (every row a test row; photo pairs, BOP scenes): per-experiment
+    metrics with the reference predictors', paired differences (the ``report.compare`` pairs scored here, and
+    every experiment against every reference), per sample and object, and overlays of every sample."""
+    frames = Frames(files)
+    names = list(p.experiments)
     metrics, per_pair, preds, samples = [], None, {}, {}
-    for name in p.robustness_experiments:
-        path = rr.result("metrics.json", name, "test")
-        m = read_json(path, "robustness metrics")
+    for name in names:
+        path = files.result("metrics.json", name, "test")
+        m = read_json(path, "metrics file")
         metrics.append(
             {"experiment": name, **metric_cells(m, path), "n present": m.get("n_present"), "n total": m.get("n_total")}
         )
-        df = load_samples(rr.result("samples.parquet", name, "test"))
+        df = load_samples(files.result("samples.parquet", name, "test"))
         samples[name] = df
-        preds[name] = read_json(rr.result("predictions.json", name, "test"), "robustness predictions")
+        preds[name] = read_json(files.result("predictions.json", name, "test"), "predictions")
         cols = df[["take_uid", "object", "ego_present", "iou", "confidence", "pred_exists"]].rename(
             columns={
-                "take_uid": "pair",
+                "take_uid": "take",
                 "iou": f"IoU {name}",
                 "confidence": f"confidence {name}",
                 "pred_exists": f"predicted present {name}",
             }
         )
-        per_pair = cols if per_pair is None else per_pair.merge(cols, on=["pair", "object", "ego_present"], how="outer")
-    for q in sorted({p.experiments[e]["proposer"] for e in p.robustness_experiments}):
+        per_pair = cols if per_pair is None else per_pair.merge(cols, on=["take", "object", "ego_present"], how="outer")
+    proposers = sorted({p.experiments[e]["proposer_name"] for e in names})
+    for q in proposers:
         for ref in p.references:
-            path = rr.reference("metrics.json", "take", q, "test", ref)
+            path = files.reference("metrics.json", "all", q, "test", ref)
             m = read_json(path, "reference metrics")
             metrics.append(
                 {
@@ -188,8 +189,8 @@ def robustness_section(p: ReportParams, files: Inputs, rset: str = "robustness")
                 }
             )
     overlays = []
-    first = samples[p.robustness_experiments[0]]
-    indexed = {n: samples[n].set_index(SAMPLE_KEY) for n in p.robustness_experiments}
+    first = samples[names[0]]
+    indexed = {n: samples[n].set_index(SAMPLE_KEY) for n in names}
     for row in first.sort_values(SAMPLE_KEY).itertuples():
         key = tuple(getattr(row, k) for k in SAMPLE_KEY)
         if row.ego_present:
@@ -202,30 +203,33 @@ def robustness_section(p: ReportParams, files: Inputs, rset: str = "robustness")
             )
         overlays.append(
             {
-                "img": overlay(frames, row, [preds[n] for n in p.robustness_experiments[:2]]),
-                "caption": f"pair {row.take_uid}, object {row.object} ({'present' if row.ego_present else 'absent'} in ego): {outcome}",
+                "img": overlay(frames, row, [preds[n] for n in names[:2]]),
+                "caption": f"{row.take_uid}, frame {row.frame}, object {row.object} ({'present' if row.ego_present else 'absent'} "
+                f"in {row.ego_cam}): {outcome}",
             }
         )
     skipped = [
-        {"pair": t["take_uid"], **s}
-        for t in read_json(rr.index(), "robustness index")
+        {"take": t["take_uid"], **s}
+        for t in read_json(files.index(), "take index")
         for s in frames.annotation(t["take_uid"]).get("skipped", [])
     ]
-    legend = " · ".join(f"{c} = prediction of {n}" for c, n in zip(("magenta", "blue"), p.robustness_experiments[:2]))
+    legend = " · ".join(f"{c} = prediction of {n}" for c, n in zip(("magenta", "blue"), names[:2]))
     references = {
-        f"reference: {ref} ({q})": load_samples(rr.reference("samples.parquet", "take", q, "test", ref))
-        for q in sorted({p.experiments[e]["proposer"] for e in p.robustness_experiments})
+        f"reference: {ref} ({q})": load_samples(files.reference("samples.parquet", "all", q, "test", ref))
+        for q in proposers
         for ref in p.references
     }
-    base, *others = p.robustness_experiments
-    pairs = [(base, b) for b in others] + [(r, e) for e in p.robustness_experiments for r in references]
+    pairs = [(a, b) for a, b in p.compare if a in samples and b in samples] + [(r, e) for e in names for r in references]
     return {
+        "name": dataset,
+        "kind": p.datasets[dataset]["kind"],
         "metrics": html_table(pd.DataFrame(metrics).rename(columns=dict(METRICS)), index=False),
         "differences": html_table(paired_differences(pairs, {**samples, **references}, p.boot), index=False),
-        "pairs": html_table(per_pair.sort_values(["pair", "object"]), index=False, floatfmt="{:.3f}"),
+        "pairs": html_table(per_pair.sort_values(["take", "object"]), index=False, floatfmt="{:.3f}"),
         "overlays": overlays,
         "legend": legend,
-        "n_pairs": int(first["take_uid"].nunique()),
+        "n_takes": int(first["take_uid"].nunique()),
+        "n_frames": int(first[["take_uid", "frame"]].drop_duplicates().shape[0]),
         "skipped": html_table(pd.DataFrame(skipped), index=False) if skipped else None,
     }
 
@@ -295,26 +299,33 @@ def compare_iou(a: pd.DataFrame, b: pd.DataFrame, joined: pd.DataFrame, boot: Bo
     }
 
 
-def submission_section(files: Inputs, submissions: dict) -> list[dict]:
-    """Per challenge submission file: its blocks, with the takes and predictions each holds, against
-    the test takes the take index selected (a take left out there is missing from the file too)."""
+def submission_section(p: ReportParams, files: Inputs) -> list[dict]:
+    """Per challenge submission file: its blocks, with the takes and predictions each holds, against the test
+    takes the take index of the experiment's dataset selected (a take left out there is missing from the file too)."""
     out = []
-    for name, blocks in submissions.items():
+    for name, blocks in p.submissions.items():
         path = files.submission(name)
         sub = read_json(path, "submission")
-        test = [t["take_uid"] for t in read_json(files.index(), "take index") if t["annotation_split"] == "test"]
-        rows = [
-            {
-                "block": key,
-                "experiment": blocks[direction],
-                "takes": len(sub[key]["results"]),
-                "test takes selected": len(test),
-                "predictions": sum(
-                    len(f) for t in sub[key]["results"].values() for per_pair in t["masks"].values() for f in per_pair.values()
-                ),
-            }
-            for direction, key in (("exo2ego", "exo-ego"), ("ego2exo", "ego-exo"))
-            if direction in blocks
-        ]
+        rows = []
+        for direction, key in (("exo2ego", "exo-ego"), ("ego2exo", "ego-exo")):
+            if direction not in blocks:
+                continue
+            dataset = p.experiments[blocks[direction]]["dataset"]
+            index = read_json(files.data(dataset).index(), "take index")
+            rows.append(
+                {
+                    "block": key,
+                    "experiment": blocks[direction],
+                    "dataset": dataset,
+                    "takes": len(sub[key]["results"]),
+                    "test takes selected": sum(t["annotation_split"] == "test" for t in index),
+                    "predictions": sum(
+                        len(f)
+                        for t in sub[key]["results"].values()
+                        for per_pair in t["masks"].values()
+                        for f in per_pair.values()
+                    ),
+                }
+            )
         out.append({"name": name, "path": str(path), "table": html_table(pd.DataFrame(rows), index=False)})
     return out

@@ -215,7 +215,8 @@ def _write_scene(scene: SyntheticScene, folder: Path, n: int, suffix: str) -> No
 
 def write_dataset(out_dir: str | Path, cfg: dict | None = None) -> Path:
     """Write a synthetic BOP dataset into ``out_dir`` (replaced atomically); ``cfg``: the settings
-    (``omama.data.bop.SYNTHETIC_DEFAULTS``: seed, scenes, images, image_size, objects, split, image_format)."""
+    (``omama.data.bop.synthetic_settings``: seed, scenes, images, image_size, objects, image_format, and split:
+    the split folder written)."""
     s = synthetic_settings(cfg)
     out_dir = Path(out_dir)
     models = {}

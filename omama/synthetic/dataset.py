@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from omama.config import entry
+from omama.config import kind_setting
 from omama.data.masks import encode_lzstring
 from omama.io import atomic_path, write_json, write_parquet
 from omama.synthetic.scene import EGO_CAM, FPS, MIN_VISIBLE_PIXELS, TASKS, Take
@@ -121,7 +121,7 @@ def generate_dataset(out_dir, cfg: dict) -> Path:
     Beside the official files, ``visibility.parquet`` holds one row per (take, object,
     camera, annotated frame): take_uid, object, camera, frame, visible_fraction, area.
     """
-    cfg = entry("synthetic", cfg)  # the schema's defaults
+    cfg = kind_setting("datasets", "synthetic", "synthetic", cfg)  # the schema's defaults
     out_dir = Path(out_dir)
     rng = np.random.default_rng([int(cfg["seed"]), 1_000_003])
     n, empty = int(cfg["takes"]), int(cfg["empty_takes"])

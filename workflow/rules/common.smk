@@ -1,29 +1,30 @@
-# Shared helpers for the workflow: the results layout, config accessors, the take list.
-# Every results path comes from omama.layout (its docstring draws the tree); L is the main run's.
+# Shared helpers for the workflow: the results layout, the resolved experiments, the datasets' kinds and
+# takes, and the input functions the rules share. Every results path comes from omama.layout.
 
 import omama.config
 import omama.io
-from omama import layout
+from omama.experiment import Experiment, experiments
 from omama.layout import Layout
+from omama.registry import BACKBONES, DATASETS, PROPOSERS
 from omama.report import ReportParams, report_inputs
 
 RESULTS = config["results"]
 L = Layout(RESULTS)
-# The results tree of a photo-pair set, with {rset} (robustness, motorcycle) as a wildcard.
-PHOTO = L.photo_set()
+D = L.data()  # a dataset's tree, {dataset} a wildcard
 # Every rule names this environment, so `--sdm conda` runs the whole workflow in it.
 CONDA_ENV = "../../envs/omama.yaml"
-
-
-_TAKES = {}
+# Every experiment as the config defines it, resolved once (omama.experiment). A name it cannot resolve
+# is a preflight problem, already announced.
+try:
+    EXPERIMENTS = experiments(config)
+except ValueError as e:
+    raise SystemExit(f"config error: {e}")
 
 # torchvision's checkpoint cache, the Hugging Face hub's timeouts and sleeping OpenMP threads for every
-# job (jobs inherit the environment, on SLURM too).
+# job (jobs inherit the environment, on SLURM too), and the plug-ins every job imports.
 omama.config.apply_environment(config)
-
 # Threads of every numeric job: fixed by the config, so that the numbers do not depend on --cores.
 COMPUTE_THREADS = config["compute_threads"]
-
 
 
 def settings(unit, params):
@@ -42,57 +43,68 @@ def settings(unit, params):
     return record
 
 
-def index_records():
-    """Lean records of the takes chosen by the take index, by uid (evaluates the checkpoint;
+# Datasets: their kinds, prepared sources and take indexes.
+
+
+def dataset_cfg(name):
+    if name not in config["datasets"]:
+        raise ValueError(f"unknown dataset {name!r}; known: {sorted(config['datasets'])}")
+    return config["datasets"][name]
+
+
+def kind(name):
+    """The dataset kind of a dataset (omama.data.kinds, or a plug-in's)."""
+    return DATASETS.get(dataset_cfg(name)["kind"])
+
+
+def source_root(name):
+    """The folder the take index of a dataset reads: its prepared source, or the user's path."""
+    return kind(name).root(dataset_cfg(name), L.data(name).source())
+
+
+_TAKES = {}
+
+
+def index_records(dataset):
+    """Lean records of the takes the take index of ``dataset`` chose, by uid (evaluates its checkpoint;
     read once per index version)."""
     import json
 
-    path = checkpoints.take_index.get().output.takes
+    path = checkpoints.take_index.get(dataset=dataset).output.takes
     key = (path, os.stat(path).st_mtime_ns)
     if key not in _TAKES:
         with open(path) as f:
-            _TAKES.clear()
             _TAKES[key] = {t["take_uid"]: t for t in json.load(f)}
     return _TAKES[key]
 
 
-def selected_takes():
-    """Take uids chosen by the take index."""
-    return list(index_records())
+def selected_takes(dataset):
+    """Take uids of ``dataset`` chosen by its take index."""
+    return list(index_records(dataset))
 
 
-def source_videos(wildcards):
-    """A local source's videos of the take: replacing one re-extracts the take (the copy under
-    raw/ is temporary, so it cannot carry the change)."""
-    if config["source"]["kind"] != "local":
-        return []
-    return [f"{SOURCE_ROOT}/{rel}" for rel in index_records()[wildcards.take]["videos"].values()]
+def take_files(pattern, dataset, takes=None):
+    """``pattern`` with {dataset} and {take} filled for each take (default: the selected takes)."""
+    return expand(pattern, dataset=dataset, take=selected_takes(dataset) if takes is None else takes)
 
 
-def take_record(wildcards):
+def take_record(wc):
     """The per-take record written by the take index, as an input."""
-    checkpoints.take_index.get()
-    return L.take_record(wildcards.take)
+    checkpoints.take_index.get(dataset=wc.dataset)
+    return L.data(wc.dataset).take_record(wc.take)
 
 
-def experiment(name):
-    if name not in config["experiments"]:
-        raise ValueError(f"unknown experiment {name!r}; known: {sorted(config['experiments'])}")
-    return config["experiments"][name]
+def raw_take(wc):
+    """The take's downloaded raw files (kinds that fetch), else nothing: extraction reads the source."""
+    return [L.data(wc.dataset).raw(wc.take)] if kind(wc.dataset).fetches else []
 
 
-def direction(name):
-    """exo2ego or ego2exo (the schema fills the default, exo2ego)."""
-    return experiment(name)["direction"]
+def take_inputs(wc):
+    """The source files of one take whose change re-extracts it (a local video, a user's photo or mask)."""
+    return kind(wc.dataset).take_inputs(dataset_cfg(wc.dataset), source_root(wc.dataset), index_records(wc.dataset)[wc.take])
 
 
-def trained(name):
-    return experiment(name)["train"] is not None
-
-
-def has_head(name):
-    """Whether an experiment has head weights (model.pt): every matcher but the training-free cosine one."""
-    return experiment(name)["matcher"] == "omama"
+# Backbones and proposers: their kinds, weights and GPUs.
 
 
 def backbone_config(name):
@@ -107,36 +119,17 @@ def proposer_config(name):
     return config["proposers"][name]
 
 
-# The photo-pair sets are exo->ego only (they have no exo proposals).
-for _name in config["robustness"]["experiments"]:
-    if direction(_name) != "exo2ego":
-        raise ValueError(
-            f"robustness.experiments lists {_name!r}, an {direction(_name)} experiment; "
-            f"the photo-pair sets are scored exo->ego only"
-        )
-
-
-# Features stage (features.smk): GPU reservation and per-take aggregates.
-
-
 def weights_record(backbone):
-    """The pretrained-weights record a backbone needs first (torch_weights rule: torchvision weights, or a
-    resnet50-dino URL, fetched on the submitting host); else none."""
+    """The pretrained-weights record a backbone needs first when its kind fetches its weights (torch_weights
+    rule, on the submitting host); else none."""
     cfg = backbone_config(backbone)
-    fetched = (cfg["kind"] == "torchvision" and cfg["weights"] != "untrained") or (
-        cfg["kind"] == "resnet50-dino" and cfg["weights"].startswith(("http://", "https://"))
-    )
-    return [L.weights(backbone)] if fetched else []
+    return [L.weights(backbone)] if BACKBONES.get(cfg["kind"]).fetches(cfg) else []
 
 
 def proposer_weights_record(proposer):
-    """The checkpoint record a sam proposer with a packaged checkpoint needs first (proposer_weights rule); else none."""
+    """The checkpoint record a proposer needs first when its kind fetches one (proposer_weights rule); else none."""
     cfg = proposer_config(proposer)
-    if cfg["kind"] != "sam":
-        return []
-    from omama.weights import PACKAGED  # imports torch: only for sam proposers
-
-    return [L.proposer_weights(proposer)] if cfg["weights"] in PACKAGED else []
+    return [L.proposer_weights(proposer)] if PROPOSERS.get(cfg["kind"]).fetches(cfg) else []
 
 
 def gpus(cfg):
@@ -144,61 +137,77 @@ def gpus(cfg):
     return 1 if cfg["device"] == "cuda" else 0
 
 
-def all_proposals(proposer):
-    """Proposal tables of every selected take for ``proposer`` (evaluates the take index)."""
-    return take_files(L.proposals(proposer))
+# Experiments: what each stage of one reads.
 
 
-# Photo-pair sets (robustness.smk) and the report (report.smk).
-
-PHOTOS = config["robustness"]["path"] or L.photo_set("robustness").photos()
-ROBUSTNESS_ON = bool(config["robustness"]["experiments"]) and bool(
-    config["robustness"]["path"] or config["robustness"]["synthetic_pairs"] > 0
-)
-MOTORCYCLE_ON = bool(config["robustness"]["experiments"]) and config["robustness"]["motorcycle"] is not None
-# Photo-pair sets, each with its own results tree R/{rset}/: name -> folder of pairs.
-PHOTO_SETS = {
-    **({"robustness": PHOTOS} if ROBUSTNESS_ON else {}),
-    **({"motorcycle": L.photo_set("motorcycle").photos()} if MOTORCYCLE_ON else {}),
-}
+def experiment(name):
+    if name not in EXPERIMENTS:
+        raise ValueError(f"unknown experiment {name!r}; known: {sorted(EXPERIMENTS)}")
+    return EXPERIMENTS[name]
 
 
-def pair_files(wildcards):
-    """The files of one user photo pair: editing a photo or mask re-converts that pair (the
-    folder's own time does not change when a file inside a pair does). Generated pairs change
-    only with their rule's settings."""
-    from pathlib import Path
+def experiment_inputs(exp, dataset):
+    """Split table, annotations, proposals and features (or frames) an experiment reads on ``dataset``."""
+    x, d = experiment(exp), L.data(dataset)
+    files = {
+        "split": d.split(x.split_on(dataset)),
+        "annotations": take_files(d.annotation(), dataset),
+        "proposals": take_files(d.proposals(x.proposer_name), dataset),
+    }
+    if x.direction == "ego2exo":
+        files["exo_proposals"] = take_files(d.exo_proposals(x.proposer_name), dataset)
+    if x.on_the_fly:
+        files["images"] = take_files(d.images(), dataset)
+        files["weights"] = weights_record(x.backbone_name)
+    else:
+        files["features"] = take_files(d.features(x.backbone_name), dataset)
+    return files
 
-    if wildcards.rset != "robustness" or not config["robustness"]["path"]:
-        return []
-    return sorted(str(p) for p in Path(PHOTOS, wildcards.take).rglob("*") if p.is_file())
+
+def train_inputs(wc):
+    x = experiment(wc.exp)
+    init = {"init": L.model(x.init_experiment)} if x.init_experiment else {"init": x.init_path} if x.init_path else {}
+    return {**experiment_inputs(wc.exp, x.dataset), **init}
 
 
-def robustness_pairs(rset="robustness"):
-    """Pair names of a photo-pair set (evaluates its index checkpoint)."""
-    import json
-
-    with open(checkpoints.robustness_index.get(rset=rset).output.takes) as f:
-        return [t["take_uid"] for t in json.load(f)]
+def existence_inputs(wc):
+    return {**experiment_inputs(wc.exp, experiment(wc.exp).dataset), "model": L.model(wc.exp)}
 
 
-def report_params():
-    return dict(
-        results=RESULTS,
-        source_kind=config["source"]["kind"],
-        experiments=config["experiments"],
-        backbones=config["backbones"],
-        proposers=config["proposers"],
-        subsets=config["evaluate"]["subsets"],
-        references=config["evaluate"]["references"],
-        compare=config["report"]["compare"],
-        overlays=config["report"]["overlays"],
-        robustness_experiments=config["robustness"]["experiments"],
-        robustness_enabled=ROBUSTNESS_ON,
-        bootstrap=bootstrap_config(),
-        motorcycle_enabled=MOTORCYCLE_ON,
-        submissions=config["submissions"],
-    )
+def predicted_model(exp):
+    """The head ``predict`` uses: the matching head, or (existence: head) the head with its trained existence
+    MLP and the calibration of its confidence; none for the training-free matcher."""
+    x = experiment(exp)
+    if x.existence == "head":
+        return {"model": L.existence("model.pt", exp), "calibration": L.existence("calibration.json", exp)}
+    return {"model": L.model(exp)} if x.has_head else {}
+
+
+def predict_inputs(wc):
+    return {**experiment_inputs(wc.exp, wc.dataset), **predicted_model(wc.exp)}
+
+
+def experiment_gpus(wc):
+    return gpus(experiment(wc.exp).backbone)
+
+
+def submission_inputs(wc):
+    """The test predictions of the experiments a challenge submission names, by direction."""
+    if wc.name not in config["submissions"]:
+        raise ValueError(f"unknown submission {wc.name!r}; known: {sorted(config['submissions'])}")
+    return {
+        d: L.result("predictions.json", exp, experiment(exp).dataset, "test")
+        for d, exp in config["submissions"][wc.name].items()
+    }
+
+
+# What a run makes: the (dataset, ...) combinations the experiments need.
+
+
+def evaluations():
+    """(experiment, dataset, split, subsets) of every prediction the run makes."""
+    subsets = config["evaluate"]["subsets"]
+    return [(x, d, x.split_on(d), x.subsets_on(d, subsets)) for x in EXPERIMENTS.values() for d in x.evaluate_on]
 
 
 def bootstrap_config():
@@ -206,171 +215,25 @@ def bootstrap_config():
     return dict(config["evaluate"]["bootstrap"], seed=config["evaluate"]["seed"])
 
 
-def robustness_model_inputs(wc):
-    """What ``predict`` reads for an experiment on a photo-pair set: its inputs there, and its head
-    from the main run (with an existence head, that head and its calibration)."""
-    return {
-        **model_inputs(
-            wc,
-            layout=L.photo_set(wc.rset),
-            takes=robustness_pairs(wc.rset),
-            split="take",
-        ),
-        **predicted_model(wc),
-    }
+def report_params():
+    return dict(
+        results=RESULTS,
+        datasets=config["datasets"],
+        experiments={n: x.settings("report") for n, x in EXPERIMENTS.items()},
+        backbones=config["backbones"],
+        proposers=config["proposers"],
+        subsets=config["evaluate"]["subsets"],
+        references=config["evaluate"]["references"],
+        compare=config["report"]["compare"],
+        overlays=config["report"]["overlays"],
+        bootstrap=bootstrap_config(),
+        submissions=config["submissions"],
+        visibility=[d for d in config["datasets"] if kind(d).visibility],
+    )
 
 
 def report_files(wc):
-    """Every file the report reads (evaluates the take index and the photo-pair indexes): the results
-    by kind (omama.report.report_inputs) and the timing files of the jobs behind them.
-    """
-    takes = selected_takes()
-    pairs = {rset: robustness_pairs(rset) for rset in PHOTO_SETS}
-    files = report_inputs(
-        ReportParams.from_dict(report_params()),
-        takes,
-        pairs.get("robustness"),
-        pairs.get("motorcycle"),
-    )
-    return {**files, "benchmarks": job_benchmarks(takes, pairs)}
-
-
-def job_benchmarks(takes, pairs):
-    """Benchmark files of the jobs the report times: every job of the main run and of the photo-pair
-    sets (``pairs``: set -> pair names) that the report depends on. A download's timing file outlives
-    its temporary raw videos, so asking for it re-runs nothing.
-    """
-    exps = config["experiments"]
-    subsets = config["evaluate"]["subsets"]
-    refs = config["evaluate"]["references"]
-    used = lambda key, names=exps: sorted({exps[e][key] for e in names})
-    bench = lambda rule, **wc: expand(getattr(rules, rule).benchmark, **wc)
-    files = [
-        *bench("take_index"),
-        *bench("download", take=takes),
-        *bench("extract", take=takes),
-        *bench("pairs"),
-        *bench("split", split=used("split")),
-        *bench("features", backbone=used("backbone"), take=takes),
-        *bench("proposals", proposer=used("proposer"), take=takes),
-        *bench("train", exp=[e for e in exps if has_head(e)]),
-        *bench("train_existence", exp=[e for e, x in exps.items() if x["existence"] == "head"]),
-        *bench("submission", name=list(config["submissions"])),
-        *bench("predict", exp=list(exps), subset=subsets),
-        *bench("evaluate", exp=list(exps), subset=subsets),
-        *bench("torch_weights", backbone=[b for b in used("backbone") if weights_record(b)]),
-        *bench("proposer_weights", proposer=[p for p in used("proposer") if proposer_weights_record(p)]),
-        *(bench("synthesize") if config["source"]["kind"] == "synthetic" else []),
-        *(bench("fetch_metadata") if config["source"]["kind"] == "egoexo" else []),
-    ]
-    for x in {(e["split"], e["proposer"]) for e in exps.values()}:
-        files += bench("reference", split=x[0], proposer=x[1], subset=subsets, predictor=refs)
-    robust = config["robustness"]["experiments"]
-    stored = [e for e in robust if feature_mode(e) == "pre-extracted"]
-    for rset, names in pairs.items():
-        generated = rset == "motorcycle" or not config["robustness"]["path"]
-        files += [
-            *(bench(f"{rset}_photos") if generated else []),
-            *bench("robustness_index", rset=rset),
-            *bench("robustness_take", rset=rset, take=names),
-            *bench(
-                "robustness_features",
-                rset=rset,
-                backbone=used("backbone", stored),
-                take=names,
-            ),
-            *bench(
-                "robustness_proposals",
-                rset=rset,
-                proposer=used("proposer", robust),
-                take=names,
-            ),
-            *bench("robustness_pairs", rset=rset),
-            *bench("robustness_split", rset=rset, split="take"),
-            *bench("robustness_predict", rset=rset, exp=robust, subset="test"),
-            *bench("robustness_evaluate", rset=rset, exp=robust, subset="test"),
-            *bench(
-                "robustness_reference",
-                rset=rset,
-                split="take",
-                proposer=used("proposer", robust),
-                subset="test",
-                predictor=refs,
-            ),
-        ]
-    return sorted(set(files))
-
-
-# Model stage (model.smk): training inputs, initial weights, metric targets.
-
-
-def feature_mode(name):
-    """How an experiment gets backbone features: its train setting; untrained heads read the stores."""
-    e = experiment(name)
-    return e["train"]["features"] if e["train"] else "pre-extracted"
-
-
-def take_files(pattern, takes=None):
-    """``pattern`` with {take} filled for each take (default: the selected takes)."""
-    return expand(pattern, take=selected_takes() if takes is None else takes)
-
-
-def model_inputs(wc, layout=L, takes=None, split=None):
-    """Split table, annotations, proposals and features (or frames) an experiment reads in ``layout``."""
-    e = experiment(wc.exp)
-    files = {
-        "split": layout.split(split or e["split"]),
-        "annotations": take_files(layout.annotation(), takes),
-        "proposals": take_files(layout.proposals(e["proposer"]), takes),
-    }
-    if direction(wc.exp) == "ego2exo":
-        files["exo_proposals"] = take_files(layout.exo_proposals(e["proposer"]), takes)
-    if feature_mode(wc.exp) == "on-the-fly":
-        files["images"] = take_files(layout.images(), takes)
-        files["weights"] = weights_record(e["backbone"])
-    else:
-        files["features"] = take_files(layout.features(e["backbone"]), takes)
-    return files
-
-
-def init_weights(name):
-    """The initial-weights file of an experiment: another experiment's model.pt, a path, or none."""
-    init = experiment(name)["init"]
-    if init == "none":
-        return {}
-    if init.startswith("experiment:"):
-        other = init.split(":", 1)[1]
-        experiment(other)
-        if other == name:
-            raise ValueError(f"experiment {name!r} cannot start from its own weights")
-        return {"init": L.model(other)}
-    return {"init": init}
-
-
-def train_inputs(wc):
-    return {**model_inputs(wc), **init_weights(wc.exp)}
-
-
-def matching_settings(name):
-    """The settings an experiment's matching head depends on: not its existence head's, so that
-    changing those retrains only the existence head."""
-    return {k: v for k, v in experiment(name).items() if k not in ("existence", "existence_train")}
-
-
-def predicted_model(wc):
-    """The head ``predict`` uses: the matching head, or (existence: head) the head with its trained
-    existence MLP and the calibration of its confidence."""
-    if experiment(wc.exp)["existence"] == "head":
-        return {"model": L.existence("model.pt", wc.exp), "calibration": L.existence("calibration.json", wc.exp)}
-    return {"model": L.model(wc.exp)} if has_head(wc.exp) else {}
-
-
-def submission_inputs(wc):
-    """The test predictions of the experiments a challenge submission names, by direction."""
-    if wc.name not in config["submissions"]:
-        raise ValueError(f"unknown submission {wc.name!r}; known: {sorted(config['submissions'])}")
-    return {d: L.result("predictions.json", exp, "test") for d, exp in config["submissions"][wc.name].items()}
-
-
-def experiment_gpus(wc):
-    return gpus(backbone_config(experiment(wc.exp)["backbone"]))
+    """Every file the report reads (evaluates the datasets' take indexes), by kind (omama.report.report_inputs)."""
+    used = sorted({d for x in EXPERIMENTS.values() for d in (x.dataset, *x.evaluate_on)})
+    takes = {d: selected_takes(d) for d in used}
+    return {**report_inputs(ReportParams.from_dict(report_params()), takes), "timing": [L.timing()]}

@@ -1,91 +1,78 @@
-# rules: data -- source -> take index -> per take download -> extract (raw deleted) -> pairs -> splits
-
-
-# The folder in the Ego-Exo4D layout that the take index reads, and the files it needs there.
-SOURCE_ROOT = {"synthetic": L.synthetic, "egoexo": L.source}.get(config["source"]["kind"], config["source"]["path"])
-SOURCE_FILES = {
-    "takes": layout.source_takes(SOURCE_ROOT),
-    **{f"relations_{s}": layout.source_relations(SOURCE_ROOT, s) for s in config["selection"]["annotation_splits"]},
-    **({"manifest": layout.source_manifest(SOURCE_ROOT)} if config["source"]["kind"] == "egoexo" else {}),
-}
-# egoexo: the configured part decides 448-px or full-resolution videos; a local folder uses what it holds.
-DOWNSCALED = config["source"]["egoexo"]["part"] == "downscaled_takes/448" if config["source"]["kind"] == "egoexo" else None
+# rules: data -- per dataset: prepare (generated or downloaded source) -> take index -> per take download
+# (kinds that fetch; deleted after extraction) -> extract -> pairs -> splits. The dataset's kind
+# (omama.data.kinds, or a plug-in's) does the kind-specific part of each.
 
 
 # Each rule's settings: its params, and the settings record its jobs read (common.smk: settings).
-FETCH_METADATA = dict(cfg=config["source"]["egoexo"], splits=config["selection"]["annotation_splits"])
-TAKE_INDEX = dict(selection=config["selection"], downscaled=DOWNSCALED)
-DOWNLOAD = dict(source=config["source"], root=SOURCE_ROOT)
-EXTRACT = dict(frames=config["frames"])
-# the official split draws nothing: changing the ratios or the seed does not redo it
+DATASET = dict(cfg=lambda wc: dataset_cfg(wc.dataset))
+# a drawn split's ratios and seed; the official split and "all" draw nothing, so changing them redoes neither
 SPLIT = dict(
-    ratios=lambda wc: None if wc.split == "official" else config["split"]["ratios"],
-    seed=lambda wc: None if wc.split == "official" else config["split"]["seed"],
+    split=lambda wc: None if wc.split in ("official", "all") else dataset_cfg(wc.dataset)["split"],
 )
 
 
-# Downloads run on the submitting host (cluster nodes often have no internet) and are
-# capped by the `downloads` resource in the profiles.
-rule fetch_metadata:
+# The source of a kind that generates or downloads it first (synthetic takes, photo pairs, BOP scenes,
+# Ego-Exo4D metadata). Downloads run on the submitting host (cluster nodes often have no internet).
+rule prepare:
     input:
-        settings=settings("fetch_metadata", FETCH_METADATA),
+        settings=settings("prepare/{dataset}", DATASET),
     output:
-        takes=layout.source_takes(L.source),
-        **{f"relations_{s}": layout.source_relations(L.source, s) for s in config["selection"]["annotation_splits"]},
-        manifest=layout.source_manifest(L.source),
+        source=directory(D.source()),
     log:
-        L.log("fetch_metadata"),
+        L.log("prepare", "dataset"),
     benchmark:
-        L.benchmark("fetch_metadata")
+        L.benchmark("prepare", "dataset")
     localrule: True
     conda:
         CONDA_ENV
     resources:
-        downloads=1,
+        downloads=lambda wc: int(kind(wc.dataset).fetches),
     params:
-        **FETCH_METADATA,
+        **DATASET,
     script:
-        "../scripts/fetch_metadata.py"
+        "../scripts/prepare.py"
 
 
 checkpoint take_index:
     input:
-        **SOURCE_FILES,
-        settings=settings("take_index", TAKE_INDEX),
+        source=lambda wc: kind(wc.dataset).index_inputs(dataset_cfg(wc.dataset), source_root(wc.dataset)),
+        settings=settings("take_index/{dataset}", DATASET),
     output:
-        takes=L.index(),
-        summary=L.index_summary(),
+        takes=D.index(),
+        summary=D.index_summary(),
     log:
-        L.log("take_index"),
+        L.log("take_index", "dataset"),
     benchmark:
-        L.benchmark("take_index")
+        L.benchmark("take_index", "dataset")
     conda:
         CONDA_ENV
     params:
-        **TAKE_INDEX,
-        root=lambda wc, input: os.path.dirname(input.takes),
-        records=lambda wc, output: os.path.join(os.path.dirname(output.takes), "takes"),
+        **DATASET,
+        root=lambda wc: source_root(wc.dataset),
+        records=lambda wc: L.data(wc.dataset).take_records(),
     script:
         "../scripts/take_index.py"
 
 
+# One take's raw files, for kinds that fetch them (the Ego-Exo4D download); capped by the `downloads` resource.
 rule download:
     input:
         record=take_record,
-        settings=settings("download", DOWNLOAD),
+        settings=settings("download/{dataset}", DATASET),
     output:
-        raw=temp(directory(L.raw())),
+        raw=temp(directory(D.raw())),
     log:
-        L.log("download/{take}"),
+        L.log("download", "dataset", "take"),
     benchmark:
-        L.benchmark("download/{take}")
+        L.benchmark("download", "dataset", "take")
     localrule: True
     conda:
         CONDA_ENV
     resources:
         downloads=1,
     params:
-        **DOWNLOAD,
+        **DATASET,
+        root=lambda wc: source_root(wc.dataset),
     script:
         "../scripts/download.py"
 
@@ -93,37 +80,38 @@ rule download:
 rule extract:
     input:
         record=take_record,
-        raw=rules.download.output.raw,
-        source=source_videos,
-        settings=settings("extract", EXTRACT),
+        raw=raw_take,
+        source=take_inputs,
+        settings=settings("extract/{dataset}", DATASET),
     output:
-        annotation=L.annotation(),
-        images=directory(L.images()),
+        annotation=D.annotation(),
+        images=directory(D.images()),
     log:
-        L.log("extract/{take}"),
+        L.log("extract", "dataset", "take"),
     benchmark:
-        L.benchmark("extract/{take}")
+        L.benchmark("extract", "dataset", "take")
     # Before any further download: raw videos are deleted as soon as their take is extracted.
     priority: 10
     conda:
         CONDA_ENV
     params:
-        **EXTRACT,
+        **DATASET,
+        root=lambda wc: source_root(wc.dataset),
     script:
         "../scripts/extract.py"
 
 
 rule pairs:
     input:
-        takes=rules.take_index.output.takes,
-        annotations=lambda wc: take_files(L.annotation()),
+        takes=D.index(),
+        annotations=lambda wc: take_files(L.data(wc.dataset).annotation(), wc.dataset),
     output:
-        pairs=L.pairs(),
-        summary=L.pairs_summary(),
+        pairs=D.pairs(),
+        summary=D.pairs_summary(),
     log:
-        L.log("pairs"),
+        L.log("pairs", "dataset"),
     benchmark:
-        L.benchmark("pairs")
+        L.benchmark("pairs", "dataset")
     conda:
         CONDA_ENV
     script:
@@ -132,15 +120,15 @@ rule pairs:
 
 rule split:
     input:
-        pairs=rules.pairs.output.pairs,
-        settings=settings("split", SPLIT),
+        pairs=D.pairs(),
+        settings=settings("split/{dataset}/{split}", SPLIT),
     output:
-        split=L.split(),
-        diagnostics=L.split_diagnostics(),
+        split=D.split(),
+        diagnostics=D.split_diagnostics(),
     log:
-        L.log("split/{split}"),
+        L.log("split", "dataset", "split"),
     benchmark:
-        L.benchmark("split/{split}")
+        L.benchmark("split", "dataset", "split")
     conda:
         CONDA_ENV
     params:

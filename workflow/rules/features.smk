@@ -1,26 +1,27 @@
-# rules: features -- per (backbone, take) Zarr v3 feature store; per (proposer, take) ego mask proposals
+# rules: features -- per (dataset, backbone, take) Zarr v3 feature store; per (dataset, proposer, take) mask
+# proposals (ego; exo too for ego2exo experiments); each backbone's and proposer's weights fetched first.
 
 
 # Each rule's settings: its params, and the settings record its jobs read (common.smk: settings).
 FEATURES = dict(cfg=lambda wc: backbone_config(wc.backbone), threads=COMPUTE_THREADS)
 BACKBONE_WEIGHTS = dict(cfg=lambda wc: backbone_config(wc.backbone))
-PROPOSER = dict(cfg=lambda wc: proposer_config(wc.proposer))
+PROPOSER = dict(cfg=lambda wc: proposer_config(wc.proposer), threads=COMPUTE_THREADS)
 
 
 # Features and ego proposals first (priority): every training job waits on them, and training is
-# the long pole of a run; references, exo proposals and photo pairs fill the gaps.
+# the long pole of a run; references, exo proposals and other datasets fill the gaps.
 rule features:
     input:
-        annotation=rules.extract.output.annotation,
-        images=rules.extract.output.images,
+        annotation=D.annotation(),
+        images=D.images(),
         weights=lambda wc: weights_record(wc.backbone),
         settings=settings("features/{backbone}", FEATURES),
     output:
-        store=directory(L.features()),
+        store=directory(D.features()),
     log:
-        L.log("features/{backbone}/{take}"),
+        L.log("features", "dataset", "backbone", "take"),
     benchmark:
-        L.benchmark("features/{backbone}/{take}")
+        L.benchmark("features", "dataset", "backbone", "take")
     priority: 2
     conda:
         CONDA_ENV
@@ -33,16 +34,17 @@ rule features:
         "../scripts/features.py"
 
 
-# Pretrained torchvision weights into torch's checkpoint cache; on the submitting host (internet).
+# A backbone's pretrained weights into torch's checkpoint cache, when its kind fetches them; on the
+# submitting host (internet).
 rule torch_weights:
     input:
         settings=settings("torch_weights/{backbone}", BACKBONE_WEIGHTS),
     output:
         record=L.weights(),
     log:
-        L.log("torch_weights/{backbone}"),
+        L.log("torch_weights", "backbone"),
     benchmark:
-        L.benchmark("torch_weights/{backbone}")
+        L.benchmark("torch_weights", "backbone")
     localrule: True
     conda:
         CONDA_ENV
@@ -54,16 +56,17 @@ rule torch_weights:
         "../scripts/torch_weights.py"
 
 
-# A sam proposer's packaged checkpoint (mobile_sam.pt) into the same cache; on the submitting host (internet).
+# A proposer's checkpoint into the same cache, when its kind fetches one (sam: mobile_sam.pt); on the
+# submitting host (internet).
 rule proposer_weights:
     input:
         settings=settings("proposer_weights/{proposer}", PROPOSER),
     output:
         record=L.proposer_weights(),
     log:
-        L.log("proposer_weights/{proposer}"),
+        L.log("proposer_weights", "proposer"),
     benchmark:
-        L.benchmark("proposer_weights/{proposer}")
+        L.benchmark("proposer_weights", "proposer")
     localrule: True
     conda:
         CONDA_ENV
@@ -77,20 +80,21 @@ rule proposer_weights:
 
 rule proposals:
     input:
-        annotation=rules.extract.output.annotation,
-        images=rules.extract.output.images,
+        annotation=D.annotation(),
+        images=D.images(),
         weights=lambda wc: proposer_weights_record(wc.proposer),
         settings=settings("proposals/{proposer}", PROPOSER),
     output:
-        proposals=L.proposals(),
-        recall=L.recall(),
+        proposals=D.proposals(),
+        recall=D.recall(),
     log:
-        L.log("proposals/{proposer}/{take}"),
+        L.log("proposals", "dataset", "proposer", "take"),
     benchmark:
-        L.benchmark("proposals/{proposer}/{take}")
+        L.benchmark("proposals", "dataset", "proposer", "take")
     priority: 2
     conda:
         CONDA_ENV
+    threads: COMPUTE_THREADS
     resources:
         gpu=lambda wc: gpus(proposer_config(wc.proposer)),
     params:
@@ -103,12 +107,12 @@ rule proposals:
 # Proposals on every exo camera's frames, for ego2exo experiments (the ego ones above are not redone).
 use rule proposals as exo_proposals with:
     output:
-        proposals=L.exo_proposals(),
-        recall=L.exo_recall(),
+        proposals=D.exo_proposals(),
+        recall=D.exo_recall(),
     log:
-        L.log("proposals/{proposer}/exo/{take}"),
+        L.log("exo_proposals", "dataset", "proposer", "take"),
     benchmark:
-        L.benchmark("proposals/{proposer}/exo/{take}")
+        L.benchmark("exo_proposals", "dataset", "proposer", "take")
     priority: 0
     params:
         **PROPOSER,

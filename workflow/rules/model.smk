@@ -1,32 +1,15 @@
-# rules: model -- train the matching head per experiment, predict + evaluate per subset,
-# reference predictors per (split, proposer, subset, predictor).
+# rules: model -- train the matching head per experiment (and its existence head), predict + evaluate per
+# (experiment, dataset, subset), reference predictors per (dataset, split, proposer, subset), challenge files.
 
 
-# Each rule's settings: its params, and the settings record its jobs read (common.smk: settings).
-TRAIN = dict(
-    experiment=lambda wc: matching_settings(wc.exp),
-    backbone=lambda wc: backbone_config(experiment(wc.exp)["backbone"]),
-    proposer=lambda wc: proposer_config(experiment(wc.exp)["proposer"]),
-    checkpoints=lambda wc: L.checkpoints(wc.exp),
-    direction=lambda wc: direction(wc.exp),
-    threads=COMPUTE_THREADS,
-)
-TRAIN_EXISTENCE = dict(
-    backbone=lambda wc: backbone_config(experiment(wc.exp)["backbone"]),
-    mode=lambda wc: feature_mode(wc.exp),
-    settings=lambda wc: experiment(wc.exp)["existence_train"],
-    direction=lambda wc: direction(wc.exp),
-    threads=COMPUTE_THREADS,
-)
-PREDICT = dict(
-    backbone=lambda wc: backbone_config(experiment(wc.exp)["backbone"]),
-    mode=lambda wc: feature_mode(wc.exp),
-    direction=lambda wc: direction(wc.exp),
-    matcher=lambda wc: experiment(wc.exp)["matcher"],
-    threads=COMPUTE_THREADS,
-)
+# Each rule's settings: its params, and the settings record its jobs read (common.smk: settings). An
+# experiment's params are the settings that stage reads (omama.experiment.Experiment.settings).
+TRAIN = dict(experiment=lambda wc: experiment(wc.exp).settings("train"), threads=COMPUTE_THREADS)
+TRAIN_EXISTENCE = dict(experiment=lambda wc: experiment(wc.exp).settings("existence"), threads=COMPUTE_THREADS)
+PREDICT = dict(experiment=lambda wc: experiment(wc.exp).settings("predict"), threads=COMPUTE_THREADS)
 EVALUATE = dict(bootstrap=bootstrap_config())
-REFERENCE = dict(seed=config["evaluate"]["seed"], bootstrap=bootstrap_config())
+REFERENCES = config["evaluate"]["references"]
+REFERENCE = dict(seed=config["evaluate"]["seed"], bootstrap=bootstrap_config(), predictors=REFERENCES)
 
 
 rule train:
@@ -37,9 +20,9 @@ rule train:
         model=L.model(),
         history=L.history(),
     log:
-        L.log("train/{exp}"),
+        L.log("train", "exp"),
     benchmark:
-        L.benchmark("train/{exp}")
+        L.benchmark("train", "exp")
     priority: 1
     conda:
         CONDA_ENV
@@ -48,6 +31,7 @@ rule train:
         gpu=experiment_gpus,
     params:
         **TRAIN,
+        checkpoints=lambda wc: L.checkpoints(wc.exp),
     script:
         "../scripts/train.py"
 
@@ -55,17 +39,16 @@ rule train:
 # existence: head -- the visibility MLP trained after the (frozen) matching head, calibrated on val.
 rule train_existence:
     input:
-        unpack(model_inputs),
-        model=rules.train.output.model,
+        unpack(existence_inputs),
         settings=settings("train_existence/{exp}", TRAIN_EXISTENCE),
     output:
         model=L.existence("model.pt"),
         calibration=L.existence("calibration.json"),
         history=L.existence("history.json"),
     log:
-        L.log("train_existence/{exp}"),
+        L.log("train_existence", "exp"),
     benchmark:
-        L.benchmark("train_existence/{exp}")
+        L.benchmark("train_existence", "exp")
     conda:
         CONDA_ENV
     threads: COMPUTE_THREADS
@@ -79,17 +62,16 @@ rule train_existence:
 
 rule predict:
     input:
-        unpack(model_inputs),
-        unpack(predicted_model),
+        unpack(predict_inputs),
         settings=settings("predict/{exp}", PREDICT),
     output:
         predictions=L.result("predictions.json"),
         ground_truth=L.result("ground_truth.json"),
         samples=L.result("samples.parquet"),
     log:
-        L.log("predict/{exp}/{subset}"),
+        L.log("predict", "exp", "dataset", "subset"),
     benchmark:
-        L.benchmark("predict/{exp}/{subset}")
+        L.benchmark("predict", "exp", "dataset", "subset")
     conda:
         CONDA_ENV
     threads: COMPUTE_THREADS
@@ -109,9 +91,9 @@ rule evaluate:
     output:
         metrics=L.result("metrics.json"),
     log:
-        L.log("evaluate/{exp}/{subset}"),
+        L.log("evaluate", "exp", "dataset", "subset"),
     benchmark:
-        L.benchmark("evaluate/{exp}/{subset}")
+        L.benchmark("evaluate", "exp", "dataset", "subset")
     conda:
         CONDA_ENV
     params:
@@ -120,19 +102,20 @@ rule evaluate:
         "../scripts/evaluate.py"
 
 
+# Every reference predictor of one (dataset, split, proposer, subset), in one job.
 rule reference:
     input:
-        split=rules.split.output.split,
-        annotations=lambda wc: take_files(L.annotation()),
-        proposals=lambda wc: all_proposals(wc.proposer),
+        split=D.split(),
+        annotations=lambda wc: take_files(L.data(wc.dataset).annotation(), wc.dataset),
+        proposals=lambda wc: take_files(L.data(wc.dataset).proposals(wc.proposer), wc.dataset),
         settings=settings("reference", REFERENCE),
     output:
-        samples=L.reference("samples.parquet"),
-        metrics=L.reference("metrics.json"),
+        samples=[D.reference("samples.parquet", predictor=p) for p in REFERENCES],
+        metrics=[D.reference("metrics.json", predictor=p) for p in REFERENCES],
     log:
-        L.log("reference/{split}/{proposer}/{subset}/{predictor}"),
+        L.log("reference", "dataset", "split", "proposer", "subset"),
     benchmark:
-        L.benchmark("reference/{split}/{proposer}/{subset}/{predictor}")
+        L.benchmark("reference", "dataset", "split", "proposer", "subset")
     conda:
         CONDA_ENV
     params:
@@ -145,18 +128,18 @@ rule reference:
 # The reference predictors in the ego->exo direction: on the exo proposals.
 use rule reference as reference_ego2exo with:
     input:
-        split=rules.split.output.split,
-        annotations=lambda wc: take_files(L.annotation()),
-        proposals=lambda wc: all_proposals(wc.proposer),
-        exo_proposals=lambda wc: take_files(L.exo_proposals(wc.proposer)),
+        split=D.split(),
+        annotations=lambda wc: take_files(L.data(wc.dataset).annotation(), wc.dataset),
+        proposals=lambda wc: take_files(L.data(wc.dataset).proposals(wc.proposer), wc.dataset),
+        exo_proposals=lambda wc: take_files(L.data(wc.dataset).exo_proposals(wc.proposer), wc.dataset),
         settings=settings("reference", REFERENCE),
     output:
-        samples=L.reference_ego2exo("samples.parquet"),
-        metrics=L.reference_ego2exo("metrics.json"),
+        samples=[D.reference("samples.parquet", predictor=p, direction="ego2exo") for p in REFERENCES],
+        metrics=[D.reference("metrics.json", predictor=p, direction="ego2exo") for p in REFERENCES],
     log:
-        L.log("reference/ego2exo/{split}/{proposer}/{subset}/{predictor}"),
+        L.log("reference_ego2exo", "dataset", "split", "proposer", "subset"),
     benchmark:
-        L.benchmark("reference/ego2exo/{split}/{proposer}/{subset}/{predictor}")
+        L.benchmark("reference_ego2exo", "dataset", "split", "proposer", "subset")
     params:
         **REFERENCE,
         direction="ego2exo",
@@ -169,9 +152,9 @@ rule submission:
     output:
         submission=L.submission(),
     log:
-        L.log("submission/{name}"),
+        L.log("submission", "name"),
     benchmark:
-        L.benchmark("submission/{name}")
+        L.benchmark("submission", "name")
     conda:
         CONDA_ENV
     script:

