@@ -175,6 +175,39 @@ class Inputs:
     temporal: str | None = None
 
     @classmethod
+    def from_layout(cls, layout, experiment: Experiment, dataset: str, takes: list[str], stage: str = "predict") -> Inputs:
+        """The files ``stage`` (train, existence, predict) of ``experiment`` reads on ``dataset``'s ``takes`` in
+        the results ``layout`` (an ``omama.layout.Layout``): the workflow's rules and ``omama match`` alike."""
+        x, d = experiment, layout.data(dataset)
+        per_take = lambda pattern: tuple(pattern(t) for t in takes)
+        heads = {}
+        if stage == "train":
+            init = layout.model(x.init_experiment) if x.init_experiment else x.init_path
+            heads = {"init": init}
+        elif stage == "existence":
+            heads = {"model": layout.model(x.name)}
+        elif x.existence == "head":
+            heads = {
+                "model": layout.existence("model.pt", x.name),
+                "calibration": layout.existence("calibration.json", x.name),
+            }
+        elif x.has_head:
+            heads = {"model": layout.model(x.name)}
+        return cls(
+            split=d.split(x.split_on(dataset)),
+            annotations=per_take(d.annotation),
+            proposals=per_take(lambda t: d.proposals(x.proposer_name, t)),
+            features=None if x.on_the_fly else per_take(lambda t: d.features(x.backbone_name, t)),
+            images=per_take(d.images) if x.on_the_fly else None,
+            exo_proposals=per_take(lambda t: d.exo_proposals(x.proposer_name, t)) if x.direction == "ego2exo" else None,
+            **heads,
+        )
+
+    def files(self) -> dict:
+        """The files by name (lists for the per-take ones), those given only: a rule's named inputs."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items() if v is not None and v != ()}
+
+    @classmethod
     def of(cls, snakemake_input) -> Inputs:
         """From a job's ``snakemake.input`` (named inputs; absent names stay None)."""
         get = lambda k: getattr(snakemake_input, k, None)

@@ -11,6 +11,7 @@ the three outputs can be written and are none of the inputs.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shlex
@@ -26,6 +27,7 @@ from omama.layout import Layout
 
 OBJECT = "object"
 PAIR = "pair"
+DATASET = "match"  # the one-pair dataset omama match builds in its temporary results tree
 
 
 class NotTrainedError(FileNotFoundError):
@@ -52,30 +54,25 @@ def load_config(path: str | Path) -> dict:
 
 
 def model_files(
-    config: dict, experiment: str, results: str | Path | None, config_path: str | Path
+    config: dict, experiment, results: str | Path | None, config_path: str | Path
 ) -> tuple[Path | None, Path | None]:
-    """The experiment's trained head and, with ``existence: head``, its calibration; a clear error naming
-    the file and the snakemake command when one is missing, or when the experiment is not exo->ego."""
-    if experiment not in config["experiments"]:
-        raise ValueError(f"unknown experiment {experiment!r} in {config_path}; known: {sorted(config['experiments'])}")
-    x = config["experiments"][experiment]
-    if x["direction"] != "exo2ego":
+    """The experiment's trained head and, with ``existence: head``, its calibration (``Inputs.from_layout``: the
+    files the workflow's predict rule reads); a clear error naming the file and the snakemake command when one is
+    missing, or when the experiment is not exo->ego."""
+    from omama.experiment import Inputs
+
+    if experiment.direction != "exo2ego":
         raise ValueError(
-            f"experiment {experiment!r} is {x['direction']}; omama match carries an exo mask into the "
+            f"experiment {experiment.name!r} is {experiment.direction}; omama match carries an exo mask into the "
             "ego photo (exo2ego experiments only)"
         )
-    layout = Layout(str(results or config["results"]))
-    if x["matcher"] == "cosine":
-        return None, None  # the training-free matcher has no weights
-    if x["existence"] == "head":
-        files = Path(layout.existence("model.pt", experiment)), Path(layout.existence("calibration.json", experiment))
-    else:
-        files = Path(layout.model(experiment)), None
+    heads = Inputs.from_layout(Layout(str(results or config["results"])), experiment, experiment.dataset, [])
+    files = tuple(None if f is None else Path(f) for f in (heads.model, heads.calibration))
     for path in filter(None, files):
         if not path.is_file():
             configfile = "" if Path(config_path).name == "config.yaml" else f" --configfile {shlex.quote(str(config_path))}"
             raise NotTrainedError(
-                f"experiment {experiment!r} has no trained head yet: {path} is missing. Build it with:\n"
+                f"experiment {experiment.name!r} has no trained head yet: {path} is missing. Build it with:\n"
                 f"  snakemake --cores 4{configfile} {path}"
             )
     return files
@@ -144,15 +141,15 @@ class Matcher:
 
     def __init__(self, *, experiment: str, results: str | Path | None = None, config: str | Path = "config.yaml", device=None):
         from omama.config import apply_environment
+        from omama.experiment import Experiment
 
-        self.experiment, self.config_path = experiment, Path(config)
+        self.config_path = Path(config)
         self.cfg = load_config(config)
-        self.head, self.calibration = model_files(self.cfg, experiment, results, config)
-        x = self.cfg["experiments"][experiment]
-        self.backbone_cfg = dict(self.cfg["backbones"][x["backbone"]])
-        self.proposer_cfg = dict(self.cfg["proposers"][x["proposer"]])
+        x = Experiment.resolve(self.cfg, experiment)
         if device:
-            self.backbone_cfg["device"] = self.proposer_cfg["device"] = device
+            x = dataclasses.replace(x, backbone={**x.backbone, "device": device}, proposer={**x.proposer, "device": device})
+        self.experiment = x
+        self.head, self.calibration = model_files(self.cfg, x, results, config)
         apply_environment(self.cfg)  # the run's weights cache, network timeouts and OpenMP waiting, as its jobs
         self._networks = None
 
@@ -168,7 +165,8 @@ class Matcher:
             torch.set_num_threads(self.cfg["compute_threads"])  # the run's numbers: its jobs' thread count
             with network_timeout(self.cfg["network_timeout"]):
                 threads = self.cfg["compute_threads"]
-                self._networks = load_backbone(self.backbone_cfg), make_proposer(self.proposer_cfg, threads=threads)
+                x = self.experiment
+                self._networks = load_backbone(x.backbone), make_proposer(x.proposer, threads=threads)
         return self._networks
 
     def __call__(self, *, exo: str | Path, mask: str | Path, ego: str | Path, out: str | Path) -> dict:
@@ -176,7 +174,7 @@ class Matcher:
         photo's displayed size), ``<out stem>.overlay.png`` and ``<out stem>.json``; returns the JSON record.
 
         Every argument is checked first. The photos are processed at the run's working size
-        (``robustness.max_side``), the mask is written at the ego photo's own size."""
+        (``match.max_side``), the mask is written at the ego photo's own size."""
         import cv2
 
         from omama.data.masks import decode_rle
@@ -190,7 +188,7 @@ class Matcher:
         files = check_arguments(
             inputs={**sources, "config": self.config_path, "trained head": self.head, "calibration": self.calibration},
             out=out,
-            device=self.backbone_cfg["device"],
+            device=self.experiment.backbone["device"],
         )
         with tempfile.TemporaryDirectory(prefix="omama-match-") as tmp:
             predictions = self.predict(Path(tmp), Path(exo), Path(mask), Path(ego))
@@ -201,7 +199,7 @@ class Matcher:
         pred = cv2.resize(pred, (ego_rgb.shape[1], ego_rgb.shape[0]), interpolation=cv2.INTER_NEAREST).astype(bool)
         confidence = float(entry["confidence"])
         record = {
-            "experiment": self.experiment,
+            "experiment": self.experiment.name,
             "model": str(self.head) if self.head else "none (the training-free cosine matcher)",
             "exo": str(exo),
             "mask": str(mask),
@@ -221,76 +219,72 @@ class Matcher:
         return record
 
     def predict(self, tmp: Path, exo: Path, mask: Path, ego: Path) -> Path:
-        """The pair as a one-frame take in ``tmp`` through features, proposals, pairs, split and prediction;
-        the predictions file."""
+        """The pair as a one-frame take of a dataset in a results tree under ``tmp`` (the workflow's layout),
+        through features, proposals, pairs, split and prediction, as the workflow scores a photo pair; the
+        predictions file."""
         from omama.data.pairs import write_pairs
         from omama.data.photos import EGO, EXO, convert_files, take_record
-        from omama.data.splits import write_split
+        from omama.data.splits import ALL, write_split
         from omama.evaluation.predict import predict_experiment
+        from omama.experiment import Inputs
         from omama.features.store import extract_features
         from omama.io import write_json
         from omama.proposals.proposers import propose_take
 
-        frames = tmp / "frames" / PAIR
+        x = self.experiment
+        layout = Layout(str(tmp))
+        d = layout.data(DATASET)
         convert_files(
             pair=PAIR,
             photos={EXO: exo, EGO: ego},
             masks={OBJECT: {EXO: mask}},
-            annotation_out=frames / "annotation.json",
-            images_out=frames / "images",
-            max_side=self.cfg["robustness"]["max_side"],
+            annotation_out=d.annotation(PAIR),
+            images_out=d.images(PAIR),
+            max_side=self.cfg["match"]["max_side"],
         )
-        write_json(tmp / "index.json", [take_record(PAIR)])
+        write_json(d.index(), [take_record(PAIR)])
         backbone, proposer = self.networks()
-        store, proposals = tmp / "features" / f"{PAIR}.zarr", tmp / "proposals" / f"{PAIR}.parquet"
         extract_features(
-            annotation_json=frames / "annotation.json",
-            images_dir=frames / "images",
-            out_store=store,
-            backbone_cfg=self.backbone_cfg,
+            annotation_json=d.annotation(PAIR),
+            images_dir=d.images(PAIR),
+            out_store=d.features(x.backbone_name, PAIR),
+            backbone_cfg=x.backbone,
             backbone=backbone,
-            name=self.cfg["experiments"][self.experiment]["backbone"],
+            name=x.backbone_name,
         )
         propose_take(
-            annotation_json=frames / "annotation.json",
-            images_dir=frames / "images",
-            out_proposals=proposals,
-            out_recall=tmp / "proposals" / "recall.parquet",
-            proposer_cfg=self.proposer_cfg,
+            annotation_json=d.annotation(PAIR),
+            images_dir=d.images(PAIR),
+            out_proposals=d.proposals(x.proposer_name, PAIR),
+            out_recall=d.recall(x.proposer_name, PAIR),
+            proposer_cfg=x.proposer,
             proposer=proposer,
         )
         write_pairs(
-            annotation_paths=[str(frames / "annotation.json")],
-            takes_index=tmp / "index.json",
-            pairs_out=tmp / "pairs.parquet",
-            summary_out=tmp / "pairs.json",
+            annotation_paths=[d.annotation(PAIR)], takes_index=d.index(), pairs_out=d.pairs(), summary_out=d.pairs_summary()
         )
         write_split(
-            pairs_path=tmp / "pairs.parquet",
-            strategy="take",
-            ratios=[0, 0, 1],
-            seed=0,
-            split_out=tmp / "split.parquet",
-            diagnostics_out=tmp / "split.json",
+            pairs_path=d.pairs(),
+            strategy=ALL,
+            ratios=None,
+            seed=None,
+            split_out=d.split(ALL),
+            diagnostics_out=d.split_diagnostics(ALL),
         )
+        # the experiment scored on this one-pair dataset, its heads from the run's results
+        inputs = dataclasses.replace(
+            Inputs.from_layout(layout, x, DATASET, [PAIR]), model=self.head, calibration=self.calibration
+        )
+        predictions = Path(layout.result("predictions.json", x.name, DATASET, "test"))
         predict_experiment(
-            split_table=tmp / "split.parquet",
+            x,
+            inputs,
             subset="test",
-            annotations=[str(frames / "annotation.json")],
-            proposals=[str(proposals)],
-            features=[str(store)],
-            images=None,
-            model_path=self.head,
-            backbone_cfg=self.backbone_cfg,
-            mode="pre-extracted",
-            predictions_out=tmp / "predictions.json",
-            ground_truth_out=tmp / "ground_truth.json",
-            samples_out=tmp / "samples.parquet",
-            direction="exo2ego",
-            calibration=self.calibration,
-            matcher=self.cfg["experiments"][self.experiment]["matcher"],
+            predictions_out=predictions,
+            ground_truth_out=layout.result("ground_truth.json", x.name, DATASET, "test"),
+            samples_out=layout.result("samples.parquet", x.name, DATASET, "test"),
         )
-        return tmp / "predictions.json"
+        return predictions
 
 
 def match(

@@ -55,10 +55,16 @@ def tiny_config(**overrides) -> dict:
 
 
 def run_snakemake(
-    workdir: Path, config: dict, *args: str, check: bool = True, timeout: int = 900, config_name: str = "test-config.yaml"
+    workdir: Path,
+    config: dict,
+    *args: str,
+    check: bool = True,
+    timeout: int = 900,
+    config_name: str = "test-config.yaml",
+    env: dict | None = None,
 ):
     """Run ``snakemake`` on the repo's Snakefile in ``workdir`` with ``config`` (written to
-    ``workdir/config_name``); return the process."""
+    ``workdir/config_name``; ``env`` added to the environment); return the process."""
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     cfg_path = workdir / config_name
@@ -78,7 +84,7 @@ def run_snakemake(
         "2",
         *args,
     ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})})
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stdout[-6000:]}\n{proc.stderr[-6000:]}")
     return proc

@@ -44,6 +44,7 @@ from PIL import Image
 
 from omama.data.masks import encode_rle
 from omama.io import atomic_path, load_frame, read_json, safe_name, write_image, write_json
+from omama.layout import frame_file
 
 log = logging.getLogger(__name__)
 
@@ -319,7 +320,7 @@ def convert_scene(
                 rgb = load_frame(sc.image(im), take, cam, frame)  # 3 channels, also from gray/
                 if list(rgb.shape[:2]) != shape:
                     raise BopError(f"image {sc.image(im)} is {list(rgb.shape[:2])}, the take's {shape} ({_where(scene, im)})")
-                write_image(tmp / cam / f"{frame}.jpg", rgb[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)])
+                write_image(tmp / cam / frame_file(frame), rgb[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)])
                 names = instance_names(sc.obj_ids[im], labels)
                 absent[ABSENT["unlisted"]] += len(set(masks) - set(names))
                 for gt, name in enumerate(names):

@@ -19,6 +19,7 @@ from omama.data import mp4
 from omama.data.masks import MaskDecodeError, lzstring_to_rle
 from omama.data.takes import frame_int, is_ego
 from omama.io import atomic_path, remove_abandoned, where, write_image, write_json
+from omama.layout import frame_file
 
 log = logging.getLogger(__name__)
 
@@ -207,7 +208,7 @@ def extract_take(
                         )
                     if (h, w) != img.shape[:2]:
                         img = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
-                    write_image(tmp / cam / f"{frame}.jpg", img, quality)
+                    write_image(tmp / cam / frame_file(frame), img, quality)
                     bar.update()
     annotation = {
         "take_uid": take,

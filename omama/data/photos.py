@@ -21,6 +21,7 @@ from PIL import Image
 
 from omama.data.masks import encode_rle
 from omama.io import atomic_path, read_image, safe_name, write_json
+from omama.layout import frame_file
 
 log = logging.getLogger(__name__)
 
@@ -224,7 +225,7 @@ def convert_files(
             (tmp / CAMS[v]).mkdir(parents=True)
             h, w = work[CAMS[v]]
             rgb = images[v] if (h, w) == images[v].shape[:2] else cv2.resize(images[v], (w, h), interpolation=cv2.INTER_AREA)
-            Image.fromarray(rgb).save(tmp / CAMS[v] / f"{FRAME}.jpg", quality=jpeg_quality)
+            Image.fromarray(rgb).save(tmp / CAMS[v] / frame_file(FRAME), quality=jpeg_quality)
     annotation = {
         "take_uid": pair,
         "take_name": pair,

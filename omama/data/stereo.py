@@ -146,9 +146,7 @@ def moved_camera(rng: np.random.Generator, shape: tuple[int, int], side: int) ->
     return cv2.getPerspectiveTransform(quad.astype(np.float32), frame.astype(np.float32))
 
 
-def write_motorcycle_pairs(
-    out_dir: str | Path, *, width: int = 300, objects: int = 6, views: int = 0, seed: int = 0
-) -> list[str]:
+def write_motorcycle_pairs(out_dir: str | Path, *, width: int, objects: int, views: int, seed: int) -> list[str]:
     """Write the motorcycle pairs in the robustness folder layout: ``PAIRS``, then ``views``
     moved-camera pairs (``view-{i}``, directions alternating, homographies seeded by ``seed``);
     returns the pair names."""

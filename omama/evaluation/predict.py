@@ -57,7 +57,7 @@ class ReferenceChooser:
     They always claim the object is present (confidence 1).
     """
 
-    def __init__(self, predictor: str, seed: int = 0, *, direction: str):
+    def __init__(self, predictor: str, seed: int, *, direction: str):
         if predictor not in REFERENCES:
             raise ValueError(f"unknown reference predictor {predictor!r}; known: {REFERENCES}")
         self.predictor = predictor

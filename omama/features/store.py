@@ -26,6 +26,7 @@ from omama.config import entry
 from omama.features.backbones import Backbone, load_backbone
 from omama.features.shards import ChunkError, LayoutError, RowArray
 from omama.io import FrameError, atomic_path, load_frame, read_json, remove_abandoned, where
+from omama.layout import frame_file
 
 log = logging.getLogger(__name__)
 
@@ -226,7 +227,7 @@ def extract_features(
     take = annotation["take_uid"]
     images_dir = Path(images_dir)
     cams, views, frames = take_frames(annotation)
-    paths = {(c, f): images_dir / c / f"{f}.jpg" for c in cams for f in frames}
+    paths = {(c, f): images_dir / c / frame_file(f) for c in cams for f in frames}
     for (c, f), p in paths.items():
         if not p.is_file():
             raise FrameError(f"missing frame image for {where(take, cam=c, frame=f)}: {p}")

@@ -131,7 +131,7 @@ def read_stored_batch(store_of, takes: list, cams: list, frames: list) -> tuple[
 ORDERS = ("shuffled", "take-blocks")
 
 
-def epoch_batches(rows: pd.DataFrame, batch_size: int, seed: int, epoch: int, order: str = "shuffled") -> list[list[int]]:
+def epoch_batches(rows: pd.DataFrame, batch_size: int, seed: int, epoch: int, order: str) -> list[list[int]]:
     """Row indices of each batch of an epoch.
 
     "shuffled": one seeded permutation of all rows, cut into batches (every batch mixes takes).

@@ -131,7 +131,7 @@ def train_visibility(
     weight_decay: float,
     seed: int,
     keys=None,
-    mismatches: int = 0,
+    mismatches: int,
 ) -> list[dict]:
     """Train ``head.mlp_visible`` only (every other parameter frozen); per-epoch mean loss. With
     ``keys`` (take, object, ...) of the rows, each epoch adds ``mismatches`` freshly drawn mismatched

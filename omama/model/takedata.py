@@ -17,6 +17,7 @@ from omama.data.masks import decode_rle, resize_mask
 from omama.direction import Direction
 from omama.features.store import FeatureStore
 from omama.io import load_frame, read_json, read_parquet, where
+from omama.layout import frame_file
 from omama.proposals.proposers import ProposalSet, load_camera_proposals, load_proposals
 
 VIEWS = ("ego", "exo")
@@ -131,7 +132,7 @@ class TakeData:
     def image(self, cam: str, frame: int) -> np.ndarray:
         if not self.paths["images"]:
             raise ValueError(f"no frame images given for take {self.take!r}")
-        return load_frame(Path(self.paths["images"]) / cam / f"{int(frame)}.jpg", self.take, cam, int(frame))
+        return load_frame(Path(self.paths["images"]) / cam / frame_file(int(frame)), self.take, cam, int(frame))
 
 
 class Corpus:

@@ -34,6 +34,7 @@ from tqdm import tqdm
 from omama.data.masks import decode_rle, encode_rle, mask_box, resize_mask
 from omama.features.backbones import check_device
 from omama.io import load_frame, read_json, read_parquet, write_parquet
+from omama.layout import frame_file
 
 log = logging.getLogger(__name__)
 
@@ -290,7 +291,7 @@ def _propose_camera(annotation: dict, images_dir, cam: str, frames: list[int], p
     take = annotation["take_uid"]
     rows, recall, size = [], [], None
     for frame in tqdm(frames, desc=f"proposals {take} {cam}", mininterval=5):
-        image = load_frame(Path(images_dir) / cam / f"{frame}.jpg", take, cam, frame)
+        image = load_frame(Path(images_dir) / cam / frame_file(frame), take, cam, frame)
         H, W = image.shape[:2]
         size = size or (H, W)
         if (H, W) != size:

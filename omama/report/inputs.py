@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from omama.experiment import Experiment
@@ -25,11 +25,11 @@ class ReportParams:
     proposers: dict
     subsets: list
     references: list
-    compare: list = field(default_factory=list)
-    overlays: int = 3
-    bootstrap: dict = field(default_factory=dict)  # Bootstrap settings: resamples, level, seed
-    submissions: dict = field(default_factory=dict)  # config submissions: name -> {direction: experiment}
-    visibility: list = field(default_factory=list)  # datasets whose source holds ground-truth visibility
+    compare: list
+    overlays: int
+    bootstrap: dict  # Bootstrap settings: resamples, level, seed
+    submissions: dict  # config submissions: name -> {direction: experiment}
+    visibility: list  # datasets whose source holds ground-truth visibility
 
     @property
     def boot(self):

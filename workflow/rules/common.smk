@@ -3,7 +3,7 @@
 
 import omama.config
 import omama.io
-from omama.experiment import Experiment, experiments
+from omama.experiment import Inputs, experiments
 from omama.layout import Layout
 from omama.registry import BACKBONES, DATASETS, PROPOSERS
 from omama.report import ReportParams, report_inputs
@@ -146,45 +146,25 @@ def experiment(name):
     return EXPERIMENTS[name]
 
 
-def experiment_inputs(exp, dataset):
-    """Split table, annotations, proposals and features (or frames) an experiment reads on ``dataset``."""
-    x, d = experiment(exp), L.data(dataset)
-    files = {
-        "split": d.split(x.split_on(dataset)),
-        "annotations": take_files(d.annotation(), dataset),
-        "proposals": take_files(d.proposals(x.proposer_name), dataset),
-    }
-    if x.direction == "ego2exo":
-        files["exo_proposals"] = take_files(d.exo_proposals(x.proposer_name), dataset)
-    if x.on_the_fly:
-        files["images"] = take_files(d.images(), dataset)
-        files["weights"] = weights_record(x.backbone_name)
-    else:
-        files["features"] = take_files(d.features(x.backbone_name), dataset)
-    return files
+def inputs(wc, stage, dataset=None):
+    """The files ``stage`` (train, existence, predict) of an experiment reads (omama.experiment.Inputs), and for
+    features computed on the fly the backbone's weights record."""
+    x = experiment(wc.exp)
+    dataset = dataset or wc.dataset
+    files = Inputs.from_layout(L, x, dataset, selected_takes(dataset), stage).files()
+    return {**files, "weights": weights_record(x.backbone_name)} if x.on_the_fly else files
 
 
 def train_inputs(wc):
-    x = experiment(wc.exp)
-    init = {"init": L.model(x.init_experiment)} if x.init_experiment else {"init": x.init_path} if x.init_path else {}
-    return {**experiment_inputs(wc.exp, x.dataset), **init}
+    return inputs(wc, "train", experiment(wc.exp).dataset)
 
 
 def existence_inputs(wc):
-    return {**experiment_inputs(wc.exp, experiment(wc.exp).dataset), "model": L.model(wc.exp)}
-
-
-def predicted_model(exp):
-    """The head ``predict`` uses: the matching head, or (existence: head) the head with its trained existence
-    MLP and the calibration of its confidence; none for the training-free matcher."""
-    x = experiment(exp)
-    if x.existence == "head":
-        return {"model": L.existence("model.pt", exp), "calibration": L.existence("calibration.json", exp)}
-    return {"model": L.model(exp)} if x.has_head else {}
+    return inputs(wc, "existence", experiment(wc.exp).dataset)
 
 
 def predict_inputs(wc):
-    return {**experiment_inputs(wc.exp, wc.dataset), **predicted_model(wc.exp)}
+    return inputs(wc, "predict")
 
 
 def experiment_gpus(wc):
