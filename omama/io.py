@@ -205,9 +205,9 @@ def write_record(path, value, *, preview: bool = False) -> str:
     only when it differs from the file, so a job reading it as an input re-runs exactly when its settings
     change (Snakemake compares times). A new record is dated to the epoch: it never makes outputs that
     already exist look older than their settings. With ``preview`` (a dry run) a changed record stays as it
-    is, the outputs' settings; the new one goes to ``.preview/`` beside it, with the current time, and its
-    path is returned instead, so the plan shows the re-run and a reverted config re-runs nothing. Returns
-    the path the job reads."""
+    is, the outputs' settings; the new one goes to ``preview.json`` beside it, with the current time, and
+    its path is returned instead, so the plan shows the re-run and a reverted config re-runs nothing.
+    Returns the path the job reads."""
     path = Path(path)
     text = json.dumps(finite(value), sort_keys=True, indent=1, default=str) + "\n"
     try:
@@ -215,7 +215,7 @@ def write_record(path, value, *, preview: bool = False) -> str:
     except FileNotFoundError:
         old = None
     if old is not None and old != text and preview:
-        path = path.parent / ".preview" / path.name
+        path = path.with_name("preview.json")
     if old != text:
         with atomic_path(path) as tmp:
             tmp.write_text(text)

@@ -28,7 +28,7 @@ the same call for an output pattern (``L.annotation()``) that code uses for one 
     {root}/{robustness,motorcycle}/...            photo-pair sets: the same stages (photos/ when generated)
     {root}/report.html
     {root}/logs/..., {root}/benchmarks/...        one log and one benchmark (timing) file per job
-    {root}/params/{rule}/....json                the settings each stage's outputs were made with (see ``params``)
+    {root}/params/{rule}/.../settings.json        the settings each stage's outputs were made with (see ``params``)
 """
 
 from __future__ import annotations
@@ -212,5 +212,6 @@ class Layout:
     def params(self, unit: str) -> str:
         """The settings record of a stage's jobs, ``unit`` such as ``features/{backbone}``: the settings its
         outputs were made with, rewritten (new time) only when they change, so a job re-runs when they do
-        even without Snakemake's own records (a copied results folder)."""
-        return f"{self.root}/params/{unit}.json"
+        even without Snakemake's own records (a copied results folder). Each record has a folder of its own:
+        Snakemake lists a folder's files once per run, and a record is written while the DAG is built."""
+        return f"{self.root}/params/{unit}/settings.json"

@@ -592,12 +592,12 @@ def test_a_copied_results_folder_reruns_what_a_config_change_affects(tmp_path):
     assert plan(lambda c: None).jobs == []  # the same config: nothing to do
     split = plan(lambda c: c["split"].update(seed=7))
     assert {j.rule for j in split.jobs} == {"split"}, split.text[-3000:]
-    assert "Updated input files: results/params/.preview/split.json" in split.jobs[0].reason
+    assert "Updated input files: results/params/split/preview.json" in split.jobs[0].reason
     frames = plan(lambda c: c["frames"].update(jpeg_quality=90))
     # extract needs its temporary raw videos again (download), as after any change of the frame settings
     assert {j.rule for j in frames.jobs} == {"download", "extract", "pairs", "split"}, frames.text[-3000:]
     assert sum(j.rule == "extract" for j in frames.jobs) == cfg["synthetic"]["takes"]
-    assert all("results/params/.preview/extract.json" in j.reason for j in frames.jobs if j.rule == "extract")
+    assert all("results/params/extract/preview.json" in j.reason for j in frames.jobs if j.rule == "extract")
     assert all(j.reason.startswith("Input files updated by another job") for j in frames.jobs if j.rule in {"pairs", "split"})
     assert plan(lambda c: None).jobs == []  # a dry run changes no record: the previewed configs left no trace
     changed = copy.deepcopy(cfg)
