@@ -138,6 +138,24 @@ def test_match_never_writes_over_its_inputs(experiment, out, inputs, message):
     assert snapshot(pair) == before  # nothing written, nothing replaced
 
 
+def test_a_folder_of_your_own_inputs_inside_results_is_refused():
+    """Sibling in the pipeline: the user's photo pairs or local source inside the results folder, where
+    jobs write, replace (-R, -f) and delete (temporary downloads) files."""
+    from omama.config import validate
+    from omama.preflight import preflight
+
+    cfg = validate(default_config())
+    cfg["robustness"]["path"] = "results/my-photos"
+    cfg["source"].update(kind="local", path="./results")
+    problems = [p for p in preflight(cfg) if "lies in the results folder" in p]
+    assert problems == [
+        "robustness.path 'results/my-photos' lies in the results folder 'results', where the pipeline writes, "
+        "replaces and deletes files: keep your own inputs outside it",
+        "source.path './results' lies in the results folder 'results', where the pipeline writes, replaces and "
+        "deletes files: keep your own inputs outside it",
+    ]
+
+
 # ---------------------------------------------------------------- 9: omama match checks every argument first
 
 
