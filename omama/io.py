@@ -200,34 +200,28 @@ def write_json(path, obj, indent: int | None = None) -> None:
             json.dump(finite(obj), f, indent=indent, allow_nan=False)
 
 
-_RECORDS: dict[tuple[str, str], str] = {}  # (record path, text) -> the path returned for them in this process
-
-
 def write_record(path, value, *, preview: bool = False) -> str:
     """A settings record: ``value`` as canonical JSON at ``path``, rewritten (atomically, with a new time)
     only when it differs from the file, so a job reading it as an input re-runs exactly when its settings
     change (Snakemake compares times). A new record is dated to the epoch: it never makes outputs that
     already exist look older than their settings. With ``preview`` (a dry run) a changed record stays as it
-    is, the outputs' settings; the new one goes to ``.preview/`` beside it, with the current time, and its
-    path is returned instead, so the plan shows the re-run and a reverted config re-runs nothing. Returns
-    the path the job reads."""
+    is, the outputs' settings; the new one goes to ``preview.json`` beside it, with the current time, and
+    its path is returned instead, so the plan shows the re-run and a reverted config re-runs nothing.
+    Returns the path the job reads."""
+    path = Path(path)
     text = json.dumps(finite(value), sort_keys=True, indent=1, default=str) + "\n"
-    key = (str(path), text)
-    if key not in _RECORDS:
-        path = Path(path)
-        try:
-            old = path.read_text()
-        except FileNotFoundError:
-            old = None
-        if old is not None and old != text and preview:
-            path = path.parent / ".preview" / path.name
-        if old != text:
-            with atomic_path(path) as tmp:
-                tmp.write_text(text)
-            if old is None:
-                os.utime(path, (0, 0))
-        _RECORDS[key] = str(path)
-    return _RECORDS[key]
+    try:
+        old = path.read_text()
+    except FileNotFoundError:
+        old = None
+    if old is not None and old != text and preview:
+        path = path.with_name("preview.json")
+    if old != text:
+        with atomic_path(path) as tmp:
+            tmp.write_text(text)
+        if old is None:
+            os.utime(path, (0, 0))
+    return str(path)
 
 
 def read_json(path, what: str = "JSON file"):

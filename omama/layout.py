@@ -216,5 +216,6 @@ class Layout:
     def params(self, unit: str) -> str:
         """The settings record of a stage's jobs, ``unit`` such as ``features/{backbone}``: the settings its
         outputs were made with, rewritten (new time) only when they change, so a job re-runs when they do
-        even without Snakemake's own records (a copied results folder)."""
-        return f"{self.root}/params/{unit}.json"
+        even without Snakemake's own records (a copied results folder). Each record has a folder of its own:
+        Snakemake lists a folder's files once per run, and a record is written while the DAG is built."""
+        return f"{self.root}/params/{unit}/settings.json"

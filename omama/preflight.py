@@ -44,7 +44,7 @@ def preflight(config: dict) -> list[str]:
         problems += init_problems(names, init, config["experiments"])
     problems += init_cycles(config["experiments"])
     problems += schedule_problems(config["experiments"])
-    problems += results_problems(config["results"])
+    problems += results_problems(config)
     problems += split_problems(config)
     problems += memory_problems(config)
     problems += compare_problems(config["report"]["compare"], config["experiments"])
@@ -249,10 +249,20 @@ def init_cycles(experiments: dict) -> list[str]:
     return problems
 
 
-def results_problems(results: str) -> list[str]:
-    if Path(results).expanduser().resolve() == Path("/").resolve():
-        return [f"results {results!r} resolves to the filesystem root: give a folder of its own, e.g. results"]
-    return []
+def results_problems(config: dict) -> list[str]:
+    """``results`` must be a folder of its own: not the root, and no folder of your own inputs (a dataset's
+    ``path``: a local copy, photo pairs, a BOP dataset) may lie in it, where the pipeline writes, replaces and
+    deletes files."""
+    results = Path(config["results"]).expanduser().resolve()
+    if results == Path("/").resolve():
+        return [f"results {config['results']!r} resolves to the filesystem root: give a folder of its own, e.g. results"]
+    inputs = {f"datasets.{name}.path": cfg.get("path") for name, cfg in config["datasets"].items()}
+    return [
+        f"{key} {path!r} lies in the results folder {config['results']!r}, where the pipeline writes, replaces and "
+        f"deletes files: keep your own inputs outside it"
+        for key, path in inputs.items()
+        if path and Path(path).expanduser().resolve().is_relative_to(results)
+    ]
 
 
 def split_problems(config: dict) -> list[str]:

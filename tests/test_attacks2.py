@@ -138,6 +138,24 @@ def test_match_never_writes_over_its_inputs(experiment, out, inputs, message):
     assert snapshot(pair) == before  # nothing written, nothing replaced
 
 
+def test_a_folder_of_your_own_inputs_inside_results_is_refused():
+    """Sibling in the pipeline: the user's photo pairs or local source inside the results folder, where
+    jobs write, replace (-R, -f) and delete (temporary downloads) files."""
+    from omama.config import validate
+    from omama.preflight import preflight
+
+    cfg = validate(default_config())
+    cfg["robustness"]["path"] = "results/my-photos"
+    cfg["source"].update(kind="local", path="./results")
+    problems = [p for p in preflight(cfg) if "lies in the results folder" in p]
+    assert problems == [
+        "robustness.path 'results/my-photos' lies in the results folder 'results', where the pipeline writes, "
+        "replaces and deletes files: keep your own inputs outside it",
+        "source.path './results' lies in the results folder 'results', where the pipeline writes, replaces and "
+        "deletes files: keep your own inputs outside it",
+    ]
+
+
 # ---------------------------------------------------------------- 9: omama match checks every argument first
 
 
@@ -592,12 +610,12 @@ def test_a_copied_results_folder_reruns_what_a_config_change_affects(tmp_path):
     assert plan(lambda c: None).jobs == []  # the same config: nothing to do
     split = plan(lambda c: c["split"].update(seed=7))
     assert {j.rule for j in split.jobs} == {"split"}, split.text[-3000:]
-    assert "Updated input files: results/params/.preview/split.json" in split.jobs[0].reason
+    assert "Updated input files: results/params/split/preview.json" in split.jobs[0].reason
     frames = plan(lambda c: c["frames"].update(jpeg_quality=90))
     # extract needs its temporary raw videos again (download), as after any change of the frame settings
     assert {j.rule for j in frames.jobs} == {"download", "extract", "pairs", "split"}, frames.text[-3000:]
     assert sum(j.rule == "extract" for j in frames.jobs) == cfg["synthetic"]["takes"]
-    assert all("results/params/.preview/extract.json" in j.reason for j in frames.jobs if j.rule == "extract")
+    assert all("results/params/extract/preview.json" in j.reason for j in frames.jobs if j.rule == "extract")
     assert all(j.reason.startswith("Input files updated by another job") for j in frames.jobs if j.rule in {"pairs", "split"})
     assert plan(lambda c: None).jobs == []  # a dry run changes no record: the previewed configs left no trace
     changed = copy.deepcopy(cfg)

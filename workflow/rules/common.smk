@@ -36,11 +36,17 @@ def settings(unit, params):
     def record(wc):
         if PREFLIGHT:  # the run stops before its first job: it reads no settings and writes no record
             return []
-        value = {k: v(wc) if callable(v) else v for k, v in params.items()}
-        preview = workflow.executor_plugin is None or workflow.dryrun  # -n, --summary: the records stay
-        return omama.io.write_record(L.params(unit.format(**dict(wc.items()))), value, preview=preview)
+        path = L.params(unit.format(**dict(wc.items())))
+        if path not in _RECORDED:  # once per record and process: the config does not change meanwhile
+            value = {k: v(wc) if callable(v) else v for k, v in params.items()}
+            preview = workflow.executor_plugin is None or workflow.dryrun  # -n, --summary: the records stay
+            _RECORDED[path] = omama.io.write_record(path, value, preview=preview)
+        return _RECORDED[path]
 
     return record
+
+
+_RECORDED = {}  # settings record -> the path its jobs read (the record, or its preview in a dry run)
 
 
 # Datasets: their kinds, prepared sources and take indexes.
