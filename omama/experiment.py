@@ -37,6 +37,10 @@ class Experiment:
     train: dict | None = None
     existence: str = "similarity"
     existence_train: dict = field(default_factory=dict)
+    temporal: str = "none"
+    temporal_memory: dict = field(default_factory=dict)
+    adapt: str = "none"
+    adaptation: dict = field(default_factory=dict)
 
     @classmethod
     def resolve(cls, config: dict, name: str) -> Experiment:
@@ -129,8 +133,10 @@ class Experiment:
         ),
         # and its existence head's
         "existence": ("existence", "existence_train"),
+        # the temporal memory's fit on validation
+        "temporal": ("temporal_memory",),
         # what shapes a prediction, given the trained heads
-        "predict": ("existence",),
+        "predict": ("existence", "temporal", "temporal_memory", "adapt", "adaptation"),
         # what the report shows
         "report": ("evaluate_on", "existence"),
     }
@@ -186,6 +192,8 @@ class Inputs:
             heads = {"init": init}
         elif stage == "existence":
             heads = {"model": layout.model(x.name)}
+        elif stage == "temporal":
+            heads = {"model": layout.model(x.name)}
         elif x.existence == "head":
             heads = {
                 "model": layout.existence("model.pt", x.name),
@@ -193,6 +201,8 @@ class Inputs:
             }
         elif x.has_head:
             heads = {"model": layout.model(x.name)}
+        if stage == "predict" and x.temporal == "memory":
+            heads["temporal"] = layout.temporal(x.name)
         return cls(
             split=d.split(x.split_on(dataset)),
             annotations=per_take(d.annotation),

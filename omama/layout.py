@@ -22,6 +22,7 @@ same call for an output pattern (``D.annotation()``) that code uses for one file
     {root}/weights/{backbone}.json, weights/proposers/{proposer}.json   pretrained files fetched: SHA-256, origin
     {root}/experiments/{exp}/model.pt, train/{history.json,checkpoints/}   the matching head
     {root}/experiments/{exp}/existence/...          existence: head -- model.pt, calibration.json, history.json
+    {root}/experiments/{exp}/temporal/memory.json   temporal: memory -- the fusion fitted on validation
     {root}/experiments/{exp}/{dataset}/{subset}/... predictions.json, ground_truth.json, samples.parquet, metrics.json
     {root}/submission/{name}.json                   challenge submission: exo-ego and/or ego-exo blocks
     {root}/timing.parquet, report.html
@@ -174,6 +175,10 @@ class Layout:
     def existence(self, name: str, exp: str = "{exp}") -> str:
         """One file of an experiment's existence head: model.pt, calibration.json or history.json."""
         return f"{self.experiment(exp)}/existence/{name}"
+
+    def temporal(self, exp: str = "{exp}") -> str:
+        """An experiment's temporal memory fit (temporal: memory): alpha, gamma, what validation gave each."""
+        return f"{self.experiment(exp)}/temporal/memory.json"
 
     def result(self, name: str, exp: str = "{exp}", dataset: str = "{dataset}", subset: str = "{subset}") -> str:
         """One evaluated file of an experiment on a dataset's subset: predictions.json, ground_truth.json,

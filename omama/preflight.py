@@ -49,6 +49,26 @@ def preflight(config: dict) -> list[str]:
     problems += memory_problems(config)
     problems += compare_problems(config["report"]["compare"], config["experiments"])
     problems += submission_problems(config)
+    problems += temporal_problems(config["experiments"])
+    return problems
+
+
+def temporal_problems(experiments: dict) -> list[str]:
+    """Temporal memory and cycle adaptation replace the published confidence of exo->ego matching; memory is
+    fitted on whole validation takes and meaningful on whole test takes (split take or official)."""
+    problems = []
+    for name, x in experiments.items():
+        for key, on in (("temporal", x["temporal"] == "memory"), ("adapt", x["adapt"] == "cycle")):
+            if on and (x["direction"] != "exo2ego" or x["existence"] != "similarity" or x["matcher"] != "omama"):
+                problems.append(
+                    f"experiments.{name}.{key}: needs direction exo2ego, existence similarity and matcher omama "
+                    f"(it replaces the published confidence of the matching head)"
+                )
+        if x["temporal"] == "memory" and x["split"] not in ("take", "official"):
+            problems.append(
+                f"experiments.{name}.temporal: memory needs whole takes in validation and test: split take or official, "
+                f"not {x['split']!r}"
+            )
     return problems
 
 

@@ -206,7 +206,18 @@ def predict_experiment(
     rows = evaluated_rows(inputs.split, subset, direction=direction)
     s, head = trained_head(experiment, inputs)
     existence = None if calibration is None else Calibration.load(calibration)
-    chooser = ModelChooser(head, s, existence, direction=direction)
+    chooser = base = ModelChooser(head, s, existence, direction=direction)
+    if experiment.temporal == "memory":
+        from omama.model.temporal import MemoryChooser, MemoryFit
+
+        chooser = MemoryChooser(base, MemoryFit.load(inputs.temporal))
+        if chooser.fit.offline:
+            for take, g in rows.groupby("take_uid", sort=False):
+                chooser.prime(s.corpus[take], g)
+    if experiment.adapt == "cycle":  # on the unlabeled rows about to be predicted
+        from omama.model.adapt import adapted_chooser
+
+        chooser, _ = adapted_chooser(base, rows, s.corpus, experiment.adaptation)
     sub, gt, samples = run_predictions(rows, s.corpus, chooser, desc=f"predict {subset}")
     if existence is not None:  # frames without proposals: no cosine, confidence 0 either way
         keys = zip(samples.take_uid, samples.object, samples.exo_cam, samples.frame)

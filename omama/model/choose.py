@@ -30,9 +30,9 @@ class ModelChooser:
         self.direction = Direction(direction)
         self.similarity: dict[tuple, float] = {}
 
-    def match(self, td: TakeData, rows: pd.DataFrame, frame: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Cosine scores (B, N) of the frame's proposals for each row, and the projected descriptors
-        of the sources (B, D) and of the candidates (B, N, D)."""
+    def frame_inputs(self, td: TakeData, rows: pd.DataFrame, frame: int) -> tuple[torch.Tensor, ...]:
+        """The frame's tensors on the device: source features (B, C, h', w'), destination features (1, C, h, w),
+        source masks (B, 1, H', W') and candidate masks (1, N, H, W) at the input resolution."""
         s, d = self.setup, self.direction
         src_size = s.geometry.input_size[d.src_view]
         dst_cam = rows[d.dst_col].iloc[0]
@@ -49,13 +49,16 @@ class ModelChooser:
             **feature_inputs(s.corpus, "dst", takes[:1], [dst_cam], [frame], s.stored),
         }
         src_feat, dst_feat = batch_features(batch, s.backbone)
-        device = s.device
+        return tuple(x.to(s.device) for x in (src_feat, dst_feat, src_masks, cand))
+
+    def match(self, td: TakeData, rows: pd.DataFrame, frame: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Cosine scores (B, N) of the frame's proposals for each row, and the projected descriptors
+        of the sources (B, D) and of the candidates (B, N, D)."""
         with torch.no_grad():
-            q, t = candidate_embeddings(
-                self.head, src_feat.to(device), dst_feat.to(device), src_masks.to(device), cand.to(device)
-            )
+            q, t = candidate_embeddings(self.head, *self.frame_inputs(td, rows, frame))
         scores = (q * t).sum(-1)
         if not torch.isfinite(scores).all():
+            dst_cam = rows[self.direction.dst_col].iloc[0]
             raise ValueError(
                 f"non-finite matching scores (NaN or inf) for {where(td.take, cam=dst_cam, frame=frame)}: the head's "
                 "weights or the features hold NaN or inf"

@@ -169,6 +169,10 @@ def existence_inputs(wc):
     return inputs(wc, "existence", experiment(wc.exp).dataset)
 
 
+def temporal_inputs(wc):
+    return inputs(wc, "temporal", experiment(wc.exp).dataset)
+
+
 def predict_inputs(wc):
     return inputs(wc, "predict")
 

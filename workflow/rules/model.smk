@@ -6,6 +6,7 @@
 # experiment's params are the settings that stage reads (omama.experiment.Experiment.settings).
 TRAIN = dict(experiment=lambda wc: experiment(wc.exp).settings("train"), threads=COMPUTE_THREADS)
 TRAIN_EXISTENCE = dict(experiment=lambda wc: experiment(wc.exp).settings("existence"), threads=COMPUTE_THREADS)
+TEMPORAL = dict(experiment=lambda wc: experiment(wc.exp).settings("temporal"), threads=COMPUTE_THREADS)
 PREDICT = dict(experiment=lambda wc: experiment(wc.exp).settings("predict"), threads=COMPUTE_THREADS)
 EVALUATE = dict(bootstrap=bootstrap_config())
 REFERENCES = config["evaluate"]["references"]
@@ -58,6 +59,28 @@ rule train_existence:
         **TRAIN_EXISTENCE,
     script:
         "../scripts/train_existence.py"
+
+
+# temporal: memory -- the fusion of the model's own earlier choices, fitted on the validation takes.
+rule temporal:
+    input:
+        unpack(temporal_inputs),
+        settings=settings("temporal/{exp}", TEMPORAL),
+    output:
+        fit=L.temporal(),
+    log:
+        L.log("temporal", "exp"),
+    benchmark:
+        L.benchmark("temporal", "exp")
+    conda:
+        CONDA_ENV
+    threads: COMPUTE_THREADS
+    resources:
+        gpu=experiment_gpus,
+    params:
+        **TEMPORAL,
+    script:
+        "../scripts/temporal.py"
 
 
 rule predict:
