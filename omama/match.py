@@ -139,7 +139,15 @@ class Matcher:
     """``omama match`` with one experiment: its backbone and proposer are loaded on the first pair and kept,
     so one instance matches any number of pairs (``matcher(exo=..., mask=..., ego=..., out=...)``)."""
 
-    def __init__(self, *, experiment: str, results: str | Path | None = None, config: str | Path = "config.yaml", device=None):
+    def __init__(
+        self,
+        *,
+        experiment: str,
+        results: str | Path | None = None,
+        config: str | Path = "config.yaml",
+        device=None,
+        adapt=False,
+    ):
         from omama.config import apply_environment
         from omama.experiment import Experiment
 
@@ -148,6 +156,8 @@ class Matcher:
         x = Experiment.resolve(self.cfg, experiment)
         if device:
             x = dataclasses.replace(x, backbone={**x.backbone, "device": device}, proposer={**x.proposer, "device": device})
+        if adapt:  # --adapt: the experiment's head adapted to this pair without labels (its adaptation settings)
+            x = dataclasses.replace(x, adapt="cycle")
         self.experiment = x
         self.head, self.calibration = model_files(self.cfg, x, results, config)
         apply_environment(self.cfg)  # the run's weights cache, network timeouts and OpenMP waiting, as its jobs
@@ -283,8 +293,26 @@ class Matcher:
             predictions_out=predictions,
             ground_truth_out=layout.result("ground_truth.json", x.name, DATASET, "test"),
             samples_out=layout.result("samples.parquet", x.name, DATASET, "test"),
+            extra_sources=self.exo_proposals(d) if x.adapt == "cycle" else None,
         )
         return predictions
+
+    def exo_proposals(self, d):
+        """The extra sources of ``--adapt``: the exo photo's own proposals (the experiment's proposer on its working
+        copy), less those overlapping the given mask (IoU > 0.5): one given object alone closes no cycle."""
+        from omama.data.masks import encode_rle
+        from omama.data.photos import CAMS, EXO
+        from omama.io import load_frame
+        from omama.proposals.proposers import mask_iou
+
+        def extra(td, frame, cam):
+            image = load_frame(d.image(PAIR, cam, frame), PAIR, cam, frame)
+            masks, _ = self.networks()[1](image)
+            given = td.source_mask(OBJECT, CAMS[EXO], frame, image.shape[:2])
+            overlap = mask_iou([encode_rle(given)], [encode_rle(m) for m in masks])[0]
+            return masks[overlap <= 0.5]
+
+        return extra
 
 
 def match(
@@ -297,9 +325,11 @@ def match(
     results: str | Path | None = None,
     config: str | Path = "config.yaml",
     device: str | None = None,
+    adapt: bool = False,
 ) -> dict:
     """One pair through a ``Matcher`` (see there); returns the JSON record."""
-    return Matcher(experiment=experiment, results=results, config=config, device=device)(exo=exo, mask=mask, ego=ego, out=out)
+    matcher = Matcher(experiment=experiment, results=results, config=config, device=device, adapt=adapt)
+    return matcher(exo=exo, mask=mask, ego=ego, out=out)
 
 
 def write_overlay(exo: Path, mask: Path, ego_rgb: np.ndarray, pred: np.ndarray, path: Path, height: int = 360) -> None:
@@ -335,6 +365,12 @@ def main(argv: list[str] | None = None) -> int:
     m.add_argument("--results", default=None, help="results folder of the pipeline run (default: the config's)")
     m.add_argument("--config", default="config.yaml", help="pipeline config (default config.yaml)")
     m.add_argument("--device", default=None, choices=("cpu", "cuda"), help="cpu or cuda (default: the config's)")
+    m.add_argument(
+        "--adapt",
+        action="store_true",
+        help="adapt the head to this pair without labels first (cycle consistency with the exo photo's own proposals; "
+        "the confidence becomes the cycle probability)",
+    )
     args = parser.parse_args(argv)
     try:
         r = match(
@@ -346,6 +382,7 @@ def main(argv: list[str] | None = None) -> int:
             results=args.results,
             config=args.config,
             device=args.device,
+            adapt=args.adapt,
         )
     except (OSError, ValueError, RuntimeError) as e:  # WeightsError is a RuntimeError; every message names the file
         print(f"omama match: {e}", file=sys.stderr)

@@ -194,14 +194,15 @@ def evaluated_rows(split_table, subset: str, *, direction: str) -> pd.DataFrame:
 
 
 def predict_experiment(
-    experiment: Experiment, inputs: Inputs, *, subset: str, predictions_out, ground_truth_out, samples_out
+    experiment: Experiment, inputs: Inputs, *, subset: str, predictions_out, ground_truth_out, samples_out, extra_sources=None
 ) -> dict:
     """Predict ``subset`` of ``inputs.split`` with the experiment's head (``matcher: cosine``: the training-free
     matcher, no weights); write the submission, ground truth and samples.
 
     With ``inputs.calibration`` (the existence head's calibration.json; ``inputs.model`` then holds the trained
     ``mlp_visible``) the confidence is the calibrated presence probability, and the samples gain a
-    ``similarity`` column: the published confidence (sigmoid of the best cosine)."""
+    ``similarity`` column: the published confidence (sigmoid of the best cosine). ``extra_sources`` (``adapt: cycle``
+    only): more sources for the cycles, see ``omama.model.adapt.adapt``."""
     direction, calibration = experiment.direction, inputs.calibration
     rows = evaluated_rows(inputs.split, subset, direction=direction)
     s, head = trained_head(experiment, inputs)
@@ -217,7 +218,7 @@ def predict_experiment(
     if experiment.adapt == "cycle":  # on the unlabeled rows about to be predicted
         from omama.model.adapt import adapted_chooser
 
-        chooser, _ = adapted_chooser(base, rows, s.corpus, experiment.adaptation)
+        chooser, _ = adapted_chooser(base, rows, s.corpus, experiment.adaptation, extra_sources)
     sub, gt, samples = run_predictions(rows, s.corpus, chooser, desc=f"predict {subset}")
     if existence is not None:  # frames without proposals: no cosine, confidence 0 either way
         keys = zip(samples.take_uid, samples.object, samples.exo_cam, samples.frame)

@@ -45,33 +45,58 @@ def cycle_probability(q: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     return (forward * backward).sum(1)
 
 
+def with_extra_sources(inputs: tuple, extra) -> tuple:
+    """A frame's tensors (``ModelChooser.frame_inputs``) with ``extra`` source masks (K, H, W; any size) after the
+    given ones: more sources for the cycle to return to (``omama match`` gives one object: the exo photo's own
+    proposals close its cycle)."""
+    src_feat, dst_feat, src_masks, cand = inputs
+    if extra is None or not len(extra):
+        return inputs
+    size = tuple(src_masks.shape[-2:])
+    extra = torch.nn.functional.interpolate(
+        torch.from_numpy(np.asarray(extra, np.float32))[:, None], size=size, mode="nearest"
+    )
+    extra = extra.to(src_masks.device) > 0.5
+    k = len(extra)
+    return torch.cat([src_feat, src_feat[:1].expand(k, -1, -1, -1)]), dst_feat, torch.cat([src_masks, extra]), cand
+
+
 class CycleChooser:
     """A ``ModelChooser`` whose head was adapted (``adapt``) and whose confidence is the cycle probability
-    (the published one for a lone source)."""
+    (the published one for a lone source without ``extra`` sources)."""
 
-    def __init__(self, base: ModelChooser):
-        self.base, self.direction = base, base.direction
+    def __init__(self, base: ModelChooser, extra=None):
+        self.base, self.direction, self.extra = base, base.direction, extra
 
     def __call__(self, td: TakeData, rows: pd.DataFrame, frame: int) -> tuple[np.ndarray, np.ndarray]:
         idx, conf = self.base(td, rows, frame)
         cams = rows[self.direction.src_col].to_numpy()
         for cam in np.unique(cams):
             at = np.flatnonzero(cams == cam)
-            if len(at) < 2:
+            extra = None if self.extra is None else self.extra(td, frame, cam)
+            if len(at) + (0 if extra is None else len(extra)) < 2:
                 continue
-            scores, q, t = self.base.match(td, rows.iloc[at], frame)
-            conf[at] = cycle_probability(q, t[0]).cpu().numpy()
+            inputs = with_extra_sources(self.base.frame_inputs(td, rows.iloc[at], frame), extra)
+            with torch.no_grad():
+                q, t = candidate_embeddings(self.base.head, *inputs)
+            conf[at] = cycle_probability(q[:, 0], t[0])[: len(at)].cpu().numpy()
         return idx, conf
 
 
-def adapt(chooser: ModelChooser, rows: pd.DataFrame, corpus: Corpus, *, steps: int, lr: float, seed: int) -> list[dict]:
+def adapt(
+    chooser: ModelChooser, rows: pd.DataFrame, corpus: Corpus, *, steps: int, lr: float, seed: int, extra=None
+) -> list[dict]:
     """Fine-tune ``chooser.head`` in place on ``rows`` (the set to predict, unlabeled) by cycle consistency for
-    ``steps`` full-batch Adam steps; returns the loss per step (the first entry before any step)."""
-    groups = [(t, f, g) for t, f, g in cycle_groups(rows, chooser.direction) if len(g) >= 2]
-    if not groups:
+    ``steps`` full-batch Adam steps; returns the loss per step (the first entry before any step). ``extra``
+    (take data, frame, source camera) -> extra source masks, closes cycles of a lone given source."""
+    inputs = []
+    for take, frame, g in cycle_groups(rows, chooser.direction):
+        more = None if extra is None else extra(corpus[take], frame, g[chooser.direction.src_col].iloc[0])
+        if len(g) + (0 if more is None else len(more)) >= 2:
+            inputs.append(with_extra_sources(chooser.frame_inputs(corpus[take], g, frame), more))
+    if not inputs:
         log.warning("adaptation skipped: no frame has two sources or more to close a cycle")
         return []
-    inputs = [chooser.frame_inputs(corpus[take], g, frame) for take, frame, g in groups]
     head = chooser.head
     torch.manual_seed(seed)
     params = [p for name, p in head.named_parameters() if not name.startswith("mlp_visible.")]
@@ -93,7 +118,7 @@ def adapt(chooser: ModelChooser, rows: pd.DataFrame, corpus: Corpus, *, steps: i
     head.eval()
     log.info(
         "cycle adaptation on %d frame groups: loss %.4f -> %.4f",
-        len(groups),
+        len(inputs),
         history[0]["cycle_loss"],
         history[-1]["cycle_loss"],
     )
@@ -101,10 +126,11 @@ def adapt(chooser: ModelChooser, rows: pd.DataFrame, corpus: Corpus, *, steps: i
 
 
 def adapted_chooser(
-    chooser: ModelChooser, rows: pd.DataFrame, corpus: Corpus, settings: dict
+    chooser: ModelChooser, rows: pd.DataFrame, corpus: Corpus, settings: dict, extra=None
 ) -> tuple[CycleChooser, list[dict]]:
-    """A copy of ``chooser`` with its head adapted to ``rows`` (``settings``: steps, lr, seed), and the history."""
+    """A copy of ``chooser`` with its head adapted to ``rows`` (``settings``: steps, lr, seed; ``extra``: see
+    ``adapt``), and the history."""
     base = copy.copy(chooser)
     base.head = copy.deepcopy(chooser.head)
-    history = adapt(base, rows, corpus, steps=settings["steps"], lr=settings["lr"], seed=settings["seed"])
-    return CycleChooser(base), history
+    history = adapt(base, rows, corpus, steps=settings["steps"], lr=settings["lr"], seed=settings["seed"], extra=extra)
+    return CycleChooser(base, extra), history
