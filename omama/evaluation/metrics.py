@@ -380,6 +380,33 @@ def write_metrics(predictions_path, ground_truth_path, metrics_out, *, bootstrap
     return metrics
 
 
+def balanced_accuracy_difference(a: pd.DataFrame, b: pd.DataFrame, bootstrap: Bootstrap) -> tuple[float, list[float] | None]:
+    """(balanced accuracy of b - that of a, its paired bootstrap interval over takes) on scored frames both
+    tables hold (the same takes drawn for both; NaN / None when a resample lacks a class)."""
+    keys = ["take_uid", "object", "exo_cam", "frame"]
+    j = a.merge(b, on=keys, suffixes=("_a", "_b"))
+    if j.empty:
+        return math.nan, None
+    cols = [c for c in j.columns if c.endswith("_present_a")]
+    truth = j[cols[0]].rename("present") if cols else j["ego_present_a"].rename("present")
+
+    def frames(suffix):
+        return pd.DataFrame(
+            {
+                "take_uid": j["take_uid"],
+                "ego_present": truth.astype(bool),
+                "pred_exists": j[f"pred_exists{suffix}"].astype(bool),
+                **{c: j[f"{c}{suffix}"] for c in CI_COLUMNS.values()},
+            }
+        )
+
+    fa, fb = frames("_a"), frames("_b")
+    counts = bootstrap.counts(int(j["take_uid"].nunique()))
+    diff = resample_metrics(fb, counts)["existence_balanced_acc"] - resample_metrics(fa, counts)["existence_balanced_acc"]
+    point = summarise(fb)["existence_balanced_acc"] - summarise(fa)["existence_balanced_acc"]
+    return float(point), bootstrap.interval(diff)[0]
+
+
 def mean_resamples(values, units, bootstrap: Bootstrap, rng: np.random.Generator | None = None) -> np.ndarray:
     """The mean of ``values`` in each bootstrap resample of their ``units`` (takes), duplicates counted."""
     codes, uniques = pd.factorize(pd.Series(np.asarray(units)), sort=True)

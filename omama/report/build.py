@@ -20,6 +20,7 @@ from omama.report.inputs import Inputs, ReportParams, by_direction, takes_of
 from omama.report.overlays import Frames, overlay, pick_samples
 from omama.report.sections import (
     change_counts,
+    compare_existence,
     compare_iou,
     metrics_table,
     paired_deltas,
@@ -55,6 +56,7 @@ def comparison(main: dict, preds: dict, frames: Frames, a: str, b: str, p: Repor
         **change_counts(j),
         "mean": f"{j.delta.mean():+.4f}" if len(j) else "–",
         **compare_iou(main[a], main[b], j, p.boot),
+        "existence": compare_existence(main[a], main[b], p.boot),
         "overlays": [
             {
                 "img": overlay(frames, row, [preds[a], preds[b]]),

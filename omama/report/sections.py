@@ -7,7 +7,7 @@ import json
 
 import pandas as pd
 
-from omama.evaluation.metrics import Bootstrap, difference_interval, mean_interval, present
+from omama.evaluation.metrics import Bootstrap, balanced_accuracy_difference, difference_interval, mean_interval, present
 from omama.io import read_json, read_parquet
 from omama.report.inputs import Inputs, ReportParams
 from omama.report.overlays import Frames, overlay
@@ -219,7 +219,21 @@ def scored_only_section(p: ReportParams, files: Inputs, dataset: str) -> dict:
         for q in proposers
         for ref in p.references
     }
-    pairs = [(a, b) for a, b in p.compare if a in samples and b in samples] + [(r, e) for e in names for r in references]
+    compared = [(a, b) for a, b in p.compare if a in samples and b in samples]
+    pairs = compared + [(r, e) for e in names for r in references]
+    changes = []
+    for a, b in compared:  # where b helped and where it hurt most
+        j = paired_deltas(samples[a], samples[b])
+        j = j[j["delta"] != 0]
+        for label, part in (("helped", j.nlargest(p.overlays, "delta")), ("hurt", j.nsmallest(p.overlays, "delta"))):
+            changes += [
+                {
+                    "img": overlay(frames, row, [preds[a], preds[b]]),
+                    "caption": f"{b} {label} ({a} magenta, {b} blue): {row.take_uid}, {row.object}: IoU {row.iou_a:.3f} → "
+                    f"{row.iou_b:.3f}",
+                }
+                for row in part[part["delta"] > 0 if label == "helped" else part["delta"] < 0].itertuples()
+            ]
     return {
         "name": dataset,
         "kind": p.datasets[dataset]["kind"],
@@ -227,6 +241,7 @@ def scored_only_section(p: ReportParams, files: Inputs, dataset: str) -> dict:
         "differences": html_table(paired_differences(pairs, {**samples, **references}, p.boot), index=False),
         "pairs": html_table(per_pair.sort_values(["take", "object"]), index=False, floatfmt="{:.3f}"),
         "overlays": overlays,
+        "changes": changes,
         "legend": legend,
         "n_takes": int(first["take_uid"].nunique()),
         "n_frames": int(first[["take_uid", "frame"]].drop_duplicates().shape[0]),
@@ -241,6 +256,7 @@ def paired_differences(pairs: list[tuple[str, str]], samples: dict[str, pd.DataF
     for a, b in pairs:
         j = paired_deltas(samples[a], samples[b])
         c = compare_iou(samples[a], samples[b], j, boot)
+        e = compare_existence(samples[a], samples[b], boot) if c["paired"] else {"diff": "–", "ci": "n/a"}
         rows.append(
             {
                 "b − a": f"{b} − {a}",
@@ -248,6 +264,8 @@ def paired_differences(pairs: list[tuple[str, str]], samples: dict[str, pd.DataF
                 f"{boot.percent} interval ({'paired' if c['paired'] else 'unpaired'})": c["ci"],
                 "b better / worse / equal": " / ".join(str(n) for n in change_counts(j).values()),
                 "verdict": c["verdict"],
+                "Δ existence bal. acc": e["diff"],
+                f"{boot.percent} interval (paired)": e["ci"],
             }
         )
     return pd.DataFrame(rows)
@@ -264,6 +282,16 @@ def paired_deltas(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
     (ego, or exo for ego->exo), joined (columns suffixed ``_a`` / ``_b``), with ``delta`` = IoU b - a."""
     j = a[present(a)].merge(b, on=SAMPLE_KEY, suffixes=("_a", "_b"))
     return j.assign(delta=j["iou_b"] - j["iou_a"])
+
+
+def compare_existence(a: pd.DataFrame, b: pd.DataFrame, boot: Bootstrap) -> dict:
+    """The existence balanced accuracy of b minus a's on the same scored frames, with its paired bootstrap
+    interval over takes ("n/a" when no resample has both classes)."""
+    diff, ci = balanced_accuracy_difference(a, b, boot)
+    return {
+        "diff": "–" if diff != diff else f"{diff:+.4f}",
+        "ci": "n/a" if ci is None else f"[{ci[0]:+.4f}, {ci[1]:+.4f}]",
+    }
 
 
 def compare_iou(a: pd.DataFrame, b: pd.DataFrame, joined: pd.DataFrame, boot: Bootstrap) -> dict:
