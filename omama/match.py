@@ -1,7 +1,7 @@
 """One photo pair, one command: ``omama match`` runs an exo photo + object mask and an ego photo
 through a trained experiment (its backbone, proposer and head) and writes the predicted ego mask.
 
-It is the robustness path on a one-pair take: ``convert_files`` -> ``extract_features`` ->
+It is a photos dataset's path on a one-pair take: ``convert_files`` -> ``extract_features`` ->
 ``propose_take`` -> ``write_pairs`` -> ``write_split`` -> ``predict_experiment``, in a temporary
 folder, with the experiment's ``model.pt`` from a pipeline run. Every argument is checked before
 anything is computed (``check_arguments``): the photos and the mask decode, the device exists, and

@@ -1,4 +1,4 @@
-"""The robustness set: user photo pairs turned into one-frame takes.
+"""The photos dataset kind: user photo pairs turned into one-frame takes.
 
 A photo-pair folder holds ``<pair>/exo.jpg``, ``<pair>/ego.jpg`` (or any other format OpenCV reads)
 and ``<pair>/masks/<object>.exo.png`` / ``<object>.ego.png`` (an object absent from the ego
@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 EGO, EXO, FRAME = "ego", "exo", 0  # views: the photo and mask file names
 CAMS = {EGO: "aria_ego", EXO: "exo"}  # camera ids in the take
-SCENARIO = "robustness photo pair"
+SCENARIO = "photo pair"
 
 
 class PhotoPairError(ValueError):
@@ -115,11 +115,11 @@ def list_pairs(folder: str | Path) -> list[str]:
     """The pair names of a photo-pair folder (its visible sub-folders), each checked for both photos."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise PhotoPairError(f"robustness photo folder {folder} does not exist")
+        raise PhotoPairError(f"photo folder {folder} does not exist")
     entries = visible(folder)[0]
     pairs = [p.name for p in entries if p.is_dir()]
     if not pairs:
-        raise PhotoPairError(f"robustness photo folder {folder} holds no pair folders")
+        raise PhotoPairError(f"photo folder {folder} holds no pair folders")
     others = [p.name for p in entries if not p.is_dir()]
     if others:
         log.info("%d file(s) beside the pair folders in %s ignored: %s", len(others), folder, others)
@@ -138,7 +138,7 @@ def take_record(pair: str) -> dict:
         "take_uid": pair,
         "take_name": pair,
         "scenario": SCENARIO,
-        "parent_scenario": "robustness",
+        "parent_scenario": "photos",
         "annotation_split": "val",
         "ego_cam": CAMS[EGO],
         "exo_cams": [CAMS[EXO]],
@@ -230,7 +230,7 @@ def convert_files(
         "take_uid": pair,
         "take_name": pair,
         "scenario": SCENARIO,
-        "parent_scenario": "robustness",
+        "parent_scenario": "photos",
         "ego_cam": CAMS[EGO],
         "exo_cams": [CAMS[EXO]],
         "native_size": native,

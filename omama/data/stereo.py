@@ -9,7 +9,7 @@ nearest (largest disparity) wins, so parts hidden in the right view are removed.
 left pixel reaches (seen only by the right camera) belong to no object.
 
 Pairs use both directions (left as exo, right as ego, and the reverse) and crops of the ego
-photo, in the robustness set's folder layout (``omama.data.photos``), so an object can be
+photo, in the photos kind's folder layout (``omama.data.photos``), so an object can be
 partly or wholly outside the ego view. The rectified pairs differ only by a horizontal shift,
 which leaves a matcher little to get wrong; the *moved-camera* pairs (``views``) show the ego
 photo as a camera that also turned, tilted and came closer would: the other view resampled
@@ -147,7 +147,7 @@ def moved_camera(rng: np.random.Generator, shape: tuple[int, int], side: int) ->
 
 
 def write_motorcycle_pairs(out_dir: str | Path, *, width: int, objects: int, views: int, seed: int) -> list[str]:
-    """Write the motorcycle pairs in the robustness folder layout: ``PAIRS``, then ``views``
+    """Write the motorcycle pairs in the photos kind's folder layout: ``PAIRS``, then ``views``
     moved-camera pairs (``view-{i}``, directions alternating, homographies seeded by ``seed``);
     returns the pair names."""
     left, right, disp = load_motorcycle(width)

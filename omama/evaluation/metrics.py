@@ -2,7 +2,7 @@
 with percentile-bootstrap confidence intervals over takes.
 
 Bootstrap: the independent unit is the take (frames, objects and cameras of one take are
-correlated; for the robustness set every photo pair is a take). Each resample draws as many
+correlated; in a photos dataset every photo pair is a take). Each resample draws as many
 takes as there are, with replacement, from a generator seeded with ``Bootstrap.seed``, and
 recomputes every metric exactly as the point estimate does, over all scored frames of the drawn
 takes (a take drawn twice counts twice): the micro-averages over present frames, and the balanced

@@ -1,4 +1,4 @@
-"""Synthetic robustness photo pairs: stills of new synthetic scenes (not the dataset's takes)."""
+"""Synthetic photo pairs (a photos dataset's ``synthetic_photos``): stills of new synthetic scenes (not the dataset's takes)."""
 
 from __future__ import annotations
 
@@ -44,10 +44,10 @@ def _photo_frame(take: Take, want_absent: bool) -> int:
 
 
 def write_photo_pairs(out_dir, *, n: int, seed: int, exo_size, ego_size: int, jpeg_quality: int) -> Path:
-    """Write ``n`` synthetic robustness photo pairs into ``out_dir`` (replaced atomically).
+    """Write ``n`` synthetic photo pairs into ``out_dir`` (replaced atomically).
 
     ``exo_size`` is the landscape exo photo's [height, width], ``ego_size`` the square ego
-    photo's side, ``jpeg_quality`` the JPEG quality of both (config ``robustness.synthetic_photos``).
+    photo's side, ``jpeg_quality`` the JPEG quality of both (a photos dataset's ``synthetic_photos``).
 
     Layout: ``<pair>/exo.jpg``, ``<pair>/ego.jpg``, ``<pair>/masks/<object>.exo.png`` and
     ``<object>.ego.png`` (uint8 0/255, the image's size as displayed; an object absent from the
