@@ -186,14 +186,6 @@ def ensure_url(url: str, *, timeout: float) -> dict:
     return {**record, "sha256": sha, "source": "url"}
 
 
-def ensure_backbone_weights(cfg: dict, *, timeout: float) -> dict:
-    """The pretrained file of a backbone entry (kind torchvision: torchvision's weights; resnet50-dino: a URL)
-    in the weights cache; see ``ensure_weights`` and ``ensure_url``."""
-    if cfg["kind"] == "torchvision":
-        return ensure_weights(cfg["architecture"], cfg["weights"], timeout=timeout)
-    return ensure_url(cfg["weights"], timeout=timeout)
-
-
 def cached_url(url: str) -> Path:
     """The cached, checked file of a checkpoint URL (``ensure_url``); never a download: without it, an error
     naming the file and the stage that fetches it."""

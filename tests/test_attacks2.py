@@ -542,8 +542,8 @@ def test_weights_fetch_behind_a_silent_proxy_fails_in_time_and_leaves_no_tempora
     env = {**os.environ, "TORCH_HOME": str(tmp_path / "torch"), "PYTHONPATH": str(REPO), "no_proxy": "", "NO_PROXY": ""}
     env.update({k: silent_proxy for k in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY")})
     code = (
-        "from omama.weights import ensure_backbone_weights\n"
-        "ensure_backbone_weights({'kind': 'torchvision', 'architecture': 'mobilenet_v2', 'weights': 'IMAGENET1K_V1'}, timeout=2)"
+        "from omama.weights import ensure_weights\n"
+        "ensure_weights('mobilenet_v2', 'IMAGENET1K_V1', timeout=2)"
     )
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0
