@@ -2,9 +2,9 @@
 
 The session's finished tiny run (conftest ``tiny_run``: report.html done) is the base; each test
 changes one setting and reads ``snakemake -n``: the jobs it would run, each job's reason, and the
-reasons summary. Config reaches rules only through ``params:``, so a changed setting shows up as
-"Params have changed" on the stage that owns it (and its settings record, results/params/, as an
-updated input); everything downstream re-runs because its input is updated, and nothing upstream re-runs.
+reasons summary. Config reaches rules only through ``params:`` and their settings records (results/params/), so a
+changed setting shows up as an updated input (the record) on the stage that owns it; everything
+downstream re-runs because its input is updated by another job, and nothing upstream re-runs.
 """
 
 from __future__ import annotations
@@ -51,8 +51,9 @@ class DryRun:
         return {j.rule for j in self.jobs}
 
     def params_changed(self) -> set[str]:
-        """Rules whose own settings changed: Snakemake's params, and the settings record the job reads."""
-        return {j.rule for j in self.jobs if "Params have changed" in j.reason}
+        """Rules whose own settings changed: the settings record the job reads (results/params/) is updated.
+        (Snakemake's own "Params have changed" is not checked once another reason makes a job run.)"""
+        return {j.rule for j in self.jobs if j.reason.startswith("Updated input files: results/params/")}
 
 
 def parse_dry_run(text: str) -> DryRun:
@@ -91,7 +92,7 @@ def test_same_config_nothing_to_do(finished):
 
 
 def assert_plan(plan: DryRun, params: set[str], runs: set[str], untouched: set[str]) -> None:
-    summary = plan.reasons.get("params have changed since last execution", set())
+    summary = plan.reasons.get("updated input files", set())
     assert plan.params_changed() == params, plan.text[-4000:]
     assert summary == params, plan.reasons
     assert plan.rules() - {"all"} == runs, plan.text[-4000:]
@@ -174,7 +175,7 @@ def test_forcing_one_stage_after_a_code_change(finished):
 
 def test_split_strategy_change_reruns_the_new_split_and_that_experiment(finished):
     plan = dry_run(finished, lambda c: c["experiments"]["trained-frame"].update(split="take"))
-    assert plan.reasons["params have changed since last execution"] == {"train"}, plan.reasons
+    assert plan.reasons["updated input files"] == {"train"}, plan.reasons
     assert plan.reasons["output files have to be generated"] == {"split", "reference"}, plan.reasons
     assert [j.wildcards for j in plan.jobs if j.rule == "split"] == ["split=take"]
     assert all(j.reason.startswith("Missing output files") for j in plan.jobs if j.rule in {"split", "reference"})
