@@ -1,9 +1,10 @@
 """DAG construction time for a full-size selection: ``snakemake -n`` on 1,334 takes.
 
 Writes a local source in the Ego-Exo4D layout with the size of the correspondence
-benchmark (1,334 takes; takes.json and relations_{train,val}.json with small LZString masks,
-empty video files), runs the checkpoints (the real ``take_index`` rule, and the index of every photo-pair
-set the config scores, so that the whole DAG is known), then times dry runs of the default target
+benchmark (1,334 takes; takes.json and relations_{train,val,test}.json with small LZString masks,
+empty video files) as the default config's dataset ``tabletop`` (kind local), runs the checkpoints (the real
+``take_index`` rule of every dataset the experiments use, so that the whole DAG is known), then times dry runs
+of the default target
 (report.html), each a fresh ``snakemake`` process as a user runs it.
 
     OMP_NUM_THREADS=1 python benchmarks/dag_scale.py [--takes 1334] [--repeat 2] [--profile]
@@ -33,6 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from omama.data.masks import encode_lzstring  # noqa: E402
+from omama.layout import Layout  # noqa: E402
 
 EGO = "aria01_214-1"
 EXOS = ["cam01", "cam02", "cam03"]
@@ -52,13 +54,13 @@ def mask_pool(rng: np.random.Generator, h: int, w: int, n: int = 64) -> list[str
 
 
 def write_source(root: Path, n_takes: int, seed: int = 0) -> None:
-    """takes.json + relations_{train,val}.json for ``n_takes`` takes, and empty video files (a dry run only
+    """takes.json + relations_{train,val,test}.json for ``n_takes`` takes, and empty video files (a dry run only
     checks that the local source's videos exist)."""
     rng = np.random.default_rng(seed)
     sizes = {EGO: (32, 32)} | {c: (18, 32) for c in EXOS}
     pools = {cam: mask_pool(rng, *hw) for cam, hw in sizes.items()}
     frames = [30 * i for i in range(FRAMES)]
-    takes, relations = [], {"train": {}, "val": {}}
+    takes, relations = [], {"train": {}, "val": {}, "test": {}}
     for i in range(n_takes):
         uid = f"{rng.integers(1 << 62):016x}-{i:05d}"
         name = f"scale_take_{i:05d}"
@@ -90,7 +92,7 @@ def write_source(root: Path, n_takes: int, seed: int = 0) -> None:
             video = root / "takes" / name / "frame_aligned_videos" / f"{cam}.mp4"
             video.parent.mkdir(parents=True, exist_ok=True)
             video.touch()
-        split = "val" if i % 5 == 0 else "train"
+        split = "val" if i % 5 == 0 else "test" if i % 5 == 1 else "train"
         relations[split][uid] = {"take_name": name, "scenario": "Cooking", "object_masks": masks}
     (root / "annotations").mkdir(parents=True, exist_ok=True)
     (root / "takes.json").write_text(json.dumps(takes))
@@ -125,16 +127,6 @@ def snakemake(workdir: Path, config: Path, *args: str) -> subprocess.CompletedPr
     return proc
 
 
-def photo_sets(cfg: dict) -> list[str]:
-    """The photo-pair sets a config scores (their index checkpoints are part of the DAG), as common.smk decides."""
-    if not cfg.get("experiments"):
-        return []
-    return [
-        *(["robustness"] if cfg.get("path") or cfg.get("synthetic_pairs", 4) > 0 else []),
-        *(["motorcycle"] if cfg.get("motorcycle") is not None else []),
-    ]
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--takes", type=int, default=1334)
@@ -156,14 +148,20 @@ def main() -> None:
         print(f"source: {args.takes} takes written in {time.perf_counter() - t:.1f} s")
     cfg = yaml.safe_load((REPO / "config.yaml").read_text())
     cfg["results"] = "results"
-    cfg["source"].update(kind="local", path=str(source))
+    tabletop = cfg["datasets"]["tabletop"]
+    cfg["datasets"]["tabletop"] = {
+        "kind": "local",
+        "path": str(source),
+        **{k: tabletop[k] for k in ("selection", "frames", "split")},
+    }
     config = work / "config.yaml"
     config.write_text(yaml.safe_dump(cfg))
 
-    sets = photo_sets(cfg["robustness"])
+    # every dataset the experiments use: their take indexes are checkpoints of the DAG
+    used = sorted({d for x in cfg["experiments"].values() for d in [x["dataset"], *(x.get("evaluate_on") or [])]})
     t = time.perf_counter()
-    snakemake(work, config, "results/index/takes.json", *(f"results/{rset}/index/takes.json" for rset in sets))
-    print(f"checkpoints done (take index of {args.takes} takes, photo-pair sets {sets}): {time.perf_counter() - t:.1f} s")
+    snakemake(work, config, *(Layout(cfg["results"]).data(d).index() for d in used))
+    print(f"checkpoints done (take index of {args.takes} takes, datasets {used}): {time.perf_counter() - t:.1f} s")
 
     times, cpu, jobs = [], [], None
     for _ in range(args.repeat):

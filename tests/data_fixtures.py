@@ -21,7 +21,7 @@ def synthetic_source(tmp_path_factory) -> Path:
 
     root = tmp_path_factory.getbasetemp() / "synthetic-tiny"
     if not (root / "takes.json").is_file():
-        generate_dataset(root, tiny_config()["synthetic"])
+        generate_dataset(root, tiny_config()["datasets"]["tabletop"]["synthetic"])
     return root
 
 

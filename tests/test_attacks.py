@@ -15,20 +15,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import REPO, default_config, run_snakemake, tiny_config
+from conftest import default_config, run_snakemake, tiny_config
 from data_fixtures import FRAMES, SELECTION, copy_source, index
-from snakemake.exceptions import WorkflowError
-from snakemake.utils import validate
 
+from omama.config import ConfigError, validate
 from omama.data.extract import extract_take
 from omama.data.masks import encode_rle
 from omama.data.pairs import write_pairs
 from omama.data.splits import write_split
 from omama.data.takes import build_index
+from omama.experiment import experiments
+from omama.layout import Layout
 from omama.preflight import preflight
 from omama.report.tables import skip_counts
-
-SCHEMA = str(REPO / "workflow" / "schemas" / "config.schema.yaml")
 
 
 def run_index(source: Path, out: Path, **selection):
@@ -51,9 +50,15 @@ def rewrite(path: Path, change) -> None:
 
 
 def validated(cfg: dict) -> dict:
-    cfg = copy.deepcopy(cfg)
-    validate(cfg, SCHEMA)
-    return cfg
+    """A copy of ``cfg`` as the workflow validates it (the schema's and each kind's defaults filled)."""
+    return validate(copy.deepcopy(cfg))
+
+
+def schema_error(cfg: dict) -> str:
+    """The one-sentence error the workflow stops with for ``cfg`` (the key, the rule, what the key is for)."""
+    with pytest.raises(ConfigError) as e:
+        validated(cfg)
+    return str(e.value)
 
 
 # ---------------------------------------------------------------- 3: relations without `annotations`
@@ -137,13 +142,13 @@ def test_duplicate_take_uid_in_takes_json_is_an_error(synthetic_source, tmp_path
 
 def test_zero_ratio_of_an_evaluated_subset_is_a_preflight_problem_naming_experiments():
     cfg = validated(default_config())
-    cfg["split"]["ratios"] = [0.8, 0.2, 0]
+    cfg["datasets"]["tabletop"]["split"]["ratios"] = [0.8, 0.2, 0]
     problems = preflight(cfg)
     assert len(problems) == 1, problems
-    assert "split.ratios gives subset 'test' ratio 0" in problems[0]
+    assert "datasets.tabletop.split.ratios gives subset 'test' ratio 0" in problems[0]
     for name, x in cfg["experiments"].items():  # the official split takes its subsets from the annotation files
         assert (repr(name) in problems[0]) == (x["split"] != "official")
-    cfg["split"]["ratios"] = [0, 0.5, 0.5]  # trained experiments need train pairs
+    cfg["datasets"]["tabletop"]["split"]["ratios"] = [0, 0.5, 0.5]  # trained experiments need train pairs
     (p,) = preflight(cfg)
     trained = sorted(n for n, x in cfg["experiments"].items() if x["train"] and x["split"] != "official")
     assert "subset 'train' ratio 0" in p and all(repr(n) in p for n in trained)
@@ -158,7 +163,7 @@ def test_split_that_leaves_an_evaluated_subset_empty_names_experiment_split_and_
     cfg = default_config()
     cfg["experiments"]["trained-take"] = {**cfg["experiments"]["trained-object"], "split": "take"}
     cfg = validated(cfg)
-    required = required_subsets(cfg["experiments"], cfg["evaluate"]["subsets"], "take")
+    required = required_subsets(experiments(cfg), cfg["evaluate"]["subsets"], "tabletop", "take")
     assert required == {"test": ["trained-take"], "train": ["trained-take"]}
     with pytest.raises(ValueError, match=r"split 'take' leaves subset 'test' empty.*experiment\(s\) \['trained-take'\]"):
         write_split(
@@ -187,15 +192,16 @@ def test_split_that_leaves_an_evaluated_subset_empty_names_experiment_split_and_
 @pytest.mark.slow
 def test_take_limit_one_with_a_take_split_stops_at_the_split(tmp_path):
     cfg = tiny_config()
-    cfg["experiments"] = {"one-take": {**cfg["experiments"]["trained-frame"], "split": "take"}}
-    cfg["robustness"]["experiments"], cfg["report"]["compare"] = [], []
-    cfg["selection"]["take_limit"] = 1
+    cfg["experiments"] = {"one-take": {**cfg["experiments"]["trained-frame"], "split": "take", "evaluate_on": None}}
+    cfg["report"]["compare"] = []
+    cfg["datasets"]["tabletop"]["selection"]["take_limit"] = 1
     proc = run_snakemake(tmp_path, cfg, check=False)
     assert proc.returncode != 0
-    log = (tmp_path / "results/logs/split/take.log").read_text()
+    r = Layout("results")
+    log = (tmp_path / r.log("split", "dataset", "split").format(dataset="tabletop", split="take")).read_text()
     assert "split 'take' leaves subset 'test' empty (1 group(s) of take_uid" in log
     assert "experiment(s) ['one-take'] need it" in log
-    assert not (tmp_path / "results/splits/take.parquet").exists()
+    assert not (tmp_path / r.data("tabletop").split("take")).exists()
     assert not list((tmp_path / "results").glob("experiments/*/model.pt"))
 
 
@@ -286,16 +292,13 @@ def test_real_object_names_with_spaces_and_slashes_are_kept(synthetic_source, tm
         ("proposers", "a/b"),
         ("experiments", "tab\there"),
         ("experiments", "a..b"),
+        ("datasets", "a/b"),
     ],
 )
 def test_config_names_that_would_be_paths_are_rejected_by_the_schema(section, name):
     cfg = default_config()
     cfg[section][name] = next(iter(cfg[section].values()))
-    with pytest.raises(Exception, match="does not match"):
-        validated(cfg)
-    from omama.preflight import schema_problem
-
-    assert schema_problem(cfg, SCHEMA).startswith(f"config error at {section}: {name!r} does not match")
+    assert schema_error(cfg).startswith(f"config error at {section}: {name!r} does not match")
 
 
 def test_robustness_pair_names_are_checked(tmp_path):
@@ -340,7 +343,7 @@ def test_a_real_run_with_an_init_cycle_stops_before_any_job_naming_it(tmp_path):
     assert not (tmp_path / "results").exists()
 
 
-def test_report_compare_pairs_and_photo_set_experiments_are_checked_before_any_job():
+def test_report_compare_pairs_and_ego2exo_evaluation_datasets_are_checked_before_any_job():
     cfg = validated(default_config())
     cfg["report"]["compare"] = [["control-frame", "nope"], ["trained-frame", "trained-ego2exo"]]
     problems = preflight(cfg)
@@ -350,9 +353,10 @@ def test_report_compare_pairs_and_photo_set_experiments_are_checked_before_any_j
         "compare exo->ego experiments (ego->exo ones are in the report's both-directions section)",
     ]
     cfg["report"]["compare"] = []
-    cfg["robustness"]["experiments"] = ["trained-ego2exo"]
+    cfg["experiments"]["trained-ego2exo"]["evaluate_on"] = ["tabletop", "motorcycle"]  # (was robustness.experiments)
     assert preflight(cfg) == [
-        "robustness.experiments names 'trained-ego2exo', an ego2exo experiment: the photo-pair sets are scored exo->ego only"
+        "experiments.trained-ego2exo.evaluate_on names datasets besides its own ('tabletop'): an ego2exo experiment is "
+        "scored on its own dataset only"
     ]
     cfg["report"]["compare"] = [["control-frame", "trained-frame", "trained-object"]]
     with pytest.raises(Exception, match="compare"):
@@ -557,13 +561,9 @@ def test_enospc_from_any_write_is_named(tmp_path, monkeypatch):
     ],
 )
 def test_schema_errors_name_the_key_and_the_rule(key, value, rule):
-    from omama.preflight import schema_problem
-
     cfg = default_config()
     cfg["experiments"]["trained-frame"]["train"][key] = value
-    with pytest.raises(WorkflowError):
-        validated(cfg)
-    msg = schema_problem(cfg, SCHEMA)
+    msg = schema_error(cfg)
     where = "experiments.trained-frame.train" + ("" if key == "optimizer" else f".{key}")
     assert msg.startswith(f"config error at {where}: ") and rule in msg, msg
 
@@ -578,23 +578,21 @@ def test_a_schema_error_ends_a_dry_run_with_the_key_and_the_rule(tmp_path):
 
 
 def test_frame_scale_errors_name_the_rule():
-    from omama.preflight import schema_problem
-
     cfg = default_config()
-    cfg["frames"]["ego_scale"] = 1.5
-    with pytest.raises(Exception, match="maximum of 1"):
-        validated(cfg)
-    cfg["frames"]["ego_scale"] = "half"
-    assert schema_problem(cfg, SCHEMA).startswith("config error at frames.ego_scale: 'half' does not match '^auto$'")
-    cfg["frames"]["ego_scale"] = 0.5
+    frames = cfg["datasets"]["tabletop"]["frames"]
+    frames["ego_scale"] = 1.5
+    assert "maximum of 1" in schema_error(cfg)
+    frames["ego_scale"] = "half"
+    assert schema_error(cfg).startswith("config error at datasets.tabletop.frames.ego_scale: 'half' does not match '^auto$'")
+    frames["ego_scale"] = 0.5
     validated(cfg)
 
 
 def test_split_ratios_must_sum_to_one():
     cfg = validated(default_config())
-    cfg["split"]["ratios"] = [1, 1, 1]
+    cfg["datasets"]["tabletop"]["split"]["ratios"] = [1, 1, 1]
     (p,) = preflight(cfg)
-    assert "split.ratios [1, 1, 1] sum to 3, not 1" in p
+    assert "datasets.tabletop.split.ratios [1, 1, 1] sum to 3, not 1" in p
     from omama.data.splits import assign_groups
 
     with pytest.raises(ValueError, match="sum to 3, not 1"):

@@ -79,7 +79,6 @@ def experiment(tmp_path):
 
     cfg = tiny_config(results=str(tmp_path / "results"))
     cfg["experiments"] = {"untrained": cfg["experiments"]["untrained"]}
-    cfg["robustness"].update(experiments=["untrained"])
     cfg["report"]["compare"] = []
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
     geometry = Geometry.from_description(load_backbone(cfg["backbones"]["tiny-dinov2"]).describe())
@@ -144,15 +143,16 @@ def test_a_folder_of_your_own_inputs_inside_results_is_refused():
     from omama.config import validate
     from omama.preflight import preflight
 
-    cfg = validate(default_config())
-    cfg["robustness"]["path"] = "results/my-photos"
-    cfg["source"].update(kind="local", path="./results")
-    problems = [p for p in preflight(cfg) if "lies in the results folder" in p]
+    cfg = default_config()
+    cfg["datasets"]["my-photos"] = {"kind": "photos", "path": "results/my-photos"}
+    cfg["datasets"]["tabletop"] = {"kind": "local", "path": "./results"}
+    cfg["experiments"]["untrained"]["evaluate_on"].append("my-photos")
+    problems = [p for p in preflight(validate(cfg)) if "lies in the results folder" in p]
     assert problems == [
-        "robustness.path 'results/my-photos' lies in the results folder 'results', where the pipeline writes, "
+        "datasets.tabletop.path './results' lies in the results folder 'results', where the pipeline writes, replaces "
+        "and deletes files: keep your own inputs outside it",
+        "datasets.my-photos.path 'results/my-photos' lies in the results folder 'results', where the pipeline writes, "
         "replaces and deletes files: keep your own inputs outside it",
-        "source.path './results' lies in the results folder 'results', where the pipeline writes, replaces and "
-        "deletes files: keep your own inputs outside it",
     ]
 
 
@@ -469,10 +469,8 @@ def test_damaged_tables_and_checkpoints_are_errors_naming_the_file(tmp_path):
 def test_settings_that_contradict_each_other_are_refused_naming_the_key():
     import copy
 
-    from conftest import REPO
-
-    from omama.config import validate
-    from omama.preflight import preflight, schema_problem
+    from omama.config import ConfigError, validate
+    from omama.preflight import preflight
 
     cfg = default_config()
     cfg["experiments"]["trained-frame"]["train"].update(lr=1.0e-4, lr_min=1.0e-2)
@@ -486,8 +484,9 @@ def test_settings_that_contradict_each_other_are_refused_naming_the_key():
     assert p.startswith("backbones.tiny-dinov2.tiny.hidden_size 96 is not a multiple of num_attention_heads 5")
     cfg = default_config()
     cfg["backbones"]["mobilenet-v2"]["implementation"] = "transformers"
-    problem = schema_problem(cfg, REPO / "workflow" / "schemas" / "config.schema.yaml")
-    assert problem.startswith(
+    with pytest.raises(ConfigError) as e:
+        validate(cfg)
+    assert str(e.value).startswith(
         "config error at backbones.mobilenet-v2.implementation: 'transformers' is not one of ['torchvision']"
     )
     assert preflight(validate(default_config())) == []
@@ -541,10 +540,7 @@ def test_weights_fetch_behind_a_silent_proxy_fails_in_time_and_leaves_no_tempora
     (stale / "mobilenet_v2-b0353104.pth.0123abcd.partial").touch()
     env = {**os.environ, "TORCH_HOME": str(tmp_path / "torch"), "PYTHONPATH": str(REPO), "no_proxy": "", "NO_PROXY": ""}
     env.update({k: silent_proxy for k in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY")})
-    code = (
-        "from omama.weights import ensure_weights\n"
-        "ensure_weights('mobilenet_v2', 'IMAGENET1K_V1', timeout=2)"
-    )
+    code = "from omama.weights import ensure_weights\nensure_weights('mobilenet_v2', 'IMAGENET1K_V1', timeout=2)"
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0
     err = proc.stderr
@@ -568,15 +564,19 @@ def tree_bytes(folder: Path) -> dict:
 def test_features_and_a_trained_head_are_byte_identical_at_one_and_two_cores(tmp_path):
     from conftest import run_snakemake, tiny_config
 
+    from omama.layout import Layout
+
     cfg = tiny_config()
-    cfg["experiments"] = {"trained-frame": cfg["experiments"]["trained-frame"]}
-    cfg["robustness"]["experiments"], cfg["report"]["compare"] = [], []
-    target = "results/experiments/trained-frame/model.pt"
+    cfg["experiments"] = {"trained-frame": {**cfg["experiments"]["trained-frame"], "evaluate_on": None}}
+    cfg["report"]["compare"] = []
+    r = Layout("results")
+    target = r.model("trained-frame")
+    features = Path(r.data("tabletop").features("tiny-dinov2", "x")).parent
     runs = {}
     for cores in (1, 2):
         run_snakemake(tmp_path / f"cores{cores}", cfg, target, "--cores", str(cores))
-        results = tmp_path / f"cores{cores}" / "results"
-        runs[cores] = {"features": tree_bytes(results / "features"), "model": (results / target[8:]).read_bytes()}
+        work = tmp_path / f"cores{cores}"
+        runs[cores] = {"features": tree_bytes(work / features), "model": (work / target).read_bytes()}
     assert runs[1]["features"].keys() == runs[2]["features"].keys() and len(runs[1]["features"]) > 10
     changed = [p for p in runs[1]["features"] if runs[1]["features"][p] != runs[2]["features"][p]]
     assert not changed, f"feature store files differ between --cores 1 and 2: {changed[:5]}"
@@ -596,8 +596,11 @@ def test_a_copied_results_folder_reruns_what_a_config_change_affects(tmp_path):
     from conftest import run_snakemake, tiny_config
     from test_rerun import parse_dry_run
 
+    from omama.layout import Layout
+
     cfg = tiny_config()
-    target = "results/splits/frame.parquet"
+    r = Layout("results")
+    target = r.data("tabletop").split("frame")
     run_snakemake(tmp_path / "a", cfg, target)
     shutil.copytree(tmp_path / "a" / "results", tmp_path / "b" / "results", symlinks=True)  # cp -a: times kept
     assert not (tmp_path / "b" / ".snakemake").exists()
@@ -608,18 +611,19 @@ def test_a_copied_results_folder_reruns_what_a_config_change_affects(tmp_path):
         return parse_dry_run(run_snakemake(tmp_path / "b", changed, target, "-n").stdout)
 
     assert plan(lambda c: None).jobs == []  # the same config: nothing to do
-    split = plan(lambda c: c["split"].update(seed=7))
+    preview = lambda unit: str(Path(r.params(unit)).with_name("preview.json"))
+    split = plan(lambda c: c["datasets"]["tabletop"]["split"].update(seed=7))
     assert {j.rule for j in split.jobs} == {"split"}, split.text[-3000:]
-    assert "Updated input files: results/params/split/preview.json" in split.jobs[0].reason
-    frames = plan(lambda c: c["frames"].update(jpeg_quality=90))
-    # extract needs its temporary raw videos again (download), as after any change of the frame settings
-    assert {j.rule for j in frames.jobs} == {"download", "extract", "pairs", "split"}, frames.text[-3000:]
-    assert sum(j.rule == "extract" for j in frames.jobs) == cfg["synthetic"]["takes"]
-    assert all("results/params/extract/preview.json" in j.reason for j in frames.jobs if j.rule == "extract")
+    assert f"Updated input files: {preview('split/tabletop/frame')}" in split.jobs[0].reason
+    frames = plan(lambda c: c["datasets"]["tabletop"]["frames"].update(jpeg_quality=90))
+    # extraction reads the generated source directly (no raw copies to bring back): extract, then what follows
+    assert {j.rule for j in frames.jobs} == {"extract", "pairs", "split"}, frames.text[-3000:]
+    assert sum(j.rule == "extract" for j in frames.jobs) == cfg["datasets"]["tabletop"]["synthetic"]["takes"]
+    assert all(preview("extract/tabletop") in j.reason for j in frames.jobs if j.rule == "extract")
     assert all(j.reason.startswith("Input files updated by another job") for j in frames.jobs if j.rule in {"pairs", "split"})
     assert plan(lambda c: None).jobs == []  # a dry run changes no record: the previewed configs left no trace
     changed = copy.deepcopy(cfg)
-    changed["split"]["seed"] = 7
+    changed["datasets"]["tabletop"]["split"]["seed"] = 7
     run_snakemake(tmp_path / "b", changed, target)  # made with seed 7 now ...
     assert {j.rule for j in plan(lambda c: None).jobs} == {"split"}  # ... so the original config re-runs the split
 
@@ -649,10 +653,10 @@ def test_grids_and_batches_that_cannot_fit_in_memory_are_refused_naming_the_key(
         "experiments.trained-official.train",  # (trained-ego2exo's candidates are exo frames, 192x336 px)
     ]
     cfg = default_config()
-    cfg["robustness"]["max_side"] = 8000  # an 8000-px working copy: 38 GB in the classical proposer
+    cfg["datasets"]["motorcycle"]["max_side"] = 8000  # an 8000-px working copy: 38 GB in the classical proposer
     cfg["job_memory_gb"] = 16
     (p,) = memory_problems(validate(cfg))
-    assert p.startswith("robustness.max_side 8000: proposals on a 8000x8000 working copy need about 36.8 GB")
+    assert p.startswith("datasets.motorcycle.max_side 8000: proposals on a 8000x8000 working copy need about 36.8 GB")
     assert memory_problems(validate(default_config())) == []
 
 

@@ -147,7 +147,7 @@ def test_bad_config_and_view_are_named():
     cfg = {"kind": "dinov2", "weights": "untrained", "tiny": TINY, **GRIDS}
     with pytest.raises(ValueError, match="view"):
         load_backbone(cfg).features(frames(1), "top")
-    with pytest.raises(ValueError, match=r"at implementation: 'torchhub' is not one of \['transformers'\]"):
+    with pytest.raises(ValueError, match=r"at backbones entry\.implementation: 'torchhub' is not one of \['transformers'\]"):
         load_backbone({**cfg, "kind": "dinov3", "implementation": "torchhub"})
     with pytest.raises(FileNotFoundError, match="no-such-dir"):
         load_backbone({**cfg, "weights": "/no-such-dir"})
@@ -203,5 +203,5 @@ def test_bilinear_resize_is_the_default_and_differs_from_nearest():
     assert not torch.equal(bilinear.features([im], "exo"), nearest.features([im], "exo"))
     same = frames(1, 42, 70)[0]
     torch.testing.assert_close(bilinear.features([same], "exo"), nearest.features([same], "exo"), rtol=0, atol=0)
-    with pytest.raises(ValueError, match="at resize: 'bicubic' is not one of"):
+    with pytest.raises(ValueError, match=r"at backbones entry\.resize: 'bicubic' is not one of"):
         load_backbone({**cfg, "resize": "bicubic"})

@@ -41,7 +41,7 @@ EXPECTED = {
     "omp_wait": ["| jobs side by side x 2 threads |"],
     "proposals_cpu": ["Proposals per frame:"],
     "proposers_sam": ["| classical |", "| sam |"],
-    "store_io": ["| after: omama.shards writer pool | zstd |", "| after: RowArray.read, one call per batch | zstd |"],
+    "store_io": ["| after: omama.features.shards writer pool | zstd |", "| after: RowArray.read, one call per batch | zstd |"],
     "train_iteration": ["training iteration, on the fly:", "per-mask loop"],
 }
 ARGS = {"extract_parts": ["--threads", "1", "2"]}

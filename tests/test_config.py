@@ -34,7 +34,9 @@ def test_every_schema_key_has_a_description_and_the_reference_lists_it():
         "`proposers.<name>.imgsz`",
         "`experiments.<name>.train.order`",
         "`evaluate.bootstrap.level`",
-        "`robustness.motorcycle.width`",
+        "`datasets.<name>.split.seed`",
+        "`datasets.<name>.width` (kind motorcycle)",
+        "`datasets.<name>.synthetic.takes` (kind synthetic)",
     ):
         assert key in ref
 
@@ -80,7 +82,7 @@ def test_omama_match_reads_its_config_through_the_schema(tmp_path):
     assert loaded["backbones"]["mobilenet-v2"]["batch_size"] == 8 and loaded["evaluate"]["bootstrap"]["resamples"] == 1000
     cfg["proposers"]["classical"]["kind"] = "watershed"
     path.write_text(yaml.safe_dump(cfg))
-    with pytest.raises(ValueError, match=r"config.yaml.*proposers/classical/kind"):
+    with pytest.raises(ValueError, match=r"config.yaml.*proposers\.classical\.kind: unknown proposer kind 'watershed'"):
         load_config(path)
 
 
@@ -105,5 +107,5 @@ def test_a_wheel_carries_the_schema_and_its_config_code_finds_it(tmp_path):
     ).stdout
     assert out.splitlines() == [
         str(tmp_path / "site" / "omama" / "config.schema.yaml"),
-        "['backbones', 'compute_threads', 'evaluate']",
+        "['backbones', 'compute_threads', 'datasets']",
     ]

@@ -161,7 +161,7 @@ def test_ego2exo_pairs_submission_keys_and_frames(tmp_path):
         (EXO2, 0, True),
         (EXO2, 30, False),
     ]
-    sub, gt, samples = run_predictions(rows, corpus, ReferenceChooser("largest", direction="ego2exo"))
+    sub, gt, samples = run_predictions(rows, corpus, ReferenceChooser("largest", 0, direction="ego2exo"))
     assert list(sub) == ["ego-exo"]
     masks = sub["ego-exo"]["results"]["take-a"]["masks"]["cup_0"]
     assert sorted(masks) == [f"{EGO}_{EXO}", f"{EGO}_{EXO2}"]
@@ -191,26 +191,33 @@ def test_ego2exo_pairs_submission_keys_and_frames(tmp_path):
 def test_tiny_run_with_an_ego2exo_experiment(tmp_path):
     from conftest import run_snakemake, tiny_config
 
+    from omama.layout import Layout
+
     cfg = tiny_config(results="res")
     exp = "trained-ego2exo"
-    assert cfg["experiments"][exp]["direction"] == "ego2exo"
-    refs = [f"res/reference/ego2exo/frame/classical/test/{p}/metrics.json" for p in ("random", "largest", "nearest-position")]
-    run_snakemake(tmp_path, cfg, f"res/experiments/{exp}/test/metrics.json", *refs)
-    res = tmp_path / "res"
-    pairs = json.loads((res / "pairs.json").read_text())
+    assert cfg["experiments"][exp]["direction"] == "ego2exo" and cfg["experiments"][exp]["dataset"] == "tabletop"
+    r = Layout("res")
+    d = r.data("tabletop")
+    refs = [
+        d.reference("metrics.json", "frame", "classical", "test", p, "ego2exo")
+        for p in ("random", "largest", "nearest-position")
+    ]
+    result = lambda name: tmp_path / r.result(name, exp, "tabletop", "test")
+    run_snakemake(tmp_path, cfg, r.result("metrics.json", exp, "tabletop", "test"), *refs)
+    pairs = json.loads((tmp_path / d.pairs_summary()).read_text())
     assert pairs["ego2exo"]["pairs"] > 0 and pairs["ego2exo"]["exo_absent"] > 0
-    sub = json.loads((res / f"experiments/{exp}/test/predictions.json").read_text())
-    gt = json.loads((res / f"experiments/{exp}/test/ground_truth.json").read_text())
+    sub = json.loads(result("predictions.json").read_text())
+    gt = json.loads(result("ground_truth.json").read_text())
     assert list(sub) == ["ego-exo"]
     for take, g in gt["annotations"].items():
         for obj, cams in g["masks"].items():
             exo = [c for c in cams if "aria" not in c]
             assert sorted(sub["ego-exo"]["results"][take]["masks"][obj]) == sorted(f"{EGO}_{c}" for c in exo)
-    m = json.loads((res / f"experiments/{exp}/test/metrics.json").read_text())
-    computed = evaluate(res / f"experiments/{exp}/test/predictions.json", res / f"experiments/{exp}/test/ground_truth.json")
+    m = json.loads(result("metrics.json").read_text())
+    computed = evaluate(result("predictions.json"), result("ground_truth.json"))
     assert {k: m[k] for k in computed} == pytest.approx(computed, nan_ok=True)  # metrics.json adds the intervals
-    assert list((res / "proposals/classical/exo").glob("*.parquet"))
-    samples = pd.read_parquet(res / f"experiments/{exp}/test/samples.parquet")
+    assert all((tmp_path / d.exo_proposals("classical", t)).is_file() for t in gt["annotations"])
+    samples = pd.read_parquet(result("samples.parquet"))
     assert "exo_present" in samples and len(samples) == m["n_total"]
 
 
@@ -239,21 +246,21 @@ def test_report_section_shows_both_directions_with_their_own_references(tmp_path
         )
         written.append(path)
 
-    experiments = {
-        "a": {"split": "frame", "proposer": "classical", "backbone": "b", "direction": "exo2ego"},
-        "e": {"split": "frame", "proposer": "classical", "backbone": "b", "direction": "ego2exo"},
-    }
+    # as the report passes them: each experiment's settings on the dataset (the split it uses there, its subsets)
+    x = {"split": "frame", "proposer_name": "classical", "backbone_name": "b", "subsets": ["test"]}
+    experiments = {"a": {**x, "direction": "exo2ego"}, "e": {**x, "direction": "ego2exo"}}
     for exp, iou in (("a", 0.4), ("e", 0.3)):
-        metrics(layout.result("metrics.json", exp, "test"), iou)
-    for reference, ious in ((layout.reference, (0.2, 0.1)), (layout.reference_ego2exo, (0.05, 0.08))):
+        metrics(layout.result("metrics.json", exp, "tabletop", "test"), iou)
+    for direction, ious in (("exo2ego", (0.2, 0.1)), ("ego2exo", (0.05, 0.08))):
         for ref, iou in zip(("largest", "random"), ious):
-            metrics(reference("metrics.json", "frame", "classical", "test", ref), iou)
-    s = section(Inputs(layout, written), experiments, ["test"], ["largest", "random"])
+            metrics(layout.data("tabletop").reference("metrics.json", "frame", "classical", "test", ref, direction), iou)
+    files = lambda declared: Inputs(layout, declared).data("tabletop")
+    s = section(files(written), experiments, ["test"], ["largest", "random"])
     cells = re.findall(r"<td>([^<]*)</td>", s["table"])
     assert [c for c in cells if "→" in c] == ["exo→ego"] * 3 + ["ego→exo"] * 3
     row_e = cells[cells.index("e") - 2 : cells.index("e") + 8]
     assert row_e[:4] == ["ego→exo", "test", "e", "frame"] and row_e[4] == "0.3000 [0.290, 0.310]"
     assert re.findall(r"<td>([^<]*)</td>", s["ratios"]) == ["e", "test", "0.3000", "0.0800", "3.75×"]  # not the exo->ego refs
-    assert section(Inputs(layout, written), {"a": experiments["a"]}, ["test"], ["largest"]) is None
+    assert section(files(written), {"a": experiments["a"]}, ["test"], ["largest"]) is None
     with pytest.raises(ValueError, match="does not declare"):  # the section reads only declared files
-        section(Inputs(layout, written[:-1]), experiments, ["test"], ["largest", "random"])
+        section(files(written[:-1]), experiments, ["test"], ["largest", "random"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -10,16 +11,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 from test_model import official_state
-from test_train import BACKBONE, EGO, EXO, TRAIN, inputs, predict, train, world  # noqa: F401  (world: the tiny training world fixture)
+from test_train import EGO, EXO, TRAIN, experiment, inputs, predict, train, world  # noqa: F401  (world: the tiny training world fixture)
 
+from omama.config import schema
 from omama.data.masks import decode_rle
-from omama.evaluation.predict import ModelChooser
+from omama.model.calibration import Calibration, fit_calibration
+from omama.model.choose import ModelChooser
 from omama.model.existence import (
-    Calibration,
     balanced_accuracy,
     class_weights,
     collect_pairs,
-    fit_calibration,
     mismatch_partners,
     train_existence,
     train_visibility,
@@ -105,7 +106,7 @@ def test_training_the_existence_head_reduces_its_loss_and_touches_nothing_else()
     assert w[PRESENT] * present.sum() == pytest.approx(w[1 - PRESENT] * (~present).sum())
     with torch.no_grad():
         start = visibility_loss(head, x, present, w).item()
-    history = train_visibility(head, x, present, epochs=30, lr=1e-3, batch_size=16, weight_decay=0.0, seed=0)
+    history = train_visibility(head, x, present, epochs=30, lr=1e-3, batch_size=16, weight_decay=0.0, seed=0, mismatches=0)
     with torch.no_grad():
         end = visibility_loss(head, x, present, w).item()
     assert end < 0.5 * start and history[-1]["train_loss"] < history[0]["train_loss"]
@@ -117,17 +118,13 @@ def test_training_the_existence_head_reduces_its_loss_and_touches_nothing_else()
 def test_existence_head_predictions_keep_masks_and_carry_the_calibrated_confidence(world, tmp_path):  # noqa: F811
     train(world, tmp_path / "exp", cfg={**TRAIN, "epochs": 1})
     exp, ex = tmp_path / "exp", tmp_path / "exp" / "existence"
+    assert EXISTENCE.keys() == schema()["definitions"]["existence_train"]["properties"].keys()  # every setting given
     record = train_existence(
-        split_table=world["split"],
-        **inputs(world),
-        model_path=exp / "model.pt",
-        backbone_cfg=BACKBONE,
-        mode="pre-extracted",
-        settings=EXISTENCE,
+        experiment(None, existence="head", existence_train=EXISTENCE),
+        inputs(world, model=str(exp / "model.pt")),
         model_out=ex / "model.pt",
         calibration_out=ex / "calibration.json",
         history_out=ex / "history.json",
-        direction="exo2ego",
     )
     assert json.loads((ex / "calibration.json").read_text()) == json.loads(json.dumps(record))
     assert record["validation"]["fitted"] and record["validation"]["n"] == 9 and record["validation"]["n_absent"] == 1
@@ -157,7 +154,7 @@ def test_existence_head_predictions_keep_masks_and_carry_the_calibrated_confiden
     # the confidence is the calibrated mlp_visible probability of the chosen candidate
     cal = Calibration.load(ex / "calibration.json")
     assert cal.scale == record["scale"] and cal.bias == record["bias"]
-    s = setup(**inputs(world), backbone_cfg=BACKBONE, on_the_fly=False)
+    s = setup(experiment(None), inputs(world))
     head = build_head(s.geometry, ex / "model.pt", direction="exo2ego").eval()
     pairs = collect_pairs(
         ModelChooser(head, s, direction="exo2ego"), subset_rows(world["split"], "test", direction="exo2ego"), s.corpus
@@ -178,8 +175,11 @@ def test_existence_head_predictions_keep_masks_and_carry_the_calibrated_confiden
 def test_workflow_trains_the_existence_head_after_the_matching_head_and_reports_both(tmp_path):
     from conftest import run_snakemake, tiny_config
 
+    from omama.layout import Layout
+
     cfg = tiny_config()
     cfg["experiments"] = {k: cfg["experiments"][k] for k in ("trained-frame", "trained-frame-head")}
+    cfg["experiments"]["trained-frame-head"]["evaluate_on"] = ["tabletop", "photos"]  # both on the photo pairs too
     assert cfg["experiments"]["trained-frame-head"] == {
         **cfg["experiments"]["trained-frame"],
         "init": "experiment:trained-frame",
@@ -187,20 +187,16 @@ def test_workflow_trains_the_existence_head_after_the_matching_head_and_reports_
         "existence": "head",
     }
     cfg["evaluate"]["references"] = ["random"]
-    cfg["robustness"].update(synthetic_pairs=2, experiments=["trained-frame", "trained-frame-head"])
     cfg["report"]["compare"] = []
     run_snakemake(tmp_path, cfg)
-    r = tmp_path / "results" / "experiments"
-    cal = json.loads((r / "trained-frame-head" / "existence" / "calibration.json").read_text())
+    r = Layout(str(tmp_path / "results"))
+    cal = json.loads(Path(r.existence("calibration.json", "trained-frame-head")).read_text())
     assert {"scale", "bias", "boundary", "validation", "train"} <= set(cal) and cal["train"]["n"] > 0
-    assert (tmp_path / "results/logs/train_existence/trained-frame-head.log").is_file()
-    matching, trained = (
-        torch.load(r / "trained-frame" / "model.pt"),
-        torch.load(r / "trained-frame-head" / "existence" / "model.pt"),
-    )
+    assert Path(r.log("train_existence", "exp").format(exp="trained-frame-head")).is_file()
+    matching, trained = torch.load(r.model("trained-frame")), torch.load(r.existence("model.pt", "trained-frame-head"))
     assert all(torch.equal(matching[k], v) != k.startswith("mlp_visible.") for k, v in trained.items())
     sim, head = (
-        json.loads((r / e / "test" / "predictions.json").read_text())["exo-ego"]["results"]
+        json.loads(Path(r.result("predictions.json", e, "tabletop", "test")).read_text())["exo-ego"]["results"]
         for e in ("trained-frame", "trained-frame-head")
     )
     flat = lambda sub: {
@@ -212,16 +208,19 @@ def test_workflow_trains_the_existence_head_after_the_matching_head_and_reports_
     }
     sim, head = flat(sim), flat(head)
     assert sim.keys() == head.keys() and all(sim[k]["pred_mask"] == head[k]["pred_mask"] for k in sim)
-    samples = pd.read_parquet(r / "trained-frame-head" / "test" / "samples.parquet")
+    samples = pd.read_parquet(r.result("samples.parquet", "trained-frame-head", "tabletop", "test"))
     assert sorted(samples.similarity) == sorted(p["confidence"] for p in sim.values())
     assert sorted(samples.confidence) == sorted(p["confidence"] for p in head.values())
-    # the photo-pair set predicts with the same trained existence head and calibration
-    photo = tmp_path / "results" / "robustness" / "experiments"
-    p_sim, p_head = (pd.read_parquet(photo / e / "test" / "samples.parquet") for e in ("trained-frame", "trained-frame-head"))
+    # the photo pairs (a dataset both are evaluated on) are predicted with the same trained existence head and calibration
+    p_sim, p_head = (
+        pd.read_parquet(r.result("samples.parquet", e, "photos", "test")) for e in ("trained-frame", "trained-frame-head")
+    )
     assert "similarity" not in p_sim and (p_head["chosen"] == p_sim["chosen"]).all()
     assert (p_head["similarity"] == p_sim["confidence"]).all() and (p_head["confidence"] != p_sim["confidence"]).all()
-    report = (tmp_path / "results" / "report.html").read_text()
-    assert '<section id="existence">' in report and "Calibration, trained-frame-head" not in report  # titles live in the PNG
+    report = Path(r.report()).read_text()
+    assert (
+        '<section id="tabletop-existence">' in report and "Calibration, trained-frame-head" not in report
+    )  # titles live in the PNG
     assert report.count("<td>trained-frame-head</td>") >= 3  # metrics row + the existence rows (head, similarity)
 
 

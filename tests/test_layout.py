@@ -9,29 +9,46 @@ import sys
 
 from conftest import REPO
 
-from omama.layout import Layout, source_relations
+from omama.layout import DataLayout, Layout, source_relations
 
 
-def wildcard_methods():
-    """(name, parameter names) of every Layout method whose parameters default to {placeholders}."""
-    for name, fn in inspect.getmembers(Layout, inspect.isfunction):
+def wildcard_methods(cls):
+    """(name, parameter names) of every method of ``cls`` whose parameters default to {placeholders}."""
+    for name, fn in inspect.getmembers(cls, inspect.isfunction):
         params = [p for p in inspect.signature(fn).parameters.values() if p.name != "self"]
         if fn.__annotations__.get("return") == "str" and params and all(p.default == f"{{{p.name}}}" for p in params):
             yield name, [p.name for p in params]
 
 
 def test_every_pattern_is_the_path_it_names():
-    """What a rule declares with ``L.x()`` is the file code finds with ``L.x(values)``, for the main
-    tree and for a photo-pair set's tree."""
-    methods = dict(wildcard_methods())
-    assert {"annotation", "images", "features", "proposals", "recall", "split", "model", "history"} <= set(methods)
-    for layout in (Layout("results"), Layout("results").photo_set("robustness")):
-        for name, params in methods.items():
+    """What a rule declares with ``L.x()`` is the file code finds with ``L.x(values)``, for the results tree
+    and for a dataset's tree (as a pattern, ``L.data()``, and as one dataset's, ``L.data(name)``)."""
+    methods = dict(wildcard_methods(Layout))
+    data_methods = dict(wildcard_methods(DataLayout))
+    assert {"model", "history", "checkpoints", "weights", "proposer_weights", "submission"} <= set(methods)
+    assert {
+        "annotation",
+        "images",
+        "features",
+        "proposals",
+        "recall",
+        "split",
+        "split_diagnostics",
+        "take_record",
+        "raw",
+    } <= set(data_methods)
+    for layout, found in ((Layout("results"), methods), (Layout("results").data("tabletop"), data_methods)):
+        for name, params in found.items():
             values = {p: f"v-{p}" for p in params}
             pattern = getattr(layout, name)()
             assert pattern.format(**values) == getattr(layout, name)(**values), name
-    assert Layout("R").photo_set().annotation() == "R/{rset}/frames/{take}/annotation.json"
-    assert Layout("R").result("metrics.json", "e", "test") == "R/experiments/e/test/metrics.json"
+    assert Layout("R").data().annotation().format(dataset="d", take="t") == Layout("R").data("d").annotation("t")
+    assert Layout("R").data().annotation() == "R/datasets/{dataset}/frames/{take}/annotation.json"
+    assert Layout("R").result("metrics.json", "e", "d", "test") == "R/experiments/e/d/test/metrics.json"
+    assert Layout("R").data("d").reference("m.json", "frame", "p", "test", "random", "ego2exo") == (
+        "R/datasets/d/reference/ego2exo/frame/p/test/random/m.json"
+    )
+    assert Layout("R").log("extract", "dataset", "take") == "R/logs/extract/{dataset}/{take}.log"
     assert source_relations("S", "val") == "S/annotations/relations_val.json"
 
 
@@ -45,7 +62,7 @@ def test_layout_and_report_inputs_import_no_heavy_library():
 
 HAND_MADE = re.compile(
     r'\{(?:RESULTS|LOGS|BENCH|ROBUST)\}/|/ "(?:frames|experiments|reference|splits|'
-    r'proposals|features|index|benchmarks)"'
+    r'proposals|features|index|benchmarks|datasets)"'
 )
 
 

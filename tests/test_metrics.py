@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -215,7 +216,7 @@ def test_object_never_in_ego_is_in_the_written_ground_truth_and_counted_for_exis
         ]
     )
     corpus = Corpus([str(tmp_path / "take-a" / "annotation.json")], [str(tmp_path / "take-a.parquet")])
-    sub, gt, samples = run_predictions(rows, corpus, ReferenceChooser("largest", direction="exo2ego"))
+    sub, gt, samples = run_predictions(rows, corpus, ReferenceChooser("largest", 0, direction="exo2ego"))
     assert gt["annotations"]["take-a"]["masks"]["pen_0"][ego] == {}  # the key is kept, with no masks
     write_json(tmp_path / "predictions.json", sub)
     write_json(tmp_path / "ground_truth.json", gt)
@@ -262,8 +263,8 @@ def test_object_without_an_ego_key_is_skipped_like_the_official_evaluator(caplog
 
 @pytest.mark.slow
 def test_pipeline_files_are_what_the_official_evaluator_requires(tiny_run):
-    """Every predictions/ground-truth pair the tiny run wrote (experiments and the robustness
-    set): the structure the challenge evaluator asserts, every predicted mask at the official
+    """Every predictions/ground-truth pair the tiny run wrote (each experiment on each dataset it is evaluated
+    on: the synthetic takes and the photo pairs): the structure the challenge evaluator asserts, every predicted mask at the official
     evaluation size of its ego camera, every object with its ego key, and metrics.json equal to
     omama's metric code run on the files."""
     import json
@@ -271,18 +272,22 @@ def test_pipeline_files_are_what_the_official_evaluator_requires(tiny_run):
     from test_masks import official_eval_size  # the evaluator's formula, written in the test
 
     from omama.data.masks import decode_rle
+    from omama.layout import Layout
 
-    results = tiny_run / "results"
-    dirs = sorted(p.parent for p in results.rglob("predictions.json"))
-    assert {d.relative_to(results).parts[0] for d in dirs} == {"experiments", "robustness"}
+    r = Layout(str(tiny_run / "results"))
+    dirs = sorted(p.parent for p in Path(r.root).rglob("predictions.json"))
+    # results/experiments/<exp>/<dataset>/<subset>/: each experiment on the synthetic takes and the photo pairs
+    assert {d.relative_to(r.root).parts[0] for d in dirs} == {"experiments"}
+    assert {d.parent.name for d in dirs} == {"tabletop", "photos"}
     for d in dirs:
-        frames_dir = results / "robustness" / "frames" if "robustness" in d.parts else results / "frames"
+        assert str(d / "predictions.json") == r.result("predictions.json", d.parents[1].name, d.parent.name, d.name)
+        data = r.data(d.parent.name)
         gt = json.loads((d / "ground_truth.json").read_text())["annotations"]
         sub = json.loads((d / "predictions.json").read_text())["exo-ego"]["results"]
         assert set(sub) == set(gt), d
         n_scored = n_present = 0
         for take, ann in gt.items():
-            native = json.loads((frames_dir / take / "annotation.json").read_text())["native_size"]
+            native = json.loads(Path(data.annotation(take)).read_text())["native_size"]
             assert set(sub[take]["masks"]) == set(ann["masks"]) and "subsample_idx" in sub[take]
             for obj, cams in ann["masks"].items():
                 ego = [c for c in cams if "aria" in c]

@@ -323,15 +323,17 @@ def test_sam_proposer_weights_are_fetched_before_its_proposals(tmp_path):
 
     from conftest import run_snakemake, tiny_config
 
+    from omama.layout import Layout
+
     cfg = tiny_config()
     cfg["proposers"] = {"mobile-sam": {"kind": "sam"}}
     for e in cfg["experiments"].values():
         e["proposer"] = "mobile-sam"
-    run_snakemake(tmp_path, cfg, "results/index/takes.json")  # the checkpoint, so the plan shows every take
-    takes = [t["take_uid"] for t in json.loads((tmp_path / "results/index/takes.json").read_text())]
-    targets = [f"results/proposals/mobile-sam/{t}.parquet" for t in takes] + [
-        f"results/proposals/mobile-sam/exo/{takes[0]}.parquet"
-    ]
+    r = Layout("results")
+    d = r.data("tabletop")
+    run_snakemake(tmp_path, cfg, d.index())  # the checkpoint, so the plan shows every take
+    takes = [t["take_uid"] for t in json.loads((tmp_path / d.index()).read_text())]
+    targets = [d.proposals("mobile-sam", t) for t in takes] + [d.exo_proposals("mobile-sam", takes[0])]
     plan = run_snakemake(tmp_path, cfg, *targets, "-n").stdout
     jobs = re.findall(r"^(?:local)?rule (\w+):\n((?:    .*\n?)*)", plan, re.M)
     rules = [r for r, _ in jobs]
@@ -340,13 +342,14 @@ def test_sam_proposer_weights_are_fetched_before_its_proposals(tmp_path):
     assert first < min(i for i, r in enumerate(rules) if r.endswith("proposals")), rules
     for rule, body in jobs:
         if rule.endswith("proposals"):
-            assert "results/weights/proposers/mobile-sam.json" in body, body
+            assert r.proposer_weights("mobile-sam") in body, body
 
 
 def test_preflight_names_a_missing_sam_checkpoint(tmp_path):
     from omama.config import entry
-    from omama.preflight import proposer_problems
+    from omama.registry import PROPOSERS
 
+    proposer_problems = lambda name, cfg: PROPOSERS.get(cfg["kind"]).problems(name, cfg)  # as preflight asks each kind
     assert proposer_problems("m", entry("proposers", {"kind": "sam"})) == [], "mobile_sam.pt is fetched by its stage"
     path = tmp_path / "sam_b.pt"
     (problem,) = proposer_problems("m", entry("proposers", {"kind": "sam", "weights": str(path)}))

@@ -79,9 +79,16 @@ def world(tiny_run, tmp_path_factory):
 
 def predictions(layout, x: Experiment, dataset: str, out, temporal=None) -> tuple[dict, pd.DataFrame]:
     takes = [t["take_uid"] for t in json.loads(open(layout.data(dataset).index()).read())]
-    inputs = dataclasses.replace(Inputs.from_layout(layout, x, dataset, takes), model=layout.model("trained-frame"), temporal=temporal)
+    inputs = dataclasses.replace(
+        Inputs.from_layout(layout, x, dataset, takes), model=layout.model("trained-frame"), temporal=temporal
+    )
     predict_experiment(
-        x, inputs, subset="test", predictions_out=out / "p.json", ground_truth_out=out / "g.json", samples_out=out / "s.parquet"
+        x,
+        inputs,
+        subset="test",
+        predictions_out=out / "p.json",
+        ground_truth_out=out / "g.json",
+        samples_out=out / "s.parquet",
     )
     return json.loads((out / "p.json").read_text()), pd.read_parquet(out / "s.parquet")
 
@@ -96,7 +103,9 @@ def test_memory_never_reads_the_test_takes_ground_truth(world, tmp_path):
         temporal_memory={"offline": False, "alphas": [0.5, 1.0, 2.0], "gammas": [1.0]},
     )
     takes = [t["take_uid"] for t in json.loads(open(layout.data("tabletop").index()).read())]
-    inputs = dataclasses.replace(Inputs.from_layout(layout, x, "tabletop", takes, "temporal"), model=layout.model("trained-frame"))
+    inputs = dataclasses.replace(
+        Inputs.from_layout(layout, x, "tabletop", takes, "temporal"), model=layout.model("trained-frame")
+    )
     fit = write_memory_fit(x, inputs, out=tmp_path / "memory.json")
     assert fit["validation"]["takes"] >= 1 and "0.0" in fit["validation"]["iou_by_alpha"]
     memory = MemoryFit(alpha=1.0, gamma=1.0, offline=False)  # memory switched on whatever validation chose
@@ -116,7 +125,9 @@ def test_memory_never_reads_the_test_takes_ground_truth(world, tmp_path):
 @pytest.mark.slow
 def test_cycle_adaptation_never_reads_the_photos_ground_truth(world, tmp_path):
     layout, cfg = world
-    x = dataclasses.replace(Experiment.resolve(cfg, "trained-frame"), adapt="cycle", adaptation={"steps": 3, "lr": 1e-4, "seed": 0})
+    x = dataclasses.replace(
+        Experiment.resolve(cfg, "trained-frame"), adapt="cycle", adaptation={"steps": 3, "lr": 1e-4, "seed": 0}
+    )
     (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir(), (tmp_path / "plain").mkdir()
     before, samples_before = predictions(layout, x, "photos", tmp_path / "a")
     plain, _ = predictions(layout, dataclasses.replace(x, adapt="none"), "photos", tmp_path / "plain")

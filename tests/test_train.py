@@ -17,9 +17,11 @@ import pytest
 import torch
 from PIL import Image
 
+from omama.config import entry
 from omama.data.masks import encode_rle, mask_box
 from omama.evaluation.metrics import evaluate, summarise
 from omama.evaluation.predict import predict_experiment, predict_reference
+from omama.experiment import Experiment, Inputs
 from omama.features.store import extract_features
 from omama.io import write_json, write_parquet
 from omama.model.batches import TrainingSet, batch_features, collate
@@ -167,41 +169,54 @@ def world(tmp_path_factory) -> dict:
     }
 
 
-def inputs(world, images=None) -> dict:
-    """The world's data as the stages' keyword arguments (annotations, proposals, features, images)."""
-    return dict(annotations=world["annotations"], proposals=world["proposals"], features=world["features"], images=images)
+def experiment(cfg=TRAIN, **settings) -> Experiment:
+    """The world's experiment as the workflow resolves it (the schema's defaults filled): the tiny backbone,
+    the classical proposer, training ``cfg`` (None: the initial weights)."""
+    return Experiment(
+        name="tiny",
+        dataset="world",
+        backbone_name="tiny",
+        backbone=entry("backbones", BACKBONE),
+        proposer_name="classical",
+        proposer=entry("proposers", PROPOSER),
+        split="frame",
+        train=None if cfg is None else entry("train", cfg),
+        **settings,
+    )
+
+
+def inputs(world, images=None, **files) -> Inputs:
+    """The world's files as a stage's inputs (split, annotations, proposals, features, images, heads)."""
+    return Inputs(
+        split=str(world["split"]),
+        annotations=tuple(world["annotations"]),
+        proposals=tuple(world["proposals"]),
+        features=tuple(world["features"]),
+        images=None if images is None else tuple(images),
+        **files,
+    )
 
 
 def train(world, out: Path, cfg=TRAIN, init=None, stop=None):
     return train_experiment(
-        split_table=world["split"],
-        **inputs(world, world["images"]),
-        train_cfg=cfg,
-        backbone_cfg=BACKBONE,
-        proposer_cfg=PROPOSER,
-        init_path=init,
+        experiment(cfg),
+        inputs(world, world["images"], init=None if init is None else str(init)),
         model_out=out / "model.pt",
         history_out=out / "train" / "history.json",
         checkpoint_dir=out / "train" / "checkpoints",
         stop_after_epochs=stop,
-        direction="exo2ego",
     )
 
 
 def predict(world, model: Path, out: Path, calibration=None) -> dict:
     """predict_experiment on the world's test rows (pre-extracted features) into ``out``; its metrics."""
     return predict_experiment(
-        split_table=world["split"],
+        experiment(None, existence="similarity" if calibration is None else "head"),
+        inputs(world, model=str(model), calibration=None if calibration is None else str(calibration)),
         subset="test",
-        **inputs(world),
-        model_path=model,
-        backbone_cfg=BACKBONE,
-        mode="pre-extracted",
         predictions_out=out / "predictions.json",
         ground_truth_out=out / "ground_truth.json",
         samples_out=out / "samples.parquet",
-        calibration=calibration,
-        direction="exo2ego",
     )
 
 
@@ -225,20 +240,21 @@ def test_killed_training_resumes_to_bit_identical_weights(world, tmp_path):
 
 
 def test_training_killed_with_sigkill_resumes_to_the_same_weights(world, tmp_path, caplog):
+    from dataclasses import asdict
+
     cfg = {**TRAIN, "epochs": 4}
     args = dict(
-        split_table=str(world["split"]),
-        **inputs(world),
-        train_cfg=cfg,
-        backbone_cfg=BACKBONE,
-        proposer_cfg=PROPOSER,
-        init_path=None,
+        experiment=asdict(experiment(cfg)),
+        inputs=asdict(inputs(world)),
         model_out=str(tmp_path / "cut/model.pt"),
         history_out=str(tmp_path / "cut/train/history.json"),
         checkpoint_dir=str(tmp_path / "cut/train/checkpoints"),
-        direction="exo2ego",
     )
-    script = f"import json; from omama.model.train import train_experiment; train_experiment(**json.loads({json.dumps(json.dumps(args))}))"
+    script = (
+        "import json; from omama.experiment import Experiment, Inputs; from omama.model.train import train_experiment; "
+        f"a = json.loads({json.dumps(json.dumps(args))}); "
+        "train_experiment(Experiment(**a.pop('experiment')), Inputs(**a.pop('inputs')), **a)"
+    )
     proc = subprocess.Popen([sys.executable, "-c", script], env={**os.environ, "OMP_NUM_THREADS": "1"})
     last = tmp_path / "cut/train/checkpoints/last.pt"
     deadline = time.monotonic() + 300
@@ -431,22 +447,26 @@ def test_without_validation_rows_the_last_epoch_is_kept(world, tmp_path):
 
 @pytest.mark.slow
 def test_workflow_retrains_from_scratch_after_a_split_or_proposer_change(tmp_path):
-    """Snakemake re-runs ``train`` after split.seed or a proposer setting changes; the finished
+    """Snakemake re-runs ``train`` after the dataset's split seed or a proposer setting changes; the finished
     checkpoint left in the experiment's folder must not be resumed: the new model is a fresh run's."""
     from conftest import run_snakemake, tiny_config
 
+    from omama.layout import Layout
+
     cfg = tiny_config()
-    target = "results/experiments/trained-frame/model.pt"
-    model, log = tmp_path / target, tmp_path / "results/logs/train/trained-frame.log"
+    r = Layout("results")
+    target = r.model("trained-frame")
+    model, log = tmp_path / target, tmp_path / r.log("train", "exp").format(exp="trained-frame")
     run_snakemake(tmp_path, cfg, target)
-    for change in (lambda c: c["split"].update(seed=1), lambda c: c["proposers"]["classical"].update(max_iou=0.5)):
+    split_seed = lambda c: c["datasets"]["tabletop"]["split"].update(seed=1)
+    for change in (split_seed, lambda c: c["proposers"]["classical"].update(max_iou=0.5)):
         before = model.read_bytes()
         change(cfg)
         run_snakemake(tmp_path, cfg, target)
         assert "training from scratch" in log.read_text() and "resuming" not in log.read_text(), log.read_text()
         retrained = model.read_bytes()
         assert retrained != before
-        shutil.rmtree(tmp_path / "results/experiments/trained-frame/train/checkpoints")
+        shutil.rmtree(tmp_path / r.checkpoints("trained-frame"))
         run_snakemake(tmp_path, cfg, target, "--forcerun", "train")
         assert model.read_bytes() == retrained, "the retrained model is not what a fresh run gives"
 
@@ -486,7 +506,7 @@ def test_loader_batches_are_the_same_with_worker_processes_and_orders_cover_ever
     corpus = Corpus(world["annotations"], world["proposals"], world["features"])
     rows = subset_rows(world["split"], "train", direction="exo2ego")
     dataset = TrainingSet(rows, corpus, corpus.geometry(), negatives=7, seed=3, stored=True, direction="exo2ego")
-    batches = epoch_batches(rows, 5, 3, 1)
+    batches = epoch_batches(rows, 5, 3, 1, "shuffled")
     assert sum(batches, []) == torch.randperm(len(rows), generator=torch.Generator().manual_seed(3 * 1009 + 1)).tolist()
     serial = list(training_loader(dataset, batches, 0, torch.device("cpu")))
     parallel = list(training_loader(dataset, batches, 2, torch.device("cpu")))

@@ -15,6 +15,9 @@ and ``images/<cam>/<frame>.jpg``, see ``omama.data.extract``). A dataset kind re
   raw files first (deleted once extracted), and how; ``take_inputs(cfg, root, record)``: the source files of
   one take whose change re-extracts it;
 - ``extract(cfg, root, record, raw, annotation_out=, images_out=)``: one take into the per-take layout;
+- ``reads``: the settings each stage (prepare, take_index, download, extract) reads, by top-level key (a stage
+  not listed reads every setting but ``split``): a job's params and settings record hold these only, so a
+  changed setting re-runs the stages that read it and no other (``settings(cfg, stage)``);
 - ``visibility``: whether its prepared source holds ground-truth visibility (``visibility.parquet``: the
   report's occlusion breakdown); ``max_side(cfg)``: the longest image side its frames can have (preflight's
   memory estimate of proposals), None when unbounded or unknown.
@@ -84,6 +87,13 @@ class DatasetKind:
     schema: dict = {"properties": {}}
     fetches: bool = False
     visibility: bool = False
+    reads: dict[str, tuple[str, ...]] = {}
+
+    def settings(self, cfg: dict, stage: str) -> dict:
+        """The part of a dataset entry ``stage`` reads: its kind and the keys in ``reads`` (every key but the
+        split's, which only the split reads, when the stage is not listed)."""
+        keys = self.reads.get(stage)
+        return {k: v for k, v in cfg.items() if k == "kind" or (k in keys if keys is not None else k != "split")}
 
     def problems(self, name: str, cfg: dict) -> list[str]:
         return []
@@ -201,6 +211,13 @@ class EgoExo(EgoExoLayout):
         """
     )
     schema["properties"].update(EGOEXO_LAYOUT)
+    # metadata for the annotation files selected; the index reads the part (448-px or full-resolution videos)
+    reads = {
+        "prepare": ("egoexo", "selection"),
+        "take_index": ("egoexo", "selection"),
+        "download": ("egoexo",),
+        "extract": ("frames",),
+    }
 
     def problems(self, name: str, cfg: dict) -> list[str]:
         import importlib.util
@@ -245,6 +262,7 @@ class Local(EgoExoLayout):
         """
     )
     schema["properties"].update(EGOEXO_LAYOUT)
+    reads = {"take_index": ("path", "selection"), "extract": ("path", "frames")}
 
     def problems(self, name: str, cfg: dict) -> list[str]:
         root = Path(cfg["path"])
@@ -307,6 +325,7 @@ class Synthetic(Local):
         """
     )
     schema["properties"].update(EGOEXO_LAYOUT)
+    reads = {**Local.reads, "prepare": ("synthetic",)}
 
     def problems(self, name: str, cfg: dict) -> list[str]:
         return []
@@ -386,6 +405,11 @@ class Photos(PhotoPairs):
         """
     )
     schema["properties"]["max_side"] = MAX_SIDE
+    reads = {
+        "prepare": ("synthetic_pairs", "synthetic_photos", "seed"),
+        "take_index": ("path",),
+        "extract": ("path", "jpeg_quality", "max_side"),
+    }
 
     def problems(self, name: str, cfg: dict) -> list[str]:
         path = cfg["path"]
@@ -430,6 +454,7 @@ class Motorcycle(PhotoPairs):
         """
     )
     schema["properties"]["max_side"] = MAX_SIDE
+    reads = {"prepare": ("width", "objects", "views", "seed"), "take_index": (), "extract": ("jpeg_quality", "max_side")}
 
     def prepares(self, cfg: dict) -> bool:
         return True
@@ -474,6 +499,14 @@ class Bop(DatasetKind):
               image_format: {type: string, enum: [png, jpg], default: png, description: "file format of the rgb images"}
         """
     )
+
+    # the synthetic scenes and the split folder they are written to; the scenes' pairs and objects (the
+    # settings the index puts in each take's record for extraction); the frames' quality
+    reads = {
+        "prepare": ("synthetic", "bop_split"),
+        "take_index": ("path", "bop_split", "scenario", "gap", "stride", "max_pairs", "min_visib_fract", "masks", "labels"),
+        "extract": ("path", "jpeg_quality"),
+    }
 
     def problems(self, name: str, cfg: dict) -> list[str]:
         path = cfg["path"]

@@ -63,6 +63,12 @@ def kind(name):
     return DATASETS.get(dataset_cfg(name)["kind"])
 
 
+def dataset_settings(stage):
+    """A data stage's params: the settings of the job's dataset that the stage reads (its kind's ``reads``), so
+    that changing another setting (a split seed) leaves the stage's outputs alone."""
+    return dict(cfg=lambda wc: kind(wc.dataset).settings(dataset_cfg(wc.dataset), stage))
+
+
 def source_root(name):
     """The folder the take index of a dataset reads: its prepared source, or the user's path."""
     return kind(name).root(dataset_cfg(name), L.data(name).source())

@@ -3,8 +3,9 @@
 # (omama.data.kinds, or a plug-in's) does the kind-specific part of each.
 
 
-# Each rule's settings: its params, and the settings record its jobs read (common.smk: settings).
-DATASET = dict(cfg=lambda wc: dataset_cfg(wc.dataset))
+# Each rule's settings: its params, and the settings record its jobs read (common.smk: settings); a data stage's
+# are the dataset settings it reads (common.smk: dataset_settings).
+PREPARE, TAKE_INDEX, DOWNLOAD, EXTRACT = map(dataset_settings, ("prepare", "take_index", "download", "extract"))
 # a drawn split's ratios and seed; the official split and "all" draw nothing, so changing them redoes neither
 SPLIT = dict(
     split=lambda wc: None if wc.split in ("official", "all") else dataset_cfg(wc.dataset)["split"],
@@ -15,7 +16,7 @@ SPLIT = dict(
 # Ego-Exo4D metadata). Downloads run on the submitting host (cluster nodes often have no internet).
 rule prepare:
     input:
-        settings=settings("prepare/{dataset}", DATASET),
+        settings=settings("prepare/{dataset}", PREPARE),
     output:
         source=directory(D.source()),
     log:
@@ -28,7 +29,7 @@ rule prepare:
     resources:
         downloads=lambda wc: int(kind(wc.dataset).fetches),
     params:
-        **DATASET,
+        **PREPARE,
     script:
         "../scripts/prepare.py"
 
@@ -36,7 +37,7 @@ rule prepare:
 checkpoint take_index:
     input:
         source=lambda wc: kind(wc.dataset).index_inputs(dataset_cfg(wc.dataset), source_root(wc.dataset)),
-        settings=settings("take_index/{dataset}", DATASET),
+        settings=settings("take_index/{dataset}", TAKE_INDEX),
     output:
         takes=D.index(),
         summary=D.index_summary(),
@@ -47,7 +48,7 @@ checkpoint take_index:
     conda:
         CONDA_ENV
     params:
-        **DATASET,
+        **TAKE_INDEX,
         root=lambda wc: source_root(wc.dataset),
         records=lambda wc: L.data(wc.dataset).take_records(),
     script:
@@ -58,7 +59,7 @@ checkpoint take_index:
 rule download:
     input:
         record=take_record,
-        settings=settings("download/{dataset}", DATASET),
+        settings=settings("download/{dataset}", DOWNLOAD),
     output:
         raw=temp(directory(D.raw())),
     log:
@@ -71,7 +72,7 @@ rule download:
     resources:
         downloads=1,
     params:
-        **DATASET,
+        **DOWNLOAD,
         root=lambda wc: source_root(wc.dataset),
     script:
         "../scripts/download.py"
@@ -82,7 +83,7 @@ rule extract:
         record=take_record,
         raw=raw_take,
         source=take_inputs,
-        settings=settings("extract/{dataset}", DATASET),
+        settings=settings("extract/{dataset}", EXTRACT),
     output:
         annotation=D.annotation(),
         images=directory(D.images()),
@@ -95,7 +96,7 @@ rule extract:
     conda:
         CONDA_ENV
     params:
-        **DATASET,
+        **EXTRACT,
         root=lambda wc: source_root(wc.dataset),
     script:
         "../scripts/extract.py"
