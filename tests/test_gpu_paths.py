@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from conftest import run_snakemake
 
 from omama.config import ConfigError, entry, validate
 from omama.experiment import Experiment, Inputs
@@ -131,8 +132,6 @@ TOY = {
 @pytest.fixture(scope="module")
 def toy(tmp_path_factory):
     """A tiny run of the real workflow up to the trained head (int8 stores: dequantised from the cache too)."""
-    from conftest import run_snakemake
-
     workdir = tmp_path_factory.mktemp("toy")
     run_snakemake(workdir, TOY, str(Layout("results").model("toy-frame")))
     config = validate(copy.deepcopy(TOY))
