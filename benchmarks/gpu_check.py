@@ -1,4 +1,6 @@
-"""One GPU check, one run: DINOv2 ViT-B/14-reg (random weights) frames/s against its FLOP floor, end to end
+"""One GPU check, one run: DINOv2 ViT-B/14-reg (random weights) frames/s against its FLOP floor; the faster network
+paths (larger batches, channels-last, torch.compile, CUDA graphs through compile's reduce-overhead) as ratios to the
+plain path with their share of the bf16 peak; extraction with the JPEGs decoded on the device against OpenCV; end to end
 with Zarr writes; one training iteration at the official grids from stores; the training loader's
 batches/s; the torchvision backbones (MobileNetV2, ResNet-50 at stride 16, untrained) frames/s;
 FastSAM-x (YOLOv8x-seg architecture, untrained) ms per 1024-px frame. Prints a Markdown section for
@@ -203,9 +205,76 @@ def fastsam_ms(args, device: torch.device) -> tuple[float, int]:
     return ms, sum(p.numel() for p in model.parameters())
 
 
+PARTS = ("network", "paths", "decode", "end-to-end", "training", "loader", "torchvision", "fastsam")
+# The faster network paths (backbone settings; item 3 of issue 23), each timed against the plain path in one run.
+PATHS = [
+    ("plain (the default)", {}),
+    ("batch 64", {"batch_size": 64}),
+    ("batch 128", {"batch_size": 128}),
+    ("channels_last: true", {"channels_last": True}),
+    ("compile: default", {"compile": "default"}),
+    ("compile: reduce-overhead (CUDA graphs)", {"compile": "reduce-overhead"}),
+]
+SLOW_PATHS = [("compile: max-autotune-no-cudagraphs", {"compile": "max-autotune-no-cudagraphs"})]
+
+
+def frame_gflop(bb, view: str, smoke: bool) -> float:
+    (h, w), t = bb.grid(view), (SMOKE if smoke else VIT_B)
+    return vit_gflop(h * w + 5, h * w, bb.patch_size, t["hidden_size"], t["num_hidden_layers"], t["intermediate_size"])
+
+
+def path_rows(cfg: dict, args, device: torch.device, peak: float | None) -> list[str]:
+    """Table rows: ego frames/s of each faster network path, its ratio to the plain path and share of the bf16 peak
+    (the settings act on CUDA only: on the CPU every path is the plain one)."""
+    rows, plain = [], None
+    for name, change in PATHS + (SLOW_PATHS if args.max_autotune else []):
+        bb = load_backbone({**cfg, **change}, device)
+        batch = change.get("batch_size", args.batch)
+        t = time.perf_counter()
+        for _ in range(3):  # compiles (and records CUDA graphs) before the timing
+            bb.encode(bb.normalize(torch.zeros((batch, *bb.input_size("ego"), 3), dtype=torch.uint8)), "ego")
+        sync(device)
+        warm = time.perf_counter() - t
+        fps = network_fps(bb, "ego", batch, args.reps, device)
+        plain = plain or fps
+        tflops = fps * frame_gflop(bb, "ego", args.smoke) / 1e3
+        share = f"{tflops / peak:.0%}" if peak else "n/a"
+        rows.append(f"| {name} | {batch} | {fps:.1f} | {fps / plain:.2f} | {tflops:.1f} | {share} | {warm:.1f} |")
+        del bb
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    return rows
+
+
+def decode_rows(cfg: dict, take: Path, tmp: Path, args, device: torch.device) -> list[str]:
+    """Table rows: extract_features end to end on the ego take with the frames decoded by OpenCV threads and on the
+    device (decode: device; the CPU falls back to OpenCV), and the ratio."""
+    rows, base = [], None
+    for decode in ("cpu", "device"):
+        sync(device)
+        t = time.perf_counter()
+        extract_features(
+            annotation_json=take / "annotation.json",
+            images_dir=take / "images",
+            out_store=tmp / f"decode-{decode}.zarr",
+            backbone_cfg={**cfg, "compressor": "none", "decode": decode},
+            device=device.type,
+            workers=args.workers,
+            write_threads=args.write_threads,
+        )
+        sync(device)
+        fps = args.frames / (time.perf_counter() - t)
+        base = base or fps
+        used = FeatureStore(tmp / f"decode-{decode}.zarr").attrs["decode"]
+        rows.append(f"| decode: {decode} | {used} | {args.frames} | {fps:.1f} | {fps / base:.2f} |")
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--smoke", action="store_true", help="tiny network, tiny images, CPU: checks the script runs")
+    ap.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated, of {', '.join(PARTS)}")
+    ap.add_argument("--max-autotune", action="store_true", help="also time compile: max-autotune-no-cudagraphs (minutes)")
     ap.add_argument("--frames", type=int, default=256, help="frames per camera in the end-to-end takes")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--reps", type=int, default=10, help="timed batches of the network-only measurement")
@@ -217,6 +286,9 @@ def main() -> None:
     ap.add_argument("--loader-workers", type=int, default=4)
     ap.add_argument("--sam-size", type=int, default=1024)
     args = ap.parse_args()
+    parts = set(args.parts.split(","))
+    if parts - set(PARTS):
+        ap.error(f"unknown parts {sorted(parts - set(PARTS))}; known: {', '.join(PARTS)}")
     device = torch.device("cuda" if torch.cuda.is_available() and not args.smoke else "cpu")
     if args.smoke:
         args.frames, args.batch, args.reps, args.train_batch, args.loader_batches = 4, 2, 1, 4, 2
@@ -231,75 +303,102 @@ def main() -> None:
         f"Device: {card}; torch {torch.__version__}; network {d['architecture']} untrained (random weights), "
         f"{d['parameters']:,} parameters, autocast {d['autocast']}, attention {d['attn_implementation']}. "
         f"Command: `benchmarks/gpu_check.sh` (`python benchmarks/gpu_check.py{' --smoke' if args.smoke else ''} "
-        f"--frames {args.frames} --batch {args.batch}`); {os.cpu_count()} CPU cores, {args.workers} decode threads, "
-        f"{args.write_threads} store writer threads.\n"
+        f"--parts {args.parts} --frames {args.frames} --batch {args.batch}`); {os.cpu_count()} CPU cores, "
+        f"{args.workers} decode threads, {args.write_threads} store writer threads.\n"
     )
-    print("| view | input | GFLOP/frame (formula; quoted) | network frames/s | TFLOP/s | share of bf16 peak |")
-    print("|---|---|---|---|---|---|")
-    for view in ("ego", "exo"):
-        (H, W), (h, w) = bb.input_size(view), bb.grid(view)
-        t = VIT_B if not args.smoke else SMOKE
-        gflop = vit_gflop(h * w + 5, h * w, bb.patch_size, t["hidden_size"], t["num_hidden_layers"], t["intermediate_size"])
-        fps = network_fps(bb, view, args.batch, args.reps, device)
-        tflops = fps * gflop / 1e3
-        share = f"{tflops / peak:.0%}" if peak else "n/a"
-        quoted = QUOTED_GFLOP[view] if not args.smoke else "-"
-        print(f"| {view} | {H}x{W} | {gflop:.3g}; {quoted} | {fps:.1f} | {tflops:.1f} | {share} |")
-    print()
+    if "network" in parts:
+        print("| view | input | GFLOP/frame (formula; quoted) | network frames/s | TFLOP/s | share of bf16 peak |")
+        print("|---|---|---|---|---|---|")
+        for view in ("ego", "exo"):
+            H, W = bb.input_size(view)
+            gflop = frame_gflop(bb, view, args.smoke)
+            fps = network_fps(bb, view, args.batch, args.reps, device)
+            tflops = fps * gflop / 1e3
+            share = f"{tflops / peak:.0%}" if peak else "n/a"
+            quoted = QUOTED_GFLOP[view] if not args.smoke else "-"
+            print(f"| {view} | {H}x{W} | {gflop:.3g}; {quoted} | {fps:.1f} | {tflops:.1f} | {share} |")
+        print()
+    if "paths" in parts:
+        print(
+            "| network path (ego, bf16 autocast) | batch | frames/s | x plain | TFLOP/s | share of bf16 peak | "
+            "warm-up s (3 batches: compile, graphs) |"
+        )
+        print("|---|---|---|---|---|---|---|")
+        print("\n".join(path_rows(cfg, args, device, peak)) + "\n")
     ego, exo = ((48, 48), (36, 64)) if args.smoke else ((704, 704), (540, 960))
-    print("| end to end (decode + network + Zarr write) | compressor | frames | frames/s |\n|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         takes = {
-            f"ego {ego[0]}x{ego[1]} JPEG": write_take(Path(tmp) / "ego", {"aria01_214-1": ego}, args.frames),
-            f"ego + exo {exo[0]}x{exo[1]} JPEG": write_take(
-                Path(tmp) / "both", {"aria01_214-1": ego, "cam01": exo}, args.frames
-            ),
+            f"ego {ego[0]}x{ego[1]} JPEG": write_take(Path(tmp) / "ego", {EGO_CAM: ego}, args.frames),
+            f"ego + exo {exo[0]}x{exo[1]} JPEG": write_take(Path(tmp) / "both", {EGO_CAM: ego, EXO_CAM: exo}, args.frames),
         }
-        for comp in args.compressors.split(","):
-            for name, take in takes.items():
-                n = args.frames * (1 if take.name == "ego" else 2)
-                sync(device)
-                t = time.perf_counter()
-                extract_features(
-                    annotation_json=take / "annotation.json",
-                    images_dir=take / "images",
-                    out_store=Path(tmp) / f"{take.name}-{comp}.zarr",
-                    backbone_cfg={**cfg, "compressor": comp},
-                    device=device.type,
-                    workers=args.workers,
-                    backbone=bb,
-                    write_threads=args.write_threads,
-                )
-                sync(device)
-                print(f"| {name} | {comp} | {n} | {n / (time.perf_counter() - t):.1f} |")
-        print()
-        store = FeatureStore(Path(tmp) / f"both-{args.compressors.split(',')[0]}.zarr")
-        step_ms, read_ms, prefetched_ms = training_iteration(store, bb, args, device)
-        print(
-            f"Training iteration from the store (grids ego {bb.grid('ego')} / exo {bb.grid('exo')}, batch "
-            f"{args.train_batch}, 32 candidates, float16 features made float32 on the device; AdamW step): "
-            f"**{step_ms:.1f} ms** median, of which the synchronous store read {read_ms:.1f} ms; "
-            f"**{prefetched_ms:.1f} ms** with the next batch read meanwhile in a background thread "
-            f"(omama.model.batches.Prefetched, the loader of `workers: 0`) (target <= 60 ms; the review: 242 ms on a T4).\n"
-        )
-        print("| training loader, feature batches | workers | batches/s |\n|---|---|---|")
-        for workers in sorted({0, args.loader_workers}):
-            print(
-                f"| {args.train_batch} exo + {args.train_batch} ego frames per batch | {workers} | "
-                f"{loader_batches_per_s(store, args, workers):.1f} |"
+        if "decode" in parts:
+            print("| extract_features, ego JPEGs, compressor none | decoded by | frames | frames/s | x decode: cpu |")
+            print("|---|---|---|---|---|")
+            print("\n".join(decode_rows(cfg, takes[f"ego {ego[0]}x{ego[1]} JPEG"], Path(tmp), args, device)) + "\n")
+        if "end-to-end" in parts:
+            print("| end to end (decode + network + Zarr write) | compressor | frames | frames/s |\n|---|---|---|---|")
+            for comp in args.compressors.split(","):
+                for name, take in takes.items():
+                    n = args.frames * (1 if take.name == "ego" else 2)
+                    sync(device)
+                    t = time.perf_counter()
+                    extract_features(
+                        annotation_json=take / "annotation.json",
+                        images_dir=take / "images",
+                        out_store=Path(tmp) / f"{take.name}-{comp}.zarr",
+                        backbone_cfg={**cfg, "compressor": comp},
+                        device=device.type,
+                        workers=args.workers,
+                        backbone=bb,
+                        write_threads=args.write_threads,
+                    )
+                    sync(device)
+                    print(f"| {name} | {comp} | {n} | {n / (time.perf_counter() - t):.1f} |")
+            print()
+        if parts & {"training", "loader"}:
+            store_path = Path(tmp) / "train.zarr"
+            both = takes[f"ego + exo {exo[0]}x{exo[1]} JPEG"]
+            extract_features(
+                annotation_json=both / "annotation.json",
+                images_dir=both / "images",
+                out_store=store_path,
+                backbone_cfg={**cfg, "compressor": args.compressors.split(",")[0]},
+                device=device.type,
+                workers=args.workers,
+                backbone=bb,
+                write_threads=args.write_threads,
             )
-        print()
-    print(
-        "| torchvision backbone (stride 16, untrained) | channels | ego input | ego frames/s | exo input | exo frames/s | autocast |"
-    )
-    print("|---|---|---|---|---|---|---|")
-    print("\n".join(torchvision_rows(args, device)) + "\n")
-    ms, params = fastsam_ms(args, device)
-    print(
-        f"FastSAM-x architecture (YOLOv8x-seg, 1 class, untrained, {params / 1e6:.1f} M parameters"
-        f"{', fp16' if device.type == 'cuda' else ''}), network forward at {args.sam_size}x{args.sam_size}: "
-        f"**{ms:.1f} ms per frame** (batch 1, no mask post-processing).\n"
-    )
+            store = FeatureStore(store_path)
+        if "training" in parts:
+            step_ms, read_ms, prefetched_ms = training_iteration(store, bb, args, device)
+            print(
+                f"Training iteration from the store (grids ego {bb.grid('ego')} / exo {bb.grid('exo')}, batch "
+                f"{args.train_batch}, 32 candidates, float16 features made float32 on the device; AdamW step): "
+                f"**{step_ms:.1f} ms** median, of which the synchronous store read {read_ms:.1f} ms; "
+                f"**{prefetched_ms:.1f} ms** with the next batch read meanwhile in a background thread "
+                f"(omama.model.batches.Prefetched, the loader of `workers: 0`) (target <= 60 ms; the review: 242 ms on a T4).\n"
+            )
+        if "loader" in parts:
+            print("| training loader, feature batches | workers | batches/s |\n|---|---|---|")
+            for workers in sorted({0, args.loader_workers}):
+                print(
+                    f"| {args.train_batch} exo + {args.train_batch} ego frames per batch | {workers} | "
+                    f"{loader_batches_per_s(store, args, workers):.1f} |"
+                )
+            print()
+    if "torchvision" in parts:
+        print(
+            "| torchvision backbone (stride 16, untrained) | channels | ego input | ego frames/s | exo input | exo frames/s | autocast |"
+        )
+        print("|---|---|---|---|---|---|---|")
+        print("\n".join(torchvision_rows(args, device)) + "\n")
+    if "fastsam" in parts:
+        ms, params = fastsam_ms(args, device)
+        print(
+            f"FastSAM-x architecture (YOLOv8x-seg, 1 class, untrained, {params / 1e6:.1f} M parameters"
+            f"{', fp16' if device.type == 'cuda' else ''}), network forward at {args.sam_size}x{args.sam_size}: "
+            f"**{ms:.1f} ms per frame** (batch 1, no mask post-processing).\n"
+        )
 
 
 if __name__ == "__main__":

@@ -46,14 +46,33 @@ def read_image(path, flags: int, what: str, error: type[Exception] = ValueError)
     except OSError as e:
         raise error(f"cannot read {what}: {path}: {e}") from e
     image = cv2.imdecode(data, flags) if data.size else None
-    raw = data.tobytes()
-    if image is None:
-        problem = "not an image OpenCV can decode"
-    elif raw[:2] == b"\xff\xd8" and raw.rfind(b"\xff\xd9") < raw.rfind(b"\xff\xda"):
-        problem = "truncated JPEG (no end-of-image marker after the last scan)"
-    else:
+    problem = "not an image OpenCV can decode" if image is None else truncated_jpeg(data.tobytes())
+    if problem is None:
         return image
     raise error(f"cannot decode {what}: {path}: {problem}")
+
+
+def truncated_jpeg(raw: bytes) -> str | None:
+    """What is wrong with a JPEG cut short (no end-of-image marker after its last scan); None for any other file."""
+    if raw[:2] == b"\xff\xd8" and raw.rfind(b"\xff\xd9") < raw.rfind(b"\xff\xda"):
+        return "truncated JPEG (no end-of-image marker after the last scan)"
+    return None
+
+
+def read_frame_bytes(path, take: str, cam: str, frame: int):
+    """The bytes of one frame's JPEG (uint8 numpy, for a decoder on the device), with ``load_frame``'s errors for a
+    missing, unreadable or truncated file."""
+    import numpy as np
+
+    what = f"frame image for {where(take, cam=cam, frame=frame)}"
+    try:
+        data = np.fromfile(path, np.uint8)
+    except OSError as e:
+        raise FrameError(f"cannot read {what}: {path}: {e}") from e
+    problem = "empty file" if not data.size else truncated_jpeg(data.tobytes())
+    if problem:
+        raise FrameError(f"cannot decode {what}: {path}: {problem}")
+    return data
 
 
 def load_frame(path, take: str, cam: str, frame: int):

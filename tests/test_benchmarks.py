@@ -38,6 +38,25 @@ EXPECTED = {
         "FastSAM-x architecture (YOLOv8x-seg, 1 class, untrained, 71.8 M",
     ],
     "match_photo": ["| 96x72 |"],
+    # run as gpu_check.sh --smoke (COMMANDS): config.rehearsal.yaml through Snakemake on the CPU at a tiny size, this
+    # script's summary of it, and gpu_check.py's parts of the GPU script
+    "rehearsal": [
+        "## gpu_check.sh: the rehearsal through Snakemake",
+        "| features | 3 |",
+        "| proposals | 3 |",
+        "| train | 1 |",
+        "| report | 1 |",
+        "Report: report.html written",
+        "Dinov2WithRegistersModel (86,583,552 parameters, untrained True)",
+        "decoded by opencv, device cpu",
+        "ms per iteration** (epochs 2-3)",
+        "feature cache: ",
+        "Projection of the Health subset (13,000 timestamps, ego + 1 exo = 26,000 frames",
+        "Dominant stage: **",
+        "| plain (the default) | 2 |",
+        "| compile: reduce-overhead (CUDA graphs) | 2 |",
+        "| decode: device | opencv | 4 |",
+    ],
     "omp_wait": ["| jobs side by side x 2 threads |"],
     "proposals_cpu": ["Proposals per frame:"],
     "proposers_sam": ["| classical |", "| sam |"],
@@ -45,7 +64,8 @@ EXPECTED = {
     "train_iteration": ["training iteration, on the fly:", "per-mask loop"],
 }
 ARGS = {"extract_parts": ["--threads", "1", "2"]}
-SLOW = {"gpu_check", "proposers_sam"}  # minutes; MobileSAM's 40 MB checkpoint
+SLOW = {"gpu_check", "proposers_sam", "rehearsal"}  # minutes; MobileSAM's 40 MB checkpoint
+COMMANDS = {"rehearsal": lambda tmp: ["bash", "benchmarks/gpu_check.sh", "--smoke", "--workdir", str(tmp)]}
 
 
 def test_every_benchmark_script_has_a_smoke_check():
@@ -58,7 +78,9 @@ def test_benchmark_script_runs_at_a_tiny_size(script, request):
     if script == "proposers_sam":  # the session's MobileSAM checkpoint (fetched once by the pipeline's own fetch)
         env["TORCH_HOME"] = str(request.getfixturevalue("mobile_sam_home")[0])
     cmd = [sys.executable, f"benchmarks/{script}.py", "--smoke", *ARGS.get(script, [])]
-    out = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    if script in COMMANDS:
+        cmd, env["PYTHON"] = COMMANDS[script](request.getfixturevalue("tmp_path")), sys.executable
+    out = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=1800)
     assert out.returncode == 0, out.stderr[-3000:]
     for part in EXPECTED[script]:
         assert part in out.stdout, (part, out.stdout[-3000:])

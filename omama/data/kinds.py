@@ -322,6 +322,14 @@ class Synthetic(Local):
                   write the test takes as the challenge has at times released them: that view's camera entries keep their
                   annotated_frames but have no masks (its masks are scored by the challenge server); none = every mask written
               empty_takes: {type: integer, minimum: 0, default: 1, description: "extra takes (train split) with videos but an empty object_masks, as some Ego-Exo4D takes have; the take index counts and skips them"}
+              official_scale:
+                type: [number, "null"]
+                exclusiveMinimum: 0
+                maximum: 1
+                default: null
+                description: >-
+                  the challenge's official take split (821 / 201 / 295 takes in relations_{train,val,test}.json) scaled by
+                  this share, each at least 1 take: it replaces takes, val_fraction and test_fraction. null = those three
         """
     )
     schema["properties"].update(EGOEXO_LAYOUT)
@@ -334,9 +342,12 @@ class Synthetic(Local):
         return True
 
     def prepare(self, cfg: dict, out_dir: Path, *, timeout: float) -> None:
+        import os
+
         from omama.synthetic.dataset import generate_dataset
 
-        generate_dataset(out_dir, cfg["synthetic"])
+        # The first job of its dataset (nothing else of it can run meanwhile): takes rendered on every core.
+        generate_dataset(out_dir, cfg["synthetic"], workers=len(os.sched_getaffinity(0)))
 
     def index_inputs(self, cfg: dict, root: str) -> list[str]:
         return [root]

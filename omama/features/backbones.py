@@ -129,12 +129,24 @@ class Backbone:
         info: dict,
         device: str | torch.device = "cpu",
         resize: str = "bilinear",
+        compile: str = "none",
+        channels_last: bool = False,
     ):
         if resize not in RESIZE_MODES:
             raise ValueError(f"backbone resize must be one of {sorted(RESIZE_MODES)}, got {resize!r}")
         self.resize_mode = resize
         self.device = torch.device(device)
         self.network = network.eval().requires_grad_(False).to(self.device)
+        # The faster network paths, on CUDA only (the CPU computes as it always did).
+        cuda = self.device.type == "cuda"
+        self.compile, self.channels_last = (compile if cuda else "none"), (channels_last and cuda)
+        if self.channels_last:
+            self.network = self.network.to(memory_format=torch.channels_last)
+        self._forward = self.network
+        if self.compile != "none":
+            self._forward = torch.compile(
+                self.network, mode=None if self.compile == "default" else self.compile, dynamic=False
+            )
         self.channels = int(channels)
         self.patch_size = int(patch_size)
         self._grids = {v: tuple(int(n) for n in g) for v, g in grids.items()}
@@ -159,10 +171,41 @@ class Backbone:
             return image
         return cv2.resize(image, (W, H), interpolation=RESIZE_MODES[self.resize_mode])
 
-    def normalize(self, batch: torch.Tensor) -> torch.Tensor:
-        """uint8 (B, H, W, 3) at the input size -> ImageNet-normalised float (B, 3, H, W) on the device."""
-        x = batch.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float()
+    def normalize(self, batch: torch.Tensor, channels_first: bool = False) -> torch.Tensor:
+        """uint8 (B, H, W, 3) (or (B, 3, H, W): ``channels_first``) at the input size -> ImageNet-normalised float
+        (B, 3, H, W) on the device."""
+        x = batch.to(self.device, non_blocking=True)
+        x = (x if channels_first else x.permute(0, 3, 1, 2)).float()
         return (x - self._mean) / self._std
+
+    def resize_tensor(self, image: torch.Tensor, view: str) -> torch.Tensor:
+        """uint8 (3, h, w) -> uint8 (3, H, W) at the input size, where the tensor is: ``resize``'s interpolation (nearest
+        takes the same source pixels as OpenCV's; bilinear is within a grey level of it); untouched when already there."""
+        H, W = self.input_size(view)
+        if tuple(image.shape[-2:]) == (H, W):
+            return image
+        if self.resize_mode == "nearest":  # OpenCV's source pixel: floor(x * (1 / (W / w))) in double precision
+            rows, cols = (
+                np.minimum(np.floor(np.arange(n) * (1.0 / (n / m))), m - 1)
+                for n, m in ((H, image.shape[1]), (W, image.shape[2]))
+            )
+            index = lambda i: torch.from_numpy(i.astype(np.int64)).to(image.device)
+            return image[:, index(rows)][:, :, index(cols)]
+        up = F.interpolate(image[None].float(), size=(H, W), mode="bilinear", align_corners=False)[0]
+        return up.round_().clamp_(0, 255).to(torch.uint8)
+
+    def prepare_jpegs(self, jpegs: list[np.ndarray], view: str) -> torch.Tensor:
+        """JPEG files' bytes (uint8) -> the network's input batch, decoded and resized on the backbone's device
+        (torchvision.io.decode_jpeg, batched: nvJPEG on CUDA). EXIF orientation ignored, as ``load_frame`` does."""
+        import warnings
+
+        from torchvision.io import ImageReadMode, decode_jpeg
+
+        datas = [torch.from_numpy(j) for j in jpegs]
+        with warnings.catch_warnings():  # torchvision >= 0.29 deprecates it for TorchCodec (not a dependency here)
+            warnings.filterwarnings("ignore", "The image decoding and encoding capabilities", DeprecationWarning)
+            images = decode_jpeg(datas, mode=ImageReadMode.RGB, device=self.device)
+        return self.normalize(torch.stack([self.resize_tensor(im, view) for im in images]), channels_first=True)
 
     def prepare(self, images: list[np.ndarray], view: str) -> torch.Tensor:
         """Frames (uint8 HxWx3 RGB, any size) -> the network's input batch."""
@@ -173,8 +216,10 @@ class Backbone:
         if tuple(x.shape[-2:]) != self.input_size(view):
             raise ValueError(f"{view} input must be {self.input_size(view)}, got {tuple(x.shape[-2:])}")
         autocast = torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda" else contextlib.nullcontext()
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode(), autocast:
-            y = self.network(x)
+            y = self._forward(x)
             if tuple(y.shape[-2:]) != self.grid(view):
                 y = F.adaptive_avg_pool2d(y, self.grid(view))
         return y.float()
@@ -194,6 +239,8 @@ class Backbone:
             "normalisation": {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)},
             "resize": self.resize_mode,
             "autocast": "bfloat16" if self.device.type == "cuda" else "none",
+            "compile": self.compile,
+            "channels_last": self.channels_last,
             "device": str(self.device),
             "parameters": sum(p.numel() for p in self.network.parameters()),
         }
@@ -359,7 +406,18 @@ def build(cfg: dict, device, network: nn.Module, channels: int, patch: int, info
         "untrained": cfg["weights"] == "untrained",
         **info,
     }
-    return Backbone(network, channels, patch, grids, inputs, info, check_device(device or cfg["device"]), resize=cfg["resize"])
+    return Backbone(
+        network,
+        channels,
+        patch,
+        grids,
+        inputs,
+        info,
+        check_device(device or cfg["device"]),
+        resize=cfg["resize"],
+        compile=cfg["compile"],
+        channels_last=cfg["channels_last"],
+    )
 
 
 def load_backbone(cfg: dict, device: str | torch.device | None = None) -> Backbone:

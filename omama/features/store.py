@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -25,7 +26,7 @@ from zarr.codecs import BloscCodec, Crc32cCodec, ZstdCodec
 from omama.config import entry
 from omama.features.backbones import Backbone, load_backbone
 from omama.features.shards import ChunkError, LayoutError, RowArray
-from omama.io import FrameError, atomic_path, load_frame, read_json, remove_abandoned, where
+from omama.io import FrameError, atomic_path, load_frame, read_frame_bytes, read_json, remove_abandoned, where
 from omama.layout import frame_file
 
 log = logging.getLogger(__name__)
@@ -218,9 +219,10 @@ def extract_features(
     ``name`` is the backbone's config name (recorded as ``backbone_name``); ``backbone`` an
     already loaded one (else built from ``backbone_cfg``).
 
-    Frames are decoded by ``workers`` threads ahead of the network, and full shards are encoded
-    and written by ``write_threads`` threads (default: the config's ``write_threads``), so
-    decoding, compute and compression overlap. The store is checked (every camera's array, shape,
+    Frames are decoded by ``workers`` threads ahead of the network (with ``decode: device`` on CUDA the
+    threads read the files and each batch is decoded on the device; the store's ``decode`` attribute says
+    which), and full shards are encoded and written by ``write_threads`` threads (default: the config's
+    ``write_threads``), so decoding, compute and compression overlap. The store is checked (every camera's array, shape,
     dtype, frames, shard files) before it is marked complete and moved into place. Returns a summary.
     """
     annotation = read_json(annotation_json, "annotation")
@@ -240,8 +242,29 @@ def extract_features(
     describe = backbone.describe()
     batches = [(c, frames[i : i + batch_size]) for c in cams for i in range(0, len(frames), batch_size)]
 
+    # decode: device -- the threads only read the files; each batch is decoded and resized on the CUDA device.
+    on_device = backbone_cfg["decode"] == "device" and backbone.device.type == "cuda"
+    fallbacks = 0
+
     def decode(cam: str, frame: int) -> np.ndarray:
         return backbone.resize(load_frame(paths[cam, frame], take, cam, frame), views[cam])
+
+    def read(cam: str, frame: int) -> np.ndarray:
+        return read_frame_bytes(paths[cam, frame], take, cam, frame)
+
+    def network_input(cam: str, chunk: list[int], loaded: list[np.ndarray]) -> torch.Tensor:
+        """The batch's input on the device: from the decoded frames, or (on_device) decoded there; a batch the
+        device cannot decode is decoded on the CPU instead (a broken file then gets load_frame's error)."""
+        nonlocal fallbacks
+        if on_device:
+            try:
+                return backbone.prepare_jpegs(loaded, views[cam])
+            except RuntimeError as e:
+                fallbacks += 1
+                log.warning("%s: frames %s not decoded on %s (%s); decoding them on the CPU", take, chunk, backbone.device, e)
+                loaded = [decode(cam, f) for f in chunk]
+        batch = torch.from_numpy(np.stack(loaded))
+        return backbone.normalize(batch.pin_memory() if backbone.device.type == "cuda" else batch)
 
     remove_abandoned(out_store)  # temporaries of killed runs; those of live concurrent writers stay
     with (
@@ -258,6 +281,7 @@ def extract_features(
                 "dtype": dtype.name,
                 "frames": frames,
                 "cameras": cams,
+                "decode": f"torchvision.io.decode_jpeg on {backbone.device}" if on_device else "opencv",
                 "complete": False,
             }
         )
@@ -292,12 +316,13 @@ def extract_features(
                     attributes={"view": views[c], "frames": frames},
                 )
                 sinks[c].append(ShardBuffer(RowArray(array, tmp / key), writers, inflight))
+        started = time.perf_counter()  # the network loaded: what follows streams the frames
         pending: deque[tuple[str, list[int], list[Future]]] = deque()
         todo = iter(batches)
 
         def prefetch() -> None:
             for cam, chunk in itertools.islice(todo, 1):
-                pending.append((cam, chunk, [decoders.submit(decode, cam, f) for f in chunk]))
+                pending.append((cam, chunk, [decoders.submit(read if on_device else decode, cam, f) for f in chunk]))
 
         for _ in range(PREFETCH_BATCHES):
             prefetch()
@@ -308,10 +333,7 @@ def extract_features(
                 if pending:
                     cam, chunk, futures = pending.popleft()
                     prefetch()
-                    batch = torch.from_numpy(np.stack([f.result() for f in futures]))
-                    if backbone.device.type == "cuda":
-                        batch = batch.pin_memory()
-                    feats = backbone.encode(backbone.normalize(batch), views[cam])
+                    feats = backbone.encode(network_input(cam, chunk, [f.result() for f in futures]), views[cam])
                     outs = list(quantise(feats)) if dtype == np.int8 else [feats.to(out_dtype)]
                     waiting.append((cam, chunk, *to_host(outs)))
                     bar.update(len(futures))
@@ -327,8 +349,17 @@ def extract_features(
             for f in inflight:
                 f.result()
         check_store(tmp, zarr.open_group(tmp, mode="r", zarr_format=3))
+        if fallbacks:
+            group.attrs["decode_fallback_batches"] = fallbacks
         group.attrs["complete"] = True
-    log.info("features of take %s: %d cameras x %d frames -> %s", take, len(cams), len(frames), out_store)
+    log.info(
+        "features of take %s: %d cameras x %d frames -> %s in %.3f s (network loaded)",
+        take,
+        len(cams),
+        len(frames),
+        out_store,
+        time.perf_counter() - started,
+    )
     return {"take_uid": take, "cameras": cams, "frames": len(frames), "backbone": describe}
 
 

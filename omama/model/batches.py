@@ -6,6 +6,7 @@ Masks reach the descriptors at the backbone's input resolution of their view.
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 
@@ -20,6 +21,8 @@ from omama.model.descriptors import mask_boxes
 from omama.model.negatives import PADDING, POSITIVE, candidate_set
 from omama.model.takedata import Corpus, Geometry
 
+log = logging.getLogger(__name__)
+
 
 class TrainingSet(torch.utils.data.Dataset):
     """Training samples: source mask + features (or image), 1 + ``negatives`` candidate masks.
@@ -28,7 +31,8 @@ class TrainingSet(torch.utils.data.Dataset):
     (float16, float32, or int8 with ``*_dequant``; ``batch_features`` turns them into float32 on
     the training device), else frame images. Candidate sets are drawn from a generator seeded by
     (seed, epoch, index), so any worker count and any resume give the same samples.
-    ``__getitems__`` builds a whole batch, reading each (store, camera)'s frames in one call.
+    ``__getitems__`` builds a whole batch, reading each (store, camera)'s frames in one call; with a
+    ``FeatureCache``'s ``index`` (``cached``) it reads nothing and names each sample's rows of the cache instead.
     """
 
     def __init__(
@@ -41,9 +45,11 @@ class TrainingSet(torch.utils.data.Dataset):
         seed: int,
         stored: bool,
         direction: str,
+        cached: dict | None = None,
     ):
         self.rows = rows.reset_index(drop=True)
         self.corpus, self.geometry, self.negatives, self.seed, self.stored = corpus, geometry, negatives, seed, stored
+        self.cached = cached
         self.direction = Direction(direction)
         self.epoch = 0
 
@@ -59,8 +65,12 @@ class TrainingSet(torch.utils.data.Dataset):
         batch = collate([self._sample(int(i)) for i in indices])
         rows = self.rows.iloc[list(indices)]
         takes, frames, d = rows.take_uid.tolist(), rows.frame.tolist(), self.direction
-        batch.update(feature_inputs(self.corpus, "src", takes, rows[d.src_col].tolist(), frames, self.stored))
-        batch.update(feature_inputs(self.corpus, "dst", takes, rows[d.dst_col].tolist(), frames, self.stored))
+        for key, col in (("src", d.src_col), ("dst", d.dst_col)):
+            cams = rows[col].tolist()
+            if self.cached is None:
+                batch.update(feature_inputs(self.corpus, key, takes, cams, frames, self.stored))
+            else:
+                batch.update(cache_rows(self.cached, key, takes, cams, frames))
         return batch
 
     def _sample(self, i: int) -> dict:
@@ -126,6 +136,114 @@ def read_stored_batch(store_of, takes: list, cams: list, frames: list) -> tuple[
             )
         store.read_stored(cam, [frames[i] for i in members], out=(values, dequant), at=members)
     return values, dequant
+
+
+def cache_rows(index: dict, key: str, takes: list, cams: list, frames: list) -> dict:
+    """The ``key`` side of (take, camera, frame) triples as rows of a ``FeatureCache`` (``index``: its ``index``):
+    ``{key}_view`` (the cache's part) and ``{key}_rows``."""
+    found = [index[take, cam] for take, cam in zip(takes, cams)]
+    views = {view for view, _ in found}
+    if len(views) != 1:
+        raise ValueError(f"the batch's {key} features mix views {sorted(views)}")
+    return {f"{key}_view": views.pop(), f"{key}_rows": torch.tensor([rows[int(f)] for (_, rows), f in zip(found, frames)])}
+
+
+class FeatureCache:
+    """The stored features of a training set's (take, camera) arrays, loaded once into one tensor per view on the
+    training device, in the stores' dtype (int8 with its [scale; offset]); batches index it there.
+
+    ``index`` ((take, camera) -> (view, {frame: row})) is plain data, for the dataset (and its worker processes);
+    ``gather`` gives what ``FeatureStore.read_stored`` would, on the device.
+    """
+
+    def __init__(self, corpus: Corpus, arrays: list[tuple[str, str]], device: torch.device):
+        self.device, self.index = torch.device(device), {}
+        by_view: dict[str, list[tuple[str, str]]] = {}
+        for take, cam in arrays:
+            by_view.setdefault(corpus[take].store.view(cam), []).append((take, cam))
+        self.values, self.dequant = {}, {}
+        for view, members in by_view.items():
+            frames = [corpus[t].store.frames(c) for t, c in members]
+            shape, dtype, dq_shape = corpus[members[0][0]].store.stored_shape(members[0][1])
+            total = sum(map(len, frames))
+            values = torch.empty((total, *shape), dtype=torch.from_numpy(np.empty(0, dtype)).dtype, device=self.device)
+            dequant = None if dq_shape is None else torch.empty((total, *dq_shape), dtype=torch.float32, device=self.device)
+            start = 0
+            for (take, cam), fs in zip(members, frames):
+                v, dq = corpus[take].store.read_stored(cam, fs)
+                values[start : start + len(fs)] = torch.from_numpy(v)
+                if dequant is not None:
+                    dequant[start : start + len(fs)] = torch.from_numpy(dq)
+                self.index[take, cam] = (view, {f: start + i for i, f in enumerate(fs)})
+                start += len(fs)
+            self.values[view], self.dequant[view] = values, dequant
+
+    @staticmethod
+    def arrays(rows: pd.DataFrame, direction: str) -> list[tuple[str, str]]:
+        """The (take, camera) arrays the rows read, in a fixed order."""
+        d = Direction(direction)
+        pairs = {(t, c) for col in (d.src_col, d.dst_col) for t, c in zip(rows.take_uid, rows[col])}
+        return sorted(pairs)
+
+    @staticmethod
+    def nbytes(corpus: Corpus, arrays: list[tuple[str, str]]) -> int:
+        """Bytes the arrays take in the cache (values in the stored dtype, int8's scale and offset)."""
+        total = 0
+        for take, cam in arrays:
+            store = corpus[take].store
+            shape, dtype, dq_shape = store.stored_shape(cam)
+            per = int(np.prod(shape)) * np.dtype(dtype).itemsize + (int(np.prod(dq_shape)) * 4 if dq_shape else 0)
+            total += per * len(store.frames(cam))
+        return total
+
+    def gather(self, view: str, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(values, int8 [scale; offset] or None) of ``rows`` of ``view``, on the device."""
+        rows = rows.to(self.device, non_blocking=True)
+        dequant = self.dequant[view]
+        return self.values[view][rows], None if dequant is None else dequant[rows]
+
+
+def device_memory(device: torch.device) -> tuple[int, int]:
+    """(free, total) bytes of the device: the GPU's; the host's on the CPU (its cgroup limit when lower)."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)
+    import os
+    from pathlib import Path
+
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    limit = Path("/sys/fs/cgroup/memory.max")
+    if limit.is_file() and limit.read_text().strip().isdigit():
+        total = min(total, int(limit.read_text()))
+    return min(total, os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")), total
+
+
+def feature_cache(rows: pd.DataFrame, corpus: Corpus, direction: str, device: torch.device, share: float):
+    """A ``FeatureCache`` of the arrays ``rows`` read when they take at most ``share`` of the device's memory (and fit
+    in what is free), else None (batches are then read from the stores); the choice is logged."""
+    arrays = FeatureCache.arrays(rows, direction)
+    need = FeatureCache.nbytes(corpus, arrays)
+    free, total = device_memory(device)
+    gb = lambda n: f"{n / 1e9:.2f} GB"
+    if share > 0 and need <= min(share * total, free):
+        log.info(
+            "feature cache: %s of %d arrays loaded once onto %s (cap %s of %s)",
+            gb(need),
+            len(arrays),
+            device,
+            share,
+            gb(total),
+        )
+        return FeatureCache(corpus, arrays, device)
+    log.info(
+        "no feature cache: the %d arrays need %s, %s may take %s of %s (%s free): reading batches from the stores",
+        len(arrays),
+        gb(need),
+        device,
+        share,
+        gb(total),
+        gb(free),
+    )
+    return None
 
 
 ORDERS = ("shuffled", "take-blocks")
@@ -242,12 +360,18 @@ def collate(items) -> dict:
     return out
 
 
-def batch_features(batch: dict, backbone=None, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+def batch_features(
+    batch: dict, backbone=None, device=None, cache: FeatureCache | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(source, destination) float32 backbone features of a batch, on ``device`` (default: where they are).
 
     Stored features travel in the store's dtype and are converted (int8: dequantised) on the
-    device; on-the-fly ones are computed now (no graph).
+    device; cached ones are gathered from ``cache`` there, the same values; on-the-fly ones are computed now (no graph).
     """
+    if "src_rows" in batch:
+        if cache is None:
+            raise ValueError("a batch of cache rows needs its FeatureCache")
+        return tuple(dequantise(*cache.gather(batch[f"{k}_view"], batch[f"{k}_rows"])) for k in ("src", "dst"))
     if "src_feat" in batch:
         moved = [
             batch[f"{k}_feat"] if device is None else batch[f"{k}_feat"].to(device, non_blocking=True) for k in ("src", "dst")

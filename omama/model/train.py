@@ -23,7 +23,7 @@ from omama.evaluation.metrics import summarise
 from omama.evaluation.predict import run_predictions
 from omama.experiment import Experiment, Inputs
 from omama.io import atomic_path, file_sha256, load_torch, save_torch, write_json
-from omama.model.batches import TrainingSet, batch_features, epoch_batches, training_loader
+from omama.model.batches import TrainingSet, batch_features, epoch_batches, feature_cache, training_loader
 from omama.model.choose import ModelChooser
 from omama.model.head import MatchingHead, matching_loss, score_candidates
 from omama.model.setup import INIT_SEED, Setup, build_head, setup
@@ -125,8 +125,17 @@ def train_experiment(
     rows, val_rows = (subset_rows(split_table, part, direction=direction) for part in ("train", "val"))
     if len(rows) == 0:
         raise ValueError(f"split table {split_table} has no training rows")
+    # Stored features that fit in the training device's memory (train.feature_cache) are loaded there once.
+    cache = feature_cache(rows, corpus, direction, device, tc["feature_cache"]) if s.stored else None
     dataset = TrainingSet(
-        rows, corpus, geometry, negatives=tc["negatives"], seed=tc["seed"], stored=s.stored, direction=direction
+        rows,
+        corpus,
+        geometry,
+        negatives=tc["negatives"],
+        seed=tc["seed"],
+        stored=s.stored,
+        direction=direction,
+        cached=cache and cache.index,
     )
     steps = math.ceil(len(dataset) / tc["batch_size"])
     optimizer = torch.optim.AdamW(head.parameters(), lr=tc["lr"], weight_decay=tc["weight_decay"])
@@ -161,9 +170,15 @@ def train_experiment(
         batches = epoch_batches(rows, tc["batch_size"], tc["seed"], epoch, tc["order"])
         loader = training_loader(dataset, batches, tc["workers"], device)
         head.train()
-        losses = []
-        for batch in tqdm(loader, desc=f"epoch {epoch + 1}/{tc['epochs']}", mininterval=5):
-            src_feat, dst_feat = batch_features(batch, backbone, device)  # float32 made on the device
+        losses, waited = [], 0.0
+        batches_in = iter(tqdm(loader, desc=f"epoch {epoch + 1}/{tc['epochs']}", mininterval=5))
+        while True:
+            t_wait = time.perf_counter()
+            batch = next(batches_in, None)
+            waited += time.perf_counter() - t_wait  # the step waits for the loader (the loop synchronises each step)
+            if batch is None:
+                break
+            src_feat, dst_feat = batch_features(batch, backbone, device, cache)  # float32 made on the device
             scores = score_candidates(head, src_feat, dst_feat, batch["src_mask"].to(device), batch["cand_masks"].to(device))
             loss = matching_loss(scores, batch["target"].to(device), batch["visible"].to(device), batch["valid"].to(device))
             if not torch.isfinite(loss):
@@ -178,6 +193,7 @@ def train_experiment(
             optimizer.step()
             scheduler.step()
             losses.append(loss.item())
+        trained = time.perf_counter() - t0
         val_iou = validation_iou(head, val_rows, s, direction=direction)
         history.append(
             {
@@ -186,6 +202,9 @@ def train_experiment(
                 "val_iou": None if math.isnan(val_iou) else val_iou,
                 "lr": optimizer.param_groups[0]["lr"],
                 "seconds": time.perf_counter() - t0,
+                "steps": len(losses),
+                "train_seconds": trained,  # the steps alone, without validation
+                "loader_wait_seconds": waited,  # of which the steps waited for their batch
             }
         )
         log.info("epoch %d: train loss %.4f, val IoU %.4f", epoch + 1, history[-1]["train_loss"], val_iou)

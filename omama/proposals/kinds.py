@@ -65,14 +65,16 @@ class Classical(ProposerKind):
 
 @PROPOSERS.register
 class FastSAM(ProposerKind):
-    """Ultralytics FastSAM in segment-everything mode (trained weights only: a local FastSAM-s.pt / FastSAM-x.pt)."""
+    """Ultralytics FastSAM in segment-everything mode: a local FastSAM-s.pt / FastSAM-x.pt, or FastSAM-x's architecture
+    untrained (seeded; built offline by the proposer_weights stage), which costs what the trained one does."""
 
     name = "fastsam"
     schema = yaml.safe_load(
         """
         required: [weights]
         properties:
-          weights: {type: string, description: "path to FastSAM-s.pt / FastSAM-x.pt"}
+          weights: {type: string, description: "path to FastSAM-s.pt / FastSAM-x.pt; untrained: FastSAM-x's architecture (YOLOv8x-seg, one class) with seeded random weights, built into the weights cache by the proposer_weights stage (its masks are not objects; it scores every box about 0.003, so use conf 0)"}
+          seed: {type: integer, default: 0, description: "seeds the untrained weights (weights untrained)"}
           imgsz: {type: integer, minimum: 32, default: 1024, description: "inference size"}
           conf: {type: number, minimum: 0, maximum: 1, default: 0.4, description: "confidence threshold"}
           iou: {type: number, minimum: 0, maximum: 1, default: 0.9, description: "NMS IoU threshold"}
@@ -82,18 +84,35 @@ class FastSAM(ProposerKind):
 
     def problems(self, name: str, cfg: dict) -> list[str]:
         weights = cfg["weights"]
-        if Path(weights).expanduser().is_file():
+        if weights == "untrained" or Path(weights).expanduser().is_file():
             return []
         return [
             f"proposers.{name}.weights {weights!r} does not exist: download {Path(weights).name} from the "
             f"Ultralytics assets release (https://github.com/ultralytics/assets/releases) and put it there"
         ]
 
+    def fetches(self, cfg: dict) -> bool:
+        return cfg["weights"] == "untrained"
+
+    def fetch(self, cfg: dict, *, timeout: float) -> dict:
+        from omama.weights import ensure_untrained_fastsam
+
+        return ensure_untrained_fastsam(seed=cfg["seed"])
+
     def load(self, cfg: dict, device: str, threads: int):
         from omama.proposals.proposers import FastSAMProposer
+        from omama.weights import WeightsError, untrained_fastsam
 
+        weights = cfg["weights"]
+        if weights == "untrained":
+            weights = untrained_fastsam(cfg["seed"])
+            if not weights.is_file():
+                raise WeightsError(
+                    f"the untrained FastSAM-x of seed {cfg['seed']} is not in {weights.parent}; run the pipeline's "
+                    f"proposer_weights stage first (its output is results/weights/proposers/<proposer>.json)"
+                )
         keys = ("imgsz", "conf", "iou", "retina_masks")
-        return FastSAMProposer(cfg["weights"], device=device, **{k: cfg[k] for k in keys})
+        return FastSAMProposer(weights, device=device, **{k: cfg[k] for k in keys})
 
 
 @PROPOSERS.register

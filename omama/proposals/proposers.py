@@ -18,6 +18,7 @@ Outputs are COCO RLE (``omama.data.masks``), never dense arrays.
 from __future__ import annotations
 
 import logging
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -358,6 +359,7 @@ def propose_take(
     take = annotation["take_uid"]
     frames = sorted(int(f) for f in annotation["subsample_idx"])
     proposer = proposer or make_proposer(proposer_cfg, device)  # an already built one (omama match keeps it)
+    started = time.perf_counter()
     cams = [annotation["ego_cam"]] if view == "ego" else list(annotation["exo_cams"])
     tables, recalls, attrs = [], [], {}
     for cam in cams:
@@ -384,6 +386,7 @@ def propose_take(
         "frames": len(frames),
         "proposals": len(df),
         "mean_best_iou": float(rec["best_iou"].mean()) if len(rec) else None,
+        "seconds": round(time.perf_counter() - started, 3),  # with the proposer loaded (benchmarks/rehearsal.py)
     }
     log.info("proposals of take %s: %s", take, summary)
     return summary

@@ -19,8 +19,10 @@ Videos: every frame of the 30 fps videos is rendered, but only the annotated fra
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import cv2
@@ -105,11 +107,26 @@ def withhold(object_masks: dict, view: str) -> dict:
     }
 
 
-def generate_dataset(out_dir, cfg: dict) -> Path:
+OFFICIAL_TAKES = {"train": 821, "val": 201, "test": 295}  # the challenge's split.json (SegSwap, O-MaMa's code)
+
+
+def split_counts(cfg: dict) -> tuple[int, int, int]:
+    """(annotated takes, of which val, of which test): ``official_scale`` x the official split's take counts (each at
+    least 1), else ``takes`` shared out by ``val_fraction`` and ``test_fraction``."""
+    scale = cfg["official_scale"]
+    if scale is not None:
+        train, val, test = (max(1, round(scale * OFFICIAL_TAKES[s])) for s in ("train", "val", "test"))
+        return train + val + test, val, test
+    n = int(cfg["takes"])
+    n_val = min(n, round(n * float(cfg["val_fraction"])))
+    return n, n_val, min(n - n_val, round(n * float(cfg["test_fraction"])))
+
+
+def generate_dataset(out_dir, cfg: dict, workers: int = 1) -> Path:
     """Write a synthetic dataset in the Ego-Exo4D layout into ``out_dir`` (replaced atomically).
 
     ``cfg`` is ``config["synthetic"]``: seed, takes, seconds, exo_cameras, ego_size,
-    exo_size [h, w], objects, val_fraction, test_fraction, withhold_test, empty_takes. Same ``cfg``
+    exo_size [h, w], objects, val_fraction, test_fraction, withhold_test, empty_takes, official_scale. Same ``cfg``
     -> byte-identical JSON and masks. The annotated takes are shared out between
     relations_{train,val,test}.json; the test takes are drawn from those not in val with a stream
     of their own, so the val takes (and every take's uid and pixels) do not depend on
@@ -124,19 +141,22 @@ def generate_dataset(out_dir, cfg: dict) -> Path:
     cfg = kind_setting("datasets", "synthetic", "synthetic", cfg)  # the schema's defaults
     out_dir = Path(out_dir)
     rng = np.random.default_rng([int(cfg["seed"]), 1_000_003])
-    n, empty = int(cfg["takes"]), int(cfg["empty_takes"])
-    val = set(rng.permutation(n)[: min(n, round(n * float(cfg["val_fraction"])))].tolist())
+    (n, n_val, n_test), empty = split_counts(cfg), int(cfg["empty_takes"])
+    val = set(rng.permutation(n)[:n_val].tolist())
     rest = [i for i in range(n) if i not in val]
     order = np.random.default_rng([int(cfg["seed"]), 1_000_033]).permutation(len(rest))
-    test = {rest[j] for j in order[: min(len(rest), round(n * float(cfg["test_fraction"])))]}
+    test = {rest[j] for j in order[:n_test]}
     takes, splits, visibility = [], {"train": {}, "val": {}, "test": {}}, []
-    with atomic_path(out_dir) as tmp:
-        for i in tqdm(range(n + empty), desc="synthetic takes", mininterval=5):
-            take = Take(cfg, i)
+    scenes = [Take(cfg, i) for i in range(n + empty)]
+    names = [f"synthetic_{TASKS[take.task]}_{i:03d}_1" for i, take in enumerate(scenes)]
+    with atomic_path(out_dir) as tmp, ProcessPoolExecutor(workers) if workers > 1 else contextlib.nullcontext() as pool:
+        # Each take is rendered on its own (in ``workers`` processes), the rest in take order: the same bytes.
+        folders = [tmp / "takes" / name / "frame_aligned_videos" for name in names]
+        rendered = (pool.map if pool else map)(_write_take, scenes, folders)
+        for i, (take, name, (masks, rows)) in enumerate(
+            tqdm(zip(scenes, names, rendered), total=n + empty, desc="synthetic takes", mininterval=5)
+        ):
             uid = _uid(rng)
-            name = f"synthetic_{TASKS[take.task]}_{i:03d}_1"
-            folder = tmp / "takes" / name / "frame_aligned_videos"
-            masks, rows = _write_take(take, folder)
             area = {cam: sum(r["area"] for r in rows if r["camera"] == cam) for cam in take.exo}
             videos = {"aria01": {"rgb": {"relative_path": "frame_aligned_videos/aria01_214-1.mp4", "clip_uid": _uid(rng)}}}
             videos |= {
