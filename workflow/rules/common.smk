@@ -233,3 +233,24 @@ def report_files(wc):
     used = sorted({d for x in EXPERIMENTS.values() for d in (x.dataset, *x.evaluate_on)})
     takes = {d: selected_takes(d) for d in used}
     return {**report_inputs(ReportParams.from_dict(report_params()), takes), "timing": [L.timing()]}
+
+
+# report.smk's timing rule
+def benchmark_patterns():
+    """Every rule's benchmark pattern, from the workflow itself (a rule added later is timed too)."""
+    from snakemake.io import strip_wildcard_constraints
+
+    return {r.name: strip_wildcard_constraints(str(r.benchmark)) for r in workflow.rules if r.benchmark is not None}
+
+
+def known_wildcards(wc):
+    """The values the current config gives each wildcard (timings of removed experiments or datasets are left out)."""
+    used = sorted({d for x in EXPERIMENTS.values() for d in (x.dataset, *x.evaluate_on)})
+    return {
+        "dataset": used,
+        "take": sorted({t for d in used for t in selected_takes(d)}),
+        "exp": list(EXPERIMENTS),
+        "backbone": list(config["backbones"]),
+        "proposer": list(config["proposers"]),
+        "name": list(config["submissions"]),
+    }

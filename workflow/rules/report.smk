@@ -5,26 +5,6 @@
 REPORT = dict(report=report_params())
 
 
-def benchmark_patterns():
-    """Every rule's benchmark pattern, from the workflow itself (a rule added later is timed too)."""
-    from snakemake.io import strip_wildcard_constraints
-
-    return {r.name: strip_wildcard_constraints(str(r.benchmark)) for r in workflow.rules if r.benchmark is not None}
-
-
-def known_wildcards(wc):
-    """The values the current config gives each wildcard (timings of removed experiments or datasets are left out)."""
-    used = sorted({d for x in EXPERIMENTS.values() for d in (x.dataset, *x.evaluate_on)})
-    return {
-        "dataset": used,
-        "take": sorted({t for d in used for t in selected_takes(d)}),
-        "exp": list(EXPERIMENTS),
-        "backbone": list(config["backbones"]),
-        "proposer": list(config["proposers"]),
-        "name": list(config["submissions"]),
-    }
-
-
 # After every other job the report needs (the same inputs), so that their timings are all there.
 rule timing:
     input:
