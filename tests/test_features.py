@@ -384,21 +384,26 @@ def test_broken_store_is_rejected_on_open(tmp_path, damage):
 def test_rules_write_store_and_proposals(tmp_path):
     from conftest import run_snakemake, tiny_config
 
+    from omama.layout import Layout
+
+    L = Layout("results")
+    D = L.data("tabletop")
     cfg = tiny_config()
     cfg["backbones"]["tiny-dinov2"].update(ego_grid=[4, 4], exo_grid=[3, 5], tiny=TINY)
-    write_take(tmp_path / "results" / "frames" / "take-1")
+    write_take(tmp_path / D.frames("take-1"))
     run_snakemake(
         tmp_path,
         cfg,
-        "results/features/tiny-dinov2/take-1.zarr",
-        "results/proposals/classical/take-1.parquet",
+        D.features("tiny-dinov2", "take-1"),
+        D.proposals("classical", "take-1"),
         "--allowed-rules",
         "features",
         "proposals",
     )
-    assert sorted(load_proposals(tmp_path / "results" / "proposals" / "classical" / "take-1.parquet")) == [0, 30, 60, 90, 120]
-    store = FeatureStore(tmp_path / "results" / "features" / "tiny-dinov2" / "take-1.zarr")
+    assert sorted(load_proposals(tmp_path / D.proposals("classical", "take-1"))) == [0, 30, 60, 90, 120]
+    store = FeatureStore(tmp_path / D.features("tiny-dinov2", "take-1"))
     assert store.frames(EGO) == [0, 30, 60, 90, 120] and store.attrs["backbone"]["channels"] == 32
     assert store.attrs["backbone_name"] == "tiny-dinov2"
-    assert (tmp_path / "results" / "logs" / "features" / "tiny-dinov2" / "take-1.log").exists()
-    assert (tmp_path / "results" / "benchmarks" / "features" / "tiny-dinov2" / "take-1.tsv").exists()
+    job = dict(dataset="tabletop", backbone="tiny-dinov2", take="take-1")
+    assert (tmp_path / L.log("features", "dataset", "backbone", "take").format(**job)).exists()
+    assert (tmp_path / L.benchmark("features", "dataset", "backbone", "take").format(**job)).exists()

@@ -20,6 +20,9 @@ from slurm.cluster import SlurmCluster, missing_binaries
 
 from omama.data.takes import take_rank
 from omama.features.store import FeatureStore
+from omama.layout import Layout
+
+D = Layout("results").data("tabletop")
 
 needs_slurm = pytest.mark.skipif(
     bool(missing_binaries()),
@@ -58,11 +61,13 @@ def test_pipeline_runs_through_sbatch_and_matches_local(cluster, tiny_run, tmp_p
     # The session's tiny run is the local reference. On SLURM: two of its takes, from its source
     # (read as a local folder), through the profile, up to pairs and features.
     cfg = yaml.safe_load((tiny_run / "test-config.yaml").read_text())
-    cfg["source"] = {**cfg["source"], "kind": "local", "path": str(tiny_run / "results" / "synthetic")}
-    cfg["selection"]["take_limit"] = 2
-    all_takes = [t["take_uid"] for t in json.loads((tiny_run / "results/index/takes.json").read_text())]
-    takes = sorted(all_takes, key=lambda t: take_rank(t, cfg["selection"]["seed"]))[:2]
-    targets = ["results/pairs.parquet", *(f"results/features/tiny-dinov2/{t}.zarr" for t in takes)]
+    tabletop = cfg["datasets"]["tabletop"]
+    tabletop.pop("synthetic")
+    tabletop.update(kind="local", path=str(tiny_run / D.source()))
+    tabletop["selection"]["take_limit"] = 2
+    all_takes = [t["take_uid"] for t in json.loads((tiny_run / D.index()).read_text())]
+    takes = sorted(all_takes, key=lambda t: take_rank(t, tabletop["selection"]["seed"]))[:2]
+    targets = [D.pairs(), *(D.features("tiny-dinov2", t) for t in takes)]
 
     work = tmp_path / "on-slurm"
     work.mkdir()
@@ -91,7 +96,7 @@ def test_pipeline_runs_through_sbatch_and_matches_local(cluster, tiny_run, tmp_p
     print(f"SLURM run {time.monotonic() - start:.0f} s")
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, f"snakemake on SLURM failed ({proc.returncode}):\n{out[-8000:]}\n{cluster.logs()}"
-    selected = [t["take_uid"] for t in json.loads((work / "results/index/takes.json").read_text())]
+    selected = [t["take_uid"] for t in json.loads((work / D.index()).read_text())]
     assert sorted(selected) == sorted(takes)
 
     # Every non-local job went through sbatch, ran on the cluster and completed.
@@ -112,18 +117,18 @@ def test_pipeline_runs_through_sbatch_and_matches_local(cluster, tiny_run, tmp_p
 
     # The same config gives the same outputs on SLURM as locally.
     key = ["take_uid", "object", "exo_cam", "frame"]
-    ours = pd.read_parquet(work / "results/pairs.parquet").sort_values(key).reset_index(drop=True)
-    theirs = pd.read_parquet(tiny_run / "results/pairs.parquet")
+    ours = pd.read_parquet(work / D.pairs()).sort_values(key).reset_index(drop=True)
+    theirs = pd.read_parquet(tiny_run / D.pairs())
     theirs = theirs[theirs.take_uid.isin(takes)].sort_values(key).reset_index(drop=True)
     assert len(ours) > 0
     pd.testing.assert_frame_equal(ours, theirs)
     for t in takes:
-        ours = read_features(work / f"results/features/tiny-dinov2/{t}.zarr")
-        theirs = read_features(tiny_run / f"results/features/tiny-dinov2/{t}.zarr")
+        ours = read_features(work / D.features("tiny-dinov2", t))
+        theirs = read_features(tiny_run / D.features("tiny-dinov2", t))
         assert ours.keys() == theirs.keys() and ours
         for cam in ours:
             np.testing.assert_array_equal(ours[cam], theirs[cam], err_msg=f"take {t} camera {cam}")
-    assert not (work / "results" / "raw").exists() or not any((work / "results" / "raw").iterdir()), (
+    assert not (work / D.root / "raw").exists() or not any((work / D.root / "raw").iterdir()), (
         "raw videos (temp) were not deleted on the cluster"
     )
 
@@ -155,7 +160,7 @@ def test_profile_sets_partition_account_and_gpu(tmp_path, env):
             "--profile",
             str(REPO / "profiles" / "slurm"),
             "-n",
-            "results/features/tiny-dinov2/some-take.zarr",
+            D.features("tiny-dinov2", "some-take"),
         ],
         capture_output=True,
         text=True,
