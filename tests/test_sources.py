@@ -227,20 +227,28 @@ def test_workflow_on_the_egoexo_source(aws_profile, synthetic_source, tmp_path):
     """fetch_metadata -> take_index -> download (the real client) -> extract -> pairs, for one take."""
     takes = [t["take_uid"] for t in json.loads((synthetic_source / "takes.json").read_text())]
     publish(aws_profile, synthetic_source, "workflow", takes, unknown_size={"cam02"})
+    from omama.layout import Layout
+
+    L = Layout("results")
+    D = L.data("tabletop")
     cfg = tiny_config()
-    cfg["source"] = {"kind": "egoexo", "path": "unused", "egoexo": egoexo_cfg("workflow")}
-    cfg["selection"]["take_limit"] = 1
-    run_snakemake(tmp_path, cfg, "results/pairs.parquet")
-    r = tmp_path / "results"
-    for f in ("takes.json", *(f"annotations/relations_{s}.json" for s in cfg["selection"]["annotation_splits"])):
-        assert (r / "source" / f).read_bytes() == (synthetic_source / f).read_bytes(), f
-    assert {e["uid"] for e in json.loads((r / "source/manifest.json").read_text())} == set(takes)
-    (take,) = json.loads((r / "index/takes.json").read_text())
+    tabletop = cfg["datasets"]["tabletop"]
+    tabletop.pop("synthetic")
+    tabletop.update(kind="egoexo", egoexo=egoexo_cfg("workflow"))
+    tabletop["selection"]["take_limit"] = 1
+    run_snakemake(tmp_path, cfg, D.pairs())
+    source = tmp_path / D.source()
+    for f in ("takes.json", *(f"annotations/relations_{s}.json" for s in tabletop["selection"]["annotation_splits"])):
+        assert (source / f).read_bytes() == (synthetic_source / f).read_bytes(), f
+    assert {e["uid"] for e in json.loads((source / "manifest.json").read_text())} == set(takes)
+    (take,) = json.loads((tmp_path / D.index()).read_text())
     assert take["videos"]["cam01"] == f"takes/{take['take_name']}/frame_aligned_videos/downscaled/448/cam01.mp4"
     assert take["video_sizes"]["cam01"] > 0 and take["video_sizes"]["cam02"] is None
-    a = json.loads((r / "frames" / take["take_uid"] / "annotation.json").read_text())
+    a = json.loads((tmp_path / D.annotation(take["take_uid"])).read_text())
     assert a["image_size"] == a["native_size"]  # 448-px part: "auto" keeps the size
     for cam in (take["ego_cam"], *take["exo_cams"]):  # cam02, of unknown size, arrived too
-        assert len(list((r / "frames" / take["take_uid"] / "images" / cam).glob("*.jpg"))) == len(take["frames"])
-    assert (r / "logs/download" / f"{take['take_uid']}.log").read_text().count("egoexo exit 0") == 1
-    assert not (r / "raw").exists() or not any((r / "raw").iterdir())  # videos deleted after extraction
+        assert len(list((tmp_path / D.images(take["take_uid"]) / cam).glob("*.jpg"))) == len(take["frames"])
+    log = tmp_path / L.log("download", "dataset", "take").format(dataset="tabletop", take=take["take_uid"])
+    assert log.read_text().count("egoexo exit 0") == 1
+    raw = tmp_path / D.root / "raw"
+    assert not raw.exists() or not any(raw.iterdir())  # videos deleted after extraction

@@ -279,16 +279,22 @@ def test_photo_pairs_layout(tmp_path):
 
 
 @pytest.mark.slow
-def test_rule_synthesize_writes_the_source(tmp_path):
+def test_rule_prepare_writes_the_synthetic_source(tmp_path):
+    from omama.layout import Layout, source_takes
+
+    L = Layout("res")
+    D = L.data("tabletop")
     cfg = tiny_config(results="res")
-    cfg["synthetic"].update(takes=2, seconds=2)
-    run_snakemake(tmp_path, cfg, "res/synthetic/takes.json", "res/synthetic/visibility.parquet")
-    root = tmp_path / "res/synthetic"
-    n = 2 + cfg["synthetic"]["empty_takes"]
-    assert len(json.loads((root / "takes.json").read_text())) == n
-    assert len(list((root / "takes").glob("*/frame_aligned_videos/*.mp4"))) == n * (1 + cfg["synthetic"]["exo_cameras"])
-    assert (tmp_path / "res/logs/synthesize.log").exists() and (tmp_path / "res/benchmarks/synthesize.tsv").exists()
-    again = run_snakemake(tmp_path, cfg, "res/synthetic/takes.json")
+    synthetic = cfg["datasets"]["tabletop"]["synthetic"]
+    synthetic.update(takes=2, seconds=2)
+    run_snakemake(tmp_path, cfg, D.source())  # a directory output: takes.json, videos, visibility.parquet
+    root = tmp_path / D.source()
+    n = 2 + synthetic["empty_takes"]
+    assert len(json.loads((tmp_path / source_takes(D.source())).read_text())) == n and (tmp_path / D.visibility()).is_file()
+    assert len(list((root / "takes").glob("*/frame_aligned_videos/*.mp4"))) == n * (1 + synthetic["exo_cameras"])
+    assert (tmp_path / L.log("prepare", "dataset").format(dataset="tabletop")).exists()
+    assert (tmp_path / L.benchmark("prepare", "dataset").format(dataset="tabletop")).exists()
+    again = run_snakemake(tmp_path, cfg, D.source())
     assert "Nothing to be done" in again.stdout + again.stderr
 
 
@@ -341,18 +347,21 @@ def test_exact_sin_cos_and_dot():
 
 @pytest.mark.slow
 def test_early_stages_are_byte_identical_under_other_cpu_dispatch(tmp_path, monkeypatch):
-    """synthesize -> take_index -> extract -> pairs -> split twice, the second run as if on another CPU:
+    """prepare -> take_index -> extract -> pairs -> split twice, the second run as if on another CPU:
     synthetic videos and masks, extracted frames, annotation.json, pairs and splits are the same bytes."""
+    from omama.layout import Layout
+
+    D = Layout("results").data("tabletop")
     cfg = tiny_config()
-    cfg["synthetic"].update(takes=2, seconds=2)
-    targets = ["results/splits/frame.parquet", "results/splits/object.parquet"]
+    cfg["datasets"]["tabletop"]["synthetic"].update(takes=2, seconds=2)
+    targets = [D.split("frame"), D.split("object")]
     run_snakemake(tmp_path / "a", cfg, *targets)
     for k, v in OTHER_CPU.items():
         monkeypatch.setenv(k, v)
     run_snakemake(tmp_path / "b", cfg, *targets)
 
     def digests(root: Path) -> dict[str, str]:
-        r = root / "results"
+        r = root / D.root
         files = [p for p in sorted(r.rglob("*")) if p.is_file() and p.parts[len(r.parts)] not in ("logs", "benchmarks")]
         return {str(p.relative_to(r)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
 
