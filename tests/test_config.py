@@ -50,6 +50,7 @@ def test_validation_fills_defaults_by_kind_exactly_as_the_schema_says():
     assert cfg["proposers"]["sam"] == {
         "kind": "fastsam",
         "weights": "FastSAM-x.pt",
+        "seed": 0,
         "device": "cpu",
         "imgsz": 1024,
         "conf": 0.4,
