@@ -38,7 +38,8 @@ def tiny_config(**overrides) -> dict:
     cfg["datasets"] = {"tabletop": tabletop, "photos": {"kind": "photos", "synthetic_pairs": 2}}
     cfg["backbones"] = {"tiny-dinov2": cfg["backbones"]["tiny-dinov2"]}
     cfg["backbones"]["tiny-dinov2"].update(ego_grid=[8, 8], exo_grid=[6, 10], batch_size=4)
-    for name in ("control-frame", "trained-official", "cosine-official"):  # the official pair: test_protocol.py
+    # the official experiments (and the memory on trained-official's head): test_protocol.py
+    for name in ("control-frame", "trained-official", "trained-official-memory", "cosine-official"):
         cfg["experiments"].pop(name)
     cfg["experiments"]["trained-ego2exo"]["split"] = "frame"
     cfg["submissions"] = {}
