@@ -22,11 +22,17 @@ from omama.data.splits import split_pairs, write_split
 from omama.data.takes import EXCLUDED, MISSING_LOCALLY, build_index
 from omama.evaluation.metrics import evaluate, score_direction
 from omama.evaluation.submission import build_submission
+from omama.layout import Layout
 from omama.model.descriptors import describe
 from omama.model.head import CosineMatcher, candidate_embeddings
 from omama.synthetic.dataset import generate_dataset
 
-SYNTHETIC = tiny_config()["synthetic"] | {"takes": 4, "seconds": 2, "val_fraction": 0.25, "test_fraction": 0.25}
+SYNTHETIC = tiny_config()["datasets"]["tabletop"]["synthetic"] | {
+    "takes": 4,
+    "seconds": 2,
+    "val_fraction": 0.25,
+    "test_fraction": 0.25,
+}
 
 
 def make_source(root: Path, **changes) -> Path:
@@ -269,24 +275,34 @@ def test_schema_keeps_the_cosine_matcher_weightless():
     from omama.config import validate
 
     cfg = tiny_config()
-    cfg["experiments"]["cos"] = {"backbone": "tiny-dinov2", "proposer": "classical", "split": "frame", "matcher": "cosine"}
+    cfg["experiments"]["cos"] = {
+        "dataset": "tabletop",
+        "backbone": "tiny-dinov2",
+        "proposer": "classical",
+        "split": "frame",
+        "matcher": "cosine",
+    }
     validate(copy.deepcopy(cfg))
     for bad in ({"train": {"epochs": 1}}, {"init": "experiment:trained-frame"}, {"existence": "head"}):
         c = copy.deepcopy(cfg)
         c["experiments"]["cos"].update(bad)
-        with pytest.raises(ValueError, match="experiments/cos"):
+        with pytest.raises(ValueError, match=rf"config error at experiments\.cos\.{next(iter(bad))}: "):
             validate(c)
 
 
 def protocol_config(**synthetic) -> dict:
     cfg = tiny_config()
-    cfg["synthetic"].update(takes=4, seconds=2, val_fraction=0.25, test_fraction=0.25, **synthetic)
-    cfg["selection"]["annotation_splits"] = ["train", "val", "test"]
+    tabletop = cfg["datasets"]["tabletop"]
+    tabletop["synthetic"].update(takes=4, seconds=2, val_fraction=0.25, test_fraction=0.25, **synthetic)
+    tabletop["selection"]["annotation_splits"] = ["train", "val", "test"]
+    cfg["datasets"] = {"tabletop": tabletop}  # no photo pairs: every experiment is evaluated on its own dataset only
     train = cfg["experiments"]["trained-frame"]["train"]
+    x = {"dataset": "tabletop", "backbone": "tiny-dinov2", "proposer": "classical", "split": "official"}
     cfg["experiments"] = {
-        "cosine": {"backbone": "tiny-dinov2", "proposer": "classical", "split": "official", "matcher": "cosine"},
-        "official": {"backbone": "tiny-dinov2", "proposer": "classical", "split": "official", "train": train},
+        "cosine": {**x, "matcher": "cosine"},
+        "official": {**x, "train": train},
         "official-e2x": {
+            "dataset": "tabletop",
             "backbone": "tiny-dinov2",
             "proposer": "classical",
             "split": "official",
@@ -295,7 +311,6 @@ def protocol_config(**synthetic) -> dict:
         },
     }
     cfg["evaluate"]["references"] = ["largest"]
-    cfg["robustness"].update(synthetic_pairs=0, experiments=[])
     cfg["report"]["compare"] = [["cosine", "official"]]
     cfg["submissions"] = {"challenge": {"exo2ego": "official", "ego2exo": "official-e2x"}}
     return cfg
@@ -304,24 +319,26 @@ def protocol_config(**synthetic) -> dict:
 @pytest.mark.slow
 def test_workflow_official_split_cosine_baseline_and_submission(tmp_path):
     run_snakemake(tmp_path, protocol_config())
-    r = tmp_path / "results"
-    split = pd.read_parquet(r / "splits/official.parquet")
+    r = Layout(str(tmp_path / "results"))
+    d = r.data("tabletop")
+    result = lambda name, exp: json.loads(Path(r.result(name, exp, "tabletop", "test")).read_text())
+    split = pd.read_parquet(d.split("official"))
     assert (split["split"] == split["annotation_split"]).all()
-    test_takes = set(relations(r / "synthetic", "test"))
+    test_takes = set(relations(Path(d.source()), "test"))
     assert set(split.loc[split["split"] == "test", "take_uid"]) == test_takes
-    sub = json.loads((r / "submission/challenge.json").read_text())
+    sub = json.loads(Path(r.submission("challenge")).read_text())
     assert set(sub) == {"exo-ego", "ego-exo"}
     for key, exp, direction in (("exo-ego", "official", "exo2ego"), ("ego-exo", "official-e2x", "ego2exo")):
-        gt = json.loads((r / f"experiments/{exp}/test/ground_truth.json").read_text())
+        gt = result("ground_truth.json", exp)
         official_reader_checks(sub, key, gt)
         assert set(sub[key]["results"]) == test_takes
         frames = score_direction(sub, gt, direction)
-        m = json.loads((r / f"experiments/{exp}/test/metrics.json").read_text())
+        m = result("metrics.json", exp)
         assert frames.loc[frames.iloc[:, 5].astype(bool), "iou"].mean() == pytest.approx(m["iou"])
-    cos = json.loads((r / "experiments/cosine/test/metrics.json").read_text())
+    cos = result("metrics.json", "cosine")
     assert 0 < cos["iou"] < 1 and cos["ci95"]["iou"]
-    assert not (r / "experiments/cosine/model.pt").exists()  # nothing trained
-    html = (r / "report.html").read_text()
+    assert not Path(r.model("cosine")).exists()  # nothing trained
+    html = Path(r.report()).read_text()
     assert "training-free (cosine)" in html and "Challenge submission" in html and "submission/challenge.json" in html
 
 
@@ -331,17 +348,19 @@ def test_workflow_predict_only_test_takes_write_predictions_and_no_score(tmp_pat
     cfg["experiments"].pop("official-e2x")  # the withheld ego masks are the ego->exo sources
     cfg["submissions"] = {"challenge": {"exo2ego": "official"}}
     run_snakemake(tmp_path, cfg)
-    r = tmp_path / "results"
-    (test_take,) = relations(r / "synthetic", "test")
+    r = Layout(str(tmp_path / "results"))
+    d = r.data("tabletop")
+    result = lambda name, exp: json.loads(Path(r.result(name, exp, "tabletop", "test")).read_text())
+    (test_take,) = relations(Path(d.source()), "test")
     for exp in ("official", "cosine"):
-        preds = json.loads((r / f"experiments/{exp}/test/predictions.json").read_text())["exo-ego"]["results"]
+        preds = result("predictions.json", exp)["exo-ego"]["results"]
         assert set(preds) == {test_take} and preds[test_take]["masks"]
-        m = json.loads((r / f"experiments/{exp}/test/metrics.json").read_text())
+        m = result("metrics.json", exp)
         assert m["scored"] is False and "iou" not in m and m["predict_only"]["takes"] == 1
         assert m["predict_only"]["predictions"] == sum(len(f) for o in preds[test_take]["masks"].values() for f in o.values())
-        assert json.loads((r / f"experiments/{exp}/test/ground_truth.json").read_text())["annotations"] == {}
-    ref = json.loads((r / "reference/official/classical/test/largest/metrics.json").read_text())
+        assert result("ground_truth.json", exp)["annotations"] == {}
+    ref = json.loads(Path(d.reference("metrics.json", "official", "classical", "test", "largest")).read_text())
     assert ref["scored"] is False
-    html = (r / "report.html").read_text()
+    html = Path(r.report()).read_text()
     assert "scored by the challenge server" in html.lower()
-    assert set(json.loads((r / "submission/challenge.json").read_text())["exo-ego"]["results"]) == {test_take}
+    assert set(json.loads(Path(r.submission("challenge")).read_text())["exo-ego"]["results"]) == {test_take}

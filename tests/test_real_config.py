@@ -10,8 +10,8 @@ import sys
 
 import yaml
 from conftest import REPO
-from snakemake.utils import validate
 
+from omama.config import validate
 from omama.preflight import preflight
 
 REAL = REPO / "config.egoexo4d.yaml"
@@ -20,8 +20,7 @@ REAL = REPO / "config.egoexo4d.yaml"
 def real_config() -> dict:
     with open(REAL) as f:
         cfg = yaml.safe_load(f)
-    validate(cfg, str(REPO / "workflow" / "schemas" / "config.schema.yaml"))
-    return cfg
+    return validate(cfg)  # fills the defaults (each dataset kind's too), as the workflow does
 
 
 def bare_env(tmp_path) -> dict:
@@ -54,7 +53,9 @@ def snakemake(tmp_path, *args):
 
 def test_real_config_is_valid_and_is_the_reviews_study():
     cfg = real_config()
-    assert cfg["source"]["kind"] == "egoexo" and cfg["selection"]["scenarios"] == ["Health"]
+    health = cfg["datasets"]["health"]
+    assert health["kind"] == "egoexo" and health["selection"]["scenarios"] == ["Health"]
+    assert {x["dataset"] for x in cfg["experiments"].values()} == {"health", "egoexo4d"}
     assert cfg["backbones"]["dinov2-b14-reg"]["weights"] == "facebook/dinov2-with-registers-base"
     assert {b["kind"] for b in cfg["backbones"].values()} == {"dinov2", "dinov3", "resnet50-dino"}
     assert cfg["proposers"]["fastsam-x"]["weights"].endswith("FastSAM-x.pt")
@@ -73,12 +74,13 @@ def test_dry_run_without_credentials_lists_jobs_and_each_problem(tmp_path):
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-4000:]
     assert "Traceback" not in out
-    assert "PREFLIGHT: 4 problem(s)" in proc.stderr
-    assert "s3_profile 'default': the AWS profile is not defined" in proc.stderr
+    assert "PREFLIGHT: 5 problem(s)" in proc.stderr
+    for dataset in ("health", "egoexo4d"):  # each Ego-Exo4D dataset names its own profile setting
+        assert f"datasets.{dataset}.egoexo.s3_profile 'default': the AWS profile is not defined" in proc.stderr
     assert "'weights/FastSAM-x.pt' does not exist" in proc.stderr
     assert "'weights/omama_exo2ego.pt' does not exist" in proc.stderr
     assert "facebook/dinov3-vits16plus-pretrain-lvd1689m' is a gated Hugging Face model" in proc.stderr
-    for job in ("fetch_metadata", "take_index", "report"):
+    for job in ("prepare", "take_index", "report"):  # prepare: the metadata download
         assert job in proc.stdout
 
 
@@ -108,18 +110,23 @@ def test_preflight_is_clean_once_credentials_and_weights_are_there(tmp_path, mon
     assert preflight(cfg) == []
 
     other = copy.deepcopy(cfg)
-    other["source"]["egoexo"]["s3_profile"] = "egoexo"
+    other["datasets"]["health"]["egoexo"]["s3_profile"] = "egoexo"
     other["experiments"]["omama-finetuned"]["init"] = "experiment:omama-baseline"
-    other["robustness"]["path"] = "my-photos"
+    other["datasets"]["my-photos"] = {"kind": "photos", "path": "my-photos"}  # the entry commented out in the file
+    other["experiments"]["omama-finetuned"]["evaluate_on"] = ["health", "my-photos"]
+    validate(other)
     problems = preflight(other)
     assert len(problems) == 3, problems
-    assert "s3_profile 'egoexo'" in problems[0]
-    assert "experiments.omama-finetuned.init names experiment 'omama-baseline', which is not trained" in problems[1]
-    assert "robustness.path 'my-photos' does not exist" in problems[2]
+    expected = (
+        "datasets.health.egoexo.s3_profile 'egoexo'",
+        "experiments.omama-finetuned.init names experiment 'omama-baseline', which is not trained",
+        "datasets.my-photos.path 'my-photos' does not exist",
+    )
+    assert all(sum(e in p for p in problems) == 1 for e in expected), problems
 
 
 def test_default_config_has_no_preflight_problems():
     with open(REPO / "config.yaml") as f:
         cfg = yaml.safe_load(f)
-    validate(cfg, str(REPO / "workflow" / "schemas" / "config.schema.yaml"))  # fills the defaults, as the workflow does
+    validate(cfg)  # fills the defaults, as the workflow does
     assert preflight(cfg) == []

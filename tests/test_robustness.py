@@ -1,4 +1,4 @@
-"""The robustness set: user photo pairs (any size, EXIF orientation, absent objects) as one-frame takes."""
+"""A photos dataset: user photo pairs (any size, EXIF orientation, absent objects) as one-frame takes."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from PIL import Image
 
 from omama.data.masks import decode_rle
 from omama.data.photos import PhotoPairError, convert_pair, list_pairs, write_index
+from omama.layout import Layout
 
 ORIENTATION = 0x0112
 
@@ -133,19 +134,19 @@ def test_ego_mask_without_exo_mask_is_counted_as_skipped(tmp_path):
 @pytest.mark.slow
 def test_generated_photo_pairs_run_through_the_pipeline(tiny_run):
     """Pair 0 has a portrait exo photo, pair 1 an EXIF-rotated exo photo and objects absent in ego."""
-    r = tiny_run / "results" / "robustness"
-    anns = {p: json.loads((r / "frames" / p / "annotation.json").read_text()) for p in ("pair_000", "pair_001")}
+    r = Layout(str(tiny_run / "results"))
+    d = r.data("photos")  # the tiny config's photos dataset (generated pairs), in both experiments' evaluate_on
+    anns = {p: json.loads(open(d.annotation(p)).read()) for p in ("pair_000", "pair_001")}
     h, w = anns["pair_000"]["native_size"]["exo"]
     assert h > w  # portrait, as displayed
     for p, ann in anns.items():
-        exo = Image.open(r / "frames" / p / "images" / "exo" / "0.jpg")
+        exo = Image.open(d.image(p, "exo", 0))
         assert [exo.height, exo.width] == ann["native_size"]["exo"]
         assert all(decode_rle(m["exo"]["0"]).shape == (exo.height, exo.width) for m in ann["masks"].values())
     for e in ("untrained", "trained-frame"):
-        d = r / "experiments" / e / "test"
-        metrics = json.loads((d / "metrics.json").read_text())
+        metrics = json.loads(open(r.result("metrics.json", e, "photos", "test")).read())
         assert metrics["protocol"] == "official challenge evaluator"
-        samples = pd.read_parquet(d / "samples.parquet")
+        samples = pd.read_parquet(r.result("samples.parquet", e, "photos", "test"))
         expected = {(p, o) for p, ann in anns.items() for o in ann["masks"]}
         assert set(zip(samples.take_uid, samples.object)) == expected
         absent = {(p, o) for p, ann in anns.items() for o, m in ann["masks"].items() if "aria_ego" not in m}
@@ -162,13 +163,13 @@ def test_editing_a_user_mask_re_converts_its_pair(tmp_path):
 
     make_photo_pairs(tmp_path / "photos")
     cfg = tiny_config()
-    cfg["robustness"].update(path=str(tmp_path / "photos"), synthetic_pairs=0)
-    target = "results/robustness/frames/kitchen/annotation.json"
+    cfg["datasets"]["photos"] = {"kind": "photos", "path": str(tmp_path / "photos")}  # the user's pairs
+    target = Layout("results").data("photos").annotation("kitchen")
     run_snakemake(tmp_path / "run", cfg, target)
     assert "Nothing to be done" in run_snakemake(tmp_path / "run", cfg, target, "-n").stdout
     save_mask(tmp_path / "photos" / "kitchen" / "masks" / "mug_0.exo.png", box(72, 128, 5, 5, 30, 30))
     plan = run_snakemake(tmp_path / "run", cfg, target, "-n").stdout
-    assert "robustness_take" in plan and "take=kitchen" in plan and "Updated input files" in plan, plan[-3000:]
+    assert "rule extract" in plan and "dataset=photos, take=kitchen" in plan and "Updated input files" in plan, plan[-3000:]
     run_snakemake(tmp_path / "run", cfg, target)
     ann = json.loads((tmp_path / "run" / target).read_text())
     assert decode_rle(ann["masks"]["mug_0"]["exo"]["0"]).sum() == 30 * 30

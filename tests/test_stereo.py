@@ -1,5 +1,5 @@
 """Real photo pairs from the Middlebury motorcycle stereo pair: masks carried by the true
-disparity with z-buffering, written in the robustness set's layout."""
+disparity with z-buffering, written in the photo-pair layout (the motorcycle dataset kind)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from weights_fixtures import SHA
 from omama.data.photos import convert_pair, list_pairs
 from omama.data.stereo import PAIRS, load_motorcycle, segment_objects, warp_labels, write_motorcycle_pairs
 from omama.features.store import FeatureStore
+from omama.layout import Layout
 
 
 def test_nearer_surface_wins_and_hidden_parts_disappear():
@@ -54,9 +55,9 @@ def test_disparity_is_the_left_views_and_masks_follow_the_photos():
         assert 0.6 * a < b < 1.2 * a, f"segment {i}: {a} px on the left, {b} on the right"
 
 
-def test_pairs_are_a_robustness_folder(tmp_path):
+def test_pairs_are_a_photo_pair_folder(tmp_path):
     out = tmp_path / "photos"
-    names = write_motorcycle_pairs(out, width=200, objects=6)
+    names = write_motorcycle_pairs(out, width=200, objects=6, views=0, seed=0)  # the rectified pairs only
     assert names == [p[0] for p in PAIRS] and sorted(names) == list_pairs(out)
     full = convert_pair(
         pair_dir=out / "left-right", annotation_out=tmp_path / "lr" / "annotation.json", images_out=tmp_path / "lr" / "images"
@@ -130,21 +131,31 @@ def test_pretrained_backbone_and_motorcycle_pairs_end_to_end(fetched, tmp_path):
             "batch_size": 4,
         }
     }
-    cfg["experiments"] = {k: {**cfg["experiments"][k], "backbone": "mobilenet-v2"} for k in ("untrained", "trained-frame")}
+    # the motorcycle pairs (was robustness.motorcycle) are a dataset of their own, evaluated through evaluate_on;
+    # no generated photo pairs
+    cfg["datasets"] = {
+        "tabletop": cfg["datasets"]["tabletop"],
+        "motorcycle": {"kind": "motorcycle", "width": 160, "objects": 5, "views": 1},
+    }
+    cfg["experiments"] = {
+        k: {**cfg["experiments"][k], "backbone": "mobilenet-v2", "evaluate_on": ["tabletop", "motorcycle"]}
+        for k in ("untrained", "trained-frame")
+    }
     cfg["evaluate"]["references"] = ["random", "largest"]
-    cfg["robustness"].update(synthetic_pairs=0, motorcycle={"width": 160, "objects": 5, "views": 1})
     run_snakemake(tmp_path, cfg)
-    r = tmp_path / "results"
-    record = json.loads((r / "weights" / "mobilenet-v2.json").read_text())
+    r = Layout(str(tmp_path / "results"))
+    d = r.data("motorcycle")
+    record = json.loads(open(r.weights("mobilenet-v2")).read())
     assert record["source"] == "cache" and record["sha256"] == SHA
-    assert list_pairs(r / "motorcycle" / "photos") == sorted([p[0] for p in PAIRS] + ["view-0"])
-    store = FeatureStore(r / "motorcycle" / "features" / "mobilenet-v2" / "left-right.zarr")
+    assert list_pairs(d.source()) == sorted([p[0] for p in PAIRS] + ["view-0"])
+    store = FeatureStore(d.features("mobilenet-v2", "left-right"))
     assert store.attrs["backbone"]["weights_sha256"] == SHA and store.attrs["backbone"]["channels"] == 96
-    page = (r / "report.html").read_text()
-    assert "Real photographs (Middlebury motorcycle stereo pair)" in page and "No robustness set in this config" in page
+    page = open(r.report()).read()
+    assert '<section id="motorcycle">' in page and "Dataset motorcycle (motorcycle), scored only" in page
+    assert "cut from one real rectified stereo pair (Middlebury 2014" in page and 'id="photos"' not in page
     for e in ("untrained", "trained-frame"):
-        m = json.loads((r / "motorcycle" / "experiments" / e / "test" / "metrics.json").read_text())
+        m = json.loads(open(r.result("metrics.json", e, "motorcycle", "test")).read())
         assert m["n_total"] >= 4 * 2 and f"{m['iou']:.4f}" in page
-    for ref in ("random", "largest"):
-        m = json.loads((r / "motorcycle" / "reference" / "take" / "classical" / "test" / ref / "metrics.json").read_text())
+    for ref in ("random", "largest"):  # on a dataset it is only evaluated on, every row is a test row: split "all"
+        m = json.loads(open(d.reference("metrics.json", "all", "classical", "test", ref)).read())
         assert f"{m['iou']:.4f}" in page and f"reference: {ref} (classical)" in page
