@@ -203,8 +203,9 @@ class Inputs:
             heads = {"model": layout.model(x.name)}
         if stage == "predict" and x.temporal == "memory":
             heads["temporal"] = layout.temporal(x.name)
+        untrained = stage == "train" and x.train is None  # writes its initial weights: no split is read
         return cls(
-            split=d.split(x.split_on(dataset)),
+            split=None if untrained else d.split(x.split_on(dataset)),
             annotations=per_take(d.annotation),
             proposals=per_take(lambda t: d.proposals(x.proposer_name, t)),
             features=None if x.on_the_fly else per_take(lambda t: d.features(x.backbone_name, t)),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -66,8 +67,11 @@ def test_untrained_experiment_names_missing_model_and_command(tmp_path):
 
 @pytest.mark.slow
 def test_match_reproduces_the_pipelines_prediction_of_a_pair(tiny_run, tmp_path):
+    from omama.layout import Layout
+
     results = tiny_run / "results"
-    pair = results / "robustness" / "photos" / "pair_000"
+    layout = Layout(str(results))
+    pair = Path(layout.data("photos").source()) / "pair_000"
     obj = sorted(p.name.split(".")[0] for p in (pair / "masks").glob("*.exo.png"))[0]
     exo, ego = next(pair.glob("exo.*")), next(pair.glob("ego.*"))
     out = tmp_path / "out" / "ego_mask.png"
@@ -79,7 +83,7 @@ def test_match_reproduces_the_pipelines_prediction_of_a_pair(tiny_run, tmp_path)
     printed = json.loads(proc.stdout.strip().splitlines()[-1])
     record = json.loads((tmp_path / "out" / "ego_mask.json").read_text())
     assert printed["confidence"] == record["confidence"]
-    pipeline = json.loads((results / "robustness" / "experiments" / "trained-frame" / "test" / "predictions.json").read_text())
+    pipeline = json.loads(Path(layout.result("predictions.json", "trained-frame", "photos", "test")).read_text())
     entry = pipeline["exo-ego"]["results"]["pair_000"]["masks"][obj]["exo_aria_ego"]["0"]
     assert record["confidence"] == pytest.approx(entry["confidence"], abs=1e-6)
     ego_rgb = np.asarray(Image.open(ego).convert("RGB"))

@@ -10,6 +10,7 @@ downstream re-runs because its input is updated by another job, and nothing upst
 from __future__ import annotations
 
 import copy
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,20 +19,11 @@ import pytest
 import yaml
 from conftest import run_snakemake
 
+from omama.layout import Layout
+
 pytestmark = pytest.mark.slow
 
-UPSTREAM = {
-    "synthesize",
-    "take_index",
-    "download",
-    "extract",
-    "pairs",
-    "robustness_photos",
-    "robustness_index",
-    "robustness_take",
-    "robustness_pairs",
-    "robustness_split",
-}
+UPSTREAM = {"prepare", "take_index", "download", "extract", "pairs"}  # every dataset's data stages
 
 
 @dataclass
@@ -76,6 +68,12 @@ def finished(tiny_run) -> tuple[Path, dict]:
     return tiny_run, yaml.safe_load((tiny_run / "test-config.yaml").read_text())
 
 
+def takes(finished) -> int:
+    """Takes of every dataset of the finished run (a feature store each)."""
+    work, cfg = finished
+    return sum(len(json.loads((work / Layout("results").data(d).index()).read_text())) for d in cfg["datasets"])
+
+
 def dry_run(finished, change, *args: str) -> DryRun:
     """``snakemake -n`` in the finished run's folder with one setting changed (written to its own
     config file: the run's test-config.yaml stays as it was for other tests)."""
@@ -105,8 +103,8 @@ def assert_plan(plan: DryRun, params: set[str], runs: set[str], untouched: set[s
 @pytest.mark.parametrize(
     "change",
     [
-        lambda c: c["split"].update(ratios=[0.6, 0.2, 0.2]),
-        lambda c: c["split"].update(seed=1),
+        lambda c: c["datasets"]["tabletop"]["split"].update(ratios=[0.6, 0.2, 0.2]),
+        lambda c: c["datasets"]["tabletop"]["split"].update(seed=1),
     ],
     ids=["ratios", "seed"],
 )
@@ -115,10 +113,13 @@ def test_split_change_reruns_split_and_below(finished, change):
     assert_plan(
         plan,
         params={"split"},
-        runs={"split", "train", "predict", "evaluate", "reference", "robustness_predict", "robustness_evaluate", "report"},
-        untouched=UPSTREAM | {"features", "proposals", "robustness_features", "robustness_proposals"},
+        runs={"split", "train", "predict", "evaluate", "reference", "timing", "report"},
+        untouched=UPSTREAM | {"features", "proposals"},
     )
-    assert [j.wildcards for j in plan.jobs if j.rule == "split"] == ["split=frame"]
+    assert [j.wildcards for j in plan.jobs if j.rule == "split"] == ["dataset=tabletop, split=frame"]
+    # the photo pairs (split "all") are scored again only by the retrained experiment
+    photos = {j.wildcards for j in plan.jobs if "dataset=photos" in j.wildcards}
+    assert photos and all("exp=trained-frame" in w for w in photos), photos
 
 
 @pytest.mark.parametrize("setting", [{"dtype": "float32"}, {"resize": "nearest"}])
@@ -126,20 +127,11 @@ def test_backbone_change_reruns_features_not_frames(finished, setting):
     plan = dry_run(finished, lambda c: c["backbones"]["tiny-dinov2"].update(setting))
     assert_plan(
         plan,
-        params={"features", "robustness_features"},
-        runs={
-            "features",
-            "robustness_features",
-            "train",
-            "predict",
-            "evaluate",
-            "robustness_predict",
-            "robustness_evaluate",
-            "report",
-        },
-        untouched=UPSTREAM | {"proposals", "robustness_proposals", "split", "reference"},
+        params={"features"},
+        runs={"features", "train", "predict", "evaluate", "timing", "report"},
+        untouched=UPSTREAM | {"proposals", "split", "reference"},
     )
-    assert sum(j.rule == "features" for j in plan.jobs) == finished[1]["synthetic"]["takes"]
+    assert sum(j.rule == "features" for j in plan.jobs) == takes(finished)  # the tabletop takes and the photo pairs
 
 
 def test_training_change_reruns_that_experiment_only(finished):
@@ -147,10 +139,10 @@ def test_training_change_reruns_that_experiment_only(finished):
     assert_plan(
         plan,
         params={"train"},
-        runs={"train", "predict", "evaluate", "robustness_predict", "robustness_evaluate", "report"},
+        runs={"train", "predict", "evaluate", "timing", "report"},
         untouched=UPSTREAM | {"features", "proposals", "split", "reference"},
     )
-    exps = {j.wildcards for j in plan.jobs if j.rule not in {"report", "all"}}
+    exps = {j.wildcards for j in plan.jobs if j.rule not in {"timing", "report", "all"}}
     assert exps and all("exp=trained-frame" in w for w in exps), exps
 
 
@@ -169,7 +161,7 @@ def test_forcing_one_stage_after_a_code_change(finished):
     stage for every take and stops there."""
     plan = dry_run(finished, lambda c: None, "-R", "features", "--until", "features")
     assert plan.rules() == {"features"}, plan.text[-3000:]
-    assert len(plan.jobs) == finished[1]["synthetic"]["takes"]
+    assert len(plan.jobs) == takes(finished)
     assert all(j.reason == "Forced execution" for j in plan.jobs), plan.jobs
 
 
@@ -177,11 +169,11 @@ def test_split_strategy_change_reruns_the_new_split_and_that_experiment(finished
     plan = dry_run(finished, lambda c: c["experiments"]["trained-frame"].update(split="take"))
     assert plan.reasons["updated input files"] == {"train"}, plan.reasons
     assert plan.reasons["output files have to be generated"] == {"split", "reference"}, plan.reasons
-    assert [j.wildcards for j in plan.jobs if j.rule == "split"] == ["split=take"]
+    assert [j.wildcards for j in plan.jobs if j.rule == "split"] == ["dataset=tabletop, split=take"]
     assert all(j.reason.startswith("Missing output files") for j in plan.jobs if j.rule in {"split", "reference"})
     assert {w for j in plan.jobs if j.rule == "reference" for w in j.wildcards.split(", ") if w.startswith("split=")} == {
         "split=take"
     }
-    assert not plan.rules() & (UPSTREAM | {"features", "proposals", "robustness_features", "robustness_proposals"})
+    assert not plan.rules() & (UPSTREAM | {"features", "proposals"})
     exps = {j.wildcards for j in plan.jobs if j.rule in {"train", "predict", "evaluate"}}
     assert exps and all("exp=trained-frame" in w for w in exps), exps
