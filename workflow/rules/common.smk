@@ -228,10 +228,16 @@ def report_params():
     )
 
 
+# The datasets some experiment trains or is scored on. Their take indexes are also plain inputs of the timing and
+# report jobs: Snakemake waits for one checkpoint per input function, so without them every dataset's prepare and
+# take index would run one after another.
+USED_DATASETS = sorted({d for x in EXPERIMENTS.values() for d in (x.dataset, *x.evaluate_on)})
+TAKE_INDEXES = [L.data(d).index() for d in USED_DATASETS]
+
+
 def report_files(wc):
     """Every file the report reads (evaluates the datasets' take indexes), by kind (omama.report.report_inputs)."""
-    used = sorted({d for x in EXPERIMENTS.values() for d in (x.dataset, *x.evaluate_on)})
-    takes = {d: selected_takes(d) for d in used}
+    takes = {d: selected_takes(d) for d in USED_DATASETS}
     return {**report_inputs(ReportParams.from_dict(report_params()), takes), "timing": [L.timing()]}
 
 
@@ -245,7 +251,7 @@ def benchmark_patterns():
 
 def known_wildcards(wc):
     """The values the current config gives each wildcard (timings of removed experiments or datasets are left out)."""
-    used = sorted({d for x in EXPERIMENTS.values() for d in (x.dataset, *x.evaluate_on)})
+    used = USED_DATASETS
     return {
         "dataset": used,
         "take": sorted({t for d in used for t in selected_takes(d)}),

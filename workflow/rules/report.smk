@@ -8,6 +8,7 @@ REPORT = dict(report=report_params())
 # After every other job the report needs (the same inputs), so that their timings are all there.
 rule timing:
     input:
+        TAKE_INDEXES,
         lambda wc: [f for k, files in report_files(wc).items() if k != "timing" for f in files],
     output:
         timing=L.timing(),
@@ -25,6 +26,7 @@ rule timing:
 
 rule report:
     input:
+        TAKE_INDEXES,
         unpack(report_files),
         settings=settings("report", REPORT),
     output:
