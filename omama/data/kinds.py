@@ -130,23 +130,14 @@ class DatasetKind:
 
 def write_records(records: list[dict], skipped: list[dict], reasons: dict, *, root, takes_out, records_dir, summary_out):
     """A take index of ``records`` (lean list, one record file each) and its summary of what was left out."""
-    from omama.data.takes import write_if_changed
-    from omama.io import write_json
+    from omama.data.takes import write_if_changed, write_index
 
     if not records:
         raise ValueError(f"no take selected from {root} (left out: {reasons})")
     for r in records:
         write_if_changed(Path(records_dir) / f"{r['take_uid']}.json", r)
-    summary = {
-        "source": str(root),
-        "takes_in_annotations": len(records) + sum(reasons.values()),
-        "selected": len(records),
-        "frames": sum(len(r["frames"]) for r in records),
-        "left_out": dict(sorted(reasons.items())),
-        "skipped_takes": skipped,
-    }
-    write_json(summary_out, summary, indent=1)
-    write_json(takes_out, records, indent=1)
+    seen = len(records) + sum(reasons.values())
+    write_index(records, reasons, skipped, root=root, seen=seen, takes_out=takes_out, summary_out=summary_out)
     return records
 
 

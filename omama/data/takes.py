@@ -363,6 +363,13 @@ def build_index(
     records = [r for _, r in sorted(kept, key=lambda x: x[0])]
     if not records:
         raise ValueError(f"no take selected from {root} (selection {selection}; left out: {dict(reasons)})")
+    write_index(records, reasons, skipped, root=root, seen=seen, takes_out=takes_out, summary_out=summary_out)
+    log.info("selected %d of %d takes; left out %s", len(records), seen, dict(reasons))
+    return records
+
+
+def write_index(records: list[dict], reasons: dict, skipped: list[dict], *, root, seen: int, takes_out, summary_out) -> None:
+    """A take index (``records``, lean) and its summary: of ``seen`` takes, what was selected and what was left out."""
     summary = {
         "source": str(root),
         "takes_in_annotations": seen,
@@ -373,8 +380,6 @@ def build_index(
     }
     write_json(summary_out, summary, indent=1)
     write_json(takes_out, records, indent=1)
-    log.info("selected %d of %d takes; left out %s", len(records), seen, dict(reasons))
-    return records
 
 
 def lean(record: dict) -> dict:

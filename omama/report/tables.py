@@ -125,28 +125,6 @@ def visibility_bins(samples: dict[str, pd.DataFrame], visibility: pd.DataFrame) 
     return out
 
 
-def benchmark_table(paths: list[str], bench_dir: str) -> pd.DataFrame:
-    """Snakemake benchmark TSVs (``paths``, under ``bench_dir``), one row per job, with its stage (first folder)."""
-    rows = []
-    for path in sorted(map(Path, paths)):
-        try:
-            b = pd.read_csv(path, sep="\t")
-        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
-            raise ValueError(f"malformed benchmark file {path}: {e}") from e
-        if b.empty or "s" not in b.columns:
-            raise ValueError(f"malformed benchmark file {path}: no 's' column")
-        rel = path.relative_to(bench_dir)
-        rows.append(
-            {
-                "stage": rel.parts[0] if len(rel.parts) > 1 else rel.stem,
-                "job": str(rel.with_suffix("")),
-                "s": float(b["s"].mean()),
-                "max_rss": pd.to_numeric(b.get("max_rss", pd.Series([np.nan])), errors="coerce").max(),
-            }
-        )
-    return pd.DataFrame(rows, columns=["stage", "job", "s", "max_rss"])
-
-
 def html_table(df: pd.DataFrame, floatfmt: str = "{:.4f}", index: bool = True) -> str:
     if df is None or df.empty:
         return "<p class='muted'>(no rows)</p>"
