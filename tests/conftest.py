@@ -38,7 +38,7 @@ def tiny_config(**overrides) -> dict:
     cfg["datasets"] = {"tabletop": tabletop, "photos": {"kind": "photos", "synthetic_pairs": 2}}
     cfg["backbones"] = {"tiny-dinov2": cfg["backbones"]["tiny-dinov2"]}
     cfg["backbones"]["tiny-dinov2"].update(ego_grid=[8, 8], exo_grid=[6, 10], batch_size=4)
-    for name in ("control-frame", "trained-official", "trained-official-memory", "cosine-official"):  # test_protocol.py
+    for name in ("cosine-object", "trained-official", "trained-official-memory", "cosine-official"):  # test_protocol.py
         cfg["experiments"].pop(name)
     cfg["experiments"]["trained-ego2exo"]["split"] = "frame"
     cfg["submissions"] = {}

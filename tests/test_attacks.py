@@ -346,7 +346,7 @@ def test_a_real_run_with_an_init_cycle_stops_before_any_job_naming_it(tmp_path):
 
 def test_report_compare_pairs_and_ego2exo_evaluation_datasets_are_checked_before_any_job():
     cfg = validated(default_config())
-    cfg["report"]["compare"] = [["control-frame", "nope"], ["trained-frame", "trained-ego2exo"]]
+    cfg["report"]["compare"] = [["cosine", "nope"], ["trained-frame", "trained-ego2exo"]]
     problems = preflight(cfg)
     assert problems == [
         "report.compare names experiment 'nope', which is not under experiments:",
@@ -359,7 +359,7 @@ def test_report_compare_pairs_and_ego2exo_evaluation_datasets_are_checked_before
         "experiments.trained-ego2exo.evaluate_on names datasets besides its own ('tabletop'): an ego2exo experiment is "
         "scored on its own dataset only"
     ]
-    cfg["report"]["compare"] = [["control-frame", "trained-frame", "trained-object"]]
+    cfg["report"]["compare"] = [["cosine", "trained-frame", "trained-object"]]
     with pytest.raises(Exception, match="compare"):
         validated(cfg)
 

@@ -226,9 +226,26 @@ def candidate_embeddings(
     src = head.project(src_feat)
     dst = head.project(dst_feat)
     B = src.shape[0]
-    return head.embeddings(
-        describe(src, src_masks)[:, 0], src, describe(dst, cand_masks).expand(B, -1, -1), dst.expand(B, -1, -1, -1)
-    )
+    src_desc, dst_desc = describe(src, src_masks)[:, 0], describe(dst, cand_masks)
+    if dst.shape[0] > 1:
+        return head.embeddings(src_desc, src, dst_desc, dst)
+    # A destination shared by every source (a frame's prediction, an adaptation group): the candidates attend to
+    # each distinct source grid once (the sources of one camera share it) and are repeated for its sources.
+    first, inverse = distinct_rows(src_feat)
+    q, t = head.embeddings(src_desc, src[first], dst_desc.expand(len(first), -1, -1), dst.expand(B, -1, -1, -1))
+    return q, t[inverse]
+
+
+def distinct_rows(x: torch.Tensor) -> tuple[list[int], torch.Tensor]:
+    """The index of the first of each distinct row of ``x`` (along dim 0), and each row's position among them."""
+    first, inverse = [], []
+    for i in range(len(x)):
+        same = next((k for k, j in enumerate(first) if torch.equal(x[i], x[j])), None)
+        if same is None:
+            same = len(first)
+            first.append(i)
+        inverse.append(same)
+    return first, torch.tensor(inverse, device=x.device)
 
 
 def score_candidates(
