@@ -291,6 +291,36 @@ def test_compare_iou_paired_interval_excludes_zero_for_a_consistent_gain():
     assert not c2["paired"] and c2["verdict"] == "the difference is not distinguishable from zero at 95 %"
 
 
+def test_paired_differences_table_shows_the_iou_interval_not_the_existence_one():
+    """The per-dataset table once held two columns of one name, so the existence interval stood in the IoU
+    interval's place (motorcycle: -0.039 [+0.0000, +0.0000], 'distinguishable')."""
+    from omama.evaluation.metrics import Bootstrap
+    from omama.report.sections import paired_differences
+
+    rng = np.random.default_rng(0)
+    n = 120
+    a = pd.DataFrame(
+        {
+            "take_uid": np.repeat([f"t{i}" for i in range(6)], n // 6),
+            "object": "cup_0",
+            "exo_cam": "cam01",
+            "ego_cam": "aria01_214-1",
+            "frame": np.arange(n),
+            "ego_present": True,
+            "pred_exists": True,
+            "iou": rng.random(n) * 0.5,
+            "shape": 0.5,
+            "location": 0.1,
+        }
+    )
+    b = a.assign(iou=a.iou + rng.normal(0.1, 0.1, n))
+    row = paired_differences([("a", "b")], {"a": a, "b": b}, Bootstrap(resamples=500, level=0.95, seed=0)).iloc[0]
+    assert list(row.index).count("ΔIoU 95 % interval") == 1
+    lo, hi = map(float, re.match(r"\[([-+]\d\.\d{4}), ([-+]\d\.\d{4})\] \(paired\)", row["ΔIoU 95 % interval"]).groups())
+    assert lo < float(row["ΔIoU"]) < hi and lo > 0
+    assert row["Δ existence 95 % interval (paired)"] == "n/a"  # every object present: no balanced accuracy
+
+
 def test_screenshot_is_not_blank(report, tmp_path):
     shot = tmp_path / "shot.png"
     chromium(

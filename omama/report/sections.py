@@ -261,11 +261,11 @@ def paired_differences(pairs: list[tuple[str, str]], samples: dict[str, pd.DataF
             {
                 "b − a": f"{b} − {a}",
                 "ΔIoU": c["diff"],
-                f"{boot.percent} interval ({'paired' if c['paired'] else 'unpaired'})": c["ci"],
+                f"ΔIoU {boot.percent} interval": f"{c['ci']} ({'paired' if c['paired'] else 'unpaired'})",
                 "b better / worse / equal": " / ".join(str(n) for n in change_counts(j).values()),
                 "verdict": c["verdict"],
                 "Δ existence bal. acc": e["diff"],
-                f"{boot.percent} interval (paired)": e["ci"],
+                f"Δ existence {boot.percent} interval (paired)": e["ci"],
             }
         )
     return pd.DataFrame(rows)
