@@ -175,7 +175,7 @@ def test_report_is_self_contained(report):
     html = (report / "report.html").read_text()
     assert not re.search(r'(src|href)\s*=\s*["\']?(https?:)?//', html)
     assert "<link" not in html and "<script" not in html and "@import" not in html
-    assert html.count('src="data:image/png;base64,') == html.count("<img")
+    assert html.count('src="data:image/png;base64,') + html.count('src="data:image/jpeg;base64,') == html.count("<img")
 
 
 def test_report_shows_the_results_numbers_and_provenance(report):

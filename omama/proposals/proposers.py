@@ -33,7 +33,6 @@ from skimage.segmentation import felzenszwalb, find_boundaries, watershed
 from tqdm import tqdm
 
 from omama.data.masks import decode_rle, encode_rle, mask_box, resize_mask
-from omama.features.backbones import check_device
 from omama.io import load_frame, read_json, read_parquet, write_parquet
 from omama.layout import frame_file
 
@@ -283,7 +282,10 @@ def make_proposer(cfg: dict, device: str | None = None, threads: int = 1):
 
     cfg = entry("proposers", cfg)  # the schema's defaults (its kind's too)
     device = device or cfg["device"]
-    check_device(device)
+    if device != "cpu":  # torch is imported only where a device is asked for (the classical proposer needs none)
+        from omama.features.backbones import check_device
+
+        check_device(device)
     return PROPOSERS.get(cfg["kind"]).load(cfg, device, threads)
 
 

@@ -22,9 +22,10 @@ def png_data_uri(data: bytes) -> str:
 
 
 def image_uri(rgb: np.ndarray) -> str:
+    """A photo-like panel as a JPEG data URI (a third of an optimised PNG's bytes, in a hundredth of its time)."""
     buf = io.BytesIO()
-    Image.fromarray(rgb).save(buf, format="PNG", optimize=True)
-    return png_data_uri(buf.getvalue())
+    Image.fromarray(rgb).save(buf, format="JPEG", quality=90)
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
 def blend(rgb: np.ndarray, mask: np.ndarray, colour: tuple[int, int, int], alpha: float = 0.5) -> np.ndarray:

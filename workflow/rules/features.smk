@@ -9,7 +9,8 @@ PROPOSER = dict(cfg=lambda wc: proposer_config(wc.proposer), threads=COMPUTE_THR
 
 
 # Features and ego proposals first (priority): every training job waits on them, and training is
-# the long pole of a run; references, exo proposals and other datasets fill the gaps.
+# the long pole of a run; exo proposals (ego->exo training waits on them) come with the trainings,
+# references and predictions fill the gaps.
 rule features:
     input:
         annotation=D.annotation(),
@@ -113,7 +114,7 @@ use rule proposals as exo_proposals with:
         L.log("exo_proposals", "dataset", "proposer", "take"),
     benchmark:
         L.benchmark("exo_proposals", "dataset", "proposer", "take")
-    priority: 0
+    priority: 1
     params:
         **PROPOSER,
         view="exo",
