@@ -60,6 +60,7 @@ EXPECTED = {
     "omp_wait": ["| jobs side by side x 2 threads |"],
     "proposals_cpu": ["Proposals per frame:"],
     "proposers_sam": ["| classical |", "| sam |"],
+    "shared_destination": ["| prediction of a frame (no grad) |", "| adaptation step (forward + backward) |"],
     "store_io": ["| after: omama.features.shards writer pool | zstd |", "| after: RowArray.read, one call per batch | zstd |"],
     "train_iteration": ["training iteration, on the fly:", "per-mask loop"],
 }
@@ -86,5 +87,7 @@ def test_benchmark_script_runs_at_a_tiny_size(script, request):
         assert part in out.stdout, (part, out.stdout[-3000:])
     if script == "gpu_check":
         assert subprocess.run(["bash", "-n", "benchmarks/gpu_check.sh"], cwd=REPO).returncode == 0
+    if script == "shared_destination":  # the shared-destination path computes what the plain one did
+        assert float(re.search(r"max abs difference ([0-9.e+-]+)", out.stdout).group(1)) < 1e-5, out.stdout
     if script == "train_iteration":  # the per-mask reference loop is the published algorithm: it agrees with describe
         assert float(re.search(r"max abs difference ([0-9.e+-]+)", out.stdout).group(1)) < 1e-4, out.stdout

@@ -144,3 +144,33 @@ def test_loss_ignores_absent_objects_and_padded_slots():
     changed = scores.clone()
     changed[0, 2] = 5.0
     torch.testing.assert_close(matching_loss(changed, target, torch.tensor([1.0, 0.0]), valid), padded)
+
+
+def test_a_shared_destination_embeds_each_distinct_source_grid_once_with_the_same_values_and_gradients():
+    """Five sources from two cameras (two grids) and one destination: the candidates attend to each grid once; the
+    embeddings and the gradients equal those of the plain expansion over every source."""
+    from omama.model.descriptors import describe
+    from omama.model.head import candidate_embeddings
+
+    torch.manual_seed(0)
+    head = MatchingHead((3, 5), (4, 4), in_channels=8)
+    grids = torch.randn(2, 8, 3, 5)
+    src_feat = grids[[0, 1, 0, 0, 1]]
+    dst_feat = torch.randn(1, 8, 4, 4)
+    src_masks, cand = torch.rand(5, 1, 48, 80) > 0.7, torch.rand(1, 6, 64, 64) > 0.7
+
+    def loss_and_grads(q, t):
+        head.zero_grad()
+        ((q[:, 0, None] * t).sum(-1) ** 2).sum().backward()
+        return [p.grad.clone() for p in head.parameters() if p.grad is not None]
+
+    q, t = candidate_embeddings(head, src_feat, dst_feat, src_masks, cand)
+    src, dst = head.project(src_feat), head.project(dst_feat)
+    q0, t0 = head.embeddings(
+        describe(src, src_masks)[:, 0], src, describe(dst, cand).expand(5, -1, -1), dst.expand(5, -1, -1, -1)
+    )
+    assert q.shape == q0.shape == (5, 1, 768) and t.shape == t0.shape == (5, 6, 768)
+    assert torch.allclose(q, q0, atol=1e-6) and torch.allclose(t, t0, atol=1e-6)
+    assert torch.equal(t[0], t[2]) and torch.equal(t[1], t[4]) and not torch.equal(t[0], t[1])
+    for g, g0 in zip(loss_and_grads(q, t), loss_and_grads(q0, t0)):
+        assert torch.allclose(g, g0, atol=1e-5)
