@@ -480,6 +480,7 @@ def test_settings_that_contradict_each_other_are_refused_naming_the_key():
     # transformers), an implementation that cannot load the kind (the job failed when it loaded the network)
     cfg = default_config()
     cfg["backbones"]["tiny-dinov2"]["tiny"].update(hidden_size=96, num_attention_heads=5)
+    cfg["experiments"]["untrained"]["backbone"] = "tiny-dinov2"  # preflight checks the backbones experiments use
     (p,) = preflight(validate(copy.deepcopy(cfg)))
     assert p.startswith("backbones.tiny-dinov2.tiny.hidden_size 96 is not a multiple of num_attention_heads 5")
     cfg = default_config()
