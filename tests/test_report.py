@@ -263,6 +263,22 @@ def test_comparison_of_different_sample_sets_is_unpaired(tmp_path):
     assert re.search(r"the difference is (not )?distinguishable from zero at 95 %", verdict)
 
 
+def samples_table(n: int, takes: int, iou, **columns) -> pd.DataFrame:
+    """``n`` present samples of one object spread evenly over ``takes`` takes, with their ``iou`` (and ``columns``)."""
+    return pd.DataFrame(
+        {
+            "take_uid": np.repeat([f"t{i}" for i in range(takes)], n // takes),
+            "object": "cup_0",
+            "exo_cam": "cam01",
+            "ego_cam": "aria01_214-1",
+            "frame": np.arange(n),
+            "ego_present": True,
+            "iou": iou,
+            **columns,
+        }
+    )
+
+
 def test_compare_iou_paired_interval_excludes_zero_for_a_consistent_gain():
     from omama.evaluation.metrics import Bootstrap
     from omama.report.sections import compare_iou
@@ -270,17 +286,7 @@ def test_compare_iou_paired_interval_excludes_zero_for_a_consistent_gain():
 
     rng = np.random.default_rng(0)
     n = 240
-    a = pd.DataFrame(
-        {
-            "take_uid": np.repeat([f"t{i}" for i in range(12)], n // 12),
-            "object": "cup_0",
-            "exo_cam": "cam01",
-            "ego_cam": "aria01_214-1",
-            "frame": np.arange(n),
-            "ego_present": True,
-            "iou": rng.random(n),
-        }
-    )
+    a = samples_table(n, 12, rng.random(n))
     b = a.assign(iou=a.iou + 0.02)
     j = a.merge(b, on=SAMPLE_KEY, suffixes=("_a", "_b")).assign(delta=lambda d: d.iou_b - d.iou_a)
     c = compare_iou(a, b, j, Bootstrap(resamples=1000, level=0.95, seed=1))
@@ -299,20 +305,7 @@ def test_paired_differences_table_shows_the_iou_interval_not_the_existence_one()
 
     rng = np.random.default_rng(0)
     n = 120
-    a = pd.DataFrame(
-        {
-            "take_uid": np.repeat([f"t{i}" for i in range(6)], n // 6),
-            "object": "cup_0",
-            "exo_cam": "cam01",
-            "ego_cam": "aria01_214-1",
-            "frame": np.arange(n),
-            "ego_present": True,
-            "pred_exists": True,
-            "iou": rng.random(n) * 0.5,
-            "shape": 0.5,
-            "location": 0.1,
-        }
-    )
+    a = samples_table(n, 6, rng.random(n) * 0.5, pred_exists=True, shape=0.5, location=0.1)
     b = a.assign(iou=a.iou + rng.normal(0.1, 0.1, n))
     row = paired_differences([("a", "b")], {"a": a, "b": b}, Bootstrap(resamples=500, level=0.95, seed=0)).iloc[0]
     assert list(row.index).count("ΔIoU 95 % interval") == 1
