@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from omama.report.overlays import png_data_uri  # noqa: E402
+from omama.report.overlays import data_uri  # noqa: E402
 
 
 def figure_uri(fig) -> str:
@@ -20,7 +20,7 @@ def figure_uri(fig) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
     plt.close(fig)
-    return png_data_uri(buf.getvalue())
+    return data_uri(buf.getvalue(), "image/png")
 
 
 def iou_histogram(samples: dict[str, pd.DataFrame], subset: str) -> str:

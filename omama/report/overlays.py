@@ -17,15 +17,15 @@ from omama.report.tables import SAMPLE_KEY
 COLOURS = {"exo": (255, 140, 0), "gt": (0, 200, 80), "pred": (230, 30, 200), "pred2": (30, 140, 255)}
 
 
-def png_data_uri(data: bytes) -> str:
-    return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+def data_uri(data: bytes, mime: str) -> str:
+    return f"data:{mime};base64," + base64.b64encode(data).decode("ascii")
 
 
 def image_uri(rgb: np.ndarray) -> str:
     """A photo-like panel as a JPEG data URI (a third of an optimised PNG's bytes, in a hundredth of its time)."""
     buf = io.BytesIO()
     Image.fromarray(rgb).save(buf, format="JPEG", quality=90)
-    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    return data_uri(buf.getvalue(), "image/jpeg")
 
 
 def blend(rgb: np.ndarray, mask: np.ndarray, colour: tuple[int, int, int], alpha: float = 0.5) -> np.ndarray:
