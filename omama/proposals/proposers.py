@@ -23,7 +23,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pandas as pd
 from pycocotools import mask as mask_utils
@@ -58,23 +57,12 @@ class ProposalSet:
         return len(self.counts)
 
     def masks(self, height: int | None = None, width: int | None = None) -> np.ndarray:
-        """bool (N, H, W), resized nearest (``resize_mask``'s pixels) when a size other than the stored one is
-        asked; every mask decoded in one call, each resized straight into the output."""
+        """bool (N, H, W), resized nearest when a size other than the stored one is asked."""
         height, width = height or self.height, width or self.width
-        if not len(self):
-            return np.zeros((0, height, width), dtype=bool)
-        size = [self.height, self.width]
-        decoded = mask_utils.decode(
-            [{"size": size, "counts": c.encode("ascii") if isinstance(c, str) else c} for c in self.counts]
-        )
-        out = np.empty((len(self), height, width), dtype=np.uint8)
-        for i in range(len(self)):
-            mask = np.ascontiguousarray(decoded[:, :, i])
-            if (height, width) == (self.height, self.width):
-                out[i] = mask
-            else:
-                cv2.resize(mask, (width, height), dst=out[i], interpolation=cv2.INTER_NEAREST)
-        return out.view(bool)
+        out = np.zeros((len(self), height, width), dtype=bool)
+        for i, c in enumerate(self.counts):
+            out[i] = resize_mask(decode_rle({"size": [self.height, self.width], "counts": c}), height, width)
+        return out
 
 
 def load_proposals(path) -> dict[int, ProposalSet]:
